@@ -14,3 +14,10 @@ class UserError(Exception):
 
     The message must name the key path or file and say what to do.
     """
+
+
+class StageError(Exception):
+    """A run that cannot go on (missing or inconsistent shards): exit 1, message, no traceback.
+
+    Not the user's typo, but not a bug either; the message says which object is wrong.
+    """

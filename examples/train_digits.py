@@ -1,0 +1,66 @@
+"""Trains two small CNNs on scikit-learn's digits, from two seeds, for the demo specs.
+
+The README's main command runs this first; it skips checkpoints that already exist.
+Each takes a few seconds on two CPU cores. The two runs differ only in their seed, so
+the interpolation between them shows the barrier between two independent minima.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from landscape_job.checkpoints import save_checkpoint
+from landscape_job.data import load_split
+from landscape_job.models import build_model
+
+ARCH = "cnn"
+
+
+def train(seed: int, epochs: int, out: Path) -> None:
+    torch.manual_seed(seed)
+    train_split = load_split("digits", "train")
+    test_split = load_split("digits", "test")
+    model = build_model(ARCH, train_split.num_classes, tuple(train_split.inputs.shape[1:]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    generator = torch.Generator().manual_seed(seed)
+    started = time.time()
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(train_split.labels), generator=generator)
+        for start in range(0, len(order), 64):
+            batch = order[start:start + 64]
+            optimizer.zero_grad()
+            F.cross_entropy(model(train_split.inputs[batch]), train_split.labels[batch]).backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model(test_split.inputs).argmax(1) == test_split.labels).float().mean().item() * 100
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, out, epoch=epochs, seed=seed, test_acc=acc)
+    print(f"trained {out} (seed {seed}, {epochs} epochs, test accuracy {acc:.1f}%, {time.time() - started:.1f}s)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "checkpoints")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--force", action="store_true", help="retrain even if the checkpoints exist")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for seed, name in ((0, "digits-cnn-a.pt"), (1, "digits-cnn-b.pt")):
+        path = args.out / name
+        if path.exists() and not args.force:
+            print(f"{path} exists; keeping it (--force retrains)")
+            continue
+        train(seed, args.epochs, path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

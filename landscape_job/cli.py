@@ -1,0 +1,82 @@
+"""``landscape-job``: the pod entrypoint, one subcommand per stage.
+
+The run's storage prefix comes from ``--run`` or ``LANDSCAPE_RUN``; the evaluate stage
+takes its shard from ``--shard`` or ``JOB_COMPLETION_INDEX`` (set by an Indexed Job, and
+by the local backend, so both exercise the same contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
+
+STAGE_ERROR_EXIT = 1
+
+
+def run_guarded(body: Callable[[], int | None], prog: str) -> int:
+    """Turns a user's mistake or a broken run into one line on stderr, never a traceback."""
+    try:
+        return body() or 0
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    except StageError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return STAGE_ERROR_EXIT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landscape-job", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=os.environ.get("LANDSCAPE_RUN"),
+                        help="the run's storage prefix, e.g. file:///data/runs/r1 (default: $LANDSCAPE_RUN)")
+    sub = parser.add_subparsers(dest="stage", required=True)
+    sub.add_parser("prepare", help="build the directions and the run manifest")
+    evaluate = sub.add_parser("evaluate", help="evaluate one shard of the grid")
+    evaluate.add_argument("--shard", type=int, default=None,
+                          help="shard index (default: $JOB_COMPLETION_INDEX)")
+    merge = sub.add_parser("merge", help="verify and merge the shards, write surface.h5, plots and report")
+    merge.add_argument("--no-plots", action="store_true", help="skip the plots")
+    return parser
+
+
+def _shard_index(value: int | None) -> int:
+    if value is not None:
+        return value
+    env = os.environ.get("JOB_COMPLETION_INDEX")
+    if env is None:
+        raise UserError("evaluate: give --shard or set JOB_COMPLETION_INDEX")
+    try:
+        return int(env)
+    except ValueError:
+        raise UserError(f"JOB_COMPLETION_INDEX: expected an integer, got {env!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    def body() -> None:
+        from landscape_job import stages
+        from landscape_job.storage import open_storage
+
+        if not args.run:
+            raise UserError("--run: give the run's storage prefix or set LANDSCAPE_RUN")
+        run = open_storage(args.run)
+        if args.stage == "prepare":
+            stages.prepare(run)
+        elif args.stage == "evaluate":
+            stages.evaluate(run, _shard_index(args.shard))
+        else:
+            stages.merge(run, plots=not args.no_plots)
+
+    return run_guarded(body, "landscape-job")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""The three stages of a run, chained through storage: prepare, evaluate (one call per shard), merge.
+
+Each stage reads what it needs from the run's prefix and writes whole objects back,
+so a stage can be rerun at any time: prepare keeps directions that already match the
+spec, evaluate resumes from its last checkpoint (or exits at once if its shard is
+complete), merge rebuilds the surface from the shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import landscape_job
+from landscape_job.checkpoints import load_into, load_state_dict
+from landscape_job.data import Split, dataset_info, load_split
+from landscape_job.directions import build_directions, direction_file_bytes, load_directions
+from landscape_job.errors import StageError, UserError
+from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.models import build_model
+from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
+from landscape_job.spec import Spec, spec_from_yaml
+from landscape_job.storage import NotFound, Storage
+from landscape_job.surface import surface_bytes
+
+SPEC_KEY = "spec.yaml"
+MANIFEST_KEY = "manifest.json"
+DIRECTIONS_KEY = "directions.h5"
+SURFACE_KEY = "surface.h5"
+REPORT_KEY = "report.json"
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def read_run_spec(run: Storage) -> Spec:
+    try:
+        text = run.get(SPEC_KEY).decode()
+    except NotFound:
+        raise UserError(f"{run.url}: no {SPEC_KEY}; is this a run prefix? (submit a spec first)") from None
+    return spec_from_yaml(text, f"{run.url}/{SPEC_KEY}")
+
+
+def _read_json(run: Storage, key: str, hint: str) -> dict:
+    try:
+        return json.loads(run.get(key))
+    except NotFound:
+        raise StageError(f"{run.url}/{key} is missing; {hint}") from None
+
+
+def build_centre_model(spec: Spec) -> nn.Module:
+    """The model at θ*, on the CPU."""
+    input_shape, num_classes = dataset_info(spec.data.dataset, spec.data.options)
+    model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
+    load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
+    return model.eval()
+
+
+def load_splits(spec: Spec) -> list[Split]:
+    d = spec.data
+    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options)
+            for name in d.splits]
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare(run: Storage, log: Log = _stderr) -> dict:
+    """Builds the directions once for the whole run and records the run's manifest."""
+    spec = read_run_spec(run)
+    if run.exists(MANIFEST_KEY) and run.exists(DIRECTIONS_KEY):
+        manifest = json.loads(run.get(MANIFEST_KEY))
+        if manifest.get("spec_hash") == spec.hash:
+            log(f"prepare: directions already present for this spec ({manifest['direction_hash'][:12]}); keeping them")
+            return manifest
+    started = time.time()
+    model = build_centre_model(spec)
+    directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
+    checkpoints = {path: file_sha256(path) for path in (spec.model.checkpoint, *spec.directions.targets,
+                                                         *([spec.directions.file] if spec.directions.file else []))}
+    manifest = {
+        "run": run.url,
+        "spec_hash": spec.hash,
+        "direction_hash": directions.hash,
+        "dir_type": directions.dir_type,
+        "tensors": len(directions.x),
+        "parameters": sum(t.numel() for t in directions.x),
+        "cosine_xy": directions.cosine(),
+        "checkpoints": checkpoints,
+        "seed": spec.directions.seed,
+        "code_version": landscape_job.__version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "prepare_seconds": round(time.time() - started, 3),
+    }
+    attrs = {"spec_hash": spec.hash, "seed": spec.directions.seed, "norm": spec.directions.norm,
+             "ignore": spec.directions.ignore, "type": spec.directions.type}
+    run.put(DIRECTIONS_KEY, direction_file_bytes(directions, attrs))
+    run.put(MANIFEST_KEY, json.dumps(manifest, indent=2).encode())
+    cosine = "" if manifest["cosine_xy"] is None else f", cos(x, y) = {manifest['cosine_xy']:.2e}"
+    log(f"prepare: {directions.dir_type} directions over {manifest['tensors']} tensors "
+        f"({manifest['parameters']:,} values){cosine}")
+    return manifest
+
+
+class _Checkpointer:
+    """Decides when a worker writes its partial results: every K points or T seconds."""
+
+    def __init__(self, every: int, seconds: float):
+        self.every, self.seconds = every, seconds
+        self.pending, self.last = 0, time.monotonic()
+
+    def tick(self) -> bool:
+        self.pending += 1
+        if self.pending >= self.every or time.monotonic() - self.last >= self.seconds:
+            self.pending, self.last = 0, time.monotonic()
+            return True
+        return False
+
+
+def _load_partial(run: Storage, key: str, spec_hash: str, direction_hash: str, log: Log) -> dict[int, dict[str, float]]:
+    """Points a previous attempt of this shard already finished."""
+    if not run.exists(key):
+        return {}
+    try:
+        partial = read_shard(run.get(key), f"{run.url}/{key}")
+    except StageError as err:
+        log(f"evaluate: ignoring damaged checkpoint: {err}")
+        return {}
+    if partial.attrs.get("spec_hash") != spec_hash or partial.attrs.get("direction_hash") != direction_hash:
+        log(f"evaluate: ignoring checkpoint {key} from another spec or direction")
+        return {}
+    names = list(partial.metrics)
+    return {int(p): {n: float(partial.metrics[n][k]) for n in names} for k, p in enumerate(partial.indices)}
+
+
+def _shard_data(done: dict[int, dict[str, float]], names: list[str], attrs: dict) -> ShardData:
+    order = sorted(done)
+    return ShardData(indices=np.array(order, dtype=np.int64),
+                     metrics={n: np.array([done[p][n] for p in order], dtype=np.float64) for n in names},
+                     attrs=attrs)
+
+
+def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: float = 2.0) -> dict:
+    """Evaluates one shard's points, checkpointing as it goes; returns the shard's stats."""
+    spec = read_run_spec(run)
+    num_shards = spec.compute.shards
+    if not 0 <= shard < num_shards:
+        raise UserError(f"shard index {shard} is out of range: the spec has compute.shards = {num_shards}")
+    manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
+    final_key = shard_key(shard, num_shards)
+    if run.exists(final_key):
+        existing = read_shard(run.get(final_key), f"{run.url}/{final_key}")
+        if existing.attrs.get("spec_hash") == spec.hash:
+            log(f"evaluate: shard {shard} of {num_shards} is already complete; nothing to do")
+            return dict(existing.attrs)
+        raise StageError(f"{run.url}/{final_key} was computed for another spec; remove it or use a new run")
+    directions = load_directions(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
+    if directions.hash != manifest["direction_hash"]:
+        raise StageError(f"{run.url}/{DIRECTIONS_KEY} does not match the manifest's direction hash; rerun prepare")
+
+    started = time.time()
+    points = spec.grid.shard_range(shard, num_shards)
+    ckpt_key = partial_key(shard, num_shards)
+    done = _load_partial(run, ckpt_key, spec.hash, directions.hash, log)
+    done = {p: v for p, v in done.items() if p in points}
+    resumed = len(done)
+    todo = [p for p in points if p not in done]
+    device = resolve_device(spec.compute.device)
+    evaluator = Evaluator(build_centre_model(spec), directions, load_splits(spec), loss=spec.loss,
+                          precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device)
+    names = evaluator.metric_names()
+    host = socket.gethostname()
+    attrs = {"spec_hash": spec.hash, "direction_hash": directions.hash, "shard": shard, "num_shards": num_shards,
+             "precision": spec.compute.precision, "device": str(device), "host": host,
+             "code_version": landscape_job.__version__}
+    log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
+        + (f", {resumed} already done (resumed)" if resumed else ""))
+
+    xs, ys = spec.grid.coordinates(np.array(todo, dtype=np.int64))
+    checkpointer = _Checkpointer(spec.compute.checkpoint_every, spec.compute.checkpoint_seconds)
+    loop_start = time.monotonic()
+    last_progress = 0.0
+
+    def report(state: str) -> None:
+        elapsed = time.monotonic() - loop_start
+        computed = len(done) - resumed
+        rate = computed / elapsed if elapsed > 0 else 0.0
+        remaining = len(points) - len(done)
+        progress = {"shard": shard, "num_shards": num_shards, "done": len(done), "total": len(points),
+                    "rate": rate, "eta_s": remaining / rate if rate > 0 else None, "host": host,
+                    "device": str(device), "state": state, "updated": time.time()}
+        run.put(progress_key(shard, num_shards), json.dumps(progress).encode())
+
+    report("running")
+    for p, a, b in zip(todo, xs, ys):
+        done[p] = evaluator.evaluate(float(a), float(b))
+        if checkpointer.tick():
+            run.put(ckpt_key, shard_bytes(_shard_data(done, names, attrs)))
+        if time.monotonic() - last_progress >= progress_seconds:
+            last_progress = time.monotonic()
+            report("running")
+
+    elapsed = time.time() - started
+    computed = len(done) - resumed
+    loop_seconds = time.monotonic() - loop_start
+    attrs.update({"elapsed_s": elapsed, "points_computed": computed, "points_resumed": resumed,
+                  "seconds_per_point": loop_seconds / computed if computed else 0.0})
+    run.put(final_key, shard_bytes(_shard_data(done, names, attrs)))
+    run.delete(ckpt_key)
+    report("done")
+    log(f"evaluate: shard {shard} of {num_shards} done: {computed} points in {loop_seconds:.1f}s"
+        + (f" ({loop_seconds / computed:.3f}s per point)" if computed else ""))
+    return attrs
+
+
+def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """All shards' values as flat arrays; refuses missing, foreign, damaged or overlapping shards."""
+    num_shards = spec.compute.shards
+    missing = [i for i in range(num_shards) if not run.exists(shard_key(i, num_shards))]
+    if missing:
+        listed = ", ".join(str(i) for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise StageError(f"merge: {len(missing)} of {num_shards} shards missing: {listed} "
+                         f"(expected {run.url}/{shard_key(missing[0], num_shards)})")
+    flat: dict[str, np.ndarray] = {}
+    seen = np.zeros(spec.grid.size, dtype=np.int64)
+    stats = []
+    for i in range(num_shards):
+        key = shard_key(i, num_shards)
+        source = f"{run.url}/{key}"
+        data = read_shard(run.get(key), source)
+        if data.attrs.get("spec_hash") != spec.hash:
+            raise StageError(f"merge: {source} was computed for another spec (spec hash "
+                             f"{str(data.attrs.get('spec_hash'))[:12]} != {spec.hash[:12]})")
+        if data.attrs.get("direction_hash") != direction_hash:
+            raise StageError(f"merge: {source} was computed with other directions")
+        allowed = spec.grid.shard_range(i, num_shards)
+        stray = [int(p) for p in data.indices if int(p) not in allowed]
+        if stray:
+            raise StageError(f"merge: {source} holds points outside its range: {stray[:5]}")
+        if len(np.unique(data.indices)) != len(data.indices):
+            raise StageError(f"merge: {source} holds a point more than once")
+        for name, values in data.metrics.items():
+            flat.setdefault(name, np.full(spec.grid.size, np.nan))[data.indices] = values
+        seen[data.indices] += 1
+        stats.append({k: (v.item() if hasattr(v, "item") else v) for k, v in data.attrs.items()})
+    absent = np.flatnonzero(seen == 0)
+    if absent.size:
+        owners = sorted({i for i in range(num_shards) for p in absent[:100] if p in spec.grid.shard_range(i, num_shards)})
+        raise StageError(f"merge: {absent.size} grid points missing, e.g. flat index {absent[0]}; "
+                         f"incomplete shards: {owners}")
+    return flat, stats
+
+
+def _axis_labels(spec: Spec) -> tuple[str, str]:
+    d = spec.directions
+    if d.type == "interpolate":
+        return "interpolation α (0: model, 1: target)", ""
+    if d.type == "plane":
+        return "x (toward target 1)", "y (toward target 2)"
+    norm = "" if d.norm == "none" else f", {d.norm}-normalised"
+    return f"x ({d.type} direction{norm})", f"y ({d.type} direction{norm})"
+
+
+def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
+    summary = {}
+    for name, values in flat.items():
+        finite = np.isfinite(values)
+        entry: dict[str, object] = {"non_finite_points": int((~finite).sum())}
+        if finite.any():
+            best = int(np.nanargmin(np.where(finite, values, np.inf)) if name.endswith("loss")
+                       else np.nanargmax(np.where(finite, values, -np.inf)))
+            a, b = spec.grid.coordinates(np.array([best]))
+            entry.update({"best": float(values[best]), "at": [float(a[0]), float(b[0])][: spec.grid.ndim]})
+        summary[name] = entry
+    return summary
+
+
+def merge(run: Storage, log: Log = _stderr, plots: bool = True) -> dict:
+    """Verifies and merges the shards into surface.h5, then writes the plots and report.json."""
+    started = time.time()
+    spec = read_run_spec(run)
+    manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
+    flat, stats = collect_shards(run, spec, manifest["direction_hash"])
+    xlabel, ylabel = _axis_labels(spec)
+    attrs = {"name": spec.name, "spec_hash": spec.hash, "direction_hash": manifest["direction_hash"],
+             "code_version": landscape_job.__version__, "precision": spec.compute.precision,
+             "arch": spec.model.arch, "dataset": spec.data.dataset, "loss": spec.loss,
+             "direction_type": spec.directions.type, "dir_type": manifest["dir_type"],
+             "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
+             "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.get("cosine_xy")}
+    run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, attrs))
+    plot_keys = write_plots(run, spec) if plots else []
+    compute_s = sum(float(s.get("elapsed_s", 0.0)) for s in stats)
+    report = {
+        "run": run.url, "name": spec.name, "spec_hash": spec.hash,
+        "grid": {"x": str(spec.grid.x), "y": str(spec.grid.y) if spec.grid.y else None, "points": spec.grid.size},
+        "precision": spec.compute.precision,
+        "shards": [{k: s.get(k) for k in ("shard", "device", "host", "elapsed_s", "points_computed",
+                                          "points_resumed", "seconds_per_point")} for s in stats],
+        "compute_seconds": compute_s,
+        "points_per_second": spec.grid.size / compute_s if compute_s else None,
+        "summary": _summary(spec, flat),
+        "provenance": {k: manifest.get(k) for k in ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy",
+                                                    "code_version", "torch_version")},
+        "outputs": [SURFACE_KEY, *plot_keys],
+        "merge_seconds": round(time.time() - started, 3),
+    }
+    run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
+    log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
+        f"{len(plot_keys)} plots")
+    return report
+
+
+def write_plots(run: Storage, spec: Spec) -> list[str]:
+    """Renders the surface's plots locally and stores each under plots/."""
+    from landscape_job.plots import PlotOptions, plot_surface
+
+    options = PlotOptions(vmin=spec.plot.vmin, vmax=spec.plot.vmax, vlevel=spec.plot.vlevel, log=spec.plot.log)
+    with tempfile.TemporaryDirectory() as tmp:
+        surface = Path(tmp) / SURFACE_KEY
+        surface.write_bytes(run.get(SURFACE_KEY))
+        written = plot_surface(surface, Path(tmp) / "plots", options)
+        keys = []
+        for path in written:
+            key = f"plots/{path.name}"
+            run.put(key, path.read_bytes())
+            keys.append(key)
+    return keys

@@ -1,0 +1,1 @@
+"""launcher: the user CLI (validate, submit, plot); imports landscape_job, never the reverse."""

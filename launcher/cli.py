@@ -1,0 +1,101 @@
+"""``launcher``: the user's side of landscape.
+
+    launcher validate surface.yaml          check a spec and print the work it implies
+    launcher submit surface.yaml --local    run prepare, the shards and merge on this machine
+    launcher plot surface.h5                re-plot a merged surface without recomputing
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from landscape_job.cli import run_guarded
+
+
+def _add_plot_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vmin", type=float, help="lowest contour level (loss)")
+    parser.add_argument("--vmax", type=float, help="highest contour level (loss)")
+    parser.add_argument("--vlevel", type=float, help="spacing of contour levels")
+    parser.add_argument("--log", action="store_true", help="log-scale loss")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="launcher", description="Loss landscapes as batch jobs.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="check a spec and print the normalised spec and its work")
+    validate.add_argument("spec", type=Path)
+    validate.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
+    validate.add_argument("--quick", action="store_true",
+                          help="check the spec only; skip building the model and loading the data")
+
+    submit = sub.add_parser("submit", help="start a run")
+    submit.add_argument("spec", type=Path)
+    submit.add_argument("--local", action="store_true", required=True,
+                        help="run the stages as local processes (the only backend in this version)")
+    submit.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
+    submit.add_argument("--run-id", help="name the run (default: <name>-<UTC time>); an existing run "
+                                         "with the same spec is resumed")
+    submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: cores)")
+
+    plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
+    plot.add_argument("surface", type=Path)
+    plot.add_argument("-o", "--out", type=Path, help="output folder (default: plots/ beside the file)")
+    plot.add_argument("--format", action="append", choices=["png", "pdf"], help="repeatable (default: png and pdf)")
+    _add_plot_options(plot)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from landscape_job.preflight import check_inputs
+    from landscape_job.spec import describe_work, load_spec
+
+    spec = load_spec(args.spec, storage_override=args.storage)
+    sizes = None if args.quick else check_inputs(spec)
+    print(f"# {args.spec}: valid (spec hash {spec.hash[:12]})")
+    print(spec.to_yaml().rstrip())
+    print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
+    print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
+
+
+def _submit(args: argparse.Namespace) -> None:
+    from landscape_job.errors import UserError
+    from landscape_job.preflight import check_inputs
+    from landscape_job.spec import load_spec
+    from landscape_job.stages import REPORT_KEY, SURFACE_KEY
+
+    from launcher.local import submit_local
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers: must be at least 1, got {args.workers}")
+    spec = load_spec(args.spec, storage_override=args.storage)
+    check_inputs(spec)
+    run = submit_local(spec, run_id=args.run_id, workers=args.workers)
+    print(f"done: {run.url}/{SURFACE_KEY}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from landscape_job.errors import UserError
+    from landscape_job.plots import PlotOptions, plot_surface
+
+    if not args.surface.is_file():
+        raise UserError(f"{args.surface}: surface file not found")
+    out = args.out or args.surface.parent / "plots"
+    options = PlotOptions(vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log,
+                          **({"formats": tuple(args.format)} if args.format else {}))
+    written = plot_surface(args.surface, out, options)
+    print(f"{len(written)} plots in {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"validate": _validate, "submit": _submit, "plot": _plot}[args.command]
+    return run_guarded(lambda: handler(args), "launcher")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

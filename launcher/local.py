@@ -1,0 +1,171 @@
+"""The local backend: the run's three stages as local processes, through the pod entrypoint.
+
+Each stage is ``python -m landscape_job.cli --run URL <stage>`` with
+``JOB_COMPLETION_INDEX`` set for evaluate, exactly as in an Indexed Job, so every local
+run exercises the pod contract. Workers split the machine's cores between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from landscape_job.errors import StageError, UserError
+from landscape_job.shards import progress_key
+from landscape_job.spec import Spec
+from landscape_job.stages import SPEC_KEY, read_run_spec
+from landscape_job.storage import Storage, run_storage
+
+
+def new_run_id(name: str, storage_url: str) -> str:
+    """``<name>-<UTC time>``: sortable, readable, and short enough for Kubernetes names."""
+    base = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    run_id, n = base, 1
+    while run_storage(storage_url, run_id).exists(SPEC_KEY):
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def open_run(spec: Spec, run_id: str) -> Storage:
+    """Creates the run's prefix with its spec, or reopens it to resume if the spec is the same."""
+    run = run_storage(spec.storage, run_id)
+    if run.exists(SPEC_KEY):
+        existing = read_run_spec(run)
+        if existing.hash != spec.hash:
+            raise UserError(f"--run-id {run_id}: that run exists with a different spec; choose another run id")
+    else:
+        run.put(SPEC_KEY, spec.to_yaml().encode())
+    return run
+
+
+@dataclass
+class _Worker:
+    shard: int
+    process: subprocess.Popen
+    log_path: Path
+    log_file: TextIO = field(repr=False)
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class ProgressBar:
+    """One line of progress on a terminal; a line every few seconds in a log."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
+        self.total, self.stream, self.width = total, stream, width
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self.last_line = 0.0
+
+    def update(self, done: int, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else None
+        filled = int(self.width * done / self.total) if self.total else self.width
+        line = (f"evaluate [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} points  "
+                f"{rate:.1f} points/s  elapsed {_format_seconds(elapsed)}  ETA {_format_seconds(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+            self.stream.flush()
+        elif final or time.monotonic() - self.last_line >= 10:
+            self.last_line = time.monotonic()
+            print(line, file=self.stream, flush=True)
+
+
+class LocalRunner:
+    """Runs the stages of one run as subprocesses and keeps their logs in the run's storage."""
+
+    def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO = sys.stderr):
+        self.run, self.spec, self.workers = run, spec, workers
+        self.log_dir, self.stream = log_dir, stream
+
+    def _env(self, threads: int, shard: int | None = None) -> dict[str, str]:
+        env = dict(os.environ, LANDSCAPE_RUN=self.run.url, OMP_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        if shard is not None:
+            env["JOB_COMPLETION_INDEX"] = str(shard)
+        return env
+
+    def _start(self, stage: str, threads: int, shard: int | None = None) -> _Worker:
+        name = stage if shard is None else f"{stage}-{shard}"
+        log_path = self.log_dir / f"{name}.log"
+        log_file = open(log_path, "w")
+        process = subprocess.Popen([sys.executable, "-m", "landscape_job.cli", stage],
+                                   env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT)
+        return _Worker(shard if shard is not None else -1, process, log_path, log_file)
+
+    def _finish(self, worker: _Worker, stage: str) -> None:
+        worker.log_file.close()
+        text = worker.log_path.read_text()
+        self.run.put(f"logs/{worker.log_path.name}", text.encode())
+        if worker.process.returncode != 0:
+            tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
+            raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); "
+                             f"log: {self.run.url}/logs/{worker.log_path.name}\n{tail}")
+
+    def run_stage(self, stage: str) -> None:
+        worker = self._start(stage, threads=os.cpu_count() or 1)
+        worker.process.wait()
+        self._finish(worker, stage)
+        for line in worker.log_path.read_text().strip().splitlines():
+            print(f"  {line}", file=self.stream)
+
+    def _done_points(self) -> int:
+        total = 0
+        for shard in range(self.spec.compute.shards):
+            try:
+                total += int(json.loads(self.run.get(progress_key(shard, self.spec.compute.shards)))["done"])
+            except (KeyError, ValueError, OSError):
+                pass
+        return total
+
+    def run_evaluate(self) -> None:
+        """Runs every shard, at most ``workers`` at a time, with a progress bar over all of them."""
+        shards = list(range(self.spec.compute.shards))
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        bar = ProgressBar(self.spec.grid.size, self.stream)
+        running: list[_Worker] = []
+        try:
+            while shards or running:
+                while shards and len(running) < self.workers:
+                    running.append(self._start("evaluate", threads, shards.pop(0)))
+                time.sleep(0.25)
+                for worker in [w for w in running if w.process.poll() is not None]:
+                    running.remove(worker)
+                    self._finish(worker, f"evaluate (shard {worker.shard})")
+                bar.update(self._done_points())
+        finally:
+            for worker in running:
+                worker.process.kill()
+                worker.process.wait()
+                worker.log_file.close()
+        bar.update(self._done_points(), final=True)
+
+
+def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
+                 stream: TextIO = sys.stderr) -> Storage:
+    """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
+    run_id = run_id or new_run_id(spec.name, spec.storage)
+    run = open_run(spec, run_id)
+    workers = max(1, min(workers or os.cpu_count() or 1, spec.compute.shards))
+    print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
+          f"{workers} local worker{'s' if workers > 1 else ''} -> {run.url}", file=stream)
+    with tempfile.TemporaryDirectory(prefix="landscape-logs-") as tmp:
+        runner = LocalRunner(run, spec, workers, Path(tmp), stream)
+        runner.run_stage("prepare")
+        runner.run_evaluate()
+        runner.run_stage("merge")
+    return run

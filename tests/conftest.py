@@ -1,0 +1,77 @@
+"""Shared fixtures: small runs whose every input is built in the test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from landscape_job.models import build_model  # noqa: E402
+from landscape_job.spec import Spec, load_spec  # noqa: E402
+from landscape_job.storage import Storage  # noqa: E402
+
+#: A softmax regression on a small synthetic set: a model whose loss surface the tests
+#: can compute independently in numpy.
+SYNTHETIC = {"shape": [6], "classes": 3, "train_size": 96, "test_size": 40, "seed": 3}
+
+
+def save_linear_checkpoint(path: Path, seed: int, hidden: list[int] | None = None) -> Path:
+    torch.manual_seed(seed)
+    model = build_model("mlp", SYNTHETIC["classes"], (6,), {"hidden": hidden or []})
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
+def save_cnn_checkpoint(path: Path, seed: int, input_shape=(1, 8, 8), classes: int = 4) -> Path:
+    """A CNN with BatchNorm and non-trivial running statistics."""
+    torch.manual_seed(seed)
+    model = build_model("cnn", classes, input_shape, {"channels": [4, 6]})
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, *input_shape) * 2 + 0.5)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def linear_spec(tmp_path: Path) -> dict[str, Any]:
+    """A valid 2-D spec for softmax regression; tests mutate it."""
+    for name, seed in (("a.pt", 0), ("b.pt", 1), ("c.pt", 2)):
+        save_linear_checkpoint(tmp_path / name, seed)
+    return {
+        "name": "linear",
+        "model": {"arch": "mlp", "checkpoint": "a.pt", "kwargs": {"hidden": []}},
+        "data": {"dataset": "synthetic", "options": dict(SYNTHETIC)},
+        "directions": {"type": "random", "seed": 7, "norm": "filter", "ignore": "none"},
+        "grid": {"x": "-1:1:5", "y": "-0.5:0.5:4"},
+        "compute": {"shards": 1, "precision": "fp64", "batch_size": 32, "checkpoint_every": 3},
+        "storage": "runs",
+    }
+
+
+def write_spec(folder: Path, raw: dict[str, Any], name: str = "surface.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def spec_from(folder: Path, raw: dict[str, Any]) -> Spec:
+    return load_spec(write_spec(folder, raw))
+
+
+def run_all(run: Storage, shards: int) -> None:
+    """prepare, every shard, merge: in-process, the local backend's order."""
+    from landscape_job import stages
+
+    quiet = lambda _msg: None  # noqa: E731
+    stages.prepare(run, log=quiet)
+    for shard in range(shards):
+        stages.evaluate(run, shard, log=quiet)
+    stages.merge(run, log=quiet, plots=False)
