@@ -174,6 +174,10 @@ class Spec:
     compute: ComputeSpec
     storage: str
     plot: PlotSpec
+    #: Options of the storage backend (S3 endpoint, region, addressing style, checksums).
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    #: The cluster settings; parsed by the launcher, which alone renders Kubernetes objects.
+    kubernetes: dict[str, Any] = field(default_factory=dict)
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
 
@@ -194,8 +198,9 @@ class Spec:
             "directions": directions,
             "grid": grid,
             "compute": asdict(self.compute),
-            "storage": self.storage,
+            "storage": {"url": self.storage, **self.storage_options} if self.storage_options else self.storage,
             "plot": asdict(self.plot),
+            **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
         }
 
     def to_yaml(self) -> str:
@@ -205,10 +210,10 @@ class Spec:
     def hash(self) -> str:
         """Identity of the computation: everything that changes the numbers.
 
-        Storage and plot options are left out: moving a run or re-plotting it does not
-        make its shards foreign.
+        Storage, plot and cluster options are left out: moving a run, re-plotting it or
+        running it elsewhere does not make its shards foreign.
         """
-        content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name")}
+        content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes")}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -250,11 +255,13 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
     directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid)
     compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
-    storage = _parse_storage(top, base_dir, storage_override)
+    storage, storage_options = _parse_storage(top, base_dir, storage_override)
     plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
+    kubernetes = top.get("kubernetes", dict, {})
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
-                compute=compute, storage=storage, plot=plot, notes=tuple(notes))
+                compute=compute, storage=storage, plot=plot, storage_options=storage_options,
+                kubernetes=kubernetes, notes=tuple(notes))
 
 
 def _parse_model(s: _Section, base_dir: Path) -> ModelSpec:
@@ -369,20 +376,49 @@ def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:
                        checkpoint_every=every, checkpoint_seconds=seconds)
 
 
-def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> str:
-    value = override if override is not None else top.get("storage", str, None)
-    if override is not None:
-        top.seen.add("storage")
+#: Keys of the mapping form of ``storage``, besides ``url``; the S3 backend reads them.
+STORAGE_OPTIONS = ("endpoint_url", "region", "addressing_style", "request_checksum")
+
+
+def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> tuple[str, dict[str, Any]]:
+    """``storage`` is a URL, or a mapping with ``url`` and the S3 options; credentials never go here."""
+    raw = top.get("storage", (str, dict), None)
+    options: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        section = _Section(raw, "storage")
+        url = section.get("url", str)
+        for key in STORAGE_OPTIONS:
+            value = section.get(key, str, None)
+            if value is not None:
+                options[key] = value
+        for key in section.raw:
+            if any(word in key.lower() for word in ("secret", "access_key", "password", "token")):
+                raise UserError(f"storage.{key}: credentials never go in the spec; set AWS_ACCESS_KEY_ID/"
+                                f"AWS_SECRET_ACCESS_KEY in the environment or name a Kubernetes Secret")
+        section.finish()
+        if options.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
+            raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
+                            f"got {options['addressing_style']!r}")
+        if options.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
+            raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
+                            f"got {options['request_checksum']!r}")
+    else:
+        url = raw
+    value = override if override is not None else url
     if value is None:
-        return "file://" + str(Path.cwd() / "runs")
+        return "file://" + str(Path.cwd() / "runs"), options
     if value.startswith("s3://"):
-        return value.rstrip("/")
+        if len(value) <= len("s3://") or value[len("s3://"):].startswith("/"):
+            raise UserError(f"storage: expected s3://bucket/prefix, got {value!r}")
+        return value.rstrip("/"), options
     if "://" in value and not value.startswith("file://"):
         raise UserError(f"storage: expected a folder, file:///path or s3://bucket/prefix; got {value!r}")
+    if options:
+        raise UserError(f"storage.{next(iter(options))}: only for s3:// storage")
     path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
     if not path.is_absolute():
         path = (Path.cwd() if override is not None else base_dir) / path
-    return "file://" + str(path.resolve())
+    return "file://" + str(path.resolve()), options
 
 
 def _parse_plot(s: _Section) -> PlotSpec:
