@@ -33,6 +33,8 @@ def _refusal_reason(exc: BaseException) -> str:
     text = str(exc)
     if m := re.search(r"Unsupported global: GLOBAL (\S+)", text):
         return f"it pickles {m[1]}, which weights-only loading refuses"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
     if isinstance(exc, (RuntimeError, EOFError)) and text:
         return " ".join(text.split())[:200]
     return "it is not a torch.save file, or is damaged"

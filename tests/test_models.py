@@ -8,7 +8,6 @@ count checks below pin that down.
 
 from __future__ import annotations
 
-import functools
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
@@ -33,13 +32,38 @@ ODD_CLASSES = 7
 LIGHT = 5_000_000
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These forwards are tiny: on a shared 2-core runner, OpenMP threads spinning against
+    other processes made this file 5x slower (70 s vs 12 s). Restored for other modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+    _REUSED.clear()
+
+
 def is_light(model: nn.Module) -> bool:
     return n_params(model) <= LIGHT
 
 
-@functools.cache
+_REUSED: dict[str, nn.Module] = {}
+
+
 def cifar_model(name: str) -> nn.Module:
-    """Each zoo model built once for CIFAR (densenet121/resnet110 are slow on 2 cores)."""
+    """A zoo model built for CIFAR; densenet121 and resnet110 only once (slow on 2 cores).
+
+    Only those two are kept: holding all of them would pin over a gigabyte for the session.
+    """
+    if name in _REUSED:
+        return _REUSED[name]
+    model = _build_for_cifar(name)
+    if name in ("densenet121", "resnet110"):
+        _REUSED[name] = model
+    return model
+
+
+def _build_for_cifar(name: str) -> nn.Module:
     with torch.device("meta"):
         skeleton = build_model(name, ODD_CLASSES, CIFAR)
     if is_light(skeleton):

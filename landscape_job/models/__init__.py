@@ -21,7 +21,7 @@ import difflib
 import importlib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -58,7 +58,7 @@ def _mlp(arch: str, num_classes: int, input_shape: tuple[int, ...], hidden: int 
     return MLP(flat_size(input_shape), num_classes, hidden=list(widths))
 
 
-def _cnn(arch: str, num_classes: int, input_shape: tuple[int, ...], channels: list[int] = (16, 32)) -> nn.Module:
+def _cnn(arch: str, num_classes: int, input_shape: tuple[int, ...], channels: Sequence[int] = (16, 32)) -> nn.Module:
     c, _, _ = _image_shape(arch, input_shape)
     if not (isinstance(channels, (list, tuple)) and len(channels) == 2
             and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in channels)):
