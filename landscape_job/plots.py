@@ -12,22 +12,29 @@ long-lived process. Style settings live in an ``rc_context`` and are restored af
 Defaults for the loss colour range (per plot, from that plot's finite values):
 
 * ``vmin``: the data minimum.
-* ``vmax``: ``min(max, min + 5 * (median - min))``. A bowl-shaped landscape keeps its
-  whole range (its median sits well inside it), while divergent points far out in the
-  grid (loss 1e3 .. 1e30) are clipped instead of squashing every contour into the
-  minimum. With ``log`` the rule is applied to log10(loss).
+* ``vmax``: ``min(max, min + 5 * (median - min))``, in loss units (also with ``log``).
+  A bowl-shaped landscape keeps its whole range (its median sits well inside it), while
+  divergent points far out in the grid (loss 1e3 .. 1e30) are clipped instead of
+  squashing every contour into the minimum.
 * ``vlevel``: the "nice" step (1, 2, 2.5 or 5 x 10^k) just above ``(vmax - vmin) / 30``,
-  so there are at most about 30 levels, at round values; with ``log`` it is in decades.
+  so there are at most about 30 levels, at round values. A user's ``vmin`` anchors the
+  levels (``vmin + k * vlevel``, as the paper's ``arange``). With ``log`` a given
+  ``vlevel`` is in decades; the default levels are then round loss values (1, 1.5, 2,
+  3, 5, 7 x 10^k, denser or sparser to stay near 30 levels).
+
+The accuracy plot's range is its own finite min..max, with the same level rule.
 
 Values that are NaN or infinite (divergent points) are masked: gaps in 1-D curves,
 blank (light grey) cells in 2-D plots, holes in the 3-D surface; the figure says how
 many points were masked. Values above ``vmax`` take the top colour (the colour bar
-shows an arrow) and the 3-D surface is clipped at ``vmax``.
+shows an arrow) and the 3-D surface is clipped to [vmin, vmax] (drawn on at most
+120 x 120 cells). A 2-D surface with a single row or column is plotted as 1-D.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +58,7 @@ __all__ = [
     "Surface",
     "loss_range",
     "contour_levels",
+    "log_contour_levels",
     "heatmap_image",
     "SUPPORTED_FORMATS",
     "FIGSIZE_1D",
@@ -76,6 +84,10 @@ MAX_LEVELS = 500
 TARGET_LEVELS = 30
 #: vmax default: min(max, min + VMAX_MEDIAN_FACTOR * (median - min)).
 VMAX_MEDIAN_FACTOR = 5.0
+#: 1-D curves: the top of the loss axis is the largest loss unless it exceeds this factor
+#: times the 90th percentile. A curve's peaks (an interpolation's barrier) are what it is
+#: drawn for and must stay in view; only true divergence (say 1e6) is clipped.
+CURVE_P90_FACTOR = 10.0
 #: The 3-D surface is drawn on at most this many rows/columns (a 4096^2 grid is legal).
 MAX_3D_CELLS = 120
 
@@ -340,6 +352,13 @@ def loss_range(
     return lo, hi
 
 
+def curve_top(values: np.ndarray) -> float:
+    """Top of a 1-D curve's loss axis: its maximum, unless that is a divergence (see CURVE_P90_FACTOR)."""
+    finite = values[np.isfinite(values)]
+    p90 = float(np.percentile(finite, 90))
+    return float(finite.max()) if p90 <= 0 else min(float(finite.max()), CURVE_P90_FACTOR * p90)
+
+
 def _untr(value, log: bool):
     return 10.0**value if log else value
 
@@ -521,6 +540,17 @@ def heatmap_image(
     return z, tuple(float(e) for e in extent)  # type: ignore[return-value]
 
 
+def _wrap(label: str | None, width: int = 24) -> str:
+    """Wraps a long label at its parenthesis or at word breaks, onto two lines at most."""
+    if not label or len(label) <= width:
+        return label or ""
+    head, sep, tail = label.partition(" (")
+    if sep and len(head) <= width:
+        return f"{head}\n({tail}"
+    lines = textwrap.wrap(label, width=max(width, (len(label) + 1) // 2 + 2))
+    return "\n".join(lines[:2]) + (" …" if len(lines) > 2 else "")
+
+
 def _is_uniform(v: np.ndarray) -> bool:
     if len(v) < 3:
         return True
@@ -607,7 +637,8 @@ def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
                           label=f"{split} loss")
         handles.append(line)
     ax.set_xlabel(surface.xlabel)
-    ax.set_ylabel("loss")
+    if loss_values:
+        ax.set_ylabel("loss")
     if log:
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -617,9 +648,9 @@ def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
         finite = np.concatenate(loss_values)
         if finite.size:
             bottom, top = ax.get_ylim()
-            rng = loss_range(finite, None, None, log=log)
-            if rng is not None and not log and rng[1] < float(finite.max()):
-                top = rng[1] + 0.05 * (rng[1] - min(bottom, rng[0]))
+            clip = curve_top(finite)
+            if not log and clip < float(finite.max()):
+                top = clip + 0.05 * (clip - min(bottom, float(finite.min())))
             if not log and options.vmin is None and float(finite.min()) >= 0 and bottom < 0:
                 bottom = 0.0
             if options.vmin is not None and (not log or options.vmin > 0):
@@ -645,11 +676,16 @@ def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
         ax2.set_ylabel("accuracy (%)")
         ax2.set_ylim(0, 100)
         ax2.yaxis.set_major_locator(ticker.MultipleLocator(20))
-    ax.set_xlim(float(x.min()), float(x.max())) if len(x) > 1 else None
-    ax.set_title(_title("loss and accuracy" if acc_splits else "loss", surface.attrs))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(handles),
-              handlelength=2.6, borderaxespad=0.0, columnspacing=1.4)
-    _note_masked(fig, masked, total, "non-finite or non-positive" if log else "non-finite")
+    if len(x) > 1:
+        ax.set_xlim(float(x.min()), float(x.max()))
+    what = "loss and accuracy" if acc_splits and loss_values else "loss" if loss_values else "accuracy"
+    ax.set_title(_title(what, surface.attrs))
+    legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), handlelength=2.6,
+                        columnspacing=1.4)
+    if masked:  # said in the legend's title: a supxlabel would sit on top of the legend
+        legend.set_title(f"{masked} of {total} points {'non-finite or non-positive' if log else 'non-finite'}"
+                         " (gaps)", prop={"size": 7.5})
+        legend.get_title().set_color("0.35")
     return fig
 
 
@@ -839,8 +875,9 @@ def _fig_3d(surface: Surface, field: _Field, title: str, dpi: int) -> Figure:
     ax.set_xlim(float(surface.x.min()), float(surface.x.max()))
     ax.set_ylim(float(surface.y.min()), float(surface.y.max()))
     ax.set_zlim(field.lo, field.hi)
-    ax.set_xlabel(surface.xlabel, labelpad=6)
-    ax.set_ylabel(surface.ylabel, labelpad=6)
+    # Axis labels run along the slanted box edges: long ones are wrapped onto two lines.
+    ax.set_xlabel(_wrap(surface.xlabel), labelpad=8, fontsize=9, linespacing=1.1)
+    ax.set_ylabel(_wrap(surface.ylabel), labelpad=8, fontsize=9, linespacing=1.1)
     ax.set_zlabel(field.label, labelpad=6)
     if field.log:
         if field.ticks is not None:
@@ -848,7 +885,7 @@ def _fig_3d(surface: Surface, field: _Field, title: str, dpi: int) -> Figure:
         ax.zaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: field.tick_fmt(v)))
     rx, ry = float(np.ptp(surface.x)), float(np.ptp(surface.y))
     ratio = min(3.0, max(1 / 3, ry / rx)) if rx > 0 and ry > 0 else 1.0
-    ax.set_box_aspect((1.0, ratio, 0.75 * max(1.0, ratio)), zoom=1.0)
+    ax.set_box_aspect((1.0, ratio, 0.75 * max(1.0, ratio)), zoom=0.94)
     locator = ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
     ax.set_xticks(locator.tick_values(*ax.get_xlim()))
     # The x and y axes meet at the front corner (x max, y min) in this view: leave out a

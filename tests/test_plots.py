@@ -63,30 +63,32 @@ def assert_real_png(path: Path, figsize, dpi: int) -> np.ndarray:
 # --------------------------------------------------------------------------- 2-D
 
 
-def test_2d_writes_every_plot_for_each_split_as_real_png_and_pdf(tmp_path):
-    dpi = 60
+def test_2d_writes_every_plot_for_each_split_as_real_pngs(tmp_path):
+    dpi = 40
     out = tmp_path / "plots"
-    written = plot_surface(bowl_surface(tmp_path), out, PlotOptions(dpi=dpi))
+    written = plot_surface(bowl_surface(tmp_path), out, PlotOptions(dpi=dpi, formats=("png",)))
 
     stems = [f"{split}_{stem}" for split in ("train", "test") for stem in LOSS_STEMS]
     stems += ["train_acc_2d_contourf", "test_acc_2d_contourf"]
-    expected = sorted(out / f"{stem}.{fmt}" for stem in stems for fmt in ("png", "pdf"))
+    expected = sorted(out / f"{stem}.png" for stem in stems)
     assert written == expected
     assert sorted(out.iterdir()) == expected
     for path in written:
-        if path.suffix == ".pdf":
-            assert path.read_bytes()[:4] == b"%PDF"
-            assert path.stat().st_size > 2000
-        else:
-            size = plots.FIGSIZE_3D if "3d" in path.name else plots.FIGSIZE_2D
-            assert_real_png(path, size, dpi)
+        assert_real_png(path, plots.FIGSIZE_3D if "3d" in path.name else plots.FIGSIZE_2D, dpi)
 
 
-def test_2d_only_the_splits_present_and_only_requested_formats(tmp_path):
+def test_2d_only_the_splits_present_in_every_requested_format(tmp_path):
     x, y, X, Y = grid()
     path = write_surface(tmp_path / "s.h5", x, y, train_loss=X**2 + Y**2)  # no acc, no test split
-    written = plot_surface(path, tmp_path / "out", PlotOptions(formats=("svg",), dpi=40))
-    assert [p.name for p in written] == sorted(f"train_{stem}.svg" for stem in LOSS_STEMS)
+    out = tmp_path / "out"
+    written = plot_surface(path, out, PlotOptions(dpi=40))  # default formats: png and pdf
+    assert written == sorted(out / f"train_{stem}.{fmt}" for stem in LOSS_STEMS for fmt in ("png", "pdf"))
+    for p in written:
+        if p.suffix == ".pdf":
+            assert p.read_bytes()[:4] == b"%PDF"
+            assert p.stat().st_size > 2000
+        else:
+            assert_real_png(p, plots.FIGSIZE_3D if "3d" in p.name else plots.FIGSIZE_2D, 40)
 
 
 def test_2d_nan_inf_and_divergent_points_plot_and_are_clipped(tmp_path):
@@ -95,16 +97,17 @@ def test_2d_nan_inf_and_divergent_points_plot_and_are_clipped(tmp_path):
     loss[0, 0], loss[3, 4], loss[-1, -1] = np.nan, np.inf, 1e6  # diverged points
     acc = 100 - np.minimum(loss, 100)
     acc[0, 0] = np.nan
-    path = write_surface(tmp_path / "s.h5", x, y, train_loss=loss, train_acc=acc)
-    for log in (False, True):
-        written = plot_surface(path, tmp_path / f"out{log}", PlotOptions(formats=("png",), dpi=40, log=log))
-        assert len(written) == 5
-        for p in written:
-            assert_real_png(p, plots.FIGSIZE_3D if "3d" in p.name else plots.FIGSIZE_2D, 40)
     # The default vmax ignores the 1e6 spike (it would flatten every contour into one).
-    lo, hi = plots.loss_range(np.where(np.isfinite(loss), loss, np.nan))
+    lo, hi = plots.loss_range(loss)
     assert lo == pytest.approx(0.1)
-    assert hi < 10
+    assert 3 < hi < 10
+    # Linear scale is covered above; log10 also masks the non-positive loss added here.
+    loss[5, 5] = 0.0
+    path = write_surface(tmp_path / "s.h5", x, y, train_loss=loss, train_acc=acc)
+    written = plot_surface(path, tmp_path / "out", PlotOptions(formats=("png",), dpi=40, log=True))
+    assert len(written) == 5
+    for p in written:
+        assert_real_png(p, plots.FIGSIZE_3D if "3d" in p.name else plots.FIGSIZE_2D, 40)
 
 
 def test_all_nan_split_gets_placeholder_plots_not_a_crash(tmp_path):
@@ -180,12 +183,10 @@ def test_1d_with_nan_and_inf_plots_both_files(tmp_path):
     path = write_surface(tmp_path / "s.h5", x, train_loss=loss, train_acc=acc, test_loss=loss + 0.2,
                          attrs={"arch": "vgg9", "dataset": "cifar10", "direction_type": "interpolate"})
     dpi = 50
-    written = plot_surface(path, tmp_path / "out", PlotOptions(formats=("png", "pdf"), dpi=dpi))
-    names = [p.name for p in written]
-    assert names == ["1d_loss.pdf", "1d_loss.png", "1d_loss_log.pdf", "1d_loss_log.png"]
+    written = plot_surface(path, tmp_path / "out", PlotOptions(formats=("png",), dpi=dpi))
+    assert [p.name for p in written] == ["1d_loss.png", "1d_loss_log.png"]
     for p in written:
-        if p.suffix == ".png":
-            assert_real_png(p, plots.FIGSIZE_1D, dpi)
+        assert_real_png(p, plots.FIGSIZE_1D, dpi)
 
 
 def test_1d_loss_axis_is_log_only_in_the_log_plot(tmp_path):
@@ -268,8 +269,9 @@ def test_no_pyplot_figures_or_rc_changes_leak(tmp_path):
 
     before = dict(matplotlib.rcParams)
     open_before = plt.get_fignums()
-    plot_surface(bowl_surface(tmp_path, splits=("train",)), tmp_path / "out",
-                 PlotOptions(formats=("png",), dpi=30))
+    x = np.linspace(-1, 1, 5)
+    path = write_surface(tmp_path / "s.h5", x, train_loss=x**2, test_loss=x**2 + 1)
+    plot_surface(path, tmp_path / "out", PlotOptions(formats=("png",), dpi=30))
     assert plt.get_fignums() == open_before
     assert dict(matplotlib.rcParams) == before
 
@@ -288,7 +290,8 @@ def test_default_vmax_keeps_a_bowl_and_clips_a_spike():
     # The user's bounds win.
     assert plots.loss_range(spiky, 0.5, 3.0) == (0.5, 3.0)
     lo, hi = plots.loss_range(spiky, log=True)
-    assert (lo, hi) == (pytest.approx(math.log10(0.1)), pytest.approx(math.log10(0.1 + 5 * (np.median(spiky) - 0.1))))
+    robust = 0.1 + 5 * (np.median(spiky) - 0.1)  # in loss units, also for log plots
+    assert (lo, hi) == (pytest.approx(math.log10(0.1)), pytest.approx(math.log10(robust)))
 
 
 def test_default_levels_are_round_and_about_thirty():
@@ -310,3 +313,15 @@ def test_log_levels_are_round_loss_values():
     assert 6 <= len(values) <= 31
     mantissas = values / 10.0 ** np.floor(np.log10(values) + 1e-9)
     assert set(np.round(mantissas, 6)) <= {1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9}
+
+
+def test_1d_range_keeps_an_interpolation_barrier_but_clips_divergence() -> None:
+    """Most of an interpolation sits in the two minima; the barrier between them must stay in view."""
+    from landscape_job.plots import curve_top
+
+    alpha = np.linspace(-0.5, 1.5, 81)
+    curve = 0.05 + 1.4 * np.exp(-((alpha - 0.5) / 0.12) ** 2) + 0.5 * np.clip(np.abs(alpha - 0.5) - 0.9, 0, None)
+    assert curve_top(curve) == pytest.approx(curve.max())
+    diverging = curve.copy()
+    diverging[-1] = 1e6
+    assert curve_top(diverging) < 1e2
