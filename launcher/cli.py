@@ -3,6 +3,7 @@
     launcher validate surface.yaml          check a spec and print the work it implies
     launcher submit surface.yaml --local    run prepare, the shards and merge on this machine
     launcher plot surface.h5                re-plot a merged surface without recomputing
+    launcher render surface.yaml            print the run's Kubernetes manifests
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from landscape_job.cli import run_guarded
+from launcher.render_cli import add_render_parser, run_render
 
 
 def _add_plot_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--out", type=Path, help="output folder (default: plots/ beside the file)")
     plot.add_argument("--format", action="append", choices=["png", "pdf"], help="repeatable (default: png and pdf)")
     _add_plot_options(plot)
+    add_render_parser(sub)
     return parser
 
 
@@ -93,7 +96,7 @@ def _plot(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"validate": _validate, "submit": _submit, "plot": _plot}[args.command]
+    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render}[args.command]
     return run_guarded(lambda: handler(args), "launcher")
 
 
