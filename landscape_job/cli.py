@@ -41,8 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="evaluate one shard of the grid")
     evaluate.add_argument("--shard", type=int, default=None,
                           help="shard index (default: $JOB_COMPLETION_INDEX)")
+    evaluate.add_argument("--log-points", action="store_true", help="log every finished grid point")
+    evaluate.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                          help="wait up to SECONDS for the prepare stage's output (default: fail at once)")
     merge = sub.add_parser("merge", help="verify and merge the shards, write surface.h5, plots and report")
     merge.add_argument("--no-plots", action="store_true", help="skip the plots")
+    merge.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                       help="wait up to SECONDS for every shard (default: fail at once, naming the missing)")
     return parser
 
 
@@ -63,17 +68,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         from landscape_job import stages
-        from landscape_job.storage import open_storage
+        from landscape_job.storage import open_storage, storage_options_from_env
 
         if not args.run:
             raise UserError("--run: give the run's storage prefix or set LANDSCAPE_RUN")
-        run = open_storage(args.run)
+        run = open_storage(args.run, storage_options_from_env())
         if args.stage == "prepare":
             stages.prepare(run)
         elif args.stage == "evaluate":
-            stages.evaluate(run, _shard_index(args.shard))
+            stages.evaluate(run, _shard_index(args.shard), log_points=args.log_points, wait_seconds=args.wait)
         else:
-            stages.merge(run, plots=not args.no_plots)
+            stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait)
 
     return run_guarded(body, "landscape-job")
 

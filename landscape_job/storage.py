@@ -9,10 +9,11 @@ folder. Keys use ``/`` whatever the backend.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 import h5py
 
@@ -29,6 +30,7 @@ class Storage(Protocol):
     url: str
 
     def put(self, key: str, data: bytes) -> None: ...
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> list[str]: ...
@@ -61,6 +63,28 @@ class FileStorage:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Creates the object only if the key is free; True if this call wrote it.
+
+        The bytes go to a temporary file first and are then hard-linked into place:
+        ``link`` fails if the name exists, so exactly one writer wins and no reader ever
+        sees a partial object.
+        """
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -85,19 +109,48 @@ class FileStorage:
         self._path(key).unlink(missing_ok=True)
 
 
-def open_storage(url: str) -> Storage:
-    """The storage for a URL: ``file:///path`` or a plain path."""
+#: How a pod learns the spec's storage options (it is given the run's URL only): a JSON object.
+STORAGE_OPTIONS_ENV = "LANDSCAPE_STORAGE_OPTIONS"
+
+
+def open_storage(url: str, options: Mapping[str, str] | None = None) -> Storage:
+    """The storage for a URL: ``s3://bucket/prefix``, ``file:///path`` or a plain path.
+
+    ``options`` are the spec's storage options (``landscape_job.spec.STORAGE_OPTIONS``);
+    only ``s3://`` storage has any.
+    """
     if url.startswith("s3://"):
-        raise UserError(f"storage: s3:// is not supported yet ({url}); use a folder or file:///path")
+        from landscape_job.s3 import S3Storage  # boto3 only for those who use S3
+
+        return S3Storage(url, options)
+    if any(v not in (None, "") for v in (options or {}).values()):
+        raise UserError(f"storage.{next(k for k, v in options.items() if v not in (None, ''))}: "
+                        f"only for s3:// storage, not {url}")
     path = Path(url[len("file://"):] if url.startswith("file://") else url).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise UserError(f"storage: {path} exists and is not a folder")
     return FileStorage(path)
 
 
-def run_storage(base_url: str, run_id: str) -> Storage:
+def run_storage(base_url: str, run_id: str, options: Mapping[str, str] | None = None) -> Storage:
     """The storage prefix of one run under a base URL."""
-    return open_storage(base_url.rstrip("/") + "/" + run_id)
+    return open_storage(base_url.rstrip("/") + "/" + run_id, options)
+
+
+def storage_options_from_env() -> dict[str, str]:
+    """The storage options in ``$LANDSCAPE_STORAGE_OPTIONS`` (a JSON object), or none."""
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{STORAGE_OPTIONS_ENV}: not valid JSON ({err.msg} at character {err.pos}); "
+                        f'expected an object such as {{"endpoint_url": "http://minio:9000"}}') from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UserError(f"{STORAGE_OPTIONS_ENV}: expected a JSON object of strings, "
+                        f'such as {{"endpoint_url": "http://minio:9000"}}')
+    return value
 
 
 def h5_bytes(write: Callable[[h5py.File], None]) -> bytes:

@@ -21,14 +21,14 @@ from landscape_job.errors import StageError, UserError
 from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
 from landscape_job.stages import SPEC_KEY, read_run_spec
-from landscape_job.storage import Storage, run_storage
+from landscape_job.storage import STORAGE_OPTIONS_ENV, Storage, run_storage
 
 
-def new_run_id(name: str, storage_url: str) -> str:
+def new_run_id(name: str, storage_url: str, storage_options: dict[str, str] | None = None) -> str:
     """``<name>-<UTC time>``: sortable, readable, and short enough for Kubernetes names."""
     base = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     run_id, n = base, 1
-    while run_storage(storage_url, run_id).exists(SPEC_KEY):
+    while run_storage(storage_url, run_id, storage_options).exists(SPEC_KEY):
         n += 1
         run_id = f"{base}-{n}"
     return run_id
@@ -36,7 +36,7 @@ def new_run_id(name: str, storage_url: str) -> str:
 
 def open_run(spec: Spec, run_id: str) -> Storage:
     """Creates the run's prefix with its spec, or reopens it to resume if the spec is the same."""
-    run = run_storage(spec.storage, run_id)
+    run = run_storage(spec.storage, run_id, spec.storage_options)
     if run.exists(SPEC_KEY):
         existing = read_run_spec(run)
         if existing.hash != spec.hash:
@@ -64,11 +64,12 @@ def _format_seconds(seconds: float | None) -> str:
 class ProgressBar:
     """One line of progress on a terminal; a line every few seconds in a log."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
+    def __init__(self, total: int, stream: TextIO, width: int = 30):
         self.total, self.stream, self.width = total, stream, width
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.last_line = 0.0
+        self.last_done = -1
 
     def update(self, done: int, final: bool = False) -> None:
         elapsed = time.monotonic() - self.start
@@ -80,21 +81,22 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
             self.stream.flush()
-        elif final or time.monotonic() - self.last_line >= 10:
-            self.last_line = time.monotonic()
+        elif (final and done != self.last_done) or time.monotonic() - self.last_line >= 10:
+            self.last_line, self.last_done = time.monotonic(), done
             print(line, file=self.stream, flush=True)
 
 
 class LocalRunner:
     """Runs the stages of one run as subprocesses and keeps their logs in the run's storage."""
 
-    def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO = sys.stderr):
+    def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO):
         self.run, self.spec, self.workers = run, spec, workers
         self.log_dir, self.stream = log_dir, stream
 
     def _env(self, threads: int, shard: int | None = None) -> dict[str, str]:
         env = dict(os.environ, LANDSCAPE_RUN=self.run.url, OMP_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        env[STORAGE_OPTIONS_ENV] = json.dumps(self.spec.storage_options)
         if shard is not None:
             env["JOB_COMPLETION_INDEX"] = str(shard)
         return env
@@ -156,9 +158,10 @@ class LocalRunner:
 
 
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
-                 stream: TextIO = sys.stderr) -> Storage:
+                 stream: TextIO | None = None) -> Storage:
     """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
-    run_id = run_id or new_run_id(spec.name, spec.storage)
+    stream = stream or sys.stderr
+    run_id = run_id or new_run_id(spec.name, spec.storage, spec.storage_options)
     run = open_run(spec, run_id)
     workers = max(1, min(workers or os.cpu_count() or 1, spec.compute.shards))
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
