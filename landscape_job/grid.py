@@ -21,6 +21,8 @@ _AXIS_RE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*(\d+)\s*$")
 #: Upper bound on the points of one surface: 4096 x 4096. Past this the surface file
 #: alone runs to hundreds of MB and a typo (an extra digit) is far likelier than intent.
 MAX_POINTS = 4096 * 4096
+#: Coordinates must stay representable as float32 scale factors on the device.
+MAX_COORDINATE = 1e30
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Axis:
         if match is None:
             raise UserError(f'{key}: expected "min:max:num" (e.g. "-1:1:51"), got "{text}"')
         lo, hi, num = float(match.group(1)), float(match.group(2)), int(match.group(3))
+        if not (abs(lo) <= MAX_COORDINATE and abs(hi) <= MAX_COORDINATE):
+            raise UserError(f'{key}: coordinates must lie within ±{MAX_COORDINATE:g}, got "{text}"')
         if num < 1:
             raise UserError(f'{key}: num must be at least 1, got "{text}"')
         if num > 1 and not lo < hi:

@@ -121,6 +121,31 @@ def prepare(run: Storage, log: Log = _stderr) -> dict:
     return manifest
 
 
+def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
+             poll: float = 1.0, max_poll: float = 30.0) -> None:
+    """Polls storage until every key exists, so stages started together chain by themselves.
+
+    On a cluster all three Jobs start at submit time: evaluate pods wait here for
+    prepare's output and the merge pod for the shards, instead of failing and burning
+    retries. Gives up after ``seconds`` naming what is still missing.
+    """
+    deadline = time.monotonic() + seconds
+    announced = False
+    while True:
+        missing = [k for k in keys if not run.exists(k)]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise StageError(f"gave up after {seconds:g}s waiting for {what}: {len(missing)} missing under "
+                             f"{run.url}: {listed}")
+        if not announced:
+            log(f"waiting up to {seconds:g}s for {what} ({len(missing)} of {len(keys)} objects missing)")
+            announced = True
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        poll = min(poll * 1.5, max_poll)
+
+
 class _Checkpointer:
     """Decides when a worker writes its partial results: every K points or T seconds."""
 
@@ -159,12 +184,25 @@ def _shard_data(done: dict[int, dict[str, float]], names: list[str], attrs: dict
                      attrs=attrs)
 
 
-def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: float = 2.0) -> dict:
-    """Evaluates one shard's points, checkpointing as it goes; returns the shard's stats."""
+def _values_checksum(data: ShardData) -> str:
+    """The content hash of a shard's points and values, not of its timing attributes."""
+    return ShardData(indices=data.indices, metrics=data.metrics).checksum()
+
+
+def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: float = 2.0,
+             log_points: bool = False, wait_seconds: float = 0.0) -> dict:
+    """Evaluates one shard's points, checkpointing as it goes; returns the shard's stats.
+
+    ``log_points`` logs every finished point (debugging, and the fault-injection tests,
+    which count the points a killed worker had computed). ``wait_seconds`` waits that long
+    for the prepare stage's output.
+    """
     spec = read_run_spec(run)
     num_shards = spec.compute.shards
     if not 0 <= shard < num_shards:
         raise UserError(f"shard index {shard} is out of range: the spec has compute.shards = {num_shards}")
+    if wait_seconds > 0:
+        wait_for(run, [MANIFEST_KEY, DIRECTIONS_KEY], wait_seconds, "the prepare stage", log)
     manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
     final_key = shard_key(shard, num_shards)
     if run.exists(final_key):
@@ -213,6 +251,8 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     report("running")
     for p, a, b in zip(todo, xs, ys):
         done[p] = evaluator.evaluate(float(a), float(b))
+        if log_points:
+            log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={v:.6g}" for k, v in done[p].items()))
         if checkpointer.tick():
             run.put(ckpt_key, shard_bytes(_shard_data(done, names, attrs)))
         if time.monotonic() - last_progress >= progress_seconds:
@@ -224,7 +264,14 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     loop_seconds = time.monotonic() - loop_start
     attrs.update({"elapsed_s": elapsed, "points_computed": computed, "points_resumed": resumed,
                   "seconds_per_point": loop_seconds / computed if computed else 0.0})
-    run.put(final_key, shard_bytes(_shard_data(done, names, attrs)))
+    final = _shard_data(done, names, attrs)
+    if not run.put_if_absent(final_key, shard_bytes(final)):
+        # Another attempt of this shard finished first (a pod thought lost came back):
+        # its values must be ours, or the run is inconsistent.
+        existing = read_shard(run.get(final_key), f"{run.url}/{final_key}")
+        if _values_checksum(existing) != _values_checksum(final):
+            raise StageError(f"{run.url}/{final_key} was written by another attempt with different values")
+        log(f"evaluate: shard {shard} of {num_shards} was completed by another attempt with the same values")
     run.delete(ckpt_key)
     report("done")
     log(f"evaluate: shard {shard} of {num_shards} done: {computed} points in {loop_seconds:.1f}s"
@@ -294,10 +341,17 @@ def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
     return summary
 
 
-def merge(run: Storage, log: Log = _stderr, plots: bool = True) -> dict:
-    """Verifies and merges the shards into surface.h5, then writes the plots and report.json."""
+def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: float = 0.0) -> dict:
+    """Verifies and merges the shards into surface.h5, then writes the plots and report.json.
+
+    ``wait_seconds`` waits that long for every shard to appear (the merge pod starts with
+    the evaluate pods); without it, missing shards fail at once, named.
+    """
     started = time.time()
     spec = read_run_spec(run)
+    if wait_seconds > 0:
+        shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
+        wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log)
     manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
     flat, stats = collect_shards(run, spec, manifest["direction_hash"])
     xlabel, ylabel = _axis_labels(spec)

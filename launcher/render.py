@@ -151,6 +151,19 @@ def _min_quantity(a: str, b: str) -> str:
     return a if parse_quantity(a) <= parse_quantity(b) else b
 
 
+#: How long an evaluate pod waits for the prepare stage's output before failing.
+PREPARE_WAIT_SECONDS = 3600
+
+
+def _stage_args(stage: str, k8s: KubernetesSpec) -> list[str]:
+    """All Jobs start at submit: evaluate waits for prepare, merge for every shard, via storage."""
+    if stage == "evaluate":
+        return [stage, "--wait", str(PREPARE_WAIT_SECONDS)]
+    if stage == "merge":
+        return [stage, "--wait", str(k8s.merge_deadline_seconds)]
+    return [stage]
+
+
 def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str]) -> dict[str, Any]:
     evaluate = stage == "evaluate"
     gpus = k8s.gpus if evaluate else 0
@@ -167,7 +180,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "command": [ENTRYPOINT],
-        "args": [stage],
+        "args": _stage_args(stage, k8s),
         "env": _env(stage, spec, run_id, gpus, names),
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"}]

@@ -298,7 +298,9 @@ def test_names_labels_and_creation_order(rendered):
         assert job["spec"]["suspend"] is False
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["name"] == "landscape"
-        assert container["command"] == ["landscape-job"] and container["args"] == [stage]
+        assert container["command"] == ["landscape-job"] and container["args"][0] == stage
+        waits = {"prepare": [], "evaluate": ["--wait", "3600"], "merge": ["--wait", "90000"]}  # the spec's merge_deadline_seconds
+        assert container["args"][1:] == waits[stage]  # stages chain through storage, not the launcher
         assert container["image"] == "registry.example.com/landscape:0.1.0"
         assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     assert objects[0]["metadata"]["labels"]["app.kubernetes.io/component"] == "spec"

@@ -176,3 +176,45 @@ def test_a_rerun_of_a_complete_shard_does_nothing(three_shard_run) -> None:
     stages.evaluate(run, 1, log=messages.append)
     assert run.get(shard_key(1, 3)) == before
     assert "already complete" in messages[0]
+
+
+def test_stages_started_together_chain_through_storage(tmp_path: Path, linear_spec: dict) -> None:
+    """As on a cluster: merge and evaluate start before prepare; they wait, then finish."""
+    import threading
+
+    linear_spec["compute"]["shards"] = 2
+    spec = spec_from(tmp_path, linear_spec)
+    run = open_run(spec, "together")
+    quiet = lambda _msg: None  # noqa: E731
+    results: dict[str, object] = {}
+    workers = [threading.Thread(target=lambda: results.setdefault("merge", stages.merge(run, quiet, False, 60))),
+               *(threading.Thread(target=lambda i=i: results.setdefault(i, stages.evaluate(run, i, quiet, wait_seconds=60)))
+                 for i in range(2))]
+    for worker in workers:
+        worker.start()
+    import time
+
+    time.sleep(0.5)
+    assert not run.exists("surface.h5")
+    stages.prepare(run, quiet)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert run.exists("surface.h5") and set(results) == {"merge", 0, 1}
+
+
+def test_merge_gives_up_after_its_deadline_naming_the_missing(three_shard_run) -> None:
+    run, _ = three_shard_run
+    run.delete(shard_key(2, 3))
+    with pytest.raises(StageError, match=r"gave up after 0.3s waiting for the evaluate stage's shards: 1 missing .*shard-2-of-3"):
+        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=0.3)
+
+
+def test_a_shard_finished_twice_keeps_the_first_copy(three_shard_run) -> None:
+    """Two attempts of one shard (a pod presumed lost came back): the second finds the
+    shard written, compares values, and leaves the first copy in place."""
+    run, _ = three_shard_run
+    key = shard_key(1, 3)
+    first = run.get(key)
+    assert run.put_if_absent(key, b"other bytes") is False and run.get(key) == first
+    run.delete(key)
+    assert run.put_if_absent(key, first) is True and run.get(key) == first

@@ -43,6 +43,7 @@ CASES: list[tuple[str, Callable[[dict], None], str]] = [
     ("bad grid string", _set("grid.y", "1:2"), r'grid.y: expected "min:max:num" \(e.g. "-1:1:51"\), got "1:2"'),
     ("grid not a string", _set("grid.x", 5), r'grid.x: expected a string "min:max:num", got 5'),
     ("grid min above max", _set("grid.x", "1:-1:5"), r'grid.x: min must be below max, got "1:-1:5"'),
+    ("grid beyond float32", _set("grid.x", "-1e200:1:5"), r'grid.x: coordinates must lie within ±1e\+30'),
     ("grid zero points", _set("grid.x", "-1:1:0"), r"grid.x: num must be at least 1"),
     ("grid missing x", _drop("grid.x"), r"grid.x: required key is missing"),
     ("grid too large", _set("grid", {"x": "-1:1:5000", "y": "-1:1:5000"}), r"grid: 25,000,000 points is more than"),

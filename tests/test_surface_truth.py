@@ -66,3 +66,51 @@ def test_surface_varies_and_centre_is_the_checkpoint(tmp_path: Path, linear_spec
         loss = surface["train_loss"][()]
     assert loss[1, 1] == pytest.approx(centre, rel=1e-9)
     assert np.ptp(loss) > 0.1
+
+
+def test_interpolation_endpoints_reproduce_each_checkpoints_own_loss(tmp_path: Path, linear_spec: dict) -> None:
+    """α = 0 is the first model, α = 1 the second, BN running statistics included (states)."""
+    import torch.nn.functional as F
+
+    from conftest import save_cnn_checkpoint
+    from landscape_job.checkpoints import load_into, load_state_dict
+    from landscape_job.models import build_model
+
+    options = {"shape": [1, 8, 8], "classes": 4, "train_size": 64, "test_size": 32, "seed": 1}
+    save_cnn_checkpoint(tmp_path / "cnn-a.pt", seed=0)
+    save_cnn_checkpoint(tmp_path / "cnn-b.pt", seed=1)
+    linear_spec.update(model={"arch": "cnn", "checkpoint": "cnn-a.pt", "kwargs": {"channels": [4, 6]}},
+                       data={"dataset": "synthetic", "options": options},
+                       directions={"type": "interpolate", "targets": ["cnn-b.pt"]},
+                       grid={"x": "0:1:3"})
+    spec = spec_from(tmp_path, linear_spec)
+    run_all(open_run(spec, "interp"), 1)
+    with h5py.File(tmp_path / "runs/interp/surface.h5") as surface:
+        losses = {split: surface[f"{split}_loss"][()] for split in ("train", "test")}
+    for end, checkpoint in ((0, "cnn-a.pt"), (2, "cnn-b.pt")):
+        model = build_model("cnn", 4, (1, 8, 8), {"channels": [4, 6]})
+        load_into(model, load_state_dict(tmp_path / checkpoint), checkpoint)
+        model = model.double().eval()
+        for split in ("train", "test"):
+            data = load_split("synthetic", split, options=options)
+            with torch.no_grad():
+                own = F.cross_entropy(model(data.inputs.double()), data.labels).item()
+            assert losses[split][end] == pytest.approx(own, rel=1e-9), (checkpoint, split)
+    assert losses["train"][1] != pytest.approx(losses["train"][0], rel=1e-3)  # the midpoint is elsewhere
+
+
+def test_divergent_points_are_recorded_not_fatal(tmp_path: Path, linear_spec: dict) -> None:
+    """Weights of 1e30 in two layers overflow float32: the loss is inf/NaN and is kept as such."""
+    from conftest import save_linear_checkpoint
+
+    save_linear_checkpoint(tmp_path / "deep.pt", seed=0, hidden=[8])
+    linear_spec["model"] = {"arch": "mlp", "checkpoint": "deep.pt", "kwargs": {"hidden": [8]}}
+    linear_spec["grid"] = {"x": "-1e30:1e30:3"}
+    linear_spec["compute"]["precision"] = "fp32"
+    spec = spec_from(tmp_path, linear_spec)
+    run_all(open_run(spec, "diverge"), 1)
+    with h5py.File(tmp_path / "runs/diverge/surface.h5") as surface:
+        loss = surface["train_loss"][()]
+    assert np.isfinite(loss[1]) and not np.isfinite(loss[0]) and not np.isfinite(loss[2])
+    report = __import__("json").loads((tmp_path / "runs/diverge/report.json").read_text())
+    assert report["summary"]["train_loss"]["non_finite_points"] == 2

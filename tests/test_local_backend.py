@@ -1,0 +1,136 @@
+"""The pod contract through real processes: the local backend, and workers killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import SYNTHETIC, run_all, save_linear_checkpoint, spec_from, write_spec
+from landscape_job import stages
+from landscape_job.shards import partial_key, read_shard
+from launcher.cli import main as launcher
+from launcher.local import open_run
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path) as f:
+        return {m: f[m][()] for m in METRICS}
+
+
+def test_submit_local_runs_the_pod_entrypoints(tmp_path: Path, linear_spec: dict, capsys) -> None:
+    linear_spec["compute"]["shards"] = 3
+    path = write_spec(tmp_path, linear_spec)
+    assert launcher(["submit", str(path), "--local", "--run-id", "loc", "--workers", "2"]) == 0
+    out = capsys.readouterr()
+    run_dir = tmp_path / "runs" / "loc"
+    assert f"done: file://{run_dir}/surface.h5" in out.out
+    assert "20/20 points" in out.err
+    for name in ("prepare.log", "evaluate-0.log", "evaluate-1.log", "evaluate-2.log", "merge.log"):
+        assert (run_dir / "logs" / name).is_file(), name
+    assert "shard 2 of 3" in (run_dir / "logs/evaluate-2.log").read_text()  # JOB_COMPLETION_INDEX reached it
+    for shard in range(3):
+        progress = json.loads((run_dir / f"shards/shard-{shard}-of-3.progress.json").read_text())
+        assert progress["state"] == "done" and progress["done"] == progress["total"]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert len(report["shards"]) == 3 and "plots/train_loss_2d_contour.png" in report["outputs"]
+    assert (run_dir / "plots/train_loss_2d_contour.png").stat().st_size > 10_000
+
+    reference = open_run(spec_from(tmp_path, linear_spec), "inproc")
+    run_all(reference, 3)
+    got, want = _arrays(run_dir / "surface.h5"), _arrays(tmp_path / "runs/inproc/surface.h5")
+    for metric in METRICS:
+        np.testing.assert_allclose(got[metric], want[metric], rtol=1e-12)
+
+    # The same run id and spec resumes: nothing is recomputed.
+    assert launcher(["submit", str(path), "--local", "--run-id", "loc"]) == 0
+    assert "already complete" in (run_dir / "logs/evaluate-1.log").read_text()
+
+
+def test_a_run_id_with_another_spec_is_refused(tmp_path: Path, linear_spec: dict, capsys) -> None:
+    path = write_spec(tmp_path, linear_spec)
+    assert launcher(["submit", str(path), "--local", "--run-id", "same"]) == 0
+    linear_spec["directions"]["seed"] = 123
+    path = write_spec(tmp_path, linear_spec)
+    assert launcher(["submit", str(path), "--local", "--run-id", "same"]) == 2
+    assert "--run-id same: that run exists with a different spec" in capsys.readouterr().err
+
+
+def _evaluate_command(run_url: str) -> list[str]:
+    return [sys.executable, "-m", "landscape_job.cli", "--run", run_url, "evaluate", "--shard", "0", "--log-points"]
+
+
+def _points_logged(log: Path) -> int:
+    return sum(1 for line in log.read_text().splitlines() if line.startswith("point "))
+
+
+def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linear_spec: dict) -> None:
+    """Six SIGKILLs at random moments; each loses at most one checkpoint interval, and the
+    final surface is bit-identical to an uninterrupted run in the same kind of process."""
+    every = 10
+    save_linear_checkpoint(tmp_path / "wide.pt", seed=0, hidden=[64, 64])
+    linear_spec["model"] = {"arch": "mlp", "checkpoint": "wide.pt", "kwargs": {"hidden": [64, 64]}}
+    linear_spec["data"]["options"] = {**SYNTHETIC, "train_size": 1000, "test_size": 200}
+    linear_spec["grid"] = {"x": "-1:1:12", "y": "-1:1:10"}
+    linear_spec["compute"].update(shards=1, checkpoint_every=every, checkpoint_seconds=3600, precision="fp32")
+    spec = spec_from(tmp_path, linear_spec)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+
+    reference = open_run(spec, "reference")
+    stages.prepare(reference, log=lambda _: None)
+    subprocess.run(_evaluate_command(reference.url), env=env, check=True, capture_output=True)
+
+    run = open_run(spec, "killed")
+    stages.prepare(run, log=lambda _: None)
+    rng = random.Random(20261124)
+    targets = sorted(rng.sample(range(3, spec.grid.size - 5), 6))
+    kills = 0
+    for attempt, target in enumerate(targets):
+        before = len(read_shard(run.get(partial_key(0, 1)), "p").indices) if run.exists(partial_key(0, 1)) else 0
+        if target <= before:
+            continue
+        log = tmp_path / f"attempt-{attempt}.log"
+        with open(log, "w") as handle:
+            process = subprocess.Popen(_evaluate_command(run.url), env=env, stdout=handle, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 120
+            while before + _points_logged(log) < target and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        assert process.returncode == -signal.SIGKILL, log.read_text()[-2000:]
+        kills += 1
+        after = len(read_shard(run.get(partial_key(0, 1)), "p").indices) if run.exists(partial_key(0, 1)) else 0
+        computed = _points_logged(log)
+        lost = before + computed - after
+        assert 0 <= lost <= every, (before, computed, after)
+    assert kills >= 5
+
+    final = subprocess.run(_evaluate_command(run.url), env=env, capture_output=True, text=True, check=True)
+    assert "already done (resumed)" in final.stderr
+    stages.merge(run, log=lambda _: None, plots=False)
+    stages.merge(reference, log=lambda _: None, plots=False)
+    got, want = _arrays(tmp_path / "runs/killed/surface.h5"), _arrays(tmp_path / "runs/reference/surface.h5")
+    for metric in METRICS:
+        np.testing.assert_array_equal(got[metric], want[metric])
+
+
+def test_pod_entrypoint_errors_are_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "landscape_job.cli", "--run", str(tmp_path / "nothing"), "prepare"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no spec.yaml" in result.stderr
+    env = {k: v for k, v in os.environ.items() if k != "JOB_COMPLETION_INDEX"}
+    result = subprocess.run([sys.executable, "-m", "landscape_job.cli", "--run", str(tmp_path), "evaluate"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "give --shard or set JOB_COMPLETION_INDEX" in result.stderr
