@@ -21,7 +21,15 @@ from landscape_job.errors import StageError, UserError
 from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
 from landscape_job.stages import SPEC_KEY, read_run_spec
-from landscape_job.storage import STORAGE_OPTIONS_ENV, Storage, run_storage
+from landscape_job.storage import STORAGE_OPTIONS_ENV, Storage, open_storage, run_storage
+
+
+def check_storage(spec: Spec) -> None:
+    """Fails with one line, before anything is written, when the storage cannot be used."""
+    storage = open_storage(spec.storage, spec.storage_options)
+    check = getattr(storage, "check_access", None)
+    if check is not None:
+        check()
 
 
 def new_run_id(name: str, storage_url: str, storage_options: dict[str, str] | None = None) -> str:
@@ -161,6 +169,7 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
                  stream: TextIO | None = None) -> Storage:
     """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
     stream = stream or sys.stderr
+    check_storage(spec)
     run_id = run_id or new_run_id(spec.name, spec.storage, spec.storage_options)
     run = open_run(spec, run_id)
     workers = max(1, min(workers or os.cpu_count() or 1, spec.compute.shards))

@@ -469,3 +469,14 @@ def test_local_backend_submit_on_s3(tmp_path: Path, linear_spec: dict, moto_endp
     keys = run.list()
     assert "logs/prepare.log" in keys and "logs/merge.log" in keys and any(k.startswith("plots/") for k in keys)
     assert yaml.safe_load(run.get("spec.yaml"))["name"] == "linear"
+
+
+def test_submit_local_checks_the_bucket_before_anything(moto_endpoint: str, aws_env: None, tmp_path: Path,
+                                                         linear_spec: dict, capsys) -> None:
+    from conftest import write_spec
+    from launcher.cli import main as launcher
+
+    linear_spec["storage"] = {"url": "s3://missing-bucket/runs", **s3_options(moto_endpoint)}
+    assert launcher(["submit", str(write_spec(tmp_path, linear_spec)), "--local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "s3://missing-bucket/runs" in err and "does not exist" in err
