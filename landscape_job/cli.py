@@ -37,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", default=os.environ.get("LANDSCAPE_RUN"),
                         help="the run's storage prefix, e.g. file:///data/runs/r1 (default: $LANDSCAPE_RUN)")
     sub = parser.add_subparsers(dest="stage", required=True)
-    sub.add_parser("prepare", help="build the directions and the run manifest")
+    prepare = sub.add_parser("prepare", help="build the directions and the run manifest")
+    prepare.add_argument("--spec-file", default=os.environ.get("LANDSCAPE_SPEC_FILE"),
+                         help="seed the run's spec.yaml from this file if storage has none "
+                              "(default: $LANDSCAPE_SPEC_FILE; the prepare pod's mounted ConfigMap)")
     evaluate = sub.add_parser("evaluate", help="evaluate one shard of the grid")
     evaluate.add_argument("--shard", type=int, default=None,
                           help="shard index (default: $JOB_COMPLETION_INDEX)")
@@ -74,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError("--run: give the run's storage prefix or set LANDSCAPE_RUN")
         run = open_storage(args.run, storage_options_from_env())
         if args.stage == "prepare":
-            stages.prepare(run)
+            stages.prepare(run, spec_file=args.spec_file)
         elif args.stage == "evaluate":
             stages.evaluate(run, _shard_index(args.shard), log_points=args.log_points, wait_seconds=args.wait)
         else:

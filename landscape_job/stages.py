@@ -83,8 +83,28 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def prepare(run: Storage, log: Log = _stderr) -> dict:
+def seed_spec(run: Storage, spec_file: str) -> None:
+    """Puts the spec from a file (the run's mounted ConfigMap) into storage, if none is there.
+
+    The launcher writes spec.yaml before it creates the Jobs; manifests applied with
+    kubectl have only the ConfigMap, and this makes them work the same. A different spec
+    already in storage is refused: the run id is taken.
+    """
+    try:
+        text = Path(spec_file).read_text()
+    except OSError as err:
+        raise UserError(f"LANDSCAPE_SPEC_FILE: cannot read {spec_file}: {err.strerror}") from None
+    incoming = spec_from_yaml(text, spec_file)
+    if run.put_if_absent(SPEC_KEY, text.encode()):
+        return
+    if read_run_spec(run).hash != incoming.hash:
+        raise StageError(f"{run.url}/{SPEC_KEY} holds a different spec than {spec_file}; use a new run id")
+
+
+def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> dict:
     """Builds the directions once for the whole run and records the run's manifest."""
+    if spec_file:
+        seed_spec(run, spec_file)
     spec = read_run_spec(run)
     if run.exists(MANIFEST_KEY) and run.exists(DIRECTIONS_KEY):
         manifest = json.loads(run.get(MANIFEST_KEY))
@@ -197,12 +217,12 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     which count the points a killed worker had computed). ``wait_seconds`` waits that long
     for the prepare stage's output.
     """
+    if wait_seconds > 0:
+        wait_for(run, [SPEC_KEY, MANIFEST_KEY, DIRECTIONS_KEY], wait_seconds, "the prepare stage", log)
     spec = read_run_spec(run)
     num_shards = spec.compute.shards
     if not 0 <= shard < num_shards:
         raise UserError(f"shard index {shard} is out of range: the spec has compute.shards = {num_shards}")
-    if wait_seconds > 0:
-        wait_for(run, [MANIFEST_KEY, DIRECTIONS_KEY], wait_seconds, "the prepare stage", log)
     manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
     final_key = shard_key(shard, num_shards)
     if run.exists(final_key):
@@ -348,6 +368,8 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
     the evaluate pods); without it, missing shards fail at once, named.
     """
     started = time.time()
+    if wait_seconds > 0:
+        wait_for(run, [SPEC_KEY], wait_seconds, "the run's spec", log)
     spec = read_run_spec(run)
     if wait_seconds > 0:
         shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]

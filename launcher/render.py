@@ -138,6 +138,10 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str]) 
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
+    if stage == "prepare":
+        # The prepare pod seeds the run's storage from the ConfigMap if nothing wrote the
+        # spec there yet, so `launcher render | kubectl apply -f -` runs without the launcher.
+        env.append({"name": "LANDSCAPE_SPEC_FILE", "value": f"{SPEC_DIR}/spec.yaml"})
     if stage == "merge":
         env.append({"name": "LANDSCAPE_EVALUATE_JOB", "value": names["evaluate"]})
     if gpus == 0:
@@ -151,6 +155,8 @@ def _min_quantity(a: str, b: str) -> str:
     return a if parse_quantity(a) <= parse_quantity(b) else b
 
 
+#: Where the prepare pod mounts the run's ConfigMap.
+SPEC_DIR = "/etc/landscape"
 #: How long an evaluate pod waits for the prepare stage's output before failing.
 PREPARE_WAIT_SECONDS = 3600
 
@@ -184,6 +190,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "env": _env(stage, spec, run_id, gpus, names),
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"}]
+                        + ([{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}] if stage == "prepare" else [])
                         + [{"name": f"data-{i}", "mountPath": v.mount_path, "readOnly": v.read_only}
                            for i, v in enumerate(k8s.volumes)],
         "securityContext": {
@@ -217,7 +224,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
-        ] + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
+        ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if stage == "prepare" else []) + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
              for i, v in enumerate(k8s.volumes)],
     }
     if evaluate:

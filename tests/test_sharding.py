@@ -218,3 +218,21 @@ def test_a_shard_finished_twice_keeps_the_first_copy(three_shard_run) -> None:
     assert run.put_if_absent(key, b"other bytes") is False and run.get(key) == first
     run.delete(key)
     assert run.put_if_absent(key, first) is True and run.get(key) == first
+
+
+def test_prepare_seeds_the_spec_from_a_mounted_file(tmp_path: Path, linear_spec: dict) -> None:
+    """Manifests applied with kubectl carry the spec only in their ConfigMap."""
+    from landscape_job.storage import open_storage
+
+    spec = spec_from(tmp_path, linear_spec)
+    mounted = tmp_path / "spec.yaml"
+    mounted.write_text(spec.to_yaml())
+    run = open_storage(str(tmp_path / "runs" / "applied"))
+    stages.prepare(run, log=lambda _: None, spec_file=str(mounted))
+    stages.evaluate(run, 0, log=lambda _: None)
+    stages.merge(run, log=lambda _: None, plots=False)
+    assert run.exists("surface.h5")
+    other = spec_from(tmp_path, {**linear_spec, "directions": {**linear_spec["directions"], "seed": 5}})
+    mounted.write_text(other.to_yaml())
+    with pytest.raises(StageError, match="holds a different spec"):
+        stages.prepare(run, log=lambda _: None, spec_file=str(mounted))
