@@ -99,12 +99,12 @@ class _Section:
             raise UserError(f"{self.key(str(name))}: unknown key{suggestion}")
 
 
-def _path(section: _Section, name: str, base_dir: Path, must_exist: bool = True) -> str:
+def _path(section: _Section, name: str, base_dir: Path, must_exist: bool) -> str:
     value = section.get(name, str)
     return _resolve_file(value, section.key(name), base_dir, must_exist)
 
 
-def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool = True) -> str:
+def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool) -> str:
     if value.startswith("file://"):
         value = value[len("file://"):]
     path = Path(value).expanduser()
@@ -217,8 +217,13 @@ class Spec:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def load_spec(path: str | Path, storage_override: str | None = None) -> Spec:
-    """Reads and validates a spec file, naming the file on any read or YAML error."""
+def load_spec(path: str | Path, storage_override: str | None = None, check_files: bool = True) -> Spec:
+    """Reads and validates a spec file, naming the file on any read or YAML error.
+
+    ``check_files=False`` skips the existence checks of checkpoints, direction files and
+    data roots: for a cluster they are paths on the pods' volumes, which the pods check
+    (exit code 2) when they read the same spec.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: spec file not found")
@@ -233,19 +238,19 @@ def load_spec(path: str | Path, storage_override: str | None = None) -> Spec:
         raise UserError(f"{path}: cannot read spec file: {err}") from None
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:40] or "surface"
     return parse_spec(raw, base_dir=path.parent.resolve(), default_name=default_name,
-                      storage_override=storage_override)
+                      storage_override=storage_override, check_files=check_files)
 
 
 def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
-               storage_override: str | None = None) -> Spec:
+               storage_override: str | None = None, check_files: bool = True) -> Spec:
     """Validates a spec mapping; relative paths are taken against ``base_dir``."""
     top = _Section(raw, "")
     name = top.get("name", str, default_name)
     if not _NAME_RE.match(name):
         raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
                         f"with a letter or digit (it names Kubernetes objects); got {name!r}")
-    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir)
-    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir)
+    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files)
+    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files)
     loss = top.choice("loss", LOSSES, "cross_entropy")
     grid_section = _Section(top.get("grid", dict), "grid")
     grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
@@ -253,7 +258,8 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     grid_section.finish()
     if grid.size > MAX_POINTS:
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
-    directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid)
+    directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
+                                          check_files)
     compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
     storage, storage_options = _parse_storage(top, base_dir, storage_override)
     plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
@@ -264,21 +270,21 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                 kubernetes=kubernetes, notes=tuple(notes))
 
 
-def _parse_model(s: _Section, base_dir: Path) -> ModelSpec:
+def _parse_model(s: _Section, base_dir: Path, check_files: bool) -> ModelSpec:
     arch = s.get("arch", str)
-    checkpoint = _path(s, "checkpoint", base_dir)
+    checkpoint = _path(s, "checkpoint", base_dir, check_files)
     kwargs = s.get("kwargs", dict, {})
     s.finish()
     return ModelSpec(arch=arch, checkpoint=checkpoint, kwargs=kwargs)
 
 
-def _parse_data(s: _Section, base_dir: Path) -> DataSpec:
+def _parse_data(s: _Section, base_dir: Path, check_files: bool) -> DataSpec:
     dataset = s.get("dataset", str)
     root = s.get("root", str, None)
     if root is not None:
         root_path = Path(root).expanduser()
         root = str(root_path if root_path.is_absolute() else (base_dir / root_path).resolve())
-        if not Path(root).is_dir():
+        if check_files and not Path(root).is_dir():
             raise UserError(f"data.root: folder not found: {root}")
     splits_raw = s.get("splits", (list, str), list(SPLITS))
     splits = (splits_raw,) if isinstance(splits_raw, str) else tuple(splits_raw)
@@ -297,7 +303,7 @@ def _parse_data(s: _Section, base_dir: Path) -> DataSpec:
                     subset=subset, subset_seed=subset_seed, options=options)
 
 
-def _parse_directions(s: _Section, base_dir: Path, grid: Grid) -> tuple[DirectionsSpec, list[str]]:
+def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool) -> tuple[DirectionsSpec, list[str]]:
     kind = s.choice("type", DIRECTION_TYPES, "random")
     notes: list[str] = []
     targets_raw = s.get("targets", (list, str), [])
@@ -305,13 +311,14 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid) -> tuple[Directio
     for i, target in enumerate(targets_list):
         if not isinstance(target, str):
             raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
-    targets = tuple(_resolve_file(t, f"directions.targets[{i}]", base_dir) for i, t in enumerate(targets_list))
+    targets = tuple(_resolve_file(t, f"directions.targets[{i}]", base_dir, check_files)
+                    for i, t in enumerate(targets_list))
     expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0}[kind]
     if len(targets) != expected_targets:
         what = {0: "no targets", 1: "one target checkpoint (x = target - model.checkpoint)",
                 2: "two target checkpoints (x = t1 - model.checkpoint, y = t2 - model.checkpoint)"}
         raise UserError(f"directions.targets: type {kind} takes {what[expected_targets]}, got {len(targets)}")
-    file = _path(s, "file", base_dir) if kind == "file" else s.get("file", str, None)
+    file = _path(s, "file", base_dir, check_files) if kind == "file" else s.get("file", str, None)
     if kind != "file" and file is not None:
         raise UserError(f"directions.file: only used with type: file (type is {kind})")
 

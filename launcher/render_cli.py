@@ -40,7 +40,7 @@ def run_render(args: argparse.Namespace) -> None:
     from launcher.k8s_spec import parse_kubernetes
     from launcher.render import render_run, to_json, to_yaml
 
-    spec = load_spec(args.spec, storage_override=args.storage)
+    spec = load_spec(args.spec, storage_override=args.storage, check_files=False)
     k8s = parse_kubernetes(spec.kubernetes)
     objects = render_run(spec, args.run_id or default_run_id(spec.name), k8s)
     sys.stdout.write(to_json(objects) if args.output == "json" else to_yaml(objects))

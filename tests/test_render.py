@@ -554,3 +554,19 @@ def test_render_cli_storage_override_and_default_run_id(tmp_path, cluster_raw, c
     run_id = objects[0]["metadata"]["labels"]["landscape.run"]
     assert run_id.startswith("linear-") and len(run_id) == len("linear-20260101-120000")
     assert env_of(pod_templates(objects)["evaluate"])["LANDSCAPE_RUN"] == f"s3://other/prefix/{run_id}"
+
+
+def test_the_cifar10_example_renders_and_validates(capsys) -> None:
+    """The README shows this output; its checkpoint and data are pod paths, not local files."""
+    from launcher.cli import main as launcher_main
+
+    example = Path(__file__).parent.parent / "examples" / "cifar10-resnet56.yaml"
+    assert launcher_main(["render", str(example), "-o", "json", "--run-id", "cifar10-resnet56-20261124-120000"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    objects = listed["items"]
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Job", "Job", "Job"]
+    validate_all(objects)
+    evaluate = objects[2]["spec"]
+    assert evaluate["completions"] == 16 and evaluate["parallelism"] == 8
+    pod = evaluate["template"]["spec"]
+    assert pod["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "landscape-data"
