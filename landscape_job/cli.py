@@ -81,7 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.stage == "evaluate":
             stages.evaluate(run, _shard_index(args.shard), log_points=args.log_points, wait_seconds=args.wait)
         else:
-            stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait)
+            from landscape_job.jobwatch import failure_check, in_cluster_reader
+
+            reader = in_cluster_reader(os.environ.get("LANDSCAPE_EVALUATE_JOB"), os.environ.get("LANDSCAPE_NAMESPACE"))
+            abort = failure_check(reader, stages._stderr) if reader else None
+            stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait, abort=abort)
 
     return run_guarded(body, "landscape-job")
 

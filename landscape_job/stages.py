@@ -142,12 +142,13 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
 
 
 def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
-             poll: float = 1.0, max_poll: float = 30.0) -> None:
+             poll: float = 1.0, max_poll: float = 30.0, abort: Callable[[], str | None] | None = None) -> None:
     """Polls storage until every key exists, so stages started together chain by themselves.
 
     On a cluster all three Jobs start at submit time: evaluate pods wait here for
     prepare's output and the merge pod for the shards, instead of failing and burning
-    retries. Gives up after ``seconds`` naming what is still missing.
+    retries. Gives up after ``seconds`` naming what is still missing, or as soon as
+    ``abort`` says why the missing objects will never come.
     """
     deadline = time.monotonic() + seconds
     announced = False
@@ -155,6 +156,10 @@ def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
         missing = [k for k in keys if not run.exists(k)]
         if not missing:
             return
+        reason = abort() if abort is not None else None
+        if reason:
+            listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise StageError(f"{reason}; {len(missing)} missing under {run.url}: {listed}")
         if time.monotonic() >= deadline:
             listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise StageError(f"gave up after {seconds:g}s waiting for {what}: {len(missing)} missing under "
@@ -361,7 +366,8 @@ def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
     return summary
 
 
-def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: float = 0.0) -> dict:
+def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: float = 0.0,
+          abort: Callable[[], str | None] | None = None) -> dict:
     """Verifies and merges the shards into surface.h5, then writes the plots and report.json.
 
     ``wait_seconds`` waits that long for every shard to appear (the merge pod starts with
@@ -373,7 +379,7 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
     spec = read_run_spec(run)
     if wait_seconds > 0:
         shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
-        wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log)
+        wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
     manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
     flat, stats = collect_shards(run, spec, manifest["direction_hash"])
     xlabel, ylabel = _axis_labels(spec)

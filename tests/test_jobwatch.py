@@ -1,0 +1,87 @@
+"""The merge pod fails fast when evaluate indexes have failed, reading the Job over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import run_all, spec_from
+from landscape_job import stages
+from landscape_job.errors import StageError
+from landscape_job.jobwatch import failure_check, job_failure, job_reader
+from landscape_job.shards import shard_key
+from launcher.local import open_run
+
+RUNNING = {"status": {"active": 2, "completedIndexes": "0-1"}}
+INDEX_FAILED = {"status": {"active": 1, "completedIndexes": "0,2", "failedIndexes": "1,3"}}
+JOB_FAILED = {"status": {"failedIndexes": "1", "conditions": [
+    {"type": "FailureTarget", "status": "True"},
+    {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]}}
+COMPLETE = {"status": {"completedIndexes": "0-2", "conditions": [{"type": "Complete", "status": "True"}]}}
+
+
+def test_job_failure_reads_real_shaped_status() -> None:
+    assert job_failure(RUNNING) is None and job_failure(COMPLETE) is None and job_failure({}) is None
+    assert "indexes 1,3 failed" in job_failure(INDEX_FAILED)
+    message = job_failure(JOB_FAILED)
+    assert "the evaluate Job failed (FailedIndexes: Job has failed indexes)" in message and "failed indexes: 1" in message
+
+
+class _FakeApi(BaseHTTPRequestHandler):
+    job: dict = RUNNING
+    seen: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).seen.append((self.path, self.headers.get("Authorization", "")))
+        body = json.dumps({"apiVersion": "batch/v1", "kind": "Job", **type(self).job}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_api():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _FakeApi.seen = []
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_merge_stops_waiting_when_indexes_failed(tmp_path: Path, linear_spec: dict, fake_api) -> None:
+    linear_spec["compute"]["shards"] = 3
+    run = open_run(spec_from(tmp_path, linear_spec), "failfast")
+    run_all(run, 3)
+    run.delete(shard_key(1, 3))
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+    url = f"http://127.0.0.1:{fake_api.server_port}/apis/batch/v1/namespaces/ns/jobs/r-evaluate"
+    _FakeApi.job = INDEX_FAILED
+    check = failure_check(job_reader(url, token), log=lambda _: None)
+    with pytest.raises(StageError, match=r"indexes 1,3 failed and will not be retried; see their pods. logs; 1 missing .*shard-1-of-3"):
+        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=600, abort=check)
+    assert _FakeApi.seen[0] == ("/apis/batch/v1/namespaces/ns/jobs/r-evaluate", "Bearer sa-token")
+
+
+def test_an_unreachable_api_does_not_fail_the_merge(tmp_path: Path, linear_spec: dict) -> None:
+    linear_spec["compute"]["shards"] = 2
+    run = open_run(spec_from(tmp_path, linear_spec), "noapi")
+    run_all(run, 2)
+    token = tmp_path / "token"
+    token.write_text("t")
+    messages: list[str] = []
+    check = failure_check(job_reader("http://127.0.0.1:9/apis/batch/v1/namespaces/ns/jobs/x", token, timeout=2),
+                          messages.append)
+    stages.merge(run, log=lambda _: None, plots=False, wait_seconds=5, abort=check)
+    assert run.exists("surface.h5")
