@@ -53,7 +53,7 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from landscape_job.errors import StageError, UserError
-from landscape_job.spec import STORAGE_OPTIONS
+from landscape_job.spec import check_storage_options
 from landscape_job.storage import NotFound
 
 #: Objects at least this large go up as a multipart upload and come down as parallel
@@ -123,25 +123,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _options(url: str, options: Mapping[str, str] | None) -> dict[str, str]:
-    """The options that are set, checked: a typo is a user error, not a silent default."""
-    chosen = {k: str(v) for k, v in (options or {}).items() if v not in (None, "")}
-    for key in chosen:
-        if key not in STORAGE_OPTIONS:
-            raise UserError(f"storage.{key}: unknown S3 option for {url}; "
-                            f"expected one of {', '.join(STORAGE_OPTIONS)}")
-    endpoint = chosen.get("endpoint_url")
-    if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
-        raise UserError(f"storage.endpoint_url: expected http(s)://host[:port], got {endpoint!r}")
-    if chosen.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
-        raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
-                        f"got {chosen['addressing_style']!r}")
-    if chosen.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
-        raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
-                        f"got {chosen['request_checksum']!r}")
-    return chosen
-
-
 def _client_config(options: Mapping[str, str], connect_timeout: float, read_timeout: float, attempts: int) -> Config:
     """botocore's client configuration for the options.
 
@@ -188,7 +169,7 @@ class S3Storage:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self._root = self.prefix + "/" if self.prefix else ""
-        self.options = _options(url, options)
+        self.options = check_storage_options(url, options)
         self.client = self._make_client(CONNECT_TIMEOUT, READ_TIMEOUT, MAX_ATTEMPTS)
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(multipart_threshold, _MIN_PART),

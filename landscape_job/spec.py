@@ -387,6 +387,25 @@ def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:
 STORAGE_OPTIONS = ("endpoint_url", "region", "addressing_style", "request_checksum")
 
 
+def check_storage_options(url: str, options: Mapping[str, Any] | None) -> dict[str, str]:
+    """The options that are set, checked: a typo is a user error, not a silent default."""
+    chosen = {k: str(v) for k, v in (options or {}).items() if v not in (None, "")}
+    for key in chosen:
+        if key not in STORAGE_OPTIONS:
+            raise UserError(f"storage.{key}: unknown S3 option for {url}; "
+                            f"expected one of {', '.join(STORAGE_OPTIONS)}")
+    endpoint = chosen.get("endpoint_url")
+    if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
+        raise UserError(f"storage.endpoint_url: expected http(s)://host[:port], got {endpoint!r}")
+    if chosen.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
+        raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
+                        f"got {chosen['addressing_style']!r}")
+    if chosen.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
+        raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
+                        f"got {chosen['request_checksum']!r}")
+    return chosen
+
+
 def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> tuple[str, dict[str, Any]]:
     """``storage`` is a URL, or a mapping with ``url`` and the S3 options; credentials never go here."""
     raw = top.get("storage", (str, dict), None)
@@ -403,12 +422,7 @@ def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> tuple
                 raise UserError(f"storage.{key}: credentials never go in the spec; set AWS_ACCESS_KEY_ID/"
                                 f"AWS_SECRET_ACCESS_KEY in the environment or name a Kubernetes Secret")
         section.finish()
-        if options.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
-            raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
-                            f"got {options['addressing_style']!r}")
-        if options.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
-            raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
-                            f"got {options['request_checksum']!r}")
+        options = check_storage_options(url, options)
     else:
         url = raw
     value = override if override is not None else url
