@@ -2,6 +2,9 @@
 
     launcher validate surface.yaml          check a spec and print the work it implies
     launcher submit surface.yaml --local    run prepare, the shards and merge on this machine
+    launcher submit surface.yaml            create the run's Jobs on the cluster (--wait to follow it)
+    launcher status|logs|cancel <run>       watch, read or stop a run on the cluster; launcher list: the runs
+    launcher pull <run> [DIR]               download surface.h5, the plots and the report
     launcher plot surface.h5                re-plot a merged surface without recomputing
     launcher render surface.yaml            print the run's Kubernetes manifests
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from landscape_job.cli import run_guarded
+from launcher import cluster_cli
 from launcher.render_cli import add_render_parser, run_render
 
 
@@ -24,7 +28,7 @@ def _add_plot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", action="store_true", help="log-scale loss")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="launcher", description="Loss landscapes as batch jobs.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,12 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="start a run")
     submit.add_argument("spec", type=Path)
-    submit.add_argument("--local", action="store_true", required=True,
-                        help="run the stages as local processes (the only backend in this version)")
+    submit.add_argument("--local", action="store_true",
+                        help="run the stages as local processes instead of Jobs on the cluster")
     submit.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
     submit.add_argument("--run-id", help="name the run (default: <name>-<UTC time>); an existing run "
                                          "with the same spec is resumed")
     submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: cores)")
+    cluster_cli.add_submit_options(submit)
 
     plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
     plot.add_argument("surface", type=Path)
@@ -50,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--format", action="append", choices=["png", "pdf"], help="repeatable (default: png and pdf)")
     _add_plot_options(plot)
     add_render_parser(sub)
-    return parser
+    handlers = cluster_cli.add_parsers(sub)
+    return parser, handlers
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -73,6 +79,12 @@ def _submit(args: argparse.Namespace) -> None:
 
     from launcher.local import submit_local
 
+    if not args.local:
+        return cluster_cli.run_submit(args)
+    for flag, given in (("--server-dry-run", args.server_dry_run), ("--wait", args.wait), ("-n", args.namespace),
+                        ("--context", args.context), ("--kubeconfig", args.kubeconfig)):
+        if given:
+            raise UserError(f"{flag}: only for the cluster, not with --local")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: must be at least 1, got {args.workers}")
     spec = load_spec(args.spec, storage_override=args.storage)
@@ -95,8 +107,10 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render}[args.command]
+    parser, cluster_handlers = _parser()
+    args = parser.parse_args(argv)
+    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render,
+               **cluster_handlers}[args.command]
     return run_guarded(lambda: handler(args), "launcher")
 
 

@@ -19,13 +19,18 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import pydantic
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from landscape_job.errors import StageError, UserError
+
+try:  # recent kubernetes clients check arguments with pydantic before sending; older ones do not
+    from pydantic import ValidationError as ClientValidationError
+except ImportError:  # pragma: no cover
+    class ClientValidationError(Exception):  # type: ignore[no-redef]
+        """Never raised."""
 
 #: The namespace when neither -n, the spec nor the kubeconfig context names one (k8s/base's).
 DEFAULT_NAMESPACE = "landscape"
@@ -87,7 +92,7 @@ class Cluster:
                 raise UserError(f"--context {context}: no such context in the kubeconfig {path} (it has: {names})")
             api = config.new_client_from_config(config_file=path, context=chosen["name"])
         except ConfigException as err:
-            raise UserError(f"kubeconfig {path}: {_one_line(err)}; set KUBECONFIG or pass --kubeconfig / "
+            raise UserError(f"kubeconfig {path}: {_one_line(err).rstrip('.')}; set KUBECONFIG or pass --kubeconfig / "
                             f"--context") from None
         ns = (chosen.get("context") or {}).get("namespace")
         return cls(api, namespace or ns or DEFAULT_NAMESPACE, chosen["name"])
@@ -112,7 +117,7 @@ class Cluster:
             if on_400 is not None and err.status == 400:
                 raise UserError(f"{on_400}: {_one_line(_status_body(err).get('message') or err.reason)}") from None
             raise self._api_error(err, verb, resource, name, on_404, on_409) from None
-        except pydantic.ValidationError as err:
+        except ClientValidationError as err:
             problem = err.errors()[0]
             where = ".".join(str(p) for p in problem["loc"])
             raise UserError(f"{what_of(resource, name)}: the Kubernetes client refuses {where}: {problem['msg']}") \
@@ -193,7 +198,7 @@ class Cluster:
         if tail is not None:
             kwargs["tail_lines"] = tail
         response = self._call(self.core.read_namespaced_pod_log, name, self.namespace, verb="get",
-                              resource="pods/log", name=name, timeout=(TIMEOUT[0], None) if follow else TIMEOUT,
+                              resource="pods/log", name=name, timeout=None if follow else TIMEOUT,
                               on_404=f"pod {name} not found in namespace {self.namespace} (deleted, or "
                                      f"removed after the Job's ttlSecondsAfterFinished)",
                               on_400=f"pod {name} has no log to show yet", **kwargs)

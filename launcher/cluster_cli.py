@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
 from landscape_job.storage import Storage, open_storage, run_storage
 
-from launcher.cluster import Cluster
 from launcher.render import CONTAINER, RUN_LABEL, STAGE_LABEL, STAGES, check_run_id, object_names, run_selector
+
+if TYPE_CHECKING:  # the kubernetes client loads only for the commands that talk to a cluster
+    from launcher.cluster import Cluster
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 LOG_LINES = 10
@@ -152,11 +155,19 @@ def _storage_of(raw: object, base_dir: Path) -> tuple[str, dict[str, str]]:
 
 
 def _connect(args: argparse.Namespace, namespace: str | None = None) -> Cluster:
+    from launcher.cluster import Cluster
+
     return Cluster.connect(args.kubeconfig, args.context, args.namespace or namespace)
 
 
+def _check_run(run_id: str) -> None:
+    try:
+        check_run_id(run_id)
+    except UserError as err:
+        raise UserError(str(err).replace("--run-id: expected", f"run id {run_id!r}: expected", 1)) from None
+
+
 def _run_config_map(cluster: Cluster, run_id: str) -> dict[str, Any]:
-    check_run_id(run_id)
     name = object_names(run_id, 1)["spec"]
     config_map = cluster.get_config_map(name)
     if config_map is None:
@@ -167,8 +178,6 @@ def _run_config_map(cluster: Cluster, run_id: str) -> dict[str, Any]:
 
 def _progress(run: Storage, shards: int) -> dict[int, dict[str, Any]]:
     """The shards' ``.progress.json`` objects that exist, by shard."""
-    import json
-
     from landscape_job.shards import progress_key
 
     keys = set(run.list("shards/"))
@@ -243,13 +252,12 @@ def run_submit(args: argparse.Namespace) -> None:
             except (UserError, StageError):
                 undone = f"delete what was created with: kubectl delete configmap {names['spec']} -n {k8s.namespace}"
             raise type(err)(f"{err} ({undone})") from None
-        selector = run_selector(run_id)
-        ns = "" if k8s.namespace == cluster.namespace and not args.namespace else f" -n {k8s.namespace}"
-        print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, namespace {k8s.namespace}, "
+        ns = k8s.namespace
+        print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, namespace {ns}, "
               f"storage {run.url}\n"
-              f"  kubectl get jobs,pods -n {k8s.namespace} -l {selector}\n"
-              f"  launcher status {run_id}{ns}\n"
-              f"  launcher pull {run_id}{ns}", flush=True)
+              f"  kubectl get jobs,pods -n {ns} -l {run_selector(run_id)}\n"
+              f"  launcher status {run_id} -n {ns}\n"
+              f"  launcher pull {run_id} -n {ns}", flush=True)
         if args.wait:
             _follow(cluster, run, run_id, spec.compute.shards, spec.grid.size, args.interval)
     finally:
@@ -265,11 +273,19 @@ def _failure(job: dict[str, Any], stage: str) -> str:
 
 def _follow(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int, interval: float) -> None:
     """Polls the Jobs and the shards' progress until merge completes (returns) or a Job fails (StageError)."""
-    from landscape_job.stages import REPORT_KEY, SURFACE_KEY
-
     from launcher.local import ProgressBar
 
     bar = ProgressBar(points, sys.stderr)
+    try:
+        _poll(cluster, run, run_id, shards, points, interval, bar)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; run {run_id} goes on in the cluster (launcher status {run_id})", file=sys.stderr)
+        raise
+
+
+def _poll(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int, interval: float, bar: Any) -> None:
+    from landscape_job.stages import REPORT_KEY, SURFACE_KEY
+
     while True:
         jobs = _jobs_by_stage(cluster, run_id)
         done = sum(int(p.get("done", 0)) for p in _progress(run, shards).values())
@@ -302,14 +318,15 @@ def _job_line(stage: str, job: dict[str, Any] | None) -> str:
     status = job.get("status") or {}
     state = _state(job)
     condition = _condition(job)
-    detail = f"  {condition.get('reason', '')}: {condition.get('message', '')}".rstrip(": ") if condition else ""
+    details = [f"{condition.get('reason', '')}: {condition.get('message', '')}"] if condition else []
     if stage == "evaluate":
         total = (job.get("spec") or {}).get("completions") or 0
         done = len(_indexes(status.get("completedIndexes")))
         failed = _indexes(status.get("failedIndexes"))
-        detail = (f"  {done}/{total} shards complete, {status.get('active', 0)} running"
-                  + (f", failed: {', '.join(map(str, failed))}" if failed else "") + detail)
-    return f"  {stage:<9} {state:<9}{detail}"
+        active = status.get("active") or 0
+        details.insert(0, f"{done}/{total} shards complete" + (f", {active} running" if active else "")
+                       + (f", failed: {', '.join(map(str, failed))}" if failed else ""))
+    return f"  {stage:<9} {state:<9}  {'; '.join(details)}".rstrip()
 
 
 def _failed_pods(cluster: Cluster, run_id: str, jobs: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -333,20 +350,20 @@ def _failed_pods(cluster: Cluster, run_id: str, jobs: dict[str, dict[str, Any]])
 
 
 def run_status(args: argparse.Namespace) -> None:
+    _check_run(args.run)
     cluster = _connect(args)
     try:
         raw = _spec_of(_run_config_map(cluster, args.run))
         url, options = _storage_of(raw.get("storage"), Path.cwd())
         shards = int((raw.get("compute") or {}).get("shards", 1))
-        run = run_storage(args.storage or url, args.run, options if not args.storage else
-                          (options if args.storage.startswith("s3://") else None))
+        base = args.storage or url
+        run = run_storage(base, args.run, options if base.startswith("s3://") else None)
         jobs = _jobs_by_stage(cluster, args.run)
         print(f"run {args.run}  namespace {cluster.namespace}  storage {run.url}")
         for stage in STAGES:
             print(_job_line(stage, jobs.get(stage)))
         progress = _progress(run, shards)
         done = sum(int(p.get("done", 0)) for p in progress.values())
-        total = sum(int(p.get("total", 0)) for p in progress.values())
         rate = sum(float(p.get("rate") or 0) for p in progress.values() if p.get("state") == "running")
         print(f"shards: {len(progress)} of {shards} started, {done} points done"
               + (f", {rate:.2f} points/s" if rate else ""))
@@ -357,13 +374,14 @@ def run_status(args: argparse.Namespace) -> None:
                   f"{p.get('state', '?')} on {p.get('host', '?')} ({p.get('device', '?')})")
         if len(progress) > 50:
             print(f"  ... {len(progress) - 50} more shards")
-        del total
         for what, pod in _failed_pods(cluster, args.run, jobs):
             if not pod:
                 print(f"{what} failed; its pod is gone, and its log with it")
                 continue
             name = pod["metadata"]["name"]
-            print(f"{what} failed: pod {name}, exit code {_exit_code(pod)}; last lines of its log:")
+            code = _exit_code(pod)
+            why = " (a mistake in the spec or its inputs: not retried)" if code == USER_ERROR_EXIT else ""
+            print(f"{what} failed: pod {name}, exit code {code}{why}; last lines of its log:")
             try:
                 for line in cluster.pod_log(name, CONTAINER, tail=LOG_LINES):
                     print(f"    {line}")
@@ -377,7 +395,7 @@ def run_logs(args: argparse.Namespace) -> None:
     stage = args.stage or ("evaluate" if args.shard is not None else None)
     if args.shard is not None and stage != "evaluate":
         raise UserError("--shard: only with --stage evaluate (the default with --shard)")
-    check_run_id(args.run)
+    _check_run(args.run)
     cluster = _connect(args)
     try:
         selector = run_selector(args.run) + (f",{STAGE_LABEL}={stage}" if stage else "")
@@ -435,7 +453,7 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_cancel(args: argparse.Namespace) -> None:
-    check_run_id(args.run)
+    _check_run(args.run)
     cluster = _connect(args)
     try:
         name = object_names(args.run, 1)["spec"]
@@ -462,7 +480,7 @@ def _pull_source(args: argparse.Namespace) -> tuple[Storage, str]:
     if "://" in args.run:
         url = args.run.rstrip("/")
         return open_storage(url, options if url.startswith("s3://") else None), url.rsplit("/", 1)[-1]
-    check_run_id(args.run)
+    _check_run(args.run)
     base = args.storage or spec_url
     if base is None:
         cluster = _connect(args)
