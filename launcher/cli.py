@@ -37,7 +37,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     validate.add_argument("spec", type=Path)
     validate.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
     validate.add_argument("--quick", action="store_true",
-                          help="check the spec only; skip building the model and loading the data")
+                          help="check the spec only: no model build, no data load, no look for local files "
+                               "(for cluster specs whose paths are on the pods' volumes)")
 
     submit = sub.add_parser("submit", help="start a run")
     submit.add_argument("spec", type=Path)
@@ -63,7 +64,7 @@ def _validate(args: argparse.Namespace) -> None:
     from landscape_job.preflight import check_inputs
     from landscape_job.spec import describe_work, load_spec
 
-    spec = load_spec(args.spec, storage_override=args.storage)
+    spec = load_spec(args.spec, storage_override=args.storage, check_files=not args.quick)
     sizes = None if args.quick else check_inputs(spec)
     print(f"# {args.spec}: valid (spec hash {spec.hash[:12]})")
     print(spec.to_yaml().rstrip())

@@ -144,7 +144,7 @@ class Cluster:
             user = re.search(r'User "([^"]+)"', message)
             account = f"the account {user.group(1)}" if user else "your account"
             return UserError(f"forbidden: {account} cannot {verb} {resource} in namespace {self.namespace}; ask a "
-                             f"cluster admin for a Role that allows it (k8s/base sets up the namespace)")
+                             f"cluster admin to bind you the landscape-launcher Role of k8s/base")
         if err.status == 404:
             details = status.get("details") or {}
             if details.get("kind") == "namespaces":

@@ -263,8 +263,8 @@ def test_errors_before_anything_is_made(fake: FakeCluster, bucket: str, moto_end
     fake.job_fields.add("backoffLimitPerIndex")
 
     assert submit("-n", "locked") == "launcher: error: forbidden: the account alice cannot create configmaps in " \
-                                     "namespace locked; ask a cluster admin for a Role that allows it (k8s/base " \
-                                     "sets up the namespace)"
+                                     "namespace locked; ask a cluster admin to bind you the landscape-launcher " \
+                                     "Role of k8s/base"
     assert "namespace nope does not exist" in submit("-n", "nope")
 
     fake.invalid["r1-merge"] = [("spec.activeDeadlineSeconds", "Invalid value: 0: must be greater than 0")]

@@ -198,17 +198,33 @@ def _kustomize(folder: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("folder,namespace", [("k8s/base", "landscape"), ("k8s/overlays/example", "landscape-team-a")])
 def test_kustomize_output_validates(folder, namespace):
     objects = _kustomize(folder)
-    kinds = {o["kind"]: o for o in objects}
-    assert set(kinds) == {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
+    named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    expected = {("Namespace", namespace), ("ServiceAccount", "landscape"), ("Role", "landscape"),
+                ("RoleBinding", "landscape"), ("Role", "landscape-launcher")}
+    if folder.endswith("example"):
+        expected.add(("RoleBinding", "landscape-launcher-team-a"))
+    assert set(named) == expected
     validate_all(objects)
-    assert kinds["Namespace"]["metadata"]["name"] == namespace
-    assert kinds["Namespace"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    for kind in ("ServiceAccount", "Role", "RoleBinding"):
-        assert kinds[kind]["metadata"]["namespace"] == namespace
-    assert kinds["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "landscape", "namespace": namespace}]
-    # Read-only RBAC: get/list/watch Jobs, get/list pods, nothing else.
-    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in kinds["Role"]["rules"]}
-    assert rules == {(("batch",), ("jobs",)): {"get", "list", "watch"}, (("",), ("pods",)): {"get", "list"}}
+    ns = named[("Namespace", namespace)]
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for key, obj in named.items():
+        if key[0] != "Namespace":
+            assert obj["metadata"]["namespace"] == namespace, key
+    pods_binding = named[("RoleBinding", "landscape")]
+    assert pods_binding["subjects"] == [{"kind": "ServiceAccount", "name": "landscape", "namespace": namespace}]
+    assert pods_binding["roleRef"]["name"] == "landscape"
+
+    def rules(role: dict) -> dict:
+        return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+
+    # The pods' RBAC is read-only: get/list/watch Jobs, get/list pods, nothing else.
+    assert rules(named[("Role", "landscape")]) == {(("batch",), ("jobs",)): {"get", "list", "watch"},
+                                                   (("",), ("pods",)): {"get", "list"}}
+    # The launcher's: what submit/status/logs/cancel do, no Secret, no update or exec.
+    assert rules(named[("Role", "landscape-launcher")]) == {
+        (("",), ("configmaps",)): {"create", "get", "list", "delete"},
+        (("batch",), ("jobs",)): {"create", "get", "list", "watch"},
+        (("",), ("pods", "pods/log")): {"get", "list"}}
     assert all(o["kind"] != "Secret" for o in objects)
 
 
