@@ -5,6 +5,7 @@
     launcher submit surface.yaml            create the run's Jobs on the cluster (--wait to follow it)
     launcher status|logs|cancel <run>       watch, read or stop a run on the cluster; launcher list: the runs
     launcher pull <run> [DIR]               download surface.h5, the plots and the report
+    launcher estimate surface.yaml          time a few points here, project device-hours and wall time
     launcher plot surface.h5                re-plot a merged surface without recomputing
     launcher render surface.yaml            print the run's Kubernetes manifests
 """
@@ -50,6 +51,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: cores)")
     cluster_cli.add_submit_options(submit)
 
+    estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
+    estimate.add_argument("spec", type=Path)
+    estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up (default 3)")
+    estimate.add_argument("--parallel", type=int, help="shards running at once (default: all)")
+
     plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
     plot.add_argument("surface", type=Path)
     plot.add_argument("-o", "--out", type=Path, help="output folder (default: plots/ beside the file)")
@@ -94,6 +100,19 @@ def _submit(args: argparse.Namespace) -> None:
     print(f"done: {run.url}/{SURFACE_KEY}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
 
 
+def _estimate(args: argparse.Namespace) -> None:
+    from landscape_job.errors import UserError
+    from landscape_job.spec import load_spec
+
+    from launcher.estimate import describe, estimate
+
+    for flag, value in (("--points", args.points), ("--parallel", args.parallel)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag}: must be at least 1, got {value}")
+    spec = load_spec(args.spec)
+    print("\n".join(describe(estimate(spec, args.points, args.parallel))))
+
+
 def _plot(args: argparse.Namespace) -> None:
     from landscape_job.errors import UserError
     from landscape_job.plots import PlotOptions, plot_surface
@@ -110,7 +129,7 @@ def _plot(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, cluster_handlers = _parser()
     args = parser.parse_args(argv)
-    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render,
+    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render, "estimate": _estimate,
                **cluster_handlers}[args.command]
     return run_guarded(lambda: handler(args), "launcher")
 

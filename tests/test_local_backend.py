@@ -134,3 +134,16 @@ def test_pod_entrypoint_errors_are_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "landscape_job.cli", "--run", str(tmp_path), "evaluate"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "give --shard or set JOB_COMPLETION_INDEX" in result.stderr
+
+
+def test_estimate_projects_from_real_points_and_writes_nothing(tmp_path: Path, linear_spec: dict, capsys) -> None:
+    from launcher.estimate import Estimate
+
+    linear_spec["compute"]["shards"] = 4
+    assert launcher(["estimate", str(write_spec(tmp_path, linear_spec)), "--points", "2", "--parallel", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "s per point" in out and "compute: 20 points x" in out and "4 shards, 2 at a time" in out
+    assert not (tmp_path / "runs").exists()
+    est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cuda", setup_seconds=30)
+    assert est.compute_hours == pytest.approx(2601 * 0.1 / 3600)
+    assert est.wall_seconds == pytest.approx(2 * (163 * 0.1 + 30))  # two waves of 8 shards of <=163 points
