@@ -29,6 +29,26 @@ class Storage(Protocol):
 
     url: str
 
+    def put(self, key: str, data: bytes) -> None: ...
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+
+
+class FileStorage:
+    """A folder on a local or mounted file system."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.url = "file://" + str(root)
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"storage key must be relative and stay inside the run: {key!r}")
+        return self.root / key
+
     def _write_temp(self, path: Path, data: bytes) -> str:
         """The bytes, synced, in a hidden file beside ``path``: moved or linked into place whole."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,60 +82,6 @@ class Storage(Protocol):
         path = self._path(key)
         tmp = self._write_temp(path, data)
         try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-
-    def get(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
-    def list(self, prefix: str = "") -> list[str]: ...
-    def delete(self, key: str) -> None: ...
-
-
-class FileStorage:
-    """A folder on a local or mounted file system."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.url = "file://" + str(root)
-
-    def _path(self, key: str) -> Path:
-        if key.startswith("/") or ".." in key.split("/"):
-            raise ValueError(f"storage key must be relative and stay inside the run: {key!r}")
-        return self.root / key
-
-    def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Creates the object only if the key is free; True if this call wrote it.
-
-        The bytes go to a temporary file first and are then hard-linked into place:
-        ``link`` fails if the name exists, so exactly one writer wins and no reader ever
-        sees a partial object.
-        """
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.link(tmp, path)
             return True
         except FileExistsError:
