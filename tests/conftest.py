@@ -40,6 +40,16 @@ def save_cnn_checkpoint(path: Path, seed: int, input_shape=(1, 8, 8), classes: i
     return path
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's standalone S3 server on 127.0.0.1, one for the whole session."""
+    from s3server import start_moto
+
+    server, url = start_moto()
+    yield url
+    server.stop()
+
+
 @pytest.fixture
 def linear_spec(tmp_path: Path) -> dict[str, Any]:
     """A valid 2-D spec for softmax regression; tests mutate it."""

@@ -23,17 +23,10 @@ from conftest import write_spec
 from fake_k8s import FakeCluster
 from landscape_job.storage import STORAGE_OPTIONS_ENV
 from launcher.cli import main as launcher
-from s3server import closed_port, start_moto
+from s3server import closed_port
 
 SECRET_VALUE = "fake-secret-value-0xC0FFEE"
 ARRAYS = ("xcoordinates", "ycoordinates", "train_loss", "train_acc", "test_loss", "test_acc")
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    server, url = start_moto()
-    yield url
-    server.stop()
 
 
 @pytest.fixture

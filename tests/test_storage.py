@@ -27,17 +27,10 @@ from landscape_job.storage import (STORAGE_OPTIONS_ENV, NotFound, h5_bytes, open
                                    storage_options_from_env)
 from launcher.local import open_run
 from s3server import (DROP, DROP_AFTER, NOT_IMPLEMENTED, OK, SLOWDOWN, TRUNCATE, FlakyProxy, closed_port,
-                      put_directly, seeded_faults, start_moto)
+                      put_directly, seeded_faults)
 
 
 # -- fixtures -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    server, url = start_moto()
-    yield url
-    server.stop()
-
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
