@@ -209,6 +209,14 @@ def _shard_data(done: dict[int, dict[str, float]], names: list[str], attrs: dict
                      attrs=attrs)
 
 
+def _previous_attempts(run: Storage, key: str) -> int:
+    """How many workers started this shard before, from its progress object (0 if none)."""
+    try:
+        return int(json.loads(run.get(key)).get("attempt", 1))
+    except (NotFound, ValueError, TypeError):
+        return 0
+
+
 def _values_checksum(data: ShardData) -> str:
     """The content hash of a shard's points and values, not of its timing attributes."""
     return ShardData(indices=data.indices, metrics=data.metrics).checksum()
@@ -252,9 +260,10 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
                           precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device)
     names = evaluator.metric_names()
     host = socket.gethostname()
+    attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
     attrs = {"spec_hash": spec.hash, "direction_hash": directions.hash, "shard": shard, "num_shards": num_shards,
              "precision": spec.compute.precision, "device": str(device), "host": host,
-             "code_version": landscape_job.__version__}
+             "code_version": landscape_job.__version__, "attempts": attempt}
     log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
         + (f", {resumed} already done (resumed)" if resumed else ""))
 
@@ -270,7 +279,7 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
         remaining = len(points) - len(done)
         progress = {"shard": shard, "num_shards": num_shards, "done": len(done), "total": len(points),
                     "rate": rate, "eta_s": remaining / rate if rate > 0 else None, "host": host,
-                    "device": str(device), "state": state, "updated": time.time()}
+                    "device": str(device), "state": state, "updated": time.time(), "attempt": attempt}
         run.put(progress_key(shard, num_shards), json.dumps(progress).encode())
 
     report("running")
@@ -397,7 +406,8 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
         "grid": {"x": str(spec.grid.x), "y": str(spec.grid.y) if spec.grid.y else None, "points": spec.grid.size},
         "precision": spec.compute.precision,
         "shards": [{k: s.get(k) for k in ("shard", "device", "host", "elapsed_s", "points_computed",
-                                          "points_resumed", "seconds_per_point")} for s in stats],
+                                          "points_resumed", "seconds_per_point", "attempts")} for s in stats],
+        "retries": sum(int(s.get("attempts", 1)) - 1 for s in stats),
         "compute_seconds": compute_s,
         "points_per_second": spec.grid.size / compute_s if compute_s else None,
         "summary": _summary(spec, flat),
