@@ -216,7 +216,9 @@ def run_submit(args: argparse.Namespace) -> None:
 
     if args.workers is not None:
         raise UserError("--workers: only with --local")
-    spec = load_spec(args.spec, storage_override=args.storage)
+    # Checkpoint and data paths of a cluster spec are pod paths: checked here only if present
+    # (_check_inputs_here), else by the pods themselves (exit 2, the index fails at once).
+    spec = load_spec(args.spec, storage_override=args.storage, check_files=False)
     k8s = parse_kubernetes(spec.kubernetes)
     if args.namespace:
         k8s = dataclasses.replace(k8s, namespace=args.namespace)

@@ -291,6 +291,15 @@ def test_errors_before_anything_is_made(fake: FakeCluster, bucket: str, moto_end
     assert [r.path.rsplit("/", 1)[-1] for r in fake.dry_runs[dry:]] == ["configmaps", "jobs", "jobs", "jobs"]
     assert fake.objects == {} and keys(moto_endpoint, bucket) == []
 
+    # checkpoints that live on the pods' volume, not here: submit goes ahead, the pods check them
+    on_pods = cluster_spec(linear_spec, bucket, moto_endpoint)
+    on_pods["model"] = {**on_pods["model"], "checkpoint": "/data/checkpoints/a.pt"}
+    on_pods_path = write_spec(tmp_path, on_pods, "on-pods.yaml")
+    assert launcher(["submit", str(on_pods_path), "--run-id", "r1", "--server-dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "inputs not checked here: /data/checkpoints/a.pt is not on this machine" in err
+    assert fake.objects == {} and keys(moto_endpoint, bucket) == []
+
     # a run that does exist: spec.yaml written, then the objects
     assert launcher(["submit", str(path), "--run-id", "r1"]) == 0
     assert keys(moto_endpoint, bucket) == ["runs/r1/spec.yaml"] and len(fake.of("jobs")) == 3
