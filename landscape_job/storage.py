@@ -123,10 +123,10 @@ def open_storage(url: str, options: Mapping[str, str] | None = None) -> Storage:
     ``options`` are the spec's storage options (``landscape_job.spec.STORAGE_OPTIONS``);
     only ``s3://`` storage has any.
     """
-    if url.startswith("s3://"):
+    if url.startswith("s3:"):
         from landscape_job.s3 import S3Storage  # boto3 only for those who use S3
 
-        return S3Storage(url, options)
+        return S3Storage(url, options)  # which refuses s3:/x or s3:///x, naming the URL
     if any(v not in (None, "") for v in (options or {}).values()):
         raise UserError(f"storage.{next(k for k, v in options.items() if v not in (None, ''))}: "
                         f"only for s3:// storage, not {url}")

@@ -491,3 +491,9 @@ def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_sp
         got = _arrays(run.get("surface.h5"))
     _assert_same_surface(got, expected)
     assert proxy.counts[SLOWDOWN] >= 10 and proxy.counts[DROP] >= 2
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:/nope", "s3:///nope"])
+def test_an_s3_url_without_a_bucket_is_refused_not_taken_for_a_folder(url: str) -> None:
+    with pytest.raises(UserError, match="bucket"):
+        run_storage(url, "run")
