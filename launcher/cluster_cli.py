@@ -210,7 +210,7 @@ def run_submit(args: argparse.Namespace) -> None:
     from landscape_job.spec import load_spec
 
     from launcher.k8s_spec import parse_kubernetes
-    from launcher.local import new_run_id, open_run
+    from launcher.local import check_storage, new_run_id, open_run
     from launcher.render import render_run, with_owner
     from launcher.render_cli import default_run_id
 
@@ -224,9 +224,7 @@ def run_submit(args: argparse.Namespace) -> None:
         k8s = dataclasses.replace(k8s, namespace=args.namespace)
     render_run(spec, args.run_id or default_run_id(spec.name), k8s)  # every render mistake before any I/O
     print(_check_inputs_here(spec), file=sys.stderr)
-    storage = open_storage(spec.storage, spec.storage_options)
-    if hasattr(storage, "check_access"):
-        storage.check_access()
+    check_storage(spec)
     cluster = _connect(args, k8s.namespace)
     try:
         run_id = args.run_id or new_run_id(spec.name, spec.storage, spec.storage_options)

@@ -22,6 +22,7 @@ from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
 from landscape_job.stages import SPEC_KEY, read_run_spec
 from landscape_job.storage import STORAGE_OPTIONS_ENV, Storage, open_storage, run_storage
+from launcher.render_cli import default_run_id
 
 
 def check_storage(spec: Spec) -> None:
@@ -33,8 +34,8 @@ def check_storage(spec: Spec) -> None:
 
 
 def new_run_id(name: str, storage_url: str, storage_options: dict[str, str] | None = None) -> str:
-    """``<name>-<UTC time>``: sortable, readable, and short enough for Kubernetes names."""
-    base = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    """``<name>-<UTC time>``, with a ``-<n>`` suffix if that run exists already."""
+    base = default_run_id(name)
     run_id, n = base, 1
     while run_storage(storage_url, run_id, storage_options).exists(SPEC_KEY):
         n += 1

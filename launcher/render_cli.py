@@ -18,7 +18,10 @@ from typing import Sequence
 
 
 def default_run_id(name: str, now: float | None = None) -> str:
-    """``<name>-<UTC time>``, as ``launcher.local.new_run_id`` names runs, without asking storage."""
+    """``<name>-<UTC time>``: sortable, readable, and short enough for Kubernetes names.
+
+    ``launcher.local.new_run_id`` adds a suffix when storage already holds that run.
+    """
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
 
 
