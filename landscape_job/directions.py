@@ -24,7 +24,7 @@ from torch import nn
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.errors import UserError
 from landscape_job.spec import DirectionsSpec
-from landscape_job.storage import h5_bytes, open_h5
+from landscape_job.storage import h5_attrs, h5_bytes, open_h5
 
 _EPS = 1e-10
 
@@ -201,7 +201,7 @@ def parse_direction_file(data: bytes, source: str) -> tuple[list[torch.Tensor], 
             raise UserError(f"{source}: no 'xdirection' group; not a direction file in the paper's layout")
         x = _read_group(handle, "xdirection", source)
         y = _read_group(handle, "ydirection", source) if "ydirection" in handle else None
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}
+        attrs = h5_attrs(handle)
     return x, y, attrs
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from landscape_job.errors import StageError
-from landscape_job.storage import h5_bytes, open_h5
+from landscape_job.storage import h5_attrs, h5_bytes, open_h5
 
 
 def shard_key(shard: int, num_shards: int) -> str:
@@ -60,7 +60,7 @@ def read_shard(raw: bytes, source: str) -> ShardData:
         with open_h5(raw) as handle:
             indices = np.asarray(handle["indices"][()], dtype=np.int64)
             metrics = {k: np.asarray(handle[k][()], dtype=np.float64) for k in handle if k != "indices"}
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}
+            attrs = h5_attrs(handle)
     except (OSError, KeyError) as err:
         raise StageError(f"{source}: unreadable or truncated shard ({err})") from None
     data = ShardData(indices=indices, metrics=metrics, attrs=attrs)

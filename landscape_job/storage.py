@@ -168,3 +168,8 @@ def h5_bytes(write: Callable[[h5py.File], None]) -> bytes:
 def open_h5(data: bytes) -> h5py.File:
     """Opens HDF5 bytes read from storage."""
     return h5py.File(io.BytesIO(data), "r")
+
+
+def h5_attrs(handle: h5py.File) -> dict[str, object]:
+    """A file's attributes with byte strings decoded (h5py returns either, by how they were written)."""
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}
