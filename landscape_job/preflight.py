@@ -8,6 +8,8 @@ failed pod.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from landscape_job.checkpoints import load_into, load_state_dict
@@ -21,8 +23,8 @@ def check_inputs(spec: Spec) -> dict[str, int]:
     """Returns the number of samples in each split; raises UserError naming the input at fault."""
     model = build_centre_model(spec)
     for i, target in enumerate(spec.directions.targets):
-        probe = build_centre_model(spec)
-        load_into(probe, load_state_dict(target), f"directions.targets[{i}] {target}")
+        # A copy only to test the fit: the centre's weights are not needed again.
+        load_into(copy.deepcopy(model), load_state_dict(target), f"directions.targets[{i}] {target}")
     if spec.directions.type == "file":
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)
