@@ -138,6 +138,10 @@ def build_directions(spec: DirectionsSpec, model: nn.Module, two_d: bool) -> Dir
     """The x (and y) directions a spec asks for, at the centre the model currently holds."""
     if spec.type == "file":
         return read_direction_file(spec.file, model, two_d)
+    if spec.type == "pca":
+        from landscape_job.pca import build_pca  # pca builds on this module
+
+        return build_pca(spec, model, two_d).directions
     named = named_tensors(model, spec.dir_type)
     names = [n for n, _ in named]
     centre = [t.detach().cpu().clone() for _, t in named]

@@ -33,6 +33,7 @@ shows an arrow) and the 3-D surface is clipped to [vmin, vmax] (drawn on at most
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 import warnings
@@ -50,6 +51,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
 
 from landscape_job.errors import UserError
+from landscape_job.interpolation import curve_summary
 
 __all__ = [
     "PlotOptions",
@@ -196,6 +198,11 @@ class Surface:
     attrs: dict[str, str]
     xlabel: str
     ylabel: str | None
+    #: A PCA run's projected training path: (k, 2) for 2-D, (k,) for 1-D, the final model last.
+    trajectory: np.ndarray | None = None
+    trajectory_names: tuple[str, ...] = ()
+    #: PC1 and PC2's fractions of the trajectory's variance.
+    explained_variance: tuple[float, ...] | None = None
 
     @property
     def is_2d(self) -> bool:
@@ -269,6 +276,7 @@ def load_surface(surface_path: str | Path) -> Surface:
             values = values.copy()
             values[~np.isfinite(values)] = np.nan
             metrics[name] = values
+        trajectory = _read_trajectory(f, path)
     if not metrics:
         raise UserError(f"{path}: no metric datasets ({', '.join(METRICS)}); nothing to plot")
 
@@ -284,7 +292,39 @@ def load_surface(surface_path: str | Path) -> Surface:
         xlabel = xlabel or "α"
     else:
         xlabel, ylabel = xlabel or "x", ylabel or "y"
-    return Surface(path=path, x=x, y=y, metrics=metrics, attrs=attrs, xlabel=xlabel, ylabel=ylabel)
+    points = trajectory[0] if trajectory is not None else None
+    if points is not None and (points.ndim == 2) != (y is not None):
+        points = None  # a collapsed grid (one row or column): the path's plane is not drawn
+    return Surface(path=path, x=x, y=y, metrics=metrics, attrs=attrs, xlabel=xlabel, ylabel=ylabel,
+                   trajectory=points, trajectory_names=trajectory[1] if points is not None else (),
+                   explained_variance=_json_floats(attrs.get("explained_variance"), path, "explained_variance"))
+
+
+def _json_floats(text: str | None, path: Path, key: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in json.loads(text))
+    except (ValueError, TypeError):
+        raise UserError(f"{path}: attribute '{key}' is not a JSON list of numbers") from None
+
+
+def _read_trajectory(f: h5py.File, path: Path) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """``trajectory_x`` (and ``trajectory_y``) as one array, with the checkpoints' names."""
+    if "trajectory_x" not in f:
+        return None
+    tx = np.atleast_1d(np.asarray(f["trajectory_x"][()], dtype=np.float64))
+    ty = np.atleast_1d(np.asarray(f["trajectory_y"][()], dtype=np.float64)) if "trajectory_y" in f else None
+    if tx.ndim != 1 or (ty is not None and ty.shape != tx.shape):
+        raise UserError(f"{path}: 'trajectory_x' and 'trajectory_y' must be 1-D arrays of one length")
+    raw_names = f.attrs.get("trajectory_names")
+    names: tuple[str, ...] = ()
+    if raw_names is not None:
+        try:
+            names = tuple(str(n) for n in json.loads(_text(raw_names)))
+        except (ValueError, TypeError):
+            raise UserError(f"{path}: attribute 'trajectory_names' is not a JSON list of strings") from None
+    return (np.stack([tx, ty], axis=1) if ty is not None else tx), names
 
 
 # --------------------------------------------------------------------------- ranges, levels
@@ -612,6 +652,18 @@ def _placeholder(fig: Figure, ax, message: str) -> None:
 # --------------------------------------------------------------------------- 1-D
 
 
+def _mark_barrier(ax, split: str, x: np.ndarray, values: np.ndarray) -> None:
+    """A triangle at an interpolation's loss barrier, labelled with its height (see interpolation.py)."""
+    summary = curve_summary(x, values)
+    if summary is None or summary["barrier_alpha"] is None:
+        return
+    alpha, top = float(summary["barrier_alpha"]), float(summary["max_loss"])
+    ax.plot([alpha], [top], "v", color=_SPLIT_COLOURS[split], mec="black", mew=0.6, ms=8, zorder=5,
+            label=f"{split} barrier")
+    ax.annotate(f"barrier {float(summary['barrier_height']):.3g}", (alpha, top), textcoords="offset points",
+                xytext=(0, 7), ha="center", fontsize=7.5, color=_SPLIT_COLOURS[split])
+
+
 def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
     fig = _new_figure(FIGSIZE_1D, options.dpi)
     ax = fig.add_subplot()
@@ -636,6 +688,8 @@ def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
         (line,) = ax.plot(x, values, "-", color=_SPLIT_COLOURS[split], marker=marker, ms=3.5,
                           label=f"{split} loss")
         handles.append(line)
+        if surface.attrs.get("direction_type") == "interpolate":
+            _mark_barrier(ax, split, x, values)
     ax.set_xlabel(surface.xlabel)
     if loss_values:
         ax.set_ylabel("loss")
@@ -795,6 +849,30 @@ def _masked(values: np.ndarray) -> np.ma.MaskedArray:
     return np.ma.masked_invalid(values)
 
 
+#: Trajectory overlay: a white-edged dark path reads on viridis, magma and white alike.
+_PATH_STYLE = {"color": "#222222", "lw": 1.3, "marker": "o", "ms": 3.2, "mfc": "white", "mec": "#222222", "mew": 0.8}
+
+
+def _draw_trajectory(ax, surface: Surface) -> None:
+    """The projected training path, its start (square) and end (star, the final model).
+
+    Points outside the grid are drawn too (clipped by the axes), and the figure says how
+    many there are: a path leaving the plot is a reason to widen the grid.
+    """
+    path = surface.trajectory
+    if path is None or path.ndim != 2 or len(path) == 0:
+        return
+    tx, ty = path[:, 0], path[:, 1]
+    ax.plot(tx, ty, label="trajectory", zorder=4, clip_on=True, **_PATH_STYLE)
+    ax.plot(tx[:1], ty[:1], "s", color="#009E73", mec="white", ms=7, label="trajectory start", zorder=5)
+    ax.plot(tx[-1:], ty[-1:], "*", color="#D55E00", mec="white", ms=11, label="trajectory end", zorder=5)
+    outside = int(np.sum((tx < surface.x.min()) | (tx > surface.x.max()) |
+                         (ty < surface.y.min()) | (ty > surface.y.max())))
+    if outside:
+        ax.text(0.01, 0.01, f"{outside} of {len(tx)} trajectory points outside the grid",
+                transform=ax.transAxes, fontsize=7, color="0.25", ha="left", va="bottom")
+
+
 def _fig_contour(surface: Surface, field: _Field, title: str, dpi: int) -> Figure:
     fig = _new_figure(FIGSIZE_2D, dpi)
     ax = fig.add_subplot()
@@ -810,6 +888,7 @@ def _fig_contour(surface: Surface, field: _Field, title: str, dpi: int) -> Figur
             ax.clabel(cs, levels=labelled, inline=True, inline_spacing=3, fontsize=7.5, fmt=field.fmt)
     if len(cs.levels):
         _colorbar(fig, cs, ax, field)
+    _draw_trajectory(ax, surface)
     finite = field.values[np.isfinite(field.values)]
     if finite.size and float(np.ptp(finite)) == 0.0:
         value = field.fmt(float(finite[0])) if field.log else f"{float(finite[0]):.6g}"
@@ -832,6 +911,7 @@ def _fig_contourf(surface: Surface, field: _Field, title: str, dpi: int, cmap: s
                          cmap=cmap, norm=norm, extend=extend)
         # Thin lines on the level boundaries keep the figure readable in greyscale.
         ax.contour(cf, colors="k", linewidths=0.25, alpha=0.35)
+    _draw_trajectory(ax, surface)
     _colorbar(fig, cf, ax, field)
     _note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
@@ -855,6 +935,7 @@ def _fig_heat(surface: Surface, field: _Field, title: str, dpi: int) -> Figure:
     _setup_2d_axes(ax, surface, title)
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
+    _draw_trajectory(ax, surface)
     _colorbar(fig, im, ax, field, extend=_extend(field.values, field.lo, field.hi))
     _note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig

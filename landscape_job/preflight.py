@@ -25,6 +25,8 @@ def check_inputs(spec: Spec) -> dict[str, int]:
     for i, target in enumerate(spec.directions.targets):
         # A copy only to test the fit: the centre's weights are not needed again.
         load_into(copy.deepcopy(model), load_state_dict(target), f"directions.targets[{i}] {target}")
+    for i, point in enumerate(spec.directions.trajectory):
+        load_into(copy.deepcopy(model), load_state_dict(point), f"directions.trajectory[{i}] {point}")
     if spec.directions.type == "file":
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)

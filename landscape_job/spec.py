@@ -10,6 +10,7 @@ paths and all defaults filled in, and is what a run stores as ``spec.yaml``.
 from __future__ import annotations
 
 import difflib
+import glob
 import hashlib
 import json
 import re
@@ -22,7 +23,7 @@ import yaml
 from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
 
-DIRECTION_TYPES = ("random", "interpolate", "plane", "file")
+DIRECTION_TYPES = ("random", "interpolate", "plane", "file", "pca")
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
@@ -143,6 +144,8 @@ class DirectionsSpec:
     seed: int = 0
     same_dir: bool = False
     orthogonalize: bool = False
+    #: type pca: the training trajectory's checkpoints, in order (globs expanded when checked).
+    trajectory: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class Spec:
         data["splits"] = list(self.data.splits)
         directions = asdict(self.directions)
         directions["targets"] = list(self.directions.targets)
+        directions["trajectory"] = list(self.directions.trajectory)
         return {
             "name": self.name,
             "model": asdict(self.model),
@@ -260,6 +264,8 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
     directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
                                           check_files)
+    if directions.type == "pca" and check_files:
+        _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
     compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
     storage, storage_options = _parse_storage(top, base_dir, storage_override)
     plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
@@ -313,7 +319,7 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
             raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
     targets = tuple(_resolve_file(t, f"directions.targets[{i}]", base_dir, check_files)
                     for i, t in enumerate(targets_list))
-    expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0}[kind]
+    expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0, "pca": 0}[kind]
     if len(targets) != expected_targets:
         what = {0: "no targets", 1: "one target checkpoint (x = target - model.checkpoint)",
                 2: "two target checkpoints (x = t1 - model.checkpoint, y = t2 - model.checkpoint)"}
@@ -322,15 +328,18 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
     if kind != "file" and file is not None:
         raise UserError(f"directions.file: only used with type: file (type is {kind})")
 
+    trajectory = _parse_trajectory(s, kind, base_dir, check_files)
+
     from_checkpoints = kind in ("interpolate", "plane")
     default_dir_type = "states" if from_checkpoints else "weights"
-    default_norm = "none" if from_checkpoints else "filter"
+    default_norm = "none" if from_checkpoints or kind == "pca" else "filter"
     default_ignore = "none" if from_checkpoints else "biasbn"
     dir_type = s.choice("dir_type", DIR_TYPES, None)
     norm = s.choice("norm", NORMS, None)
     ignore = s.choice("ignore", IGNORES, None)
-    why = ("the difference of trained models, BN statistics included, unnormalised"
-           if from_checkpoints else "filter-normalised random directions of Li et al.")
+    why = ("the difference of trained models, BN statistics included, unnormalised" if from_checkpoints
+           else "principal directions of the trajectory's parameters, unnormalised" if kind == "pca"
+           else "filter-normalised random directions of Li et al.")
     if kind == "file":
         for key, value in (("dir_type", dir_type), ("norm", norm), ("ignore", ignore)):
             if value is not None:
@@ -363,7 +372,56 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
     if orthogonalize and same_dir:
         raise UserError("directions.orthogonalize: cannot orthogonalize y against x when same_dir is true")
     return DirectionsSpec(type=kind, targets=targets, file=file, dir_type=dir_type, norm=norm, ignore=ignore,
-                          seed=seed, same_dir=same_dir, orthogonalize=orthogonalize), notes
+                          seed=seed, same_dir=same_dir, orthogonalize=orthogonalize, trajectory=trajectory), notes
+
+
+def _check_trajectory_size(trajectory: tuple[str, ...], final: str, grid: Grid) -> None:
+    """PCA needs as many checkpoints other than θ_final as the plot has axes."""
+    others = set(trajectory) - {final}
+    needed = grid.ndim
+    if len(others) < needed:
+        raise UserError(f"directions.trajectory: a {grid.ndim}-D PCA plot needs at least {needed} trajectory "
+                        f"checkpoint(s) besides model.checkpoint; got {len(others)}")
+
+
+def natural_key(path: str) -> list[object]:
+    """Sort key that orders digit runs by value, so epoch_2 comes before epoch_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool) -> tuple[str, ...]:
+    """``directions.trajectory``: checkpoint paths and/or globs, in training order.
+
+    A glob is expanded (in natural order) when files are checked, so the stored spec
+    names the very files the directions came from; unchecked (a cluster's paths) it is
+    kept as an absolute pattern and expanded by the pod that parses it.
+    """
+    raw = s.get("trajectory", (list, str), [])
+    entries = [raw] if isinstance(raw, str) else list(raw)
+    if kind != "pca":
+        if entries:
+            raise UserError(f"directions.trajectory: only used with type: pca (type is {kind})")
+        return ()
+    if not entries:
+        raise UserError("directions.trajectory: type pca needs the training trajectory's checkpoints, "
+                        "a list of paths or a glob such as \"checkpoints/epoch_*.pt\"")
+    paths: list[str] = []
+    for i, entry in enumerate(entries):
+        key = f"directions.trajectory[{i}]" if isinstance(raw, list) else "directions.trajectory"
+        if not isinstance(entry, str):
+            raise UserError(f"{key}: expected a checkpoint path or glob, got {_type_name(entry)}")
+        if not glob.has_magic(entry):
+            paths.append(_resolve_file(entry, key, base_dir, check_files))
+            continue
+        pattern = _resolve_file(entry, key, base_dir, must_exist=False)
+        if not check_files:
+            paths.append(pattern)
+            continue
+        matches = sorted((m for m in glob.glob(pattern) if Path(m).is_file()), key=natural_key)
+        if not matches:
+            raise UserError(f"{key}: no checkpoint file matches {pattern}")
+        paths.extend(matches)
+    return tuple(paths)
 
 
 def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:

@@ -27,6 +27,7 @@ from landscape_job.data import Split, dataset_info, load_split
 from landscape_job.directions import build_directions, direction_file_bytes, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.interpolation import interpolation_summary
 from landscape_job.models import build_model
 from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
 from landscape_job.spec import Spec, spec_from_yaml
@@ -113,8 +114,17 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
             return manifest
     started = time.time()
     model = build_centre_model(spec)
-    directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
+    pca: dict | None = None
+    if spec.directions.type == "pca":
+        from landscape_job.pca import build_pca
+
+        plane = build_pca(spec.directions, model, two_d=spec.grid.ndim == 2, final=spec.model.checkpoint)
+        directions = plane.directions
+        pca = {"explained_variance": plane.explained_variance, "trajectory": plane.trajectory.to_dict()}
+    else:
+        directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
     checkpoints = {path: file_sha256(path) for path in (spec.model.checkpoint, *spec.directions.targets,
+                                                         *spec.directions.trajectory,
                                                          *([spec.directions.file] if spec.directions.file else []))}
     manifest = {
         "run": run.url,
@@ -133,6 +143,14 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
     }
     attrs = {"spec_hash": spec.hash, "seed": spec.directions.seed, "norm": spec.directions.norm,
              "ignore": spec.directions.ignore, "type": spec.directions.type}
+    if pca is not None:
+        # Merge draws the path from here: it never needs the trajectory's checkpoints again.
+        manifest["pca"] = pca
+        trajectory = pca["trajectory"]
+        attrs.update({"explained_variance": json.dumps(pca["explained_variance"]),
+                      "trajectory_names": json.dumps(trajectory["names"]),
+                      "trajectory_x": json.dumps(trajectory["x"]),
+                      **({"trajectory_y": json.dumps(trajectory["y"])} if trajectory["y"] is not None else {})})
     run.put(DIRECTIONS_KEY, direction_file_bytes(directions, attrs))
     run.put(MANIFEST_KEY, json.dumps(manifest, indent=2).encode())
     cosine = "" if manifest["cosine_xy"] is None else f", cos(x, y) = {manifest['cosine_xy']:.2e}"
@@ -351,8 +369,11 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[
     return flat, stats
 
 
-def _axis_labels(spec: Spec) -> tuple[str, str]:
+def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
     d = spec.directions
+    if d.type == "pca" and pca is not None:
+        ratios = pca["explained_variance"]
+        return f"PC1 ({100 * ratios[0]:.1f}% of variance)", f"PC2 ({100 * ratios[1]:.1f}% of variance)"
     if d.type == "interpolate":
         return "interpolation α (0: model, 1: target)", ""
     if d.type == "plane":
@@ -375,6 +396,14 @@ def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
     return summary
 
 
+def _surface_trajectory(pca: dict | None) -> dict | None:
+    """The manifest's PCA entry in the shape ``surface_bytes`` stores."""
+    if pca is None:
+        return None
+    path = pca["trajectory"]
+    return {"x": path["x"], "y": path["y"], "names": path["names"], "explained_variance": pca["explained_variance"]}
+
+
 def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: float = 0.0,
           abort: Callable[[], str | None] | None = None) -> dict:
     """Verifies and merges the shards into surface.h5, then writes the plots and report.json.
@@ -391,14 +420,15 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
         wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
     manifest = _read_json(run, MANIFEST_KEY, "run the prepare stage first")
     flat, stats = collect_shards(run, spec, manifest["direction_hash"])
-    xlabel, ylabel = _axis_labels(spec)
+    pca = manifest.get("pca")
+    xlabel, ylabel = _axis_labels(spec, pca)
     attrs = {"name": spec.name, "spec_hash": spec.hash, "direction_hash": manifest["direction_hash"],
              "code_version": landscape_job.__version__, "precision": spec.compute.precision,
              "arch": spec.model.arch, "dataset": spec.data.dataset, "loss": spec.loss,
              "direction_type": spec.directions.type, "dir_type": manifest["dir_type"],
              "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
              "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.get("cosine_xy")}
-    run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, attrs))
+    run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, attrs, trajectory=_surface_trajectory(pca)))
     plot_keys = write_plots(run, spec) if plots else []
     compute_s = sum(float(s.get("elapsed_s", 0.0)) for s in stats)
     report = {
@@ -411,6 +441,9 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
         "compute_seconds": compute_s,
         "points_per_second": spec.grid.size / compute_s if compute_s else None,
         "summary": _summary(spec, flat),
+        **({"pca": pca} if pca is not None else {}),
+        **({"interpolation": interpolation_summary(spec.grid.x.values(), flat)}
+           if spec.directions.type == "interpolate" else {}),
         "provenance": {k: manifest.get(k) for k in ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy",
                                                     "code_version", "torch_version")},
         "outputs": [SURFACE_KEY, *plot_keys],

@@ -55,7 +55,7 @@ CASES: list[tuple[str, Callable[[dict], None], str]] = [
     ("bad loss", _set("loss", "hinge"), r"loss: expected one of cross_entropy, mse; got 'hinge'"),
     ("bad norm", _set("directions.norm", "unit"), r"directions.norm: expected one of filter, layer, weight"),
     ("bad dir_type", _set("directions.dir_type", "params"), r"directions.dir_type: expected one of weights, states"),
-    ("bad direction type", _set("directions.type", "pca"), r"directions.type: expected one of random, interpolate"),
+    ("bad direction type", _set("directions.type", "gradient"), r"directions.type: expected one of random, interpolate"),
     ("interpolate without target", _set("directions.type", "interpolate"),
      r"directions.targets: type interpolate takes one target checkpoint"),
     ("random with targets", _set("directions.targets", ["b.pt"]), r"directions.targets: type random takes no targets"),
