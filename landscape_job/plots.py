@@ -661,7 +661,8 @@ def _mark_barrier(ax, split: str, x: np.ndarray, values: np.ndarray) -> None:
     ax.plot([alpha], [top], "v", color=_SPLIT_COLOURS[split], mec="black", mew=0.6, ms=8, zorder=5,
             label=f"{split} barrier")
     ax.annotate(f"barrier {float(summary['barrier_height']):.3g}", (alpha, top), textcoords="offset points",
-                xytext=(0, 7), ha="center", fontsize=7.5, color=_SPLIT_COLOURS[split])
+                xytext=(0, 7 + 10 * SPLITS.index(split)), ha="center", fontsize=7.5,
+                color=_SPLIT_COLOURS[split])  # stacked per split: the two barriers often coincide
 
 
 def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
