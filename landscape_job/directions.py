@@ -138,6 +138,8 @@ def build_directions(spec: DirectionsSpec, model: nn.Module, two_d: bool) -> Dir
     """The x (and y) directions a spec asks for, at the centre the model currently holds."""
     if spec.type == "file":
         return read_direction_file(spec.file, model, two_d)
+    if spec.type == "hessian":
+        raise ValueError("hessian directions need the data: the prepare stage builds them (curvature.centre_analysis)")
     named = named_tensors(model, spec.dir_type)
     names = [n for n, _ in named]
     centre = [t.detach().cpu().clone() for _, t in named]
