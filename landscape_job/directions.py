@@ -142,6 +142,8 @@ def build_directions(spec: DirectionsSpec, model: nn.Module, two_d: bool) -> Dir
         from landscape_job.pca import build_pca  # pca builds on this module
 
         return build_pca(spec, model, two_d).directions
+    if spec.type == "hessian":
+        raise ValueError("hessian directions need the data: the prepare stage builds them (curvature.centre_analysis)")
     named = named_tensors(model, spec.dir_type)
     names = [n for n, _ in named]
     centre = [t.detach().cpu().clone() for _, t in named]

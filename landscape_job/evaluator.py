@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from landscape_job.curvature import CurvatureProbe
 from landscape_job.data import Split
 from landscape_job.directions import Directions, named_tensors
+from landscape_job.spec import DEFAULT_METRICS, HessianSpec
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,7 +68,8 @@ class Evaluator:
 
     def __init__(self, model: nn.Module, directions: Directions, splits: list[Split], *,
                  loss: str = "cross_entropy", precision: str = "fp32", batch_size: int = 1024,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", metrics: tuple[str, ...] = DEFAULT_METRICS,
+                 hessian: HessianSpec | None = None, hessian_split: Split | None = None):
         self.device = torch.device(device)
         self.loss = loss
         self.precision = precision
@@ -86,9 +89,23 @@ class Evaluator:
         self._dx = [directions.x[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)]
         self._dy = (None if directions.y is None else
                     [directions.y[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)])
+        self._kinds = [k for m, k in (("loss", "loss"), ("accuracy", "acc")) if m in metrics]
+        if not self._kinds:
+            self.splits = []  # metrics: [hessian] alone needs no forward pass over the splits
+        self.curvature: CurvatureProbe | None = None
+        #: Points whose Lanczos run hit hessian.iterations before its tolerance.
+        self.unconverged = 0
+        if "hessian" in metrics:
+            if hessian is None or hessian_split is None:
+                raise ValueError("metrics has hessian but no hessian options or split were given")
+            self.curvature = CurvatureProbe(
+                model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
+                labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
+                batch_size=hessian.batch_size or batch_size)
 
     def metric_names(self) -> list[str]:
-        return [f"{s.name}_{m}" for s in self.splits for m in ("loss", "acc")]
+        names = [f"{s.name}_{m}" for s in self.splits for m in self._kinds]
+        return names + (["max_eig", "min_eig"] if self.curvature is not None else [])
 
     @torch.no_grad()
     def set_point(self, a: float, b: float = 0.0) -> None:
@@ -128,8 +145,16 @@ class Evaluator:
             results: dict[str, float] = {}
             for split in self.splits:
                 loss, acc = self._evaluate_split(split)
-                results[f"{split.name}_loss"] = loss
-                results[f"{split.name}_acc"] = acc
+                values = {"loss": loss, "acc": acc}
+                for kind in self._kinds:
+                    results[f"{split.name}_{kind}"] = values[kind]
+            if self.curvature is not None:
+                # Gradients are enabled inside the probe only; the extremes come from
+                # θ as set_point left it.
+                found = self.curvature.extremes()
+                self.unconverged += int(not found.converged and found.max_eig == found.max_eig)  # NaN: diverged, not slow
+                results["max_eig"] = found.max_eig
+                results["min_eig"] = found.min_eig
             return results
         finally:
             self.restore()

@@ -79,6 +79,8 @@ FIGSIZE_3D = (6.4, 5.2)
 #: Metric datasets of a surface file, in the order the plots are made.
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 SPLITS = ("train", "test")
+#: Extreme Hessian eigenvalues per point (``metrics: [.., hessian]``), read when present.
+CURVATURE = ("max_eig", "min_eig")
 
 #: Refuse more contour levels than this (a vlevel typo such as 0.0001 on a 0..10 range).
 MAX_LEVELS = 500
@@ -253,7 +255,7 @@ def load_surface(surface_path: str | Path) -> Surface:
         attrs = {str(k): _text(v) for k, v in f.attrs.items()}
         expected = (len(y), len(x)) if y is not None else (len(x),)
         metrics: dict[str, np.ndarray] = {}
-        for name in METRICS:
+        for name in METRICS + CURVATURE:
             if name not in f:
                 continue
             item = f[name]
@@ -278,7 +280,7 @@ def load_surface(surface_path: str | Path) -> Surface:
             metrics[name] = values
         trajectory = _read_trajectory(f, path)
     if not metrics:
-        raise UserError(f"{path}: no metric datasets ({', '.join(METRICS)}); nothing to plot")
+        raise UserError(f"{path}: no metric datasets ({', '.join(METRICS + CURVATURE)}); nothing to plot")
 
     xlabel = attrs.get("xlabel") or None
     ylabel = attrs.get("ylabel") or None
@@ -797,7 +799,7 @@ def _loss_field(surface: Surface, z: np.ndarray, options: PlotOptions) -> _Field
     )
 
 
-def _acc_field(surface: Surface, z: np.ndarray) -> _Field | None:
+def _acc_field(surface: Surface, z: np.ndarray, label: str = "accuracy (%)") -> _Field | None:
     finite = z[np.isfinite(z)]
     if finite.size == 0:
         return None
@@ -806,7 +808,7 @@ def _acc_field(surface: Surface, z: np.ndarray) -> _Field | None:
     fill = contour_levels(lo, hi, fill=True)
     return _Field(
         x=surface.x, y=surface.y, values=z.copy(), lo=lo, hi=hi, line_levels=line, fill_levels=fill,
-        fmt=_formatter(line, False), label="accuracy (%)", ticks=None, tick_fmt=None, log=False,
+        fmt=_formatter(line, False), label=label, ticks=None, tick_fmt=None, log=False,
         masked=int((~np.isfinite(z)).sum()),
     )
 
@@ -1007,6 +1009,65 @@ def _placeholder_fig(size: tuple[float, float], dpi: int, title: str, message: s
     return fig
 
 
+# --------------------------------------------------------------------------- curvature
+
+
+def convexity_ratio(max_eig: np.ndarray, min_eig: np.ndarray) -> np.ndarray:
+    """|λmin / λmax| per point (Li et al., Fig. 7): near 0 where the surface is locally convex,
+    large where the negative curvature is as strong as the positive. NaN where λmax is 0 or
+    either value is not finite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(min_eig / max_eig)
+    ratio[~np.isfinite(ratio)] = np.nan
+    return ratio
+
+
+def _plot_1d_curvature(surface: Surface, options: PlotOptions) -> Figure:
+    """λmax and λmin against the step, with |λmin/λmax| on a second axis."""
+    fig = _new_figure(FIGSIZE_1D, options.dpi)
+    ax = fig.add_subplot()
+    x = surface.x
+    marker = "o" if len(x) <= 25 else None
+    hi, lo = surface.metrics["max_eig"], surface.metrics["min_eig"]
+    handles = [ax.plot(x, hi, "-", color=_SPLIT_COLOURS["train"], marker=marker, ms=3.5, label="λmax")[0],
+               ax.plot(x, lo, "-", color=_SPLIT_COLOURS["test"], marker=marker, ms=3.5, label="λmin")[0]]
+    ax.axhline(0.0, color="0.6", linewidth=0.6)
+    ax.set_xlabel(surface.xlabel)
+    ax.set_ylabel("Hessian eigenvalue")
+    ax2 = ax.twinx()
+    handles.append(ax2.plot(x, convexity_ratio(hi, lo), "--", color="0.3", marker=marker, ms=3.5,
+                            mfc="white", label="|λmin/λmax|")[0])
+    ax2.set_ylabel("|λmin / λmax|")
+    ax2.set_ylim(bottom=0)
+    if len(x) > 1:
+        ax.set_xlim(float(x.min()), float(x.max()))
+    ax.set_title(_title("Hessian extremes", surface.attrs))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, handlelength=2.6, columnspacing=1.4)
+    return fig
+
+
+def _curvature_2d(surface: Surface, options: PlotOptions) -> dict[str, Figure]:
+    """The convexity map (heat map of |λmin/λmax|) and a filled contour of each eigenvalue."""
+    figs: dict[str, Figure] = {}
+    ratio = convexity_ratio(surface.metrics["max_eig"], surface.metrics["min_eig"])
+    field = _acc_field(surface, ratio, label="|λmin / λmax|")
+    title = _title("convexity |λmin/λmax|", surface.attrs)
+    if field is None:
+        figs["convexity_2d_heat"] = _placeholder_fig(FIGSIZE_2D, options.dpi, title, "no finite eigenvalues")
+    else:
+        # Colours from 0 (convex) to 1 (negative curvature as strong as the positive);
+        # a larger ratio takes the top colour, as the paper's maps do.
+        field.lo, field.hi = 0.0, max(min(field.hi, 1.0), 1e-6)
+        figs["convexity_2d_heat"] = _fig_heat(surface, field, title, options.dpi)
+    for name, what in (("max_eig", "λmax"), ("min_eig", "λmin")):
+        efield = _acc_field(surface, surface.metrics[name], label=f"Hessian {what}")
+        etitle = _title(f"Hessian {what}", surface.attrs)
+        figs[f"{name}_2d_contourf"] = (
+            _placeholder_fig(FIGSIZE_2D, options.dpi, etitle, "no finite eigenvalues") if efield is None
+            else _fig_contourf(surface, efield, etitle, options.dpi, _LOSS_CMAP))
+    return figs
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1017,7 +1078,9 @@ def plot_surface(
 
     1-D: ``1d_loss`` and ``1d_loss_log``. 2-D, per split with a loss:
     ``<split>_loss_2d_contour``, ``_2d_contourf``, ``_2d_heat``, ``_3d_surface``; per
-    split with an accuracy: ``<split>_acc_2d_contourf``. Each in every ``options.formats``.
+    split with an accuracy: ``<split>_acc_2d_contourf``. With ``max_eig``/``min_eig``
+    datasets: ``1d_hessian`` (1-D), or ``convexity_2d_heat``, ``max_eig_2d_contourf`` and
+    ``min_eig_2d_contourf`` (2-D). Each in every ``options.formats``.
     """
     if not isinstance(options, PlotOptions):
         raise TypeError(f"options must be PlotOptions, got {type(options).__name__}")
@@ -1026,10 +1089,17 @@ def plot_surface(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with matplotlib.rc_context(_RC):
+        curvature = all(name in surface.metrics for name in CURVATURE)
         if not surface.is_2d:
-            written += _save(_plot_1d(surface, options, log=False), out, "1d_loss", options)
-            written += _save(_plot_1d(surface, options, log=True), out, "1d_loss_log", options)
+            if any(name in surface.metrics for name in METRICS):
+                written += _save(_plot_1d(surface, options, log=False), out, "1d_loss", options)
+                written += _save(_plot_1d(surface, options, log=True), out, "1d_loss_log", options)
+            if curvature:
+                written += _save(_plot_1d_curvature(surface, options), out, "1d_hessian", options)
             return sorted(written)
+        if curvature:
+            for stem, fig in _curvature_2d(surface, options).items():
+                written += _save(fig, out, stem, options)
 
         for split in SPLITS:
             loss = surface.metrics.get(f"{split}_loss")

@@ -23,7 +23,7 @@ import yaml
 from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
 
-DIRECTION_TYPES = ("random", "interpolate", "plane", "file", "pca")
+DIRECTION_TYPES = ("random", "interpolate", "plane", "file", "pca", "hessian")
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
@@ -31,6 +31,9 @@ LOSSES = ("cross_entropy", "mse")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("train", "test")
+#: Items of the top-level ``metrics`` list; loss and accuracy come from one pass, hessian from Lanczos.
+METRIC_CHOICES = ("loss", "accuracy", "hessian")
+DEFAULT_METRICS = ("loss", "accuracy")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _REQUIRED = object()
 
@@ -167,6 +170,28 @@ class PlotSpec:
 
 
 @dataclass(frozen=True)
+class HessianSpec:
+    """How the Hessian of the mean loss is probed (``metrics: [.., hessian]``, ``directions.type: hessian``).
+
+    ``ignore: biasbn`` (the default, as in the paper's code) takes the Hessian over the
+    tensors of dim > 1 only. ``tolerance`` bounds each extreme eigenvalue's error relative
+    to the largest |eigenvalue| (a Lanczos residual bound); ``iterations`` caps the
+    Hessian-vector products per point. ``subset`` (None: the loss's samples, i.e.
+    ``data.subset``) trades accuracy for time: every product is a double-backward pass.
+    """
+
+    split: str = "train"
+    subset: int | None = None
+    subset_seed: int = 0
+    iterations: int = 100
+    tolerance: float = 1e-3
+    ignore: str = "biasbn"
+    trace_samples: int = 20
+    seed: int = 0
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     model: ModelSpec
@@ -183,6 +208,13 @@ class Spec:
     kubernetes: dict[str, Any] = field(default_factory=dict)
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
+    #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    hessian: HessianSpec = HessianSpec()
+
+    @property
+    def uses_hessian(self) -> bool:
+        return "hessian" in self.metrics or self.directions.type == "hessian"
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec: every default filled in, paths absolute, re-parseable."""
@@ -204,6 +236,9 @@ class Spec:
             "compute": asdict(self.compute),
             "storage": {"url": self.storage, **self.storage_options} if self.storage_options else self.storage,
             "plot": asdict(self.plot),
+            "metrics": list(self.metrics),
+            # Only where it is used: an unused hessian section is refused by parse_spec.
+            **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
         }
 
@@ -218,6 +253,8 @@ class Spec:
         running it elsewhere does not make its shards foreign.
         """
         content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes")}
+        if tuple(content["metrics"]) == DEFAULT_METRICS:
+            del content["metrics"]  # so the hash of every spec from before metrics existed is unchanged
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -262,10 +299,16 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     grid_section.finish()
     if grid.size > MAX_POINTS:
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
+    metrics = _parse_metrics(top.get("metrics", (list, str), list(DEFAULT_METRICS)))
+    hessian_raw = top.get("hessian", dict, None)
+    hessian = _parse_hessian(_Section(hessian_raw, "hessian"))
     directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
-                                          check_files)
+                                          check_files, hessian)
     if directions.type == "pca" and check_files:
         _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
+    if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian":
+        raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
+                        "add one of them or remove this section")
     compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
     storage, storage_options = _parse_storage(top, base_dir, storage_override)
     plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
@@ -273,7 +316,37 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot, storage_options=storage_options,
-                kubernetes=kubernetes, notes=tuple(notes))
+                kubernetes=kubernetes, notes=tuple(notes), metrics=metrics, hessian=hessian)
+
+
+def _parse_metrics(raw: list | str) -> tuple[str, ...]:
+    items = [raw] if isinstance(raw, str) else list(raw)
+    if not items:
+        raise UserError(f"metrics: name at least one of {', '.join(METRIC_CHOICES)}")
+    for i, item in enumerate(items):
+        if item not in METRIC_CHOICES:
+            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)}; got {item!r}")
+    if len(set(items)) != len(items):
+        raise UserError(f"metrics: a metric is listed twice: {items}")
+    return tuple(m for m in METRIC_CHOICES if m in items)
+
+
+def _parse_hessian(s: _Section) -> HessianSpec:
+    split = s.choice("split", SPLITS, "train")
+    subset = s.integer("subset", None, minimum=1)
+    subset_seed = s.integer("subset_seed", 0)
+    iterations = s.integer("iterations", 100, minimum=2)
+    tolerance = s.get("tolerance", float, 1e-3)
+    if not 0 < tolerance < 1:
+        raise UserError(f"hessian.tolerance: expected a number between 0 and 1 (relative), got {tolerance}")
+    ignore = s.choice("ignore", IGNORES, "biasbn")
+    trace_samples = s.integer("trace_samples", 20, minimum=0)
+    seed = s.integer("seed", 0)
+    batch_size = s.integer("batch_size", None, minimum=1)
+    s.finish()
+    return HessianSpec(split=split, subset=subset, subset_seed=subset_seed, iterations=iterations,
+                       tolerance=tolerance, ignore=ignore, trace_samples=trace_samples, seed=seed,
+                       batch_size=batch_size)
 
 
 def _parse_model(s: _Section, base_dir: Path, check_files: bool) -> ModelSpec:
@@ -309,7 +382,8 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool) -> DataSpec:
                     subset=subset, subset_seed=subset_seed, options=options)
 
 
-def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool) -> tuple[DirectionsSpec, list[str]]:
+def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool,
+                      hessian: HessianSpec = HessianSpec()) -> tuple[DirectionsSpec, list[str]]:
     kind = s.choice("type", DIRECTION_TYPES, "random")
     notes: list[str] = []
     targets_raw = s.get("targets", (list, str), [])
@@ -319,7 +393,7 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
             raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
     targets = tuple(_resolve_file(t, f"directions.targets[{i}]", base_dir, check_files)
                     for i, t in enumerate(targets_list))
-    expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0, "pca": 0}[kind]
+    expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0, "pca": 0, "hessian": 0}[kind]
     if len(targets) != expected_targets:
         what = {0: "no targets", 1: "one target checkpoint (x = target - model.checkpoint)",
                 2: "two target checkpoints (x = t1 - model.checkpoint, y = t2 - model.checkpoint)"}
@@ -346,6 +420,19 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
                 raise UserError(f"directions.{key}: a direction file is used as written; remove this key")
         dir_type, norm, ignore = "weights", "none", "none"
         notes.append("directions read from the file as written; weights vs states follows the file's tensor count")
+    elif kind == "hessian":
+        # Unit eigenvectors over parameters, used as computed; the normalised spec
+        # states these forced values, so they are accepted when they match.
+        for key, value, forced, why_forced in (
+                ("dir_type", dir_type, "weights", "the Hessian is over the parameters"),
+                ("norm", norm, "none", "eigenvectors are used as computed (unit norm)"),
+                ("ignore", ignore, hessian.ignore, "set hessian.ignore instead")):
+            if value is not None and value != forced:
+                raise UserError(f"directions.{key}: type hessian takes {key} {forced} ({why_forced}); "
+                                f"got {value!r}")
+        dir_type, norm, ignore = "weights", "none", hessian.ignore
+        notes.append("directions: the top eigenvector(s) of the Hessian at model.checkpoint (see hessian.*), "
+                     "unit norm")
     else:
         for key, value, default in (("dir_type", dir_type, default_dir_type), ("norm", norm, default_norm),
                                     ("ignore", ignore, default_ignore)):
@@ -369,6 +456,8 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
         raise UserError("directions.same_dir: only for 2-D random directions (y = x)")
     if orthogonalize and grid.y is None:
         raise UserError("directions.orthogonalize: needs a second direction; add grid.y")
+    if orthogonalize and kind == "hessian":
+        raise UserError("directions.orthogonalize: Hessian eigenvectors are orthogonal already; remove this key")
     if orthogonalize and same_dir:
         raise UserError("directions.orthogonalize: cannot orthogonalize y against x when same_dir is true")
     return DirectionsSpec(type=kind, targets=targets, file=file, dir_type=dir_type, norm=norm, ignore=ignore,
@@ -535,4 +624,9 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     if data_sizes:
         samples = sum(data_sizes.values())
         lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
+    if spec.uses_hessian:
+        h = spec.hessian
+        where = f"{grid.size} points and the centre" if "hessian" in spec.metrics else "the centre only"
+        lines.append(f"hessian: up to {h.iterations} Hessian-vector products (each about 3 passes over "
+                     f"the {h.split} split{f', {h.subset} samples' if h.subset else ''}) at {where}")
     return lines

@@ -8,6 +8,7 @@ complete), merge rebuilds the surface from the shards.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import socket
@@ -23,6 +24,7 @@ from torch import nn
 
 import landscape_job
 from landscape_job.checkpoints import load_into, load_state_dict
+from landscape_job.curvature import centre_analysis, hessian_split
 from landscape_job.data import Split, dataset_info, load_split
 from landscape_job.directions import build_directions, direction_file_bytes, load_directions
 from landscape_job.errors import StageError, UserError
@@ -115,12 +117,17 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
     started = time.time()
     model = build_centre_model(spec)
     pca: dict | None = None
+    hessian_summary = None
+    if spec.uses_hessian:
+        eigen_directions, hessian_summary = _centre_hessian(spec, model)
     if spec.directions.type == "pca":
         from landscape_job.pca import build_pca
 
         plane = build_pca(spec.directions, model, two_d=spec.grid.ndim == 2, final=spec.model.checkpoint)
         directions = plane.directions
         pca = {"explained_variance": plane.explained_variance, "trajectory": plane.trajectory.to_dict()}
+    elif spec.directions.type == "hessian":
+        directions = eigen_directions
     else:
         directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
     checkpoints = {path: file_sha256(path) for path in (spec.model.checkpoint, *spec.directions.targets,
@@ -141,6 +148,8 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prepare_seconds": round(time.time() - started, 3),
     }
+    if hessian_summary is not None:
+        manifest["hessian"] = hessian_summary
     attrs = {"spec_hash": spec.hash, "seed": spec.directions.seed, "norm": spec.directions.norm,
              "ignore": spec.directions.ignore, "type": spec.directions.type}
     if pca is not None:
@@ -156,7 +165,28 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
     cosine = "" if manifest["cosine_xy"] is None else f", cos(x, y) = {manifest['cosine_xy']:.2e}"
     log(f"prepare: {directions.dir_type} directions over {manifest['tensors']} tensors "
         f"({manifest['parameters']:,} values){cosine}")
+    if hessian_summary is not None:
+        trace = hessian_summary["trace"]
+        log(f"prepare: Hessian at the centre: λmax (sharpness) = {hessian_summary['max_eig']:.6g}, "
+            f"λmin = {hessian_summary['min_eig']:.6g}"
+            + ("" if trace is None else f", trace ≈ {trace:.6g} ± {hessian_summary['trace_stderr']:.2g}")
+            + f" ({hessian_summary['iterations']} Lanczos steps"
+            + ("" if hessian_summary["converged"] else ", NOT converged: raise hessian.iterations") + ")")
     return manifest
+
+
+def _centre_hessian(spec: Spec, model: nn.Module) -> tuple:
+    """Sharpness, λmin and trace at θ* (and the eigen-directions), on the run's device and precision.
+
+    ``auto`` semantics even for ``compute.device: cuda``: the prepare pod may have no GPU,
+    and the centre's Hessian is one point, not the grid. Works on a copy, so the model
+    that random or target directions are built from is untouched (device, dtype).
+    """
+    device = torch.device("cuda" if spec.compute.device != "cpu" and torch.cuda.is_available() else "cpu")
+    dtype = torch.float64 if spec.compute.precision == "fp64" else torch.float32
+    split = hessian_split(spec)
+    placed = copy.deepcopy(model).to(device, dtype).eval()
+    return centre_analysis(placed, split, spec, two_d=spec.grid.ndim == 2)
 
 
 def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
@@ -275,7 +305,9 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     todo = [p for p in points if p not in done]
     device = resolve_device(spec.compute.device)
     evaluator = Evaluator(build_centre_model(spec), directions, load_splits(spec), loss=spec.loss,
-                          precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device)
+                          precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device,
+                          metrics=spec.metrics, hessian=spec.hessian,
+                          hessian_split=hessian_split(spec) if "hessian" in spec.metrics else None)
     names = evaluator.metric_names()
     host = socket.gethostname()
     attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
@@ -316,6 +348,9 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     loop_seconds = time.monotonic() - loop_start
     attrs.update({"elapsed_s": elapsed, "points_computed": computed, "points_resumed": resumed,
                   "seconds_per_point": loop_seconds / computed if computed else 0.0})
+    if evaluator.curvature is not None:
+        # Of the points computed by this attempt (a resumed point's count is not kept).
+        attrs["hessian_unconverged"] = evaluator.unconverged
     final = _shard_data(done, names, attrs)
     if not run.put_if_absent(final_key, shard_bytes(final)):
         # Another attempt of this shard finished first (a pod thought lost came back):
@@ -387,7 +422,9 @@ def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
     for name, values in flat.items():
         finite = np.isfinite(values)
         entry: dict[str, object] = {"non_finite_points": int((~finite).sum())}
-        if finite.any():
+        if finite.any() and name.endswith("_eig"):  # no "best" curvature: its range instead
+            entry.update({"min": float(np.nanmin(values[finite])), "max": float(np.nanmax(values[finite]))})
+        elif finite.any():
             best = int(np.nanargmin(np.where(finite, values, np.inf)) if name.endswith("loss")
                        else np.nanargmax(np.where(finite, values, -np.inf)))
             a, b = spec.grid.coordinates(np.array([best]))
@@ -428,6 +465,10 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
              "direction_type": spec.directions.type, "dir_type": manifest["dir_type"],
              "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
              "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.get("cosine_xy")}
+    hessian = manifest.get("hessian")
+    if hessian is not None:
+        attrs.update({"sharpness": hessian["sharpness"], "hessian_trace": hessian["trace"],
+                      "hessian_split": hessian["split"], "hessian_ignore": hessian["ignore"]})
     run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, attrs, trajectory=_surface_trajectory(pca)))
     plot_keys = write_plots(run, spec) if plots else []
     compute_s = sum(float(s.get("elapsed_s", 0.0)) for s in stats)
@@ -446,6 +487,8 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
            if spec.directions.type == "interpolate" else {}),
         "provenance": {k: manifest.get(k) for k in ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy",
                                                     "code_version", "torch_version")},
+        **({"hessian": {**hessian, "unconverged_points": sum(int(s.get("hessian_unconverged", 0)) for s in stats)}}
+           if hessian is not None else {}),
         "outputs": [SURFACE_KEY, *plot_keys],
         "merge_seconds": round(time.time() - started, 3),
     }

@@ -1,0 +1,366 @@
+"""Hessian extremes, eigenvectors and trace against independent truth (numpy, autograd's dense Hessian)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from conftest import SYNTHETIC, save_linear_checkpoint, spec_from, write_spec
+from landscape_job import stages
+from landscape_job.curvature import CurvatureProbe
+from landscape_job.data import load_split
+from landscape_job.directions import parse_direction_file
+from landscape_job.errors import UserError
+from landscape_job.hessian import HessianOperator, hutchinson_trace, lanczos
+from landscape_job.models import build_model
+from landscape_job.spec import HessianSpec, load_spec
+from launcher.local import open_run
+
+QUIET = lambda _msg: None  # noqa: E731
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _symmetric(eigenvalues: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A = Q diag(λ) Qᵀ with a random orthogonal Q: a matrix whose spectrum the test chose."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(eigenvalues),) * 2))
+    return q @ np.diag(eigenvalues) @ q.T, q
+
+
+def _quadratic_operator(a: np.ndarray) -> HessianOperator:
+    """0.5·θᵀAθ over TWO parameter tensors (a matrix and a vector), so flattening is exercised."""
+    n = a.shape[0]
+    at = torch.tensor(a)
+    generator = torch.Generator().manual_seed(5)
+    w = torch.randn(4, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(n - 20, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    def terms():
+        theta = torch.cat([w.reshape(-1), b])
+        yield 0.5 * theta @ at @ theta
+
+    return HessianOperator([w, b], terms)
+
+
+# --------------------------------------------------------------------------- core maths
+
+
+@pytest.mark.parametrize("spectrum", [np.linspace(-3.0, 5.0, 30), np.r_[-7.5, np.linspace(-1, 2, 28), 0.25]],
+                         ids=["indefinite", "negative-dominated"])
+def test_lanczos_extremes_and_eigenvector_of_a_quadratic(spectrum: np.ndarray) -> None:
+    a, _ = _symmetric(spectrum, seed=1)
+    truth, vectors = np.linalg.eigh(a)
+    op = _quadratic_operator(a)
+    found = lanczos(op, op.dim, iterations=200, tolerance=1e-10, top_k=2)
+    assert found.converged
+    assert found.max_eig == pytest.approx(truth[-1], abs=1e-5)
+    assert found.min_eig == pytest.approx(truth[0], abs=1e-5)
+    assert found.top_values[1] == pytest.approx(truth[-2], abs=1e-5)
+    for k, column in ((0, -1), (1, -2)):
+        v = found.top_vectors[k].numpy()
+        assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-12)
+        assert abs(v @ vectors[:, column]) == pytest.approx(1.0, abs=1e-6)  # equal up to sign
+
+
+def test_lanczos_stops_early_on_its_residual_bound_and_the_bound_holds() -> None:
+    """A loose tolerance stops before the full dimension, and the eigenvalue error is within it."""
+    spectrum = np.r_[-4.0, np.linspace(-0.5, 0.5, 58), 6.0]  # well-separated extremes
+    a, _ = _symmetric(spectrum, seed=2)
+    op = _quadratic_operator(a)
+    found = lanczos(op, op.dim, iterations=60, tolerance=1e-4)
+    assert found.converged and found.iterations < 60
+    scale = max(abs(found.max_eig), abs(found.min_eig))
+    assert found.residual_max <= 1e-4 * scale and found.residual_min <= 1e-4 * scale
+    assert abs(found.max_eig - 6.0) <= found.residual_max + 1e-12
+    assert abs(found.min_eig + 4.0) <= found.residual_min + 1e-12
+    capped = lanczos(op, op.dim, iterations=3, tolerance=1e-12)
+    assert not capped.converged and capped.iterations == 3
+
+
+def test_lanczos_keeps_a_divergent_point_as_nan() -> None:
+    nan_op = lambda v: v * float("nan")  # noqa: E731
+    found = lanczos(nan_op, 10, iterations=5)
+    assert np.isnan(found.max_eig) and np.isnan(found.min_eig) and not found.converged
+
+
+def test_hutchinson_trace_converges_to_the_trace() -> None:
+    """Error within 4 theoretical standard deviations (Var zᵀAz = 2 Σ_{i≠j} A_ij²), shrinking with probes."""
+    a, _ = _symmetric(np.linspace(-1.0, 4.0, 40), seed=3)
+    at = torch.tensor(a)
+    sigma = np.sqrt(2 * (np.sum(a**2) - np.sum(np.diag(a) ** 2)))
+    errors = {}
+    for probes in (20, 4000):
+        est = hutchinson_trace(lambda v: at @ v, 40, samples=probes, seed=11)
+        errors[probes] = abs(est.trace - np.trace(a))
+        assert errors[probes] <= 4 * sigma / np.sqrt(probes)
+        assert est.stderr == pytest.approx(sigma / np.sqrt(probes), rel=0.5)
+    assert errors[4000] < 0.2 * sigma / np.sqrt(20)
+
+
+# --------------------------------------------------------------------------- a network
+
+
+def _tiny_mlp(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("mlp", 3, (6,), {"hidden": [5]}).double().eval()
+
+
+def _dense_hessian(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                   keep: list[str] | None = None) -> np.ndarray:
+    """autograd's dense Hessian of the mean cross-entropy over the parameters named in ``keep``."""
+    named = dict(model.named_parameters())
+    keep = keep or list(named)
+    shapes = [named[k].shape for k in keep]
+
+    def mean_loss(flat: torch.Tensor) -> torch.Tensor:
+        params, start = dict(named), 0
+        for name, shape in zip(keep, shapes):
+            params[name] = flat[start:start + shape.numel()].view(shape)
+            start += shape.numel()
+        return F.cross_entropy(functional_call(model, params, (inputs,)), labels)
+
+    flat = torch.cat([named[k].detach().reshape(-1) for k in keep])
+    return torch.autograd.functional.hessian(mean_loss, flat).numpy()
+
+
+@pytest.mark.parametrize("ignore", ["none", "biasbn"])
+@pytest.mark.parametrize("batch_size", [7, 48])
+def test_network_extremes_match_autograds_dense_hessian(ignore: str, batch_size: int) -> None:
+    """48 samples in batches of 7 (7 batches, the last partial): the operator is the MEAN-loss Hessian."""
+    data = load_split("synthetic", "train", subset=48, options=SYNTHETIC)
+    model = _tiny_mlp()
+    inputs = data.inputs.double()
+    keep = None if ignore == "none" else [n for n, p in model.named_parameters() if p.dim() > 1]
+    truth = np.linalg.eigvalsh(_dense_hessian(model, inputs, data.labels, keep))
+    probe = CurvatureProbe(model=model, inputs=inputs, labels=data.labels,
+                           options=HessianSpec(ignore=ignore, iterations=200, tolerance=1e-10),
+                           loss="cross_entropy", batch_size=batch_size)
+    assert probe.operator.dim == len(truth)
+    found = probe.extremes()
+    scale = np.abs(truth).max()
+    assert abs(found.max_eig - truth[-1]) <= 1e-4 * scale
+    assert abs(found.min_eig - truth[0]) <= 1e-4 * scale
+    assert truth[0] < 0 < truth[-1]  # a real saddle: both extremes are tested
+
+
+def test_network_trace_estimate_agrees_with_the_dense_trace() -> None:
+    data = load_split("synthetic", "train", subset=24, options=SYNTHETIC)
+    model = _tiny_mlp(1)
+    hessian = _dense_hessian(model, data.inputs.double(), data.labels)
+    probe = CurvatureProbe(model=model, inputs=data.inputs.double(), labels=data.labels,
+                           options=HessianSpec(ignore="none", trace_samples=300, seed=4), loss="cross_entropy",
+                           batch_size=10)
+    est = probe.trace()
+    assert est is not None and est.samples == 300
+    assert abs(est.trace - np.trace(hessian)) <= 4 * est.stderr
+    assert est.stderr < 0.2 * abs(np.trace(hessian))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _hessian_spec(tmp_path: Path, **changes) -> dict:
+    save_linear_checkpoint(tmp_path / "a.pt", 0, hidden=[4])
+    raw = {
+        "name": "hess",
+        "model": {"arch": "mlp", "checkpoint": "a.pt", "kwargs": {"hidden": [4]}},
+        "data": {"dataset": "synthetic", "options": dict(SYNTHETIC), "subset": 40},
+        "metrics": ["loss", "accuracy", "hessian"],
+        "hessian": {"tolerance": 1e-7, "iterations": 80, "trace_samples": 5},
+        "directions": {"type": "random", "seed": 3},
+        "grid": {"x": "-1:1:3", "y": "-0.5:0.5:2"},
+        "compute": {"shards": 1, "precision": "fp64", "batch_size": 16},
+        "storage": "runs",
+    }
+    raw.update(changes)
+    return raw
+
+
+def _run(tmp_path: Path, raw: dict, run_id: str) -> Path:
+    spec = spec_from(tmp_path, raw)
+    run = open_run(spec, run_id)
+    stages.prepare(run, log=QUIET)
+    for shard in range(spec.compute.shards):
+        stages.evaluate(run, shard, log=QUIET)
+    stages.merge(run, log=QUIET, plots=False)
+    return tmp_path / "runs" / run_id
+
+
+def _model_at(tmp_path: Path, dx: list[torch.Tensor], dy: list[torch.Tensor] | None, a: float, b: float):
+    model = build_model("mlp", 3, (6,), {"hidden": [4]})
+    model.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"])
+    model = model.double().eval()
+    with torch.no_grad():
+        for k, p in enumerate(model.parameters()):
+            p += a * dx[k].double() + (b * dy[k].double() if dy is not None else 0.0)
+    return model
+
+
+def test_surface_holds_max_and_min_eig_equal_to_a_direct_computation_sharded_or_not(tmp_path: Path) -> None:
+    raw = _hessian_spec(tmp_path)
+    whole = _run(tmp_path, raw, "one")
+    raw["compute"]["shards"] = 3
+    sharded = _run(tmp_path, raw, "three")
+    with h5py.File(whole / "surface.h5") as f, h5py.File(sharded / "surface.h5") as g:
+        for name in ("max_eig", "min_eig", "train_loss", "test_acc"):
+            assert f[name].shape == (2, 3)
+            np.testing.assert_array_equal(f[name][()], g[name][()], err_msg=name)
+        xs, ys = f["xcoordinates"][()], f["ycoordinates"][()]
+        max_eig, min_eig = f["max_eig"][()], f["min_eig"][()]
+        sharpness = float(f.attrs["sharpness"])
+
+    dx, dy, _ = parse_direction_file((whole / "directions.h5").read_bytes(), "directions")
+    data = load_split("synthetic", "train", subset=40, options=SYNTHETIC)
+    for j, i in ((0, 0), (1, 2)):
+        model = _model_at(tmp_path, dx, dy, xs[i], ys[j])
+        keep = [n for n, p in model.named_parameters() if p.dim() > 1]  # hessian.ignore defaults to biasbn
+        truth = np.linalg.eigvalsh(_dense_hessian(model, data.inputs.double(), data.labels, keep))
+        scale = np.abs(truth).max()
+        assert abs(max_eig[j, i] - truth[-1]) <= 1e-4 * scale
+        assert abs(min_eig[j, i] - truth[0]) <= 1e-4 * scale
+
+    centre = _model_at(tmp_path, dx, dy, 0.0, 0.0)
+    keep = [n for n, p in centre.named_parameters() if p.dim() > 1]
+    truth = np.linalg.eigvalsh(_dense_hessian(centre, data.inputs.double(), data.labels, keep))
+    report = json.loads((whole / "report.json").read_text())
+    manifest = json.loads((whole / "manifest.json").read_text())
+    assert report["hessian"]["sharpness"] == pytest.approx(truth[-1], rel=1e-4) == sharpness
+    assert manifest["hessian"]["min_eig"] == pytest.approx(truth[0], rel=1e-4)
+    assert report["hessian"]["trace_samples"] == 5 and np.isfinite(report["hessian"]["trace"])
+    assert report["hessian"]["unconverged_points"] == 0
+    assert set(report["summary"]["max_eig"]) == {"non_finite_points", "min", "max"}
+
+
+def test_hessian_directions_are_unit_eigenvectors(tmp_path: Path) -> None:
+    raw = _hessian_spec(tmp_path, metrics=["loss"], directions={"type": "hessian"},
+                        hessian={"ignore": "none", "tolerance": 1e-8, "iterations": 80, "trace_samples": 0})
+    out = _run(tmp_path, raw, "eig")
+    dx, dy, attrs = parse_direction_file((out / "directions.h5").read_bytes(), "directions")
+    assert attrs["type"] == "hessian" and attrs["norm"] == "none"
+    data = load_split("synthetic", "train", subset=40, options=SYNTHETIC)
+    centre = _model_at(tmp_path, dx, dy, 0.0, 0.0)
+    hessian = _dense_hessian(centre, data.inputs.double(), data.labels)
+    truth = np.linalg.eigvalsh(hessian)
+    x = torch.cat([t.reshape(-1) for t in dx]).double().numpy()
+    y = torch.cat([t.reshape(-1) for t in dy]).double().numpy()
+    scale = np.abs(truth).max()
+    for v, value in ((x, truth[-1]), (y, truth[-2])):
+        assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-6)
+        assert np.linalg.norm(hessian @ v - value * v) <= 1e-4 * scale
+    assert abs(x @ y) < 1e-5
+    with h5py.File(out / "surface.h5") as f:
+        assert set(f) == {"xcoordinates", "ycoordinates", "train_loss", "test_loss"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["hessian"]["top_eigenvalues"] == pytest.approx([truth[-1], truth[-2]], rel=1e-4)
+
+
+def test_convexity_plots_are_drawn_from_the_eigenvalues(tmp_path: Path) -> None:
+    from landscape_job.plots import PlotOptions, convexity_ratio, load_surface, plot_surface
+
+    raw = _hessian_spec(tmp_path, metrics=["hessian"], grid={"x": "-1:1:3"},
+                        hessian={"iterations": 40, "trace_samples": 0})
+    out = _run(tmp_path, raw, "curve")
+    surface = load_surface(out / "surface.h5")
+    assert set(surface.metrics) == {"max_eig", "min_eig"}
+    written = plot_surface(out / "surface.h5", tmp_path / "plots", PlotOptions(formats=("png",)))
+    assert [p.name for p in written] == ["1d_hessian.png"]
+    ratio = convexity_ratio(np.array([2.0, 0.0, -1.0, np.nan]), np.array([-1.0, -1.0, -3.0, 1.0]))
+    np.testing.assert_array_equal(ratio, [0.5, np.nan, 3.0, np.nan])
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def test_spec_defaults_round_trip_and_hash(tmp_path: Path, linear_spec: dict) -> None:
+    plain = spec_from(tmp_path, linear_spec)
+    assert plain.metrics == ("loss", "accuracy") and not plain.uses_hessian
+    explicit = spec_from(tmp_path, {**linear_spec, "metrics": ["accuracy", "loss"]})
+    assert explicit.hash == plain.hash  # existing specs keep their hash
+    with_h = spec_from(tmp_path, {**linear_spec, "metrics": ["loss", "hessian"]})
+    assert with_h.hessian == HessianSpec() and with_h.hash != plain.hash
+    again = load_spec(write_spec(tmp_path, with_h.to_dict(), "normalised.yaml"))
+    assert again.hash == with_h.hash and again.to_dict() == with_h.to_dict()
+    tighter = spec_from(tmp_path, {**linear_spec, "metrics": ["loss", "hessian"], "hessian": {"tolerance": 1e-6}})
+    assert tighter.hash != with_h.hash
+    eig = spec_from(tmp_path, {**linear_spec, "directions": {"type": "hessian"}, "hessian": {"ignore": "none"}})
+    assert (eig.directions.dir_type, eig.directions.norm, eig.directions.ignore) == ("weights", "none", "none")
+    again = load_spec(write_spec(tmp_path, eig.to_dict(), "normalised.yaml"))
+    assert again.hash == eig.hash
+
+
+def _set(path: str, value):
+    def change(raw: dict) -> None:
+        *parents, leaf = path.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return change
+
+
+BAD = [
+    (_set("metrics", ["loss", "curvature"]), r"^metrics\[1\]: expected one of loss, accuracy, hessian"),
+    (_set("metrics", []), r"^metrics: name at least one"),
+    (_set("metrics", ["loss", "loss"]), r"^metrics: a metric is listed twice"),
+    (_set("hessian.tolerance", 0), r"^hessian.tolerance: expected a number between 0 and 1"),
+    (_set("hessian.tolerance", 2.0), r"^hessian.tolerance: expected a number between 0 and 1"),
+    (_set("hessian.tolerance", "tight"), r"^hessian.tolerance: expected a number"),
+    (_set("hessian.iterations", 1), r"^hessian.iterations: must be at least 2"),
+    (_set("hessian.ignore", "all"), r"^hessian.ignore: expected one of biasbn, none"),
+    (_set("hessian.split", "val"), r"^hessian.split: expected one of train, test"),
+    (_set("hessian.subset", 0), r"^hessian.subset: must be at least 1"),
+    (_set("hessian.trace_samples", -1), r"^hessian.trace_samples: must be at least 0"),
+    (_set("hessian.iteration", 5), r"^hessian.iteration: unknown key; did you mean 'iterations'"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD, ids=[m[1:40] for _, m in BAD])
+def test_bad_hessian_options_are_one_line_user_errors(tmp_path: Path, linear_spec: dict, change, message) -> None:
+    linear_spec["metrics"] = ["loss", "accuracy", "hessian"]
+    change(linear_spec)
+    with pytest.raises(UserError, match=message) as err:
+        spec_from(tmp_path, linear_spec)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("directions, message", [
+    ({"type": "hessian", "norm": "filter"}, r"^directions.norm: type hessian takes norm none"),
+    ({"type": "hessian", "dir_type": "states"}, r"^directions.dir_type: type hessian takes dir_type weights"),
+    ({"type": "hessian", "ignore": "none"}, r"^directions.ignore: .*set hessian.ignore instead"),
+    ({"type": "hessian", "targets": ["b.pt"]}, r"^directions.targets: type hessian takes no targets"),
+    ({"type": "hessian", "orthogonalize": True}, r"^directions.orthogonalize: Hessian eigenvectors"),
+])
+def test_bad_hessian_directions_name_the_key(tmp_path: Path, linear_spec: dict, directions: dict, message) -> None:
+    linear_spec["directions"] = directions
+    with pytest.raises(UserError, match=message):
+        spec_from(tmp_path, linear_spec)
+
+
+def test_an_unused_hessian_section_is_refused(tmp_path: Path, linear_spec: dict) -> None:
+    linear_spec["hessian"] = {"iterations": 20}
+    with pytest.raises(UserError, match=r"^hessian: only used with metrics"):
+        spec_from(tmp_path, linear_spec)
+
+
+def test_a_subset_larger_than_the_split_fails_before_anything_is_written(tmp_path: Path) -> None:
+    raw = _hessian_spec(tmp_path)
+    raw["hessian"]["subset"] = 10_000
+    spec = spec_from(tmp_path, raw)
+    run = open_run(spec, "big")
+    with pytest.raises(UserError, match=r"^hessian.subset: 10000 is larger than the train split \(96 samples\)"):
+        stages.prepare(run, log=QUIET)
+    assert not run.exists(stages.DIRECTIONS_KEY) and not run.exists(stages.MANIFEST_KEY)
