@@ -226,6 +226,10 @@ class Spec:
         directions = asdict(self.directions)
         directions["targets"] = list(self.directions.targets)
         directions["trajectory"] = list(self.directions.trajectory)
+        if self.directions.type == "file":
+            # A direction file is used as written: these keys are refused for it on re-reading.
+            for key in ("dir_type", "norm", "ignore"):
+                directions.pop(key)
         return {
             "name": self.name,
             "model": asdict(self.model),

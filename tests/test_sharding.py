@@ -233,3 +233,16 @@ def test_prepare_seeds_the_spec_from_a_mounted_file(tmp_path: Path, linear_spec:
     mounted.write_text(other.to_yaml())
     with pytest.raises(StageError, match="holds a different spec"):
         stages.prepare(run, log=lambda _: None, spec_file=str(mounted))
+
+
+def test_a_runs_direction_file_reproduces_its_surface(tmp_path: Path, linear_spec: dict) -> None:
+    """type: file with the directions.h5 of an earlier run gives that run's surface exactly.
+
+    This also checks that the normalised spec of a file-direction run re-reads (the stages
+    parse spec.yaml from storage).
+    """
+    first = _surface(tmp_path, linear_spec, "random")
+    linear_spec["directions"] = {"type": "file", "file": str(tmp_path / "runs" / "random" / "directions.h5")}
+    again = _surface(tmp_path, linear_spec, "from-file")
+    for metric in METRICS:
+        np.testing.assert_array_equal(again[metric], first[metric], err_msg=metric)
