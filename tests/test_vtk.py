@@ -149,21 +149,35 @@ def test_exports_carry_hessian_fields_and_refuse_a_bad_one(tmp_path: Path) -> No
         write_exports(lonely, tmp_path / "out3")
 
 
-def test_launcher_plot_formats(tmp_path: Path, capsys) -> None:
+def skip_figures(monkeypatch) -> list[tuple[str, ...]]:
+    """Replaces the matplotlib figures (tested in test_plots.py, seconds each) by a recorder."""
+    asked: list[tuple[str, ...]] = []
+
+    def record(surface_path, out_dir, options):
+        asked.append(options.formats)
+        return []
+
+    monkeypatch.setattr("landscape_job.plots.plot_surface", record)
+    return asked
+
+
+def test_launcher_plot_formats(tmp_path: Path, capsys, monkeypatch) -> None:
+    asked = skip_figures(monkeypatch)
     x, y, z = grid(4, 3)
     path = write_surface(tmp_path / "surface.h5", x, y, {"train_loss": z, "train_acc": 90 - z})
     assert launcher(["plot", str(path), "-o", str(tmp_path / "vtp"), "--format", "vtp"]) == 0
-    assert [p.name for p in (tmp_path / "vtp").iterdir()] == ["surface.vtp"]
+    assert [p.name for p in (tmp_path / "vtp").iterdir()] == ["surface.vtp"] and asked == []
     assert launcher(["plot", str(path), "-o", str(tmp_path / "all")]) == 0
-    names = {p.name for p in (tmp_path / "all").iterdir()}
-    assert {"surface.vtp", "surface.html", "train_loss_2d_contour.png", "train_loss_2d_contour.pdf"} <= names
+    assert {p.name for p in (tmp_path / "all").iterdir()} == {"surface.vtp", "surface.html"}
+    assert asked == [("png", "pdf")]  # the default is every format
     one_d = write_surface(tmp_path / "line.h5", x, None, {"train_loss": z[0]})
     assert launcher(["plot", str(one_d), "-o", str(tmp_path / "line"), "--format", "html", "--format", "vtp"]) == 0
     assert [p.name for p in (tmp_path / "line").iterdir()] == ["surface.html"]  # no surface to lift in 1-D
     capsys.readouterr()
 
 
-def test_merge_writes_vtp_and_html_next_to_the_figures(tmp_path: Path, linear_spec: dict) -> None:
+def test_merge_writes_vtp_and_html_next_to_the_figures(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
+    skip_figures(monkeypatch)
     linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}
     run = open_run(spec_from(tmp_path, linear_spec), "viewer")
     quiet = lambda _msg: None  # noqa: E731
