@@ -456,6 +456,7 @@
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, W, H);
+    AREA.w = W - AREA.x0 - (state.view === "curve" ? 30 : 150); // the curve has no colour bar
     if (state.view === "surface") drawSurface(f);
     else if (state.view === "contour") drawContour(f);
     else drawCurve(f);
