@@ -46,7 +46,8 @@ X = np.linspace(-1.0, 1.0, 17)
 Y = np.linspace(-0.5, 1.0, 11)  # non-square on purpose
 
 
-def write_surface(path: Path, *, two_d: bool = True, hessian: bool = False, trajectory: bool = False) -> Path:
+def write_surface(path: Path, *, two_d: bool = True, hessian: bool = False, trajectory: bool = False,
+                  diverged: bool = False) -> Path:
     with h5py.File(path, "w") as f:
         f["xcoordinates"] = X
         if two_d:
@@ -56,6 +57,11 @@ def write_surface(path: Path, *, two_d: bool = True, hessian: bool = False, traj
             xx, yy = X, np.zeros_like(X)
         f["train_loss"], f["test_loss"] = f_loss(xx, yy), f_loss(xx, yy) + 0.5
         f["train_acc"], f["test_acc"] = f_acc(xx, yy), f_acc(xx, yy) - 5.0
+        if diverged:  # a few divergent train points; a test split where every point diverged
+            loss = f_loss(xx, yy)
+            loss[0, :3], loss[-1, -1] = np.nan, np.inf
+            del f["train_loss"], f["test_loss"]
+            f["train_loss"], f["test_loss"] = loss, np.full_like(loss, np.nan)
         if hessian:
             f["max_eig"], f["min_eig"] = 2.0 + xx, -0.2 * (yy + 0.5)
         if trajectory:
@@ -242,3 +248,17 @@ def test_one_dimensional_curve(browser, tmp_path: Path) -> None:
     assert v.text("#metric-name") == "test loss"
     assert not np.array_equal(v.shot(), train)
     v.close()
+
+
+def test_divergent_points_are_masked_not_fatal(browser, tmp_path: Path) -> None:
+    v = Viewer(browser, page_html(tmp_path, diverged=True))
+    v.shot()
+    v.page.click("#btn-contour")
+    pixels = v.shot().reshape(-1, 3)
+    assert (pixels == [224, 224, 224]).all(axis=1).sum() > 50  # the masked cells, in grey
+    v.page.click("#btn-test")
+    assert v.text("#metric-name") == "test loss"
+    v.page.click("#btn-surface")
+    v.hover(0.4, 0.5)
+    assert v.text("#hover") == ""
+    v.close()  # no console error on the way

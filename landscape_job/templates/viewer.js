@@ -457,7 +457,11 @@
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, W, H);
     AREA.w = W - AREA.x0 - (state.view === "curve" ? 30 : 150); // the curve has no colour bar
-    if (state.view === "surface") drawSurface(f);
+    if (!scale(f)) {
+      ctx.font = "14px system-ui, sans-serif";
+      text("no finite " + f.label + " values (every point diverged)", W / 2, H / 2);
+      surfacePoints = [];
+    } else if (state.view === "surface") drawSurface(f);
     else if (state.view === "contour") drawContour(f);
     else drawCurve(f);
     base.getContext("2d").clearRect(0, 0, W, H);
@@ -524,6 +528,7 @@
       return;
     }
     const f = field();
+    if (!scale(f)) return;
     hover = state.view === "surface" ? hoverSurface(px, py)
       : state.view === "contour" ? hoverContour(f, px, py) : hoverCurve(f, px, py);
     showHover();
