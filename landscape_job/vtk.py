@@ -52,7 +52,9 @@ def surface_heights(values: np.ndarray, zmax: float | None = None, log: bool = F
 
 
 def _ascii(values: np.ndarray, fmt: str) -> str:
-    flat = [format(v, fmt) for v in np.asarray(values).ravel().tolist()]
+    """``fmt`` "r": Python's shortest repr that reads back to the same float64 (exact, compact)."""
+    items = np.asarray(values).ravel().tolist()
+    flat = list(map(repr, items)) if fmt == "r" else [format(v, fmt) for v in items]
     return "\n".join(" ".join(flat[k:k + _PER_LINE]) for k in range(0, len(flat), _PER_LINE))
 
 
@@ -92,8 +94,8 @@ def vtp_document(x: np.ndarray, y: np.ndarray, metrics: Mapping[str, np.ndarray]
     p = (j * nx + i).ravel()
     quads = np.stack([p, p + 1, p + 1 + nx, p + nx], axis=1)
     offsets = 4 * np.arange(1, len(quads) + 1)
-    data = [_array(name, "Float64", _finite_filled(values), ".17g") for name, values in metrics.items()]
-    data.append(_array("height", "Float64", z, ".17g"))
+    data = [_array(name, "Float64", _finite_filled(values), "r") for name, values in metrics.items()]
+    data.append(_array("height", "Float64", z, "r"))
     data.append(_array("finite", "UInt8", finite.astype(np.uint8), "d"))
     return "\n".join([
         '<?xml version="1.0"?>',
@@ -101,7 +103,7 @@ def vtp_document(x: np.ndarray, y: np.ndarray, metrics: Mapping[str, np.ndarray]
         "<PolyData>",
         f'<Piece NumberOfPoints="{nx * ny}" NumberOfVerts="0" NumberOfLines="0" NumberOfStrips="0" '
         f'NumberOfPolys="{len(quads)}">',
-        "<Points>", _array("Points", "Float64", points, ".17g", components=3), "</Points>",
+        "<Points>", _array("Points", "Float64", points, "r", components=3), "</Points>",
         '<PointData Scalars="height">', *data, "</PointData>",
         "<Polys>", _array("connectivity", "Int64", quads, "d"), _array("offsets", "Int64", offsets, "d"),
         "</Polys>",

@@ -64,7 +64,7 @@ def test_points_cells_and_layout(nx: int, ny: int) -> None:
         for i in range(nx):
             px, py, pz = doc["points"][j * nx + i]
             assert (px, py) == (x[i], y[j])
-            assert pz == f_loss(x[i], y[j]) == z[j, i]  # exact: written with 17 significant digits
+            assert pz == f_loss(x[i], y[j]) == z[j, i]  # exact: written as the shortest repr that round-trips
     np.testing.assert_array_equal(doc["data"]["train_acc"], acc.ravel())
     assert doc["scalars"] == "height" and set(doc["data"]) == {"train_loss", "train_acc", "height", "finite"}
 
