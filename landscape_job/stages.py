@@ -499,7 +499,11 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
 
 
 def write_plots(run: Storage, spec: Spec) -> list[str]:
-    """Renders the surface's plots locally and stores each under plots/."""
+    """Renders the surface's plots locally and stores each under plots/.
+
+    Beside the figures: ``surface.html`` (the offline viewer) and, for 2-D, ``surface.vtp``.
+    """
+    from landscape_job.exports import write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
     options = PlotOptions(vmin=spec.plot.vmin, vmax=spec.plot.vmax, vlevel=spec.plot.vlevel, log=spec.plot.log)
@@ -507,6 +511,7 @@ def write_plots(run: Storage, spec: Spec) -> list[str]:
         surface = Path(tmp) / SURFACE_KEY
         surface.write_bytes(run.get(SURFACE_KEY))
         written = plot_surface(surface, Path(tmp) / "plots", options)
+        written += write_exports(surface, Path(tmp) / "plots", options=options)
         keys = []
         for path in written:
             key = f"plots/{path.name}"

@@ -22,6 +22,10 @@ from launcher import cluster_cli
 from launcher.render_cli import add_render_parser, run_render
 
 
+#: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
+PLOT_FORMATS = ("png", "pdf", "vtp", "html")
+
+
 def _add_plot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vmin", type=float, help="lowest contour level (loss)")
     parser.add_argument("--vmax", type=float, help="highest contour level (loss)")
@@ -59,7 +63,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
     plot.add_argument("surface", type=Path)
     plot.add_argument("-o", "--out", type=Path, help="output folder (default: plots/ beside the file)")
-    plot.add_argument("--format", action="append", choices=["png", "pdf"], help="repeatable (default: png and pdf)")
+    plot.add_argument("--format", action="append", choices=list(PLOT_FORMATS),
+                      help="repeatable (default: all of png, pdf, vtp (ParaView), html (viewer))")
     _add_plot_options(plot)
     add_render_parser(sub)
     handlers = cluster_cli.add_parsers(sub)
@@ -115,14 +120,19 @@ def _estimate(args: argparse.Namespace) -> None:
 
 def _plot(args: argparse.Namespace) -> None:
     from landscape_job.errors import UserError
+    from landscape_job.exports import EXPORT_FORMATS, write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
     if not args.surface.is_file():
         raise UserError(f"{args.surface}: surface file not found")
     out = args.out or args.surface.parent / "plots"
+    chosen = args.format or list(PLOT_FORMATS)
+    figures = tuple(f for f in chosen if f not in EXPORT_FORMATS)
+    exports = [f for f in chosen if f in EXPORT_FORMATS]
     options = PlotOptions(vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log,
-                          **({"formats": tuple(args.format)} if args.format else {}))
-    written = plot_surface(args.surface, out, options)
+                          **({"formats": figures} if figures else {}))
+    written = plot_surface(args.surface, out, options) if figures else []
+    written += write_exports(args.surface, out, exports, options) if exports else []
     print(f"{len(written)} plots in {out}")
 
 
