@@ -21,6 +21,9 @@ import yaml
 
 from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
+from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
+from landscape_job.pyref import is_ref as is_python_ref
+from landscape_job.pyref import split_ref
 
 DIRECTION_TYPES = ("random", "interpolate", "plane", "file")
 DIR_TYPES = ("weights", "states")
@@ -99,20 +102,57 @@ class _Section:
             raise UserError(f"{self.key(str(name))}: unknown key{suggestion}")
 
 
-def _path(section: _Section, name: str, base_dir: Path, must_exist: bool) -> str:
-    value = section.get(name, str)
-    return _resolve_file(value, section.key(name), base_dir, must_exist)
+def _path(section: _Section, name: str, base_dir: Path, must_exist: bool, pins: dict[str, str]) -> str:
+    value = section.get(name, (str, dict))
+    return _resolve_input(value, section.key(name), base_dir, must_exist, pins)
 
 
-def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool) -> str:
+def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder: bool = False) -> str:
     if value.startswith("file://"):
         value = value[len("file://"):]
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = (base_dir / path).resolve()
-    if must_exist and not path.is_file():
+    if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
+        raise UserError(f"{key}: folder not found: {path}")
+    if must_exist and not folder and not path.is_file():
         raise UserError(f"{key}: file not found: {path}")
     return str(path)
+
+
+def _resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pins: dict[str, str],
+                   folder: bool = False) -> str:
+    """An input: a path, ``file://``, ``s3://`` or ``https://`` URL, or ``{url: ..., sha256: ...}``.
+
+    Remote URLs are kept as given (each stage fetches them into its cache); a pin is
+    recorded in ``pins`` under the normalised URL, so ``to_dict`` writes it back.
+    """
+    sha256 = None
+    if isinstance(value, dict):
+        section = _Section(value, key)
+        url = section.get("url", str)
+        raw_pin = section.get("sha256", str, None)
+        section.finish()
+        sha256 = None if raw_pin is None else check_sha256(raw_pin, f"{key}.sha256")
+    elif isinstance(value, str):
+        url = value
+    else:
+        raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {_type_name(value)}")
+    if "://" in url and not url.startswith("file://"):
+        if not is_remote(url):
+            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {url!r}")
+        check_url(url, key, sha256)
+        resolved = url
+    else:
+        resolved = _resolve_file(url, key, base_dir, must_exist, folder)
+    if sha256 is not None:
+        pins[resolved] = sha256
+    return resolved
+
+
+def _input_out(url: str | None, pins: Mapping[str, str]) -> Any:
+    """An input as ``to_dict`` writes it: the URL, or the mapping form when it is pinned."""
+    return {"url": url, "sha256": pins[url]} if url is not None and url in pins else url
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,10 @@ class DataSpec:
     subset: int | None = None
     subset_seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    #: Classes of a ``tensors`` or ``python:`` data set; None: the largest label + 1.
+    classes: int | None = None
+    #: Let torchvision download a missing built-in data set (clusters with internet only).
+    download: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +208,14 @@ class PlotSpec:
 
 
 @dataclass(frozen=True)
+class PythonSpec:
+    """Where the user's ``python:`` code comes from: folders (mounted volumes) and pip requirements."""
+
+    path: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     model: ModelSpec
@@ -180,6 +232,10 @@ class Spec:
     kubernetes: dict[str, Any] = field(default_factory=dict)
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
+    #: The user's code for ``python:`` models, data sets and losses.
+    python: PythonSpec = field(default_factory=PythonSpec)
+    #: sha256 pins of inputs, by normalised URL (``{url: ..., sha256: ...}`` in the spec).
+    pins: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec: every default filled in, paths absolute, re-parseable."""
@@ -188,11 +244,21 @@ class Spec:
             grid["y"] = str(self.grid.y)
         data = asdict(self.data)
         data["splits"] = list(self.data.splits)
+        data["root"] = _input_out(self.data.root, self.pins)
+        # Keys added after the first release are written only when set, so the spec
+        # (and its hash) of an existing run stays exactly what it was.
+        for key, default in (("classes", None), ("download", False)):
+            if data[key] == default:
+                del data[key]
         directions = asdict(self.directions)
-        directions["targets"] = list(self.directions.targets)
+        directions["targets"] = [_input_out(t, self.pins) for t in self.directions.targets]
+        directions["file"] = _input_out(self.directions.file, self.pins)
+        model = asdict(self.model)
+        model["checkpoint"] = _input_out(self.model.checkpoint, self.pins)
+        python = {k: list(v) for k, v in asdict(self.python).items() if v}
         return {
             "name": self.name,
-            "model": asdict(self.model),
+            "model": model,
             "data": data,
             "loss": self.loss,
             "directions": directions,
@@ -201,6 +267,7 @@ class Spec:
             "storage": {"url": self.storage, **self.storage_options} if self.storage_options else self.storage,
             "plot": asdict(self.plot),
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
+            **({"python": python} if python else {}),
         }
 
     def to_yaml(self) -> str:
@@ -249,9 +316,11 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     if not _NAME_RE.match(name):
         raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
                         f"with a letter or digit (it names Kubernetes objects); got {name!r}")
-    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files)
-    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files)
-    loss = top.choice("loss", LOSSES, "cross_entropy")
+    pins: dict[str, str] = {}
+    python = _parse_python(_Section(top.get("python", dict, {}), "python"), base_dir, check_files)
+    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files, pins)
+    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files, pins)
+    loss = _parse_loss(top)
     grid_section = _Section(top.get("grid", dict), "grid")
     grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
                 Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
@@ -259,7 +328,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     if grid.size > MAX_POINTS:
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
     directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
-                                          check_files)
+                                          check_files, pins)
     compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
     storage, storage_options = _parse_storage(top, base_dir, storage_override)
     plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
@@ -267,25 +336,57 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot, storage_options=storage_options,
-                kubernetes=kubernetes, notes=tuple(notes))
+                kubernetes=kubernetes, notes=tuple(notes), python=python, pins=pins)
 
 
-def _parse_model(s: _Section, base_dir: Path, check_files: bool) -> ModelSpec:
+def _parse_loss(top: _Section) -> str:
+    """A built-in loss, or ``python:package.module:function`` (see landscape_job.losses)."""
+    loss = top.get("loss", str, "cross_entropy")
+    if is_python_ref(loss):
+        split_ref(loss, "loss")
+        return loss
+    if loss not in LOSSES:
+        raise UserError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r} (or python:package.module:function)")
+    return loss
+
+
+def _parse_python(s: _Section, base_dir: Path, check_files: bool) -> PythonSpec:
+    """Folders are resolved like every path; requirements are pip requirement strings."""
+    def strings(name: str) -> list[str]:
+        raw = s.get(name, (list, str), [])
+        items = [raw] if isinstance(raw, str) else list(raw)
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                raise UserError(f"python.{name}[{i}]: expected a non-empty string, got {_type_name(item)}")
+        return items
+
+    paths = []
+    for i, item in enumerate(strings("path")):
+        folder = Path(item[len("file://"):] if item.startswith("file://") else item).expanduser()
+        folder = folder if folder.is_absolute() else (base_dir / folder).resolve()
+        if check_files and not folder.is_dir():
+            raise UserError(f"python.path[{i}]: folder not found: {folder}")
+        paths.append(str(folder))
+    requirements = strings("requirements")
+    s.finish()
+    return PythonSpec(path=tuple(paths), requirements=tuple(requirements))
+
+
+def _parse_model(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
     arch = s.get("arch", str)
-    checkpoint = _path(s, "checkpoint", base_dir, check_files)
+    checkpoint = _path(s, "checkpoint", base_dir, check_files, pins)
     kwargs = s.get("kwargs", dict, {})
     s.finish()
     return ModelSpec(arch=arch, checkpoint=checkpoint, kwargs=kwargs)
 
 
-def _parse_data(s: _Section, base_dir: Path, check_files: bool) -> DataSpec:
+def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:
     dataset = s.get("dataset", str)
-    root = s.get("root", str, None)
+    if is_python_ref(dataset):
+        split_ref(dataset, "data.dataset")
+    root = s.get("root", (str, dict), None)
     if root is not None:
-        root_path = Path(root).expanduser()
-        root = str(root_path if root_path.is_absolute() else (base_dir / root_path).resolve())
-        if check_files and not Path(root).is_dir():
-            raise UserError(f"data.root: folder not found: {root}")
+        root = _resolve_input(root, "data.root", base_dir, check_files, pins, folder=True)
     splits_raw = s.get("splits", (list, str), list(SPLITS))
     splits = (splits_raw,) if isinstance(splits_raw, str) else tuple(splits_raw)
     if not splits:
@@ -298,27 +399,30 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool) -> DataSpec:
     subset = s.integer("subset", None, minimum=1)
     subset_seed = s.integer("subset_seed", 0)
     options = s.get("options", dict, {})
+    classes = s.integer("classes", None, minimum=2)
+    download = s.get("download", bool, False)
     s.finish()
     return DataSpec(dataset=dataset, root=root, splits=tuple(sorted(splits, key=SPLITS.index)),
-                    subset=subset, subset_seed=subset_seed, options=options)
+                    subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download)
 
 
-def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool) -> tuple[DirectionsSpec, list[str]]:
+def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool,
+                      pins: dict[str, str]) -> tuple[DirectionsSpec, list[str]]:
     kind = s.choice("type", DIRECTION_TYPES, "random")
     notes: list[str] = []
-    targets_raw = s.get("targets", (list, str), [])
-    targets_list = [targets_raw] if isinstance(targets_raw, str) else list(targets_raw)
+    targets_raw = s.get("targets", (list, str, dict), [])
+    targets_list = [targets_raw] if isinstance(targets_raw, (str, dict)) else list(targets_raw)
     for i, target in enumerate(targets_list):
-        if not isinstance(target, str):
+        if not isinstance(target, (str, dict)):
             raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
-    targets = tuple(_resolve_file(t, f"directions.targets[{i}]", base_dir, check_files)
+    targets = tuple(_resolve_input(t, f"directions.targets[{i}]", base_dir, check_files, pins)
                     for i, t in enumerate(targets_list))
     expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0}[kind]
     if len(targets) != expected_targets:
         what = {0: "no targets", 1: "one target checkpoint (x = target - model.checkpoint)",
                 2: "two target checkpoints (x = t1 - model.checkpoint, y = t2 - model.checkpoint)"}
         raise UserError(f"directions.targets: type {kind} takes {what[expected_targets]}, got {len(targets)}")
-    file = _path(s, "file", base_dir, check_files) if kind == "file" else s.get("file", str, None)
+    file = _path(s, "file", base_dir, check_files, pins) if kind == "file" else s.get("file", (str, dict), None)
     if kind != "file" and file is not None:
         raise UserError(f"directions.file: only used with type: file (type is {kind})")
 
