@@ -27,6 +27,7 @@ from landscape_job.data import Split, dataset_info, load_split
 from landscape_job.directions import build_directions, direction_file_bytes, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.inputs import localize
 from landscape_job.models import build_model
 from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
 from landscape_job.spec import Spec, spec_from_yaml
@@ -62,8 +63,9 @@ def _read_json(run: Storage, key: str, hint: str) -> dict:
 
 
 def build_centre_model(spec: Spec) -> nn.Module:
-    """The model at θ*, on the CPU."""
-    input_shape, num_classes = dataset_info(spec.data.dataset, spec.data.options)
+    """The model at θ*, on the CPU; ``spec`` must be localized (its inputs local paths)."""
+    d = spec.data
+    input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
     load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
     return model.eval()
@@ -71,8 +73,13 @@ def build_centre_model(spec: Spec) -> nn.Module:
 
 def load_splits(spec: Spec) -> list[Split]:
     d = spec.data
-    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options)
+    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options,
+                       classes=d.classes, download=d.download)
             for name in d.splits]
+
+
+def _checkpoint_inputs(spec: Spec) -> list[str]:
+    return [spec.model.checkpoint, *spec.directions.targets, *([spec.directions.file] if spec.directions.file else [])]
 
 
 def file_sha256(path: str) -> str:
@@ -112,10 +119,11 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
             log(f"prepare: directions already present for this spec ({manifest['direction_hash'][:12]}); keeping them")
             return manifest
     started = time.time()
-    model = build_centre_model(spec)
-    directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
-    checkpoints = {path: file_sha256(path) for path in (spec.model.checkpoint, *spec.directions.targets,
-                                                         *([spec.directions.file] if spec.directions.file else []))}
+    local = localize(spec)
+    model = build_centre_model(local)
+    directions = build_directions(local.directions, model, two_d=spec.grid.ndim == 2)
+    # Keyed by the spec's URL (the provenance), hashed from the fetched, verified copy.
+    checkpoints = {url: file_sha256(path) for url, path in zip(_checkpoint_inputs(spec), _checkpoint_inputs(local))}
     manifest = {
         "run": run.url,
         "spec_hash": spec.hash,
@@ -256,7 +264,8 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     resumed = len(done)
     todo = [p for p in points if p not in done]
     device = resolve_device(spec.compute.device)
-    evaluator = Evaluator(build_centre_model(spec), directions, load_splits(spec), loss=spec.loss,
+    local = localize(spec)
+    evaluator = Evaluator(build_centre_model(local), directions, load_splits(local), loss=spec.loss,
                           precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device)
     names = evaluator.metric_names()
     host = socket.gethostname()
