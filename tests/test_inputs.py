@@ -436,3 +436,69 @@ def test_cache_dir_is_rendered_as_an_emptydir(tmp_path: Path, linear_spec: dict)
         kubernetes_validate.validate(job, "1.30", strict=True)
     with pytest.raises(UserError, match=r"kubernetes.volumes\[0\].mount_path"):
         parse_kubernetes({"volumes": [{"claim": "d", "mount_path": "/var/cache/landscape"}]})
+
+
+def test_imagefolder_reads_class_folders_normalised_by_the_options(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels: dict[str, list[tuple[np.ndarray, int]]] = {"train": [], "test": []}
+    for split in ("train", "test"):
+        for label, name in enumerate(("cat", "dog", "emu")):
+            (tmp_path / split / name).mkdir(parents=True)
+            for k in range(2):
+                image = rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)
+                Image.fromarray(image).save(tmp_path / split / name / f"{k}.png")
+                pixels[split].append((image, label))
+    options = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
+    for split in ("train", "test"):
+        got = load_split("imagefolder", split, root=str(tmp_path), options=options)
+        want = torch.stack([(torch.from_numpy(p).permute(2, 0, 1).double() / 255 - torch.tensor(options["mean"]).view(3, 1, 1))
+                            / torch.tensor(options["std"]).view(3, 1, 1) for p, _ in pixels[split]])
+        assert got.num_classes == 3 and got.labels.tolist() == [label for _, label in pixels[split]]
+        torch.testing.assert_close(got.inputs.double(), want, rtol=0, atol=1e-6)
+
+
+def _wheel(folder: Path, name: str) -> Path:
+    """A minimal pure-Python wheel, built by hand so the test needs no build backend and no index."""
+    import base64
+    import zipfile
+
+    files = {f"{name}/__init__.py": "def scale(logits, labels):\n    import torch.nn.functional as F\n"
+                                    "    return F.cross_entropy(logits, labels, reduction='none')\n",
+             f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+             f"{name}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{name}-1.0.dist-info/RECORD,,")
+    wheel = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as handle:
+        for path, text in files.items():
+            handle.writestr(path, text)
+        handle.writestr(f"{name}-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_python_requirements_are_installed_into_the_cache(tmp_path: Path, linear_spec: dict, cache: Path) -> None:
+    name = f"userloss_{uuid.uuid4().hex[:8]}"
+    wheel = _wheel(tmp_path, name)
+    raw = copy.deepcopy(linear_spec)
+    raw["loss"] = f"python:{name}:scale"
+    raw["python"] = {"requirements": [str(wheel)]}
+    spec = spec_from(tmp_path, raw)
+    check_inputs(spec)  # imports the loss from the installed wheel and calls it once
+    installed = list((cache / "pip").glob(f"*/{name}/__init__.py"))
+    assert len(installed) == 1
+    raw["python"] = {"requirements": [str(tmp_path / "missing-1.0-py3-none-any.whl")]}
+    with pytest.raises(UserError, match=r"^python.requirements: pip could not install"):
+        localize(spec_from(tmp_path, raw))
+
+
+def test_download_without_a_root_goes_into_the_cache(tmp_path: Path, linear_spec: dict, cache: Path) -> None:
+    raw = copy.deepcopy(linear_spec)
+    raw["data"] = {"dataset": "cifar10", "download": True}
+    spec = spec_from(tmp_path, raw)
+    assert spec.to_dict()["data"]["download"] is True
+    assert localize(spec).data.root == str(cache / "downloads")
