@@ -131,6 +131,8 @@ def _resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pi
     if isinstance(value, dict):
         section = _Section(value, key)
         url = section.get("url", str)
+        if isinstance(value.get("sha256"), (int, float)) and not isinstance(value.get("sha256"), bool):
+            raise UserError(f"{key}.sha256: YAML read the hash as a number; put it in quotes")
         raw_pin = section.get("sha256", str, None)
         section.finish()
         sha256 = None if raw_pin is None else check_sha256(raw_pin, f"{key}.sha256")

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from conftest import SYNTHETIC, run_all, save_cnn_checkpoint, spec_from, write_spec
-from landscape_job import stages
+from landscape_job import pyref, stages
 from landscape_job.data import load_split
 from landscape_job.errors import UserError
 from landscape_job.inputs import CACHE_ENV, Fetcher, localize
@@ -502,3 +502,24 @@ def test_download_without_a_root_goes_into_the_cache(tmp_path: Path, linear_spec
     spec = spec_from(tmp_path, raw)
     assert spec.to_dict()["data"]["download"] is True
     assert localize(spec).data.root == str(cache / "downloads")
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_the_examples_parse_render_and_the_custom_data_set_is_the_builtin_one() -> None:
+    from landscape_job.spec import load_spec
+    from landscape_job.stages import load_splits
+    from launcher.k8s_spec import parse_kubernetes
+    from launcher.render import render_run
+
+    s3_spec = load_spec(EXAMPLES / "cifar10-s3.yaml", check_files=False)
+    assert s3_spec.model.checkpoint in s3_spec.pins and s3_spec.data.root.endswith("cifar-10-python.tar.gz")
+    render_run(s3_spec, "r1", parse_kubernetes(s3_spec.kubernetes))
+
+    custom = load_spec(EXAMPLES / "custom-data.yaml", check_files=False)
+    pyref.activate(custom.python.path, ())  # what localize does first; the checkpoint is trained separately
+    for split in load_splits(custom):
+        builtin = load_split("digits", split.name)
+        assert torch.equal(split.labels, builtin.labels)
+        torch.testing.assert_close(split.inputs, builtin.inputs, rtol=0, atol=1e-6)
