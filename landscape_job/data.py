@@ -13,7 +13,11 @@ Data sets:
   seeded stratified 80/20 split; see :func:`_digits_split`.
 - ``synthetic``: seeded Gaussian inputs with learnable labels, for tests and smoke runs.
 - ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist``: from local files under
-  ``data.root`` in the layout torchvision uses. Nothing is ever downloaded.
+  ``data.root`` in the layout torchvision uses (a remote root or archive is fetched and
+  extracted by ``landscape_job.inputs`` first). Nothing is downloaded unless the spec
+  says ``data.download: true``.
+- ``tensors``, ``imagefolder``, ``python:package.module:function``: the user's own data,
+  see ``landscape_job.custom_data``.
 
 Determinism: everything random here (digits split, synthetic data, subsets) comes from
 explicitly seeded CPU generators, so every worker on every machine sees the same tensors.

@@ -5,6 +5,12 @@ Every mistake is reported as one ``UserError`` naming the key path
 paths are resolved against the spec file's folder, so a spec means the same thing
 whatever the current directory; the normalised spec (``Spec.to_dict``) holds absolute
 paths and all defaults filled in, and is what a run stores as ``spec.yaml``.
+
+Inputs (checkpoints, direction files, data roots) may also be ``s3://`` or pinned
+``https://`` URLs, or ``{url: ..., sha256: ...}``: the spec keeps them as given and each
+stage fetches them (``landscape_job.inputs``). Keys added later (``data.classes``,
+``data.download``, ``python``, pins) are written by ``to_dict`` only when set, so the
+hash of an existing spec does not change.
 """
 
 from __future__ import annotations
