@@ -123,7 +123,8 @@ def _cifar_spec(checkpoint: Any, root: Any, storage: Any) -> dict[str, Any]:
 
 # -- S3 inputs ------------------------------------------------------------------------------
 
-def test_checkpoint_and_cifar_archive_in_s3_give_the_local_surface(tmp_path: Path, s3: dict[str, Any]) -> None:
+def test_checkpoint_and_cifar_archive_in_s3_give_the_local_surface(tmp_path: Path, s3: dict[str, Any],
+                                                                    cache: Path) -> None:
     local = tmp_path / "local"
     _fake_cifar10(local / "cifar")
     checkpoint = save_cnn_checkpoint(local / "model.pt", seed=5, input_shape=(3, 32, 32), classes=10)
@@ -141,7 +142,9 @@ def test_checkpoint_and_cifar_archive_in_s3_give_the_local_surface(tmp_path: Pat
     _same(_surface(run), expected)
     manifest = json.loads(run.get("manifest.json"))
     assert manifest["checkpoints"] == {ckpt_url: hashlib.sha256(checkpoint.read_bytes()).hexdigest()}
-    assert not list(remote.iterdir())[1:]  # nothing but the spec file was written beside it
+    # fetched once into the cache: the archive extracted there, the checkpoint beside its meta
+    assert len(list((cache / "extracted").glob("*/cifar-10-batches-py/test_batch"))) == 1
+    assert len(list((cache / "files").glob("*/model.pt"))) == 1
 
 
 def test_an_s3_prefix_is_a_data_root_too(tmp_path: Path, s3: dict[str, Any]) -> None:
@@ -523,3 +526,18 @@ def test_the_examples_parse_render_and_the_custom_data_set_is_the_builtin_one() 
         builtin = load_split("digits", split.name)
         assert torch.equal(split.labels, builtin.labels)
         torch.testing.assert_close(split.inputs, builtin.inputs, rtol=0, atol=1e-6)
+
+
+def test_a_cluster_submit_heads_remote_inputs_before_anything_else(tmp_path: Path, s3: dict[str, Any],
+                                                                   linear_spec: dict) -> None:
+    from launcher.cluster_cli import _check_inputs_here
+
+    raw = copy.deepcopy(linear_spec)
+    raw["data"] = {"dataset": "tensors", "root": f"s3://{s3['bucket']}/empty-prefix"}
+    with pytest.raises(UserError, match=rf"^data.root: no objects under s3://{s3['bucket']}/empty-prefix"):
+        _check_inputs_here(spec_from(tmp_path, raw))
+    raw = copy.deepcopy(linear_spec)
+    raw["directions"] = {"type": "interpolate", "targets": [f"s3://{s3['bucket']}/gone.pt"]}
+    raw["grid"] = {"x": "0:1:3"}
+    with pytest.raises(UserError, match=rf"^directions.targets\[0\]: s3://{s3['bucket']}/gone.pt does not exist"):
+        _check_inputs_here(spec_from(tmp_path, raw))
