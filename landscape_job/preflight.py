@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.directions import read_direction_file
-from landscape_job.custom_data import is_custom
-from landscape_job.errors import UserError
-from landscape_job.evaluator import batch_loss_sum
 from landscape_job.inputs import localize
 from landscape_job.spec import Spec
-from landscape_job.stages import build_centre_model, load_splits
+from landscape_job.stages import build_centre_model, check_outputs, load_splits
 
 
 def check_inputs(spec: Spec) -> dict[str, int]:
@@ -36,16 +31,5 @@ def check_inputs(spec: Spec) -> dict[str, int]:
     if spec.directions.type == "file":
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)
-    with torch.no_grad():
-        outputs = model(splits[0].inputs[:2])
-    if outputs.ndim != 2 or outputs.shape[1] != splits[0].num_classes:
-        if is_custom(spec.data.dataset):
-            raise UserError(f"data.dataset: {spec.data.dataset} has {splits[0].num_classes} classes but model.arch "
-                            f"{spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample; set data.classes "
-                            f"to the model's output count or fix the labels")
-        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
-                        f"but {spec.data.dataset} has {splits[0].num_classes} classes")
-    if spec.loss.startswith("python:"):
-        with torch.no_grad():
-            batch_loss_sum(outputs.float(), splits[0].labels[:2], spec.loss)
+    check_outputs(model, splits[0], spec)
     return {s.name: len(s.labels) for s in splits}

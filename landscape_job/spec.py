@@ -39,6 +39,9 @@ LOSSES = ("cross_entropy", "mse")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("train", "test")
+#: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
+DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+FIXED_CLASSES = ("digits", "synthetic", *DOWNLOADABLE)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _REQUIRED = object()
 
@@ -410,6 +413,12 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, 
     classes = s.integer("classes", None, minimum=2)
     download = s.get("download", bool, False)
     s.finish()
+    if download and dataset not in DOWNLOADABLE:
+        raise UserError(f"data.download: only for {', '.join(DOWNLOADABLE)} (torchvision's downloads), "
+                        f"not {dataset!r}; remove it")
+    if classes is not None and dataset in FIXED_CLASSES:
+        raise UserError(f"data.classes: {dataset} has a fixed number of classes; remove it (it is for "
+                        "tensors, imagefolder and python: data sets)")
     return DataSpec(dataset=dataset, root=root, splits=tuple(sorted(splits, key=SPLITS.index)),
                     subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download)
 

@@ -78,6 +78,36 @@ def load_splits(spec: Spec) -> list[Split]:
             for name in d.splits]
 
 
+def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
+    """The model's outputs on two samples fit the data set's classes (and a python: loss takes them).
+
+    Run by the launcher's preflight and again by every shard before its first point, so a
+    data set whose labels do not fit the model is one line naming it, never a traceback
+    from inside the loss.
+    """
+    from landscape_job.custom_data import is_custom
+    from landscape_job.evaluator import batch_loss_sum
+    from landscape_job.pyref import one_line
+
+    sample = split.inputs[:2].to(next(iter(model.parameters()), torch.empty(0)).dtype)
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except Exception as e:  # noqa: BLE001 - the user's model on the user's data
+        raise UserError(f"model.arch: {spec.model.arch} fails on {spec.data.dataset} samples of shape "
+                        f"{tuple(split.inputs.shape[1:])} ({one_line(e)})") from None
+    if outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
+        if is_custom(spec.data.dataset):
+            raise UserError(f"data.dataset: {spec.data.dataset} has {split.num_classes} classes but model.arch "
+                            f"{spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample; set data.classes "
+                            f"to the model's output count or fix the labels")
+        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
+                        f"but {spec.data.dataset} has {split.num_classes} classes")
+    if spec.loss.startswith("python:"):
+        with torch.no_grad():
+            batch_loss_sum(outputs.float(), split.labels[:2], spec.loss)
+
+
 def _checkpoint_inputs(spec: Spec) -> list[str]:
     return [spec.model.checkpoint, *spec.directions.targets, *([spec.directions.file] if spec.directions.file else [])]
 
@@ -265,7 +295,9 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     todo = [p for p in points if p not in done]
     device = resolve_device(spec.compute.device)
     local = localize(spec)
-    evaluator = Evaluator(build_centre_model(local), directions, load_splits(local), loss=spec.loss,
+    model, splits = build_centre_model(local), load_splits(local)
+    check_outputs(model, splits[0], local)
+    evaluator = Evaluator(model, directions, splits, loss=spec.loss,
                           precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device)
     names = evaluator.metric_names()
     host = socket.gethostname()

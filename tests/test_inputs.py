@@ -541,3 +541,35 @@ def test_a_cluster_submit_heads_remote_inputs_before_anything_else(tmp_path: Pat
     raw["grid"] = {"x": "0:1:3"}
     with pytest.raises(UserError, match=rf"^directions.targets\[0\]: s3://{s3['bucket']}/gone.pt does not exist"):
         _check_inputs_here(spec_from(tmp_path, raw))
+
+
+def test_a_shard_refuses_labels_that_do_not_fit_the_model_before_its_first_point(
+        tmp_path: Path, linear_spec: dict, cache: Path) -> None:
+    """The launcher's check may be skipped (cluster paths); the pod checks again, writes no point."""
+    module = _user_code(tmp_path)
+    (tmp_path / "t5").mkdir()
+    torch.save({"inputs": torch.randn(10, 6), "labels": torch.arange(10) % 5}, tmp_path / "t5" / "train.pt")
+    _save_linear3(tmp_path / "linear3.pt")
+    raw = copy.deepcopy(linear_spec)
+    raw.update(model={"arch": f"python:{module.name}:linear3", "checkpoint": "linear3.pt"},
+               data={"dataset": "tensors", "root": "t5", "splits": ["train"]}, python={"path": ["code"]})
+    run = open_run(spec_from(tmp_path, raw), "mismatch")
+    stages.prepare(run, log=lambda _m: None)
+    with pytest.raises(UserError, match=r"^data.dataset: tensors has 5 classes but model.arch"):
+        stages.evaluate(run, 0, log=lambda _m: None)
+    assert not [k for k in run.list() if k.startswith("shards/")]
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"dataset": "digits", "download": True}, r"^data.download: only for cifar10, cifar100, mnist, fashion_mnist"),
+    ({"dataset": "cifar10", "root": ".", "classes": 10}, r"^data.classes: cifar10 has a fixed number of classes"),
+    ({"dataset": "tensors", "root": {"url": "s3://b/x.tar.gz", "sha256": 123}}, r"^data.root.sha256: YAML read"),
+    ({"dataset": "tensors", "root": {"url": "s3://b/x.tar.gz", "sha256": "abc"}}, r"^data.root.sha256: expected 64"),
+    ({"dataset": "tensors", "root": "ftp://host/x.tar.gz"}, r"^data.root: expected a path, file://, s3://"),
+    ({"dataset": "python:not a ref"}, r"^data.dataset: 'python:not a ref' must look like python:package.module:f"),
+])
+def test_malformed_input_keys_are_one_line(tmp_path: Path, linear_spec: dict, data: dict, message: str) -> None:
+    raw = copy.deepcopy(linear_spec)
+    raw["data"] = data
+    with pytest.raises(UserError, match=message):
+        spec_from(tmp_path, raw)
