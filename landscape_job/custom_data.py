@@ -9,7 +9,8 @@
   normalise the [0, 1] pixels per channel.
 - ``python:package.module:function``: the user's factory, called with ``data.options`` as
   keyword arguments (and ``split=`` if it takes one), returning a torch Dataset of
-  ``(input, label)`` items, or a ``(train, test)`` pair, or ``{"train": ..., "test": ...}``.
+  ``(input, label)`` items, or a ``(train, test)`` pair, or ``{"train": ..., "test": ...}``,
+  or a pair of tensors ``(inputs, labels)``. A single data set serves every split.
   Its items are used as they are (its own transforms apply).
 
 The number of classes is ``data.classes``, or else the largest label + 1 over the splits
@@ -207,9 +208,10 @@ def _load_factory(ref: str, options: Mapping[str, Any]) -> dict[str, tuple[torch
         if missing:
             raise UserError(f"data.dataset: {ref} returned a mapping with {missing[0]!r}; use 'train' and 'test'")
         return {s: _materialise(d, f"data.dataset: {ref} ({s})") for s, d in result.items()}
-    if isinstance(result, (tuple, list)) and len(result) == 2 and all(hasattr(d, "__getitem__") or hasattr(d, "__iter__")
-                                                                       for d in result) \
-            and not isinstance(result[0], torch.Tensor):
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        if all(isinstance(part, (torch.Tensor, np.ndarray)) for part in result):
+            data = _pair(result[0], result[1], f"data.dataset: {ref}")  # (inputs, labels): one data set
+            return {s: data for s in SPLITS}
         return {s: _materialise(d, f"data.dataset: {ref} ({s})") for s, d in zip(SPLITS, result)}
     # One Dataset: it is every split; the spec's data.splits says which are evaluated.
     data = _materialise(result, f"data.dataset: {ref}")

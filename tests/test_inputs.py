@@ -573,3 +573,23 @@ def test_malformed_input_keys_are_one_line(tmp_path: Path, linear_spec: dict, da
     raw["data"] = data
     with pytest.raises(UserError, match=message):
         spec_from(tmp_path, raw)
+
+
+def test_a_factory_may_return_tensors_or_a_mapping(tmp_path: Path) -> None:
+    from landscape_job.custom_data import load_custom
+
+    code = tmp_path / "factories"
+    code.mkdir()
+    name = f"fac_{uuid.uuid4().hex[:8]}"
+    (code / f"{name}.py").write_text(
+        "import torch\n"
+        "def pair(n=4):\n    return torch.ones(n, 2), torch.tensor([0, 1, 2, 1][:n])\n"
+        "def mapping():\n    return {'test': torch.utils.data.TensorDataset(torch.zeros(3, 2), torch.tensor([1, 0, 1]))}\n")
+    pyref.activate([str(code)], ())
+    both = load_custom(f"python:{name}:pair", None, {"n": 4}, None)
+    assert both.num_classes == 3 and set(both.splits) == {"train", "test"}
+    assert torch.equal(both.splits["train"][1], torch.tensor([0, 1, 2, 1]))
+    only_test = load_custom(f"python:{name}:mapping", None, {}, 4)
+    assert list(only_test.splits) == ["test"] and only_test.num_classes == 4
+    with pytest.raises(UserError, match=r"^data.splits: the python:\S+ data set has no train split"):
+        load_split(f"python:{name}:mapping", "train")
