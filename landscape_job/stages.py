@@ -8,7 +8,6 @@ complete), merge rebuilds the surface from the shards.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import sys
@@ -27,7 +26,7 @@ from landscape_job.data import Split, dataset_info, load_split
 from landscape_job.directions import build_directions, direction_file_bytes, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
-from landscape_job.inputs import localize
+from landscape_job.inputs import file_sha256, localize
 from landscape_job.models import build_model
 from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
 from landscape_job.spec import Spec, spec_from_yaml
@@ -110,14 +109,6 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
 
 def _checkpoint_inputs(spec: Spec) -> list[str]:
     return [spec.model.checkpoint, *spec.directions.targets, *([spec.directions.file] if spec.directions.file else [])]
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def seed_spec(run: Storage, spec_file: str) -> None:
