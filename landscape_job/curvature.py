@@ -89,8 +89,8 @@ def hessian_split(spec: Spec) -> Split:
     d, h = spec.data, spec.hessian
     if h.subset is None:
         return load_split(d.dataset, h.split, root=d.root, subset=d.subset, subset_seed=d.subset_seed,
-                          options=d.options)
-    full = load_split(d.dataset, h.split, root=d.root, options=d.options)
+                          options=d.options, classes=d.classes, download=d.download)
+    full = load_split(d.dataset, h.split, root=d.root, options=d.options, classes=d.classes, download=d.download)
     if h.subset > len(full.labels):
         raise UserError(f"hessian.subset: {h.subset} is larger than the {h.split} split "
                         f"({len(full.labels)} samples); lower it or drop it")

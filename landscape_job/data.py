@@ -13,7 +13,11 @@ Data sets:
   seeded stratified 80/20 split; see :func:`_digits_split`.
 - ``synthetic``: seeded Gaussian inputs with learnable labels, for tests and smoke runs.
 - ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist``: from local files under
-  ``data.root`` in the layout torchvision uses. Nothing is ever downloaded.
+  ``data.root`` in the layout torchvision uses (a remote root or archive is fetched and
+  extracted by ``landscape_job.inputs`` first). Nothing is downloaded unless the spec
+  says ``data.download: true``.
+- ``tensors``, ``imagefolder``, ``python:package.module:function``: the user's own data,
+  see ``landscape_job.custom_data``.
 
 Determinism: everything random here (digits split, synthetic data, subsets) comes from
 explicitly seeded CPU generators, so every worker on every machine sees the same tensors.
@@ -31,8 +35,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from landscape_job.custom_data import CUSTOM_DATASETS, is_custom, load_custom
 from landscape_job.errors import UserError
 
+#: The built-in data sets (shape and classes known without loading); custom_data adds
+#: ``tensors``, ``imagefolder`` and ``python:`` factories.
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist")
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -114,13 +121,19 @@ _SHAPES: Mapping[str, tuple[tuple[int, ...], int]] = {
 # --------------------------------------------------------------------------------------
 
 
-def dataset_info(name: str, options: Mapping[str, Any] | None = None) -> tuple[tuple[int, ...], int]:
-    """``(input_shape, num_classes)`` without loading the data.
+def dataset_info(name: str, options: Mapping[str, Any] | None = None, root: str | None = None,
+                 classes: int | None = None) -> tuple[tuple[int, ...], int]:
+    """``(input_shape, num_classes)``, without loading the data for the built-in sets.
 
     Used at validation time, so that a spec whose model does not fit the data set is
-    rejected before anything is submitted.
+    rejected before anything is submitted. A custom data set (``tensors``, ``imagefolder``,
+    ``python:``) has no fixed shape, so it is loaded (once per process) to learn it.
     """
     _check_name(name)
+    if is_custom(name):
+        custom = load_custom(name, root, options, classes)
+        inputs, _ = next(iter(custom.splits.values()))
+        return tuple(inputs.shape[1:]), custom.num_classes
     if name == "synthetic":
         opts = _synthetic_options(options)
         return opts["shape"], opts["classes"]
@@ -136,6 +149,8 @@ def load_split(
     subset: int | None = None,
     subset_seed: int = 0,
     options: Mapping[str, Any] | None = None,
+    classes: int | None = None,
+    download: bool = False,
 ) -> Split:
     """Loads one split as normalised tensors (see the module docstring for why).
 
@@ -146,10 +161,10 @@ def load_split(
     _check_name(name)
     if split not in SPLITS:
         raise UserError(f"data.splits: unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    input_shape, num_classes = dataset_info(name, options)
+    input_shape, num_classes = dataset_info(name, options, root, classes)
     if subset is not None:
         _check_subset(subset)  # before a possibly slow load, not after
-    raw, norm = _load_raw(name, split, root, options)
+    raw, norm = _load_raw(name, split, root, options, classes, download)
     if subset is not None:
         raw = _take(raw, subset_indices(len(raw.labels), subset, subset_seed))
     inputs = _normalise(raw.inputs, norm)
@@ -179,8 +194,9 @@ def subset_indices(total: int, subset: int, seed: int = 0) -> torch.Tensor:
 
 def _check_name(name: str) -> None:
     """Unknown data set -> one line naming ``data.dataset`` and the choices."""
-    if name not in DATASETS:
-        raise UserError(f"data.dataset: unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+    if name not in DATASETS and not is_custom(name):
+        raise UserError(f"data.dataset: unknown data set {name!r}; choose from "
+                        f"{', '.join(DATASETS + CUSTOM_DATASETS)} or python:package.module:function")
 
 
 def _check_subset(subset: object) -> None:
@@ -275,12 +291,22 @@ def _normalise(inputs: torch.Tensor, norm: _Norm) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def _load_raw(name: str, split: str, root: str | None, options: Mapping[str, Any] | None) -> tuple[_Raw, _Norm]:
+def _load_raw(name: str, split: str, root: str | None, options: Mapping[str, Any] | None,
+              classes: int | None = None, download: bool = False) -> tuple[_Raw, _Norm]:
+    if is_custom(name):
+        custom = load_custom(name, root, options, classes)
+        if split not in custom.splits:
+            raise UserError(f"data.splits: the {name} data set has no {split} split (it has "
+                            f"{', '.join(custom.splits)}); drop {split} from data.splits")
+        inputs, labels = custom.splits[split]
+        return _Raw(inputs, labels), _Norm(1.0, custom.mean, custom.std)
     if name == "digits":
         return _load_digits(split), DIGITS_NORM
     if name == "synthetic":
         return _load_synthetic(split, _synthetic_options(options)), _Norm(1.0, (0.0,), (1.0,))
     loader, norm = _FILE_LOADERS[name]
+    if download:
+        _download(name, root)
     return loader(_check_root(root), split), norm
 
 
@@ -338,6 +364,24 @@ def _generator(seed: int) -> torch.Generator:
 
 
 # ---- files under data.root ------------------------------------------------------------
+
+
+def _download(name: str, root: str | None) -> None:
+    """``data.download: true``: torchvision fetches the official files (md5-checked) if they are absent."""
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST,
+           "fashion_mnist": tvd.FashionMNIST}[name]
+    if root is None:
+        raise UserError("data.root: data.download needs a folder to download into")
+    os.makedirs(root, exist_ok=True)
+    try:
+        for train in (True, False):
+            cls(root, train=train, download=True)
+    except Exception as e:  # noqa: BLE001 - network and integrity failures are the environment's, not a bug
+        raise UserError(f"data.download: torchvision could not download {name} into {root} "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); does this machine reach the "
+                        "internet? Otherwise upload the data set and set data.root") from None
 
 
 def _check_root(root: str | None) -> str:

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.directions import read_direction_file
-from landscape_job.errors import UserError
+from landscape_job.inputs import localize
 from landscape_job.spec import Spec
-from landscape_job.stages import build_centre_model, load_splits
+from landscape_job.stages import build_centre_model, check_outputs, load_splits
 
 
 def check_inputs(spec: Spec) -> dict[str, int]:
-    """Returns the number of samples in each split; raises UserError naming the input at fault."""
+    """Returns the number of samples in each split; raises UserError naming the input at fault.
+
+    Remote inputs are fetched into this machine's cache (and verified against their pins)
+    on the way, so a local run's stages find them there.
+    """
+    spec = localize(spec)
     model = build_centre_model(spec)
     for i, target in enumerate(spec.directions.targets):
         # A copy only to test the fit: the centre's weights are not needed again.
@@ -30,9 +33,5 @@ def check_inputs(spec: Spec) -> dict[str, int]:
     if spec.directions.type == "file":
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)
-    with torch.no_grad():
-        outputs = model(splits[0].inputs[:2])
-    if outputs.ndim != 2 or outputs.shape[1] != splits[0].num_classes:
-        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
-                        f"but {spec.data.dataset} has {splits[0].num_classes} classes")
+    check_outputs(model, splits[0], spec)
     return {s.name: len(s.labels) for s in splits}

@@ -5,6 +5,12 @@ Every mistake is reported as one ``UserError`` naming the key path
 paths are resolved against the spec file's folder, so a spec means the same thing
 whatever the current directory; the normalised spec (``Spec.to_dict``) holds absolute
 paths and all defaults filled in, and is what a run stores as ``spec.yaml``.
+
+Inputs (checkpoints, direction files, data roots) may also be ``s3://`` or pinned
+``https://`` URLs, or ``{url: ..., sha256: ...}``: the spec keeps them as given and each
+stage fetches them (``landscape_job.inputs``). Keys added later (``data.classes``,
+``data.download``, ``python``, pins) are written by ``to_dict`` only when set, so the
+hash of an existing spec does not change.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import yaml
 
 from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
+from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
+from landscape_job.pyref import is_ref as is_python_ref
+from landscape_job.pyref import split_ref
 
 DIRECTION_TYPES = ("random", "interpolate", "plane", "file", "pca", "hessian")
 DIR_TYPES = ("weights", "states")
@@ -34,6 +43,9 @@ SPLITS = ("train", "test")
 #: Items of the top-level ``metrics`` list; loss and accuracy come from one pass, hessian from Lanczos.
 METRIC_CHOICES = ("loss", "accuracy", "hessian")
 DEFAULT_METRICS = ("loss", "accuracy")
+#: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
+DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+FIXED_CLASSES = ("digits", "synthetic", *DOWNLOADABLE)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _REQUIRED = object()
 
@@ -103,20 +115,59 @@ class _Section:
             raise UserError(f"{self.key(str(name))}: unknown key{suggestion}")
 
 
-def _path(section: _Section, name: str, base_dir: Path, must_exist: bool) -> str:
-    value = section.get(name, str)
-    return _resolve_file(value, section.key(name), base_dir, must_exist)
+def _path(section: _Section, name: str, base_dir: Path, must_exist: bool, pins: dict[str, str]) -> str:
+    value = section.get(name, (str, dict))
+    return _resolve_input(value, section.key(name), base_dir, must_exist, pins)
 
 
-def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool) -> str:
+def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder: bool = False) -> str:
     if value.startswith("file://"):
         value = value[len("file://"):]
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = (base_dir / path).resolve()
-    if must_exist and not path.is_file():
+    if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
+        raise UserError(f"{key}: folder not found: {path}")
+    if must_exist and not folder and not path.is_file():
         raise UserError(f"{key}: file not found: {path}")
     return str(path)
+
+
+def _resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pins: dict[str, str],
+                   folder: bool = False) -> str:
+    """An input: a path, ``file://``, ``s3://`` or ``https://`` URL, or ``{url: ..., sha256: ...}``.
+
+    Remote URLs are kept as given (each stage fetches them into its cache); a pin is
+    recorded in ``pins`` under the normalised URL, so ``to_dict`` writes it back.
+    """
+    sha256 = None
+    if isinstance(value, dict):
+        section = _Section(value, key)
+        url = section.get("url", str)
+        if isinstance(value.get("sha256"), (int, float)) and not isinstance(value.get("sha256"), bool):
+            raise UserError(f"{key}.sha256: YAML read the hash as a number; put it in quotes")
+        raw_pin = section.get("sha256", str, None)
+        section.finish()
+        sha256 = None if raw_pin is None else check_sha256(raw_pin, f"{key}.sha256")
+    elif isinstance(value, str):
+        url = value
+    else:
+        raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {_type_name(value)}")
+    if "://" in url and not url.startswith("file://"):
+        if not is_remote(url):
+            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {url!r}")
+        check_url(url, key, sha256)
+        resolved = url
+    else:
+        resolved = _resolve_file(url, key, base_dir, must_exist, folder)
+    if sha256 is not None:
+        pins[resolved] = sha256
+    return resolved
+
+
+def _input_out(url: str | None, pins: Mapping[str, str]) -> Any:
+    """An input as ``to_dict`` writes it: the URL, or the mapping form when it is pinned."""
+    return {"url": url, "sha256": pins[url]} if url is not None and url in pins else url
 
 
 @dataclass(frozen=True)
@@ -134,6 +185,10 @@ class DataSpec:
     subset: int | None = None
     subset_seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    #: Classes of a ``tensors`` or ``python:`` data set; None: the largest label + 1.
+    classes: int | None = None
+    #: Let torchvision download a missing built-in data set (clusters with internet only).
+    download: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,6 +247,14 @@ class HessianSpec:
 
 
 @dataclass(frozen=True)
+class PythonSpec:
+    """Where the user's ``python:`` code comes from: folders (mounted volumes) and pip requirements."""
+
+    path: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     model: ModelSpec
@@ -211,6 +274,10 @@ class Spec:
     #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
     metrics: tuple[str, ...] = DEFAULT_METRICS
     hessian: HessianSpec = HessianSpec()
+    #: The user's code for ``python:`` models, data sets and losses.
+    python: PythonSpec = field(default_factory=PythonSpec)
+    #: sha256 pins of inputs, by normalised URL (``{url: ..., sha256: ...}`` in the spec).
+    pins: dict[str, str] = field(default_factory=dict)
 
     @property
     def uses_hessian(self) -> bool:
@@ -223,16 +290,26 @@ class Spec:
             grid["y"] = str(self.grid.y)
         data = asdict(self.data)
         data["splits"] = list(self.data.splits)
+        data["root"] = _input_out(self.data.root, self.pins)
+        # Keys added after the first release are written only when set, so the spec
+        # (and its hash) of an existing run stays exactly what it was.
+        for key, default in (("classes", None), ("download", False)):
+            if data[key] == default:
+                del data[key]
         directions = asdict(self.directions)
-        directions["targets"] = list(self.directions.targets)
-        directions["trajectory"] = list(self.directions.trajectory)
+        directions["targets"] = [_input_out(t, self.pins) for t in self.directions.targets]
+        directions["trajectory"] = [_input_out(t, self.pins) for t in self.directions.trajectory]
+        directions["file"] = _input_out(self.directions.file, self.pins)
+        model = asdict(self.model)
+        model["checkpoint"] = _input_out(self.model.checkpoint, self.pins)
+        python = {k: list(v) for k, v in asdict(self.python).items() if v}
         if self.directions.type == "file":
             # A direction file is used as written: these keys are refused for it on re-reading.
             for key in ("dir_type", "norm", "ignore"):
                 directions.pop(key)
         return {
             "name": self.name,
-            "model": asdict(self.model),
+            "model": model,
             "data": data,
             "loss": self.loss,
             "directions": directions,
@@ -244,6 +321,7 @@ class Spec:
             # Only where it is used: an unused hessian section is refused by parse_spec.
             **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
+            **({"python": python} if python else {}),
         }
 
     def to_yaml(self) -> str:
@@ -294,9 +372,11 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     if not _NAME_RE.match(name):
         raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
                         f"with a letter or digit (it names Kubernetes objects); got {name!r}")
-    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files)
-    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files)
-    loss = top.choice("loss", LOSSES, "cross_entropy")
+    pins: dict[str, str] = {}
+    python = _parse_python(_Section(top.get("python", dict, {}), "python"), base_dir, check_files)
+    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files, pins)
+    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files, pins)
+    loss = _parse_loss(top)
     grid_section = _Section(top.get("grid", dict), "grid")
     grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
                 Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
@@ -307,7 +387,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     hessian_raw = top.get("hessian", dict, None)
     hessian = _parse_hessian(_Section(hessian_raw, "hessian"))
     directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
-                                          check_files, hessian)
+                                          check_files, pins, hessian)
     if directions.type == "pca" and check_files:
         _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
     if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian":
@@ -320,7 +400,8 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot, storage_options=storage_options,
-                kubernetes=kubernetes, notes=tuple(notes), metrics=metrics, hessian=hessian)
+                kubernetes=kubernetes, notes=tuple(notes), metrics=metrics, hessian=hessian,
+                python=python, pins=pins)
 
 
 def _parse_metrics(raw: list | str) -> tuple[str, ...]:
@@ -353,22 +434,54 @@ def _parse_hessian(s: _Section) -> HessianSpec:
                        batch_size=batch_size)
 
 
-def _parse_model(s: _Section, base_dir: Path, check_files: bool) -> ModelSpec:
+def _parse_loss(top: _Section) -> str:
+    """A built-in loss, or ``python:package.module:function`` (see landscape_job.losses)."""
+    loss = top.get("loss", str, "cross_entropy")
+    if is_python_ref(loss):
+        split_ref(loss, "loss")
+        return loss
+    if loss not in LOSSES:
+        raise UserError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r} (or python:package.module:function)")
+    return loss
+
+
+def _parse_python(s: _Section, base_dir: Path, check_files: bool) -> PythonSpec:
+    """Folders are resolved like every path; requirements are pip requirement strings."""
+    def strings(name: str) -> list[str]:
+        raw = s.get(name, (list, str), [])
+        items = [raw] if isinstance(raw, str) else list(raw)
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                raise UserError(f"python.{name}[{i}]: expected a non-empty string, got {_type_name(item)}")
+        return items
+
+    paths = []
+    for i, item in enumerate(strings("path")):
+        folder = Path(item[len("file://"):] if item.startswith("file://") else item).expanduser()
+        folder = folder if folder.is_absolute() else (base_dir / folder).resolve()
+        if check_files and not folder.is_dir():
+            raise UserError(f"python.path[{i}]: folder not found: {folder}")
+        paths.append(str(folder))
+    requirements = strings("requirements")
+    s.finish()
+    return PythonSpec(path=tuple(paths), requirements=tuple(requirements))
+
+
+def _parse_model(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
     arch = s.get("arch", str)
-    checkpoint = _path(s, "checkpoint", base_dir, check_files)
+    checkpoint = _path(s, "checkpoint", base_dir, check_files, pins)
     kwargs = s.get("kwargs", dict, {})
     s.finish()
     return ModelSpec(arch=arch, checkpoint=checkpoint, kwargs=kwargs)
 
 
-def _parse_data(s: _Section, base_dir: Path, check_files: bool) -> DataSpec:
+def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:
     dataset = s.get("dataset", str)
-    root = s.get("root", str, None)
+    if is_python_ref(dataset):
+        split_ref(dataset, "data.dataset")
+    root = s.get("root", (str, dict), None)
     if root is not None:
-        root_path = Path(root).expanduser()
-        root = str(root_path if root_path.is_absolute() else (base_dir / root_path).resolve())
-        if check_files and not Path(root).is_dir():
-            raise UserError(f"data.root: folder not found: {root}")
+        root = _resolve_input(root, "data.root", base_dir, check_files, pins, folder=True)
     splits_raw = s.get("splits", (list, str), list(SPLITS))
     splits = (splits_raw,) if isinstance(splits_raw, str) else tuple(splits_raw)
     if not splits:
@@ -381,32 +494,40 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool) -> DataSpec:
     subset = s.integer("subset", None, minimum=1)
     subset_seed = s.integer("subset_seed", 0)
     options = s.get("options", dict, {})
+    classes = s.integer("classes", None, minimum=2)
+    download = s.get("download", bool, False)
     s.finish()
+    if download and dataset not in DOWNLOADABLE:
+        raise UserError(f"data.download: only for {', '.join(DOWNLOADABLE)} (torchvision's downloads), "
+                        f"not {dataset!r}; remove it")
+    if classes is not None and dataset in FIXED_CLASSES:
+        raise UserError(f"data.classes: {dataset} has a fixed number of classes; remove it (it is for "
+                        "tensors, imagefolder and python: data sets)")
     return DataSpec(dataset=dataset, root=root, splits=tuple(sorted(splits, key=SPLITS.index)),
-                    subset=subset, subset_seed=subset_seed, options=options)
+                    subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download)
 
 
 def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool,
-                      hessian: HessianSpec = HessianSpec()) -> tuple[DirectionsSpec, list[str]]:
+                      pins: dict[str, str], hessian: HessianSpec = HessianSpec()) -> tuple[DirectionsSpec, list[str]]:
     kind = s.choice("type", DIRECTION_TYPES, "random")
     notes: list[str] = []
-    targets_raw = s.get("targets", (list, str), [])
-    targets_list = [targets_raw] if isinstance(targets_raw, str) else list(targets_raw)
+    targets_raw = s.get("targets", (list, str, dict), [])
+    targets_list = [targets_raw] if isinstance(targets_raw, (str, dict)) else list(targets_raw)
     for i, target in enumerate(targets_list):
-        if not isinstance(target, str):
+        if not isinstance(target, (str, dict)):
             raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
-    targets = tuple(_resolve_file(t, f"directions.targets[{i}]", base_dir, check_files)
+    targets = tuple(_resolve_input(t, f"directions.targets[{i}]", base_dir, check_files, pins)
                     for i, t in enumerate(targets_list))
     expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0, "pca": 0, "hessian": 0}[kind]
     if len(targets) != expected_targets:
         what = {0: "no targets", 1: "one target checkpoint (x = target - model.checkpoint)",
                 2: "two target checkpoints (x = t1 - model.checkpoint, y = t2 - model.checkpoint)"}
         raise UserError(f"directions.targets: type {kind} takes {what[expected_targets]}, got {len(targets)}")
-    file = _path(s, "file", base_dir, check_files) if kind == "file" else s.get("file", str, None)
+    file = _path(s, "file", base_dir, check_files, pins) if kind == "file" else s.get("file", (str, dict), None)
     if kind != "file" and file is not None:
         raise UserError(f"directions.file: only used with type: file (type is {kind})")
 
-    trajectory = _parse_trajectory(s, kind, base_dir, check_files)
+    trajectory = _parse_trajectory(s, kind, base_dir, check_files, pins)
 
     from_checkpoints = kind in ("interpolate", "plane")
     default_dir_type = "states" if from_checkpoints else "weights"
@@ -482,8 +603,9 @@ def natural_key(path: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool) -> tuple[str, ...]:
-    """``directions.trajectory``: checkpoint paths and/or globs, in training order.
+def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
+                      pins: dict[str, str]) -> tuple[str, ...]:
+    """``directions.trajectory``: checkpoint paths, URLs and/or local globs, in training order.
 
     A glob is expanded (in natural order) when files are checked, so the stored spec
     names the very files the directions came from; unchecked (a cluster's paths) it is
@@ -501,8 +623,11 @@ def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool)
     paths: list[str] = []
     for i, entry in enumerate(entries):
         key = f"directions.trajectory[{i}]" if isinstance(raw, list) else "directions.trajectory"
+        if isinstance(entry, dict) or (isinstance(entry, str) and "://" in entry and not entry.startswith("file://")):
+            paths.append(_resolve_input(entry, key, base_dir, check_files, pins))  # a URL: never a glob
+            continue
         if not isinstance(entry, str):
-            raise UserError(f"{key}: expected a checkpoint path or glob, got {_type_name(entry)}")
+            raise UserError(f"{key}: expected a checkpoint path, URL or glob, got {_type_name(entry)}")
         if not glob.has_magic(entry):
             paths.append(_resolve_file(entry, key, base_dir, check_files))
             continue

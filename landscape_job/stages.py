@@ -9,7 +9,6 @@ complete), merge rebuilds the surface from the shards.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import socket
 import sys
@@ -30,6 +29,7 @@ from landscape_job.directions import build_directions, direction_file_bytes, loa
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.interpolation import interpolation_summary
+from landscape_job.inputs import file_sha256, localize
 from landscape_job.models import build_model
 from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
 from landscape_job.spec import Spec, spec_from_yaml
@@ -65,8 +65,9 @@ def _read_json(run: Storage, key: str, hint: str) -> dict:
 
 
 def build_centre_model(spec: Spec) -> nn.Module:
-    """The model at θ*, on the CPU."""
-    input_shape, num_classes = dataset_info(spec.data.dataset, spec.data.options)
+    """The model at θ*, on the CPU; ``spec`` must be localized (its inputs local paths)."""
+    d = spec.data
+    input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
     load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
     return model.eval()
@@ -74,16 +75,44 @@ def build_centre_model(spec: Spec) -> nn.Module:
 
 def load_splits(spec: Spec) -> list[Split]:
     d = spec.data
-    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options)
+    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options,
+                       classes=d.classes, download=d.download)
             for name in d.splits]
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
+    """The model's outputs on two samples fit the data set's classes (and a python: loss takes them).
+
+    Run by the launcher's preflight and again by every shard before its first point, so a
+    data set whose labels do not fit the model is one line naming it, never a traceback
+    from inside the loss.
+    """
+    from landscape_job.custom_data import is_custom
+    from landscape_job.evaluator import batch_loss_sum
+    from landscape_job.pyref import one_line
+
+    sample = split.inputs[:2].to(next(iter(model.parameters()), torch.empty(0)).dtype)
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except Exception as e:  # noqa: BLE001 - the user's model on the user's data
+        raise UserError(f"model.arch: {spec.model.arch} fails on {spec.data.dataset} samples of shape "
+                        f"{tuple(split.inputs.shape[1:])} ({one_line(e)})") from None
+    if outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
+        if is_custom(spec.data.dataset):
+            raise UserError(f"data.dataset: {spec.data.dataset} has {split.num_classes} classes but model.arch "
+                            f"{spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample; set data.classes "
+                            f"to the model's output count or fix the labels")
+        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
+                        f"but {spec.data.dataset} has {split.num_classes} classes")
+    if spec.loss.startswith("python:"):
+        with torch.no_grad():
+            batch_loss_sum(outputs.float(), split.labels[:2], spec.loss)
+
+
+def _checkpoint_inputs(spec: Spec) -> list[str]:
+    return [spec.model.checkpoint, *spec.directions.targets, *spec.directions.trajectory,
+            *([spec.directions.file] if spec.directions.file else [])]
 
 
 def seed_spec(run: Storage, spec_file: str) -> None:
@@ -115,24 +144,24 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
             log(f"prepare: directions already present for this spec ({manifest['direction_hash'][:12]}); keeping them")
             return manifest
     started = time.time()
-    model = build_centre_model(spec)
+    local = localize(spec)
+    model = build_centre_model(local)
     pca: dict | None = None
     hessian_summary = None
     if spec.uses_hessian:
-        eigen_directions, hessian_summary = _centre_hessian(spec, model)
+        eigen_directions, hessian_summary = _centre_hessian(local, model)
     if spec.directions.type == "pca":
         from landscape_job.pca import build_pca
 
-        plane = build_pca(spec.directions, model, two_d=spec.grid.ndim == 2, final=spec.model.checkpoint)
+        plane = build_pca(local.directions, model, two_d=spec.grid.ndim == 2, final=local.model.checkpoint)
         directions = plane.directions
         pca = {"explained_variance": plane.explained_variance, "trajectory": plane.trajectory.to_dict()}
     elif spec.directions.type == "hessian":
         directions = eigen_directions
     else:
-        directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
-    checkpoints = {path: file_sha256(path) for path in (spec.model.checkpoint, *spec.directions.targets,
-                                                         *spec.directions.trajectory,
-                                                         *([spec.directions.file] if spec.directions.file else []))}
+        directions = build_directions(local.directions, model, two_d=spec.grid.ndim == 2)
+    # Keyed by the spec's URL (the provenance), hashed from the fetched, verified copy.
+    checkpoints = {url: file_sha256(path) for url, path in zip(_checkpoint_inputs(spec), _checkpoint_inputs(local))}
     manifest = {
         "run": run.url,
         "spec_hash": spec.hash,
@@ -304,10 +333,13 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     resumed = len(done)
     todo = [p for p in points if p not in done]
     device = resolve_device(spec.compute.device)
-    evaluator = Evaluator(build_centre_model(spec), directions, load_splits(spec), loss=spec.loss,
+    local = localize(spec)
+    model, splits = build_centre_model(local), load_splits(local)
+    check_outputs(model, splits[0], local)
+    evaluator = Evaluator(model, directions, splits, loss=spec.loss,
                           precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device,
                           metrics=spec.metrics, hessian=spec.hessian,
-                          hessian_split=hessian_split(spec) if "hessian" in spec.metrics else None)
+                          hessian_split=hessian_split(local) if "hessian" in spec.metrics else None)
     names = evaluator.metric_names()
     host = socket.gethostname()
     attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1

@@ -196,10 +196,12 @@ def _progress(run: Storage, shards: int) -> dict[int, dict[str, Any]]:
 
 def _check_inputs_here(spec: Any) -> str:
     """``check_inputs`` where the model and data files are on this machine; on a cluster they may be pod paths."""
+    from landscape_job.inputs import check_reachable, is_remote
     from landscape_job.preflight import check_inputs
 
+    check_reachable(spec)  # one HEAD per s3:// or https:// input: a missing object fails here, not in a pod
     paths = [spec.model.checkpoint, *spec.directions.targets, spec.directions.file, spec.data.root]
-    absent = [p for p in paths if p and not os.path.exists(p)]
+    absent = [p for p in paths if p and not is_remote(p) and not os.path.exists(p)]
     if absent:
         return f"inputs not checked here: {absent[0]} is not on this machine (a path inside the pods?)"
     check_inputs(spec)

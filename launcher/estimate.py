@@ -17,6 +17,7 @@ import numpy as np
 from landscape_job.directions import build_directions
 from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.spec import Spec
+from landscape_job.inputs import localize
 from landscape_job.stages import build_centre_model, load_splits
 
 
@@ -43,6 +44,7 @@ class Estimate:
 
 def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estimate:
     started = time.perf_counter()
+    spec = localize(spec)
     model = build_centre_model(spec)
     directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
     device = resolve_device(spec.compute.device)

@@ -21,6 +21,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       kueue_queue: team-a
       volumes:                      # PVCs holding checkpoints or data sets, mounted in every pod
         - {claim: datasets, mount_path: /data}
+      cache_size: 50Gi              # bound on each pod's input cache (emptyDir at /var/cache/landscape)
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _SUFFIX = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
            "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_RESERVED_MOUNTS = ("/tmp", "/dev/shm")
+_RESERVED_MOUNTS = ("/tmp", "/dev/shm", "/var/cache/landscape")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class KubernetesSpec:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     volumes: tuple[VolumeSpec, ...] = ()
+    #: Size limit of each pod's input cache emptyDir (fetched checkpoints, data sets); None: unbounded.
+    cache_size: str | None = None
 
 
 def parse_quantity(value: str) -> Decimal:
@@ -232,8 +235,8 @@ def _volumes(s: _Section) -> tuple[VolumeSpec, ...]:
         read_only = v.get("read_only", bool, True)
         v.finish()
         if not path.startswith("/") or path.rstrip("/") in ("", *_RESERVED_MOUNTS) or ":" in path:
-            raise UserError(f"{v.key('mount_path')}: expected an absolute path other than /, /tmp and "
-                            f"/dev/shm; got {path!r}")
+            raise UserError(f"{v.key('mount_path')}: expected an absolute path other than /, /tmp, "
+                            f"/dev/shm and /var/cache/landscape; got {path!r}")
         if path in paths:
             raise UserError(f"{v.key('mount_path')}: {path} is mounted twice")
         paths.add(path)
@@ -280,6 +283,7 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
             raise UserError(f"kubernetes.labels.{key}: set by the launcher itself; choose another key")
     annotations = _string_map(s, "annotations")
     volumes = _volumes(s)
+    cache_size = _quantity(s, "cache_size", "1") if s.has("cache_size") else s.get("cache_size", str, None)
     s.finish()
     return KubernetesSpec(
         image=image, image_pull_policy=pull_policy, image_pull_secrets=pull_secrets, namespace=namespace,
@@ -288,4 +292,4 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
         max_failed_indexes=max_failed, ttl_seconds_after_finished=ttl, active_deadline_seconds=deadline,
         merge_deadline_seconds=merge_deadline, node_selector=node_selector, tolerations=tolerations,
         affinity=affinity, service_account=service_account, s3_secret=s3_secret, kueue_queue=kueue_queue,
-        suspend=suspend, labels=labels, annotations=annotations, volumes=volumes)
+        suspend=suspend, labels=labels, annotations=annotations, volumes=volumes, cache_size=cache_size)

@@ -22,7 +22,9 @@ pods) ``landscape.stage``, so ``kubectl get jobs,pods -l landscape.run=<run>`` f
 The pods satisfy the ``restricted`` Pod Security profile: non-root UID/GID 1000 (the
 image's numeric USER), RuntimeDefault seccomp, no privilege escalation, every capability
 dropped, a read-only root file system with writable emptyDirs at ``/tmp`` (HOME and the
-caches) and a memory-backed ``/dev/shm``. S3 credentials reach the pods only through
+caches), a writable emptyDir at ``/var/cache/landscape`` (``LANDSCAPE_CACHE_DIR``: the
+inputs fetched from S3 or the web, see ``landscape_job.inputs``; ``kubernetes.cache_size``
+bounds it) and a memory-backed ``/dev/shm``. S3 credentials reach the pods only through
 ``envFrom`` of the Secret named by ``kubernetes.s3_secret``: no credential value is ever
 rendered.
 """
@@ -39,6 +41,7 @@ import yaml
 
 import landscape_job
 from landscape_job.errors import USER_ERROR_EXIT, UserError
+from landscape_job.inputs import CACHE_ENV
 from landscape_job.spec import Spec
 
 from launcher.k8s_spec import KubernetesSpec, parse_quantity
@@ -135,6 +138,8 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str]) 
         {"name": "TORCH_HOME", "value": "/tmp/.cache/torch"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/.cache/matplotlib"},
         {"name": "TRITON_CACHE_DIR", "value": "/tmp/.cache/triton"},
+        # Inputs (checkpoints, data sets, pip requirements) are fetched once per pod into the cache emptyDir.
+        {"name": CACHE_ENV, "value": CACHE_DIR},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
@@ -155,6 +160,8 @@ def _min_quantity(a: str, b: str) -> str:
     return a if parse_quantity(a) <= parse_quantity(b) else b
 
 
+#: Where every pod keeps its fetched inputs: an emptyDir of its own (the root file system is read-only).
+CACHE_DIR = "/var/cache/landscape"
 #: Where the prepare pod mounts the run's ConfigMap.
 SPEC_DIR = "/etc/landscape"
 #: How long an evaluate pod waits for the prepare stage's output before failing.
@@ -189,7 +196,8 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "args": _stage_args(stage, k8s),
         "env": _env(stage, spec, run_id, gpus, names),
         "resources": {"requests": requests, "limits": limits},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"}]
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"},
+                         {"name": "inputs-cache", "mountPath": CACHE_DIR}]
                         + ([{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}] if stage == "prepare" else [])
                         + [{"name": f"data-{i}", "mountPath": v.mount_path, "readOnly": v.read_only}
                            for i, v in enumerate(k8s.volumes)],
@@ -224,6 +232,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+            {"name": "inputs-cache", "emptyDir": {"sizeLimit": k8s.cache_size} if k8s.cache_size else {}},
         ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if stage == "prepare" else []) + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
              for i, v in enumerate(k8s.volumes)],
     }

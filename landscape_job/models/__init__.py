@@ -18,7 +18,6 @@ Everything a user can get wrong here raises :class:`UserError` naming ``model.ar
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import pyref
 from ..errors import UserError
 from .cifar_resnet import IMAGENET_LAYOUTS, CifarResNet, ResNet
 from .densenet import CONFIGS as DENSENET_CONFIGS
@@ -150,10 +150,7 @@ def available_models() -> list[str]:
     return sorted(_ZOO)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 300 else text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+_one_line = pyref.one_line
 
 
 def _check_kwargs(fn: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> None:
@@ -201,23 +198,11 @@ def _build_torchvision(name: str, num_classes: int, kwargs: dict[str, Any]) -> n
 
 
 def _build_python(target: str, kwargs: dict[str, Any]) -> nn.Module:
-    module_name, sep, func_name = target.rpartition(":")
-    if not sep or not module_name or not func_name:
-        raise UserError(f"model.arch: 'python:{target}' must look like python:package.module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any failure of the user's module is the user's
-        raise UserError(f"model.arch: cannot import '{module_name}' ({_one_line(e)}); "
-                        "make it importable (install it or add its folder to PYTHONPATH)") from None
-    factory = getattr(module, func_name, None)
-    if factory is None or not callable(factory):
-        what = "has no" if factory is None else "has a non-callable"
-        raise UserError(f"model.arch: module '{module_name}' {what} function '{func_name}'")
+    ref = f"{pyref.PREFIX}{target}"
+    module_name, func_name = pyref.split_ref(ref, "model.arch")
+    factory = pyref.resolve(ref, "model.arch")
     _check_kwargs(factory, f"{module_name}:{func_name}", **kwargs)
-    try:
-        model = factory(**kwargs)
-    except Exception as e:  # noqa: BLE001 - the factory is user code; report, don't crash
-        raise UserError(f"model.arch: python:{target} raised {_one_line(e)}") from None
+    model = pyref.call(ref, "model.arch", factory, **kwargs)
     if not isinstance(model, nn.Module):
         raise UserError(f"model.arch: python:{target} returned {type(model).__name__}, not a torch.nn.Module")
     return model

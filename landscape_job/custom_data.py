@@ -1,0 +1,240 @@
+"""The user's own data sets, without editing our code: ``tensors``, ``imagefolder`` and ``python:`` factories.
+
+- ``tensors``: ``data.root`` (a folder, an archive, an S3 prefix) holds ``train.pt`` /
+  ``test.pt`` (``torch.save`` of ``{"inputs": X, "labels": y}`` or ``(X, y)``, read with
+  ``weights_only=True``) or ``train.npz`` / ``test.npz`` (arrays ``inputs`` and ``labels``,
+  read without pickle). The inputs are used as they are: already normalised.
+- ``imagefolder``: torchvision's ImageFolder layout under ``data.root``: ``train/<class>/*``
+  and ``test/<class>/*``, all images the same size; ``data.options.mean`` / ``std``
+  normalise the [0, 1] pixels per channel.
+- ``python:package.module:function``: the user's factory, called with ``data.options`` as
+  keyword arguments (and ``split=`` if it takes one), returning a torch Dataset of
+  ``(input, label)`` items, or a ``(train, test)`` pair, or ``{"train": ..., "test": ...}``,
+  or a pair of tensors ``(inputs, labels)``. A single data set serves every split.
+  Its items are used as they are (its own transforms apply).
+
+The number of classes is ``data.classes``, or else the largest label + 1 over the splits
+loaded. Every split is materialised into tensors once (the evaluator's contract, see
+``landscape_job.data``), so a factory's Dataset is iterated once per worker, not per point.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from landscape_job import pyref
+from landscape_job.errors import UserError
+
+CUSTOM_DATASETS = ("tensors", "imagefolder")
+SPLITS = ("train", "test")
+
+
+def is_custom(name: str) -> bool:
+    return name in CUSTOM_DATASETS or pyref.is_ref(name)
+
+
+@dataclass(frozen=True)
+class CustomData:
+    """Every split the source holds, as raw tensors, with the class count they share."""
+
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    num_classes: int
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+
+def load_custom(name: str, root: str | None, options: Mapping[str, Any] | None, classes: int | None) -> CustomData:
+    """Loads (once per process: validation, shape inference and evaluation share it) a custom data set."""
+    return _load_cached(name, root, json.dumps(dict(options or {}), sort_keys=True, default=str), classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, root: str | None, options_json: str, classes: int | None) -> CustomData:
+    options = json.loads(options_json)
+    mean, std = (0.0,), (1.0,)
+    if name == "tensors":
+        _no_options(name, options)
+        splits = _load_tensor_files(_root(root, name))
+    elif name == "imagefolder":
+        splits, found, mean, std = _load_image_folders(_root(root, name), options)
+        classes = classes or found
+    else:
+        splits = _load_factory(name, options)
+    if not splits:
+        raise UserError(f"data.dataset: {name} gave no splits")
+    top = max(int(labels.max()) for _, labels in splits.values() if labels.numel()) + 1
+    num_classes = classes if classes is not None else top
+    if num_classes < 2:
+        raise UserError(f"data.dataset: {name}: every label is 0; a classifier needs at least 2 classes")
+    for split, (inputs, labels) in splits.items():
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise UserError(f"data.classes: the {split} labels of {name} span {int(labels.min())}..{int(labels.max())}, "
+                            f"outside 0..{num_classes - 1}; raise data.classes or fix the labels")
+    return CustomData(splits=splits, num_classes=num_classes, mean=mean, std=std)
+
+
+def _root(root: str | None, name: str) -> str:
+    if not root:
+        raise UserError(f"data.root: the {name} data set is read from files; set data.root to their folder, "
+                        "archive or s3:// prefix")
+    if not os.path.isdir(root):
+        raise UserError(f"data.root: {root} is not a folder")
+    return root
+
+
+def _no_options(name: str, options: Mapping[str, Any]) -> None:
+    if options:
+        raise UserError(f"data.options.{next(iter(options))}: data set {name!r} takes no options; remove it")
+
+
+def _pair(inputs: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checks an (inputs, labels) pair: floating inputs with a sample axis, integer labels, one per input."""
+    inputs, labels = torch.as_tensor(inputs), torch.as_tensor(labels)
+    if not torch.is_floating_point(inputs) or inputs.dim() < 2:
+        raise UserError(f"{where}: inputs must be a floating-point array of shape (N, ...), got "
+                        f"{inputs.dtype} {tuple(inputs.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
+        raise UserError(f"{where}: labels must be integers of shape (N,), got {labels.dtype} {tuple(labels.shape)}")
+    if len(labels) != len(inputs):
+        raise UserError(f"{where}: {len(inputs)} inputs but {len(labels)} labels")
+    return inputs.to(torch.float32), labels.to(torch.int64)
+
+
+# -- tensors --------------------------------------------------------------------------------
+
+
+def _load_tensor_files(root: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    splits = {}
+    for split in SPLITS:
+        for suffix, reader in ((".pt", _read_pt), (".npz", _read_npz)):
+            path = os.path.join(root, split + suffix)
+            if os.path.isfile(path):
+                splits[split] = reader(path)
+                break
+    if not splits:
+        raise UserError(f"data.root: no train.pt, test.pt, train.npz or test.npz under {root}")
+    return splits
+
+
+def _read_pt(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    where = f"data.root: {os.path.basename(path)}"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a user's file
+        raise UserError(f"{where}: cannot read it with torch.load(weights_only=True) ({pyref.one_line(e)})") from None
+    if isinstance(obj, Mapping) and "inputs" in obj and "labels" in obj:
+        return _pair(obj["inputs"], obj["labels"], where)
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        return _pair(obj[0], obj[1], where)
+    raise UserError(f"{where}: expected {{'inputs': X, 'labels': y}} or (X, y), got {type(obj).__name__}")
+
+
+def _read_npz(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    where = f"data.root: {os.path.basename(path)}"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "inputs" not in archive or "labels" not in archive:
+                raise UserError(f"{where}: expected arrays 'inputs' and 'labels', found {', '.join(archive.files)}")
+            return _pair(torch.from_numpy(archive["inputs"].copy()), torch.from_numpy(archive["labels"].copy()), where)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{where}: cannot read it as .npz ({pyref.one_line(e)})") from None
+
+
+# -- image folders --------------------------------------------------------------------------
+
+
+def _floats(options: Mapping[str, Any], key: str) -> tuple[float, ...] | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                              for v in value):
+        raise UserError(f"data.options.{key}: expected a list of numbers (one per channel), got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _load_image_folders(root: str, options: Mapping[str, Any]):
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import functional as TF
+
+    unknown = [k for k in options if k not in ("mean", "std")]
+    if unknown:
+        raise UserError(f"data.options.{unknown[0]}: unknown option for imagefolder; choose from mean, std")
+    mean, std = _floats(options, "mean") or (0.0,), _floats(options, "std") or (1.0,)
+    if len(mean) != len(std):
+        raise UserError(f"data.options.std: {len(std)} values but data.options.mean has {len(mean)}")
+    splits, class_names = {}, None
+    for split in SPLITS:
+        folder = os.path.join(root, split)
+        if not os.path.isdir(folder):
+            continue
+        try:
+            dataset = ImageFolder(folder, transform=TF.to_tensor)
+        except (FileNotFoundError, OSError) as e:
+            raise UserError(f"data.root: {folder}: {pyref.one_line(e)}") from None
+        if class_names is not None and dataset.classes != class_names:
+            raise UserError(f"data.root: {split}/ has classes {dataset.classes}, train/ has {class_names}; "
+                            "give both the same class folders")
+        class_names = dataset.classes
+        splits[split] = _materialise(dataset, f"data.root: {folder}")
+    if not splits:
+        raise UserError(f"data.root: no train/ or test/ folder of class folders under {root}")
+    return splits, len(class_names or []), mean, std
+
+
+# -- python factories -----------------------------------------------------------------------
+
+
+def _load_factory(ref: str, options: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    factory = pyref.resolve(ref, "data.dataset")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "split" in params:
+        return {split: _materialise(pyref.call(ref, "data.dataset", factory, split=split, **options),
+                                    f"data.dataset: {ref} (split {split})") for split in SPLITS}
+    result = pyref.call(ref, "data.dataset", factory, **options)
+    if isinstance(result, Mapping):
+        missing = [s for s in result if s not in SPLITS]
+        if missing:
+            raise UserError(f"data.dataset: {ref} returned a mapping with {missing[0]!r}; use 'train' and 'test'")
+        return {s: _materialise(d, f"data.dataset: {ref} ({s})") for s, d in result.items()}
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        if all(isinstance(part, (torch.Tensor, np.ndarray)) for part in result):
+            data = _pair(result[0], result[1], f"data.dataset: {ref}")  # (inputs, labels): one data set
+            return {s: data for s in SPLITS}
+        return {s: _materialise(d, f"data.dataset: {ref} ({s})") for s, d in zip(SPLITS, result)}
+    # One Dataset: it is every split; the spec's data.splits says which are evaluated.
+    data = _materialise(result, f"data.dataset: {ref}")
+    return {s: data for s in SPLITS}
+
+
+def _materialise(dataset: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Dataset's ``(input, label)`` items as two tensors, in the Dataset's order."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        return _pair(dataset.tensors[0], dataset.tensors[1], where)
+    inputs, labels = [], []
+    try:
+        for batch in DataLoader(dataset, batch_size=256, shuffle=False, num_workers=0):
+            if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+                raise UserError(f"{where}: items must be (input, label) pairs")
+            inputs.append(torch.as_tensor(batch[0]))
+            labels.append(torch.as_tensor(batch[1]))
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user code runs inside the iteration
+        raise UserError(f"{where}: reading its items raised {pyref.one_line(e)}") from None
+    if not inputs:
+        raise UserError(f"{where}: the data set is empty")
+    return _pair(torch.cat(inputs), torch.cat(labels), where)
