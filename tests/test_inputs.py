@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SYNTHETIC, run_all, save_cnn_checkpoint, spec_from, write_spec
+from conftest import SYNTHETIC, run_all, save_cnn_checkpoint, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import pyref, stages
 from landscape_job.data import load_split
 from landscape_job.errors import UserError
@@ -593,3 +593,34 @@ def test_a_factory_may_return_tensors_or_a_mapping(tmp_path: Path) -> None:
     assert list(only_test.splits) == ["test"] and only_test.num_classes == 4
     with pytest.raises(UserError, match=r"^data.splits: the python:\S+ data set has no train split"):
         load_split(f"python:{name}:mapping", "train")
+
+
+def test_a_pca_trajectory_in_s3_gives_the_local_surface_and_path(tmp_path: Path, s3: dict[str, Any],
+                                                                 linear_spec: dict) -> None:
+    """Trajectory checkpoints are inputs like any other: fetched, pinned, and in the provenance."""
+    paths = []
+    for e, seed in ((1, 11), (2, 12), (10, 13)):
+        paths.append(save_linear_checkpoint(tmp_path / f"epoch_{e}.pt", seed))
+    linear_spec["directions"] = {"type": "pca", "trajectory": [str(p) for p in paths]}
+    linear_spec["grid"] = {"x": "-2:2:5", "y": "-2:2:4"}
+    linear_spec["compute"]["shards"] = 2
+    expected = _run(tmp_path, linear_spec, shards=2)
+
+    urls = [_put(s3, f"traj/{p.name}", p.read_bytes()) for p in paths]
+    pinned = {"url": urls[0], "sha256": hashlib.sha256(paths[0].read_bytes()).hexdigest()}
+    linear_spec["directions"]["trajectory"] = [pinned, *urls[1:]]
+    spec = spec_from(tmp_path, linear_spec)
+    assert spec.directions.trajectory == tuple(urls) and spec.pins[urls[0]] == pinned["sha256"]
+    assert spec_from(tmp_path, spec.to_dict()).hash == spec.hash
+    run = open_run(spec, "pca-from-s3")
+    run_all(run, 2)
+    got = _surface(run)
+    _same(got, expected)
+    manifest = json.loads(run.get("manifest.json"))
+    for url, path in zip(urls, paths):
+        assert manifest["checkpoints"][url] == hashlib.sha256(path.read_bytes()).hexdigest()
+    with open_h5(run.get("surface.h5")) as handle:
+        local = tmp_path / "runs"
+        with open_h5((next(local.glob("r-*")) / "surface.h5").read_bytes()) as reference:
+            for key in ("trajectory_x", "trajectory_y"):
+                np.testing.assert_array_equal(handle[key][()], reference[key][()])
