@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from landscape_job.directions import build_directions
-from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.evaluator import resolve_device
 from landscape_job.spec import Spec
-from landscape_job.stages import build_centre_model, load_splits
+from landscape_job.stages import build_centre_model, build_evaluator
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,20 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estima
     model = build_centre_model(spec)
     directions = build_directions(spec.directions, model, two_d=spec.grid.ndim == 2)
     device = resolve_device(spec.compute.device)
-    evaluator = Evaluator(model, directions, load_splits(spec), loss=spec.loss, precision=spec.compute.precision,
-                          batch_size=spec.compute.batch_size, device=device)
+    evaluator = build_evaluator(spec, directions, device)
+    evaluator.warm_up()
     setup = time.perf_counter() - started
-    flat = np.linspace(0, spec.grid.size - 1, points + 1).astype(np.int64)
+    k = evaluator.points_per_forward or 1
+    # Whole groups of K points, as the workers evaluate them; the first group warms up.
+    flat = np.linspace(0, spec.grid.size - 1, (points + 1) * k).astype(np.int64)
     xs, ys = spec.grid.coordinates(flat)
+    coords = [(float(a), float(b)) for a, b in zip(xs, ys)]
     times = []
-    for i, (a, b) in enumerate(zip(xs, ys)):
+    for i in range(0, len(coords), k):
         start = time.perf_counter()
-        evaluator.evaluate(float(a), float(b))
-        if i:  # the first point warms up kernels and allocators
-            times.append(time.perf_counter() - start)
+        evaluator.evaluate_many(coords[i:i + k])
+        if i:  # the first group warms up kernels and allocators
+            times.append((time.perf_counter() - start) / k)
     return Estimate(seconds_per_point=statistics.median(times), points=spec.grid.size, shards=spec.compute.shards,
                     parallel=min(parallel or spec.compute.shards, spec.compute.shards), device=str(device),
                     setup_seconds=setup)
