@@ -236,10 +236,12 @@ class Evaluator:
             if len(group) == 1 and k == 1:
                 results.append(self.evaluate(*group[0]))
                 continue
-            params = self.stacked_point_params(group)
+            # A short last group is padded to K with copies of its last point: every forward
+            # then has the same shapes (no recompilation, no new cuDNN autotuning).
+            params = self.stacked_point_params(group + [group[-1]] * (k - len(group)))
             metrics: list[dict[str, float]] = [{} for _ in group]
             for split in self.splits:
-                losses, accs = self._evaluate_split_stacked(split, params, len(group))
+                losses, accs = self._evaluate_split_stacked(split, params, k)
                 for m, loss, acc in zip(metrics, losses, accs):
                     m[f"{split.name}_loss"] = loss
                     m[f"{split.name}_acc"] = acc

@@ -189,3 +189,23 @@ def test_speed_keys_round_trip_and_stay_out_of_the_hash(tmp_path: Path, linear_s
     assert fast.hash == plain.hash  # a run may resume or re-shard with other speed settings
     linear_spec["compute"]["precision"] = "fp32"
     assert spec_from(tmp_path, linear_spec).hash != plain.hash  # precision changes the numbers
+
+
+def test_compiled_forward_gives_the_same_losses() -> None:
+    """torch.compile must see θ change in place between points (a compiled graph that froze
+    the parameters would return the centre's loss everywhere); compile time is measured apart."""
+    torch.manual_seed(0)
+    options = {"shape": [6], "classes": 3, "train_size": 40, "test_size": 10, "seed": 3}
+    split = load_split("synthetic", "train", options=options)
+
+    def evaluator(compile: bool) -> Evaluator:
+        torch.manual_seed(0)
+        model = build_model("mlp", 3, (6,), {"hidden": []}).eval()
+        directions = build_directions(DirectionsSpec(type="random", seed=3, ignore="none"), model, two_d=True)
+        return Evaluator(model, directions, [split], precision="fp32", batch_size=20, points_per_forward=1,
+                         compile=compile)
+
+    compiled = evaluator(True)
+    compiled.warm_up()
+    assert compiled.compile_seconds > 0
+    _assert_close(compiled.evaluate_many(POINTS[:4]), evaluator(False).evaluate_many(POINTS[:4]), rel=1e-6)
