@@ -298,7 +298,9 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
         remaining = len(points) - len(done)
         progress = {"shard": shard, "num_shards": num_shards, "done": len(done), "total": len(points),
                     "rate": rate, "eta_s": remaining / rate if rate > 0 else None, "host": host,
-                    "device": str(device), "state": state, "updated": time.time(), "attempt": attempt}
+                    "device": str(device), "state": state, "updated": time.time(), "attempt": attempt,
+                    "points_per_forward": evaluator.points_per_forward or 1,
+                    "compile_seconds": evaluator.compile_seconds}
         run.put(progress_key(shard, num_shards), json.dumps(progress).encode())
 
     report("running")

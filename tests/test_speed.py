@@ -126,6 +126,7 @@ def test_stages_group_points_and_give_the_same_surface(tmp_path: Path, linear_sp
         np.testing.assert_allclose(stacked[metric], reference[metric], rtol=1e-6, err_msg=metric)
     report = __import__("json").loads((tmp_path / "runs/k4/report.json").read_text())
     assert {s["points_per_forward"] for s in report["shards"]} == {4}
+    assert {s["compile_seconds"] for s in report["shards"]} == {0.0} and report["compile_seconds"] == 0.0
 
 
 def test_stacked_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec: dict) -> None:
