@@ -48,7 +48,8 @@ def free_device_bytes(device: torch.device) -> int | None:
 
 
 def _layout(inputs: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
+    """NHWC for image batches; other inputs have no channels dimension to move and stay as they are."""
+    return inputs.contiguous(memory_format=torch.channels_last) if channels_last and inputs.dim() == 4 else inputs
 
 
 @dataclass

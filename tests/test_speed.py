@@ -120,7 +120,8 @@ def test_stages_group_points_and_give_the_same_surface(tmp_path: Path, linear_sp
     """20 points in 3 shards (7, 7, 6) at K = 4: every shard ends on a short group."""
     linear_spec["compute"].update({"precision": "fp32", "shards": 3})
     reference = _surface(tmp_path, linear_spec, "k1")
-    linear_spec["compute"]["points_per_forward"] = 4
+    # Streamed data and channels_last (a no-op for 2-D inputs) ride along: they must not break a plain MLP.
+    linear_spec["compute"].update({"points_per_forward": 4, "data_on_device": False, "channels_last": True})
     stacked = _surface(tmp_path, linear_spec, "k4")
     for metric in METRICS:
         np.testing.assert_allclose(stacked[metric], reference[metric], rtol=1e-6, err_msg=metric)
