@@ -211,3 +211,30 @@ def test_compiled_forward_gives_the_same_losses() -> None:
     compiled.warm_up()
     assert compiled.compile_seconds > 0
     _assert_close(compiled.evaluate_many(POINTS[:4]), evaluator(False).evaluate_many(POINTS[:4]), rel=1e-6)
+
+
+#: The largest relative loss deviation of bf16 from fp32 that benchmarks/evaluator_speed.py
+#: printed for ResNet-20 (docs/performance.md); bf16 must stay within it on the test models too.
+BF16_DEVIATION = 1.7e-3
+
+
+def test_bf16_stacked_points_stay_within_the_benchmarked_deviation(tmp_path: Path) -> None:
+    from conftest import save_cnn_checkpoint
+    from landscape_job.checkpoints import load_into, load_state_dict
+
+    path = save_cnn_checkpoint(tmp_path / "a.pt", seed=0)
+    split = load_split("synthetic", "train", options={"shape": [1, 8, 8], "classes": 4, "train_size": 300,
+                                                      "test_size": 50, "seed": 4})
+
+    def evaluator(precision: str) -> Evaluator:
+        model = build_model("cnn", 4, (1, 8, 8), {"channels": [4, 6]})
+        load_into(model, load_state_dict(path), str(path))
+        directions = build_directions(DirectionsSpec(type="random", seed=3), model.eval(), two_d=True)
+        return Evaluator(model, directions, [split], precision=precision, batch_size=128, points_per_forward=3)
+
+    fp32 = evaluator("fp32").evaluate_many(POINTS)
+    bf16 = evaluator("bf16").evaluate_many(POINTS)
+    for i, (low, full) in enumerate(zip(bf16, fp32)):
+        assert low["train_loss"] == pytest.approx(full["train_loss"], rel=BF16_DEVIATION), i
+    # bf16 really ran: its losses differ from fp32's (a no-op autocast would pass the bound trivially).
+    assert any(low["train_loss"] != full["train_loss"] for low, full in zip(bf16, fp32))
