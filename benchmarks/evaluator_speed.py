@@ -1,6 +1,7 @@
 """How close is a grid point to a bare forward pass? Run by hand; results go in docs/performance.md.
 
     python benchmarks/evaluator_speed.py --model resnet20 --images 2000 --device cpu --precision fp32
+    python benchmarks/evaluator_speed.py ... --points-per-forward 4 --channels-last true --stream --compile
 
 Prints, for one model, data size, device and precision:
 - the bare-forward ceiling: one no-grad eval-mode forward pass over the same images at the
@@ -54,12 +55,18 @@ def bare_forward_once(model: torch.nn.Module, inputs: torch.Tensor, batch: int, 
     return time.perf_counter() - start
 
 
-def evaluate_once(evaluator: Evaluator, a: float, b: float) -> tuple[float, float]:
+def round_points(i: int, rounds: int, k: int) -> list[tuple[float, float]]:
+    """The K grid points of round i (distinct, so a group really holds K different models)."""
+    return [(-0.5 + i / max(1, rounds) + 0.01 * j, 0.25) for j in range(k)]
+
+
+def evaluate_once(evaluator: Evaluator, points: list[tuple[float, float]]) -> tuple[float, list[float]]:
+    """Seconds per point over one group of points, and their train losses."""
     _sync(evaluator.device)
     start = time.perf_counter()
-    loss = evaluator.evaluate(a, b)["train_loss"]
+    losses = [r["train_loss"] for r in evaluator.evaluate_many(points)]
     _sync(evaluator.device)
-    return time.perf_counter() - start, loss
+    return (time.perf_counter() - start) / len(points), losses
 
 
 def interleaved(model: torch.nn.Module, inputs: torch.Tensor, evaluator: Evaluator, batch: int,
@@ -67,13 +74,14 @@ def interleaved(model: torch.nn.Module, inputs: torch.Tensor, evaluator: Evaluat
     """Median ceiling and evaluator times, measured alternately so that load from anything
     else on the machine falls on both alike; the first round warms up and is dropped."""
     ceiling, point, losses = [], [], []
+    k = evaluator.points_per_forward or 1
     for i in range(rounds + 1):
         c = bare_forward_once(model, inputs, batch, precision)
-        p, loss = evaluate_once(evaluator, -0.5 + i / max(1, rounds), 0.25)
+        p, group_losses = evaluate_once(evaluator, round_points(i, rounds, k))
         if i:
             ceiling.append(c)
             point.append(p)
-            losses.append(loss)
+            losses.extend(group_losses)
     return statistics.median(ceiling), statistics.median(point), losses
 
 
@@ -92,6 +100,12 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="128,256,512,1024,2000")
     parser.add_argument("--points", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--points-per-forward", default="1",
+                        help="K grid points per vmapped forward, or auto (compute.points_per_forward)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward (compute.compile)")
+    parser.add_argument("--channels-last", default="auto", choices=["auto", "true", "false"])
+    parser.add_argument("--stream", action="store_true",
+                        help="keep the data in (pinned) host memory and stream batches (compute.data_on_device: false)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,21 +127,30 @@ def main() -> None:
         passes = [bare_forward_once(bare, inputs, b, args.precision) for _ in range(3)]
         by_batch[b] = statistics.median(passes[1:])  # the first pass builds this shape's kernels
     best_batch = min(by_batch, key=by_batch.get)
-    evaluator = Evaluator(model, directions, [split], precision=args.precision, batch_size=best_batch, device=device)
+    k = args.points_per_forward if args.points_per_forward == "auto" else int(args.points_per_forward)
+    channels_last = {"auto": "auto", "true": True, "false": False}[args.channels_last]
+    evaluator = Evaluator(model, directions, [split], precision=args.precision, batch_size=best_batch, device=device,
+                          points_per_forward=k, data_on_device=not args.stream, channels_last=channels_last,
+                          compile=args.compile)
+    evaluator.warm_up()
     ceiling, per_point, losses = interleaved(bare, inputs, evaluator, best_batch, args.precision, args.points)
     deviation = None
     if args.precision != "fp32":
         configure_precision("fp32")
         reference = Evaluator(build_model(args.model, 10, (3, 32, 32)).eval(), directions, [split],
-                              precision="fp32", batch_size=best_batch, device=device)
-        ref_losses = [evaluate_once(reference, -0.5 + i / max(1, args.points), 0.25)[1]
-                      for i in range(1, args.points + 1)]
+                              precision="fp32", batch_size=best_batch, device=device, points_per_forward=1)
+        group = evaluator.points_per_forward or 1
+        ref_losses = [loss for i in range(1, args.points + 1)
+                      for loss in evaluate_once(reference, round_points(i, args.points, group))[1]]
         deviation = max(abs(a - b) / abs(b) for a, b in zip(losses, ref_losses))
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     print(f"model {args.model}, {args.images} images 3x32x32, precision {args.precision}")
+    print(f"evaluator: {evaluator.points_per_forward} point(s) per forward, data "
+          f"{'resident' if evaluator.data_resident else 'streamed'}, channels_last {evaluator.channels_last}, "
+          f"compile {'%.1fs (not in the per-point time)' % evaluator.compile_seconds if args.compile else 'off'}")
     print("bare forward by batch size (median of 2 after a warm-up): " + ", ".join(f"{b}: {t:.4f}s" for b, t in by_batch.items()))
     print(f"ceiling (batch {best_batch}, median of {args.points} interleaved): {ceiling:.4f} s/pass")
     print(f"evaluator: {per_point:.4f} s/point = {1 / per_point:.2f} points/s")

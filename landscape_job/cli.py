@@ -51,7 +51,30 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--no-plots", action="store_true", help="skip the plots")
     merge.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                        help="wait up to SECONDS for every shard (default: fail at once, naming the missing)")
+    estimate = sub.add_parser("estimate", help="time a few grid points of a spec here; print one JSON line "
+                                                "(what `launcher estimate --cluster` runs in a pod)")
+    estimate.add_argument("--spec-file", default=os.environ.get("LANDSCAPE_SPEC_FILE"),
+                          help="the spec (default: $LANDSCAPE_SPEC_FILE; the pod's mounted ConfigMap)")
+    estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up group")
     return parser
+
+
+def _estimate(spec_file: str | None, points: int) -> None:
+    """Needs no storage: the spec comes from a file and nothing is written."""
+    from pathlib import Path
+
+    from landscape_job.estimate import estimate
+    from landscape_job.spec import spec_from_yaml
+
+    if not spec_file:
+        raise UserError("estimate: give --spec-file or set LANDSCAPE_SPEC_FILE")
+    if points < 1:
+        raise UserError(f"--points: must be at least 1, got {points}")
+    try:
+        text = Path(spec_file).read_text()
+    except OSError as err:
+        raise UserError(f"--spec-file: cannot read {spec_file}: {err.strerror}") from None
+    print(estimate(spec_from_yaml(text, spec_file), points).to_json_line(), flush=True)
 
 
 def _shard_index(value: int | None) -> int:
@@ -70,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def body() -> None:
+        if args.stage == "estimate":
+            return _estimate(args.spec_file, args.points)
         from landscape_job import stages
         from landscape_job.storage import open_storage, storage_options_from_env
 

@@ -1,26 +1,31 @@
-"""Loss and accuracy of θ* + a·δ + b·η, one grid point at a time.
+"""Loss and accuracy of θ* + a·δ + b·η at grid points, one forward pass per point or less.
 
 A grid point is one forward pass over each split; nothing else should cost anything.
-So the data is decoded and normalised once and kept on the device, the directions
-live on the device next to the weights, and each point sets θ in place from a saved
-copy of θ* with fused foreach operations (recomputed from θ* each time, so no error
-accumulates over thousands of points). Loss is the exact mean over the split, summed
-in float64.
-"""
+So the data is decoded and normalised once and kept on the device (or streamed from
+pinned host memory when it does not fit, see ``feed``), the directions live on the
+device next to the weights, and each point sets θ in place from a saved copy of θ* with
+fused foreach operations (recomputed from θ* each time, so no error accumulates over
+thousands of points). With ``points_per_forward`` K > 1, K points' parameters are stacked
+and one vmapped forward evaluates all K on each batch, which reads every batch once per K
+points and fills a large GPU better than one small model can. Loss is the exact mean over
+the split, summed in float64."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Iterator
+import time
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 
 from landscape_job.curvature import CurvatureProbe
 from landscape_job.data import Split
 from landscape_job.directions import Directions, named_tensors
+from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes, place_split,
+                                 split_bytes)
 from landscape_job.spec import DEFAULT_METRICS, HessianSpec
 
 
@@ -56,38 +61,85 @@ def batch_loss_sum(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> tor
     raise ValueError(f"unknown loss {loss!r}")
 
 
-@dataclass
-class _DeviceSplit:
-    name: str
-    inputs: torch.Tensor
-    labels: torch.Tensor
+#: The K that ``points_per_forward: auto`` tries on CUDA.
+AUTO_CANDIDATES = (1, 2, 4, 8)
 
-    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.labels), batch_size):
-            yield self.inputs[start:start + batch_size], self.labels[start:start + batch_size]
+
+def batch_loss_sums(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """Summed loss of a batch for each of K stacked points: logits (K, batch, classes) -> (K,)."""
+    k, n, classes = logits.shape
+    logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+    if loss == "cross_entropy":
+        per_sample = F.cross_entropy(logits.reshape(k * n, classes), labels.repeat(k), reduction="none")
+        return per_sample.view(k, n).sum(dim=1)
+    if loss == "mse":
+        one_hot = F.one_hot(labels, classes).to(logits.dtype).unsqueeze(0)
+        return ((F.softmax(logits, dim=2) - one_hot) ** 2).mean(dim=2).sum(dim=1)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def decide_channels_last(setting: str | bool, device_type: str, input_ndim: int, conv2d: bool) -> bool:
+    """``compute.channels_last``: auto turns it on on CUDA for 4-D image inputs into a model
+    with 2-D convolutions (cuDNN's NHWC kernels, tensor cores); elsewhere it rarely helps."""
+    if setting != "auto":
+        return bool(setting)
+    return device_type == "cuda" and input_ndim == 4 and conv2d
+
+
+def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """forward(stacked params, inputs) -> (K, batch, classes): the model run once per stacked
+    parameter set, vmapped so that K points share one read of each batch. Tensors not in
+    the dict (e.g. BatchNorm running statistics under dir_type weights) are the module's own."""
+
+    def one(params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, params, (inputs,))
+
+    return vmap(one, in_dims=(0, None))
 
 
 class Evaluator:
-    """Evaluates the model at points of the plane spanned by the directions through θ*."""
+    """Evaluates the model at points of the plane spanned by the directions through θ*.
+
+    ``points_per_forward`` K > 1 evaluates K grid points in one vmapped forward pass with
+    stacked parameters (each batch is read once for K points); ``auto`` resolves it in
+    ``warm_up``. ``data_on_device``, ``channels_last`` and ``compile`` are the spec's
+    ``compute`` keys of the same names (see docs/performance.md for the rules).
+    """
 
     def __init__(self, model: nn.Module, directions: Directions, splits: list[Split], *,
                  loss: str = "cross_entropy", precision: str = "fp32", batch_size: int = 1024,
                  device: torch.device | str = "cpu", metrics: tuple[str, ...] = DEFAULT_METRICS,
-                 hessian: HessianSpec | None = None, hessian_split: Split | None = None):
+                 hessian: HessianSpec | None = None, hessian_split: Split | None = None,
+                 points_per_forward: int | str = "auto", data_on_device: str | bool = "auto",
+                 channels_last: str | bool = "auto", compile: bool = False):
         self.device = torch.device(device)
         self.loss = loss
         self.precision = precision
         self.batch_size = batch_size
         dtype = torch.float64 if precision == "fp64" else torch.float32
         configure_precision(precision)
-        self.model = model.to(self.device, dtype).eval()
-        self.splits = [_DeviceSplit(s.name, s.inputs.to(self.device, dtype), s.labels.to(self.device))
-                       for s in splits]
+        if self.device.type == "cuda":
+            # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
+            torch.backends.cudnn.benchmark = True
+        model = model.to(self.device, dtype).eval()
+        self.channels_last = decide_channels_last(channels_last, self.device.type,
+                                                  splits[0].inputs.dim() if splits else 0, has_conv2d(model))
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.data_resident = decide_resident(data_on_device, split_bytes(splits, dtype),
+                                             free_device_bytes(self.device))
+        self.splits = [place_split(s, dtype, self.device, self.data_resident, self.channels_last) for s in splits]
         named = named_tensors(self.model, directions.dir_type)
         if len(named) != len(directions.x):
             raise ValueError(f"directions hold {len(directions.x)} tensors, the model {len(named)}")
         # Only floating-point tensors move; integer buffers (num_batches_tracked) stay.
         keep = [i for i, (_, t) in enumerate(named) if torch.is_floating_point(t)]
+        self._names = [named[i][0] for i in keep]
         self._targets = [named[i][1] for i in keep]
         self._centre = [t.detach().clone() for t in self._targets]
         self._dx = [directions.x[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)]
@@ -106,10 +158,21 @@ class Evaluator:
                 model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
                 labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
                 batch_size=hessian.batch_size or batch_size)
+        self._requested_k = points_per_forward
+        self._compile = compile
+        self._single: Callable[[torch.Tensor], torch.Tensor] = self.model
+        self._stacked = make_stacked_forward(self.model)
+        #: The K in use; None until ``warm_up`` resolves ``auto``.
+        self.points_per_forward: int | None = points_per_forward if isinstance(points_per_forward, int) else None
+        #: Seconds spent compiling (torch.compile) in ``warm_up``; kept out of the per-point time.
+        self.compile_seconds = 0.0
+        self._warm = False
 
     def metric_names(self) -> list[str]:
         names = [f"{s.name}_{m}" for s in self.splits for m in self._kinds]
         return names + (["max_eig", "min_eig"] if self.curvature is not None else [])
+
+    # -- one point: θ set in place ------------------------------------------------------
 
     @torch.no_grad()
     def set_point(self, a: float, b: float = 0.0) -> None:
@@ -130,15 +193,15 @@ class Evaluator:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def _evaluate_split(self, split: _DeviceSplit) -> tuple[float, float]:
+    def _evaluate_split(self, split: ResidentSplit | StreamedSplit) -> tuple[float, float]:
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         with self._autocast():
             for inputs, labels in split.batches(self.batch_size):
-                logits = self.model(inputs)
+                logits = self._single(inputs)
                 total += batch_loss_sum(logits, labels, self.loss).double()
                 correct += (logits.argmax(dim=1) == labels).sum()
-        n = len(split.labels)
+        n = split.size
         # One synchronisation per split, not per batch.
         return total.item() / n, 100.0 * correct.item() / n
 
@@ -162,3 +225,125 @@ class Evaluator:
             return results
         finally:
             self.restore()
+
+    # -- K points: stacked parameters, one vmapped forward --------------------------------
+
+    @torch.no_grad()
+    def stacked_point_params(self, points: Sequence[tuple[float, float]]) -> dict[str, torch.Tensor]:
+        """θ* + a_k·δ + b_k·η for every point k, stacked on a new leading dimension."""
+        a = torch.tensor([p[0] for p in points], dtype=torch.float64)
+        b = torch.tensor([p[1] for p in points], dtype=torch.float64)
+        stacked = {}
+        for i, (name, centre) in enumerate(zip(self._names, self._centre)):
+            shape = (len(points),) + (1,) * centre.dim()
+            value = centre.unsqueeze(0) + a.to(self.device, centre.dtype).view(shape) * self._dx[i].unsqueeze(0)
+            if self._dy is not None:
+                value = value + b.to(self.device, centre.dtype).view(shape) * self._dy[i].unsqueeze(0)
+            stacked[name] = value
+        return stacked
+
+    @torch.no_grad()
+    def _evaluate_split_stacked(self, split: ResidentSplit | StreamedSplit,
+                                params: dict[str, torch.Tensor], k: int) -> tuple[list[float], list[float]]:
+        total = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+        with self._autocast():
+            for inputs, labels in split.batches(self.batch_size):
+                logits = self._stacked(params, inputs)  # (K, batch, classes)
+                total += batch_loss_sums(logits, labels, self.loss).double()
+                correct += (logits.argmax(dim=2) == labels.unsqueeze(0)).sum(dim=1)
+        n = split.size
+        return (total / n).tolist(), (100.0 * correct.double() / n).tolist()
+
+    def evaluate_many(self, points: Sequence[tuple[float, float]]) -> list[dict[str, float]]:
+        """The metrics of each point, in order, computed ``points_per_forward`` points a pass."""
+        self.warm_up()
+        k = self.points_per_forward or 1
+        results: list[dict[str, float]] = []
+        if k == 1 or self.curvature is not None:
+            # The Hessian's Lanczos runs are per point: K only groups the forward passes.
+            return [self.evaluate(a, b) for a, b in points]
+        for start in range(0, len(points), k):
+            group = list(points[start:start + k])
+            # A short last group is padded to K with copies of its last point: every forward
+            # then has the same shapes (no recompilation, no new cuDNN autotuning).
+            params = self.stacked_point_params(group + [group[-1]] * (k - len(group)))
+            metrics: list[dict[str, float]] = [{} for _ in group]
+            for split in self.splits:
+                losses, accs = self._evaluate_split_stacked(split, params, k)
+                for m, loss, acc in zip(metrics, losses, accs):
+                    values = {"loss": loss, "acc": acc}
+                    for kind in self._kinds:
+                        m[f"{split.name}_{kind}"] = values[kind]
+            results.extend(metrics)
+        return results
+
+    # -- warm-up: choose K, compile ------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Resolves ``points_per_forward: auto`` and compiles, before any point is timed."""
+        if self._warm:
+            return
+        self._warm = True
+        if self.points_per_forward is None:
+            self.points_per_forward = self._choose_points_per_forward()
+        if self._compile:
+            self._compile_forward()
+
+    def _first_batch(self) -> torch.Tensor | None:
+        for split in self.splits:
+            for inputs, _ in split.batches(self.batch_size):
+                return inputs
+        return None
+
+    def _choose_points_per_forward(self) -> int:
+        """CPU: 1 (measured: the vmapped grouped convolutions are slower per point there).
+        CUDA: the fastest per point of AUTO_CANDIDATES, timed on the first batch; a K that
+        runs out of memory ends the search."""
+        inputs = self._first_batch()
+        if self.device.type != "cuda" or inputs is None:
+            return 1
+        times: dict[int, float] = {}
+        for k in AUTO_CANDIDATES:
+            try:
+                times[k] = self._time_forward(inputs, k) / k
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                break
+        return min(times, key=times.get) if times else 1
+
+    @torch.no_grad()
+    def _time_forward(self, inputs: torch.Tensor, k: int, repeats: int = 2) -> float:
+        params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
+        best = float("inf")
+        with self._autocast():
+            for i in range(repeats + 1):  # the first call builds kernels and is not counted
+                torch.cuda.synchronize(self.device)
+                start = time.perf_counter()
+                self._stacked(params, inputs) if params is not None else self._single(inputs)
+                torch.cuda.synchronize(self.device)
+                if i:
+                    best = min(best, time.perf_counter() - start)
+        return best
+
+    @torch.no_grad()
+    def _compile_forward(self) -> None:
+        """Compiles the forward in use and runs it on every distinct batch shape once, so all
+        compilation happens here and is measured apart from the points."""
+        started = time.perf_counter()
+        k = self.points_per_forward or 1
+        if k == 1:
+            self._single = torch.compile(self.model, dynamic=False)
+        else:
+            self._stacked = torch.compile(self._stacked, dynamic=False)
+        params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
+        with self._autocast():
+            for split in self.splits:
+                shapes: dict[tuple[int, ...], torch.Tensor] = {}
+                for inputs, _ in split.batches(self.batch_size):
+                    shapes.setdefault(tuple(inputs.shape), inputs)
+                for inputs in shapes.values():
+                    self._stacked(params, inputs) if params is not None else self._single(inputs)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.compile_seconds = time.perf_counter() - started

@@ -214,6 +214,21 @@ class ComputeSpec:
     device: str = "auto"
     checkpoint_every: int = 64
     checkpoint_seconds: float = 60.0
+    #: "auto" or K: grid points evaluated together in one vmapped forward pass.
+    points_per_forward: int | str = "auto"
+    #: "auto", True or False: keep the data on the device, or stream it from pinned host memory.
+    data_on_device: str | bool = "auto"
+    #: "auto", True or False: NHWC memory layout for image models.
+    channels_last: str | bool = "auto"
+    #: torch.compile the forward pass (compile time is reported apart from the per-point time).
+    compile: bool = False
+
+
+#: ``compute`` keys that change how fast the numbers come, not the numbers beyond float
+#: rounding (summation order inside kernels): they are left out of the spec hash, so a
+#: run resumed or re-sharded with other settings still merges. ``precision`` changes the
+#: numbers and stays in.
+SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile")
 
 
 @dataclass(frozen=True)
@@ -337,6 +352,7 @@ class Spec:
         content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes")}
         if tuple(content["metrics"]) == DEFAULT_METRICS:
             del content["metrics"]  # so the hash of every spec from before metrics existed is unchanged
+        content["compute"] = {k: v for k, v in content["compute"].items() if k not in SPEED_KEYS}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -654,9 +670,30 @@ def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:
     seconds = s.get("checkpoint_seconds", float, 60.0)
     if seconds <= 0:
         raise UserError(f"compute.checkpoint_seconds: must be positive, got {seconds}")
+    points = _auto_or_positive_int(s, "points_per_forward")
+    on_device = _auto_or_bool(s, "data_on_device")
+    channels_last = _auto_or_bool(s, "channels_last")
+    compile_ = s.get("compile", bool, False)
     s.finish()
     return ComputeSpec(shards=shards, precision=precision, batch_size=batch_size, device=device,
-                       checkpoint_every=every, checkpoint_seconds=seconds)
+                       checkpoint_every=every, checkpoint_seconds=seconds, points_per_forward=points,
+                       data_on_device=on_device, channels_last=channels_last, compile=compile_)
+
+
+def _auto_or_positive_int(s: _Section, name: str) -> int | str:
+    s.seen.add(name)
+    value = "auto" if s.raw.get(name) is None else s.raw[name]
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise UserError(f"{s.key(name)}: expected auto or a positive integer, got {_type_name(value)} {value!r}")
+
+
+def _auto_or_bool(s: _Section, name: str) -> str | bool:
+    s.seen.add(name)
+    value = "auto" if s.raw.get(name) is None else s.raw[name]
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise UserError(f"{s.key(name)}: expected auto, true or false, got {_type_name(value)} {value!r}")
 
 
 #: Keys of the mapping form of ``storage``, besides ``url``; the S3 backend reads them.

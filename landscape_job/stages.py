@@ -25,7 +25,7 @@ import landscape_job
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import centre_analysis, hessian_split
 from landscape_job.data import Split, dataset_info, load_split
-from landscape_job.directions import build_directions, direction_file_bytes, load_directions
+from landscape_job.directions import Directions, build_directions, direction_file_bytes, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.interpolation import interpolation_summary
@@ -113,6 +113,32 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
 def _checkpoint_inputs(spec: Spec) -> list[str]:
     return [spec.model.checkpoint, *spec.directions.targets, *spec.directions.trajectory,
             *([spec.directions.file] if spec.directions.file else [])]
+
+
+def build_evaluator(spec: Spec, directions: Directions, device: torch.device) -> Evaluator:
+    """The evaluator of a run's spec at θ*, as every evaluate pod (and the estimate) builds it.
+
+    Inputs are fetched (or found in the cache) first, and the model's outputs are checked
+    against the data set's classes, so a mismatch is one line before the first point.
+    """
+    local = localize(spec)
+    model, splits = build_centre_model(local), load_splits(local)
+    check_outputs(model, splits[0], local)
+    c = spec.compute
+    return Evaluator(model, directions, splits, loss=spec.loss,
+                     precision=c.precision, batch_size=c.batch_size, device=device,
+                     metrics=spec.metrics, hessian=spec.hessian,
+                     hessian_split=hessian_split(local) if "hessian" in spec.metrics else None,
+                     points_per_forward=c.points_per_forward, data_on_device=c.data_on_device,
+                     channels_last=c.channels_last, compile=c.compile)
+
+
+def describe_evaluator(evaluator: Evaluator) -> str:
+    """One log phrase with the speed settings in effect, so a slow run can be explained."""
+    compiled = f", compiled in {evaluator.compile_seconds:.1f}s" if evaluator.compile_seconds else ""
+    return (f"{evaluator.points_per_forward or 1} point(s) per forward, data "
+            f"{'on the device' if evaluator.data_resident else 'streamed from host memory'}"
+            f"{', channels_last' if evaluator.channels_last else ''}{compiled}")
 
 
 def seed_spec(run: Storage, spec_file: str) -> None:
@@ -333,21 +359,18 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
     resumed = len(done)
     todo = [p for p in points if p not in done]
     device = resolve_device(spec.compute.device)
-    local = localize(spec)
-    model, splits = build_centre_model(local), load_splits(local)
-    check_outputs(model, splits[0], local)
-    evaluator = Evaluator(model, directions, splits, loss=spec.loss,
-                          precision=spec.compute.precision, batch_size=spec.compute.batch_size, device=device,
-                          metrics=spec.metrics, hessian=spec.hessian,
-                          hessian_split=hessian_split(local) if "hessian" in spec.metrics else None)
+    evaluator = build_evaluator(spec, directions, device)
+    evaluator.warm_up()  # chooses points_per_forward, compiles: never part of a point's time
     names = evaluator.metric_names()
     host = socket.gethostname()
     attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
     attrs = {"spec_hash": spec.hash, "direction_hash": directions.hash, "shard": shard, "num_shards": num_shards,
              "precision": spec.compute.precision, "device": str(device), "host": host,
-             "code_version": landscape_job.__version__, "attempts": attempt}
+             "code_version": landscape_job.__version__, "attempts": attempt,
+             "points_per_forward": evaluator.points_per_forward or 1, "compile_seconds": evaluator.compile_seconds,
+             "data_on_device": evaluator.data_resident, "channels_last": evaluator.channels_last}
     log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
-        + (f", {resumed} already done (resumed)" if resumed else ""))
+        + (f", {resumed} already done (resumed)" if resumed else "") + f"; {describe_evaluator(evaluator)}")
 
     xs, ys = spec.grid.coordinates(np.array(todo, dtype=np.int64))
     checkpointer = _Checkpointer(spec.compute.checkpoint_every, spec.compute.checkpoint_seconds)
@@ -361,15 +384,24 @@ def evaluate(run: Storage, shard: int, log: Log = _stderr, progress_seconds: flo
         remaining = len(points) - len(done)
         progress = {"shard": shard, "num_shards": num_shards, "done": len(done), "total": len(points),
                     "rate": rate, "eta_s": remaining / rate if rate > 0 else None, "host": host,
-                    "device": str(device), "state": state, "updated": time.time(), "attempt": attempt}
+                    "device": str(device), "state": state, "updated": time.time(), "attempt": attempt,
+                    "points_per_forward": evaluator.points_per_forward or 1,
+                    "compile_seconds": evaluator.compile_seconds}
         run.put(progress_key(shard, num_shards), json.dumps(progress).encode())
 
     report("running")
-    for p, a, b in zip(todo, xs, ys):
-        done[p] = evaluator.evaluate(float(a), float(b))
-        if log_points:
-            log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={v:.6g}" for k, v in done[p].items()))
-        if checkpointer.tick():
+    group = evaluator.points_per_forward or 1
+    for start in range(0, len(todo), group):
+        chunk = todo[start:start + group]
+        values = evaluator.evaluate_many([(float(a), float(b)) for a, b in
+                                          zip(xs[start:start + group], ys[start:start + group])])
+        save = False
+        for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
+            done[p] = v
+            if log_points:
+                log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={x:.6g}" for k, x in v.items()))
+            save = checkpointer.tick() or save
+        if save:
             run.put(ckpt_key, shard_bytes(_shard_data(done, names, attrs)))
         if time.monotonic() - last_progress >= progress_seconds:
             last_progress = time.monotonic()
@@ -509,9 +541,11 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
         "grid": {"x": str(spec.grid.x), "y": str(spec.grid.y) if spec.grid.y else None, "points": spec.grid.size},
         "precision": spec.compute.precision,
         "shards": [{k: s.get(k) for k in ("shard", "device", "host", "elapsed_s", "points_computed",
-                                          "points_resumed", "seconds_per_point", "attempts")} for s in stats],
+                                          "points_resumed", "seconds_per_point", "attempts",
+                                          "points_per_forward", "compile_seconds")} for s in stats],
         "retries": sum(int(s.get("attempts", 1)) - 1 for s in stats),
         "compute_seconds": compute_s,
+        "compile_seconds": sum(float(s.get("compile_seconds", 0.0)) for s in stats),
         "points_per_second": spec.grid.size / compute_s if compute_s else None,
         "summary": _summary(spec, flat),
         **({"pca": pca} if pca is not None else {}),

@@ -6,6 +6,7 @@
     launcher status|logs|cancel <run>       watch, read or stop a run on the cluster; launcher list: the runs
     launcher pull <run> [DIR]               download surface.h5, the plots and the report
     launcher estimate surface.yaml          time a few points here, project device-hours and wall time
+    launcher estimate surface.yaml --cluster   the same, measured in one pod on the cluster
     launcher plot surface.h5                re-plot a merged surface without recomputing
     launcher render surface.yaml            print the run's Kubernetes manifests
 """
@@ -59,6 +60,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate.add_argument("spec", type=Path)
     estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up (default 3)")
     estimate.add_argument("--parallel", type=int, help="shards running at once (default: all)")
+    estimate.add_argument("--cluster", action="store_true",
+                          help="measure in one pod on the cluster, shaped like the evaluate pods")
+    cluster_cli.add_cluster_options(estimate)
+    estimate.add_argument("--timeout", type=float, default=1800.0,
+                          help="with --cluster: seconds to wait for the pod (default 1800)")
+    estimate.add_argument("--interval", type=float, default=2.0, help="with --cluster: seconds between polls")
 
     plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
     plot.add_argument("surface", type=Path)
@@ -114,6 +121,14 @@ def _estimate(args: argparse.Namespace) -> None:
     for flag, value in (("--points", args.points), ("--parallel", args.parallel)):
         if value is not None and value < 1:
             raise UserError(f"{flag}: must be at least 1, got {value}")
+    if args.cluster:
+        from launcher.estimate_cluster import run_estimate_cluster
+
+        print("\n".join(run_estimate_cluster(args)))
+        return
+    for flag, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context), ("-n", args.namespace)):
+        if value is not None:
+            raise UserError(f"{flag}: only with --cluster")
     spec = load_spec(args.spec)
     print("\n".join(describe(estimate(spec, args.points, args.parallel))))
 

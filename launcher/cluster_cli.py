@@ -40,7 +40,7 @@ LOG_LINES = 10
 
 # -- parsers ------------------------------------------------------------------------------
 
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("-n", "--namespace", help="namespace (default: the spec's kubernetes.namespace, or the "
@@ -49,7 +49,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def add_submit_options(submit: argparse.ArgumentParser) -> None:
     """The cluster options of ``launcher submit`` (the parser itself lives in ``launcher.cli``)."""
-    _add_cluster_options(submit)
+    add_cluster_options(submit)
     submit.add_argument("--server-dry-run", action="store_true",
                         help="have the API server check every object; create nothing, write nothing")
     submit.add_argument("--wait", action="store_true", help="follow the run until merge completes or a stage fails")
@@ -61,7 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     status = sub.add_parser("status", help="a run's Jobs, per-shard progress and failed shards")
     status.add_argument("run")
     status.add_argument("--storage", help="the runs' storage base URL (default: the one in the run's ConfigMap)")
-    _add_cluster_options(status)
+    add_cluster_options(status)
 
     logs = sub.add_parser("logs", help="the logs of a run's pods")
     logs.add_argument("run")
@@ -69,16 +69,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     logs.add_argument("--shard", type=int, help="the evaluate pod of this shard")
     logs.add_argument("-f", "--follow", action="store_true", help="stream one pod's log")
     logs.add_argument("--tail", type=int, default=None, help="last lines only")
-    _add_cluster_options(logs)
+    add_cluster_options(logs)
 
     runs = sub.add_parser("list", help="the runs in the namespace")
-    _add_cluster_options(runs)
+    add_cluster_options(runs)
 
     cancel = sub.add_parser("cancel", help="delete a run's objects (its storage is kept)")
     cancel.add_argument("run")
     cancel.add_argument("--cascade", choices=["background", "foreground"], default="background",
                         help="foreground: the ConfigMap goes only after its Jobs and pods")
-    _add_cluster_options(cancel)
+    add_cluster_options(cancel)
 
     pull = sub.add_parser("pull", help="download a run's surface.h5, plots and report")
     pull.add_argument("run", help="a run id, or the run's storage URL (s3://bucket/runs/<run>, file:///...)")
@@ -86,7 +86,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     pull.add_argument("--shards", action="store_true", help="the shard files too")
     pull.add_argument("--storage", help="the runs' storage base URL (default: the spec's, or the run's ConfigMap)")
     pull.add_argument("--spec", type=Path, help="take the storage URL and options (endpoint, ...) from this spec")
-    _add_cluster_options(pull)
+    add_cluster_options(pull)
     return {"status": run_status, "logs": run_logs, "list": run_list, "cancel": run_cancel, "pull": run_pull}
 
 

@@ -49,6 +49,10 @@ from launcher.k8s_spec import KubernetesSpec, parse_quantity
 CONTAINER = "landscape"
 ENTRYPOINT = "landscape-job"
 STAGES = ("prepare", "evaluate", "merge")
+#: The component of ``launcher estimate --cluster``'s one-pod Job (not a stage of a run).
+ESTIMATE = "estimate"
+#: How long the estimate pod may run: setup, compile and a few points, not a surface.
+ESTIMATE_DEADLINE_SECONDS = 3600
 RUN_LABEL = "landscape.run"
 STAGE_LABEL = "landscape.stage"
 KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -143,6 +147,8 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str]) 
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
+    if stage == ESTIMATE:
+        env.append({"name": "LANDSCAPE_SPEC_FILE", "value": f"{SPEC_DIR}/spec.yaml"})
     if stage == "prepare":
         # The prepare pod seeds the run's storage from the ConfigMap if nothing wrote the
         # spec there yet, so `launcher render | kubectl apply -f -` runs without the launcher.
@@ -168,8 +174,10 @@ SPEC_DIR = "/etc/landscape"
 PREPARE_WAIT_SECONDS = 3600
 
 
-def _stage_args(stage: str, k8s: KubernetesSpec) -> list[str]:
+def _stage_args(stage: str, k8s: KubernetesSpec, estimate_points: int = 3) -> list[str]:
     """All Jobs start at submit: evaluate waits for prepare, merge for every shard, via storage."""
+    if stage == ESTIMATE:
+        return [stage, "--points", str(estimate_points)]
     if stage == "evaluate":
         return [stage, "--wait", str(PREPARE_WAIT_SECONDS)]
     if stage == "merge":
@@ -177,8 +185,11 @@ def _stage_args(stage: str, k8s: KubernetesSpec) -> list[str]:
     return [stage]
 
 
-def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str]) -> dict[str, Any]:
-    evaluate = stage == "evaluate"
+def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str],
+                  estimate_points: int = 3) -> dict[str, Any]:
+    # The estimate pod measures what an evaluate pod will do, so it gets the same shape.
+    evaluate = stage in ("evaluate", ESTIMATE)
+    mounts_spec = stage in ("prepare", ESTIMATE)
     gpus = k8s.gpus if evaluate else 0
     cpu = k8s.cpu if evaluate else k8s.prepare_merge_cpu
     memory = k8s.memory if evaluate else k8s.prepare_merge_memory
@@ -193,12 +204,12 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "command": [ENTRYPOINT],
-        "args": _stage_args(stage, k8s),
+        "args": _stage_args(stage, k8s, estimate_points),
         "env": _env(stage, spec, run_id, gpus, names),
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"},
                          {"name": "inputs-cache", "mountPath": CACHE_DIR}]
-                        + ([{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}] if stage == "prepare" else [])
+                        + ([{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}] if mounts_spec else [])
                         + [{"name": f"data-{i}", "mountPath": v.mount_path, "readOnly": v.read_only}
                            for i, v in enumerate(k8s.volumes)],
         "securityContext": {
@@ -233,7 +244,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
             {"name": "inputs-cache", "emptyDir": {"sizeLimit": k8s.cache_size} if k8s.cache_size else {}},
-        ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if stage == "prepare" else []) + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
+        ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if mounts_spec else []) + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
              for i, v in enumerate(k8s.volumes)],
     }
     if evaluate:
@@ -326,6 +337,46 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
         "data": {"spec.yaml": spec.to_yaml()},
     }
     return [config_map] + [_job(stage, spec, run_id, k8s, names) for stage in STAGES]
+
+
+def estimate_names(run_id: str) -> dict[str, str]:
+    return {"spec": object_name(run_id, "estimate-spec"), ESTIMATE: object_name(run_id, ESTIMATE)}
+
+
+def render_estimate(spec: Spec, run_id: str, k8s: KubernetesSpec, points: int = 3) -> list[dict[str, Any]]:
+    """The objects of ``launcher estimate --cluster``: a ConfigMap with the spec and a one-pod
+    Job that runs ``landscape-job estimate`` in an evaluate pod's shape (image, resources,
+    GPUs, volumes, node placement, Secret), so the time it measures is the time a shard's
+    points will take. Pure, like ``render_run``. The ConfigMap's component is
+    ``estimate-spec``, not ``spec``: ``launcher list`` does not show it as a run. Storage
+    is not used: the pod writes nothing.
+    """
+    check_run_id(run_id)
+    if points < 1:
+        raise UserError(f"--points: must be at least 1, got {points}")
+    names = estimate_names(run_id)
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(names["spec"], run_id, "estimate-spec", spec, k8s, stage=False),
+        "immutable": True,
+        "data": {"spec.yaml": spec.to_yaml()},
+    }
+    metadata = _metadata(names[ESTIMATE], run_id, ESTIMATE, spec, k8s)
+    if k8s.kueue_queue:
+        metadata["labels"][KUEUE_LABEL] = k8s.kueue_queue
+    job_spec: dict[str, Any] = {
+        # No retries: a failed measurement is cheaper to rerun by hand than to repeat blindly.
+        "completions": 1, "parallelism": 1, "backoffLimit": 0,
+        "podFailurePolicy": {"rules": [_disruption_rule(), _user_error_rule("FailJob")]},
+        "podReplacementPolicy": "Failed",
+        "ttlSecondsAfterFinished": k8s.ttl_seconds_after_finished,
+        "activeDeadlineSeconds": min(k8s.active_deadline_seconds or ESTIMATE_DEADLINE_SECONDS,
+                                     ESTIMATE_DEADLINE_SECONDS),
+        "suspend": k8s.suspend,
+        "template": _pod_template(ESTIMATE, spec, run_id, k8s, names, points),
+    }
+    return [config_map, {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}]
 
 
 def with_owner(obj: dict[str, Any], owner_kind: str, owner_name: str, owner_uid: str,

@@ -58,8 +58,8 @@ def test_fast_path_equals_plain_path_in_fp32(tmp_path: Path, dir_type: str) -> N
 
 
 def test_bf16_stays_close_to_fp32(tmp_path: Path) -> None:
-    """bf16 keeps 8 bits of mantissa: the loss moves by well under 2% on this model (the
-    benchmark reports the deviation on real models)."""
+    """bf16 keeps 8 bits of mantissa: the loss moves by at most the deviation that
+    benchmarks/evaluator_speed.py printed for ResNet-20 (1.7e-3, docs/performance.md)."""
     path = save_cnn_checkpoint(tmp_path / "a.pt", seed=0)
     split = load_split("synthetic", "train", options=OPTIONS)
     directions = build_directions(DirectionsSpec(type="random", seed=3), _model(path), two_d=True)
@@ -67,4 +67,4 @@ def test_bf16_stays_close_to_fp32(tmp_path: Path) -> None:
     bf16 = Evaluator(_model(path), directions, [split], precision="bf16")
     for a, b in POINTS:
         reference = fp32.evaluate(a, b)["train_loss"]
-        assert bf16.evaluate(a, b)["train_loss"] == pytest.approx(reference, rel=2e-2), (a, b)
+        assert bf16.evaluate(a, b)["train_loss"] == pytest.approx(reference, rel=1.7e-3), (a, b)

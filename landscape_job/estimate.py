@@ -1,0 +1,115 @@
+"""What a run will cost, from a few real points: ``launcher estimate`` and ``landscape-job estimate``.
+
+Builds the run's model, directions and data exactly as the evaluate stage does, times a
+few grid points after one warm-up group, and projects compute time and wall time for the
+spec's shards. Writes nothing. Timings on a laptop CPU say little about a GPU cluster:
+``launcher estimate --cluster`` runs this inside one pod shaped like the evaluate pods
+(``landscape-job estimate`` prints the measurement as one JSON line) and projects from there.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from landscape_job.directions import build_directions
+from landscape_job.evaluator import resolve_device
+from landscape_job.inputs import localize
+from landscape_job.spec import Spec
+from landscape_job.stages import build_centre_model, build_evaluator
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds_per_point: float
+    points: int
+    shards: int
+    parallel: int
+    device: str
+    setup_seconds: float
+
+    @property
+    def compute_hours(self) -> float:
+        return self.seconds_per_point * self.points / 3600
+
+    @property
+    def wall_seconds(self) -> float:
+        """The slowest shard's points, shards running ``parallel`` at a time, plus setup per wave."""
+        per_shard = -(-self.points // self.shards)
+        waves = -(-self.shards // self.parallel)
+        return waves * (per_shard * self.seconds_per_point + self.setup_seconds)
+
+    def to_json_line(self) -> str:
+        """The one line ``landscape-job estimate`` prints; the launcher finds it in the pod's log."""
+        return json.dumps({JSON_KEY: asdict(self)}, sort_keys=True)
+
+
+#: The key of the estimate pod's result line, so it is told apart from any other log line.
+JSON_KEY = "landscape_estimate"
+
+
+def from_log(lines: list[str], parallel: int | None = None) -> Estimate | None:
+    """The estimate in a pod's log (its last result line), re-projected for ``parallel``; None if absent."""
+    for line in reversed(lines):
+        line = line.strip()
+        if not line.startswith("{") or JSON_KEY not in line:
+            continue
+        try:
+            fields = json.loads(line)[JSON_KEY]
+            est = Estimate(**fields)
+        except (ValueError, TypeError, KeyError):
+            continue
+        if parallel:
+            est = Estimate(**{**fields, "parallel": min(parallel, est.shards)})
+        return est
+    return None
+
+
+def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estimate:
+    started = time.perf_counter()
+    local = localize(spec)
+    model = build_centre_model(local)
+    # A point costs the same along any direction: Hessian eigenvectors (which need a
+    # Lanczos run of their own in prepare) are stood in for by random ones here.
+    timing = (local.directions if local.directions.type != "hessian"
+              else replace(local.directions, type="random"))
+    directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
+    device = resolve_device(spec.compute.device)
+    evaluator = build_evaluator(spec, directions, device)
+    evaluator.warm_up()
+    setup = time.perf_counter() - started
+    k = evaluator.points_per_forward or 1
+    # Whole groups of K points, as the workers evaluate them; the first group warms up.
+    flat = np.linspace(0, spec.grid.size - 1, (points + 1) * k).astype(np.int64)
+    xs, ys = spec.grid.coordinates(flat)
+    coords = [(float(a), float(b)) for a, b in zip(xs, ys)]
+    times = []
+    for i in range(0, len(coords), k):
+        start = time.perf_counter()
+        evaluator.evaluate_many(coords[i:i + k])
+        if i:  # the first group warms up kernels and allocators
+            times.append((time.perf_counter() - start) / k)
+    return Estimate(seconds_per_point=statistics.median(times), points=spec.grid.size, shards=spec.compute.shards,
+                    parallel=min(parallel or spec.compute.shards, spec.compute.shards), device=str(device),
+                    setup_seconds=setup)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def describe(est: Estimate) -> list[str]:
+    return [
+        f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (median of the timed points), "
+        f"setup {est.setup_seconds:.1f} s per worker",
+        f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",
+        f"wall: about {_duration(est.wall_seconds)} with {est.shards} shards, {est.parallel} at a time",
+    ]
