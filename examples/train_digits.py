@@ -2,7 +2,9 @@
 
 The README's main command runs this first; it skips checkpoints that already exist.
 Each takes a few seconds on two CPU cores. The two runs differ only in their seed, so
-the interpolation between them shows the barrier between two independent minima.
+the interpolation between them shows the barrier between two independent minima. The
+first run also keeps its weights every other epoch under ``trajectory/``, the training
+path that ``examples/digits-pca.yaml`` projects onto its PCA plane.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from landscape_job.models import build_model
 ARCH = "cnn"
 
 
-def train(seed: int, epochs: int, out: Path) -> None:
+def train(seed: int, epochs: int, out: Path, trajectory: Path | None = None, every: int = 2) -> None:
     torch.manual_seed(seed)
     train_split = load_split("digits", "train")
     test_split = load_split("digits", "test")
@@ -30,7 +32,7 @@ def train(seed: int, epochs: int, out: Path) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(seed)
     started = time.time()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(train_split.labels), generator=generator)
         for start in range(0, len(order), 64):
@@ -38,6 +40,8 @@ def train(seed: int, epochs: int, out: Path) -> None:
             optimizer.zero_grad()
             F.cross_entropy(model(train_split.inputs[batch]), train_split.labels[batch]).backward()
             optimizer.step()
+        if trajectory is not None and (epoch + 1) % every == 0 and epoch + 1 < epochs:
+            save_checkpoint(model, trajectory / f"epoch_{epoch + 1}.pt", epoch=epoch + 1, seed=seed)
     model.eval()
     with torch.no_grad():
         acc = (model(test_split.inputs).argmax(1) == test_split.labels).float().mean().item() * 100
@@ -55,10 +59,11 @@ def main() -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     for seed, name in ((0, "digits-cnn-a.pt"), (1, "digits-cnn-b.pt")):
         path = args.out / name
-        if path.exists() and not args.force:
+        trajectory = args.out / "trajectory" if seed == 0 else None
+        if path.exists() and not args.force and (trajectory is None or trajectory.is_dir()):
             print(f"{path} exists; keeping it (--force retrains)")
             continue
-        train(seed, args.epochs, path)
+        train(seed, args.epochs, path, trajectory)
     return 0
 
 

@@ -662,9 +662,12 @@ def _mark_barrier(ax, split: str, x: np.ndarray, values: np.ndarray) -> None:
     alpha, top = float(summary["barrier_alpha"]), float(summary["max_loss"])
     ax.plot([alpha], [top], "v", color=_SPLIT_COLOURS[split], mec="black", mew=0.6, ms=8, zorder=5,
             label=f"{split} barrier")
-    ax.annotate(f"barrier {float(summary['barrier_height']):.3g}", (alpha, top), textcoords="offset points",
-                xytext=(0, 7 + 10 * SPLITS.index(split)), ha="center", fontsize=7.5,
-                color=_SPLIT_COLOURS[split])  # stacked per split: the two barriers often coincide
+    # Beside the marker, not above it: a barrier is usually the curve's top, where a label
+    # above would leave the axes. Stacked per split, since the two barriers often coincide.
+    left = alpha <= (float(np.min(x)) + float(np.max(x))) / 2  # the label goes toward the middle
+    ax.annotate(f"{split} barrier {float(summary['barrier_height']):.3g}", (alpha, top), textcoords="offset points",
+                xytext=(9 if left else -9, -4 - 11 * SPLITS.index(split)), ha="left" if left else "right",
+                va="top", fontsize=7.5, color=_SPLIT_COLOURS[split])
 
 
 def _plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
