@@ -190,10 +190,13 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
     # The estimate pod measures what an evaluate pod will do, so it gets the same shape.
     evaluate = stage in ("evaluate", ESTIMATE)
     mounts_spec = stage in ("prepare", ESTIMATE)
-    gpus = k8s.gpus if evaluate else 0
-    cpu = k8s.cpu if evaluate else k8s.prepare_merge_cpu
-    memory = k8s.memory if evaluate else k8s.prepare_merge_memory
-    shm = k8s.shm_size if evaluate else _min_quantity(k8s.shm_size, k8s.prepare_merge_memory)
+    # A prepare that runs Lanczos at θ* (Hessian metrics or directions) does an evaluate
+    # pod's work, on the data: it gets an evaluate pod's GPU, CPU and memory.
+    shaped = evaluate or (stage == "prepare" and spec.uses_hessian)
+    gpus = k8s.gpus if shaped else 0
+    cpu = k8s.cpu if shaped else k8s.prepare_merge_cpu
+    memory = k8s.memory if shaped else k8s.prepare_merge_memory
+    shm = k8s.shm_size if shaped else _min_quantity(k8s.shm_size, k8s.prepare_merge_memory)
     requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
     limits: dict[str, Any] = {"memory": memory}  # no CPU limit: throttling only slows a shard down
     if gpus:

@@ -586,3 +586,20 @@ def test_the_cifar10_example_renders_and_validates(capsys) -> None:
     assert evaluate["completions"] == 16 and evaluate["parallelism"] == 8
     pod = evaluate["template"]["spec"]
     assert pod["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "landscape-data"
+
+
+def test_a_hessian_prepare_gets_an_evaluate_pods_gpu_and_memory(tmp_path: Path, cluster_raw: dict[str, Any]) -> None:
+    """Lanczos at θ* runs in prepare: its pod is shaped like an evaluate pod; merge stays small."""
+    cluster_raw["metrics"] = ["loss", "accuracy", "hessian"]
+    spec = spec_from(tmp_path, cluster_raw)
+    objects = render_run(spec, RUN_ID, parse_kubernetes(spec.kubernetes))
+    resources = {stage: jobs(objects)[stage]["spec"]["template"]["spec"]["containers"][0]["resources"]
+                 for stage in ("prepare", "evaluate", "merge")}
+    assert resources["prepare"] == resources["evaluate"]
+    assert resources["prepare"]["requests"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in resources["merge"]["requests"]
+    prepare_pod = jobs(objects)["prepare"]["spec"]["template"]["spec"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in prepare_pod["tolerations"]
+    assert prepare_pod["serviceAccountName"] == "landscape"  # still prepare's identity
+    assert "NVIDIA_VISIBLE_DEVICES" not in env_of(jobs(objects)["prepare"]["spec"]["template"])
+    validate_all(objects)
