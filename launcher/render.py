@@ -332,14 +332,19 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
         raise UserError(f"kubernetes.max_failed_indexes: {k8s.max_failed_indexes} is more than the "
                         f"{shards} shards (compute.shards)")
     names = object_names(run_id, shards)
-    config_map = {
+    config_map = _spec_config_map(names["spec"], run_id, "spec", spec, k8s)
+    return [config_map] + [_job(stage, spec, run_id, k8s, names) for stage in STAGES]
+
+
+def _spec_config_map(name: str, run_id: str, component: str, spec: Spec, k8s: KubernetesSpec) -> dict[str, Any]:
+    """The normalised spec that the pods mount; immutable, since a run's spec never changes."""
+    return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(names["spec"], run_id, "spec", spec, k8s, stage=False),
+        "metadata": _metadata(name, run_id, component, spec, k8s, stage=False),
         "immutable": True,
         "data": {"spec.yaml": spec.to_yaml()},
     }
-    return [config_map] + [_job(stage, spec, run_id, k8s, names) for stage in STAGES]
 
 
 def estimate_names(run_id: str) -> dict[str, str]:
@@ -358,13 +363,7 @@ def render_estimate(spec: Spec, run_id: str, k8s: KubernetesSpec, points: int = 
     if points < 1:
         raise UserError(f"--points: must be at least 1, got {points}")
     names = estimate_names(run_id)
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(names["spec"], run_id, "estimate-spec", spec, k8s, stage=False),
-        "immutable": True,
-        "data": {"spec.yaml": spec.to_yaml()},
-    }
+    config_map = _spec_config_map(names["spec"], run_id, "estimate-spec", spec, k8s)
     metadata = _metadata(names[ESTIMATE], run_id, ESTIMATE, spec, k8s)
     if k8s.kueue_queue:
         metadata["labels"][KUEUE_LABEL] = k8s.kueue_queue
