@@ -22,6 +22,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       volumes:                      # PVCs holding checkpoints or data sets, mounted in every pod
         - {claim: datasets, mount_path: /data}
       cache_size: 50Gi              # bound on each pod's input cache (emptyDir at /var/cache/landscape)
+      # cache_claim: landscape-cache  # or: a ReadWriteMany PVC as the cache, shared by every pod and stage
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class KubernetesSpec:
     volumes: tuple[VolumeSpec, ...] = ()
     #: Size limit of each pod's input cache emptyDir (fetched checkpoints, data sets); None: unbounded.
     cache_size: str | None = None
+    #: A ReadWriteMany PVC used as the input cache instead of the emptyDir: every stage, shard
+    #: and retried pod (on any node) then reuses what one pod fetched.
+    cache_claim: str | None = None
 
 
 def parse_quantity(value: str) -> Decimal:
@@ -284,6 +288,10 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
     annotations = _string_map(s, "annotations")
     volumes = _volumes(s)
     cache_size = _quantity(s, "cache_size", "1") if s.has("cache_size") else s.get("cache_size", str, None)
+    cache_claim = _name(s, "cache_claim", None)
+    if cache_claim is not None and cache_size is not None:
+        raise UserError("kubernetes.cache_size: bounds the per-pod emptyDir cache, which kubernetes.cache_claim "
+                        "replaces; the claim's own size bounds it; remove one of the two")
     s.finish()
     return KubernetesSpec(
         image=image, image_pull_policy=pull_policy, image_pull_secrets=pull_secrets, namespace=namespace,
@@ -292,4 +300,5 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
         max_failed_indexes=max_failed, ttl_seconds_after_finished=ttl, active_deadline_seconds=deadline,
         merge_deadline_seconds=merge_deadline, node_selector=node_selector, tolerations=tolerations,
         affinity=affinity, service_account=service_account, s3_secret=s3_secret, kueue_queue=kueue_queue,
-        suspend=suspend, labels=labels, annotations=annotations, volumes=volumes, cache_size=cache_size)
+        suspend=suspend, labels=labels, annotations=annotations, volumes=volumes, cache_size=cache_size,
+        cache_claim=cache_claim)

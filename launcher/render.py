@@ -185,6 +185,13 @@ def _stage_args(stage: str, k8s: KubernetesSpec, estimate_points: int = 3) -> li
     return [stage]
 
 
+def _cache_volume(k8s: KubernetesSpec) -> dict[str, Any]:
+    """Where fetched inputs live: a shared claim if the spec names one, else the pod's own emptyDir."""
+    if k8s.cache_claim:
+        return {"name": "inputs-cache", "persistentVolumeClaim": {"claimName": k8s.cache_claim}}
+    return {"name": "inputs-cache", "emptyDir": {"sizeLimit": k8s.cache_size} if k8s.cache_size else {}}
+
+
 def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str],
                   estimate_points: int = 3) -> dict[str, Any]:
     # The estimate pod measures what an evaluate pod will do, so it gets the same shape.
@@ -246,7 +253,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
-            {"name": "inputs-cache", "emptyDir": {"sizeLimit": k8s.cache_size} if k8s.cache_size else {}},
+            _cache_volume(k8s),
         ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if mounts_spec else []) + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
              for i, v in enumerate(k8s.volumes)],
     }

@@ -441,6 +441,33 @@ def test_cache_dir_is_rendered_as_an_emptydir(tmp_path: Path, linear_spec: dict)
         parse_kubernetes({"volumes": [{"claim": "d", "mount_path": "/var/cache/landscape"}]})
 
 
+def test_a_cache_claim_is_shared_by_every_pod(tmp_path: Path, linear_spec: dict) -> None:
+    """kubernetes.cache_claim replaces every pod's emptyDir cache with one ReadWriteMany claim."""
+    import kubernetes_validate
+
+    from launcher.k8s_spec import parse_kubernetes
+    from launcher.render import render_run
+
+    raw = copy.deepcopy(linear_spec)
+    raw["storage"] = "s3://bucket/runs"
+    raw["kubernetes"] = {"cache_claim": "landscape-cache"}
+    spec = spec_from(tmp_path, raw)
+    jobs = render_run(spec, "r1", parse_kubernetes(spec.kubernetes))[1:]
+    assert len(jobs) == 3
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["inputs-cache"] == {"name": "inputs-cache",
+                                           "persistentVolumeClaim": {"claimName": "landscape-cache"}}
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "inputs-cache")
+        assert mount == {"name": "inputs-cache", "mountPath": "/var/cache/landscape"}  # writable
+        kubernetes_validate.validate(job, "1.30", strict=True)
+    with pytest.raises(UserError, match=r"^kubernetes.cache_size: .*remove one of the two$"):
+        parse_kubernetes({"cache_claim": "landscape-cache", "cache_size": "20Gi"})
+    with pytest.raises(UserError, match=r"^kubernetes.cache_claim: expected a DNS subdomain name"):
+        parse_kubernetes({"cache_claim": "Not_A_Name"})
+
+
 def test_imagefolder_reads_class_folders_normalised_by_the_options(tmp_path: Path) -> None:
     from PIL import Image
 
