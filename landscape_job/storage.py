@@ -37,6 +37,16 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def _read_umask() -> int:
+    """The process's umask; reading it means setting it, so it is read once, at import."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 class FileStorage:
     """A folder on a local or mounted file system."""
 
@@ -54,6 +64,9 @@ class FileStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            # mkstemp makes the file private (0600); a result is an ordinary file, readable
+            # as the umask allows (a shared folder, a web server serving surface.html).
+            os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()

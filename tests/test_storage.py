@@ -497,3 +497,15 @@ def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_sp
 def test_an_s3_url_without_a_bucket_is_refused_not_taken_for_a_folder(url: str) -> None:
     with pytest.raises(UserError, match="bucket"):
         run_storage(url, "run")
+
+
+def test_file_results_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    """Results are ordinary files (0644 under umask 022), not mkstemp's private 0600."""
+    from landscape_job import storage
+
+    run = open_storage(str(tmp_path / "run"))
+    run.put("surface.h5", b"x")
+    assert run.put_if_absent("plots/surface.html", b"<html>")
+    expected = 0o666 & ~storage._UMASK
+    for key in ("surface.h5", "plots/surface.html"):
+        assert (tmp_path / "run" / key).stat().st_mode & 0o777 == expected, key
