@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 
 from landscape_job.checkpoints import load_into, load_state_dict
+from landscape_job.curvature import hessian_split
 from landscape_job.directions import read_direction_file
 from landscape_job.inputs import localize
 from landscape_job.spec import Spec
@@ -34,4 +35,6 @@ def check_inputs(spec: Spec) -> dict[str, int]:
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)
     check_outputs(model, splits[0], spec)
+    if spec.uses_hessian:
+        hessian_split(spec)  # hessian.subset larger than its split is named here, not in the prepare pod
     return {s.name: len(s.labels) for s in splits}

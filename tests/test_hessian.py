@@ -364,3 +364,14 @@ def test_a_subset_larger_than_the_split_fails_before_anything_is_written(tmp_pat
     with pytest.raises(UserError, match=r"^hessian.subset: 10000 is larger than the train split \(96 samples\)"):
         stages.prepare(run, log=QUIET)
     assert not run.exists(stages.DIRECTIONS_KEY) and not run.exists(stages.MANIFEST_KEY)
+
+
+def test_a_subset_larger_than_the_split_is_refused_by_submit_before_a_run_exists(tmp_path: Path, capsys) -> None:
+    from launcher.cli import main as launcher
+
+    raw = _hessian_spec(tmp_path)
+    raw["hessian"]["subset"] = 10_000
+    code = launcher(["submit", str(write_spec(tmp_path, raw)), "--local"])
+    err = capsys.readouterr().err
+    assert code == 2 and "hessian.subset: 10000 is larger than the train split" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
