@@ -314,6 +314,8 @@ class Spec:
         directions = asdict(self.directions)
         directions["targets"] = [_input_out(t, self.pins) for t in self.directions.targets]
         directions["trajectory"] = [_input_out(t, self.pins) for t in self.directions.trajectory]
+        if not directions["trajectory"]:
+            del directions["trajectory"]  # written only for pca, so older specs keep their hash
         directions["file"] = _input_out(self.directions.file, self.pins)
         model = asdict(self.model)
         model["checkpoint"] = _input_out(self.model.checkpoint, self.pins)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import spec_from, write_spec
-from landscape_job.spec import load_spec
+from landscape_job.spec import load_spec, parse_spec
 from launcher.cli import main as launcher
 
 
@@ -158,3 +158,14 @@ def test_plain_path_spec_hash_ignores_storage_and_plot(tmp_path: Path, linear_sp
     linear_spec["directions"]["seed"] = 8
     c = spec_from(tmp_path, linear_spec)
     assert a.hash == b.hash != c.hash
+
+
+def test_the_spec_hash_of_an_existing_run_does_not_change() -> None:
+    """Keys added since (metrics, trajectory, data.classes, speed keys, ...) are left out of the hash
+    at their defaults, so a run started by an earlier version resumes and merges with this one.
+    The literal is this spec's hash as the first release (a37d206) computed it."""
+    raw = {"name": "pinned", "model": {"arch": "resnet56", "checkpoint": "/data/model.t7"},
+           "data": {"dataset": "cifar10", "root": "/data/cifar10"},
+           "grid": {"x": "-1:1:51", "y": "-1:1:51"}, "compute": {"shards": 16, "precision": "bf16"}}
+    spec = parse_spec(raw, base_dir=Path("/"), check_files=False)
+    assert spec.hash == "3e464f4f41f4b5f4fdffa14be4536b40757cc1f87b070010304770752b6260c9"
