@@ -4,17 +4,15 @@ They sit beside the matplotlib figures in ``plots/`` and take the same ``PlotOpt
 (``vmax`` clips the VTK height, ``log`` makes it log10; the viewer starts in log scale
 with ``log``). The optional datasets other stages add to a surface file (Hessian
 eigenvalues ``max_eig``/``min_eig``, a PCA trajectory ``trajectory_x``/``trajectory_y``)
-are read here, so the exports show them whenever a file has them.
+come with the loaded surface, so the exports show them whenever a file has them.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import h5py
 import numpy as np
 
 from landscape_job.errors import UserError
@@ -45,57 +43,25 @@ class Extras:
     trajectory: Trajectory | None = None
 
 
-def _json_list(value: object, path: Path, key: str) -> list:
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        raise UserError(f"{path}: attribute '{key}' is not a JSON list") from None
-    if not isinstance(parsed, list):
-        raise UserError(f"{path}: attribute '{key}' is not a JSON list")
-    return parsed
-
-
-def _as_surface_shape(values: np.ndarray, surface: Surface) -> np.ndarray:
-    """Collapses a one-row/one-column 2-D array as ``load_surface`` collapses the metrics."""
-    if surface.is_2d or values.ndim != 2:
-        return values
-    return values[0, :] if values.shape[0] == 1 else values[:, 0] if values.shape[1] == 1 else values
-
-
 def read_extras(surface: Surface) -> Extras:
-    """Reads ``max_eig``/``min_eig`` and the trajectory of a loaded surface's file, if present."""
-    path = surface.path
-    expected = surface.metrics[next(iter(surface.metrics))].shape
-    hessian: dict[str, np.ndarray] = {}
-    trajectory = None
-    with h5py.File(path, "r") as f:
-        for name in HESSIAN:
-            if name not in f:
-                continue
-            values = _as_surface_shape(np.asarray(f[name][()], dtype=np.float64), surface)
-            if values.shape != expected:
-                raise UserError(f"{path}: '{name}' has shape {values.shape}, expected {expected} like the metrics")
-            values = values.copy()
-            values[~np.isfinite(values)] = np.nan
-            hessian[name] = values
-        if surface.is_2d and "trajectory_x" in f and "trajectory_y" in f:
-            tx = np.asarray(f["trajectory_x"][()], dtype=np.float64).ravel()
-            ty = np.asarray(f["trajectory_y"][()], dtype=np.float64).ravel()
-            if tx.shape != ty.shape:
-                raise UserError(f"{path}: 'trajectory_x' and 'trajectory_y' differ in length "
-                                f"({tx.size} and {ty.size})")
-            names = _json_list(f.attrs["trajectory_names"], path, "trajectory_names") \
-                if "trajectory_names" in f.attrs else [str(k) for k in range(tx.size)]
-            if len(names) != tx.size:
-                raise UserError(f"{path}: attribute 'trajectory_names' has {len(names)} names "
-                                f"for {tx.size} trajectory points")
-            variance = _json_list(f.attrs["explained_variance"], path, "explained_variance") \
-                if "explained_variance" in f.attrs else []
-            trajectory = Trajectory(x=tx, y=ty, names=tuple(str(n) for n in names),
-                                    explained_variance=tuple(float(v) for v in variance))
+    """The Hessian fields and the trajectory of a loaded surface, in the form the viewer draws.
+
+    ``load_surface`` has already read and checked them (shapes, non-finite values, the
+    trajectory's arrays and attributes); this only pairs them up for the exports.
+    """
+    hessian = {name: surface.metrics[name] for name in HESSIAN if name in surface.metrics}
     if len(hessian) == 1:
-        raise UserError(f"{path}: has '{next(iter(hessian))}' without its partner; expected both max_eig and min_eig")
+        raise UserError(f"{surface.path}: has '{next(iter(hessian))}' without its partner; "
+                        f"expected both max_eig and min_eig")
+    trajectory = None
+    if surface.is_2d and surface.trajectory is not None:
+        points = surface.trajectory
+        names = surface.trajectory_names or tuple(str(k) for k in range(len(points)))
+        if len(names) != len(points):
+            raise UserError(f"{surface.path}: attribute 'trajectory_names' has {len(names)} names "
+                            f"for {len(points)} trajectory points")
+        trajectory = Trajectory(x=points[:, 0], y=points[:, 1], names=names,
+                                explained_variance=surface.explained_variance or ())
     return Extras(hessian=hessian, trajectory=trajectory)
 
 
@@ -128,7 +94,7 @@ def write_exports(surface_path: str | Path, out_dir: str | Path, formats: Iterab
     written = []
     if "vtp" in chosen and surface.is_2d:
         assert surface.y is not None
-        written.append(write_vtp(out / "surface.vtp", surface.x, surface.y, {**surface.metrics, **extras.hessian},
+        written.append(write_vtp(out / "surface.vtp", surface.x, surface.y, surface.metrics,
                                  height_metric(surface), zmax=options.vmax, log=options.log))
     if "html" in chosen:
         written.append(write_viewer(out / "surface.html", surface, extras, options))
