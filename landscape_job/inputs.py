@@ -19,6 +19,7 @@ extracted into the cache once, refusing members that would land outside it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
@@ -123,6 +124,18 @@ def _write_atomically(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _http_errors(url: str, key: str, failing: str) -> Iterator[None]:
+    """A web input's HTTP status or network failure as one line naming the spec key."""
+    try:
+        yield
+    except urllib.error.HTTPError as err:
+        raise UserError(f"{key}: {url} answered HTTP {err.code}; fix the URL") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(f"{key}: {failing} {url} ({reason})") from None
 
 
 class Fetcher:
@@ -236,27 +249,16 @@ class Fetcher:
 
     def _http_head(self, url: str, key: str) -> int | None:
         request = urllib.request.Request(url, method="HEAD")
-        try:
-            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
-                length = response.headers.get("Content-Length")
-                return int(length) if length else None
-        except urllib.error.HTTPError as err:
-            raise UserError(f"{key}: {url} answered HTTP {err.code}; fix the URL") from None
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise UserError(f"{key}: cannot reach {url} ({reason})") from None
+        with _http_errors(url, key, "cannot reach"), urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
+            length = response.headers.get("Content-Length")
+            return int(length) if length else None
 
     def _download_http(self, url: str, dest: Path, key: str) -> int | None:
-        try:
-            with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response, open(dest, "wb") as out:
-                length = response.headers.get("Content-Length")
-                shutil.copyfileobj(response, out, _BLOCK)
-                return int(length) if length else None
-        except urllib.error.HTTPError as err:
-            raise UserError(f"{key}: {url} answered HTTP {err.code}; fix the URL") from None
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise UserError(f"{key}: cannot download {url} ({reason})") from None
+        with _http_errors(url, key, "cannot download"), \
+                urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response, open(dest, "wb") as out:
+            length = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, out, _BLOCK)
+            return int(length) if length else None
 
     # -- cache ------------------------------------------------------------------------------
 
