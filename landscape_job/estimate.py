@@ -79,7 +79,7 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estima
               else replace(local.directions, type="random"))
     directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
     device = resolve_device(spec.compute.device)
-    evaluator = build_evaluator(spec, directions, device)
+    evaluator = build_evaluator(local, directions, device, model)
     evaluator.warm_up()
     setup = time.perf_counter() - started
     k = evaluator.points_per_forward or 1

@@ -115,14 +115,17 @@ def _checkpoint_inputs(spec: Spec) -> list[str]:
             *([spec.directions.file] if spec.directions.file else [])]
 
 
-def build_evaluator(spec: Spec, directions: Directions, device: torch.device) -> Evaluator:
+def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
+                    model: nn.Module | None = None) -> Evaluator:
     """The evaluator of a run's spec at θ*, as every evaluate pod (and the estimate) builds it.
 
     Inputs are fetched (or found in the cache) first, and the model's outputs are checked
     against the data set's classes, so a mismatch is one line before the first point.
+    ``model``: the centre model, when the caller has built it already (the estimate builds
+    it for its directions); the evaluator takes it over.
     """
     local = localize(spec)
-    model, splits = build_centre_model(local), load_splits(local)
+    model, splits = model if model is not None else build_centre_model(local), load_splits(local)
     check_outputs(model, splits[0], local)
     c = spec.compute
     return Evaluator(model, directions, splits, loss=spec.loss,
