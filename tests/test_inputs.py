@@ -321,6 +321,8 @@ def test_tensors_python_datasets_and_python_losses_give_the_builtin_surface(
         custom["loss"] = f"python:{module.name}:{loss}"
         custom["python"] = {"path": ["code"]}
         _same(_run(tmp_path, custom), expected, rtol=1e-12)
+        custom["compute"]["points_per_forward"] = 4  # K stacked points go through the user's loss too
+        _same(_run(tmp_path, custom), expected, rtol=1e-12)
 
 
 def test_user_code_is_found_only_through_the_spec(tmp_path: Path, linear_spec: dict) -> None:
