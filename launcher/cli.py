@@ -83,6 +83,10 @@ def _validate(args: argparse.Namespace) -> None:
     from landscape_job.spec import describe_work, load_spec
 
     spec = load_spec(args.spec, storage_override=args.storage, check_files=not args.quick)
+    if spec.kubernetes:
+        from launcher.k8s_spec import parse_kubernetes
+
+        parse_kubernetes(spec.kubernetes)  # the cluster section too: a typo there is named now, not at submit
     sizes = None if args.quick else check_inputs(spec)
     print(f"# {args.spec}: valid (spec hash {spec.hash[:12]})")
     print(spec.to_yaml().rstrip())

@@ -169,3 +169,11 @@ def test_the_spec_hash_of_an_existing_run_does_not_change() -> None:
            "grid": {"x": "-1:1:51", "y": "-1:1:51"}, "compute": {"shards": 16, "precision": "bf16"}}
     spec = parse_spec(raw, base_dir=Path("/"), check_files=False)
     assert spec.hash == "3e464f4f41f4b5f4fdffa14be4536b40757cc1f87b070010304770752b6260c9"
+
+
+def test_validate_checks_the_kubernetes_section_too(tmp_path: Path, linear_spec: dict, capsys) -> None:
+    linear_spec["kubernetes"] = {"cache_claim": "Bad_Name"}
+    assert launcher(["validate", str(write_spec(tmp_path, linear_spec)), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("launcher: error: kubernetes.cache_claim: expected a DNS subdomain name")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
