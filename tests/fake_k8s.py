@@ -602,8 +602,11 @@ class _Handler(BaseHTTPRequestHandler):
                 sent = len(text) - len("".join(lines[-tail:] if tail else []))
                 first = False
             if len(text) > sent:
-                self.wfile.write(text[sent:].encode())
-                self.wfile.flush()
+                try:
+                    self.wfile.write(text[sent:].encode())
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client stopped following (`logs -f` ended): as a real API server, say nothing
                 sent = len(text)
             if not follow or ended:
                 return
