@@ -579,7 +579,7 @@ def write_plots(run: Storage, spec: Spec) -> list[str]:
     from landscape_job.exports import write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
-    options = PlotOptions(vmin=spec.plot.vmin, vmax=spec.plot.vmax, vlevel=spec.plot.vlevel, log=spec.plot.log)
+    options = PlotOptions.from_spec(spec.plot)
     with tempfile.TemporaryDirectory() as tmp:
         surface = Path(tmp) / SURFACE_KEY
         surface.write_bytes(run.get(SURFACE_KEY))
