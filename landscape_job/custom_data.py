@@ -32,9 +32,9 @@ import torch
 
 from landscape_job import pyref
 from landscape_job.errors import UserError
+from landscape_job.metrics import SPLITS
 
 CUSTOM_DATASETS = ("tensors", "imagefolder")
-SPLITS = ("train", "test")
 
 
 def is_custom(name: str) -> bool:

@@ -37,11 +37,11 @@ import torch
 
 from landscape_job.custom_data import CUSTOM_DATASETS, is_custom, load_custom
 from landscape_job.errors import UserError
+from landscape_job.metrics import SPLITS
 
 #: The built-in data sets (shape and classes known without loading); custom_data adds
 #: ``tensors``, ``imagefolder`` and ``python:`` factories.
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist")
-SPLITS: tuple[str, ...] = ("train", "test")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from landscape_job.data import Split
 from landscape_job.directions import Directions, named_tensors
 from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes, place_split,
                                  split_bytes)
+from landscape_job.metrics import Metric, selected
 from landscape_job.spec import DEFAULT_METRICS, HessianSpec
 
 
@@ -148,13 +149,17 @@ class Evaluator:
         self._dx = [directions.x[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)]
         self._dy = (None if directions.y is None else
                     [directions.y[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)])
-        self._kinds = [k for m, k in (("loss", "loss"), ("accuracy", "acc")) if m in metrics]
-        if not self._kinds:
+        chosen = selected(metrics)
+        #: The per-split metrics (batch statistics of one forward pass), in registry order.
+        self._statistics: list[Metric] = [m for m in chosen if m.per_split]
+        #: The per-point metrics (a probe's results), in registry order.
+        self._probed: list[Metric] = [m for m in chosen if not m.per_split]
+        if not self._statistics:
             self.splits = []  # metrics: [hessian] alone needs no forward pass over the splits
         self.curvature: CurvatureProbe | None = None
         #: Points whose Lanczos run hit hessian.iterations before its tolerance.
         self.unconverged = 0
-        if "hessian" in metrics:
+        if any(m.probe.probe == "lanczos" for m in self._probed):
             if hessian is None or hessian_split is None:
                 raise ValueError("metrics has hessian but no hessian options or split were given")
             self.curvature = CurvatureProbe(
@@ -172,8 +177,9 @@ class Evaluator:
         self._warm = False
 
     def metric_names(self) -> list[str]:
-        names = [f"{s.name}_{m}" for s in self.splits for m in self._kinds]
-        return names + (["max_eig", "min_eig"] if self.curvature is not None else [])
+        """The names of the values each point gets: each split's metrics, then the per-point ones."""
+        names = [f"{s.name}_{m.key}" for s in self.splits for m in self._statistics]
+        return names + [m.key for m in self._probed]
 
     # -- one point: θ set in place ------------------------------------------------------
 
@@ -195,36 +201,43 @@ class Evaluator:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return batch_loss_sum(logits, labels, self.loss)
+
+    def _loss_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return batch_loss_sums(logits, labels, self.loss)
+
     @torch.no_grad()
-    def _evaluate_split(self, split: ResidentSplit | StreamedSplit) -> tuple[float, float]:
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+    def _evaluate_split(self, split: ResidentSplit | StreamedSplit) -> dict[str, float]:
+        """Each per-split metric's batch sums, added up in float64, times its scale over N."""
+        totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in self._statistics]
         with self._autocast():
             for inputs, labels in split.batches(self.batch_size):
                 logits = self._single(inputs)
-                total += batch_loss_sum(logits, labels, self.loss).double()
-                correct += (logits.argmax(dim=1) == labels).sum()
+                for total, metric in zip(totals, self._statistics):
+                    total += metric.statistic.one(logits, labels, self._loss_sum).double()
         n = split.size
         # One synchronisation per split, not per batch.
-        return total.item() / n, 100.0 * correct.item() / n
+        sums = torch.stack(totals).tolist()
+        return {f"{split.name}_{m.key}": m.statistic.scale * s / n for m, s in zip(self._statistics, sums)}
+
+    def _probe_point(self) -> dict[str, float]:
+        """The per-point metrics at θ as set_point left it (the Hessian's extremes, by Lanczos)."""
+        if self.curvature is None:
+            return {}
+        # Gradients are enabled inside the probe only.
+        found = self.curvature.extremes()
+        self.unconverged += int(not found.converged and found.max_eig == found.max_eig)  # NaN: diverged, not slow
+        return {m.key: getattr(found, m.probe.result) for m in self._probed}
 
     def evaluate(self, a: float, b: float = 0.0) -> dict[str, float]:
-        """Mean loss and accuracy (percent) on every split at (a, b); inf/NaN are kept, not raised."""
+        """Every chosen metric at (a, b): per split, then per point; inf/NaN are kept, not raised."""
         self.set_point(a, b)
         try:
             results: dict[str, float] = {}
             for split in self.splits:
-                loss, acc = self._evaluate_split(split)
-                values = {"loss": loss, "acc": acc}
-                for kind in self._kinds:
-                    results[f"{split.name}_{kind}"] = values[kind]
-            if self.curvature is not None:
-                # Gradients are enabled inside the probe only; the extremes come from
-                # θ as set_point left it.
-                found = self.curvature.extremes()
-                self.unconverged += int(not found.converged and found.max_eig == found.max_eig)  # NaN: diverged, not slow
-                results["max_eig"] = found.max_eig
-                results["min_eig"] = found.min_eig
+                results.update(self._evaluate_split(split))
+            results.update(self._probe_point())
             return results
         finally:
             self.restore()
@@ -247,16 +260,17 @@ class Evaluator:
 
     @torch.no_grad()
     def _evaluate_split_stacked(self, split: ResidentSplit | StreamedSplit,
-                                params: dict[str, torch.Tensor], k: int) -> tuple[list[float], list[float]]:
-        total = torch.zeros(k, dtype=torch.float64, device=self.device)
-        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+                                params: dict[str, torch.Tensor], k: int) -> dict[str, list[float]]:
+        """As ``_evaluate_split`` for K stacked points: each metric's K values."""
+        totals = [torch.zeros(k, dtype=torch.float64, device=self.device) for _ in self._statistics]
         with self._autocast():
             for inputs, labels in split.batches(self.batch_size):
                 logits = self._stacked(params, inputs)  # (K, batch, classes)
-                total += batch_loss_sums(logits, labels, self.loss).double()
-                correct += (logits.argmax(dim=2) == labels.unsqueeze(0)).sum(dim=1)
+                for total, metric in zip(totals, self._statistics):
+                    total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
         n = split.size
-        return (total / n).tolist(), (100.0 * correct.double() / n).tolist()
+        return {f"{split.name}_{m.key}": (m.statistic.scale * total / n).tolist()
+                for m, total in zip(self._statistics, totals)}
 
     def evaluate_many(self, points: Sequence[tuple[float, float]]) -> list[dict[str, float]]:
         """The metrics of each point, in order, computed ``points_per_forward`` points a pass."""
@@ -273,11 +287,9 @@ class Evaluator:
             params = self.stacked_point_params(group + [group[-1]] * (k - len(group)))
             metrics: list[dict[str, float]] = [{} for _ in group]
             for split in self.splits:
-                losses, accs = self._evaluate_split_stacked(split, params, k)
-                for m, loss, acc in zip(metrics, losses, accs):
-                    values = {"loss": loss, "acc": acc}
-                    for kind in self._kinds:
-                        m[f"{split.name}_{kind}"] = values[kind]
+                for name, values in self._evaluate_split_stacked(split, params, k).items():
+                    for point, value in zip(metrics, values):
+                        point[name] = value
             results.extend(metrics)
         return results
 

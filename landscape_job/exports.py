@@ -9,60 +9,19 @@ come with the loaded surface, so the exports show them whenever a file has them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from landscape_job.errors import UserError
-from landscape_job.plots import PlotOptions, Surface, load_surface
+from landscape_job.plots.options import PlotOptions
+from landscape_job.surface import Surface, load_surface
+from landscape_job.viewer import read_extras, write_viewer
+from landscape_job.vtk import write_vtp
 
-__all__ = ["EXPORT_FORMATS", "Trajectory", "Extras", "read_extras", "write_exports", "height_metric"]
+__all__ = ["EXPORT_FORMATS", "write_exports", "height_metric"]
 
 #: The export formats, written by ``write_exports`` (the matplotlib ones are plots.SUPPORTED_FORMATS).
 EXPORT_FORMATS = ("vtp", "html")
-HESSIAN = ("max_eig", "min_eig")
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """Checkpoints of a training run projected on the surface's plane (in trajectory order)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    names: tuple[str, ...]
-    explained_variance: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class Extras:
-    """Optional surface data: Hessian eigenvalue fields (surface shape) and a trajectory."""
-
-    hessian: dict[str, np.ndarray] = field(default_factory=dict)
-    trajectory: Trajectory | None = None
-
-
-def read_extras(surface: Surface) -> Extras:
-    """The Hessian fields and the trajectory of a loaded surface, in the form the viewer draws.
-
-    ``load_surface`` has already read and checked them (shapes, non-finite values, the
-    trajectory's arrays and attributes); this only pairs them up for the exports.
-    """
-    hessian = {name: surface.metrics[name] for name in HESSIAN if name in surface.metrics}
-    if len(hessian) == 1:
-        raise UserError(f"{surface.path}: has '{next(iter(hessian))}' without its partner; "
-                        f"expected both max_eig and min_eig")
-    trajectory = None
-    if surface.is_2d and surface.trajectory is not None:
-        points = surface.trajectory
-        names = surface.trajectory_names or tuple(str(k) for k in range(len(points)))
-        if len(names) != len(points):
-            raise UserError(f"{surface.path}: attribute 'trajectory_names' has {len(names)} names "
-                            f"for {len(points)} trajectory points")
-        trajectory = Trajectory(x=points[:, 0], y=points[:, 1], names=names,
-                                explained_variance=surface.explained_variance or ())
-    return Extras(hessian=hessian, trajectory=trajectory)
 
 
 def height_metric(surface: Surface) -> str:
@@ -79,9 +38,6 @@ def write_exports(surface_path: str | Path, out_dir: str | Path, formats: Iterab
 
     Returns the paths written. An unknown format is a ``UserError`` naming it.
     """
-    from landscape_job.viewer import write_viewer
-    from landscape_job.vtk import write_vtp
-
     chosen = []
     for fmt in formats:
         if fmt not in EXPORT_FORMATS:

@@ -26,9 +26,10 @@ from typing import Mapping
 
 import numpy as np
 
+from landscape_job.metrics import SPLITS
+
 #: Loss rises smaller than this fraction of the segment's largest |loss| count as flat.
 MONOTONIC_RTOL = 1e-6
-SPLITS = ("train", "test")
 
 
 def endpoints(alphas: np.ndarray) -> tuple[int, int, bool]:

@@ -29,6 +29,7 @@ import yaml
 from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
+from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 
@@ -39,9 +40,6 @@ IGNORES = ("biasbn", "none")
 LOSSES = ("cross_entropy", "mse")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 DEVICES = ("auto", "cpu", "cuda")
-SPLITS = ("train", "test")
-#: Items of the top-level ``metrics`` list; loss and accuracy come from one pass, hessian from Lanczos.
-METRIC_CHOICES = ("loss", "accuracy", "hessian")
 DEFAULT_METRICS = ("loss", "accuracy")
 #: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
 DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")

@@ -29,6 +29,7 @@ from landscape_job.directions import Directions, build_directions, direction_fil
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.interpolation import interpolation_summary
+from landscape_job.metrics import describe as describe_metric
 from landscape_job.inputs import file_sha256, localize
 from landscape_job.models import build_model
 from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
@@ -485,14 +486,17 @@ def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
 
 
 def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
+    """Per metric: its non-finite points, and its best value and where (the registry's
+    ``better``: min or max), or its range for a metric with no better end (curvature)."""
     summary = {}
     for name, values in flat.items():
         finite = np.isfinite(values)
         entry: dict[str, object] = {"non_finite_points": int((~finite).sum())}
-        if finite.any() and name.endswith("_eig"):  # no "best" curvature: its range instead
+        better = describe_metric(name).metric.better
+        if finite.any() and better is None:
             entry.update({"min": float(np.nanmin(values[finite])), "max": float(np.nanmax(values[finite]))})
         elif finite.any():
-            best = int(np.nanargmin(np.where(finite, values, np.inf)) if name.endswith("loss")
+            best = int(np.nanargmin(np.where(finite, values, np.inf)) if better == "min"
                        else np.nanargmax(np.where(finite, values, -np.inf)))
             a, b = spec.grid.coordinates(np.array([best]))
             entry.update({"best": float(values[best]), "at": [float(a[0]), float(b[0])][: spec.grid.ndim]})
@@ -575,7 +579,7 @@ def write_plots(run: Storage, spec: Spec) -> list[str]:
     from landscape_job.exports import write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
-    options = PlotOptions(vmin=spec.plot.vmin, vmax=spec.plot.vmax, vlevel=spec.plot.vlevel, log=spec.plot.log)
+    options = PlotOptions.from_spec(spec.plot)
     with tempfile.TemporaryDirectory() as tmp:
         surface = Path(tmp) / SURFACE_KEY
         surface.write_bytes(run.get(SURFACE_KEY))

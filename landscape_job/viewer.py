@@ -4,7 +4,12 @@ No server, no CDN, no WebGL: the page is the template ``templates/viewer.html`` 
 hand-written script ``templates/viewer.js`` and the surface data (JSON) inlined, so it
 opens from ``file://`` offline and in a headless browser without a GPU. Python does the
 numerics the page would otherwise duplicate: colour ranges and contour levels come from
-``plots.py`` (the PNGs and the page agree), colour maps are matplotlib's, sampled.
+``plots.levels`` (the PNGs and the page agree), colour maps are matplotlib's, sampled.
+
+Which fields the page switches between comes from the metric registry: every per-split
+metric (loss, accuracy, any registered one) and every field the registry does not know,
+with the registry's label, unit and colour kind; the Hessian's eigenvalues are shown as
+their ratio |λmin/λmax|, as in the paper's convexity maps.
 
 Large grids are subsampled to at most ``MAX_VIEWER_POINTS`` per axis (the page says so):
 a 4096^2 grid would make a page of hundreds of megabytes.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,18 +27,66 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
-from landscape_job.exports import Extras
-from landscape_job.plots import PlotOptions, Surface, contour_levels, curve_top, log_contour_levels, loss_range
+from landscape_job.errors import UserError
+from landscape_job.metrics import Field
+from landscape_job.plots.levels import contour_levels, convexity_ratio, curve_top, log_contour_levels, loss_range
+from landscape_job.plots.options import PlotOptions
+from landscape_job.surface import Surface
 
-__all__ = ["viewer_payload", "viewer_html", "write_viewer", "MAX_VIEWER_POINTS"]
+__all__ = ["Trajectory", "Extras", "read_extras", "viewer_payload", "viewer_html", "write_viewer",
+           "MAX_VIEWER_POINTS"]
 
 #: Points per axis the page carries at most (every k-th point beyond).
 MAX_VIEWER_POINTS = 201
 #: Entries of each colour map table.
 _CMAP_SIZE = 64
-_CMAPS = {"loss": "viridis", "acc": "magma", "hessian": "plasma"}
+_CMAPS = {"loss": "viridis", "acc": "magma", "plain": "viridis", "hessian": "plasma"}
+#: The page's field kind of each of the registry's colour kinds ("loss" alone has a log scale).
+_KINDS = {"loss": "loss", "accuracy": "acc", "plain": "plain"}
+#: The Hessian's extremes, shown together as their ratio.
+_EIGENVALUES = ("max_eig", "min_eig")
 _DATA_MARK = "__LANDSCAPE_DATA__"
 _SCRIPT_MARK = "/*__LANDSCAPE_SCRIPT__*/"
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Checkpoints of a training run projected on the surface's plane (in trajectory order)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    names: tuple[str, ...]
+    explained_variance: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Extras:
+    """Optional surface data: Hessian eigenvalue fields (surface shape) and a trajectory."""
+
+    hessian: dict[str, np.ndarray] = field(default_factory=dict)
+    trajectory: Trajectory | None = None
+
+
+def read_extras(surface: Surface) -> Extras:
+    """The Hessian fields and the trajectory of a loaded surface, in the form the viewer draws.
+
+    ``load_surface`` has already read and checked them (shapes, non-finite values, the
+    trajectory's arrays and attributes); this only pairs them up for the exports.
+    """
+    hessian = {name: surface.metrics[name] for name in _EIGENVALUES if name in surface.metrics}
+    if len(hessian) == 1:
+        raise UserError(f"{surface.path}: has '{next(iter(hessian))}' without its partner; "
+                        f"expected both max_eig and min_eig")
+    trajectory = None
+    if surface.is_2d and surface.trajectory is not None:
+        points = surface.trajectory
+        names = surface.trajectory_names or tuple(str(k) for k in range(len(points)))
+        if len(names) != len(points):
+            raise UserError(f"{surface.path}: attribute 'trajectory_names' has {len(names)} names "
+                            f"for {len(points)} trajectory points")
+        trajectory = Trajectory(x=points[:, 0], y=points[:, 1], names=names,
+                                explained_variance=surface.explained_variance or ())
+    return Extras(hessian=hessian, trajectory=trajectory)
 
 
 def _stride(n: int) -> int:
@@ -105,6 +159,11 @@ def _field(name: str, label: str, kind: str, split: str | None, values: np.ndarr
             "nonfinite": int((~np.isfinite(values)).sum())}
 
 
+def _switchable(described: Field) -> bool:
+    """Whether the page offers the field itself: not the eigenvalues (shown as their ratio)."""
+    return not (described.known and described.name in _EIGENVALUES)
+
+
 def viewer_payload(surface: Surface, extras: Extras = Extras(), options: PlotOptions = PlotOptions()) -> dict:
     """The JSON the page draws: coordinates, one entry per field, colour maps, trajectory."""
     sx = _stride(len(surface.x))
@@ -125,18 +184,15 @@ def viewer_payload(surface: Surface, extras: Extras = Extras(), options: PlotOpt
             return v[ix]
 
     fields: dict[str, Any] = {}
-    for name, values in surface.metrics.items():
-        split, _, quantity = name.partition("_")
-        if split not in ("train", "test") or quantity not in ("loss", "acc"):
-            continue  # another stage's field (say max_eig): shown through extras, if at all
-        kind = "loss" if quantity == "loss" else "acc"
-        label = f"{split} loss" if kind == "loss" else f"{split} accuracy"
-        fields[name] = _field(name, label, kind, split, sub(values), options, surface.is_2d,
-                              unit="%" if kind == "acc" else "")
+    for described in surface.fields():
+        if not _switchable(described):
+            continue
+        metric = described.metric
+        fields[described.name] = _field(described.name, described.title, _KINDS[metric.colours], described.split,
+                                        sub(surface.metrics[described.name]), options, surface.is_2d,
+                                        unit=metric.unit)
     if extras.hessian:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.abs(extras.hessian["min_eig"] / extras.hessian["max_eig"])
-        ratio[~np.isfinite(ratio)] = np.nan
+        ratio = convexity_ratio(extras.hessian["max_eig"], extras.hessian["min_eig"])
         fields["hessian_ratio"] = _field("hessian_ratio", "|λmin/λmax|", "hessian", None, sub(ratio), options,
                                          surface.is_2d)
     trajectory = None

@@ -148,8 +148,8 @@ def _plot(args: argparse.Namespace) -> None:
     chosen = args.format or list(PLOT_FORMATS)
     figures = tuple(f for f in chosen if f not in EXPORT_FORMATS)
     exports = [f for f in chosen if f in EXPORT_FORMATS]
-    options = PlotOptions(vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log,
-                          **({"formats": figures} if figures else {}))
+    # The flags share the spec's plot keys, so they are checked by the same rules and messages.
+    options = PlotOptions.from_spec(args, formats=figures or None)
     written = plot_surface(args.surface, out, options) if figures else []
     written += write_exports(args.surface, out, exports, options) if exports else []
     print(f"{len(written)} plots in {out}")

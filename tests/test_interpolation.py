@@ -12,6 +12,7 @@ from conftest import spec_from, run_all
 from landscape_job import plots
 from landscape_job.grid import Axis, Grid
 from landscape_job.interpolation import curve_summary, interpolation_summary
+from landscape_job.plots import draw1d
 from landscape_job.surface import surface_bytes
 from launcher.local import open_run
 
@@ -82,14 +83,14 @@ def test_1d_plot_marks_the_barrier_where_it_is(tmp_path: Path) -> None:
     path.write_bytes(surface_bytes(grid, flat, {"direction_type": "interpolate"}))
     surface = plots.load_surface(path)
     for log in (False, True):
-        fig = plots._plot_1d(surface, plots.PlotOptions(), log=log)
+        fig = draw1d.plot_1d(surface, plots.PlotOptions(), log=log)
         lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
         assert "test barrier" not in lines  # monotone: nothing to mark
         np.testing.assert_allclose(lines["train barrier"].get_xdata(), [0.375])
         np.testing.assert_allclose(lines["train barrier"].get_ydata(), [2.5625])
     # A random-direction 1-D surface is not an interpolation: no barrier mark.
     path.write_bytes(surface_bytes(grid, flat, {"direction_type": "random"}))
-    fig = plots._plot_1d(plots.load_surface(path), plots.PlotOptions(), log=False)
+    fig = draw1d.plot_1d(plots.load_surface(path), plots.PlotOptions(), log=False)
     assert not [line for line in fig.axes[0].get_lines() if "barrier" in line.get_label()]
 
 

@@ -16,6 +16,7 @@ from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.errors import UserError
 from landscape_job.models import build_model
 from landscape_job.pca import build_pca, project
+from landscape_job.plots import draw2d, fields
 from landscape_job.spec import DirectionsSpec
 from launcher.local import open_run
 
@@ -234,8 +235,8 @@ def test_run_stores_the_projected_path_and_the_plot_draws_it(tmp_path: Path, lin
 
     surface = plots.load_surface(root / "surface.h5")
     assert surface.trajectory_names == tuple(pca["trajectory"]["names"])
-    field = plots._loss_field(surface, surface.metrics["train_loss"], plots.PlotOptions())
-    for fig in (plots._fig_contour(surface, field, "t", dpi=50), plots._fig_heat(surface, field, "t", dpi=50)):
+    field = fields.loss_field(surface, surface.metrics["train_loss"], plots.PlotOptions())
+    for fig in (draw2d.fig_contour(surface, field, "t", dpi=50), draw2d.fig_heat(surface, field, "t", dpi=50)):
         lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
         np.testing.assert_array_equal(lines["trajectory"].get_xdata(), pca["trajectory"]["x"])
         np.testing.assert_array_equal(lines["trajectory"].get_ydata(), pca["trajectory"]["y"])

@@ -14,6 +14,7 @@ import pytest
 
 from landscape_job import plots
 from landscape_job.errors import UserError
+from landscape_job.plots import draw1d, draw2d, fields
 from landscape_job.plots import PlotOptions, plot_surface
 
 NX, NY = 21, 13  # deliberately not square
@@ -151,8 +152,8 @@ def test_rendered_heatmap_is_dark_where_loss_is_low(tmp_path, varies_with):
     loss = X + 2 if varies_with == "x" else Y + 2
     path = write_surface(tmp_path / "s.h5", x, y, train_loss=loss)
     surface = plots.load_surface(path)
-    field = plots._loss_field(surface, surface.metrics["train_loss"], PlotOptions())
-    fig = plots._fig_heat(surface, field, "t", dpi=60)
+    field = fields.loss_field(surface, surface.metrics["train_loss"], PlotOptions())
+    fig = draw2d.fig_heat(surface, field, "t", dpi=60)
     rgba, box = _axes_pixels(fig)
     height = rgba.shape[0]
     # Pixel rows count from the top; the display box from the bottom.
@@ -193,8 +194,8 @@ def test_1d_loss_axis_is_log_only_in_the_log_plot(tmp_path):
     x = np.linspace(0, 1, 11)
     path = write_surface(tmp_path / "s.h5", x, train_loss=np.exp(5 * x), train_acc=100 - x)
     surface = plots.load_surface(path)
-    linear = plots._plot_1d(surface, PlotOptions(), log=False)
-    logged = plots._plot_1d(surface, PlotOptions(), log=True)
+    linear = draw1d.plot_1d(surface, PlotOptions(), log=False)
+    logged = draw1d.plot_1d(surface, PlotOptions(), log=True)
     assert linear.axes[0].get_yscale() == "linear"
     assert logged.axes[0].get_yscale() == "log"
     assert linear.axes[1].get_ylim() == (0, 100)  # accuracy axis in percent

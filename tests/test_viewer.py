@@ -262,3 +262,29 @@ def test_divergent_points_are_masked_not_fatal(browser, tmp_path: Path) -> None:
     v.hover(0.4, 0.5)
     assert v.text("#hover") == ""
     v.close()  # no console error on the way
+
+
+def test_fields_beyond_loss_and_accuracy_get_their_own_switch(browser, tmp_path: Path) -> None:
+    """A registered metric or another tool's dataset is a quantity of its own; a per-point one
+    disables the split switch, as the Hessian ratio does."""
+    path = write_surface(tmp_path / "surface.h5")
+    xx, yy = np.meshgrid(X, Y)
+    with h5py.File(path, "a") as f:
+        f["train_margin"], f["test_margin"] = xx + yy, xx - yy
+        f["sharpness_proxy"] = 2.0 * xx
+    write_exports(path, tmp_path / "plots", formats=("html",))
+    v = Viewer(browser, tmp_path / "plots" / "surface.html")
+    assert v.text("#metric-name") == "train loss"
+    v.page.click('[data-quantity="margin"]')
+    assert v.text("#metric-name") == "train margin"
+    v.page.click("#btn-test")
+    assert v.text("#metric-name") == "test margin"
+    v.page.click("#btn-contour")
+    text, at = v.hover(0.45, 0.5)
+    assert float(at["value"]) == pytest.approx(float(at["x"]) - float(at["y"]), rel=1e-6)
+    v.page.click('[data-quantity="sharpness_proxy"]')
+    assert v.text("#metric-name") == "sharpness_proxy"
+    assert v.page.locator("#btn-train").is_disabled() and v.page.locator("#btn-test").is_disabled()
+    v.page.click("#btn-loss")
+    assert v.text("#metric-name") == "test loss" and not v.page.locator("#btn-train").is_disabled()
+    v.close()

@@ -13,6 +13,20 @@
   const MASKED = "#e0e0e0";
   const MAX_3D = 64; // quads per axis drawn in 3-D (rotation stays smooth on big grids)
 
+  // Quantities beyond loss and accuracy (a registered metric, another tool's field): a button each,
+  // named by the field's label without its split. A field with no split is "per point".
+  function quantityOf(f) { return f.split ? f.name.slice(f.split.length + 1) : f.name; }
+  for (const f of Object.values(DATA.fields)) {
+    const q = quantityOf(f);
+    if (f.name === "hessian_ratio" || q === "loss" || q === "acc") continue;
+    if (document.querySelector('[data-quantity="' + CSS.escape(q) + '"]')) continue;
+    const b = document.createElement("button");
+    b.dataset.quantity = q;
+    b.textContent = f.split ? f.label.slice(f.split.length + 1) : f.label;
+    $("btn-hessian").before(b);
+  }
+  function perPoint(q) { return q === "hessian" || (!!DATA.fields[q] && !DATA.fields[q].split); }
+
   const state = {
     split: DATA.fields.train_loss || DATA.fields.train_acc ? "train" : "test",
     quantity: "loss",
@@ -22,10 +36,16 @@
     az: -0.75, el: 0.6, zoom: 1,
   };
   if (!field()) state.quantity = "acc";
+  if (!field()) {  // neither loss nor accuracy: the first field there is
+    const first = Object.values(DATA.fields)[0];
+    state.quantity = first.name === "hessian_ratio" ? "hessian" : quantityOf(first);
+    if (first.split) state.split = first.split;
+  }
 
   // ------------------------------------------------------------------ data access
   function fieldName(s) {
-    return s.quantity === "hessian" ? "hessian_ratio" : s.split + "_" + s.quantity;
+    if (s.quantity === "hessian") return "hessian_ratio";
+    return perPoint(s.quantity) ? s.quantity : s.split + "_" + s.quantity;
   }
   function field() { return DATA.fields[fieldName(state)]; }
   function useLog(f) { return state.log && f.kind === "loss" && !!f.scales.log; }
@@ -490,8 +510,8 @@
     const f = field();
     for (const b of document.querySelectorAll("[data-split]")) {
       const name = fieldName({ split: b.dataset.split, quantity: state.quantity });
-      b.disabled = state.quantity === "hessian" || !DATA.fields[name];
-      b.setAttribute("aria-pressed", String(state.quantity !== "hessian" && state.split === b.dataset.split));
+      b.disabled = perPoint(state.quantity) || !DATA.fields[name];
+      b.setAttribute("aria-pressed", String(!perPoint(state.quantity) && state.split === b.dataset.split));
     }
     for (const b of document.querySelectorAll("[data-quantity]")) {
       const name = fieldName({ split: state.split, quantity: b.dataset.quantity });

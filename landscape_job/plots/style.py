@@ -1,0 +1,127 @@
+"""The look of every figure: sizes, colours, fonts, titles, and how a figure is saved.
+
+Everything is drawn on ``matplotlib.figure.Figure`` objects with an Agg canvas: no
+pyplot, no display, no global figure registry, so this is safe in a pod and in a
+long-lived process. Style settings live in an ``rc_context`` (``RC``) and are restored after.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from landscape_job.plots.options import PlotOptions
+
+#: Figure sizes in inches; a PNG is ``round(dpi * size)`` pixels.
+FIGSIZE_1D = (6.0, 4.2)
+FIGSIZE_2D = (5.4, 4.5)
+FIGSIZE_3D = (6.4, 5.2)
+
+#: The 3-D surface is drawn on at most this many rows/columns (a 4096^2 grid is legal).
+MAX_3D_CELLS = 120
+
+LOSS_CMAP = "viridis"
+ACC_CMAP = "magma"
+#: Okabe-Ito blue / vermillion: distinguishable in colour-blind vision and in greyscale.
+SPLIT_COLOURS = {"train": "#0072B2", "test": "#D55E00"}
+MASKED_FACE = "0.88"
+#: The colour map of each of the registry's colour kinds (``metrics.COLOURS``).
+CMAPS = {"loss": LOSS_CMAP, "accuracy": ACC_CMAP, "plain": LOSS_CMAP}
+
+
+RC = {
+    "font.size": 9.5,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10.5,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "axes.linewidth": 0.8,
+    "lines.linewidth": 1.8,
+    "pdf.fonttype": 42,  # embed TrueType: text stays editable in a paper's figure
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
+    "image.interpolation": "nearest",
+}
+
+
+def wrap(label: str | None, width: int = 24) -> str:
+    """Wraps a long label at its parenthesis or at word breaks, onto two lines at most."""
+    if not label or len(label) <= width:
+        return label or ""
+    head, sep, tail = label.partition(" (")
+    if sep and len(head) <= width:
+        return f"{head}\n({tail}"
+    lines = textwrap.wrap(label, width=max(width, (len(label) + 1) // 2 + 2))
+    return "\n".join(lines[:2]) + (" …" if len(lines) > 2 else "")
+
+
+def subject(attrs: dict[str, str]) -> str:
+    arch, dataset, name = attrs.get("arch"), attrs.get("dataset"), attrs.get("name")
+    if arch and dataset:
+        return f"{arch} on {dataset}"
+    return arch or dataset or name or ""
+
+
+def figure_title(what: str, attrs: dict[str, str]) -> str:
+    who = subject(attrs)
+    return f"{what} — {who}" if who else what
+
+
+def new_figure(size: tuple[float, float], dpi: int) -> Figure:
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def note_masked(fig: Figure, count: int, total: int, what: str = "non-finite") -> None:
+    if count:
+        fig.supxlabel(
+            f"{count} of {total} points {what} (masked)", fontsize=7.5, color="0.35", ha="right", x=0.99
+        )
+
+
+def save(fig: Figure, out_dir: Path, stem: str, options: PlotOptions) -> list[Path]:
+    written = []
+    for fmt in options.formats:
+        target = out_dir / f"{stem}.{fmt}"
+        metadata: dict[str, object] | None = None
+        if fmt == "pdf":
+            metadata = {"Creator": "landscape", "CreationDate": None}
+        elif fmt == "png":
+            metadata = {"Software": "landscape"}
+        fig.savefig(target, format=fmt, dpi=options.dpi, metadata=metadata, facecolor="white")
+        written.append(target)
+    fig.clear()
+    return written
+
+
+def placeholder(fig: Figure, ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def placeholder_figure(size: tuple[float, float], dpi: int, title: str, message: str) -> Figure:
+    fig = new_figure(size, dpi)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    placeholder(fig, ax, message)
+    return fig
+
+
+def line_cmap() -> mcolors.Colormap:
+    """viridis without its palest yellow, so the highest lines stay visible on white."""
+    base = matplotlib.colormaps[LOSS_CMAP]
+    return mcolors.ListedColormap(base(np.linspace(0.0, 0.85, 256)), name="viridis_lines")
+
+
+def masked_invalid(values: np.ndarray) -> np.ma.MaskedArray:
+    return np.ma.masked_invalid(values)
