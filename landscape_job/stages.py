@@ -88,7 +88,7 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
     from inside the loss.
     """
     from landscape_job.custom_data import is_custom
-    from landscape_job.evaluator import batch_loss_sum
+    from landscape_job.losses import batch_loss_sum
     from landscape_job.pyref import one_line
 
     sample = split.inputs[:2].to(next(iter(model.parameters()), torch.empty(0)).dtype)
