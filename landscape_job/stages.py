@@ -25,7 +25,9 @@ import landscape_job
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import centre_analysis, hessian_split
 from landscape_job.data import Split, dataset_info, load_split
-from landscape_job.directions import Directions, build_directions, direction_file_bytes, load_directions
+from landscape_job.direction_builders import BuildContext, build
+from landscape_job.direction_types import direction_type
+from landscape_job.directions import Directions, direction_file_bytes, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.interpolation import interpolation_summary
@@ -175,20 +177,12 @@ def prepare(run: Storage, log: Log = _stderr, spec_file: str | None = None) -> d
     started = time.time()
     local = localize(spec)
     model = build_centre_model(local)
-    pca: dict | None = None
-    hessian_summary = None
-    if spec.uses_hessian:
-        eigen_directions, hessian_summary = _centre_hessian(local, model)
-    if spec.directions.type == "pca":
-        from landscape_job.pca import build_pca
-
-        plane = build_pca(local.directions, model, two_d=spec.grid.ndim == 2, final=local.model.checkpoint)
-        directions = plane.directions
-        pca = {"explained_variance": plane.explained_variance, "trajectory": plane.trajectory.to_dict()}
-    elif spec.directions.type == "hessian":
-        directions = eigen_directions
-    else:
-        directions = build_directions(local.directions, model, two_d=spec.grid.ndim == 2)
+    eigen, hessian_summary = _centre_hessian(local, model) if spec.uses_hessian else (None, None)
+    built = build(local.directions, model, BuildContext(two_d=spec.grid.ndim == 2, final=local.model.checkpoint,
+                                                        eigen=eigen))
+    directions = built.directions
+    pca = (None if built.pca is None else
+           {"explained_variance": built.pca.explained_variance, "trajectory": built.pca.trajectory.to_dict()})
     # Keyed by the spec's URL (the provenance), hashed from the fetched, verified copy.
     checkpoints = {url: file_sha256(path) for url, path in zip(_checkpoint_inputs(spec), _checkpoint_inputs(local))}
     manifest = {
@@ -472,16 +466,8 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[
 
 
 def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
-    d = spec.directions
-    if d.type == "pca" and pca is not None:
-        ratios = pca["explained_variance"]
-        return f"PC1 ({100 * ratios[0]:.1f}% of variance)", f"PC2 ({100 * ratios[1]:.1f}% of variance)"
-    if d.type == "interpolate":
-        return "interpolation α (0: model, 1: target)", ""
-    if d.type == "plane":
-        return "x (toward target 1)", "y (toward target 2)"
-    norm = "" if d.norm == "none" else f", {d.norm}-normalised"
-    return f"x ({d.type} direction{norm})", f"y ({d.type} direction{norm})"
+    variance = pca["explained_variance"] if pca is not None else None
+    return direction_type(spec.directions.type).axis_labels(spec.directions.norm, variance)
 
 
 def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
@@ -553,7 +539,7 @@ def merge(run: Storage, log: Log = _stderr, plots: bool = True, wait_seconds: fl
         "summary": _summary(spec, flat),
         **({"pca": pca} if pca is not None else {}),
         **({"interpolation": interpolation_summary(spec.grid.x.values(), flat)}
-           if spec.directions.type == "interpolate" else {}),
+           if direction_type(spec.directions.type).reports_interpolation else {}),
         "provenance": {k: manifest.get(k) for k in ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy",
                                                     "code_version", "torch_version")},
         **({"hessian": {**hessian, "unconverged_points": sum(int(s.get("hessian_unconverged", 0)) for s in stats)}}

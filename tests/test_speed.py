@@ -18,7 +18,7 @@ import torch
 from conftest import run_all, spec_from
 from landscape_job import stages
 from landscape_job.data import load_split
-from landscape_job.directions import build_directions
+from landscape_job.direction_builders import build_directions
 from landscape_job.errors import UserError
 from landscape_job.evaluator import Evaluator, decide_channels_last
 from landscape_job.feed import decide_resident
