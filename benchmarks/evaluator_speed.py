@@ -24,7 +24,7 @@ import time
 import torch
 
 from landscape_job.data import Split
-from landscape_job.directions import build_directions
+from landscape_job.direction_builders import build_directions
 from landscape_job.evaluator import Evaluator, configure_precision
 from landscape_job.models import build_model
 from landscape_job.spec import DirectionsSpec

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from landscape_job.jobwatch import failure_check, in_cluster_reader
 
             reader = in_cluster_reader(os.environ.get("LANDSCAPE_EVALUATE_JOB"), os.environ.get("LANDSCAPE_NAMESPACE"))
-            abort = failure_check(reader, stages._stderr) if reader else None
+            abort = failure_check(reader, stages.stderr_log) if reader else None
             stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait, abort=abort)
 
     return run_guarded(body, "landscape-job")

@@ -20,6 +20,7 @@ from landscape_job.data import Split, subset_indices
 from landscape_job.directions import Directions
 from landscape_job.errors import UserError
 from landscape_job.hessian import HessianOperator, LanczosResult, TraceEstimate, hutchinson_trace, lanczos, unflatten
+from landscape_job.losses import batch_loss_sum
 from landscape_job.spec import HessianSpec, Spec
 
 
@@ -56,8 +57,6 @@ class CurvatureProbe:
         self.operator = HessianOperator(self.params, self._loss_terms, normaliser=float(len(self.labels)))
 
     def _loss_terms(self) -> Iterator[torch.Tensor]:
-        from landscape_job.evaluator import batch_loss_sum
-
         for start in range(0, len(self.labels), self.batch_size):
             inputs = self.inputs[start:start + self.batch_size]
             labels = self.labels[start:start + self.batch_size]

@@ -23,7 +23,6 @@ from torch import nn
 
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.errors import UserError
-from landscape_job.spec import DirectionsSpec
 from landscape_job.storage import h5_attrs, h5_bytes, open_h5
 
 _EPS = 1e-10
@@ -132,38 +131,6 @@ def orthogonalize(x: list[torch.Tensor], y: list[torch.Tensor]) -> list[torch.Te
     out = [(v.double() - coef * u.double()) for u, v in zip(x, y)]
     scale = y_norm / (np.sqrt(_dot(out, out)) + _EPS)
     return [(t * scale).float() for t in out]
-
-
-def build_directions(spec: DirectionsSpec, model: nn.Module, two_d: bool) -> Directions:
-    """The x (and y) directions a spec asks for, at the centre the model currently holds."""
-    if spec.type == "file":
-        return read_direction_file(spec.file, model, two_d)
-    if spec.type == "pca":
-        from landscape_job.pca import build_pca  # pca builds on this module
-
-        return build_pca(spec, model, two_d).directions
-    if spec.type == "hessian":
-        raise ValueError("hessian directions need the data: the prepare stage builds them (curvature.centre_analysis)")
-    named = named_tensors(model, spec.dir_type)
-    names = [n for n, _ in named]
-    centre = [t.detach().cpu().clone() for _, t in named]
-    if spec.type == "random":
-        generator = torch.Generator(device="cpu").manual_seed(spec.seed)
-        x = random_direction(centre, generator)
-        y = random_direction(centre, generator) if two_d and not spec.same_dir else None
-        small_from_weights = True
-    else:
-        x = target_direction(model, centre, spec.targets[0], spec.dir_type)
-        y = target_direction(model, centre, spec.targets[1], spec.dir_type) if spec.type == "plane" else None
-        small_from_weights = False
-    x = normalize_direction(x, centre, spec.norm, spec.ignore, small_from_weights)
-    if y is not None:
-        y = normalize_direction(y, centre, spec.norm, spec.ignore, small_from_weights)
-    if two_d and spec.same_dir:
-        y = [t.clone() for t in x]
-    if y is not None and spec.orthogonalize:
-        y = orthogonalize(x, y)
-    return Directions(dir_type=spec.dir_type, names=names, x=x, y=y)
 
 
 def direction_file_bytes(directions: Directions, attrs: dict[str, object]) -> bytes:

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from landscape_job.directions import build_directions
+from landscape_job.direction_builders import build_directions
+from landscape_job.direction_types import direction_type
 from landscape_job.evaluator import resolve_device
 from landscape_job.inputs import localize
 from landscape_job.spec import Spec
@@ -73,10 +74,10 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estima
     started = time.perf_counter()
     local = localize(spec)
     model = build_centre_model(local)
-    # A point costs the same along any direction: Hessian eigenvectors (which need a
-    # Lanczos run of their own in prepare) are stood in for by random ones here.
-    timing = (local.directions if local.directions.type != "hessian"
-              else replace(local.directions, type="random"))
+    # A point costs the same along any direction: a type whose directions cost a run of
+    # their own (Hessian eigenvectors: Lanczos in prepare) is stood in for by another here.
+    stand_in = direction_type(local.directions.type).estimate_as
+    timing = local.directions if stand_in is None else replace(local.directions, type=stand_in)
     directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
     device = resolve_device(spec.compute.device)
     evaluator = build_evaluator(local, directions, device, model)

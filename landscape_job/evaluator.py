@@ -17,7 +17,6 @@ import time
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -26,6 +25,7 @@ from landscape_job.data import Split
 from landscape_job.directions import Directions, named_tensors
 from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes, place_split,
                                  split_bytes)
+from landscape_job.losses import batch_loss_sum, batch_loss_sums
 from landscape_job.metrics import Metric, selected
 from landscape_job.spec import DEFAULT_METRICS, HessianSpec
 
@@ -47,39 +47,8 @@ def configure_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = allow_tf32
 
 
-def batch_loss_sum(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
-    """Summed loss of a batch; ``mse`` compares softmax outputs with one-hot labels, as the paper does."""
-    logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
-    if loss == "cross_entropy":
-        return F.cross_entropy(logits, labels, reduction="sum")
-    if loss == "mse":
-        one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-        return ((F.softmax(logits, dim=1) - one_hot) ** 2).mean(dim=1).sum()
-    if loss.startswith("python:"):
-        from landscape_job.losses import custom_loss_sum
-
-        return custom_loss_sum(logits, labels, loss)
-    raise ValueError(f"unknown loss {loss!r}")
-
-
 #: The K that ``points_per_forward: auto`` tries on CUDA.
 AUTO_CANDIDATES = (1, 2, 4, 8)
-
-
-def batch_loss_sums(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
-    """Summed loss of a batch for each of K stacked points: logits (K, batch, classes) -> (K,)."""
-    k, n, classes = logits.shape
-    logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
-    if loss == "cross_entropy":
-        per_sample = F.cross_entropy(logits.reshape(k * n, classes), labels.repeat(k), reduction="none")
-        return per_sample.view(k, n).sum(dim=1)
-    if loss == "mse":
-        one_hot = F.one_hot(labels, classes).to(logits.dtype).unsqueeze(0)
-        return ((F.softmax(logits, dim=2) - one_hot) ** 2).mean(dim=2).sum(dim=1)
-    if loss.startswith("python:"):
-        # The user's function takes one point's (batch, classes) logits, as with K = 1.
-        return torch.stack([batch_loss_sum(point, labels, loss) for point in logits])
-    raise ValueError(f"unknown loss {loss!r}")
 
 
 def has_conv2d(model: nn.Module) -> bool:

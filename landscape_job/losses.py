@@ -1,10 +1,21 @@
-"""``loss: python:package.module:function``: the user's loss, besides cross-entropy and MSE.
+"""The loss switch: the summed loss of a batch, for every loss a spec can name.
 
-The function is called as ``fn(logits, labels)`` on each batch, like
+Two shapes of the same question, kept side by side so they cannot drift apart:
+
+* ``batch_loss_sum``: one point's logits ``(batch, classes)`` -> a scalar. The evaluator
+  (one point per forward), the curvature probe (whose Hessian differentiates it) and the
+  stages' output check call it.
+* ``batch_loss_sums``: K stacked points' logits ``(K, batch, classes)`` -> ``(K,)``, for
+  ``points_per_forward`` K > 1 (one vmapped forward evaluates K points).
+
+Both return sums, not means: the evaluator adds them over the batches and divides once
+by the split's size, so the surface holds the exact mean over the data set whatever the
+batch size. Half-precision logits are summed in float32.
+
+``loss: python:package.module:function`` is the user's loss besides the built-ins. The
+function is called as ``fn(logits, labels)`` on each batch, like
 ``torch.nn.functional.cross_entropy``. It may return per-sample losses (shape ``(B,)``,
-summed here) or one batch mean (a scalar, multiplied back by the batch size): either
-way the evaluator sums over the batches and divides by the split's size, so the surface
-holds the exact mean over the data set, as for the built-in losses.
+summed here) or one batch mean (a scalar, multiplied back by the batch size).
 """
 
 from __future__ import annotations
@@ -13,11 +24,68 @@ import functools
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from landscape_job import pyref
 from landscape_job.errors import UserError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: The prefix of a loss taken from the user's code.
+PYTHON_PREFIX = "python:"
+
+
+def _cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
+def _cross_entropy_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    k, n, classes = logits.shape
+    per_sample = F.cross_entropy(logits.reshape(k * n, classes), labels.repeat(k), reduction="none")
+    return per_sample.view(k, n).sum(dim=1)
+
+
+def _mse_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax outputs against one-hot labels, as the paper does."""
+    one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    return ((F.softmax(logits, dim=1) - one_hot) ** 2).mean(dim=1).sum()
+
+
+def _mse_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    one_hot = F.one_hot(labels, logits.shape[2]).to(logits.dtype).unsqueeze(0)
+    return ((F.softmax(logits, dim=2) - one_hot) ** 2).mean(dim=2).sum(dim=1)
+
+
+#: Built-in loss name -> (one point's sum, K stacked points' sums). spec.LOSSES names the same keys.
+BUILTIN: dict[str, tuple[LossFn, LossFn]] = {
+    "cross_entropy": (_cross_entropy_sum, _cross_entropy_sums),
+    "mse": (_mse_sum, _mse_sums),
+}
+
+
+def _upcast(logits: torch.Tensor) -> torch.Tensor:
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
+def batch_loss_sum(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """Summed loss of a batch at one point: logits (batch, classes) -> scalar."""
+    logits = _upcast(logits)
+    if loss in BUILTIN:
+        return BUILTIN[loss][0](logits, labels)
+    if loss.startswith(PYTHON_PREFIX):
+        return custom_loss_sum(logits, labels, loss)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def batch_loss_sums(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """Summed loss of a batch for each of K stacked points: logits (K, batch, classes) -> (K,)."""
+    logits = _upcast(logits)
+    if loss in BUILTIN:
+        return BUILTIN[loss][1](logits, labels)
+    if loss.startswith(PYTHON_PREFIX):
+        # The user's function takes one point's (batch, classes) logits, as with K = 1.
+        return torch.stack([custom_loss_sum(point, labels, loss) for point in logits])
+    raise ValueError(f"unknown loss {loss!r}")
 
 
 @functools.lru_cache(maxsize=8)

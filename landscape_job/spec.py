@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from landscape_job.direction_types import AS_WRITTEN, DIRECTION_TYPES, FORCED, direction_type
 from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
@@ -33,7 +34,6 @@ from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 
-DIRECTION_TYPES = ("random", "interpolate", "plane", "file", "pca", "hessian")
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
@@ -525,7 +525,9 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, 
 
 def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool,
                       pins: dict[str, str], hessian: HessianSpec = HessianSpec()) -> tuple[DirectionsSpec, list[str]]:
+    """``directions``: what each type needs and defaults to comes from ``direction_types.TYPES``."""
     kind = s.choice("type", DIRECTION_TYPES, "random")
+    facts = direction_type(kind)
     notes: list[str] = []
     targets_raw = s.get("targets", (list, str, dict), [])
     targets_list = [targets_raw] if isinstance(targets_raw, (str, dict)) else list(targets_raw)
@@ -534,71 +536,49 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
             raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
     targets = tuple(_resolve_input(t, f"directions.targets[{i}]", base_dir, check_files, pins)
                     for i, t in enumerate(targets_list))
-    expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0, "pca": 0, "hessian": 0}[kind]
-    if len(targets) != expected_targets:
-        what = {0: "no targets", 1: "one target checkpoint (x = target - model.checkpoint)",
-                2: "two target checkpoints (x = t1 - model.checkpoint, y = t2 - model.checkpoint)"}
-        raise UserError(f"directions.targets: type {kind} takes {what[expected_targets]}, got {len(targets)}")
-    file = _path(s, "file", base_dir, check_files, pins) if kind == "file" else s.get("file", (str, dict), None)
-    if kind != "file" and file is not None:
+    if len(targets) != facts.targets:
+        raise UserError(f"directions.targets: type {kind} takes {facts.targets_phrase}, got {len(targets)}")
+    file = (_path(s, "file", base_dir, check_files, pins) if facts.reads_file
+            else s.get("file", (str, dict), None))
+    if not facts.reads_file and file is not None:
         raise UserError(f"directions.file: only used with type: file (type is {kind})")
 
     trajectory = _parse_trajectory(s, kind, base_dir, check_files, pins)
 
-    from_checkpoints = kind in ("interpolate", "plane")
-    default_dir_type = "states" if from_checkpoints else "weights"
-    default_norm = "none" if from_checkpoints or kind == "pca" else "filter"
-    default_ignore = "none" if from_checkpoints else "biasbn"
-    dir_type = s.choice("dir_type", DIR_TYPES, None)
-    norm = s.choice("norm", NORMS, None)
-    ignore = s.choice("ignore", IGNORES, None)
-    why = ("the difference of trained models, BN statistics included, unnormalised" if from_checkpoints
-           else "principal directions of the trajectory's parameters, unnormalised" if kind == "pca"
-           else "filter-normalised random directions of Li et al.")
-    if kind == "file":
-        for key, value in (("dir_type", dir_type), ("norm", norm), ("ignore", ignore)):
+    chosen = {"dir_type": s.choice("dir_type", DIR_TYPES, None), "norm": s.choice("norm", NORMS, None),
+              "ignore": s.choice("ignore", IGNORES, None)}
+    defaults = {"dir_type": facts.dir_type, "norm": facts.norm, "ignore": facts.forced_ignore(hessian.ignore)}
+    if facts.settings == AS_WRITTEN:
+        for key, value in chosen.items():
             if value is not None:
                 raise UserError(f"directions.{key}: a direction file is used as written; remove this key")
-        dir_type, norm, ignore = "weights", "none", "none"
-        notes.append("directions read from the file as written; weights vs states follows the file's tensor count")
-    elif kind == "hessian":
-        # Unit eigenvectors over parameters, used as computed; the normalised spec
-        # states these forced values, so they are accepted when they match.
-        for key, value, forced, why_forced in (
-                ("dir_type", dir_type, "weights", "the Hessian is over the parameters"),
-                ("norm", norm, "none", "eigenvectors are used as computed (unit norm)"),
-                ("ignore", ignore, hessian.ignore, "set hessian.ignore instead")):
-            if value is not None and value != forced:
-                raise UserError(f"directions.{key}: type hessian takes {key} {forced} ({why_forced}); "
-                                f"got {value!r}")
-        dir_type, norm, ignore = "weights", "none", hessian.ignore
-        notes.append("directions: the top eigenvector(s) of the Hessian at model.checkpoint (see hessian.*), "
-                     "unit norm")
+        notes.append(facts.note)
+    elif facts.settings == FORCED:
+        for key, why_forced in facts.forced_why:
+            if chosen[key] is not None and chosen[key] != defaults[key]:
+                raise UserError(f"directions.{key}: type {kind} takes {key} {defaults[key]} ({why_forced}); "
+                                f"got {chosen[key]!r}")
+        notes.append(facts.note)
     else:
-        for key, value, default in (("dir_type", dir_type, default_dir_type), ("norm", norm, default_norm),
-                                    ("ignore", ignore, default_ignore)):
+        for key, value in chosen.items():
             if value is None:
-                notes.append(f"directions.{key}: {default} (default for type {kind}: {why})")
-        dir_type = dir_type or default_dir_type
-        norm = norm or default_norm
-        ignore = ignore or default_ignore
+                notes.append(f"directions.{key}: {defaults[key]} (default for type {kind}: {facts.defaults_why})")
+        defaults.update({key: value for key, value in chosen.items() if value is not None})
+    dir_type, norm, ignore = defaults["dir_type"], defaults["norm"], defaults["ignore"]
 
     seed = s.integer("seed", 0)
     same_dir = s.get("same_dir", bool, False)
     orthogonalize = s.get("orthogonalize", bool, False)
     s.finish()
 
-    if kind == "interpolate" and grid.y is not None:
-        raise UserError("grid.y: an interpolation between two checkpoints is 1-D; remove grid.y, "
-                        "or use directions.type: plane with two targets")
-    if kind == "plane" and grid.y is None:
-        raise UserError("grid.y: a plane through three checkpoints is 2-D; add grid.y (e.g. \"-0.5:1.5:41\")")
-    if same_dir and (kind != "random" or grid.y is None):
+    if facts.ndim is not None and grid.ndim != facts.ndim:
+        raise UserError(facts.ndim_error)
+    if same_dir and (not facts.allows_same_dir or grid.y is None):
         raise UserError("directions.same_dir: only for 2-D random directions (y = x)")
     if orthogonalize and grid.y is None:
         raise UserError("directions.orthogonalize: needs a second direction; add grid.y")
-    if orthogonalize and kind == "hessian":
-        raise UserError("directions.orthogonalize: Hessian eigenvectors are orthogonal already; remove this key")
+    if orthogonalize and facts.orthogonalize_refused:
+        raise UserError(f"directions.orthogonalize: {facts.orthogonalize_refused}; remove this key")
     if orthogonalize and same_dir:
         raise UserError("directions.orthogonalize: cannot orthogonalize y against x when same_dir is true")
     return DirectionsSpec(type=kind, targets=targets, file=file, dir_type=dir_type, norm=norm, ignore=ignore,

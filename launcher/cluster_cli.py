@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -176,8 +175,9 @@ def _run_config_map(cluster: Cluster, run_id: str) -> dict[str, Any]:
     return config_map
 
 
-def _progress(run: Storage, shards: int) -> dict[int, dict[str, Any]]:
-    """The shards' ``.progress.json`` objects that exist, by shard."""
+def _progress(run: Storage, shards: int) -> dict[int, Any]:
+    """The shards' ``.progress.json`` records that exist and parse, by shard."""
+    from landscape_job.records import ProgressRecord
     from landscape_job.shards import progress_key
 
     keys = set(run.list("shards/"))
@@ -186,8 +186,8 @@ def _progress(run: Storage, shards: int) -> dict[int, dict[str, Any]]:
         key = progress_key(shard, shards)
         if key in keys:
             try:
-                result[shard] = json.loads(run.get(key))
-            except (KeyError, ValueError):
+                result[shard] = ProgressRecord.from_json(run.get(key))
+            except (KeyError, ValueError, TypeError):
                 pass
     return result
 
@@ -290,7 +290,7 @@ def _poll(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int,
 
     while True:
         jobs = _jobs_by_stage(cluster, run_id)
-        done = sum(int(p.get("done", 0)) for p in _progress(run, shards).values())
+        done = sum(p.done for p in _progress(run, shards).values())
         bar.update(done)
         if not jobs:
             raise StageError(f"run {run_id}: its Jobs are gone (cancelled?)")
@@ -365,15 +365,15 @@ def run_status(args: argparse.Namespace) -> None:
         for stage in STAGES:
             print(_job_line(stage, jobs.get(stage)))
         progress = _progress(run, shards)
-        done = sum(int(p.get("done", 0)) for p in progress.values())
-        rate = sum(float(p.get("rate") or 0) for p in progress.values() if p.get("state") == "running")
+        done = sum(p.done for p in progress.values())
+        rate = sum(p.rate for p in progress.values() if p.state == "running")
         print(f"shards: {len(progress)} of {shards} started, {done} points done"
               + (f", {rate:.2f} points/s" if rate else ""))
         for shard in sorted(progress)[:50]:
             p = progress[shard]
-            print(f"  shard {shard:>4}  {p.get('done', 0)}/{p.get('total', '?')} points  {float(p.get('rate') or 0):.2f}"
-                  f" points/s  ETA {_format_seconds(p.get('eta_s')) if p.get('state') != 'done' else '-'}  "
-                  f"{p.get('state', '?')} on {p.get('host', '?')} ({p.get('device', '?')})")
+            print(f"  shard {shard:>4}  {p.done}/{'?' if p.total is None else p.total} points  {p.rate:.2f}"
+                  f" points/s  ETA {_format_seconds(p.eta_s) if p.state != 'done' else '-'}  "
+                  f"{p.state} on {p.host} ({p.device})")
         if len(progress) > 50:
             print(f"  ... {len(progress) - 50} more shards")
         for what, pod in _failed_pods(cluster, args.run, jobs):

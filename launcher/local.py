@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from landscape_job.errors import StageError, UserError
+from landscape_job.records import ProgressRecord
 from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
 from landscape_job.stages import SPEC_KEY, read_run_spec
@@ -138,8 +139,8 @@ class LocalRunner:
         total = 0
         for shard in range(self.spec.compute.shards):
             try:
-                total += int(json.loads(self.run.get(progress_key(shard, self.spec.compute.shards)))["done"])
-            except (KeyError, ValueError, OSError):
+                total += ProgressRecord.from_json(self.run.get(progress_key(shard, self.spec.compute.shards))).done
+            except (KeyError, ValueError, TypeError, OSError):
                 pass
         return total
 

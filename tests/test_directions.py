@@ -11,8 +11,9 @@ import torch
 
 from conftest import save_cnn_checkpoint
 from landscape_job.checkpoints import load_into, load_state_dict
+from landscape_job.direction_builders import build_directions
 from landscape_job.directions import (
-    Directions, build_directions, direction_file_bytes, load_directions, named_tensors, read_direction_file)
+    Directions, direction_file_bytes, load_directions, named_tensors, read_direction_file)
 from landscape_job.errors import UserError
 from landscape_job.evaluator import Evaluator
 from landscape_job.models import build_model

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import save_cnn_checkpoint
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.data import Split, load_split
-from landscape_job.directions import build_directions, named_tensors
+from landscape_job.direction_builders import build_directions
+from landscape_job.directions import named_tensors
 from landscape_job.evaluator import Evaluator
 from landscape_job.models import build_model
 from landscape_job.spec import DirectionsSpec

@@ -155,8 +155,8 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec
 
     messages: list[str] = []
     stats = stages.evaluate(run, 0, log=messages.append)
-    assert stats["points_resumed"] == 6 and stats["points_computed"] == spec.grid.size - 6
-    assert stats["attempts"] == 2  # the killed worker and this one
+    assert stats.points_resumed == 6 and stats.points_computed == spec.grid.size - 6
+    assert stats.attempts == 2  # the killed worker and this one
     assert any("6 already done" in m for m in messages)
     report = stages.merge(run, log=lambda _: None, plots=False)
     assert report["retries"] == 1 and report["shards"][0]["attempts"] == 2

@@ -18,7 +18,7 @@ import torch
 from conftest import run_all, spec_from
 from landscape_job import stages
 from landscape_job.data import load_split
-from landscape_job.directions import build_directions
+from landscape_job.direction_builders import build_directions
 from landscape_job.errors import UserError
 from landscape_job.evaluator import Evaluator, decide_channels_last
 from landscape_job.feed import decide_resident
@@ -158,7 +158,7 @@ def test_stacked_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec:
         EvaluatorClass.evaluate_many = original
     assert len(read_shard(run.get(partial_key(0, 1)), "partial").indices) == 8
     stats = stages.evaluate(run, 0, log=lambda _: None)
-    assert stats["points_resumed"] == 8 and stats["points_computed"] == spec.grid.size - 8
+    assert stats.points_resumed == 8 and stats.points_computed == spec.grid.size - 8
     stages.merge(run, log=lambda _: None, plots=False)
     with h5py.File(tmp_path / "runs/killed/surface.h5") as f:
         for metric in METRICS:

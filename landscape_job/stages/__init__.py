@@ -1,0 +1,27 @@
+"""The three stages of a run, chained through storage: prepare, evaluate (one call per shard), merge.
+
+Each stage reads what it needs from the run's prefix and writes whole objects back,
+so a stage can be rerun at any time: prepare keeps directions that already match the
+spec, evaluate resumes from its last checkpoint (or exits at once if its shard is
+complete), merge rebuilds the surface from the shards.
+
+One module a concept: ``run_files`` (the prefix's keys, reading the spec and manifest,
+waiting for objects), ``centre`` (the model, data and evaluator at θ*, shared with the
+estimate and the preflight), and one module per stage. The names below are the
+package's interface; the pod entrypoint, the launcher and the tests import them from here.
+"""
+
+from landscape_job.stages.centre import (build_centre_model, build_evaluator, check_outputs, describe_evaluator,
+                                         load_splits)
+from landscape_job.stages.evaluate_stage import evaluate
+from landscape_job.stages.merge_stage import collect_shards, merge, write_plots
+from landscape_job.stages.prepare_stage import prepare, seed_spec
+from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log,
+                                            read_manifest, read_run_spec, stderr_log, wait_for)
+
+__all__ = [
+    "DIRECTIONS_KEY", "MANIFEST_KEY", "REPORT_KEY", "SPEC_KEY", "SURFACE_KEY", "Log",
+    "build_centre_model", "build_evaluator", "check_outputs", "collect_shards", "describe_evaluator", "evaluate",
+    "load_splits", "merge", "prepare", "read_manifest", "read_run_spec", "seed_spec", "stderr_log", "wait_for",
+    "write_plots",
+]

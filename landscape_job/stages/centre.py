@@ -1,0 +1,94 @@
+"""What every stage builds at θ*: the centre model, the data splits, the evaluator.
+
+The estimate and the launcher's preflight build them the same way, so a mistake in the
+inputs fails there exactly as it would in a pod.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from landscape_job.checkpoints import load_into, load_state_dict
+from landscape_job.curvature import hessian_split
+from landscape_job.custom_data import is_custom
+from landscape_job.data import Split, dataset_info, load_split
+from landscape_job.directions import Directions
+from landscape_job.errors import UserError
+from landscape_job.evaluator import Evaluator
+from landscape_job.inputs import localize
+from landscape_job.losses import PYTHON_PREFIX, batch_loss_sum
+from landscape_job.models import build_model
+from landscape_job.pyref import one_line
+from landscape_job.spec import Spec
+
+
+def build_centre_model(spec: Spec) -> nn.Module:
+    """The model at θ*, on the CPU; ``spec`` must be localized (its inputs local paths)."""
+    d = spec.data
+    input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
+    model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
+    load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
+    return model.eval()
+
+
+def load_splits(spec: Spec) -> list[Split]:
+    d = spec.data
+    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options,
+                       classes=d.classes, download=d.download)
+            for name in d.splits]
+
+
+def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
+    """The model's outputs on two samples fit the data set's classes (and a python: loss takes them).
+
+    Run by the launcher's preflight and again by every shard before its first point, so a
+    data set whose labels do not fit the model is one line naming it, never a traceback
+    from inside the loss.
+    """
+    sample = split.inputs[:2].to(next(iter(model.parameters()), torch.empty(0)).dtype)
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except Exception as e:  # noqa: BLE001 - the user's model on the user's data
+        raise UserError(f"model.arch: {spec.model.arch} fails on {spec.data.dataset} samples of shape "
+                        f"{tuple(split.inputs.shape[1:])} ({one_line(e)})") from None
+    if outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
+        if is_custom(spec.data.dataset):
+            raise UserError(f"data.dataset: {spec.data.dataset} has {split.num_classes} classes but model.arch "
+                            f"{spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample; set data.classes "
+                            f"to the model's output count or fix the labels")
+        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
+                        f"but {spec.data.dataset} has {split.num_classes} classes")
+    if spec.loss.startswith(PYTHON_PREFIX):
+        with torch.no_grad():
+            batch_loss_sum(outputs.float(), split.labels[:2], spec.loss)
+
+
+def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
+                    model: nn.Module | None = None) -> Evaluator:
+    """The evaluator of a run's spec at θ*, as every evaluate pod (and the estimate) builds it.
+
+    Inputs are fetched (or found in the cache) first, and the model's outputs are checked
+    against the data set's classes, so a mismatch is one line before the first point.
+    ``model``: the centre model, when the caller has built it already (the estimate builds
+    it for its directions); the evaluator takes it over.
+    """
+    local = localize(spec)
+    model, splits = model if model is not None else build_centre_model(local), load_splits(local)
+    check_outputs(model, splits[0], local)
+    c = spec.compute
+    return Evaluator(model, directions, splits, loss=spec.loss,
+                     precision=c.precision, batch_size=c.batch_size, device=device,
+                     metrics=spec.metrics, hessian=spec.hessian,
+                     hessian_split=hessian_split(local) if "hessian" in spec.metrics else None,
+                     points_per_forward=c.points_per_forward, data_on_device=c.data_on_device,
+                     channels_last=c.channels_last, compile=c.compile)
+
+
+def describe_evaluator(evaluator: Evaluator) -> str:
+    """One log phrase with the speed settings in effect, so a slow run can be explained."""
+    compiled = f", compiled in {evaluator.compile_seconds:.1f}s" if evaluator.compile_seconds else ""
+    return (f"{evaluator.points_per_forward or 1} point(s) per forward, data "
+            f"{'on the device' if evaluator.data_resident else 'streamed from host memory'}"
+            f"{', channels_last' if evaluator.channels_last else ''}{compiled}")

@@ -1,0 +1,254 @@
+"""The evaluate stage: one shard's grid points, checkpointed as they go, so a killed worker resumes exactly.
+
+A shard's life is three steps, one function each: ``_resume`` (what a previous attempt
+left, the evaluator, this attempt's record), ``_loop`` (the points, a partial checkpoint
+every K points or T seconds, a progress object every few seconds) and ``_finish`` (the
+complete shard, written once; a second attempt that finished first must agree with it).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+import landscape_job
+from landscape_job.directions import Directions, load_directions
+from landscape_job.errors import StageError, UserError
+from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.records import Manifest, ProgressRecord, ShardRecord
+from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
+from landscape_job.spec import Spec
+from landscape_job.stages.centre import build_evaluator, describe_evaluator
+from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_manifest,
+                                            read_run_spec, stderr_log, wait_for)
+from landscape_job.storage import NotFound, Storage
+
+Values = dict[int, dict[str, float]]
+
+
+class _Checkpointer:
+    """Decides when a worker writes its partial results: every K points or T seconds."""
+
+    def __init__(self, every: int, seconds: float):
+        self.every, self.seconds = every, seconds
+        self.pending, self.last = 0, time.monotonic()
+
+    def tick(self) -> bool:
+        self.pending += 1
+        if self.pending >= self.every or time.monotonic() - self.last >= self.seconds:
+            self.pending, self.last = 0, time.monotonic()
+            return True
+        return False
+
+
+def _load_partial(run: Storage, key: str, spec_hash: str, direction_hash: str, log: Log) -> Values:
+    """Points a previous attempt of this shard already finished."""
+    if not run.exists(key):
+        return {}
+    try:
+        partial = read_shard(run.get(key), f"{run.url}/{key}")
+    except StageError as err:
+        log(f"evaluate: ignoring damaged checkpoint: {err}")
+        return {}
+    record = ShardRecord.from_attrs(partial.attrs)
+    if record.spec_hash != spec_hash or record.direction_hash != direction_hash:
+        log(f"evaluate: ignoring checkpoint {key} from another spec or direction")
+        return {}
+    names = list(partial.metrics)
+    return {int(p): {n: float(partial.metrics[n][k]) for n in names} for k, p in enumerate(partial.indices)}
+
+
+def _shard_data(done: Values, names: list[str], record: ShardRecord) -> ShardData:
+    order = sorted(done)
+    return ShardData(indices=np.array(order, dtype=np.int64),
+                     metrics={n: np.array([done[p][n] for p in order], dtype=np.float64) for n in names},
+                     attrs=record.to_attrs())
+
+
+def _previous_attempts(run: Storage, key: str) -> int:
+    """How many workers started this shard before, from its progress object (0 if none)."""
+    try:
+        return int(ProgressRecord.from_json(run.get(key)).attempt)
+    except (NotFound, ValueError, TypeError):
+        return 0
+
+
+def _values_checksum(data: ShardData) -> str:
+    """The content hash of a shard's points and values, not of its timing attributes."""
+    return ShardData(indices=data.indices, metrics=data.metrics).checksum()
+
+
+@dataclass
+class _ShardWork:
+    """One attempt at one shard: its points, what is done, and where its records go."""
+
+    run: Storage
+    spec: Spec
+    shard: int
+    points: range
+    #: Flat point index -> metric values, resumed ones included.
+    done: Values
+    resumed: int
+    evaluator: Evaluator
+    names: list[str]
+    device: torch.device
+    host: str
+    attempt: int
+    #: This attempt's shard attributes; the timings are added when it finishes.
+    record: ShardRecord
+    #: time.time() when the attempt started (the shard's elapsed_s counts its setup too).
+    started: float
+    #: time.monotonic() when the first point started (rates and seconds_per_point count points only).
+    loop_start: float = 0.0
+
+    @property
+    def num_shards(self) -> int:
+        return self.spec.compute.shards
+
+    @property
+    def computed(self) -> int:
+        return len(self.done) - self.resumed
+
+    def report(self, state: str) -> None:
+        """Rewrites the shard's progress object (for ``launcher status`` and the local progress bar)."""
+        elapsed = time.monotonic() - self.loop_start
+        rate = self.computed / elapsed if elapsed > 0 else 0.0
+        remaining = len(self.points) - len(self.done)
+        progress = ProgressRecord(
+            shard=self.shard, num_shards=self.num_shards, done=len(self.done), total=len(self.points), rate=rate,
+            eta_s=remaining / rate if rate > 0 else None, host=self.host, device=str(self.device), state=state,
+            updated=time.time(), attempt=self.attempt, points_per_forward=self.evaluator.points_per_forward or 1,
+            compile_seconds=self.evaluator.compile_seconds)
+        self.run.put(progress_key(self.shard, self.num_shards), progress.to_json())
+
+    def save_partial(self) -> None:
+        self.run.put(partial_key(self.shard, self.num_shards), shard_bytes(_shard_data(self.done, self.names,
+                                                                                       self.record)))
+
+
+def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: float = 2.0,
+             log_points: bool = False, wait_seconds: float = 0.0) -> ShardRecord:
+    """Evaluates one shard's points, checkpointing as it goes; returns the shard's record.
+
+    ``log_points`` logs every finished point (debugging, and the fault-injection tests,
+    which count the points a killed worker had computed). ``wait_seconds`` waits that long
+    for the prepare stage's output.
+    """
+    if wait_seconds > 0:
+        wait_for(run, [SPEC_KEY, MANIFEST_KEY, DIRECTIONS_KEY], wait_seconds, "the prepare stage", log)
+    spec = read_run_spec(run)
+    num_shards = spec.compute.shards
+    if not 0 <= shard < num_shards:
+        raise UserError(f"shard index {shard} is out of range: the spec has compute.shards = {num_shards}")
+    manifest = read_manifest(run)
+    complete = _already_complete(run, spec, shard, log)
+    if complete is not None:
+        return complete
+    work = _resume(run, spec, shard, _checked_directions(run, manifest), log)
+    _loop(work, progress_seconds, log_points, log)
+    return _finish(work, log)
+
+
+def _already_complete(run: Storage, spec: Spec, shard: int, log: Log) -> ShardRecord | None:
+    """The record of this shard's final file when it exists for this spec; a foreign one is refused."""
+    num_shards = spec.compute.shards
+    final_key = shard_key(shard, num_shards)
+    if not run.exists(final_key):
+        return None
+    existing = ShardRecord.from_attrs(read_shard(run.get(final_key), f"{run.url}/{final_key}").attrs)
+    if existing.spec_hash == spec.hash:
+        log(f"evaluate: shard {shard} of {num_shards} is already complete; nothing to do")
+        return existing
+    raise StageError(f"{run.url}/{final_key} was computed for another spec; remove it or use a new run")
+
+
+def _checked_directions(run: Storage, manifest: Manifest) -> Directions:
+    directions = load_directions(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
+    if directions.hash != manifest.direction_hash:
+        raise StageError(f"{run.url}/{DIRECTIONS_KEY} does not match the manifest's direction hash; rerun prepare")
+    return directions
+
+
+def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: Log) -> _ShardWork:
+    """What a previous attempt finished (from its checkpoint), the warmed-up evaluator, this attempt's record."""
+    started = time.time()
+    num_shards = spec.compute.shards
+    points = spec.grid.shard_range(shard, num_shards)
+    done = _load_partial(run, partial_key(shard, num_shards), spec.hash, directions.hash, log)
+    done = {p: v for p, v in done.items() if p in points}
+    device = resolve_device(spec.compute.device)
+    evaluator = build_evaluator(spec, directions, device)
+    evaluator.warm_up()  # chooses points_per_forward, compiles: never part of a point's time
+    host = socket.gethostname()
+    attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
+    record = ShardRecord(
+        spec_hash=spec.hash, direction_hash=directions.hash, shard=shard, num_shards=num_shards,
+        precision=spec.compute.precision, device=str(device), host=host, code_version=landscape_job.__version__,
+        attempts=attempt, points_per_forward=evaluator.points_per_forward or 1,
+        compile_seconds=evaluator.compile_seconds, data_on_device=evaluator.data_resident,
+        channels_last=evaluator.channels_last)
+    work = _ShardWork(run=run, spec=spec, shard=shard, points=points, done=done, resumed=len(done),
+                      evaluator=evaluator, names=evaluator.metric_names(), device=device, host=host,
+                      attempt=attempt, record=record, started=started)
+    log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
+        + (f", {work.resumed} already done (resumed)" if work.resumed else "")
+        + f"; {describe_evaluator(evaluator)}")
+    return work
+
+
+def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log) -> None:
+    """Evaluates the points not yet done, ``points_per_forward`` at a time, checkpointing as it goes."""
+    todo = [p for p in work.points if p not in work.done]
+    xs, ys = work.spec.grid.coordinates(np.array(todo, dtype=np.int64))
+    compute = work.spec.compute
+    checkpointer = _Checkpointer(compute.checkpoint_every, compute.checkpoint_seconds)
+    work.loop_start = time.monotonic()
+    last_progress = 0.0
+    work.report("running")
+    group = work.evaluator.points_per_forward or 1
+    for start in range(0, len(todo), group):
+        chunk = todo[start:start + group]
+        values = work.evaluator.evaluate_many([(float(a), float(b)) for a, b in
+                                               zip(xs[start:start + group], ys[start:start + group])])
+        save = False
+        for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
+            work.done[p] = v
+            if log_points:
+                log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={x:.6g}" for k, x in v.items()))
+            save = checkpointer.tick() or save
+        if save:
+            work.save_partial()
+        if time.monotonic() - last_progress >= progress_seconds:
+            last_progress = time.monotonic()
+            work.report("running")
+
+
+def _finish(work: _ShardWork, log: Log) -> ShardRecord:
+    """Writes the complete shard once, drops the checkpoint, and marks the progress done."""
+    run, shard, num_shards = work.run, work.shard, work.num_shards
+    elapsed = time.time() - work.started
+    computed = work.computed
+    loop_seconds = time.monotonic() - work.loop_start
+    evaluator = work.evaluator
+    record = replace(work.record, elapsed_s=elapsed, points_computed=computed, points_resumed=work.resumed,
+                     seconds_per_point=loop_seconds / computed if computed else 0.0,
+                     # Of the points computed by this attempt (a resumed point's count is not kept).
+                     hessian_unconverged=evaluator.unconverged if evaluator.curvature is not None else None)
+    final_key = shard_key(shard, num_shards)
+    final = _shard_data(work.done, work.names, record)
+    if not run.put_if_absent(final_key, shard_bytes(final)):
+        # Another attempt of this shard finished first (a pod thought lost came back):
+        # its values must be ours, or the run is inconsistent.
+        existing = read_shard(run.get(final_key), f"{run.url}/{final_key}")
+        if _values_checksum(existing) != _values_checksum(final):
+            raise StageError(f"{run.url}/{final_key} was written by another attempt with different values")
+        log(f"evaluate: shard {shard} of {num_shards} was completed by another attempt with the same values")
+    run.delete(partial_key(shard, num_shards))
+    work.report("done")
+    log(f"evaluate: shard {shard} of {num_shards} done: {computed} points in {loop_seconds:.1f}s"
+        + (f" ({loop_seconds / computed:.3f}s per point)" if computed else ""))
+    return record

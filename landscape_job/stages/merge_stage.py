@@ -1,0 +1,191 @@
+"""The merge stage: checks every shard, writes surface.h5, the plots and report.json.
+
+Merge trusts nothing it reads: each shard must carry this run's spec and direction
+hashes, hold only its own points, each once, and pass its checksum, and together the
+shards must cover the grid. Anything else is named (the missing or foreign shard, the
+missing points), never merged.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import landscape_job
+from landscape_job.direction_types import direction_type
+from landscape_job.errors import StageError
+from landscape_job.interpolation import interpolation_summary
+from landscape_job.metrics import describe as describe_metric
+from landscape_job.records import Manifest, ShardRecord
+from landscape_job.shards import read_shard, shard_key
+from landscape_job.spec import Spec
+from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, read_manifest,
+                                            read_run_spec, stderr_log, wait_for)
+from landscape_job.storage import Storage
+from landscape_job.surface import surface_bytes
+
+
+def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[str, np.ndarray], list[ShardRecord]]:
+    """All shards' values as flat arrays; refuses missing, foreign, damaged or overlapping shards."""
+    num_shards = spec.compute.shards
+    missing = [i for i in range(num_shards) if not run.exists(shard_key(i, num_shards))]
+    if missing:
+        listed = ", ".join(str(i) for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise StageError(f"merge: {len(missing)} of {num_shards} shards missing: {listed} "
+                         f"(expected {run.url}/{shard_key(missing[0], num_shards)})")
+    flat: dict[str, np.ndarray] = {}
+    seen = np.zeros(spec.grid.size, dtype=np.int64)
+    stats = []
+    for i in range(num_shards):
+        key = shard_key(i, num_shards)
+        source = f"{run.url}/{key}"
+        data = read_shard(run.get(key), source)
+        record = ShardRecord.from_attrs(data.attrs)
+        if record.spec_hash != spec.hash:
+            raise StageError(f"merge: {source} was computed for another spec (spec hash "
+                             f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})")
+        if record.direction_hash != direction_hash:
+            raise StageError(f"merge: {source} was computed with other directions")
+        allowed = spec.grid.shard_range(i, num_shards)
+        stray = [int(p) for p in data.indices if int(p) not in allowed]
+        if stray:
+            raise StageError(f"merge: {source} holds points outside its range: {stray[:5]}")
+        if len(np.unique(data.indices)) != len(data.indices):
+            raise StageError(f"merge: {source} holds a point more than once")
+        for name, values in data.metrics.items():
+            flat.setdefault(name, np.full(spec.grid.size, np.nan))[data.indices] = values
+        seen[data.indices] += 1
+        stats.append(record)
+    absent = np.flatnonzero(seen == 0)
+    if absent.size:
+        owners = sorted({i for i in range(num_shards) for p in absent[:100] if p in spec.grid.shard_range(i, num_shards)})
+        raise StageError(f"merge: {absent.size} grid points missing, e.g. flat index {absent[0]}; "
+                         f"incomplete shards: {owners}")
+    return flat, stats
+
+
+def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
+    variance = pca["explained_variance"] if pca is not None else None
+    return direction_type(spec.directions.type).axis_labels(spec.directions.norm, variance)
+
+
+def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
+    """Per metric: its non-finite points, and its best value and where (the registry's
+    ``better``: min or max), or its range for a metric with no better end (curvature)."""
+    summary = {}
+    for name, values in flat.items():
+        finite = np.isfinite(values)
+        entry: dict[str, object] = {"non_finite_points": int((~finite).sum())}
+        better = describe_metric(name).metric.better
+        if finite.any() and better is None:
+            entry.update({"min": float(np.nanmin(values[finite])), "max": float(np.nanmax(values[finite]))})
+        elif finite.any():
+            best = int(np.nanargmin(np.where(finite, values, np.inf)) if better == "min"
+                       else np.nanargmax(np.where(finite, values, -np.inf)))
+            a, b = spec.grid.coordinates(np.array([best]))
+            entry.update({"best": float(values[best]), "at": [float(a[0]), float(b[0])][: spec.grid.ndim]})
+        summary[name] = entry
+    return summary
+
+
+def _surface_trajectory(pca: dict | None) -> dict | None:
+    """The manifest's PCA entry in the shape ``surface_bytes`` stores."""
+    if pca is None:
+        return None
+    path = pca["trajectory"]
+    return {"x": path["x"], "y": path["y"], "names": path["names"], "explained_variance": pca["explained_variance"]}
+
+
+def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds: float = 0.0,
+          abort: Callable[[], str | None] | None = None) -> dict:
+    """Verifies and merges the shards into surface.h5, then writes the plots and report.json.
+
+    ``wait_seconds`` waits that long for every shard to appear (the merge pod starts with
+    the evaluate pods); without it, missing shards fail at once, named.
+    """
+    started = time.time()
+    if wait_seconds > 0:
+        wait_for(run, [SPEC_KEY], wait_seconds, "the run's spec", log)
+    spec = read_run_spec(run)
+    if wait_seconds > 0:
+        shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
+        wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
+    manifest = read_manifest(run)
+    flat, stats = collect_shards(run, spec, manifest.direction_hash)
+    run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest),
+                                       trajectory=_surface_trajectory(manifest.pca)))
+    plot_keys = write_plots(run, spec) if plots else []
+    report = _report(run, spec, manifest, flat, stats, plot_keys, started)
+    run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
+    log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
+        f"{len(plot_keys)} plots")
+    return report
+
+
+def _surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
+    """surface.h5's provenance attributes (the paper's tools ignore them; ours label the plots with them)."""
+    xlabel, ylabel = _axis_labels(spec, manifest.pca)
+    attrs = {"name": spec.name, "spec_hash": spec.hash, "direction_hash": manifest.direction_hash,
+             "code_version": landscape_job.__version__, "precision": spec.compute.precision,
+             "arch": spec.model.arch, "dataset": spec.data.dataset, "loss": spec.loss,
+             "direction_type": spec.directions.type, "dir_type": manifest.dir_type,
+             "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
+             "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.cosine_xy}
+    hessian = manifest.hessian
+    if hessian is not None:
+        attrs.update({"sharpness": hessian["sharpness"], "hessian_trace": hessian["trace"],
+                      "hessian_split": hessian["split"], "hessian_ignore": hessian["ignore"]})
+    return attrs
+
+
+def _report(run: Storage, spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray], stats: list[ShardRecord],
+            plot_keys: list[str], started: float) -> dict:
+    """report.json: timings, per-shard stats, the surface's summary and the run's provenance."""
+    pca, hessian = manifest.pca, manifest.hessian
+    compute_s = sum(float(s.elapsed_s or 0.0) for s in stats)
+    return {
+        "run": run.url, "name": spec.name, "spec_hash": spec.hash,
+        "grid": {"x": str(spec.grid.x), "y": str(spec.grid.y) if spec.grid.y else None, "points": spec.grid.size},
+        "precision": spec.compute.precision,
+        "shards": [s.report_entry() for s in stats],
+        "retries": sum(int(s.attempts if s.attempts is not None else 1) - 1 for s in stats),
+        "compute_seconds": compute_s,
+        "compile_seconds": sum(float(s.compile_seconds or 0.0) for s in stats),
+        "points_per_second": spec.grid.size / compute_s if compute_s else None,
+        "summary": _summary(spec, flat),
+        **({"pca": pca} if pca is not None else {}),
+        **({"interpolation": interpolation_summary(spec.grid.x.values(), flat)}
+           if direction_type(spec.directions.type).reports_interpolation else {}),
+        "provenance": manifest.provenance(),
+        **({"hessian": {**hessian, "unconverged_points": sum(int(s.hessian_unconverged or 0) for s in stats)}}
+           if hessian is not None else {}),
+        "outputs": [SURFACE_KEY, *plot_keys],
+        "merge_seconds": round(time.time() - started, 3),
+    }
+
+
+def write_plots(run: Storage, spec: Spec) -> list[str]:
+    """Renders the surface's plots locally and stores each under plots/.
+
+    Beside the figures: ``surface.html`` (the offline viewer) and, for 2-D, ``surface.vtp``.
+    """
+    from landscape_job.exports import write_exports
+    from landscape_job.plots import PlotOptions, plot_surface
+
+    options = PlotOptions.from_spec(spec.plot)
+    with tempfile.TemporaryDirectory() as tmp:
+        surface = Path(tmp) / SURFACE_KEY
+        surface.write_bytes(run.get(SURFACE_KEY))
+        written = plot_surface(surface, Path(tmp) / "plots", options)
+        written += write_exports(surface, Path(tmp) / "plots", options=options)
+        keys = []
+        for path in written:
+            key = f"plots/{path.name}"
+            run.put(key, path.read_bytes())
+            keys.append(key)
+    return keys

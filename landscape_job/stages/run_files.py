@@ -1,0 +1,75 @@
+"""A run's prefix as the stages see it: the object keys, reading the spec and the manifest, waiting for objects.
+
+Every stage reads what an earlier one wrote here, and the launcher reads the same keys,
+so the names live in one place. Shard keys are the shard file format's (``shards``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+from landscape_job.errors import StageError, UserError
+from landscape_job.records import Manifest
+from landscape_job.spec import Spec, spec_from_yaml
+from landscape_job.storage import NotFound, Storage
+
+SPEC_KEY = "spec.yaml"
+MANIFEST_KEY = "manifest.json"
+DIRECTIONS_KEY = "directions.h5"
+SURFACE_KEY = "surface.h5"
+REPORT_KEY = "report.json"
+
+Log = Callable[[str], None]
+
+
+def stderr_log(message: str) -> None:
+    """The stages' default log: a pod's log is its stderr, flushed at once so ``kubectl logs`` is live."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def read_run_spec(run: Storage) -> Spec:
+    try:
+        text = run.get(SPEC_KEY).decode()
+    except NotFound:
+        raise UserError(f"{run.url}: no {SPEC_KEY}; is this a run prefix? (submit a spec first)") from None
+    return spec_from_yaml(text, f"{run.url}/{SPEC_KEY}")
+
+
+def read_manifest(run: Storage) -> Manifest:
+    """The prepare stage's manifest; its absence names the stage to run."""
+    try:
+        return Manifest.from_json(run.get(MANIFEST_KEY))
+    except NotFound:
+        raise StageError(f"{run.url}/{MANIFEST_KEY} is missing; run the prepare stage first") from None
+
+
+def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
+             poll: float = 1.0, max_poll: float = 30.0, abort: Callable[[], str | None] | None = None) -> None:
+    """Polls storage until every key exists, so stages started together chain by themselves.
+
+    On a cluster all three Jobs start at submit time: evaluate pods wait here for
+    prepare's output and the merge pod for the shards, instead of failing and burning
+    retries. Gives up after ``seconds`` naming what is still missing, or as soon as
+    ``abort`` says why the missing objects will never come.
+    """
+    deadline = time.monotonic() + seconds
+    announced = False
+    while True:
+        missing = [k for k in keys if not run.exists(k)]
+        if not missing:
+            return
+        reason = abort() if abort is not None else None
+        if reason:
+            listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise StageError(f"{reason}; {len(missing)} missing under {run.url}: {listed}")
+        if time.monotonic() >= deadline:
+            listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise StageError(f"gave up after {seconds:g}s waiting for {what}: {len(missing)} missing under "
+                             f"{run.url}: {listed}")
+        if not announced:
+            log(f"waiting up to {seconds:g}s for {what} ({len(missing)} of {len(keys)} objects missing)")
+            announced = True
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        poll = min(poll * 1.5, max_poll)

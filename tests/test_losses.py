@@ -1,0 +1,36 @@
+"""The loss switch: one table of built-in losses, the one-point and stacked sums agreeing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landscape_job.losses import BUILTIN, batch_loss_sum, batch_loss_sums
+from landscape_job.spec import LOSSES
+
+
+def test_the_built_in_losses_are_the_spec_s_choices() -> None:
+    assert set(BUILTIN) == set(LOSSES)
+
+
+@pytest.mark.parametrize("loss", sorted(BUILTIN))
+def test_stacked_sums_are_the_one_point_sums(loss: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 4, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 4, (7,), generator=generator)
+    stacked = batch_loss_sums(logits, labels, loss)
+    assert stacked.shape == (3,)
+    for k in range(3):
+        assert stacked[k].item() == pytest.approx(batch_loss_sum(logits[k], labels, loss).item(), rel=1e-12)
+
+
+def test_half_precision_logits_are_summed_in_float32() -> None:
+    logits = torch.randn(5, 3).to(torch.bfloat16)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    assert batch_loss_sum(logits, labels, "cross_entropy").dtype == torch.float32
+    assert batch_loss_sums(logits.unsqueeze(0), labels, "mse").dtype == torch.float32
+
+
+def test_an_unknown_loss_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unknown loss"):
+        batch_loss_sum(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), "hinge")
