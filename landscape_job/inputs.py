@@ -35,21 +35,15 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+from landscape_job.cache import cache_dir
 from landscape_job.errors import UserError
 
 if TYPE_CHECKING:
     from landscape_job.spec import Spec
 
-CACHE_ENV = "LANDSCAPE_CACHE_DIR"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 _HTTP_TIMEOUT = 60.0
 _BLOCK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """Where fetched inputs live: ``$LANDSCAPE_CACHE_DIR``, else ``~/.cache/landscape``."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "landscape"
 
 
 # -- URLs -----------------------------------------------------------------------------------

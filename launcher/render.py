@@ -40,8 +40,8 @@ from typing import Any, Iterable
 import yaml
 
 import landscape_job
+from landscape_job.cache import CACHE_ENV
 from landscape_job.errors import USER_ERROR_EXIT, UserError
-from landscape_job.inputs import CACHE_ENV
 from landscape_job.spec import Spec
 
 from launcher.k8s_spec import KubernetesSpec, parse_quantity

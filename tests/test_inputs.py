@@ -27,9 +27,10 @@ import torch
 
 from conftest import SYNTHETIC, run_all, save_cnn_checkpoint, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import pyref, stages
+from landscape_job.cache import CACHE_ENV
 from landscape_job.data import load_split
 from landscape_job.errors import UserError
-from landscape_job.inputs import CACHE_ENV, Fetcher, localize
+from landscape_job.inputs import Fetcher, localize
 from landscape_job.preflight import check_inputs
 from landscape_job.spec import parse_spec
 from landscape_job.storage import open_h5
