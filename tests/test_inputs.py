@@ -153,7 +153,7 @@ def test_an_s3_prefix_is_a_data_root_too(tmp_path: Path, s3: dict[str, Any]) -> 
     for path in sorted((tmp_path / "cifar").rglob("*")):
         if path.is_file():
             _put(s3, f"ds/c10/{path.relative_to(tmp_path / 'cifar').as_posix()}", path.read_bytes())
-    mirrored = Fetcher(storage_options={}).folder(f"s3://{s3['bucket']}/ds/c10", "data.root")
+    mirrored = Fetcher().folder(f"s3://{s3['bucket']}/ds/c10", "data.root")
     for split in ("train", "test"):
         a = load_split("cifar10", split, root=str(tmp_path / "cifar"))
         b = load_split("cifar10", split, root=mirrored)
