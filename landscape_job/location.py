@@ -169,7 +169,7 @@ class StorageLocation:
         if scheme != S3:
             chosen = next((k for k, v in given.items() if v not in (None, "")), None)
             if chosen is not None:
-                raise UserError(f"storage.{chosen}: only for s3:// storage, not {url}")
+                raise UserError(f"storage.{chosen}: only for s3:// storage")
         if scheme == FILE:
             path = Path(local_path(url)).expanduser()
             if not path.is_absolute():
