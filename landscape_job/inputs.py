@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from landscape_job.cache import cache_dir
 from landscape_job.errors import UserError
-from landscape_job.location import NO_OPTIONS, S3, StorageLocation, StorageOptions, local_path
+from landscape_job.location import NO_OPTIONS, StorageLocation, StorageOptions, local_path
 
 if TYPE_CHECKING:
     from landscape_job.spec import Spec
@@ -138,7 +138,8 @@ class Fetcher:
 
     def __init__(self, cache: Path | None = None, s3_options: StorageOptions = NO_OPTIONS):
         self.cache = cache or cache_dir()
-        #: The endpoint, region, ... S3 inputs are read with (the run's own, when it is in S3).
+        #: The endpoint, region, ... S3 inputs are read with: the run's storage options, so
+        #: inputs in the results' S3 store need no settings of their own (only S3 storage has any).
         self.s3_options = s3_options
         self._s3: dict[str, Any] = {}
 
@@ -390,14 +391,9 @@ def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
 
 def check_reachable(spec: Spec) -> None:
     """One HEAD (or list) per remote input: a missing object is named before anything is created."""
-    fetcher = Fetcher(s3_options=_input_s3_options(spec))
+    fetcher = Fetcher(s3_options=spec.storage.options)
     for key, url, folder in spec_inputs(spec):
         fetcher.check(url, key, folder)
-
-
-def _input_s3_options(spec: Spec) -> StorageOptions:
-    """S3 inputs use the results' S3 options (endpoint, addressing) when the results are in S3 too."""
-    return spec.storage.options if spec.storage.scheme == S3 else NO_OPTIONS
 
 
 def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:
@@ -409,7 +405,7 @@ def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:
     from landscape_job import pyref
 
     pyref.activate(spec.python.path, spec.python.requirements)
-    fetcher = fetcher or Fetcher(s3_options=_input_s3_options(spec))
+    fetcher = fetcher or Fetcher(s3_options=spec.storage.options)
     pins = spec.pins
     checkpoint = fetcher.file(spec.model.checkpoint, "model.checkpoint", pins.get(spec.model.checkpoint))
     targets = tuple(fetcher.file(t, f"directions.targets[{i}]", pins.get(t))

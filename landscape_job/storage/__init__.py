@@ -10,7 +10,7 @@ backend keeps is :class:`Storage` (``base.py``); the backends are ``files.py``
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from typing import Callable, Mapping
 
 from landscape_job.location import BACKENDS, STORAGE_OPTIONS_ENV, StorageLocation, storage_options_from_env
 from landscape_job.storage.base import NotFound, Storage, h5_attrs, h5_bytes, open_h5
@@ -19,8 +19,8 @@ __all__ = ["NotFound", "STORAGE_OPTIONS_ENV", "Storage", "StorageLocation", "bac
            "open_h5", "open_storage", "run_storage", "storage_options_from_env"]
 
 
-def backend_for(scheme: str) -> Any:
-    """The backend class registered for a scheme, imported on first use."""
+def backend_for(scheme: str) -> Callable[[StorageLocation], Storage]:
+    """The backend class registered for a scheme (``location.BACKENDS``), imported on first use."""
     backend = BACKENDS[scheme]
     if isinstance(backend, str):
         module, _, name = backend.partition(":")
