@@ -13,6 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
+from landscape_job.location import RUN_ENV, StorageLocation
 
 STAGE_ERROR_EXIT = 1
 
@@ -34,7 +35,7 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landscape-job", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=os.environ.get("LANDSCAPE_RUN"),
+    parser.add_argument("--run", default=os.environ.get(RUN_ENV),
                         help="the run's storage prefix, e.g. file:///data/runs/r1 (default: $LANDSCAPE_RUN)")
     sub = parser.add_subparsers(dest="stage", required=True)
     prepare = sub.add_parser("prepare", help="build the directions and the run manifest")
@@ -96,11 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stage == "estimate":
             return _estimate(args.spec_file, args.points)
         from landscape_job import stages
-        from landscape_job.storage import open_storage, storage_options_from_env
+        from landscape_job.storage import open_storage
 
-        if not args.run:
-            raise UserError("--run: give the run's storage prefix or set LANDSCAPE_RUN")
-        run = open_storage(args.run, storage_options_from_env())
+        # The run's URL, and the options of its storage that the launcher put in the environment.
+        run = open_storage(StorageLocation.from_env(args.run))
         if args.stage == "prepare":
             stages.prepare(run, spec_file=args.spec_file)
         elif args.stage == "evaluate":

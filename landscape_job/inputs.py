@@ -33,23 +33,18 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator
 
+from landscape_job.cache import cache_dir
 from landscape_job.errors import UserError
+from landscape_job.location import NO_OPTIONS, StorageLocation, StorageOptions, local_path
 
 if TYPE_CHECKING:
     from landscape_job.spec import Spec
 
-CACHE_ENV = "LANDSCAPE_CACHE_DIR"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 _HTTP_TIMEOUT = 60.0
 _BLOCK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """Where fetched inputs live: ``$LANDSCAPE_CACHE_DIR``, else ``~/.cache/landscape``."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "landscape"
 
 
 # -- URLs -----------------------------------------------------------------------------------
@@ -141,9 +136,11 @@ def _http_errors(url: str, key: str, failing: str) -> Iterator[None]:
 class Fetcher:
     """Turns input URLs into local paths through the cache; one per stage."""
 
-    def __init__(self, cache: Path | None = None, storage_options: Mapping[str, str] | None = None):
+    def __init__(self, cache: Path | None = None, s3_options: StorageOptions = NO_OPTIONS):
         self.cache = cache or cache_dir()
-        self.storage_options = dict(storage_options or {})
+        #: The endpoint, region, ... S3 inputs are read with: the run's storage options, so
+        #: inputs in the results' S3 store need no settings of their own (only S3 storage has any).
+        self.s3_options = s3_options
         self._s3: dict[str, Any] = {}
 
     # -- public ----------------------------------------------------------------------------
@@ -151,7 +148,7 @@ class Fetcher:
     def file(self, url: str, key: str, sha256: str | None = None) -> str:
         """A local file holding the input; verified against the pin if there is one."""
         if not is_remote(url):
-            path = Path(url[len("file://"):] if url.startswith("file://") else url)
+            path = Path(local_path(url))
             if not path.is_file():
                 raise UserError(f"{key}: file not found: {path}")
             if sha256 is not None and file_sha256(path) != sha256:
@@ -165,7 +162,7 @@ class Fetcher:
         if is_archive(url):
             return str(self._extract(Path(self.file(url, key, sha256)), key))
         if not is_remote(url):
-            path = Path(url[len("file://"):] if url.startswith("file://") else url)
+            path = Path(local_path(url))
             if not path.is_dir():
                 raise UserError(f"{key}: folder not found: {path}")
             return str(path)
@@ -192,11 +189,11 @@ class Fetcher:
     # -- S3 ---------------------------------------------------------------------------------
 
     def _s3_target(self, url: str, key: str) -> tuple[Any, str, str]:
-        from landscape_job.s3 import S3Storage
+        from landscape_job.storage.s3 import S3Storage  # boto3 only for those who use S3
 
         bucket, _, name = url[len("s3://"):].partition("/")
         if bucket not in self._s3:
-            self._s3[bucket] = S3Storage(f"s3://{bucket}", self.storage_options)
+            self._s3[bucket] = S3Storage(StorageLocation.parse(f"s3://{bucket}", self.s3_options))
         return self._s3[bucket], bucket, name
 
     def _s3_error(self, err: Exception, key: str, url: str) -> UserError:
@@ -394,14 +391,9 @@ def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
 
 def check_reachable(spec: Spec) -> None:
     """One HEAD (or list) per remote input: a missing object is named before anything is created."""
-    fetcher = Fetcher(storage_options=_input_storage_options(spec))
+    fetcher = Fetcher(s3_options=spec.storage.options)
     for key, url, folder in spec_inputs(spec):
         fetcher.check(url, key, folder)
-
-
-def _input_storage_options(spec: Spec) -> dict[str, str]:
-    """S3 inputs use the results' S3 options (endpoint, addressing) when the results are in S3 too."""
-    return dict(spec.storage_options) if spec.storage.startswith("s3://") else {}
 
 
 def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:
@@ -413,7 +405,7 @@ def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:
     from landscape_job import pyref
 
     pyref.activate(spec.python.path, spec.python.requirements)
-    fetcher = fetcher or Fetcher(storage_options=_input_storage_options(spec))
+    fetcher = fetcher or Fetcher(s3_options=spec.storage.options)
     pins = spec.pins
     checkpoint = fetcher.file(spec.model.checkpoint, "model.checkpoint", pins.get(spec.model.checkpoint))
     targets = tuple(fetcher.file(t, f"directions.targets[{i}]", pins.get(t))

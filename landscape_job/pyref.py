@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from landscape_job.cache import cache_dir
 from landscape_job.errors import UserError
 
 PREFIX = "python:"
@@ -79,8 +80,6 @@ def activate(paths: Sequence[str], requirements: Sequence[str], cache: Path | No
         if folder not in sys.path:
             sys.path.insert(0, folder)
     if requirements:
-        from landscape_job.inputs import cache_dir
-
         base = cache or cache_dir()
         digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:24]
         target = base / "pip" / digest

@@ -31,6 +31,7 @@ from landscape_job.errors import UserError
 from landscape_job.grid import MAX_POINTS, Axis, Grid
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
 from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
+from landscape_job.location import StorageLocation
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 
@@ -276,10 +277,9 @@ class Spec:
     directions: DirectionsSpec
     grid: Grid
     compute: ComputeSpec
-    storage: str
+    #: Where the run's results go: the URL and its options (S3 endpoint, region, ...).
+    storage: StorageLocation
     plot: PlotSpec
-    #: Options of the storage backend (S3 endpoint, region, addressing style, checksums).
-    storage_options: dict[str, Any] = field(default_factory=dict)
     #: The cluster settings; parsed by the launcher, which alone renders Kubernetes objects.
     kubernetes: dict[str, Any] = field(default_factory=dict)
     #: Why each direction default was chosen; shown by ``launcher validate``.
@@ -291,6 +291,11 @@ class Spec:
     python: PythonSpec = field(default_factory=PythonSpec)
     #: sha256 pins of inputs, by normalised URL (``{url: ..., sha256: ...}`` in the spec).
     pins: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """The storage options as a mapping: only for ``launcher/cluster_cli.py`` until it takes ``storage``."""
+        return self.storage.options.as_dict()
 
     @property
     def uses_hessian(self) -> bool:
@@ -330,7 +335,7 @@ class Spec:
             "directions": directions,
             "grid": grid,
             "compute": asdict(self.compute),
-            "storage": {"url": self.storage, **self.storage_options} if self.storage_options else self.storage,
+            "storage": self.storage.to_spec(),
             "plot": asdict(self.plot),
             "metrics": list(self.metrics),
             # Only where it is used: an unused hessian section is refused by parse_spec.
@@ -410,12 +415,12 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
         raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
                         "add one of them or remove this section")
     compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
-    storage, storage_options = _parse_storage(top, base_dir, storage_override)
+    storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
     plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
     kubernetes = top.get("kubernetes", dict, {})
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
-                compute=compute, storage=storage, plot=plot, storage_options=storage_options,
+                compute=compute, storage=storage, plot=plot,
                 kubernetes=kubernetes, notes=tuple(notes), metrics=metrics, hessian=hessian,
                 python=python, pins=pins)
 
@@ -674,65 +679,6 @@ def _auto_or_bool(s: _Section, name: str) -> str | bool:
     if value == "auto" or isinstance(value, bool):
         return value
     raise UserError(f"{s.key(name)}: expected auto, true or false, got {_type_name(value)} {value!r}")
-
-
-#: Keys of the mapping form of ``storage``, besides ``url``; the S3 backend reads them.
-STORAGE_OPTIONS = ("endpoint_url", "region", "addressing_style", "request_checksum")
-
-
-def check_storage_options(url: str, options: Mapping[str, Any] | None) -> dict[str, str]:
-    """The options that are set, checked: a typo is a user error, not a silent default."""
-    chosen = {k: str(v) for k, v in (options or {}).items() if v not in (None, "")}
-    for key in chosen:
-        if key not in STORAGE_OPTIONS:
-            raise UserError(f"storage.{key}: unknown S3 option for {url}; "
-                            f"expected one of {', '.join(STORAGE_OPTIONS)}")
-    endpoint = chosen.get("endpoint_url")
-    if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
-        raise UserError(f"storage.endpoint_url: expected http(s)://host[:port], got {endpoint!r}")
-    if chosen.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
-        raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
-                        f"got {chosen['addressing_style']!r}")
-    if chosen.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
-        raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
-                        f"got {chosen['request_checksum']!r}")
-    return chosen
-
-
-def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> tuple[str, dict[str, Any]]:
-    """``storage`` is a URL, or a mapping with ``url`` and the S3 options; credentials never go here."""
-    raw = top.get("storage", (str, dict), None)
-    options: dict[str, Any] = {}
-    if isinstance(raw, dict):
-        section = _Section(raw, "storage")
-        url = section.get("url", str)
-        for key in STORAGE_OPTIONS:
-            value = section.get(key, str, None)
-            if value is not None:
-                options[key] = value
-        for key in section.raw:
-            if any(word in key.lower() for word in ("secret", "access_key", "password", "token")):
-                raise UserError(f"storage.{key}: credentials never go in the spec; set AWS_ACCESS_KEY_ID/"
-                                f"AWS_SECRET_ACCESS_KEY in the environment or name a Kubernetes Secret")
-        section.finish()
-        options = check_storage_options(url, options)
-    else:
-        url = raw
-    value = override if override is not None else url
-    if value is None:
-        return "file://" + str(Path.cwd() / "runs"), options
-    if value.startswith("s3://"):
-        if len(value) <= len("s3://") or value[len("s3://"):].startswith("/"):
-            raise UserError(f"storage: expected s3://bucket/prefix, got {value!r}")
-        return value.rstrip("/"), options
-    if "://" in value and not value.startswith("file://"):
-        raise UserError(f"storage: expected a folder, file:///path or s3://bucket/prefix; got {value!r}")
-    if options:
-        raise UserError(f"storage.{next(iter(options))}: only for s3:// storage")
-    path = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
-    if not path.is_absolute():
-        path = (Path.cwd() if override is not None else base_dir) / path
-    return "file://" + str(path.resolve()), options
 
 
 def _parse_plot(s: _Section) -> PlotSpec:

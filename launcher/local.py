@@ -18,27 +18,34 @@ from pathlib import Path
 from typing import TextIO
 
 from landscape_job.errors import StageError, UserError
+from landscape_job.location import StorageLocation
 from landscape_job.records import ProgressRecord
 from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
 from landscape_job.stages import SPEC_KEY, read_run_spec
-from landscape_job.storage import STORAGE_OPTIONS_ENV, Storage, open_storage, run_storage
+from landscape_job.storage import Storage, open_storage, run_storage
 from launcher.render_cli import default_run_id
 
 
 def check_storage(spec: Spec) -> None:
     """Fails with one line, before anything is written, when the storage cannot be used."""
-    storage = open_storage(spec.storage, spec.storage_options)
+    storage = open_storage(spec.storage)
     check = getattr(storage, "check_access", None)
     if check is not None:
         check()
 
 
-def new_run_id(name: str, storage_url: str, storage_options: dict[str, str] | None = None) -> str:
-    """``<name>-<UTC time>``, with a ``-<n>`` suffix if that run exists already."""
+def new_run_id(name: str, storage: StorageLocation | str, storage_options: dict[str, str] | None = None) -> str:
+    """``<name>-<UTC time>``, with a ``-<n>`` suffix if that run exists already under ``storage``.
+
+    ``storage`` is the spec's location; a base URL with its ``storage_options`` is taken too,
+    only while ``launcher/cluster_cli.py`` still passes them (the options it passes then are
+    the location's own, and are ignored).
+    """
+    location = storage if isinstance(storage, StorageLocation) else StorageLocation.parse(storage, storage_options)
     base = default_run_id(name)
     run_id, n = base, 1
-    while run_storage(storage_url, run_id, storage_options).exists(SPEC_KEY):
+    while run_storage(location, run_id).exists(SPEC_KEY):
         n += 1
         run_id = f"{base}-{n}"
     return run_id
@@ -46,7 +53,7 @@ def new_run_id(name: str, storage_url: str, storage_options: dict[str, str] | No
 
 def open_run(spec: Spec, run_id: str) -> Storage:
     """Creates the run's prefix with its spec, or reopens it to resume if the spec is the same."""
-    run = run_storage(spec.storage, run_id, spec.storage_options)
+    run = run_storage(spec.storage, run_id)
     if run.exists(SPEC_KEY):
         existing = read_run_spec(run)
         if existing.hash != spec.hash:
@@ -104,9 +111,10 @@ class LocalRunner:
         self.log_dir, self.stream = log_dir, stream
 
     def _env(self, threads: int, shard: int | None = None) -> dict[str, str]:
-        env = dict(os.environ, LANDSCAPE_RUN=self.run.url, OMP_NUM_THREADS=str(threads),
+        # The stages find the run as a pod does: its URL and the storage's options.
+        location = StorageLocation.parse(self.run.url, self.spec.storage.options)
+        env = dict(os.environ, **location.env(), OMP_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
-        env[STORAGE_OPTIONS_ENV] = json.dumps(self.spec.storage_options)
         if shard is not None:
             env["JOB_COMPLETION_INDEX"] = str(shard)
         return env
@@ -172,7 +180,7 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
     """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
     stream = stream or sys.stderr
     check_storage(spec)
-    run_id = run_id or new_run_id(spec.name, spec.storage, spec.storage_options)
+    run_id = run_id or new_run_id(spec.name, spec.storage)
     run = open_run(spec, run_id)
     workers = max(1, min(workers or os.cpu_count() or 1, spec.compute.shards))
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "

@@ -40,8 +40,9 @@ from typing import Any, Iterable
 import yaml
 
 import landscape_job
+from landscape_job.cache import CACHE_ENV
 from landscape_job.errors import USER_ERROR_EXIT, UserError
-from landscape_job.inputs import CACHE_ENV
+from landscape_job.location import RUN_ENV, S3, STORAGE_OPTIONS_ENV
 from landscape_job.spec import Spec
 
 from launcher.k8s_spec import KubernetesSpec, parse_quantity
@@ -130,10 +131,11 @@ def _metadata(name: str, run_id: str, component: str, spec: Spec, k8s: Kubernete
 
 
 def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str]) -> list[dict[str, Any]]:
+    run = spec.storage.join(run_id).env()  # how a stage finds its run: URL and storage options
     env = [
-        {"name": "LANDSCAPE_RUN", "value": f"{spec.storage.rstrip('/')}/{run_id}"},
+        {"name": RUN_ENV, "value": run[RUN_ENV]},
         {"name": "LANDSCAPE_RUN_ID", "value": run_id},
-        {"name": "LANDSCAPE_STORAGE_OPTIONS", "value": json.dumps(spec.storage_options, sort_keys=True)},
+        {"name": STORAGE_OPTIONS_ENV, "value": run[STORAGE_OPTIONS_ENV]},
         {"name": "LANDSCAPE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "MPLBACKEND", "value": "Agg"},
         # The root file system is read-only: HOME and every cache live in the /tmp emptyDir.
@@ -328,8 +330,8 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
     for cluster settings that contradict the spec.
     """
     check_run_id(run_id)
-    if not spec.storage.startswith("s3://"):
-        raise UserError(f"storage: pods on a cluster cannot reach {spec.storage}; give s3://bucket/prefix "
+    if spec.storage.scheme != S3:
+        raise UserError(f"storage: pods on a cluster cannot reach {spec.storage.url}; give s3://bucket/prefix "
                         f"in the spec's storage or with --storage")
     shards = spec.compute.shards
     if shards > MAX_INDEXED_COMPLETIONS:

@@ -27,9 +27,10 @@ import torch
 
 from conftest import SYNTHETIC, run_all, save_cnn_checkpoint, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import pyref, stages
+from landscape_job.cache import CACHE_ENV
 from landscape_job.data import load_split
 from landscape_job.errors import UserError
-from landscape_job.inputs import CACHE_ENV, Fetcher, localize
+from landscape_job.inputs import Fetcher, localize
 from landscape_job.preflight import check_inputs
 from landscape_job.spec import parse_spec
 from landscape_job.storage import open_h5
@@ -152,7 +153,7 @@ def test_an_s3_prefix_is_a_data_root_too(tmp_path: Path, s3: dict[str, Any]) -> 
     for path in sorted((tmp_path / "cifar").rglob("*")):
         if path.is_file():
             _put(s3, f"ds/c10/{path.relative_to(tmp_path / 'cifar').as_posix()}", path.read_bytes())
-    mirrored = Fetcher(storage_options={}).folder(f"s3://{s3['bucket']}/ds/c10", "data.root")
+    mirrored = Fetcher().folder(f"s3://{s3['bucket']}/ds/c10", "data.root")
     for split in ("train", "test"):
         a = load_split("cifar10", split, root=str(tmp_path / "cifar"))
         b = load_split("cifar10", split, root=mirrored)

@@ -22,9 +22,9 @@ from botocore.retries.standard import ExponentialBackoff
 
 from conftest import run_all, spec_from, write_spec
 from landscape_job.errors import StageError, UserError
-from landscape_job.s3 import S3Storage
 from landscape_job.storage import (STORAGE_OPTIONS_ENV, NotFound, h5_bytes, open_h5, open_storage, run_storage,
                                    storage_options_from_env)
+from landscape_job.storage.s3 import S3Storage
 from launcher.local import open_run
 from s3server import (DROP, DROP_AFTER, NOT_IMPLEMENTED, OK, SLOWDOWN, TRUNCATE, FlakyProxy, closed_port,
                       put_directly, seeded_faults)
@@ -319,8 +319,8 @@ def test_missing_bucket_in_a_stage_is_a_user_error(moto_endpoint: str, aws_env: 
 
 
 def test_unreachable_endpoint_in_a_stage_is_a_stage_error(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("landscape_job.s3.MAX_ATTEMPTS", 2)
-    monkeypatch.setattr("landscape_job.s3.CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr("landscape_job.storage.s3.MAX_ATTEMPTS", 2)
+    monkeypatch.setattr("landscape_job.storage.s3.CONNECT_TIMEOUT", 1.0)
     storage = S3Storage("s3://bucket/runs", s3_options(f"http://127.0.0.1:{closed_port()}"))
     with pytest.raises(StageError, match="cannot reach"):
         storage.put("k", b"x")
@@ -501,11 +501,11 @@ def test_an_s3_url_without_a_bucket_is_refused_not_taken_for_a_folder(url: str) 
 
 def test_file_results_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
     """Results are ordinary files (0644 under umask 022), not mkstemp's private 0600."""
-    from landscape_job import storage
+    from landscape_job.storage import files
 
     run = open_storage(str(tmp_path / "run"))
     run.put("surface.h5", b"x")
     assert run.put_if_absent("plots/surface.html", b"<html>")
-    expected = 0o666 & ~storage._UMASK
+    expected = 0o666 & ~files._UMASK
     for key in ("surface.h5", "plots/surface.html"):
         assert (tmp_path / "run" / key).stat().st_mode & 0o777 == expected, key

@@ -1,6 +1,6 @@
 """``s3://bucket/prefix``: a run's storage in S3 or an S3-compatible store (MinIO, Ceph, R2), through boto3.
 
-Options come from the spec's ``storage`` mapping (``landscape_job.spec.STORAGE_OPTIONS``),
+Options come from the spec's ``storage`` mapping (``landscape_job.location.StorageOptions``),
 all optional:
 
 * ``endpoint_url``: the S3 endpoint, e.g. ``http://minio.minio:9000``. Unset, boto3's own
@@ -27,7 +27,6 @@ S3-compatible stores); wherever content must be compared, the bytes are.
 from __future__ import annotations
 
 import io
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -53,8 +52,8 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from landscape_job.errors import StageError, UserError
-from landscape_job.spec import check_storage_options
-from landscape_job.storage import NotFound
+from landscape_job.location import S3, StorageLocation, StorageOptions, split_s3_url
+from landscape_job.storage.base import NotFound, check_key
 
 #: Objects at least this large go up as a multipart upload and come down as parallel
 #: ranged GETs: each part is retried on its own instead of the whole object.
@@ -80,7 +79,6 @@ _STREAM_ATTEMPTS = 5
 #: and asks the client to retry.
 _CONFLICT_ATTEMPTS = 5
 
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
                      "TokenRefreshRequired", "InvalidSecurity"}
@@ -110,20 +108,7 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session(botocore_session=core)
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``."""
-    if not url.startswith("s3://"):
-        raise UserError(f"storage: expected s3://bucket/prefix, got {url!r}")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    if not _BUCKET.match(bucket):
-        raise UserError(f"storage: {url!r} does not start with a valid bucket name; expected s3://bucket/prefix")
-    prefix = prefix.strip("/")
-    if ".." in prefix.split("/"):
-        raise UserError(f"storage: {url!r}: '..' is not allowed in an S3 prefix")
-    return bucket, prefix
-
-
-def _client_config(options: Mapping[str, str], connect_timeout: float, read_timeout: float, attempts: int) -> Config:
+def _client_config(options: StorageOptions, connect_timeout: float, read_timeout: float, attempts: int) -> Config:
     """botocore's client configuration for the options.
 
     Retries use botocore's ``standard`` mode, not ``adaptive``: standard retries throttling
@@ -140,11 +125,11 @@ def _client_config(options: Mapping[str, str], connect_timeout: float, read_time
         "retries": {"mode": "standard", "total_max_attempts": attempts},
         "tcp_keepalive": True,
     }
-    if "addressing_style" in options:
-        kwargs["s3"] = {"addressing_style": options["addressing_style"]}
-    if "request_checksum" in options:
-        kwargs["request_checksum_calculation"] = options["request_checksum"]
-        kwargs["response_checksum_validation"] = options["request_checksum"]
+    if options.addressing_style is not None:
+        kwargs["s3"] = {"addressing_style": options.addressing_style}
+    if options.request_checksum is not None:
+        kwargs["request_checksum_calculation"] = options.request_checksum
+        kwargs["response_checksum_validation"] = options.request_checksum
     return Config(**kwargs)
 
 
@@ -162,14 +147,21 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 class S3Storage:
-    """A run's prefix in a bucket: keys are ``<prefix>/<key>``."""
+    """A run's prefix in a bucket: keys are ``<prefix>/<key>``.
 
-    def __init__(self, url: str, options: Mapping[str, str] | None = None, *,
+    Opened from a parsed location (as the registry does), or from a URL and its options
+    mapping, which are parsed here the same way.
+    """
+
+    def __init__(self, location: StorageLocation | str, options: Mapping[str, str] | None = None, *,
                  multipart_threshold: int = MULTIPART_THRESHOLD):
-        self.bucket, self.prefix = parse_s3_url(url)
+        location = StorageLocation.of(location, options)
+        if location.scheme != S3:
+            raise UserError(f"storage: expected s3://bucket/prefix, got {location.url!r}")
+        self.bucket, self.prefix = split_s3_url(location.url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self._root = self.prefix + "/" if self.prefix else ""
-        self.options = check_storage_options(url, options)
+        self.options = location.options
         self.client = self._make_client(CONNECT_TIMEOUT, READ_TIMEOUT, MAX_ATTEMPTS)
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(multipart_threshold, _MIN_PART),
@@ -184,7 +176,7 @@ class S3Storage:
         try:
             # A session of its own: boto3's default session is not safe to share between threads.
             return _session().client(
-                "s3", endpoint_url=self.options.get("endpoint_url"), region_name=self.options.get("region"),
+                "s3", endpoint_url=self.options.endpoint_url, region_name=self.options.region,
                 config=config)
         except ValueError as err:  # a malformed endpoint_url or region
             what = "storage.endpoint_url" if "endpoint" in str(err).lower() else "storage.region"
@@ -195,9 +187,7 @@ class S3Storage:
         return self.client.meta.endpoint_url
 
     def _key(self, key: str) -> str:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError(f"storage key must be relative and stay inside the run: {key!r}")
-        return self._root + key
+        return self._root + check_key(key)
 
     @contextmanager
     def _errors(self, what: str, key: str | None = None) -> Iterator[None]:

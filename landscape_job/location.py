@@ -1,0 +1,320 @@
+"""Where a run's results live: a storage URL and its options, parsed and checked in one place.
+
+A location arrives in several forms - the spec's ``storage`` value (a URL or a mapping
+with ``url`` and the S3 options), ``--storage``, a pod's ``$LANDSCAPE_RUN`` with
+``$LANDSCAPE_STORAGE_OPTIONS``, a run's URL given to ``launcher pull`` - and every form is
+read here into one :class:`StorageLocation`, so a URL means the same thing, and a mistake
+gets the same one line, wherever it was written. The spec, both storage backends, the
+inputs fetcher and the launcher take the parsed location; none of them parses a URL.
+
+This module sits on the bottom floor (standard library and ``landscape_job.errors``
+only): the spec checks its storage at parse time without importing boto3 or h5py.
+It also holds the backend registry, by name: a scheme is valid exactly when some backend
+is registered for it, and the backend's module is imported only when a run opens it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from landscape_job.errors import UserError
+
+FILE = "file"
+S3 = "s3"
+FILE_PREFIX = "file://"
+S3_PREFIX = "s3://"
+
+#: How a stage learns its run's location: the run's URL ...
+RUN_ENV = "LANDSCAPE_RUN"
+#: ... and the spec's storage options, as a JSON object (a pod is given the run's URL only).
+STORAGE_OPTIONS_ENV = "LANDSCAPE_STORAGE_OPTIONS"
+
+#: Storage backends by URL scheme: ``"module:Class"``, imported when a run opens such a
+#: location (so a ``file://`` run never imports boto3), or the class itself. A backend is
+#: a class whose constructor takes a :class:`StorageLocation` and which keeps
+#: ``landscape_job.storage.Storage``. Adding one: its class and one line here (or
+#: :func:`register_backend`).
+BACKENDS: dict[str, str | type] = {
+    FILE: "landscape_job.storage.files:FileStorage",
+    S3: "landscape_job.storage.s3:S3Storage",
+}
+
+
+def register_backend(scheme: str, backend: str | type) -> None:
+    """Makes ``scheme://...`` a valid storage URL, opened by ``backend`` (``"module:Class"`` or a class)."""
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        raise ValueError(f"not a URL scheme: {scheme!r}")
+    BACKENDS[scheme] = backend
+
+
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
+#: Words that mark a key of the storage mapping as a credential, which never goes in a spec.
+_CREDENTIAL_WORDS = ("secret", "access_key", "password", "token")
+_KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+               int: "an integer", float: "a number", type(None): "null"}
+
+
+def _type_name(value: object) -> str:
+    return _KIND_NAMES.get(type(value), type(value).__name__)
+
+
+def local_path(url: str) -> str:
+    """A ``file://`` URL or a plain path as the plain path: the one place ``file://`` is taken off."""
+    return url[len(FILE_PREFIX):] if url.startswith(FILE_PREFIX) else url
+
+
+def file_url(path: Path) -> str:
+    """The ``file://`` URL of an absolute path."""
+    return FILE_PREFIX + str(path)
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``, checked; any mistake is one line."""
+    rest = url[len(S3_PREFIX):]
+    if not url.startswith(S3_PREFIX) or not rest or rest.startswith("/"):
+        raise UserError(f"storage: expected s3://bucket/prefix, got {url!r}")
+    bucket, _, prefix = rest.partition("/")
+    if not _BUCKET.match(bucket):
+        raise UserError(f"storage: {url!r} does not start with a valid bucket name; expected s3://bucket/prefix")
+    prefix = prefix.strip("/")
+    if ".." in prefix.split("/"):
+        raise UserError(f"storage: {url!r}: '..' is not allowed in an S3 prefix")
+    return bucket, prefix
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """The options of the spec's storage mapping besides ``url``: today only S3 storage has any.
+
+    Unset options are ``None``, so boto3's own configuration (``AWS_ENDPOINT_URL``,
+    ``AWS_REGION``, a profile) applies. Credentials are never among them.
+    """
+
+    #: The S3 endpoint, e.g. ``http://minio.minio:9000``.
+    endpoint_url: str | None = None
+    #: The bucket's region.
+    region: str | None = None
+    #: ``auto`` | ``path`` | ``virtual``; most self-hosted stores need ``path``.
+    addressing_style: str | None = None
+    #: ``when_supported`` (boto3's default) or ``when_required``, for servers that reject
+    #: boto3's default checksums.
+    request_checksum: str | None = None
+
+    #: The option names, in the order the spec writes them.
+    NAMES: ClassVar[tuple[str, ...]] = ("endpoint_url", "region", "addressing_style", "request_checksum")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None, url: str) -> StorageOptions:
+        """The options that are set, checked: a typo is a user error, not a silent default."""
+        chosen = {k: str(v) for k, v in (options or {}).items() if v not in (None, "")}
+        for key in chosen:
+            if key not in cls.NAMES:
+                raise UserError(f"storage.{key}: unknown S3 option for {url}; "
+                                f"expected one of {', '.join(cls.NAMES)}")
+        endpoint = chosen.get("endpoint_url")
+        if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
+            raise UserError(f"storage.endpoint_url: expected http(s)://host[:port], got {endpoint!r}")
+        if chosen.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
+            raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
+                            f"got {chosen['addressing_style']!r}")
+        if chosen.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
+            raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
+                            f"got {chosen['request_checksum']!r}")
+        return cls(**chosen)
+
+    def as_dict(self) -> dict[str, str]:
+        """The options that are set, in the spec's order: what ``spec.yaml`` writes after ``url``."""
+        return {name: value for name in self.NAMES if (value := getattr(self, name)) is not None}
+
+    def to_json(self) -> str:
+        """The options as a stage reads them back from ``$LANDSCAPE_STORAGE_OPTIONS``."""
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) is not None for name in self.NAMES)
+
+
+NO_OPTIONS = StorageOptions()
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """A storage URL with its options, checked: ``file:///abs/path``, ``s3://bucket/prefix``, ...
+
+    Build one with :meth:`parse`, :meth:`from_spec` or :meth:`from_env`; the
+    constructor itself checks nothing. ``url`` is normalised: a folder is an absolute
+    ``file://`` URL, any other URL has no trailing ``/``.
+    """
+
+    url: str
+    options: StorageOptions = NO_OPTIONS
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, url: str, options: Mapping[str, Any] | StorageOptions | None = None,
+              base_dir: Path | None = None) -> StorageLocation:
+        """A URL or a folder (relative: to ``base_dir``, else the current folder) with its options.
+
+        Options are only for S3 storage; naming one for any other kind is a mistake.
+        """
+        scheme = _scheme_of(url)
+        given = options.as_dict() if isinstance(options, StorageOptions) else dict(options or {})
+        if scheme != S3:
+            chosen = next((k for k, v in given.items() if v not in (None, "")), None)
+            if chosen is not None:
+                raise UserError(f"storage.{chosen}: only for s3:// storage")
+        if scheme == FILE:
+            path = Path(local_path(url)).expanduser()
+            if not path.is_absolute():
+                path = (base_dir or Path.cwd()) / path
+            return cls(file_url(path.resolve()))
+        if scheme == S3:
+            split_s3_url(url)
+        elif not url.partition("://")[2].strip("/"):
+            raise UserError(f"storage: expected {scheme}://<location>, got {url!r}")
+        return cls(url.rstrip("/"), StorageOptions.from_mapping(given, url))
+
+    @classmethod
+    def of(cls, where: StorageLocation | str, options: Mapping[str, Any] | None = None) -> StorageLocation:
+        """``where`` if it is parsed already, else the URL parsed with its ``options``.
+
+        For the functions that take either; a parsed location carries its own options.
+        """
+        if not isinstance(where, StorageLocation):
+            return cls.parse(where, options)
+        if options is not None:
+            raise TypeError("the options of a StorageLocation are part of it; give them there")
+        return where
+
+    @classmethod
+    def from_spec(cls, raw: object, base_dir: Path, override: str | None = None) -> StorageLocation:
+        """The spec's ``storage`` value: a URL or folder, or a mapping with ``url`` and the S3 options.
+
+        Relative folders are taken against ``base_dir`` (the spec's folder); an
+        ``override`` (``--storage``) replaces the URL, keeps the mapping's options and is
+        taken against the current folder. No storage at all means ``./runs``. Credentials
+        are refused: they come from the environment or a Kubernetes Secret.
+        """
+        url, options = _read_spec_value(raw)
+        if override is not None:
+            return cls.parse(override, options, Path.cwd())
+        if url is None:
+            return cls(file_url(Path.cwd() / "runs"), options)
+        return cls.parse(url, options, base_dir)
+
+    @classmethod
+    def from_env(cls, url: str | None = None, environ: Mapping[str, str] | None = None) -> StorageLocation:
+        """A stage's run location: ``url`` (``--run``) or ``$LANDSCAPE_RUN``, with ``$LANDSCAPE_STORAGE_OPTIONS``."""
+        environ = os.environ if environ is None else environ
+        if url is None:
+            url = environ.get(RUN_ENV)
+        if not url:
+            raise UserError("--run: give the run's storage prefix or set LANDSCAPE_RUN")
+        return cls.parse(url, storage_options_from_env(environ))
+
+    # -- using ------------------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return _scheme_of(self.url)
+
+    @property
+    def path(self) -> Path:
+        """The folder of a ``file://`` location."""
+        if self.scheme != FILE:
+            raise ValueError(f"not a folder: {self.url}")
+        return Path(local_path(self.url))
+
+    def join(self, run_id: str) -> StorageLocation:
+        """The location of one run under this base location."""
+        return StorageLocation.parse(self.url.rstrip("/") + "/" + run_id, self.options)
+
+    def moved_to(self, url: str, base_dir: Path | None = None) -> StorageLocation:
+        """Another base URL with these options where it takes them (S3), without where it does not.
+
+        For looking a run up under another base (``--storage`` of ``status`` and ``pull``),
+        where the spec's S3 options should follow an S3 URL and not stand in a folder's way.
+        """
+        return StorageLocation.parse(url, self.options if _scheme_of(url) == S3 else None, base_dir)
+
+    def to_spec(self) -> str | dict[str, str]:
+        """The spec's ``storage`` value: the URL, or the mapping form when options are set."""
+        return {"url": self.url, **self.options.as_dict()} if self.options else self.url
+
+    def env(self) -> dict[str, str]:
+        """What a stage needs to open this location (:meth:`from_env` reads it back)."""
+        return {RUN_ENV: self.url, STORAGE_OPTIONS_ENV: self.options.to_json()}
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _scheme_of(url: str) -> str:
+    """The registered scheme of a storage URL; a plain path is a folder. Anything else is a mistake."""
+    if url.startswith("s3:") and not url.startswith(S3_PREFIX):
+        raise UserError(f"storage: expected s3://bucket/prefix, got {url!r}")
+    if "://" not in url:
+        return FILE
+    scheme = url.partition("://")[0]
+    if scheme not in BACKENDS:
+        raise UserError(f"storage: expected a folder, file:///path or s3://bucket/prefix; got {url!r}")
+    return scheme
+
+
+def storage_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The storage options in ``$LANDSCAPE_STORAGE_OPTIONS`` (a JSON object of strings), or none.
+
+    Only their form is checked here; :meth:`StorageLocation.parse` checks them against the URL.
+    """
+    raw = (os.environ if environ is None else environ).get(STORAGE_OPTIONS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{STORAGE_OPTIONS_ENV}: not valid JSON ({err.msg} at character {err.pos}); "
+                        f'expected an object such as {{"endpoint_url": "http://minio:9000"}}') from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UserError(f"{STORAGE_OPTIONS_ENV}: expected a JSON object of strings, "
+                        f'such as {{"endpoint_url": "http://minio:9000"}}')
+    return value
+
+
+def _read_spec_value(raw: object) -> tuple[str | None, StorageOptions]:
+    """The URL and the options of a spec's ``storage``; the mapping's keys as the spec reads any section."""
+    if raw is None or isinstance(raw, str):
+        return raw, NO_OPTIONS
+    if not isinstance(raw, dict):
+        raise UserError(f"storage: expected a string, got {_type_name(raw)}"
+                        + ("" if isinstance(raw, bool) else f" {raw!r}"))
+    url = _string(raw, "url")
+    if url is None:
+        raise UserError("storage.url: required key is missing")
+    options = {name: value for name in StorageOptions.NAMES if (value := _string(raw, name)) is not None}
+    for key in raw:
+        if any(word in str(key).lower() for word in _CREDENTIAL_WORDS):
+            raise UserError(f"storage.{key}: credentials never go in the spec; set AWS_ACCESS_KEY_ID/"
+                            f"AWS_SECRET_ACCESS_KEY in the environment or name a Kubernetes Secret")
+    known = ("url", *StorageOptions.NAMES)
+    unknown = [key for key in raw if key not in known]
+    if unknown:
+        hint = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
+        suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(sorted(known))}"
+        raise UserError(f"storage.{unknown[0]}: unknown key{suggestion}")
+    return url, StorageOptions.from_mapping(options, url)
+
+
+def _string(raw: Mapping[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    got = "a boolean" if isinstance(value, bool) else f"{_type_name(value)} {value!r}"
+    raise UserError(f"storage.{name}: expected a string, got {got}")
+
