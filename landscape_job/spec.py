@@ -15,7 +15,6 @@ hash of an existing spec does not change.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import hashlib
 import json
@@ -31,6 +30,7 @@ from landscape_job.grid import MAX_POINTS, Axis, Grid
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
+from landscape_job.schema import Section, type_name
 
 DIRECTION_TYPES = ("random", "interpolate", "plane", "file", "pca", "hessian")
 DIR_TYPES = ("weights", "states")
@@ -47,75 +47,9 @@ DEFAULT_METRICS = ("loss", "accuracy")
 DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 FIXED_CLASSES = ("digits", "synthetic", *DOWNLOADABLE)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-_REQUIRED = object()
 
 
-_KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-               int: "an integer", float: "a number", type(None): "null",
-               object: "a string"}
-
-
-def _type_name(value: object) -> str:
-    return _KIND_NAMES.get(type(value), type(value).__name__)
-
-
-class _Section:
-    """A mapping in the spec being read: hands out typed values and rejects unknown keys."""
-
-    def __init__(self, raw: object, path: str):
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping, got {_type_name(raw)}")
-        self.raw: dict[str, Any] = raw
-        self.path = path
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return self.raw.get(name) is not None
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
-        self.seen.add(name)
-        value = self.raw.get(name)
-        if value is None:
-            if default is _REQUIRED:
-                raise UserError(f"{self.key(name)}: required key is missing")
-            return default
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # YAML's 1 is an int; accept it where a float is asked for, but never a bool.
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise UserError(f"{self.key(name)}: expected {_KIND_NAMES[kinds[0]]}, got a boolean")
-        if not isinstance(value, kinds):
-            raise UserError(f"{self.key(name)}: expected {_KIND_NAMES[kinds[0]]}, got {_type_name(value)} {value!r}")
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> Any:
-        value = self.get(name, str, default)
-        if value is not None and value not in choices:
-            raise UserError(f"{self.key(name)}: expected one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def integer(self, name: str, default: Any = _REQUIRED, minimum: int | None = None) -> Any:
-        value = self.get(name, int, default)
-        if value is not None and minimum is not None and value < minimum:
-            raise UserError(f"{self.key(name)}: must be at least {minimum}, got {value}")
-        return value
-
-    def finish(self) -> None:
-        unknown = [k for k in self.raw if k not in self.seen]
-        if unknown:
-            name = unknown[0]
-            hint = difflib.get_close_matches(str(name), sorted(self.seen), n=1)
-            suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(sorted(self.seen))}"
-            raise UserError(f"{self.key(str(name))}: unknown key{suggestion}")
-
-
-def _path(section: _Section, name: str, base_dir: Path, must_exist: bool, pins: dict[str, str]) -> str:
+def _path(section: Section, name: str, base_dir: Path, must_exist: bool, pins: dict[str, str]) -> str:
     value = section.get(name, (str, dict))
     return _resolve_input(value, section.key(name), base_dir, must_exist, pins)
 
@@ -142,7 +76,7 @@ def _resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pi
     """
     sha256 = None
     if isinstance(value, dict):
-        section = _Section(value, key)
+        section = Section(value, key)
         url = section.get("url", str)
         if isinstance(value.get("sha256"), (int, float)) and not isinstance(value.get("sha256"), bool):
             raise UserError(f"{key}.sha256: YAML read the hash as a number; put it in quotes")
@@ -152,7 +86,7 @@ def _resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pi
     elif isinstance(value, str):
         url = value
     else:
-        raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {_type_name(value)}")
+        raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {type_name(value)}")
     if "://" in url and not url.startswith("file://"):
         if not is_remote(url):
             raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {url!r}")
@@ -385,17 +319,17 @@ def load_spec(path: str | Path, storage_override: str | None = None, check_files
 def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                storage_override: str | None = None, check_files: bool = True) -> Spec:
     """Validates a spec mapping; relative paths are taken against ``base_dir``."""
-    top = _Section(raw, "")
+    top = Section(raw, "")
     name = top.get("name", str, default_name)
     if not _NAME_RE.match(name):
         raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
                         f"with a letter or digit (it names Kubernetes objects); got {name!r}")
     pins: dict[str, str] = {}
-    python = _parse_python(_Section(top.get("python", dict, {}), "python"), base_dir, check_files)
-    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files, pins)
-    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files, pins)
+    python = _parse_python(Section(top.get("python", dict, {}), "python"), base_dir, check_files)
+    model = _parse_model(Section(top.get("model", dict), "model"), base_dir, check_files, pins)
+    data = _parse_data(Section(top.get("data", dict), "data"), base_dir, check_files, pins)
     loss = _parse_loss(top)
-    grid_section = _Section(top.get("grid", dict), "grid")
+    grid_section = Section(top.get("grid", dict), "grid")
     grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
                 Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
     grid_section.finish()
@@ -403,17 +337,17 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
     metrics = _parse_metrics(top.get("metrics", (list, str), list(DEFAULT_METRICS)))
     hessian_raw = top.get("hessian", dict, None)
-    hessian = _parse_hessian(_Section(hessian_raw, "hessian"))
-    directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
+    hessian = _parse_hessian(Section(hessian_raw, "hessian"))
+    directions, notes = _parse_directions(Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
                                           check_files, pins, hessian)
     if directions.type == "pca" and check_files:
         _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
     if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian":
         raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
                         "add one of them or remove this section")
-    compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
+    compute = _parse_compute(Section(top.get("compute", dict, {}), "compute"), grid)
     storage, storage_options = _parse_storage(top, base_dir, storage_override)
-    plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
+    plot = _parse_plot(Section(top.get("plot", dict, {}), "plot"))
     kubernetes = top.get("kubernetes", dict, {})
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
@@ -434,7 +368,7 @@ def _parse_metrics(raw: list | str) -> tuple[str, ...]:
     return tuple(m for m in METRIC_CHOICES if m in items)
 
 
-def _parse_hessian(s: _Section) -> HessianSpec:
+def _parse_hessian(s: Section) -> HessianSpec:
     split = s.choice("split", SPLITS, "train")
     subset = s.integer("subset", None, minimum=1)
     subset_seed = s.integer("subset_seed", 0)
@@ -452,7 +386,7 @@ def _parse_hessian(s: _Section) -> HessianSpec:
                        batch_size=batch_size)
 
 
-def _parse_loss(top: _Section) -> str:
+def _parse_loss(top: Section) -> str:
     """A built-in loss, or ``python:package.module:function`` (see landscape_job.losses)."""
     loss = top.get("loss", str, "cross_entropy")
     if is_python_ref(loss):
@@ -463,14 +397,14 @@ def _parse_loss(top: _Section) -> str:
     return loss
 
 
-def _parse_python(s: _Section, base_dir: Path, check_files: bool) -> PythonSpec:
+def _parse_python(s: Section, base_dir: Path, check_files: bool) -> PythonSpec:
     """Folders are resolved like every path; requirements are pip requirement strings."""
     def strings(name: str) -> list[str]:
         raw = s.get(name, (list, str), [])
         items = [raw] if isinstance(raw, str) else list(raw)
         for i, item in enumerate(items):
             if not isinstance(item, str) or not item:
-                raise UserError(f"python.{name}[{i}]: expected a non-empty string, got {_type_name(item)}")
+                raise UserError(f"python.{name}[{i}]: expected a non-empty string, got {type_name(item)}")
         return items
 
     paths = []
@@ -485,7 +419,7 @@ def _parse_python(s: _Section, base_dir: Path, check_files: bool) -> PythonSpec:
     return PythonSpec(path=tuple(paths), requirements=tuple(requirements))
 
 
-def _parse_model(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
+def _parse_model(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
     arch = s.get("arch", str)
     checkpoint = _path(s, "checkpoint", base_dir, check_files, pins)
     kwargs = s.get("kwargs", dict, {})
@@ -493,7 +427,7 @@ def _parse_model(s: _Section, base_dir: Path, check_files: bool, pins: dict[str,
     return ModelSpec(arch=arch, checkpoint=checkpoint, kwargs=kwargs)
 
 
-def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:
+def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:
     dataset = s.get("dataset", str)
     if is_python_ref(dataset):
         split_ref(dataset, "data.dataset")
@@ -525,7 +459,7 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, 
                     subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download)
 
 
-def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool,
+def _parse_directions(s: Section, base_dir: Path, grid: Grid, check_files: bool,
                       pins: dict[str, str], hessian: HessianSpec = HessianSpec()) -> tuple[DirectionsSpec, list[str]]:
     kind = s.choice("type", DIRECTION_TYPES, "random")
     notes: list[str] = []
@@ -533,7 +467,7 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
     targets_list = [targets_raw] if isinstance(targets_raw, (str, dict)) else list(targets_raw)
     for i, target in enumerate(targets_list):
         if not isinstance(target, (str, dict)):
-            raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
+            raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {type_name(target)}")
     targets = tuple(_resolve_input(t, f"directions.targets[{i}]", base_dir, check_files, pins)
                     for i, t in enumerate(targets_list))
     expected_targets = {"random": 0, "interpolate": 1, "plane": 2, "file": 0, "pca": 0, "hessian": 0}[kind]
@@ -621,7 +555,7 @@ def natural_key(path: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
+def _parse_trajectory(s: Section, kind: str, base_dir: Path, check_files: bool,
                       pins: dict[str, str]) -> tuple[str, ...]:
     """``directions.trajectory``: checkpoint paths, URLs and/or local globs, in training order.
 
@@ -645,7 +579,7 @@ def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
             paths.append(_resolve_input(entry, key, base_dir, check_files, pins))  # a URL: never a glob
             continue
         if not isinstance(entry, str):
-            raise UserError(f"{key}: expected a checkpoint path, URL or glob, got {_type_name(entry)}")
+            raise UserError(f"{key}: expected a checkpoint path, URL or glob, got {type_name(entry)}")
         if not glob.has_magic(entry):
             paths.append(_resolve_file(entry, key, base_dir, check_files))
             continue
@@ -660,7 +594,7 @@ def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
     return tuple(paths)
 
 
-def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:
+def _parse_compute(s: Section, grid: Grid) -> ComputeSpec:
     shards = s.integer("shards", 1, minimum=1)
     if shards > grid.size:
         raise UserError(f"compute.shards: {shards} shards for a grid of {grid.size} points; "
@@ -682,20 +616,20 @@ def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:
                        data_on_device=on_device, channels_last=channels_last, compile=compile_)
 
 
-def _auto_or_positive_int(s: _Section, name: str) -> int | str:
+def _auto_or_positive_int(s: Section, name: str) -> int | str:
     s.seen.add(name)
     value = "auto" if s.raw.get(name) is None else s.raw[name]
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return value
-    raise UserError(f"{s.key(name)}: expected auto or a positive integer, got {_type_name(value)} {value!r}")
+    raise UserError(f"{s.key(name)}: expected auto or a positive integer, got {type_name(value)} {value!r}")
 
 
-def _auto_or_bool(s: _Section, name: str) -> str | bool:
+def _auto_or_bool(s: Section, name: str) -> str | bool:
     s.seen.add(name)
     value = "auto" if s.raw.get(name) is None else s.raw[name]
     if value == "auto" or isinstance(value, bool):
         return value
-    raise UserError(f"{s.key(name)}: expected auto, true or false, got {_type_name(value)} {value!r}")
+    raise UserError(f"{s.key(name)}: expected auto, true or false, got {type_name(value)} {value!r}")
 
 
 #: Keys of the mapping form of ``storage``, besides ``url``; the S3 backend reads them.
@@ -721,12 +655,12 @@ def check_storage_options(url: str, options: Mapping[str, Any] | None) -> dict[s
     return chosen
 
 
-def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> tuple[str, dict[str, Any]]:
+def _parse_storage(top: Section, base_dir: Path, override: str | None) -> tuple[str, dict[str, Any]]:
     """``storage`` is a URL, or a mapping with ``url`` and the S3 options; credentials never go here."""
     raw = top.get("storage", (str, dict), None)
     options: dict[str, Any] = {}
     if isinstance(raw, dict):
-        section = _Section(raw, "storage")
+        section = Section(raw, "storage")
         url = section.get("url", str)
         for key in STORAGE_OPTIONS:
             value = section.get(key, str, None)
@@ -757,7 +691,7 @@ def _parse_storage(top: _Section, base_dir: Path, override: str | None) -> tuple
     return "file://" + str(path.resolve()), options
 
 
-def _parse_plot(s: _Section) -> PlotSpec:
+def _parse_plot(s: Section) -> PlotSpec:
     vmin = s.get("vmin", float, None)
     vmax = s.get("vmax", float, None)
     vlevel = s.get("vlevel", float, None)

@@ -34,7 +34,7 @@ from typing import Any
 
 import landscape_job
 from landscape_job.errors import UserError
-from landscape_job.spec import _REQUIRED, _Section, _type_name
+from landscape_job.schema import REQUIRED, Section, type_name
 
 DEFAULT_IMAGE = f"ghcr.io/landscape-dev/landscape:{landscape_job.__version__}"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -127,10 +127,10 @@ def parse_quantity(value: str) -> Decimal:
     return Decimal(match.group(1)) * _SUFFIX[match.group(3) or ""]
 
 
-def _quantity(s: _Section, name: str, default: str) -> str:
+def _quantity(s: Section, name: str, default: str) -> str:
     raw = s.raw.get(name)
     if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (str, int, float))):
-        raise UserError(f"{s.key(name)}: expected a quantity such as 4, 500m or 32Gi; got {_type_name(raw)}")
+        raise UserError(f"{s.key(name)}: expected a quantity such as 4, 500m or 32Gi; got {type_name(raw)}")
     value = s.get(name, object, default)
     text = str(value)
     try:
@@ -143,7 +143,7 @@ def _quantity(s: _Section, name: str, default: str) -> str:
     return text
 
 
-def _name(s: _Section, name: str, default: Any, pattern: re.Pattern[str] = _DNS_SUBDOMAIN,
+def _name(s: Section, name: str, default: Any, pattern: re.Pattern[str] = _DNS_SUBDOMAIN,
           limit: int = 253) -> Any:
     value = s.get(name, str, default)
     if value is not None:
@@ -160,7 +160,7 @@ def _check_name(value: str, key: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN,
 
 def _check_label_key(key: object, where: str) -> str:
     if not isinstance(key, str):
-        raise UserError(f"{where}: keys must be strings, got {_type_name(key)} {key!r}")
+        raise UserError(f"{where}: keys must be strings, got {type_name(key)} {key!r}")
     prefix, _, name = key.rpartition("/")
     if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
             or not _LABEL_NAME.match(name):
@@ -169,14 +169,14 @@ def _check_label_key(key: object, where: str) -> str:
     return key
 
 
-def _string_map(s: _Section, name: str, labels: bool = False) -> dict[str, str]:
+def _string_map(s: Section, name: str, labels: bool = False) -> dict[str, str]:
     raw = s.get(name, dict, {})
     where = s.key(name)
     result: dict[str, str] = {}
     for key, value in raw.items():
         _check_label_key(key, where)
         if not isinstance(value, str):
-            raise UserError(f"{where}.{key}: expected a string, got {_type_name(value)} {value!r} "
+            raise UserError(f"{where}.{key}: expected a string, got {type_name(value)} {value!r} "
                             f"(quote it in YAML)")
         if labels and (len(value) > 63 or not _LABEL_VALUE.match(value)):
             raise UserError(f"{where}.{key}: not a valid label value (at most 63 letters, digits, '-', '_' "
@@ -185,21 +185,21 @@ def _string_map(s: _Section, name: str, labels: bool = False) -> dict[str, str]:
     return result
 
 
-def _names_list(s: _Section, name: str) -> tuple[str, ...]:
+def _names_list(s: Section, name: str) -> tuple[str, ...]:
     raw = s.get(name, (list, str), [])
     items = [raw] if isinstance(raw, str) else raw
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise UserError(f"{s.key(name)}[{i}]: expected a Secret name, got {_type_name(item)} {item!r}")
+            raise UserError(f"{s.key(name)}[{i}]: expected a Secret name, got {type_name(item)} {item!r}")
         _check_name(item, f"{s.key(name)}[{i}]")
     return tuple(items)
 
 
-def _tolerations(s: _Section) -> tuple[dict[str, Any], ...]:
+def _tolerations(s: Section) -> tuple[dict[str, Any], ...]:
     raw = s.get("tolerations", list, [])
     result = []
     for i, item in enumerate(raw):
-        t = _Section(item, f"{s.key('tolerations')}[{i}]")
+        t = Section(item, f"{s.key('tolerations')}[{i}]")
         key = t.get("key", str, None)
         operator = t.choice("operator", TOLERATION_OPERATORS, "Equal")
         value = t.get("value", str, None)
@@ -218,23 +218,23 @@ def _tolerations(s: _Section) -> tuple[dict[str, Any], ...]:
     return tuple(result)
 
 
-def _affinity(s: _Section) -> dict[str, Any]:
+def _affinity(s: Section) -> dict[str, Any]:
     raw = s.get("affinity", dict, {})
     for key, value in raw.items():
         if key not in AFFINITY_KEYS:
             raise UserError(f"{s.key('affinity')}.{key}: unknown key; expected one of {', '.join(AFFINITY_KEYS)}")
         if not isinstance(value, dict):
-            raise UserError(f"{s.key('affinity')}.{key}: expected a mapping, got {_type_name(value)}")
+            raise UserError(f"{s.key('affinity')}.{key}: expected a mapping, got {type_name(value)}")
     return raw
 
 
-def _volumes(s: _Section) -> tuple[VolumeSpec, ...]:
+def _volumes(s: Section) -> tuple[VolumeSpec, ...]:
     raw = s.get("volumes", list, [])
     result = []
     paths: set[str] = set()
     for i, item in enumerate(raw):
-        v = _Section(item, f"{s.key('volumes')}[{i}]")
-        claim = _name(v, "claim", _REQUIRED)
+        v = Section(item, f"{s.key('volumes')}[{i}]")
+        claim = _name(v, "claim", REQUIRED)
         path = v.get("mount_path", str)
         read_only = v.get("read_only", bool, True)
         v.finish()
@@ -250,7 +250,7 @@ def _volumes(s: _Section) -> tuple[VolumeSpec, ...]:
 
 def parse_kubernetes(raw: object) -> KubernetesSpec:
     """Validates the ``kubernetes:`` mapping of a spec (``None`` or ``{}``: all defaults)."""
-    s = _Section(raw, "kubernetes")
+    s = Section(raw, "kubernetes")
     image = s.get("image", str, DEFAULT_IMAGE)
     if not image or any(c.isspace() for c in image):
         raise UserError(f"kubernetes.image: expected an image reference such as {DEFAULT_IMAGE}; got {image!r}")
