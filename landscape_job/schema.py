@@ -60,6 +60,8 @@ class Key:
     ``auto`` is allowed besides ``kind`` (``int``: a positive integer; ``bool``: true/false).
     ``json``: the whole JSON Schema of a key its parser reads by hand (paths, lists, forms
     the generic readers do not cover); it replaces the one derived from the other fields.
+    ``computed``: for a field the record always holds but the user may leave out, what the
+    parser fills in then (the spec file's name, ``./runs``); the key is optional in JSON Schema.
     """
 
     kind: type | tuple[type, ...] = str
@@ -69,14 +71,15 @@ class Key:
     auto: bool = False
     description: str = ""
     json: Mapping[str, Any] | None = None
+    computed: str = ""
 
 
 def key(default: Any = REQUIRED, *, default_factory: Any = None, kind: type | tuple[type, ...] = str,
         choices: tuple[str, ...] = (), minimum: int | None = None, positive: bool = False, auto: bool = False,
-        description: str = "", json: Mapping[str, Any] | None = None) -> Any:
+        description: str = "", json: Mapping[str, Any] | None = None, computed: str = "") -> Any:
     """A dataclass field that is also a spec key: its default is the key's default, once."""
     metadata = {_METADATA: Key(kind=kind, choices=choices, minimum=minimum, positive=positive, auto=auto,
-                               description=description, json=json)}
+                               description=description, json=json, computed=computed)}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     if default is REQUIRED:
@@ -237,6 +240,13 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+def one_or_list(item: Mapping[str, Any], choices: bool = True) -> dict[str, Any]:
+    """The JSON Schema of a key that takes one item or a list of them (``splits: train``);
+    a list of ``choices`` names at least one, each once."""
+    items: dict[str, Any] = {"type": "array", "items": dict(item)}
+    return {"anyOf": [dict(item), {**items, "minItems": 1, "uniqueItems": True} if choices else items]}
+
+
 def key_schema(spec: Key) -> dict[str, Any]:
     """The JSON Schema of one declared key's value (without null and default)."""
     if spec.json is not None:
@@ -271,14 +281,15 @@ def object_schema(record: type, overrides: Mapping[str, Mapping[str, Any]] | Non
     for name in declared_keys(record):
         spec, default = declared(record, name), default_of(record, name)
         schema = dict((overrides or {}).get(name) or key_schema(spec))
-        if default is REQUIRED:
+        if default is REQUIRED and not spec.computed:
             required.append(name)
         else:
             schema = _nullable(schema)
-            if not dataclasses.is_dataclass(default):
+            if default is not REQUIRED and not dataclasses.is_dataclass(default):
                 schema["default"] = _jsonable(default)
-        if spec.description:
-            schema = {"description": spec.description, **schema}
+        words = "; ".join(w for w in (spec.description, spec.computed and f"default: {spec.computed}") if w)
+        if words:
+            schema = {"description": words, **schema}
         properties[name] = schema
     result: dict[str, Any] = {"type": "object"}
     if description:

@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from landscape_job.cli import run_guarded
 from launcher import cluster_cli
 from launcher.render_cli import add_render_parser, run_render
+
+if TYPE_CHECKING:
+    from landscape_job.spec import Spec
 
 
 #: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
@@ -80,7 +83,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def _validate(args: argparse.Namespace) -> None:
     from landscape_job.preflight import check_inputs
-    from landscape_job.spec import describe_work, load_spec
+    from landscape_job.spec import load_spec
 
     spec = load_spec(args.spec, storage_override=args.storage, check_files=not args.quick)
     if spec.kubernetes:
@@ -92,6 +95,27 @@ def _validate(args: argparse.Namespace) -> None:
     print(spec.to_yaml().rstrip())
     print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
+
+
+def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> list[str]:
+    """The work a spec implies, in the lines ``launcher validate`` prints."""
+    grid, shards = spec.grid, spec.compute.shards
+    per_shard = -(-grid.size // shards)
+    dims = f"{grid.nx}" if grid.ndim == 1 else f"{grid.nx} x {grid.ny}"
+    lines = [
+        f"grid: {dims} = {grid.size} points ({grid.ndim}-D)",
+        f"shards: {shards} ({per_shard} points per shard at most)",
+        f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
+    ]
+    if data_sizes:
+        samples = sum(data_sizes.values())
+        lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
+    if spec.uses_hessian:
+        h = spec.hessian
+        where = f"{grid.size} points and the centre" if "hessian" in spec.metrics else "the centre only"
+        lines.append(f"hessian: up to {h.iterations} Hessian-vector products (each about 3 passes over "
+                     f"the {h.split} split{f', {h.subset} samples' if h.subset else ''}) at {where}")
+    return lines
 
 
 def _submit(args: argparse.Namespace) -> None:
