@@ -9,6 +9,7 @@
     launcher estimate surface.yaml --cluster   the same, measured in one pod on the cluster
     launcher plot surface.h5                re-plot a merged surface without recomputing
     launcher render surface.yaml            print the run's Kubernetes manifests
+    launcher schema > surface.schema.json   the spec's JSON Schema, for editors (see launcher/spec_schema.py)
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                       help="repeatable (default: all of png, pdf, vtp (ParaView), html (viewer))")
     _add_plot_options(plot)
     add_render_parser(sub)
+    sub.add_parser("schema", help="print the spec's JSON Schema (draft 2020-12), for editors and CI checks",
+                   description="Point VS Code's YAML extension at the output with a first line "
+                               "'# yaml-language-server: $schema=./surface.schema.json' in the spec.")
     handlers = cluster_cli.add_parsers(sub)
     return parser, handlers
 
@@ -179,10 +183,17 @@ def _plot(args: argparse.Namespace) -> None:
     print(f"{len(written)} plots in {out}")
 
 
+def _schema(args: argparse.Namespace) -> None:
+    from launcher.spec_schema import print_schema
+
+    print_schema()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, cluster_handlers = _parser()
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render, "estimate": _estimate,
+               "schema": _schema,
                **cluster_handlers}[args.command]
     return run_guarded(lambda: handler(args), "launcher")
 
