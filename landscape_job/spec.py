@@ -11,6 +11,12 @@ Inputs (checkpoints, direction files, data roots) may also be ``s3://`` or pinne
 stage fetches them (``landscape_job.inputs``). Keys added later (``data.classes``,
 ``data.download``, ``python``, pins) are written by ``to_dict`` only when set, so the
 hash of an existing spec does not change.
+
+A key is added in one place: a field of its section's record below, declared with
+``schema.key`` (default, type, choices, bounds, description). The section's parser reads
+it from there and ``launcher schema`` describes it; only a rule that ties keys together
+is written by hand, in the parser. Input forms live in ``spec_inputs``, ``storage`` in
+``spec_storage``, the reading machinery in ``schema``.
 """
 
 from __future__ import annotations
@@ -91,8 +97,7 @@ class DirectionsSpec:
     dir_type: str = key("weights", choices=DIR_TYPES, description="states also moves BN running statistics "
                                                                   "(default follows type)")
     norm: str = key("filter", choices=NORMS, description="default follows type")
-    ignore: str = key("biasbn", choices=IGNORES, description="biasbn: zero bias/BN directions "
-                                                             "(default follows type)")
+    ignore: str = key("biasbn", choices=IGNORES, description="biasbn: zero bias/BN directions (default by type)")
     seed: int = key(0, kind=int)
     same_dir: bool = key(False, kind=bool, description="y = x")
     orthogonalize: bool = key(False, kind=bool, description="remove y's component along x, keep its norm")
@@ -108,19 +113,15 @@ class ComputeSpec:
     precision: str = key("fp32", choices=PRECISIONS)
     batch_size: int = key(1024, kind=int, minimum=1)
     device: str = key("auto", choices=DEVICES)
-    checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its partial results every "
-                                                                     "K points ...")
-    checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, whichever "
-                                                                                 "comes first")
+    checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
+    checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
     #: "auto" or K: grid points evaluated together in one vmapped forward pass.
     points_per_forward: int | str = key("auto", kind=int, auto=True, description="grid points per vmapped "
                                         "forward pass (auto: timed on CUDA, 1 on CPU)")
     #: "auto", True or False: keep the data on the device, or stream it from pinned host memory.
-    data_on_device: str | bool = key("auto", kind=bool, auto=True, description="false streams batches from "
-                                                                               "pinned host memory")
+    data_on_device: str | bool = key("auto", kind=bool, auto=True, description="false: stream from host memory")
     #: "auto", True or False: NHWC memory layout for image models.
-    channels_last: str | bool = key("auto", kind=bool, auto=True, description="auto: on CUDA for image models "
-                                                                              "with 2-D convolutions")
+    channels_last: str | bool = key("auto", kind=bool, auto=True, description="auto: on CUDA for 2-D conv models")
     #: torch.compile the forward pass (compile time is reported apart from the per-point time).
     compile: bool = key(False, kind=bool, description="torch.compile the forward")
 
