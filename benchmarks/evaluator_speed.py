@@ -27,7 +27,7 @@ from landscape_job.data import Split
 from landscape_job.direction_builders import build_directions
 from landscape_job.evaluator import Evaluator, configure_precision
 from landscape_job.models import build_model
-from landscape_job.spec import DirectionsSpec
+from landscape_job.spec import ComputeSpec, DirectionsSpec
 
 
 def _sync(device: torch.device) -> None:
@@ -129,16 +129,16 @@ def main() -> None:
     best_batch = min(by_batch, key=by_batch.get)
     k = args.points_per_forward if args.points_per_forward == "auto" else int(args.points_per_forward)
     channels_last = {"auto": "auto", "true": True, "false": False}[args.channels_last]
-    evaluator = Evaluator(model, directions, [split], precision=args.precision, batch_size=best_batch, device=device,
-                          points_per_forward=k, data_on_device=not args.stream, channels_last=channels_last,
-                          compile=args.compile)
+    compute = ComputeSpec(precision=args.precision, batch_size=best_batch, points_per_forward=k,
+                          data_on_device=not args.stream, channels_last=channels_last, compile=args.compile)
+    evaluator = Evaluator(model, directions, [split], compute=compute, device=device)
     evaluator.warm_up()
     ceiling, per_point, losses = interleaved(bare, inputs, evaluator, best_batch, args.precision, args.points)
     deviation = None
     if args.precision != "fp32":
         configure_precision("fp32")
-        reference = Evaluator(build_model(args.model, 10, (3, 32, 32)).eval(), directions, [split],
-                              precision="fp32", batch_size=best_batch, device=device, points_per_forward=1)
+        reference = Evaluator(build_model(args.model, 10, (3, 32, 32)).eval(), directions, [split], device=device,
+                              compute=ComputeSpec(precision="fp32", batch_size=best_batch, points_per_forward=1))
         group = evaluator.points_per_forward or 1
         ref_losses = [loss for i in range(1, args.points + 1)
                       for loss in evaluate_once(reference, round_points(i, args.points, group))[1]]

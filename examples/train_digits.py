@@ -20,14 +20,15 @@ import torch.nn.functional as F
 from landscape_job.checkpoints import save_checkpoint
 from landscape_job.data import load_split
 from landscape_job.models import build_model
+from landscape_job.spec import DataSpec
 
 ARCH = "cnn"
 
 
 def train(seed: int, epochs: int, out: Path, trajectory: Path | None = None, every: int = 2) -> None:
     torch.manual_seed(seed)
-    train_split = load_split("digits", "train")
-    test_split = load_split("digits", "test")
+    train_split = load_split(DataSpec(dataset="digits"), "train")
+    test_split = load_split(DataSpec(dataset="digits"), "test")
     model = build_model(ARCH, train_split.num_classes, tuple(train_split.inputs.shape[1:]))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(seed)

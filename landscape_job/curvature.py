@@ -10,7 +10,7 @@ second derivative through bf16 rounding is noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -85,11 +85,10 @@ def hessian_split(spec: Spec) -> Split:
     """The samples the Hessian is taken over: ``hessian.split``, subset by ``hessian.subset`` or ``data.subset``."""
     from landscape_job.data import load_split
 
-    d, h = spec.data, spec.hessian
+    h = spec.hessian
     if h.subset is None:
-        return load_split(d.dataset, h.split, root=d.root, subset=d.subset, subset_seed=d.subset_seed,
-                          options=d.options, classes=d.classes, download=d.download)
-    full = load_split(d.dataset, h.split, root=d.root, options=d.options, classes=d.classes, download=d.download)
+        return load_split(spec.data, h.split)
+    full = load_split(replace(spec.data, subset=None), h.split)
     if h.subset > len(full.labels):
         raise UserError(f"hessian.subset: {h.subset} is larger than the {h.split} split "
                         f"({len(full.labels)} samples); lower it or drop it")

@@ -37,7 +37,7 @@ import torch
 
 from landscape_job.custom_data import CUSTOM_DATASETS, is_custom, load_custom
 from landscape_job.errors import UserError
-from landscape_job.metrics import SPLITS
+from landscape_job.spec import DataSpec
 
 #: The built-in data sets (shape and classes known without loading); custom_data adds
 #: ``tensors``, ``imagefolder`` and ``python:`` factories.
@@ -141,35 +141,22 @@ def dataset_info(name: str, options: Mapping[str, Any] | None = None, root: str 
     return _SHAPES[name]
 
 
-def load_split(
-    name: str,
-    split: str,
-    *,
-    root: str | None = None,
-    subset: int | None = None,
-    subset_seed: int = 0,
-    options: Mapping[str, Any] | None = None,
-    classes: int | None = None,
-    download: bool = False,
-) -> Split:
-    """Loads one split as normalised tensors (see the module docstring for why).
+def load_split(data: DataSpec, split: str) -> Split:
+    """Loads one split of the spec's data set as normalised tensors (see the module docstring for why).
 
-    ``subset``: a seeded random subset of that many samples, in increasing index order
-    so that the order is stable; the same ``subset_seed`` gives the same subset on
-    every machine.
+    ``data.subset``: a seeded random subset of that many samples, in increasing index
+    order so that the order is stable; the same ``data.subset_seed`` gives the same subset
+    on every machine. The spec has checked the keys' types, the split's name and the
+    subset's size; what is checked here is what only the files can tell (an unknown data
+    set, a subset larger than the split, inputs that do not fit the data set's shape).
     """
-    _check_name(name)
-    if split not in SPLITS:
-        raise UserError(f"data.splits: unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    input_shape, num_classes = dataset_info(name, options, root, classes)
-    if subset is not None:
-        _check_subset(subset)  # before a possibly slow load, not after
-    raw, norm = _load_raw(name, split, root, options, classes, download)
-    if subset is not None:
-        raw = _take(raw, subset_indices(len(raw.labels), subset, subset_seed))
+    input_shape, num_classes = dataset_info(data.dataset, data.options, data.root, data.classes)
+    raw, norm = _load_raw(data.dataset, split, data.root, data.options, data.classes, data.download)
+    if data.subset is not None:
+        raw = _take(raw, subset_indices(len(raw.labels), data.subset, data.subset_seed))
     inputs = _normalise(raw.inputs, norm)
     labels = raw.labels.to(torch.int64)
-    _check_loaded(name, split, inputs, labels, input_shape, num_classes)
+    _check_loaded(data.dataset, split, inputs, labels, input_shape, num_classes)
     return Split(inputs=inputs, labels=labels, num_classes=num_classes, name=split)
 
 
@@ -179,7 +166,6 @@ def subset_indices(total: int, subset: int, seed: int = 0) -> torch.Tensor:
     A ``torch.Generator`` on the CPU, so the subset does not depend on the device or
     on global random state.
     """
-    _check_subset(subset)
     if subset > total:
         raise UserError(f"data.subset: {subset} is larger than the split ({total} samples); lower it or drop it")
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -197,11 +183,6 @@ def _check_name(name: str) -> None:
     if name not in DATASETS and not is_custom(name):
         raise UserError(f"data.dataset: unknown data set {name!r}; choose from "
                         f"{', '.join(DATASETS + CUSTOM_DATASETS)} or python:package.module:function")
-
-
-def _check_subset(subset: object) -> None:
-    if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
-        raise UserError(f"data.subset: expected a positive integer, got {subset!r}")
 
 
 def _check_no_options(name: str, options: Mapping[str, Any] | None) -> None:

@@ -27,7 +27,7 @@ from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, f
                                  split_bytes)
 from landscape_job.losses import batch_loss_sum, batch_loss_sums
 from landscape_job.metrics import Metric, selected
-from landscape_job.spec import DEFAULT_METRICS, HessianSpec
+from landscape_job.spec import DEFAULT_METRICS, ComputeSpec, HessianSpec
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,18 +77,18 @@ def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor],
 class Evaluator:
     """Evaluates the model at points of the plane spanned by the directions through θ*.
 
-    ``points_per_forward`` K > 1 evaluates K grid points in one vmapped forward pass with
-    stacked parameters (each batch is read once for K points); ``auto`` resolves it in
-    ``warm_up``. ``data_on_device``, ``channels_last`` and ``compile`` are the spec's
-    ``compute`` keys of the same names (see docs/performance.md for the rules).
+    ``compute`` is the spec's section as a whole: precision, batch size and the speed
+    settings (see docs/performance.md for their rules). ``compute.points_per_forward``
+    K > 1 evaluates K grid points in one vmapped forward pass with stacked parameters (each
+    batch is read once for K points); ``auto`` resolves it in ``warm_up``. ``device`` is
+    apart from it because the caller resolves ``compute.device`` (``auto``) once per process.
     """
 
     def __init__(self, model: nn.Module, directions: Directions, splits: list[Split], *,
-                 loss: str = "cross_entropy", precision: str = "fp32", batch_size: int = 1024,
-                 device: torch.device | str = "cpu", metrics: tuple[str, ...] = DEFAULT_METRICS,
-                 hessian: HessianSpec | None = None, hessian_split: Split | None = None,
-                 points_per_forward: int | str = "auto", data_on_device: str | bool = "auto",
-                 channels_last: str | bool = "auto", compile: bool = False):
+                 compute: ComputeSpec = ComputeSpec(), device: torch.device | str = "cpu",
+                 loss: str = "cross_entropy", metrics: tuple[str, ...] = DEFAULT_METRICS,
+                 hessian: HessianSpec | None = None, hessian_split: Split | None = None):
+        precision, batch_size, points_per_forward = compute.precision, compute.batch_size, compute.points_per_forward
         self.device = torch.device(device)
         self.loss = loss
         self.precision = precision
@@ -99,12 +99,12 @@ class Evaluator:
             # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
             torch.backends.cudnn.benchmark = True
         model = model.to(self.device, dtype).eval()
-        self.channels_last = decide_channels_last(channels_last, self.device.type,
+        self.channels_last = decide_channels_last(compute.channels_last, self.device.type,
                                                   splits[0].inputs.dim() if splits else 0, has_conv2d(model))
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.data_resident = decide_resident(data_on_device, split_bytes(splits, dtype),
+        self.data_resident = decide_resident(compute.data_on_device, split_bytes(splits, dtype),
                                              free_device_bytes(self.device))
         self.splits = [place_split(s, dtype, self.device, self.data_resident, self.channels_last) for s in splits]
         named = named_tensors(self.model, directions.dir_type)
@@ -136,7 +136,7 @@ class Evaluator:
                 labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
                 batch_size=hessian.batch_size or batch_size)
         self._requested_k = points_per_forward
-        self._compile = compile
+        self._compile = compute.compile
         self._single: Callable[[torch.Tensor], torch.Tensor] = self.model
         self._stacked = make_stacked_forward(self.model)
         #: The K in use; None until ``warm_up`` resolves ``auto``.

@@ -17,6 +17,8 @@ from landscape_job.errors import UserError
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _AXIS_RE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*(\d+)\s*$")
+#: The form of an axis, for the spec's JSON Schema.
+AXIS_PATTERN = _AXIS_RE.pattern
 
 #: Upper bound on the points of one surface: 4096 x 4096. Past this the surface file
 #: alone runs to hundreds of MB and a typo (an extra digit) is far likelier than intent.

@@ -11,29 +11,35 @@ Inputs (checkpoints, direction files, data roots) may also be ``s3://`` or pinne
 stage fetches them (``landscape_job.inputs``). Keys added later (``data.classes``,
 ``data.download``, ``python``, pins) are written by ``to_dict`` only when set, so the
 hash of an existing spec does not change.
+
+A key is added in one place: a field of its section's record below, declared with
+``schema.key`` (default, type, choices, bounds, description). The section's parser reads
+it from there and ``launcher schema`` describes it; only a rule that ties keys together
+is written by hand, in the parser. Input forms live in ``spec_inputs``, ``storage`` in
+``spec_storage``, the reading machinery in ``schema``.
 """
 
 from __future__ import annotations
 
-import difflib
 import glob
 import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from landscape_job.direction_types import AS_WRITTEN, DIRECTION_TYPES, FORCED, direction_type
 from landscape_job.errors import UserError
-from landscape_job.grid import MAX_POINTS, Axis, Grid
-from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
-from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
+from landscape_job.grid import AXIS_PATTERN, MAX_POINTS, Axis, Grid
 from landscape_job.location import StorageLocation
+from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
+from landscape_job.schema import Section, default_of, key, one_or_list, type_name
+from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_file, resolve_input
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -46,181 +52,76 @@ DEFAULT_METRICS = ("loss", "accuracy")
 DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 FIXED_CLASSES = ("digits", "synthetic", *DOWNLOADABLE)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-_REQUIRED = object()
 
 
-_KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-               int: "an integer", float: "a number", type(None): "null",
-               object: "a string"}
-
-
-def _type_name(value: object) -> str:
-    return _KIND_NAMES.get(type(value), type(value).__name__)
-
-
-class _Section:
-    """A mapping in the spec being read: hands out typed values and rejects unknown keys."""
-
-    def __init__(self, raw: object, path: str):
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping, got {_type_name(raw)}")
-        self.raw: dict[str, Any] = raw
-        self.path = path
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return self.raw.get(name) is not None
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
-        self.seen.add(name)
-        value = self.raw.get(name)
-        if value is None:
-            if default is _REQUIRED:
-                raise UserError(f"{self.key(name)}: required key is missing")
-            return default
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # YAML's 1 is an int; accept it where a float is asked for, but never a bool.
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise UserError(f"{self.key(name)}: expected {_KIND_NAMES[kinds[0]]}, got a boolean")
-        if not isinstance(value, kinds):
-            raise UserError(f"{self.key(name)}: expected {_KIND_NAMES[kinds[0]]}, got {_type_name(value)} {value!r}")
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> Any:
-        value = self.get(name, str, default)
-        if value is not None and value not in choices:
-            raise UserError(f"{self.key(name)}: expected one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def integer(self, name: str, default: Any = _REQUIRED, minimum: int | None = None) -> Any:
-        value = self.get(name, int, default)
-        if value is not None and minimum is not None and value < minimum:
-            raise UserError(f"{self.key(name)}: must be at least {minimum}, got {value}")
-        return value
-
-    def finish(self) -> None:
-        unknown = [k for k in self.raw if k not in self.seen]
-        if unknown:
-            name = unknown[0]
-            hint = difflib.get_close_matches(str(name), sorted(self.seen), n=1)
-            suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(sorted(self.seen))}"
-            raise UserError(f"{self.key(str(name))}: unknown key{suggestion}")
-
-
-def _path(section: _Section, name: str, base_dir: Path, must_exist: bool, pins: dict[str, str]) -> str:
-    value = section.get(name, (str, dict))
-    return _resolve_input(value, section.key(name), base_dir, must_exist, pins)
-
-
-def _resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder: bool = False) -> str:
-    if value.startswith("file://"):
-        value = value[len("file://"):]
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = (base_dir / path).resolve()
-    if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
-        raise UserError(f"{key}: folder not found: {path}")
-    if must_exist and not folder and not path.is_file():
-        raise UserError(f"{key}: file not found: {path}")
-    return str(path)
-
-
-def _resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pins: dict[str, str],
-                   folder: bool = False) -> str:
-    """An input: a path, ``file://``, ``s3://`` or ``https://`` URL, or ``{url: ..., sha256: ...}``.
-
-    Remote URLs are kept as given (each stage fetches them into its cache); a pin is
-    recorded in ``pins`` under the normalised URL, so ``to_dict`` writes it back.
-    """
-    sha256 = None
-    if isinstance(value, dict):
-        section = _Section(value, key)
-        url = section.get("url", str)
-        if isinstance(value.get("sha256"), (int, float)) and not isinstance(value.get("sha256"), bool):
-            raise UserError(f"{key}.sha256: YAML read the hash as a number; put it in quotes")
-        raw_pin = section.get("sha256", str, None)
-        section.finish()
-        sha256 = None if raw_pin is None else check_sha256(raw_pin, f"{key}.sha256")
-    elif isinstance(value, str):
-        url = value
-    else:
-        raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {_type_name(value)}")
-    if "://" in url and not url.startswith("file://"):
-        if not is_remote(url):
-            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {url!r}")
-        check_url(url, key, sha256)
-        resolved = url
-    else:
-        resolved = _resolve_file(url, key, base_dir, must_exist, folder)
-    if sha256 is not None:
-        pins[resolved] = sha256
-    return resolved
-
-
-def _input_out(url: str | None, pins: Mapping[str, str]) -> Any:
-    """An input as ``to_dict`` writes it: the URL, or the mapping form when it is pinned."""
-    return {"url": url, "sha256": pins[url]} if url is not None and url in pins else url
+_STRINGS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    arch: str
-    checkpoint: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    arch: str = key(description="zoo name (mlp, cnn, resnet56, ...) | torchvision:<name> | "
+                                "python:package.module:function")
+    checkpoint: str = key(kind=(str, dict), json=INPUT_SCHEMA,
+                          description="θ*: a path, s3://bucket/key, or {url: https://..., sha256: ...}")
+    kwargs: dict[str, Any] = key(default_factory=dict, kind=dict,
+                                 description="passed to the model's constructor / factory")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    dataset: str
-    root: str | None = None
-    splits: tuple[str, ...] = SPLITS
-    subset: int | None = None
-    subset_seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = key(description="digits | synthetic | cifar10 | cifar100 | mnist | fashion_mnist | "
+                                   "imagefolder | tensors | python:package.module:function")
+    root: str | None = key(None, kind=(str, dict), json=INPUT_SCHEMA,
+                           description="a folder, an archive (.tar.gz, .zip), an s3:// prefix or archive")
+    splits: tuple[str, ...] = key(SPLITS, kind=(list, str), json=one_or_list({"enum": list(SPLITS)}))
+    subset: int | None = key(None, kind=int, minimum=1, description="a seeded random subset of each split")
+    subset_seed: int = key(0, kind=int)
+    options: dict[str, Any] = key(default_factory=dict, kind=dict,
+                                  description="arguments of the data set (synthetic, imagefolder, python:)")
     #: Classes of a ``tensors`` or ``python:`` data set; None: the largest label + 1.
-    classes: int | None = None
+    classes: int | None = key(None, kind=int, minimum=2, description="tensors / imagefolder / python: the class "
+                                                                     "count (default: largest label + 1)")
     #: Let torchvision download a missing built-in data set (clusters with internet only).
-    download: bool = False
+    download: bool = key(False, kind=bool, description="true: torchvision downloads a missing built-in set")
 
 
 @dataclass(frozen=True)
 class DirectionsSpec:
-    type: str = "random"
-    targets: tuple[str, ...] = ()
-    file: str | None = None
-    dir_type: str = "weights"
-    norm: str = "filter"
-    ignore: str = "biasbn"
-    seed: int = 0
-    same_dir: bool = False
-    orthogonalize: bool = False
+    type: str = key("random", choices=DIRECTION_TYPES)
+    targets: tuple[str, ...] = key((), kind=(list, str, dict), json=one_or_list(INPUT_SCHEMA, choices=False),
+                                   description="interpolate: [θ2] (x = θ2 − θ1); plane: [θ2, θ3]")
+    file: str | None = key(None, kind=(str, dict), json=INPUT_SCHEMA,
+                           description="type file: a direction file in the paper's layout")
+    dir_type: str = key("weights", choices=DIR_TYPES, description="states also moves BN running statistics "
+                                                                  "(default follows type)")
+    norm: str = key("filter", choices=NORMS, description="default follows type")
+    ignore: str = key("biasbn", choices=IGNORES, description="biasbn: zero bias/BN directions (default by type)")
+    seed: int = key(0, kind=int)
+    same_dir: bool = key(False, kind=bool, description="y = x")
+    orthogonalize: bool = key(False, kind=bool, description="remove y's component along x, keep its norm")
     #: type pca: the training trajectory's checkpoints, in order (globs expanded when checked).
-    trajectory: tuple[str, ...] = ()
+    trajectory: tuple[str, ...] = key((), kind=(list, str),
+                                      json={"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_SCHEMA}]},
+                                      description="type pca: the training run's checkpoints, a list or a glob")
 
 
 @dataclass(frozen=True)
 class ComputeSpec:
-    shards: int = 1
-    precision: str = "fp32"
-    batch_size: int = 1024
-    device: str = "auto"
-    checkpoint_every: int = 64
-    checkpoint_seconds: float = 60.0
+    shards: int = key(1, kind=int, minimum=1, description="the evaluate stage's parallel pieces")
+    precision: str = key("fp32", choices=PRECISIONS)
+    batch_size: int = key(1024, kind=int, minimum=1)
+    device: str = key("auto", choices=DEVICES)
+    checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
+    checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
     #: "auto" or K: grid points evaluated together in one vmapped forward pass.
-    points_per_forward: int | str = "auto"
+    points_per_forward: int | str = key("auto", kind=int, auto=True, description="grid points per vmapped "
+                                        "forward pass (auto: timed on CUDA, 1 on CPU)")
     #: "auto", True or False: keep the data on the device, or stream it from pinned host memory.
-    data_on_device: str | bool = "auto"
+    data_on_device: str | bool = key("auto", kind=bool, auto=True, description="false: stream from host memory")
     #: "auto", True or False: NHWC memory layout for image models.
-    channels_last: str | bool = "auto"
+    channels_last: str | bool = key("auto", kind=bool, auto=True, description="auto: on CUDA for 2-D conv models")
     #: torch.compile the forward pass (compile time is reported apart from the per-point time).
-    compile: bool = False
+    compile: bool = key(False, kind=bool, description="torch.compile the forward")
 
 
 #: ``compute`` keys that change how fast the numbers come, not the numbers beyond float
@@ -232,10 +133,10 @@ SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile"
 
 @dataclass(frozen=True)
 class PlotSpec:
-    vmin: float | None = None
-    vmax: float | None = None
-    vlevel: float | None = None
-    log: bool = False
+    vmin: float | None = key(None, kind=float)
+    vmax: float | None = key(None, kind=float)
+    vlevel: float | None = key(None, kind=float, positive=True, description="spacing of the contour levels")
+    log: bool = key(False, kind=bool)
 
 
 @dataclass(frozen=True)
@@ -249,46 +150,65 @@ class HessianSpec:
     ``data.subset``) trades accuracy for time: every product is a double-backward pass.
     """
 
-    split: str = "train"
-    subset: int | None = None
-    subset_seed: int = 0
-    iterations: int = 100
-    tolerance: float = 1e-3
-    ignore: str = "biasbn"
-    trace_samples: int = 20
-    seed: int = 0
-    batch_size: int | None = None
+    split: str = key("train", choices=SPLITS, description="the samples the Hessian is taken over")
+    subset: int | None = key(None, kind=int, minimum=1, description="a seeded subset of that split "
+                                                                    "(default: data.subset)")
+    subset_seed: int = key(0, kind=int)
+    iterations: int = key(100, kind=int, minimum=2, description="cap on Lanczos steps (Hessian-vector products) "
+                                                                "per point")
+    tolerance: float = key(1e-3, kind=float, json={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                           description="stop when both extreme Ritz residuals are <= tolerance · max|λ|")
+    ignore: str = key("biasbn", choices=IGNORES, description="biasbn: tensors of dim > 1 only | none: all")
+    trace_samples: int = key(20, kind=int, minimum=0, description="Hutchinson probes for tr(H) at the centre")
+    seed: int = key(0, kind=int, description="Lanczos start vector and Hutchinson probes")
+    batch_size: int | None = key(None, kind=int, minimum=1, description="default compute.batch_size")
 
 
 @dataclass(frozen=True)
 class PythonSpec:
     """Where the user's ``python:`` code comes from: folders (mounted volumes) and pip requirements."""
 
-    path: tuple[str, ...] = ()
-    requirements: tuple[str, ...] = ()
+    path: tuple[str, ...] = key((), kind=(list, str), json=_STRINGS_SCHEMA,
+                                description="folders put first on sys.path (relative to the spec file)")
+    requirements: tuple[str, ...] = key((), kind=(list, str), json=_STRINGS_SCHEMA,
+                                        description="pip requirements installed into the input cache")
 
 
-@dataclass(frozen=True)
+_GRID_SCHEMA = {"type": "object", "properties": {
+    "x": {"description": "min:max:num", "type": "string", "pattern": AXIS_PATTERN},
+    "y": {"description": "min:max:num; omit for a 1-D curve", "type": ["string", "null"], "pattern": AXIS_PATTERN}},
+    "required": ["x"], "additionalProperties": False}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Spec:
-    name: str
-    model: ModelSpec
-    data: DataSpec
-    loss: str
-    directions: DirectionsSpec
-    grid: Grid
-    compute: ComputeSpec
+    name: str = key(json={"type": "string", "pattern": _NAME_RE.pattern}, computed="the spec file's name",
+                    description="lowercase, digits, '-'; names the run and its Kubernetes objects")
+    model: ModelSpec = key(kind=ModelSpec)
+    data: DataSpec = key(kind=DataSpec)
+    loss: str = key("cross_entropy", kind=str,
+                    json={"anyOf": [{"enum": list(LOSSES)}, {"type": "string", "pattern": "^python:"}]},
+                    description="cross_entropy | mse (softmax vs one-hot, as in the paper) | python:pkg.mod:fn")
+    directions: DirectionsSpec = key(default_factory=DirectionsSpec, kind=DirectionsSpec)
+    grid: Grid = key(json=_GRID_SCHEMA)
+    compute: ComputeSpec = key(default_factory=ComputeSpec, kind=ComputeSpec)
     #: Where the run's results go: the URL and its options (S3 endpoint, region, ...).
-    storage: StorageLocation
-    plot: PlotSpec
+    storage: StorageLocation = key(computed="./runs in the current directory",
+                                   description="a folder, file:///path or s3://bucket/prefix, or {url: ..., S3 options}")
+    plot: PlotSpec = key(default_factory=PlotSpec, kind=PlotSpec)
     #: The cluster settings; parsed by the launcher, which alone renders Kubernetes objects.
-    kubernetes: dict[str, Any] = field(default_factory=dict)
+    kubernetes: dict[str, Any] = key(default_factory=dict, kind=dict,
+                                     description="cluster settings, read only by the launcher")
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
     #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    hessian: HessianSpec = HessianSpec()
+    metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list({"enum": list(METRIC_CHOICES)}),
+                                   description="add hessian for λmax/λmin at every point")
+    hessian: HessianSpec = key(HessianSpec(), kind=HessianSpec, description="only with metrics [.., hessian] or "
+                                                                           "directions.type hessian")
     #: The user's code for ``python:`` models, data sets and losses.
-    python: PythonSpec = field(default_factory=PythonSpec)
+    python: PythonSpec = key(default_factory=PythonSpec, kind=PythonSpec,
+                             description="where python: models, data sets and losses come from")
     #: sha256 pins of inputs, by normalised URL (``{url: ..., sha256: ...}`` in the spec).
     pins: dict[str, str] = field(default_factory=dict)
 
@@ -308,25 +228,25 @@ class Spec:
             grid["y"] = str(self.grid.y)
         data = asdict(self.data)
         data["splits"] = list(self.data.splits)
-        data["root"] = _input_out(self.data.root, self.pins)
+        data["root"] = input_out(self.data.root, self.pins)
         # Keys added after the first release are written only when set, so the spec
         # (and its hash) of an existing run stays exactly what it was.
-        for key, default in (("classes", None), ("download", False)):
-            if data[key] == default:
-                del data[key]
+        for name in ("classes", "download"):
+            if data[name] == default_of(DataSpec, name):
+                del data[name]
         directions = asdict(self.directions)
-        directions["targets"] = [_input_out(t, self.pins) for t in self.directions.targets]
-        directions["trajectory"] = [_input_out(t, self.pins) for t in self.directions.trajectory]
+        directions["targets"] = [input_out(t, self.pins) for t in self.directions.targets]
+        directions["trajectory"] = [input_out(t, self.pins) for t in self.directions.trajectory]
         if not directions["trajectory"]:
             del directions["trajectory"]  # written only for pca, so older specs keep their hash
-        directions["file"] = _input_out(self.directions.file, self.pins)
+        directions["file"] = input_out(self.directions.file, self.pins)
         model = asdict(self.model)
-        model["checkpoint"] = _input_out(self.model.checkpoint, self.pins)
+        model["checkpoint"] = input_out(self.model.checkpoint, self.pins)
         python = {k: list(v) for k, v in asdict(self.python).items() if v}
         if self.directions.type == "file":
             # A direction file is used as written: these keys are refused for it on re-reading.
-            for key in ("dir_type", "norm", "ignore"):
-                directions.pop(key)
+            for name in ("dir_type", "norm", "ignore"):
+                directions.pop(name)
         return {
             "name": self.name,
             "model": model,
@@ -388,36 +308,36 @@ def load_spec(path: str | Path, storage_override: str | None = None, check_files
 def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                storage_override: str | None = None, check_files: bool = True) -> Spec:
     """Validates a spec mapping; relative paths are taken against ``base_dir``."""
-    top = _Section(raw, "")
+    top = Section(raw, "")
     name = top.get("name", str, default_name)
     if not _NAME_RE.match(name):
         raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
                         f"with a letter or digit (it names Kubernetes objects); got {name!r}")
     pins: dict[str, str] = {}
-    python = _parse_python(_Section(top.get("python", dict, {}), "python"), base_dir, check_files)
-    model = _parse_model(_Section(top.get("model", dict), "model"), base_dir, check_files, pins)
-    data = _parse_data(_Section(top.get("data", dict), "data"), base_dir, check_files, pins)
+    python = _parse_python(top.section(Spec, "python"), base_dir, check_files)
+    model = _parse_model(top.section(Spec, "model"), base_dir, check_files, pins)
+    data = _parse_data(top.section(Spec, "data"), base_dir, check_files, pins)
     loss = _parse_loss(top)
-    grid_section = _Section(top.get("grid", dict), "grid")
+    grid_section = top.section(Spec, "grid")
     grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
                 Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
     grid_section.finish()
     if grid.size > MAX_POINTS:
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
-    metrics = _parse_metrics(top.get("metrics", (list, str), list(DEFAULT_METRICS)))
+    metrics = _parse_metrics(top.read(Spec, "metrics"))
     hessian_raw = top.get("hessian", dict, None)
-    hessian = _parse_hessian(_Section(hessian_raw, "hessian"))
-    directions, notes = _parse_directions(_Section(top.get("directions", dict, {}), "directions"), base_dir, grid,
+    hessian = _parse_hessian(Section(hessian_raw, "hessian"))
+    directions, notes = _parse_directions(top.section(Spec, "directions"), base_dir, grid,
                                           check_files, pins, hessian)
     if directions.type == "pca" and check_files:
         _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
     if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian":
         raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
                         "add one of them or remove this section")
-    compute = _parse_compute(_Section(top.get("compute", dict, {}), "compute"), grid)
+    compute = _parse_compute(top.section(Spec, "compute"), grid)
     storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
-    plot = _parse_plot(_Section(top.get("plot", dict, {}), "plot"))
-    kubernetes = top.get("kubernetes", dict, {})
+    plot = _parse_plot(top.section(Spec, "plot"))
+    kubernetes = top.read(Spec, "kubernetes")
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot,
@@ -425,7 +345,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                 python=python, pins=pins)
 
 
-def _parse_metrics(raw: list | str) -> tuple[str, ...]:
+def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else list(raw)
     if not items:
         raise UserError(f"metrics: name at least one of {', '.join(METRIC_CHOICES)}")
@@ -437,27 +357,18 @@ def _parse_metrics(raw: list | str) -> tuple[str, ...]:
     return tuple(m for m in METRIC_CHOICES if m in items)
 
 
-def _parse_hessian(s: _Section) -> HessianSpec:
-    split = s.choice("split", SPLITS, "train")
-    subset = s.integer("subset", None, minimum=1)
-    subset_seed = s.integer("subset_seed", 0)
-    iterations = s.integer("iterations", 100, minimum=2)
-    tolerance = s.get("tolerance", float, 1e-3)
+def _parse_hessian(s: Section) -> HessianSpec:
+    values = s.read_all(HessianSpec)
+    s.finish()
+    tolerance = values["tolerance"]
     if not 0 < tolerance < 1:
         raise UserError(f"hessian.tolerance: expected a number between 0 and 1 (relative), got {tolerance}")
-    ignore = s.choice("ignore", IGNORES, "biasbn")
-    trace_samples = s.integer("trace_samples", 20, minimum=0)
-    seed = s.integer("seed", 0)
-    batch_size = s.integer("batch_size", None, minimum=1)
-    s.finish()
-    return HessianSpec(split=split, subset=subset, subset_seed=subset_seed, iterations=iterations,
-                       tolerance=tolerance, ignore=ignore, trace_samples=trace_samples, seed=seed,
-                       batch_size=batch_size)
+    return HessianSpec(**values)
 
 
-def _parse_loss(top: _Section) -> str:
+def _parse_loss(top: Section) -> str:
     """A built-in loss, or ``python:package.module:function`` (see landscape_job.losses)."""
-    loss = top.get("loss", str, "cross_entropy")
+    loss = top.read(Spec, "loss")
     if is_python_ref(loss):
         split_ref(loss, "loss")
         return loss
@@ -466,14 +377,14 @@ def _parse_loss(top: _Section) -> str:
     return loss
 
 
-def _parse_python(s: _Section, base_dir: Path, check_files: bool) -> PythonSpec:
+def _parse_python(s: Section, base_dir: Path, check_files: bool) -> PythonSpec:
     """Folders are resolved like every path; requirements are pip requirement strings."""
     def strings(name: str) -> list[str]:
-        raw = s.get(name, (list, str), [])
+        raw = s.read(PythonSpec, name)
         items = [raw] if isinstance(raw, str) else list(raw)
         for i, item in enumerate(items):
             if not isinstance(item, str) or not item:
-                raise UserError(f"python.{name}[{i}]: expected a non-empty string, got {_type_name(item)}")
+                raise UserError(f"python.{name}[{i}]: expected a non-empty string, got {type_name(item)}")
         return items
 
     paths = []
@@ -488,22 +399,22 @@ def _parse_python(s: _Section, base_dir: Path, check_files: bool) -> PythonSpec:
     return PythonSpec(path=tuple(paths), requirements=tuple(requirements))
 
 
-def _parse_model(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
-    arch = s.get("arch", str)
-    checkpoint = _path(s, "checkpoint", base_dir, check_files, pins)
-    kwargs = s.get("kwargs", dict, {})
+def _parse_model(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
+    arch = s.read(ModelSpec, "arch")
+    checkpoint = read_input(s, "checkpoint", base_dir, check_files, pins)
+    kwargs = s.read(ModelSpec, "kwargs")
     s.finish()
     return ModelSpec(arch=arch, checkpoint=checkpoint, kwargs=kwargs)
 
 
-def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:
-    dataset = s.get("dataset", str)
+def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:
+    dataset = s.read(DataSpec, "dataset")
     if is_python_ref(dataset):
         split_ref(dataset, "data.dataset")
-    root = s.get("root", (str, dict), None)
+    root = s.read(DataSpec, "root")
     if root is not None:
-        root = _resolve_input(root, "data.root", base_dir, check_files, pins, folder=True)
-    splits_raw = s.get("splits", (list, str), list(SPLITS))
+        root = resolve_input(root, "data.root", base_dir, check_files, pins, folder=True)
+    splits_raw = s.read(DataSpec, "splits")
     splits = (splits_raw,) if isinstance(splits_raw, str) else tuple(splits_raw)
     if not splits:
         raise UserError("data.splits: name at least one of train, test")
@@ -512,11 +423,8 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, 
             raise UserError(f"data.splits: expected train and/or test, got {split!r}")
     if len(set(splits)) != len(splits):
         raise UserError(f"data.splits: a split is listed twice: {list(splits)}")
-    subset = s.integer("subset", None, minimum=1)
-    subset_seed = s.integer("subset_seed", 0)
-    options = s.get("options", dict, {})
-    classes = s.integer("classes", None, minimum=2)
-    download = s.get("download", bool, False)
+    subset, subset_seed, options, classes, download = s.read_all(
+        DataSpec, ("subset", "subset_seed", "options", "classes", "download")).values()
     s.finish()
     if download and dataset not in DOWNLOADABLE:
         raise UserError(f"data.download: only for {', '.join(DOWNLOADABLE)} (torchvision's downloads), "
@@ -528,23 +436,22 @@ def _parse_data(s: _Section, base_dir: Path, check_files: bool, pins: dict[str, 
                     subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download)
 
 
-def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool,
+def _parse_directions(s: Section, base_dir: Path, grid: Grid, check_files: bool,
                       pins: dict[str, str], hessian: HessianSpec = HessianSpec()) -> tuple[DirectionsSpec, list[str]]:
     """``directions``: what each type needs and defaults to comes from ``direction_types.TYPES``."""
-    kind = s.choice("type", DIRECTION_TYPES, "random")
+    kind = s.read(DirectionsSpec, "type")
     facts = direction_type(kind)
     notes: list[str] = []
-    targets_raw = s.get("targets", (list, str, dict), [])
+    targets_raw = s.read(DirectionsSpec, "targets")
     targets_list = [targets_raw] if isinstance(targets_raw, (str, dict)) else list(targets_raw)
     for i, target in enumerate(targets_list):
         if not isinstance(target, (str, dict)):
-            raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {_type_name(target)}")
-    targets = tuple(_resolve_input(t, f"directions.targets[{i}]", base_dir, check_files, pins)
+            raise UserError(f"directions.targets[{i}]: expected a checkpoint path, got {type_name(target)}")
+    targets = tuple(resolve_input(t, f"directions.targets[{i}]", base_dir, check_files, pins)
                     for i, t in enumerate(targets_list))
     if len(targets) != facts.targets:
         raise UserError(f"directions.targets: type {kind} takes {facts.targets_phrase}, got {len(targets)}")
-    file = (_path(s, "file", base_dir, check_files, pins) if facts.reads_file
-            else s.get("file", (str, dict), None))
+    file = read_input(s, "file", base_dir, check_files, pins) if facts.reads_file else s.read(DirectionsSpec, "file")
     if not facts.reads_file and file is not None:
         raise UserError(f"directions.file: only used with type: file (type is {kind})")
 
@@ -554,26 +461,26 @@ def _parse_directions(s: _Section, base_dir: Path, grid: Grid, check_files: bool
               "ignore": s.choice("ignore", IGNORES, None)}
     defaults = {"dir_type": facts.dir_type, "norm": facts.norm, "ignore": facts.forced_ignore(hessian.ignore)}
     if facts.settings == AS_WRITTEN:
-        for key, value in chosen.items():
+        for name, value in chosen.items():
             if value is not None:
-                raise UserError(f"directions.{key}: a direction file is used as written; remove this key")
+                raise UserError(f"directions.{name}: a direction file is used as written; remove this key")
         notes.append(facts.note)
     elif facts.settings == FORCED:
-        for key, why_forced in facts.forced_why:
-            if chosen[key] is not None and chosen[key] != defaults[key]:
-                raise UserError(f"directions.{key}: type {kind} takes {key} {defaults[key]} ({why_forced}); "
-                                f"got {chosen[key]!r}")
+        for name, why_forced in facts.forced_why:
+            if chosen[name] is not None and chosen[name] != defaults[name]:
+                raise UserError(f"directions.{name}: type {kind} takes {name} {defaults[name]} ({why_forced}); "
+                                f"got {chosen[name]!r}")
         notes.append(facts.note)
     else:
-        for key, value in chosen.items():
+        for name, value in chosen.items():
             if value is None:
-                notes.append(f"directions.{key}: {defaults[key]} (default for type {kind}: {facts.defaults_why})")
-        defaults.update({key: value for key, value in chosen.items() if value is not None})
+                notes.append(f"directions.{name}: {defaults[name]} (default for type {kind}: {facts.defaults_why})")
+        defaults.update({name: value for name, value in chosen.items() if value is not None})
     dir_type, norm, ignore = defaults["dir_type"], defaults["norm"], defaults["ignore"]
 
-    seed = s.integer("seed", 0)
-    same_dir = s.get("same_dir", bool, False)
-    orthogonalize = s.get("orthogonalize", bool, False)
+    seed = s.read(DirectionsSpec, "seed")
+    same_dir = s.read(DirectionsSpec, "same_dir")
+    orthogonalize = s.read(DirectionsSpec, "orthogonalize")
     s.finish()
 
     if facts.ndim is not None and grid.ndim != facts.ndim:
@@ -604,7 +511,7 @@ def natural_key(path: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
+def _parse_trajectory(s: Section, kind: str, base_dir: Path, check_files: bool,
                       pins: dict[str, str]) -> tuple[str, ...]:
     """``directions.trajectory``: checkpoint paths, URLs and/or local globs, in training order.
 
@@ -612,7 +519,7 @@ def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
     names the very files the directions came from; unchecked (a cluster's paths) it is
     kept as an absolute pattern and expanded by the pod that parses it.
     """
-    raw = s.get("trajectory", (list, str), [])
+    raw = s.read(DirectionsSpec, "trajectory")
     entries = [raw] if isinstance(raw, str) else list(raw)
     if kind != "pca":
         if entries:
@@ -625,14 +532,14 @@ def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
     for i, entry in enumerate(entries):
         key = f"directions.trajectory[{i}]" if isinstance(raw, list) else "directions.trajectory"
         if isinstance(entry, dict) or (isinstance(entry, str) and "://" in entry and not entry.startswith("file://")):
-            paths.append(_resolve_input(entry, key, base_dir, check_files, pins))  # a URL: never a glob
+            paths.append(resolve_input(entry, key, base_dir, check_files, pins))  # a URL: never a glob
             continue
         if not isinstance(entry, str):
-            raise UserError(f"{key}: expected a checkpoint path, URL or glob, got {_type_name(entry)}")
+            raise UserError(f"{key}: expected a checkpoint path, URL or glob, got {type_name(entry)}")
         if not glob.has_magic(entry):
-            paths.append(_resolve_file(entry, key, base_dir, check_files))
+            paths.append(resolve_file(entry, key, base_dir, check_files))
             continue
-        pattern = _resolve_file(entry, key, base_dir, must_exist=False)
+        pattern = resolve_file(entry, key, base_dir, must_exist=False)
         if not check_files:
             paths.append(pattern)
             continue
@@ -643,55 +550,22 @@ def _parse_trajectory(s: _Section, kind: str, base_dir: Path, check_files: bool,
     return tuple(paths)
 
 
-def _parse_compute(s: _Section, grid: Grid) -> ComputeSpec:
-    shards = s.integer("shards", 1, minimum=1)
+def _parse_compute(s: Section, grid: Grid) -> ComputeSpec:
+    values = s.read_all(ComputeSpec)
+    s.finish()
+    shards = values["shards"]
     if shards > grid.size:
         raise UserError(f"compute.shards: {shards} shards for a grid of {grid.size} points; "
                         f"use at most {grid.size} (one point a shard)")
-    precision = s.choice("precision", PRECISIONS, "fp32")
-    batch_size = s.integer("batch_size", 1024, minimum=1)
-    device = s.choice("device", DEVICES, "auto")
-    every = s.integer("checkpoint_every", 64, minimum=1)
-    seconds = s.get("checkpoint_seconds", float, 60.0)
-    if seconds <= 0:
-        raise UserError(f"compute.checkpoint_seconds: must be positive, got {seconds}")
-    points = _auto_or_positive_int(s, "points_per_forward")
-    on_device = _auto_or_bool(s, "data_on_device")
-    channels_last = _auto_or_bool(s, "channels_last")
-    compile_ = s.get("compile", bool, False)
+    return ComputeSpec(**values)
+
+
+def _parse_plot(s: Section) -> PlotSpec:
+    plot = PlotSpec(**s.read_all(PlotSpec))
     s.finish()
-    return ComputeSpec(shards=shards, precision=precision, batch_size=batch_size, device=device,
-                       checkpoint_every=every, checkpoint_seconds=seconds, points_per_forward=points,
-                       data_on_device=on_device, channels_last=channels_last, compile=compile_)
-
-
-def _auto_or_positive_int(s: _Section, name: str) -> int | str:
-    s.seen.add(name)
-    value = "auto" if s.raw.get(name) is None else s.raw[name]
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return value
-    raise UserError(f"{s.key(name)}: expected auto or a positive integer, got {_type_name(value)} {value!r}")
-
-
-def _auto_or_bool(s: _Section, name: str) -> str | bool:
-    s.seen.add(name)
-    value = "auto" if s.raw.get(name) is None else s.raw[name]
-    if value == "auto" or isinstance(value, bool):
-        return value
-    raise UserError(f"{s.key(name)}: expected auto, true or false, got {_type_name(value)} {value!r}")
-
-
-def _parse_plot(s: _Section) -> PlotSpec:
-    vmin = s.get("vmin", float, None)
-    vmax = s.get("vmax", float, None)
-    vlevel = s.get("vlevel", float, None)
-    log = s.get("log", bool, False)
-    s.finish()
-    if vmin is not None and vmax is not None and vmin >= vmax:
-        raise UserError(f"plot.vmin: must be below plot.vmax ({vmin} >= {vmax})")
-    if vlevel is not None and vlevel <= 0:
-        raise UserError(f"plot.vlevel: must be positive, got {vlevel}")
-    return PlotSpec(vmin=vmin, vmax=vmax, vlevel=vlevel, log=log)
+    if plot.vmin is not None and plot.vmax is not None and plot.vmin >= plot.vmax:
+        raise UserError(f"plot.vmin: must be below plot.vmax ({plot.vmin} >= {plot.vmax})")
+    return plot
 
 
 def spec_from_yaml(text: str, source: str) -> Spec:
@@ -701,24 +575,3 @@ def spec_from_yaml(text: str, source: str) -> Spec:
     except yaml.YAMLError as err:
         raise UserError(f"{source}: not valid YAML: {err}") from None
     return parse_spec(raw, base_dir=Path("/"))
-
-
-def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> list[str]:
-    """The work a spec implies, in the lines ``launcher validate`` prints."""
-    grid, shards = spec.grid, spec.compute.shards
-    per_shard = -(-grid.size // shards)
-    dims = f"{grid.nx}" if grid.ndim == 1 else f"{grid.nx} x {grid.ny}"
-    lines = [
-        f"grid: {dims} = {grid.size} points ({grid.ndim}-D)",
-        f"shards: {shards} ({per_shard} points per shard at most)",
-        f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
-    ]
-    if data_sizes:
-        samples = sum(data_sizes.values())
-        lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
-    if spec.uses_hessian:
-        h = spec.hessian
-        where = f"{grid.size} points and the centre" if "hessian" in spec.metrics else "the centre only"
-        lines.append(f"hessian: up to {h.iterations} Hessian-vector products (each about 3 passes over "
-                     f"the {h.split} split{f', {h.subset} samples' if h.subset else ''}) at {where}")
-    return lines

@@ -9,6 +9,7 @@
     launcher estimate surface.yaml --cluster   the same, measured in one pod on the cluster
     launcher plot surface.h5                re-plot a merged surface without recomputing
     launcher render surface.yaml            print the run's Kubernetes manifests
+    launcher schema > surface.schema.json   the spec's JSON Schema, for editors (see launcher/spec_schema.py)
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from landscape_job.cli import run_guarded
 from launcher import cluster_cli
 from launcher.render_cli import add_render_parser, run_render
+
+if TYPE_CHECKING:
+    from landscape_job.spec import Spec
 
 
 #: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
@@ -74,13 +78,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                       help="repeatable (default: all of png, pdf, vtp (ParaView), html (viewer))")
     _add_plot_options(plot)
     add_render_parser(sub)
+    sub.add_parser("schema", help="print the spec's JSON Schema (draft 2020-12), for editors and CI checks",
+                   description="Point VS Code's YAML extension at the output with a first line "
+                               "'# yaml-language-server: $schema=./surface.schema.json' in the spec.")
     handlers = cluster_cli.add_parsers(sub)
     return parser, handlers
 
 
 def _validate(args: argparse.Namespace) -> None:
     from landscape_job.preflight import check_inputs
-    from landscape_job.spec import describe_work, load_spec
+    from landscape_job.spec import load_spec
 
     spec = load_spec(args.spec, storage_override=args.storage, check_files=not args.quick)
     if spec.kubernetes:
@@ -92,6 +99,27 @@ def _validate(args: argparse.Namespace) -> None:
     print(spec.to_yaml().rstrip())
     print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
+
+
+def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> list[str]:
+    """The work a spec implies, in the lines ``launcher validate`` prints."""
+    grid, shards = spec.grid, spec.compute.shards
+    per_shard = -(-grid.size // shards)
+    dims = f"{grid.nx}" if grid.ndim == 1 else f"{grid.nx} x {grid.ny}"
+    lines = [
+        f"grid: {dims} = {grid.size} points ({grid.ndim}-D)",
+        f"shards: {shards} ({per_shard} points per shard at most)",
+        f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
+    ]
+    if data_sizes:
+        samples = sum(data_sizes.values())
+        lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
+    if spec.uses_hessian:
+        h = spec.hessian
+        where = f"{grid.size} points and the centre" if "hessian" in spec.metrics else "the centre only"
+        lines.append(f"hessian: up to {h.iterations} Hessian-vector products (each about 3 passes over "
+                     f"the {h.split} split{f', {h.subset} samples' if h.subset else ''}) at {where}")
+    return lines
 
 
 def _submit(args: argparse.Namespace) -> None:
@@ -155,10 +183,17 @@ def _plot(args: argparse.Namespace) -> None:
     print(f"{len(written)} plots in {out}")
 
 
+def _schema(args: argparse.Namespace) -> None:
+    from launcher.spec_schema import print_schema
+
+    print_schema()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, cluster_handlers = _parser()
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render, "estimate": _estimate,
+               "schema": _schema,
                **cluster_handlers}[args.command]
     return run_guarded(lambda: handler(args), "launcher")
 

@@ -28,13 +28,13 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import landscape_job
 from landscape_job.errors import UserError
-from landscape_job.spec import _REQUIRED, _Section, _type_name
+from landscape_job.schema import Section, default_of, key, object_schema, one_or_list, type_name
 
 DEFAULT_IMAGE = f"ghcr.io/landscape-dev/landscape:{landscape_job.__version__}"
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -42,6 +42,8 @@ TOLERATION_OPERATORS = ("Exists", "Equal")
 TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
 WEEK_SECONDS = 7 * 24 * 3600
+#: The Indexed Job limit on parallelism.
+MAX_PARALLELISM = 100_000
 
 #: Label keys the renderer sets itself; ``kubernetes.labels`` may not override them.
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "landscape.", "kueue.x-k8s.io/", "batch.kubernetes.io/")
@@ -56,67 +58,95 @@ _SUFFIX = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T"
 _RESERVED_MOUNTS = ("/tmp", "/dev/shm", "/var/cache/landscape")
 
 
+#: JSON Schema forms of the values the readers below check by hand.
+_DNS_NAME_SCHEMA = {"type": "string", "pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253}
+_DNS_LABEL_SCHEMA = {"type": "string", "pattern": _DNS_LABEL.pattern, "maxLength": 63}
+_QUANTITY_SCHEMA = {"anyOf": [{"type": "string", "pattern": _QUANTITY.pattern},
+                              {"type": "number", "exclusiveMinimum": 0}]}
+_STRING_MAP_SCHEMA = {"type": "object", "additionalProperties": {"type": "string"}}
+_TOLERATION_SCHEMA = {"type": "object", "properties": {
+    "key": {"type": "string"}, "operator": {"enum": list(TOLERATION_OPERATORS)}, "value": {"type": "string"},
+    "effect": {"enum": list(TOLERATION_EFFECTS)}, "tolerationSeconds": {"type": "integer", "minimum": 0}},
+    "additionalProperties": False}
+_AFFINITY_SCHEMA = {"type": "object", "properties": {k: {"type": "object"} for k in AFFINITY_KEYS},
+                    "additionalProperties": False}
+
+
 @dataclass(frozen=True)
 class VolumeSpec:
     """A PersistentVolumeClaim mounted at the same path in every pod (checkpoints, data sets)."""
 
-    claim: str
-    mount_path: str
-    read_only: bool = True
+    claim: str = key(json=_DNS_NAME_SCHEMA, description="the PersistentVolumeClaim's name")
+    mount_path: str = key(description="an absolute path in every pod, other than /, /tmp, /dev/shm")
+    read_only: bool = key(True, kind=bool)
 
 
 @dataclass(frozen=True)
 class KubernetesSpec:
     """The cluster settings of a run; see the module docstring for the YAML form."""
 
-    image: str = DEFAULT_IMAGE
-    image_pull_policy: str = "IfNotPresent"
-    image_pull_secrets: tuple[str, ...] = ()
-    namespace: str = "landscape"
+    image: str = key(DEFAULT_IMAGE, description="the pods' image")
+    image_pull_policy: str = key("IfNotPresent", choices=PULL_POLICIES)
+    image_pull_secrets: tuple[str, ...] = key((), kind=(list, str), json=one_or_list(_DNS_NAME_SCHEMA, choices=False))
+    namespace: str = key("landscape", json=_DNS_LABEL_SCHEMA)
     #: GPUs a shard pod requests (request == limit); 0 renders CPU-only pods.
-    gpus: int = 1
+    gpus: int = key(1, kind=int, minimum=0, description="GPUs per evaluate pod; 0 on a CPU cluster")
     #: CPU request of a shard pod; no CPU limit (throttling only slows the data loader).
-    cpu: str = "4"
+    cpu: str = key("4", json=_QUANTITY_SCHEMA, description="CPU request of an evaluate pod (no limit)")
     #: Memory request and limit of a shard pod (equal: no overcommit, no surprise OOM kill).
-    memory: str = "32Gi"
+    memory: str = key("32Gi", json=_QUANTITY_SCHEMA, description="memory request = limit of an evaluate pod")
     #: Size limit of the memory-backed /dev/shm of every pod (counted in its memory limit).
-    shm_size: str = "8Gi"
+    shm_size: str = key("8Gi", json=_QUANTITY_SCHEMA, description="/dev/shm of every pod, below memory")
     #: CPU request and memory request/limit of the prepare and merge pods.
-    prepare_merge_cpu: str = "2"
-    prepare_merge_memory: str = "8Gi"
+    prepare_merge_cpu: str = key("2", json=_QUANTITY_SCHEMA)
+    prepare_merge_memory: str = key("8Gi", json=_QUANTITY_SCHEMA)
     #: Shard pods at once; ``None``: all shards.
-    parallelism: int | None = None
+    parallelism: int | None = key(None, kind=int, minimum=1, json={"type": "integer", "minimum": 1,
+                                                                   "maximum": MAX_PARALLELISM},
+                                  description="evaluate pods at once (default: the number of shards)")
     #: Retries of one shard (and of the prepare and merge pods) before it counts as failed.
-    backoff_limit_per_index: int = 3
+    backoff_limit_per_index: int = key(3, kind=int, minimum=0)
     #: Failed shards after which the evaluate Job stops; ``None``: run every shard to the end,
     #: so merge names all the missing ones at once.
-    max_failed_indexes: int | None = None
-    ttl_seconds_after_finished: int = WEEK_SECONDS
+    max_failed_indexes: int | None = key(None, kind=int, minimum=0)
+    ttl_seconds_after_finished: int = key(WEEK_SECONDS, kind=int, minimum=0)
     #: Bound on the prepare and evaluate Jobs; ``None``: unbounded.
-    active_deadline_seconds: int | None = None
+    active_deadline_seconds: int | None = key(None, kind=int, minimum=1)
     #: Bound on the merge Job. It is created at submit time with the others and waits for the
     #: shards, so this counts from submit and must cover the evaluate stage.
-    merge_deadline_seconds: int = 3 * 24 * 3600
-    node_selector: dict[str, str] = field(default_factory=dict)
+    merge_deadline_seconds: int = key(3 * 24 * 3600, kind=int, minimum=1)
+    node_selector: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
     #: Added to the ``nvidia.com/gpu`` NoSchedule toleration that GPU pods always get.
-    tolerations: tuple[dict[str, Any], ...] = ()
-    affinity: dict[str, Any] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = key((), json={"type": "array", "items": _TOLERATION_SCHEMA})
+    affinity: dict[str, Any] = key(default_factory=dict, json=_AFFINITY_SCHEMA)
     #: The prepare and merge pods' service account (k8s/base binds it read-only to Jobs and Pods).
-    service_account: str = "landscape"
+    service_account: str = key("landscape", json=_DNS_NAME_SCHEMA)
     #: Name of a Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally
     #: AWS_ENDPOINT_URL) become the pods' environment; never a value.
-    s3_secret: str | None = None
-    kueue_queue: str | None = None
+    s3_secret: str | None = key(None, json=_DNS_NAME_SCHEMA, description="a Secret holding AWS_ACCESS_KEY_ID / "
+                                                                        "AWS_SECRET_ACCESS_KEY")
+    kueue_queue: str | None = key(None, json=_DNS_LABEL_SCHEMA)
     #: Create the Jobs suspended (``kubectl patch job ... -p '{"spec":{"suspend":false}}'`` starts them).
-    suspend: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    volumes: tuple[VolumeSpec, ...] = ()
+    suspend: bool = key(False, kind=bool)
+    labels: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
+    annotations: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
+    volumes: tuple[VolumeSpec, ...] = key((), json={"type": "array", "items": object_schema(VolumeSpec)},
+                                          description="PersistentVolumeClaims mounted in every pod")
     #: Size limit of each pod's input cache emptyDir (fetched checkpoints, data sets); None: unbounded.
-    cache_size: str | None = None
+    cache_size: str | None = key(None, json=_QUANTITY_SCHEMA, description="bound on each pod's input cache")
     #: A ReadWriteMany PVC used as the input cache instead of the emptyDir: every stage, shard
     #: and retried pod (on any node) then reuses what one pod fetched.
-    cache_claim: str | None = None
+    cache_claim: str | None = key(None, json=_DNS_NAME_SCHEMA, description="a ReadWriteMany PVC as the input "
+                                                                          "cache, shared by every pod")
+
+
+def kubernetes_schema() -> dict[str, Any]:
+    """The JSON Schema of the ``kubernetes:`` section, from the declarations above."""
+    return object_schema(KubernetesSpec, description="cluster settings, read only by the launcher")
+
+
+def _default(name: str) -> Any:
+    return default_of(KubernetesSpec, name)
 
 
 def parse_quantity(value: str) -> Decimal:
@@ -127,11 +157,11 @@ def parse_quantity(value: str) -> Decimal:
     return Decimal(match.group(1)) * _SUFFIX[match.group(3) or ""]
 
 
-def _quantity(s: _Section, name: str, default: str) -> str:
+def _quantity(s: Section, name: str) -> str:
     raw = s.raw.get(name)
     if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (str, int, float))):
-        raise UserError(f"{s.key(name)}: expected a quantity such as 4, 500m or 32Gi; got {_type_name(raw)}")
-    value = s.get(name, object, default)
+        raise UserError(f"{s.key(name)}: expected a quantity such as 4, 500m or 32Gi; got {type_name(raw)}")
+    value = s.get(name, object, _default(name))
     text = str(value)
     try:
         amount = parse_quantity(text)
@@ -143,9 +173,9 @@ def _quantity(s: _Section, name: str, default: str) -> str:
     return text
 
 
-def _name(s: _Section, name: str, default: Any, pattern: re.Pattern[str] = _DNS_SUBDOMAIN,
-          limit: int = 253) -> Any:
-    value = s.get(name, str, default)
+def _name(s: Section, name: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN, limit: int = 253,
+          record: type = KubernetesSpec) -> Any:
+    value = s.get(name, str, default_of(record, name))
     if value is not None:
         _check_name(value, s.key(name), pattern, limit)
     return value
@@ -160,7 +190,7 @@ def _check_name(value: str, key: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN,
 
 def _check_label_key(key: object, where: str) -> str:
     if not isinstance(key, str):
-        raise UserError(f"{where}: keys must be strings, got {_type_name(key)} {key!r}")
+        raise UserError(f"{where}: keys must be strings, got {type_name(key)} {key!r}")
     prefix, _, name = key.rpartition("/")
     if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
             or not _LABEL_NAME.match(name):
@@ -169,14 +199,14 @@ def _check_label_key(key: object, where: str) -> str:
     return key
 
 
-def _string_map(s: _Section, name: str, labels: bool = False) -> dict[str, str]:
-    raw = s.get(name, dict, {})
+def _string_map(s: Section, name: str, labels: bool = False) -> dict[str, str]:
+    raw = s.get(name, dict, _default(name))
     where = s.key(name)
     result: dict[str, str] = {}
     for key, value in raw.items():
         _check_label_key(key, where)
         if not isinstance(value, str):
-            raise UserError(f"{where}.{key}: expected a string, got {_type_name(value)} {value!r} "
+            raise UserError(f"{where}.{key}: expected a string, got {type_name(value)} {value!r} "
                             f"(quote it in YAML)")
         if labels and (len(value) > 63 or not _LABEL_VALUE.match(value)):
             raise UserError(f"{where}.{key}: not a valid label value (at most 63 letters, digits, '-', '_' "
@@ -185,21 +215,21 @@ def _string_map(s: _Section, name: str, labels: bool = False) -> dict[str, str]:
     return result
 
 
-def _names_list(s: _Section, name: str) -> tuple[str, ...]:
-    raw = s.get(name, (list, str), [])
+def _names_list(s: Section, name: str) -> tuple[str, ...]:
+    raw = s.get(name, (list, str), _default(name))
     items = [raw] if isinstance(raw, str) else raw
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise UserError(f"{s.key(name)}[{i}]: expected a Secret name, got {_type_name(item)} {item!r}")
+            raise UserError(f"{s.key(name)}[{i}]: expected a Secret name, got {type_name(item)} {item!r}")
         _check_name(item, f"{s.key(name)}[{i}]")
     return tuple(items)
 
 
-def _tolerations(s: _Section) -> tuple[dict[str, Any], ...]:
-    raw = s.get("tolerations", list, [])
+def _tolerations(s: Section) -> tuple[dict[str, Any], ...]:
+    raw = s.get("tolerations", list, _default("tolerations"))
     result = []
     for i, item in enumerate(raw):
-        t = _Section(item, f"{s.key('tolerations')}[{i}]")
+        t = Section(item, f"{s.key('tolerations')}[{i}]")
         key = t.get("key", str, None)
         operator = t.choice("operator", TOLERATION_OPERATORS, "Equal")
         value = t.get("value", str, None)
@@ -218,25 +248,25 @@ def _tolerations(s: _Section) -> tuple[dict[str, Any], ...]:
     return tuple(result)
 
 
-def _affinity(s: _Section) -> dict[str, Any]:
-    raw = s.get("affinity", dict, {})
+def _affinity(s: Section) -> dict[str, Any]:
+    raw = s.get("affinity", dict, _default("affinity"))
     for key, value in raw.items():
         if key not in AFFINITY_KEYS:
             raise UserError(f"{s.key('affinity')}.{key}: unknown key; expected one of {', '.join(AFFINITY_KEYS)}")
         if not isinstance(value, dict):
-            raise UserError(f"{s.key('affinity')}.{key}: expected a mapping, got {_type_name(value)}")
+            raise UserError(f"{s.key('affinity')}.{key}: expected a mapping, got {type_name(value)}")
     return raw
 
 
-def _volumes(s: _Section) -> tuple[VolumeSpec, ...]:
-    raw = s.get("volumes", list, [])
+def _volumes(s: Section) -> tuple[VolumeSpec, ...]:
+    raw = s.get("volumes", list, _default("volumes"))
     result = []
     paths: set[str] = set()
     for i, item in enumerate(raw):
-        v = _Section(item, f"{s.key('volumes')}[{i}]")
-        claim = _name(v, "claim", _REQUIRED)
-        path = v.get("mount_path", str)
-        read_only = v.get("read_only", bool, True)
+        v = Section(item, f"{s.key('volumes')}[{i}]")
+        claim = _name(v, "claim", record=VolumeSpec)
+        path = v.read(VolumeSpec, "mount_path")
+        read_only = v.read(VolumeSpec, "read_only")
         v.finish()
         if not path.startswith("/") or path.rstrip("/") in ("", *_RESERVED_MOUNTS) or ":" in path:
             raise UserError(f"{v.key('mount_path')}: expected an absolute path other than /, /tmp, "
@@ -250,45 +280,43 @@ def _volumes(s: _Section) -> tuple[VolumeSpec, ...]:
 
 def parse_kubernetes(raw: object) -> KubernetesSpec:
     """Validates the ``kubernetes:`` mapping of a spec (``None`` or ``{}``: all defaults)."""
-    s = _Section(raw, "kubernetes")
-    image = s.get("image", str, DEFAULT_IMAGE)
+    s = Section(raw, "kubernetes")
+    image = s.read(KubernetesSpec, "image")
     if not image or any(c.isspace() for c in image):
         raise UserError(f"kubernetes.image: expected an image reference such as {DEFAULT_IMAGE}; got {image!r}")
-    pull_policy = s.choice("image_pull_policy", PULL_POLICIES, "IfNotPresent")
+    pull_policy = s.read(KubernetesSpec, "image_pull_policy")
     pull_secrets = _names_list(s, "image_pull_secrets")
-    namespace = _name(s, "namespace", "landscape", _DNS_LABEL, 63)
-    gpus = s.integer("gpus", 1, minimum=0)
-    cpu = _quantity(s, "cpu", "4")
-    memory = _quantity(s, "memory", "32Gi")
-    shm_size = _quantity(s, "shm_size", "8Gi")
+    namespace = _name(s, "namespace", _DNS_LABEL, 63)
+    gpus = s.read(KubernetesSpec, "gpus")
+    cpu = _quantity(s, "cpu")
+    memory = _quantity(s, "memory")
+    shm_size = _quantity(s, "shm_size")
     if parse_quantity(shm_size) >= parse_quantity(memory):
         raise UserError(f"kubernetes.shm_size: {shm_size} of /dev/shm counts against the memory limit "
                         f"kubernetes.memory ({memory}); make it smaller")
-    pm_cpu = _quantity(s, "prepare_merge_cpu", "2")
-    pm_memory = _quantity(s, "prepare_merge_memory", "8Gi")
-    parallelism = s.integer("parallelism", None, minimum=1)
-    if parallelism is not None and parallelism > 100_000:
-        raise UserError(f"kubernetes.parallelism: at most 100000 (the Indexed Job limit), got {parallelism}")
-    backoff = s.integer("backoff_limit_per_index", 3, minimum=0)
-    max_failed = s.integer("max_failed_indexes", None, minimum=0)
-    ttl = s.integer("ttl_seconds_after_finished", WEEK_SECONDS, minimum=0)
-    deadline = s.integer("active_deadline_seconds", None, minimum=1)
-    merge_deadline = s.integer("merge_deadline_seconds", 3 * 24 * 3600, minimum=1)
+    pm_cpu = _quantity(s, "prepare_merge_cpu")
+    pm_memory = _quantity(s, "prepare_merge_memory")
+    parallelism = s.read(KubernetesSpec, "parallelism")
+    if parallelism is not None and parallelism > MAX_PARALLELISM:
+        raise UserError(f"kubernetes.parallelism: at most {MAX_PARALLELISM} (the Indexed Job limit), got {parallelism}")
+    backoff, max_failed, ttl, deadline, merge_deadline = s.read_all(KubernetesSpec, (
+        "backoff_limit_per_index", "max_failed_indexes", "ttl_seconds_after_finished", "active_deadline_seconds",
+        "merge_deadline_seconds")).values()
     node_selector = _string_map(s, "node_selector", labels=True)
     tolerations = _tolerations(s)
     affinity = _affinity(s)
-    service_account = _name(s, "service_account", "landscape")
-    s3_secret = _name(s, "s3_secret", None)
-    kueue_queue = _name(s, "kueue_queue", None, _DNS_LABEL, 63)
-    suspend = s.get("suspend", bool, False)
+    service_account = _name(s, "service_account")
+    s3_secret = _name(s, "s3_secret")
+    kueue_queue = _name(s, "kueue_queue", _DNS_LABEL, 63)
+    suspend = s.read(KubernetesSpec, "suspend")
     labels = _string_map(s, "labels", labels=True)
     for key in labels:
         if key.startswith(RESERVED_LABEL_PREFIXES):
             raise UserError(f"kubernetes.labels.{key}: set by the launcher itself; choose another key")
     annotations = _string_map(s, "annotations")
     volumes = _volumes(s)
-    cache_size = _quantity(s, "cache_size", "1") if s.has("cache_size") else s.get("cache_size", str, None)
-    cache_claim = _name(s, "cache_claim", None)
+    cache_size = _quantity(s, "cache_size") if s.has("cache_size") else s.read(KubernetesSpec, "cache_size")
+    cache_claim = _name(s, "cache_claim")
     if cache_claim is not None and cache_size is not None:
         raise UserError("kubernetes.cache_size: bounds the per-pod emptyDir cache, which kubernetes.cache_claim "
                         "replaces; the claim's own size bounds it; remove one of the two")

@@ -7,7 +7,6 @@ run exercises the pod contract. Workers split the machine's cores between them.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

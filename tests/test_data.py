@@ -17,6 +17,7 @@ import torch
 
 from landscape_job import data
 from landscape_job.errors import UserError
+from landscape_job.spec import DataSpec, parse_spec
 
 
 # ---- digits -------------------------------------------------------------------------
@@ -24,7 +25,7 @@ from landscape_job.errors import UserError
 
 @pytest.fixture(scope="module")
 def digits() -> dict[str, data.Split]:
-    return {s: data.load_split("digits", s) for s in ("train", "test")}
+    return {s: data.load_split(DataSpec(dataset="digits"), s) for s in ("train", "test")}
 
 
 def test_digits_shapes_sizes_dtypes(digits: dict[str, data.Split]) -> None:
@@ -67,7 +68,7 @@ def test_digits_values_match_the_raw_pixels() -> None:
 
     bunch = load_digits()
     train_idx, _ = data._digits_split(bunch.target)
-    split = data.load_split("digits", "train")
+    split = data.load_split(DataSpec(dataset="digits"), "train")
     raw = torch.from_numpy(bunch.images[train_idx]).float()
     expected = (raw / 16 - data.DIGITS_NORM.mean[0]) / data.DIGITS_NORM.std[0]
     torch.testing.assert_close(split.inputs[:, 0], expected)
@@ -78,9 +79,9 @@ def test_digits_values_match_the_raw_pixels() -> None:
 
 
 def test_subset_is_seeded_sorted_and_sized(digits: dict[str, data.Split]) -> None:
-    a = data.load_split("digits", "train", subset=100, subset_seed=3)
-    b = data.load_split("digits", "train", subset=100, subset_seed=3)
-    c = data.load_split("digits", "train", subset=100, subset_seed=4)
+    a = data.load_split(DataSpec(dataset="digits", subset=100, subset_seed=3), "train")
+    b = data.load_split(DataSpec(dataset="digits", subset=100, subset_seed=3), "train")
+    c = data.load_split(DataSpec(dataset="digits", subset=100, subset_seed=4), "train")
     assert a.inputs.shape == (100, 1, 8, 8) and a.labels.shape == (100,)
     assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.inputs, c.inputs)
@@ -91,14 +92,22 @@ def test_subset_is_seeded_sorted_and_sized(digits: dict[str, data.Split]) -> Non
 
 
 def test_subset_of_the_whole_split_is_the_split(digits: dict[str, data.Split]) -> None:
-    full = data.load_split("digits", "test", subset=359)
+    full = data.load_split(DataSpec(dataset="digits", subset=359), "test")
     assert torch.equal(full.inputs, digits["test"].inputs)
 
 
-@pytest.mark.parametrize("subset", [360, 0, -1, 2.5, True])
-def test_bad_subset_names_the_key(subset: object) -> None:
+def test_subset_larger_than_the_split_names_the_key() -> None:
+    with pytest.raises(UserError, match=r"^data\.subset: 360 is larger than the split"):
+        data.load_split(DataSpec(dataset="digits", subset=360), "test")
+
+
+@pytest.mark.parametrize("subset", [0, -1, 2.5, True])
+def test_bad_subset_is_refused_by_the_spec(subset: object) -> None:
+    """load_split trusts the DataSpec's types; the spec parser is where a bad subset is named."""
+    raw = {"model": {"arch": "mlp", "checkpoint": "/m.pt"}, "data": {"dataset": "digits", "subset": subset},
+           "grid": {"x": "-1:1:3"}}
     with pytest.raises(UserError, match=r"^data\.subset:"):
-        data.load_split("digits", "test", subset=subset)  # type: ignore[arg-type]
+        parse_spec(raw, base_dir=Path("/"), check_files=False)
 
 
 # ---- names and splits ------------------------------------------------------------------
@@ -106,14 +115,16 @@ def test_bad_subset_names_the_key(subset: object) -> None:
 
 def test_unknown_dataset_names_the_key_and_the_choices() -> None:
     with pytest.raises(UserError, match=r"^data\.dataset:.*cifar10"):
-        data.load_split("imagenet", "train")
+        data.load_split(DataSpec(dataset="imagenet"), "train")
     with pytest.raises(UserError, match=r"^data\.dataset:"):
         data.dataset_info("imagenet")
 
 
-def test_unknown_split_names_the_key() -> None:
+def test_unknown_split_is_refused_by_the_spec() -> None:
+    raw = {"model": {"arch": "mlp", "checkpoint": "/m.pt"}, "data": {"dataset": "digits", "splits": ["val"]},
+           "grid": {"x": "-1:1:3"}}
     with pytest.raises(UserError, match=r"^data\.splits:"):
-        data.load_split("digits", "val")
+        parse_spec(raw, base_dir=Path("/"), check_files=False)
 
 
 def test_options_on_a_dataset_without_options_are_refused() -> None:
@@ -137,39 +148,39 @@ SMALL = {"shape": [2, 4, 4], "classes": 4, "train_size": 600, "test_size": 300, 
 
 
 def test_synthetic_is_deterministic_and_honours_options() -> None:
-    a = data.load_split("synthetic", "train", options=SMALL)
-    b = data.load_split("synthetic", "train", options=dict(SMALL))
+    a = data.load_split(DataSpec(dataset="synthetic", options=SMALL), "train")
+    b = data.load_split(DataSpec(dataset="synthetic", options=dict(SMALL)), "train")
     assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
     assert a.inputs.shape == (600, 2, 4, 4) and a.inputs.dtype == torch.float32
     assert a.labels.dtype == torch.int64 and a.num_classes == 4
     assert set(a.labels.tolist()) == {0, 1, 2, 3}
-    test = data.load_split("synthetic", "test", options=SMALL)
+    test = data.load_split(DataSpec(dataset="synthetic", options=SMALL), "test")
     assert test.inputs.shape == (300, 2, 4, 4)
     assert data.dataset_info("synthetic", SMALL) == ((2, 4, 4), 4)
 
 
 def test_synthetic_seed_changes_the_data_and_sizes_are_independent() -> None:
-    a = data.load_split("synthetic", "train", options=SMALL)
-    other_seed = data.load_split("synthetic", "train", options={**SMALL, "seed": 8})
+    a = data.load_split(DataSpec(dataset="synthetic", options=SMALL), "train")
+    other_seed = data.load_split(DataSpec(dataset="synthetic", options={**SMALL, "seed": 8}), "train")
     assert not torch.equal(a.inputs, other_seed.inputs)
     # the train split does not move when only test_size changes
-    other_test = data.load_split("synthetic", "train", options={**SMALL, "test_size": 10})
+    other_test = data.load_split(DataSpec(dataset="synthetic", options={**SMALL, "test_size": 10}), "train")
     assert torch.equal(a.inputs, other_test.inputs)
     # train and test are different draws
-    test = data.load_split("synthetic", "test", options=SMALL)
+    test = data.load_split(DataSpec(dataset="synthetic", options=SMALL), "test")
     assert not torch.equal(a.inputs[:300], test.inputs)
 
 
 def test_synthetic_default_shape() -> None:
-    split = data.load_split("synthetic", "test", options={"test_size": 5})
+    split = data.load_split(DataSpec(dataset="synthetic", options={"test_size": 5}), "test")
     assert split.inputs.shape == (5, 3, 32, 32) and split.num_classes == 10
 
 
 def test_synthetic_labels_are_learnable() -> None:
     from sklearn.linear_model import LogisticRegression
 
-    train = data.load_split("synthetic", "train", options=SMALL)
-    test = data.load_split("synthetic", "test", options=SMALL)
+    train = data.load_split(DataSpec(dataset="synthetic", options=SMALL), "train")
+    test = data.load_split(DataSpec(dataset="synthetic", options=SMALL), "test")
     model = LogisticRegression(max_iter=500).fit(train.inputs.flatten(1).numpy(), train.labels.numpy())
     accuracy = model.score(test.inputs.flatten(1).numpy(), test.labels.numpy())
     assert accuracy > 0.8  # chance is 0.25
@@ -190,7 +201,7 @@ def test_synthetic_labels_are_learnable() -> None:
 )
 def test_bad_synthetic_options_name_the_key(options: dict[str, object], key: str) -> None:
     with pytest.raises(UserError, match=rf"^data\.options\.{key}:"):
-        data.load_split("synthetic", "train", options=options)
+        data.load_split(DataSpec(dataset="synthetic", options=options), "train")
     with pytest.raises(UserError, match=rf"^data\.options\.{key}:"):
         data.dataset_info("synthetic", options)
 
@@ -225,8 +236,8 @@ def _fake_cifar(root: Path, *, hundred: bool = False, per_batch: int = 3) -> dic
 
 def test_cifar10_loads_from_a_local_root_with_the_papers_normalisation(tmp_path: Path) -> None:
     written = _fake_cifar(tmp_path)
-    train = data.load_split("cifar10", "train", root=str(tmp_path))
-    test = data.load_split("cifar10", "test", root=str(tmp_path))
+    train = data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "train")
+    test = data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "test")
     assert train.inputs.shape == (15, 3, 32, 32) and test.inputs.shape == (3, 3, 32, 32)
     assert train.inputs.dtype == torch.float32 and train.labels.dtype == torch.int64
     assert train.num_classes == 10
@@ -245,15 +256,15 @@ def test_cifar10_loads_from_a_local_root_with_the_papers_normalisation(tmp_path:
 
 def test_cifar10_subset_from_a_local_root(tmp_path: Path) -> None:
     _fake_cifar(tmp_path)
-    full = data.load_split("cifar10", "train", root=str(tmp_path))
-    part = data.load_split("cifar10", "train", root=str(tmp_path), subset=5, subset_seed=1)
+    full = data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "train")
+    part = data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path), subset=5, subset_seed=1), "train")
     idx = data.subset_indices(15, 5, 1)
     assert torch.equal(part.inputs, full.inputs[idx]) and torch.equal(part.labels, full.labels[idx])
 
 
 def test_cifar100_loads_fine_labels(tmp_path: Path) -> None:
     written = _fake_cifar(tmp_path, hundred=True, per_batch=4)
-    train = data.load_split("cifar100", "train", root=str(tmp_path))
+    train = data.load_split(DataSpec(dataset="cifar100", root=str(tmp_path)), "train")
     assert train.inputs.shape == (4, 3, 32, 32) and train.num_classes == 100
     assert train.labels.tolist() == written["train"][1]
     pixel = written["train"][0][0, 2 * 1024]
@@ -269,7 +280,7 @@ def test_cifar_files_with_str_keys_load_too(tmp_path: Path) -> None:
     # and their arrays name numpy's pre-2.0 module, numpy.core
     assert b"numpy._core.multiarray\n_reconstruct" in blob
     path.write_bytes(blob.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
-    test = data.load_split("cifar10", "test", root=str(tmp_path))
+    test = data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "test")
     assert test.labels.tolist() == labels
     raw = torch.from_numpy(pixels).reshape(3, 3, 32, 32).float() / 255
     torch.testing.assert_close(test.inputs[:, 0], (raw[:, 0] - 0.4914) / 0.2023)
@@ -284,14 +295,14 @@ def test_cifar_refuses_a_pickle_that_would_run_code(tmp_path: Path) -> None:
     _fake_cifar(tmp_path)
     _write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch", {b"data": _Boom(), b"labels": []})
     with pytest.raises(UserError, match=r"^data\.root:.*test_batch.*refusing"):
-        data.load_split("cifar10", "test", root=str(tmp_path))
+        data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "test")
 
 
 def test_cifar_with_wrong_content_names_the_file(tmp_path: Path) -> None:
     _fake_cifar(tmp_path)
     _write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((2, 10), np.uint8)})
     with pytest.raises(UserError, match=r"^data\.root:.*test_batch"):
-        data.load_split("cifar10", "test", root=str(tmp_path))
+        data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "test")
 
 
 def test_cifar_labels_out_of_range_are_refused(tmp_path: Path) -> None:
@@ -301,7 +312,7 @@ def test_cifar_labels_out_of_range_are_refused(tmp_path: Path) -> None:
         {b"data": np.zeros((1, 3072), np.uint8), b"labels": [10]},
     )
     with pytest.raises(UserError, match=r"^data\.root:.*labels"):
-        data.load_split("cifar10", "test", root=str(tmp_path))
+        data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "test")
 
 
 # ---- MNIST from a local root -------------------------------------------------------------
@@ -333,8 +344,8 @@ def _fake_mnist(root: Path, folder: str) -> dict[str, tuple[np.ndarray, np.ndarr
 )
 def test_mnist_loads_from_local_idx_files(tmp_path: Path, name: str, folder: str, mean: float, std: float) -> None:
     written = _fake_mnist(tmp_path, folder)
-    train = data.load_split(name, "train", root=str(tmp_path))
-    test = data.load_split(name, "test", root=str(tmp_path))
+    train = data.load_split(DataSpec(dataset=name, root=str(tmp_path)), "train")
+    test = data.load_split(DataSpec(dataset=name, root=str(tmp_path)), "test")
     assert train.inputs.shape == (6, 1, 28, 28) and test.inputs.shape == (4, 1, 28, 28)
     assert train.inputs.dtype == torch.float32 and test.labels.dtype == torch.int64
     assert test.labels.tolist() == written["t10k"][1].tolist()
@@ -345,7 +356,7 @@ def test_mnist_loads_from_local_idx_files(tmp_path: Path, name: str, folder: str
 def test_mnist_missing_files_name_the_expected_folder(tmp_path: Path) -> None:
     _fake_mnist(tmp_path, "MNIST")
     with pytest.raises(UserError, match=r"^data\.root:.*FashionMNIST/raw/"):
-        data.load_split("fashion_mnist", "train", root=str(tmp_path))
+        data.load_split(DataSpec(dataset="fashion_mnist", root=str(tmp_path)), "train")
 
 
 # ---- missing root --------------------------------------------------------------------------
@@ -354,13 +365,13 @@ def test_mnist_missing_files_name_the_expected_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "fashion_mnist"])
 def test_missing_root_names_data_root(tmp_path: Path, name: str) -> None:
     with pytest.raises(UserError, match=r"^data\.root:"):
-        data.load_split(name, "train")
+        data.load_split(DataSpec(dataset=name), "train")
     with pytest.raises(UserError, match=r"^data\.root:.*not a folder"):
-        data.load_split(name, "train", root=str(tmp_path / "nowhere"))
+        data.load_split(DataSpec(dataset=name, root=str(tmp_path / "nowhere")), "train")
 
 
 def test_empty_root_names_the_expected_cifar_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"^data\.root: no CIFAR-10 found under .*cifar-10-batches-py/"):
-        data.load_split("cifar10", "test", root=str(tmp_path))
+        data.load_split(DataSpec(dataset="cifar10", root=str(tmp_path)), "test")
     with pytest.raises(UserError, match=r"^data\.root: no CIFAR-100 found under .*cifar-100-python/"):
-        data.load_split("cifar100", "test", root=str(tmp_path))
+        data.load_split(DataSpec(dataset="cifar100", root=str(tmp_path)), "test")

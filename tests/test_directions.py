@@ -17,7 +17,7 @@ from landscape_job.directions import (
 from landscape_job.errors import UserError
 from landscape_job.evaluator import Evaluator
 from landscape_job.models import build_model
-from landscape_job.spec import DirectionsSpec
+from landscape_job.spec import ComputeSpec, DirectionsSpec
 
 
 def _cnn(path: Path | None = None) -> torch.nn.Module:
@@ -110,7 +110,7 @@ def test_interpolation_moves_bn_statistics_only_with_states(tmp_path: Path, dir_
                                         norm="none", ignore="none"), a, two_d=False)
     split = __import__("landscape_job.data", fromlist=["Split"]).Split(
         torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), 4, "train")
-    evaluator = Evaluator(a, d, [split], precision="fp64")
+    evaluator = Evaluator(a, d, [split], compute=ComputeSpec(precision="fp64"))
     evaluator.set_point(1.0)
     moved = a.state_dict()
     for name, value in b.state_dict().items():

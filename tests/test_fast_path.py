@@ -18,7 +18,7 @@ from landscape_job.direction_builders import build_directions
 from landscape_job.directions import named_tensors
 from landscape_job.evaluator import Evaluator
 from landscape_job.models import build_model
-from landscape_job.spec import DirectionsSpec
+from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec
 
 OPTIONS = {"shape": [1, 8, 8], "classes": 4, "train_size": 300, "test_size": 50, "seed": 4}
 POINTS = [(0.0, 0.0), (0.3, -0.2), (-0.7, 0.5), (1.0, 1.0)]
@@ -49,10 +49,10 @@ def _plain_loss(path: Path, dir_type: str, directions, a: float, b: float, split
 @pytest.mark.parametrize("dir_type", ["weights", "states"])
 def test_fast_path_equals_plain_path_in_fp32(tmp_path: Path, dir_type: str) -> None:
     path = save_cnn_checkpoint(tmp_path / "a.pt", seed=0)
-    split = load_split("synthetic", "train", options=OPTIONS)
+    split = load_split(DataSpec(dataset="synthetic", options=OPTIONS), "train")
     directions = build_directions(DirectionsSpec(type="random", dir_type=dir_type, ignore="none", seed=3),
                                   _model(path), two_d=True)
-    evaluator = Evaluator(_model(path), directions, [split], precision="fp32", batch_size=128)
+    evaluator = Evaluator(_model(path), directions, [split], compute=ComputeSpec(precision="fp32", batch_size=128))
     for a, b in POINTS:
         fast = evaluator.evaluate(a, b)["train_loss"]
         assert fast == pytest.approx(_plain_loss(path, dir_type, directions, a, b, split), rel=1e-6), (a, b)
@@ -62,10 +62,10 @@ def test_bf16_stays_close_to_fp32(tmp_path: Path) -> None:
     """bf16 keeps 8 bits of mantissa: the loss moves by at most the deviation that
     benchmarks/evaluator_speed.py printed for ResNet-20 (1.7e-3, docs/performance.md)."""
     path = save_cnn_checkpoint(tmp_path / "a.pt", seed=0)
-    split = load_split("synthetic", "train", options=OPTIONS)
+    split = load_split(DataSpec(dataset="synthetic", options=OPTIONS), "train")
     directions = build_directions(DirectionsSpec(type="random", seed=3), _model(path), two_d=True)
-    fp32 = Evaluator(_model(path), directions, [split], precision="fp32")
-    bf16 = Evaluator(_model(path), directions, [split], precision="bf16")
+    fp32 = Evaluator(_model(path), directions, [split], compute=ComputeSpec(precision="fp32"))
+    bf16 = Evaluator(_model(path), directions, [split], compute=ComputeSpec(precision="bf16"))
     for a, b in POINTS:
         reference = fp32.evaluate(a, b)["train_loss"]
         assert bf16.evaluate(a, b)["train_loss"] == pytest.approx(reference, rel=1.7e-3), (a, b)

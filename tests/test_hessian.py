@@ -20,7 +20,7 @@ from landscape_job.directions import parse_direction_file
 from landscape_job.errors import UserError
 from landscape_job.hessian import HessianOperator, hutchinson_trace, lanczos
 from landscape_job.models import build_model
-from landscape_job.spec import HessianSpec, load_spec
+from landscape_job.spec import DataSpec, HessianSpec, load_spec
 from launcher.local import open_run
 
 QUIET = lambda _msg: None  # noqa: E731
@@ -141,7 +141,7 @@ def _dense_hessian(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.T
 @pytest.mark.parametrize("batch_size", [7, 48])
 def test_network_extremes_match_autograds_dense_hessian(ignore: str, batch_size: int) -> None:
     """48 samples in batches of 7 (7 batches, the last partial): the operator is the MEAN-loss Hessian."""
-    data = load_split("synthetic", "train", subset=48, options=SYNTHETIC)
+    data = load_split(DataSpec(dataset="synthetic", subset=48, options=SYNTHETIC), "train")
     model = _tiny_mlp()
     inputs = data.inputs.double()
     keep = None if ignore == "none" else [n for n, p in model.named_parameters() if p.dim() > 1]
@@ -158,7 +158,7 @@ def test_network_extremes_match_autograds_dense_hessian(ignore: str, batch_size:
 
 
 def test_network_trace_estimate_agrees_with_the_dense_trace() -> None:
-    data = load_split("synthetic", "train", subset=24, options=SYNTHETIC)
+    data = load_split(DataSpec(dataset="synthetic", subset=24, options=SYNTHETIC), "train")
     model = _tiny_mlp(1)
     hessian = _dense_hessian(model, data.inputs.double(), data.labels)
     probe = CurvatureProbe(model=model, inputs=data.inputs.double(), labels=data.labels,
@@ -224,7 +224,7 @@ def test_surface_holds_max_and_min_eig_equal_to_a_direct_computation_sharded_or_
         sharpness = float(f.attrs["sharpness"])
 
     dx, dy, _ = parse_direction_file((whole / "directions.h5").read_bytes(), "directions")
-    data = load_split("synthetic", "train", subset=40, options=SYNTHETIC)
+    data = load_split(DataSpec(dataset="synthetic", subset=40, options=SYNTHETIC), "train")
     for j, i in ((0, 0), (1, 2)):
         model = _model_at(tmp_path, dx, dy, xs[i], ys[j])
         keep = [n for n, p in model.named_parameters() if p.dim() > 1]  # hessian.ignore defaults to biasbn
@@ -251,7 +251,7 @@ def test_hessian_directions_are_unit_eigenvectors(tmp_path: Path) -> None:
     out = _run(tmp_path, raw, "eig")
     dx, dy, attrs = parse_direction_file((out / "directions.h5").read_bytes(), "directions")
     assert attrs["type"] == "hessian" and attrs["norm"] == "none"
-    data = load_split("synthetic", "train", subset=40, options=SYNTHETIC)
+    data = load_split(DataSpec(dataset="synthetic", subset=40, options=SYNTHETIC), "train")
     centre = _model_at(tmp_path, dx, dy, 0.0, 0.0)
     hessian = _dense_hessian(centre, data.inputs.double(), data.labels)
     truth = np.linalg.eigvalsh(hessian)

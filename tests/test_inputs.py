@@ -32,7 +32,7 @@ from landscape_job.data import load_split
 from landscape_job.errors import UserError
 from landscape_job.inputs import Fetcher, localize
 from landscape_job.preflight import check_inputs
-from landscape_job.spec import parse_spec
+from landscape_job.spec import DataSpec, parse_spec
 from landscape_job.storage import open_h5
 from launcher.cli import main as launcher
 from launcher.local import open_run
@@ -155,8 +155,8 @@ def test_an_s3_prefix_is_a_data_root_too(tmp_path: Path, s3: dict[str, Any]) -> 
             _put(s3, f"ds/c10/{path.relative_to(tmp_path / 'cifar').as_posix()}", path.read_bytes())
     mirrored = Fetcher().folder(f"s3://{s3['bucket']}/ds/c10", "data.root")
     for split in ("train", "test"):
-        a = load_split("cifar10", split, root=str(tmp_path / "cifar"))
-        b = load_split("cifar10", split, root=mirrored)
+        a = load_split(DataSpec(dataset="cifar10", root=str(tmp_path / "cifar")), split)
+        b = load_split(DataSpec(dataset="cifar10", root=mirrored), split)
         assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
 
 
@@ -184,6 +184,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from landscape_job.data import load_split
+from landscape_job.spec import DataSpec
 
 SYNTHETIC = {synthetic!r}
 
@@ -192,7 +193,7 @@ class Pairs(Dataset):
     """A plain map-style Dataset (not a TensorDataset): exercises the item-by-item path."""
 
     def __init__(self, split):
-        s = load_split("synthetic", split, options=SYNTHETIC)
+        s = load_split(DataSpec(dataset="synthetic", options=SYNTHETIC), split)
         self.inputs, self.labels = s.inputs, s.labels
 
     def __len__(self):
@@ -302,8 +303,8 @@ def test_tensors_python_datasets_and_python_losses_give_the_builtin_surface(
 
     folder = tmp_path / "tensors"
     folder.mkdir()
-    train = load_split("synthetic", "train", options=SYNTHETIC)
-    test = load_split("synthetic", "test", options=SYNTHETIC)
+    train = load_split(DataSpec(dataset="synthetic", options=SYNTHETIC), "train")
+    test = load_split(DataSpec(dataset="synthetic", options=SYNTHETIC), "test")
     torch.save({"inputs": train.inputs, "labels": train.labels}, folder / "train.pt")
     np.savez(folder / "test.npz", inputs=test.inputs.numpy(), labels=test.labels.numpy())
     tensors = copy.deepcopy(linear_spec)
@@ -485,7 +486,7 @@ def test_imagefolder_reads_class_folders_normalised_by_the_options(tmp_path: Pat
                 pixels[split].append((image, label))
     options = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}
     for split in ("train", "test"):
-        got = load_split("imagefolder", split, root=str(tmp_path), options=options)
+        got = load_split(DataSpec(dataset="imagefolder", root=str(tmp_path), options=options), split)
         want = torch.stack([(torch.from_numpy(p).permute(2, 0, 1).double() / 255 - torch.tensor(options["mean"]).view(3, 1, 1))
                             / torch.tensor(options["std"]).view(3, 1, 1) for p, _ in pixels[split]])
         assert got.num_classes == 3 and got.labels.tolist() == [label for _, label in pixels[split]]
@@ -553,7 +554,7 @@ def test_the_examples_parse_render_and_the_custom_data_set_is_the_builtin_one() 
     custom = load_spec(EXAMPLES / "custom-data.yaml", check_files=False)
     pyref.activate(custom.python.path, ())  # what localize does first; the checkpoint is trained separately
     for split in load_splits(custom):
-        builtin = load_split("digits", split.name)
+        builtin = load_split(DataSpec(dataset="digits"), split.name)
         assert torch.equal(split.labels, builtin.labels)
         torch.testing.assert_close(split.inputs, builtin.inputs, rtol=0, atol=1e-6)
 
@@ -622,7 +623,7 @@ def test_a_factory_may_return_tensors_or_a_mapping(tmp_path: Path) -> None:
     only_test = load_custom(f"python:{name}:mapping", None, {}, 4)
     assert list(only_test.splits) == ["test"] and only_test.num_classes == 4
     with pytest.raises(UserError, match=r"^data.splits: the python:\S+ data set has no train split"):
-        load_split(f"python:{name}:mapping", "train")
+        load_split(DataSpec(dataset=f"python:{name}:mapping"), "train")
 
 
 def test_a_pca_trajectory_in_s3_gives_the_local_surface_and_path(tmp_path: Path, s3: dict[str, Any],

@@ -23,6 +23,7 @@ from landscape_job import metrics, stages
 from landscape_job.data import load_split
 from landscape_job.directions import parse_direction_file
 from landscape_job.errors import UserError
+from landscape_job.spec import DataSpec
 from landscape_job.exports import write_exports
 from landscape_job.plots import PlotOptions, plot_surface
 from landscape_job.surface import load_surface
@@ -82,7 +83,7 @@ def test_a_registered_metric_is_computed_merged_stored_read_and_plotted(
     W, b = (t.double().numpy() for t in state.values())
     dWx, dbx, dWy, dby = (t.double().numpy() for t in (*x_dir, *y_dir))
     for split in ("train", "test"):
-        data = load_split("synthetic", split, options=SYNTHETIC)
+        data = load_split(DataSpec(dataset="synthetic", options=SYNTHETIC), split)
         X = data.inputs.double().numpy()
         values = surface.metrics[f"{split}_entropy"]
         assert values.shape == (len(surface.y), len(surface.x)) and np.ptp(values) > 0

@@ -23,7 +23,7 @@ from landscape_job.errors import UserError
 from landscape_job.evaluator import Evaluator, decide_channels_last
 from landscape_job.feed import decide_resident
 from landscape_job.models import build_model
-from landscape_job.spec import DirectionsSpec
+from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec
 from launcher.local import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -47,8 +47,8 @@ def _evaluator(dir_type: str, **options) -> Evaluator:
     model = _resnet()
     directions = build_directions(DirectionsSpec(type="random", dir_type=dir_type, ignore="none", seed=3),
                                   model, two_d=True)
-    splits = [load_split("synthetic", name, options=IMAGES) for name in ("train", "test")]
-    return Evaluator(model, directions, splits, precision="fp32", batch_size=32, **options)
+    splits = [load_split(DataSpec(dataset="synthetic", options=IMAGES), name) for name in ("train", "test")]
+    return Evaluator(model, directions, splits, compute=ComputeSpec(precision="fp32", batch_size=32, **options))
 
 
 def _assert_close(got: list[dict], want: list[dict], rel: float) -> None:
@@ -198,14 +198,14 @@ def test_compiled_forward_gives_the_same_losses() -> None:
     the parameters would return the centre's loss everywhere); compile time is measured apart."""
     torch.manual_seed(0)
     options = {"shape": [6], "classes": 3, "train_size": 40, "test_size": 10, "seed": 3}
-    split = load_split("synthetic", "train", options=options)
+    split = load_split(DataSpec(dataset="synthetic", options=options), "train")
 
     def evaluator(compile: bool) -> Evaluator:
         torch.manual_seed(0)
         model = build_model("mlp", 3, (6,), {"hidden": []}).eval()
         directions = build_directions(DirectionsSpec(type="random", seed=3, ignore="none"), model, two_d=True)
-        return Evaluator(model, directions, [split], precision="fp32", batch_size=20, points_per_forward=1,
-                         compile=compile)
+        return Evaluator(model, directions, [split],
+                         compute=ComputeSpec(precision="fp32", batch_size=20, points_per_forward=1, compile=compile))
 
     compiled = evaluator(True)
     compiled.warm_up()
@@ -223,14 +223,15 @@ def test_bf16_stacked_points_stay_within_the_benchmarked_deviation(tmp_path: Pat
     from landscape_job.checkpoints import load_into, load_state_dict
 
     path = save_cnn_checkpoint(tmp_path / "a.pt", seed=0)
-    split = load_split("synthetic", "train", options={"shape": [1, 8, 8], "classes": 4, "train_size": 300,
-                                                      "test_size": 50, "seed": 4})
+    split = load_split(DataSpec(dataset="synthetic", options={"shape": [1, 8, 8], "classes": 4, "train_size": 300,
+                                                      "test_size": 50, "seed": 4}), "train")
 
     def evaluator(precision: str) -> Evaluator:
         model = build_model("cnn", 4, (1, 8, 8), {"channels": [4, 6]})
         load_into(model, load_state_dict(path), str(path))
         directions = build_directions(DirectionsSpec(type="random", seed=3), model.eval(), two_d=True)
-        return Evaluator(model, directions, [split], precision=precision, batch_size=128, points_per_forward=3)
+        return Evaluator(model, directions, [split],
+                         compute=ComputeSpec(precision=precision, batch_size=128, points_per_forward=3))
 
     fp32 = evaluator("fp32").evaluate_many(POINTS)
     bf16 = evaluator("bf16").evaluate_many(POINTS)

@@ -12,6 +12,7 @@ import torch
 from conftest import SYNTHETIC, run_all, spec_from
 from landscape_job.data import load_split
 from landscape_job.directions import parse_direction_file
+from landscape_job.spec import DataSpec
 from launcher.local import open_run
 
 
@@ -43,7 +44,7 @@ def test_every_grid_point_matches_numpy(tmp_path: Path, linear_spec: dict, loss:
         xs, ys = surface["xcoordinates"][()], surface["ycoordinates"][()]
         assert surface["train_loss"].shape == (len(ys), len(xs)) == (4, 5)
         for split in ("train", "test"):
-            data = load_split("synthetic", split, options=SYNTHETIC)
+            data = load_split(DataSpec(dataset="synthetic", options=SYNTHETIC), split)
             X, labels = data.inputs.double().numpy(), data.labels.numpy()
             for j, yv in enumerate(ys):
                 for i, xv in enumerate(xs):
@@ -58,7 +59,7 @@ def test_surface_varies_and_centre_is_the_checkpoint(tmp_path: Path, linear_spec
     linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}
     spec = spec_from(tmp_path, linear_spec)
     run_all(open_run(spec, "centre"), 1)
-    data = load_split("synthetic", "train", options=SYNTHETIC)
+    data = load_split(DataSpec(dataset="synthetic", options=SYNTHETIC), "train")
     state = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
     W, b = (t.double().numpy() for t in state.values())
     centre, _ = _softmax_regression(data.inputs.double().numpy(), data.labels.numpy(), W, b, "cross_entropy")
@@ -92,7 +93,7 @@ def test_interpolation_endpoints_reproduce_each_checkpoints_own_loss(tmp_path: P
         load_into(model, load_state_dict(tmp_path / checkpoint), checkpoint)
         model = model.double().eval()
         for split in ("train", "test"):
-            data = load_split("synthetic", split, options=options)
+            data = load_split(DataSpec(dataset="synthetic", options=options), split)
             with torch.no_grad():
                 own = F.cross_entropy(model(data.inputs.double()), data.labels).item()
             assert losses[split][end] == pytest.approx(own, rel=1e-9), (checkpoint, split)

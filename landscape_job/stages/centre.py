@@ -33,10 +33,7 @@ def build_centre_model(spec: Spec) -> nn.Module:
 
 
 def load_splits(spec: Spec) -> list[Split]:
-    d = spec.data
-    return [load_split(d.dataset, name, root=d.root, subset=d.subset, subset_seed=d.subset_seed, options=d.options,
-                       classes=d.classes, download=d.download)
-            for name in d.splits]
+    return [load_split(spec.data, name) for name in spec.data.splits]
 
 
 def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
@@ -77,13 +74,9 @@ def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
     local = localize(spec)
     model, splits = model if model is not None else build_centre_model(local), load_splits(local)
     check_outputs(model, splits[0], local)
-    c = spec.compute
-    return Evaluator(model, directions, splits, loss=spec.loss,
-                     precision=c.precision, batch_size=c.batch_size, device=device,
+    return Evaluator(model, directions, splits, compute=spec.compute, device=device, loss=spec.loss,
                      metrics=spec.metrics, hessian=spec.hessian,
-                     hessian_split=hessian_split(local) if "hessian" in spec.metrics else None,
-                     points_per_forward=c.points_per_forward, data_on_device=c.data_on_device,
-                     channels_last=c.channels_last, compile=c.compile)
+                     hessian_split=hessian_split(local) if "hessian" in spec.metrics else None)
 
 
 def describe_evaluator(evaluator: Evaluator) -> str:
