@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Sequence
 
 from landscape_job.cli import run_guarded
-from launcher import cluster_cli
+from launcher.commands import cancel, logs, pull, runs, status
+from launcher.commands import submit as cluster_submit
+from launcher.commands.cluster_run import add_cluster_options
 from launcher.render_cli import add_render_parser, run_render
 
 
 #: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
 PLOT_FORMATS = ("png", "pdf", "vtp", "html")
+#: The commands that talk to a cluster or read a run's storage, in the order of --help.
+CLUSTER_COMMANDS = (status, logs, runs, cancel, pull)
 
 
 def _add_plot_options(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +58,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     submit.add_argument("--run-id", help="name the run (default: <name>-<UTC time>); an existing run "
                                          "with the same spec is resumed")
     submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: cores)")
-    cluster_cli.add_submit_options(submit)
+    cluster_submit.add_options(submit)
 
     estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
     estimate.add_argument("spec", type=Path)
@@ -62,7 +66,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate.add_argument("--parallel", type=int, help="shards running at once (default: all)")
     estimate.add_argument("--cluster", action="store_true",
                           help="measure in one pod on the cluster, shaped like the evaluate pods")
-    cluster_cli.add_cluster_options(estimate)
+    add_cluster_options(estimate)
     estimate.add_argument("--timeout", type=float, default=1800.0,
                           help="with --cluster: seconds to wait for the pod (default 1800)")
     estimate.add_argument("--interval", type=float, default=2.0, help="with --cluster: seconds between polls")
@@ -74,7 +78,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                       help="repeatable (default: all of png, pdf, vtp (ParaView), html (viewer))")
     _add_plot_options(plot)
     add_render_parser(sub)
-    handlers = cluster_cli.add_parsers(sub)
+    for command in CLUSTER_COMMANDS:
+        command.add_parser(sub)
+    handlers = {command.NAME: command.run for command in CLUSTER_COMMANDS}
     return parser, handlers
 
 
@@ -103,7 +109,7 @@ def _submit(args: argparse.Namespace) -> None:
     from launcher.local import submit_local
 
     if not args.local:
-        return cluster_cli.run_submit(args)
+        return cluster_submit.run(args)
     for flag, given in (("--server-dry-run", args.server_dry_run), ("--wait", args.wait), ("-n", args.namespace),
                         ("--context", args.context), ("--kubeconfig", args.kubeconfig)):
         if given:
