@@ -1,7 +1,7 @@
 """``launcher submit --wait``: follow a run until merge completes or a Job fails.
 
 Polls the run's Jobs and its shards' progress every ``--interval`` seconds, draws the
-points on a progress bar, and ends as the run does: the results'
+points on a progress bar (``launcher.progress``), and ends as the run does: the results'
 URLs once merge completes, one error line that says how to resume when a Job fails.
 """
 
@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from landscape_job.errors import StageError
 from landscape_job.storage import Storage
+from tqdm import tqdm
 
 from launcher.commands.cluster_run import jobs_by_stage, read_progress
 from launcher.commands.views import done_lines, job_failure
 from launcher.job_state import job_state
-from launcher.local import ProgressBar
+from launcher.progress import advance_to, points_bar
 from launcher.render import STAGES
 
 if TYPE_CHECKING:
@@ -29,11 +30,11 @@ def follow(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int
 
     Ctrl-C stops the following, not the run: the Jobs go on in the cluster.
     """
-    bar = ProgressBar(points, sys.stderr)
     try:
-        _until_merged(cluster, run, run_id, shards, points, interval, bar)
+        with points_bar(points, sys.stderr) as bar:
+            _until_merged(cluster, run, run_id, shards, points, interval, bar)
     except KeyboardInterrupt:
-        print(f"\nstopped following; run {run_id} goes on in the cluster (launcher status {run_id})", file=sys.stderr)
+        print(f"stopped following; run {run_id} goes on in the cluster (launcher status {run_id})", file=sys.stderr)
         raise
     print(done_lines(run.url))
 
@@ -55,16 +56,14 @@ def merged(jobs: dict[str, dict[str, Any]]) -> bool:
 
 
 def _until_merged(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int, interval: float,
-                  bar: ProgressBar) -> None:
+                  bar: tqdm) -> None:
     while True:
         jobs = jobs_by_stage(cluster, run_id)
-        done = sum(int(p.get("done", 0)) for p in read_progress(run, shards).values())
-        bar.update(done)
+        advance_to(bar, sum(int(p.get("done", 0)) for p in read_progress(run, shards).values()))
         error = stop_error(run_id, jobs)
         if error:
-            bar.update(done, final=True)
             raise StageError(error)
         if merged(jobs):
-            bar.update(points, final=True)
+            advance_to(bar, points)
             return
         time.sleep(interval)
