@@ -1,10 +1,14 @@
-"""What the cluster commands print, without a cluster: pure functions of the server's objects
-(``launcher.job_state``, ``launcher.commands.views``) and the pure parts of the commands."""
+"""What the cluster commands print and the progress bar draws, without a cluster: pure functions of
+the server's objects (``launcher.job_state``, ``launcher.commands.views``) and the tqdm bar on a stream."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import pytest
+
+from launcher import progress
 from launcher.commands.follow import merged, stop_error
 from launcher.commands.logs import latest_pods
 from launcher.commands.pull import pulled_keys
@@ -137,3 +141,41 @@ def test_pull_fetches_the_results_first_and_shards_only_when_asked() -> None:
     available = {"plots/b.png", "plots/a.png", "report.json", "surface.h5", "spec.yaml", "shards/shard-0-of-1.h5"}
     assert pulled_keys(available, False) == ["surface.h5", "report.json", "spec.yaml", "plots/a.png", "plots/b.png"]
     assert pulled_keys(available, True)[-1] == "shards/shard-0-of-1.h5"
+
+
+# -- the progress bar ---------------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_in_a_log_the_bar_is_sparse_whole_lines() -> None:
+    log = io.StringIO()
+    with progress.points_bar(20, log) as bar:
+        for done in range(0, 21):
+            progress.advance_to(bar, done)
+    text = log.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and text.endswith("\n")
+    assert len(lines) == 2, text  # the first line, then the last: updates within LOG_INTERVAL draw nothing
+    assert lines[0].startswith("evaluate ") and "0/20 points" in lines[0]
+    assert "20/20 points" in lines[-1] and "points/s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_in_a_log_a_line_comes_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0)
+    log = io.StringIO()
+    with progress.points_bar(3, log) as bar:
+        for done in (1, 2, 3):
+            progress.advance_to(bar, done)
+    assert [line.split("| ")[1].split()[0] for line in log.getvalue().splitlines()] == ["0/3", "1/3", "2/3", "3/3",
+                                                                                        "3/3"]
+
+
+def test_on_a_terminal_the_bar_redraws_one_line() -> None:
+    terminal = Terminal()
+    with progress.points_bar(4, terminal) as bar:
+        progress.advance_to(bar, 4)
+    text = terminal.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n") and "\r" in text and "4/4 points" in text
