@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from landscape_job.errors import StageError
 from landscape_job.storage import Storage
-from tqdm import tqdm
 
 from launcher.commands.cluster_run import jobs_by_stage, read_progress
 from launcher.commands.views import done_lines, job_failure
@@ -22,6 +21,8 @@ from launcher.progress import advance_to, points_bar
 from launcher.render import STAGES
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from launcher.cluster import Cluster
 
 
