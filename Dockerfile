@@ -41,6 +41,7 @@ RUN python -m pip list --format=freeze | grep -iE '^(torch|torchvision)==' > /tm
       scikit-learn==1.9.1 \
       boto3==1.44.5 \
       kubernetes==37.0.1 \
+      tqdm==4.70.1 \
  && python -m pip list --format=freeze | grep -iE '^(torch|torchvision)==' | diff /tmp/base-torch.txt - \
  && rm -f /tmp/pins.txt
 

@@ -213,11 +213,6 @@ class Spec:
     pins: dict[str, str] = field(default_factory=dict)
 
     @property
-    def storage_options(self) -> dict[str, str]:
-        """The storage options as a mapping: only for ``launcher/cluster_cli.py`` until it takes ``storage``."""
-        return self.storage.options.as_dict()
-
-    @property
     def uses_hessian(self) -> bool:
         return "hessian" in self.metrics or self.directions.type == "hessian"
 

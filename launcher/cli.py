@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from landscape_job.cli import run_guarded
-from launcher import cluster_cli
+from launcher.commands import cancel, logs, pull, runs, status
+from launcher.commands import submit as cluster_submit
+from launcher.commands.cluster_run import add_cluster_options
 from launcher.render_cli import add_render_parser, run_render
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 #: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
 PLOT_FORMATS = ("png", "pdf", "vtp", "html")
+#: The commands that talk to a cluster or read a run's storage, in the order of --help.
+CLUSTER_COMMANDS = (status, logs, runs, cancel, pull)
 
 
 def _add_plot_options(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +62,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     submit.add_argument("--run-id", help="name the run (default: <name>-<UTC time>); an existing run "
                                          "with the same spec is resumed")
     submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: cores)")
-    cluster_cli.add_submit_options(submit)
+    cluster_submit.add_options(submit)
 
     estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
     estimate.add_argument("spec", type=Path)
@@ -66,7 +70,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate.add_argument("--parallel", type=int, help="shards running at once (default: all)")
     estimate.add_argument("--cluster", action="store_true",
                           help="measure in one pod on the cluster, shaped like the evaluate pods")
-    cluster_cli.add_cluster_options(estimate)
+    add_cluster_options(estimate)
     estimate.add_argument("--timeout", type=float, default=1800.0,
                           help="with --cluster: seconds to wait for the pod (default 1800)")
     estimate.add_argument("--interval", type=float, default=2.0, help="with --cluster: seconds between polls")
@@ -81,7 +85,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     sub.add_parser("schema", help="print the spec's JSON Schema (draft 2020-12), for editors and CI checks",
                    description="Point VS Code's YAML extension at the output with a first line "
                                "'# yaml-language-server: $schema=./surface.schema.json' in the spec.")
-    handlers = cluster_cli.add_parsers(sub)
+    for command in CLUSTER_COMMANDS:
+        command.add_parser(sub)
+    handlers = {command.NAME: command.run for command in CLUSTER_COMMANDS}
     return parser, handlers
 
 
@@ -131,7 +137,7 @@ def _submit(args: argparse.Namespace) -> None:
     from launcher.local import submit_local
 
     if not args.local:
-        return cluster_cli.run_submit(args)
+        return cluster_submit.run(args)
     for flag, given in (("--server-dry-run", args.server_dry_run), ("--wait", args.wait), ("-n", args.namespace),
                         ("--context", args.context), ("--kubeconfig", args.kubeconfig)):
         if given:

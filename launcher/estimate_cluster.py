@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from landscape_job.errors import StageError, UserError
 from landscape_job.estimate import Estimate, from_log
 
+from launcher.commands.cluster_run import connect
+from launcher.job_state import end_condition
 from launcher.render import CONTAINER, ESTIMATE, STAGE_LABEL, estimate_names, render_estimate, run_selector, with_owner
 
 if TYPE_CHECKING:
@@ -32,13 +34,11 @@ def estimate_run_id(name: str) -> str:
 
 def _finished(cluster: Cluster, run_id: str) -> dict[str, Any] | None:
     """The estimate Job once it has ended, else None; StageError if it is gone."""
-    from launcher.cluster_cli import _condition
-
     jobs = [j for j in cluster.list_jobs(run_selector(run_id))
             if (j["metadata"].get("labels") or {}).get(STAGE_LABEL) == ESTIMATE]
     if not jobs:
         raise StageError(f"the estimate Job of {run_id} is gone (deleted by someone else?)")
-    return jobs[0] if _condition(jobs[0]) else None
+    return jobs[0] if end_condition(jobs[0]) else None
 
 
 def _pod_log(cluster: Cluster, run_id: str) -> list[str]:
@@ -52,8 +52,6 @@ def _pod_log(cluster: Cluster, run_id: str) -> list[str]:
 def measure_on_cluster(cluster: Cluster, objects: list[dict[str, Any]], run_id: str, timeout: float,
                        interval: float, parallel: int | None) -> Estimate:
     """Creates the estimate's objects, waits for its pod, returns its measurement; always cleans up."""
-    from launcher.cluster_cli import _condition
-
     names = estimate_names(run_id)
     config_map, job = objects
     uid = cluster.create(config_map)["metadata"]["uid"]
@@ -68,7 +66,7 @@ def measure_on_cluster(cluster: Cluster, objects: list[dict[str, Any]], run_id: 
             time.sleep(interval)
         lines = _pod_log(cluster, run_id)
         est = from_log(lines, parallel)
-        condition = _condition(finished) or {}
+        condition = end_condition(finished) or {}
         if condition.get("type") != "Complete" or est is None:
             tail = "\n  ".join(lines[-10:]) or "(no log)"
             raise StageError(f"the estimate Job {names[ESTIMATE]} failed ({condition.get('reason', '?')}: "
@@ -87,7 +85,6 @@ def run_estimate_cluster(args: argparse.Namespace) -> list[str]:
     from landscape_job.estimate import describe
     from landscape_job.spec import load_spec
 
-    from launcher.cluster_cli import _connect
     from launcher.k8s_spec import parse_kubernetes
 
     if args.timeout <= 0:
@@ -98,7 +95,7 @@ def run_estimate_cluster(args: argparse.Namespace) -> list[str]:
         k8s = dataclasses.replace(k8s, namespace=args.namespace)
     run_id = estimate_run_id(spec.name)
     objects = render_estimate(spec, run_id, k8s, args.points)
-    cluster = _connect(args, k8s.namespace)
+    cluster = connect(args, k8s.namespace)
     try:
         est = measure_on_cluster(cluster, objects, run_id, args.timeout, args.interval, args.parallel)
     finally:

@@ -23,6 +23,7 @@ from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
 from landscape_job.stages import SPEC_KEY, read_run_spec
 from landscape_job.storage import Storage, open_storage, run_storage
+from launcher.progress import advance_to, points_bar
 from launcher.render_cli import default_run_id
 
 
@@ -34,14 +35,8 @@ def check_storage(spec: Spec) -> None:
         check()
 
 
-def new_run_id(name: str, storage: StorageLocation | str, storage_options: dict[str, str] | None = None) -> str:
-    """``<name>-<UTC time>``, with a ``-<n>`` suffix if that run exists already under ``storage``.
-
-    ``storage`` is the spec's location; a base URL with its ``storage_options`` is taken too,
-    only while ``launcher/cluster_cli.py`` still passes them (the options it passes then are
-    the location's own, and are ignored).
-    """
-    location = storage if isinstance(storage, StorageLocation) else StorageLocation.parse(storage, storage_options)
+def new_run_id(name: str, location: StorageLocation) -> str:
+    """``<name>-<UTC time>``, with a ``-<n>`` suffix if that run exists already under ``location``."""
     base = default_run_id(name)
     run_id, n = base, 1
     while run_storage(location, run_id).exists(SPEC_KEY):
@@ -68,38 +63,6 @@ class _Worker:
     process: subprocess.Popen
     log_path: Path
     log_file: TextIO = field(repr=False)
-
-
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class ProgressBar:
-    """One line of progress on a terminal; a line every few seconds in a log."""
-
-    def __init__(self, total: int, stream: TextIO, width: int = 30):
-        self.total, self.stream, self.width = total, stream, width
-        self.tty = stream.isatty()
-        self.start = time.monotonic()
-        self.last_line = 0.0
-        self.last_done = -1
-
-    def update(self, done: int, final: bool = False) -> None:
-        elapsed = time.monotonic() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else None
-        filled = int(self.width * done / self.total) if self.total else self.width
-        line = (f"evaluate [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} points  "
-                f"{rate:.1f} points/s  elapsed {_format_seconds(elapsed)}  ETA {_format_seconds(eta)}")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-            self.stream.flush()
-        elif (final and done != self.last_done) or time.monotonic() - self.last_line >= 10:
-            self.last_line, self.last_done = time.monotonic(), done
-            print(line, file=self.stream, flush=True)
 
 
 class LocalRunner:
@@ -155,23 +118,23 @@ class LocalRunner:
         """Runs every shard, at most ``workers`` at a time, with a progress bar over all of them."""
         shards = list(range(self.spec.compute.shards))
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        bar = ProgressBar(self.spec.grid.size, self.stream)
         running: list[_Worker] = []
-        try:
-            while shards or running:
-                while shards and len(running) < self.workers:
-                    running.append(self._start("evaluate", threads, shards.pop(0)))
-                time.sleep(0.25)
-                for worker in [w for w in running if w.process.poll() is not None]:
-                    running.remove(worker)
-                    self._finish(worker, f"evaluate (shard {worker.shard})")
-                bar.update(self._done_points())
-        finally:
-            for worker in running:
-                worker.process.kill()
-                worker.process.wait()
-                worker.log_file.close()
-        bar.update(self._done_points(), final=True)
+        with points_bar(self.spec.grid.size, self.stream) as bar:
+            try:
+                while shards or running:
+                    while shards and len(running) < self.workers:
+                        running.append(self._start("evaluate", threads, shards.pop(0)))
+                    time.sleep(0.25)
+                    for worker in [w for w in running if w.process.poll() is not None]:
+                        running.remove(worker)
+                        self._finish(worker, f"evaluate (shard {worker.shard})")
+                    advance_to(bar, self._done_points())
+            finally:
+                for worker in running:
+                    worker.process.kill()
+                    worker.process.wait()
+                    worker.log_file.close()
+            advance_to(bar, self._done_points())
 
 
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,

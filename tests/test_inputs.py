@@ -561,17 +561,17 @@ def test_the_examples_parse_render_and_the_custom_data_set_is_the_builtin_one() 
 
 def test_a_cluster_submit_heads_remote_inputs_before_anything_else(tmp_path: Path, s3: dict[str, Any],
                                                                    linear_spec: dict) -> None:
-    from launcher.cluster_cli import _check_inputs_here
+    from launcher.commands.submit import check_inputs_here
 
     raw = copy.deepcopy(linear_spec)
     raw["data"] = {"dataset": "tensors", "root": f"s3://{s3['bucket']}/empty-prefix"}
     with pytest.raises(UserError, match=rf"^data.root: no objects under s3://{s3['bucket']}/empty-prefix"):
-        _check_inputs_here(spec_from(tmp_path, raw))
+        check_inputs_here(spec_from(tmp_path, raw))
     raw = copy.deepcopy(linear_spec)
     raw["directions"] = {"type": "interpolate", "targets": [f"s3://{s3['bucket']}/gone.pt"]}
     raw["grid"] = {"x": "0:1:3"}
     with pytest.raises(UserError, match=rf"^directions.targets\[0\]: s3://{s3['bucket']}/gone.pt does not exist"):
-        _check_inputs_here(spec_from(tmp_path, raw))
+        check_inputs_here(spec_from(tmp_path, raw))
 
 
 def test_a_shard_refuses_labels_that_do_not_fit_the_model_before_its_first_point(
