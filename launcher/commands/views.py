@@ -14,7 +14,7 @@ from landscape_job.errors import USER_ERROR_EXIT
 from landscape_job.records import ProgressRecord
 
 from launcher.job_state import end_condition, exit_code, indexes, job_state, spec_of
-from launcher.render import RUN_LABEL, STAGE_LABEL
+from launcher.render import RUN_LABEL, STAGE_LABEL, STAGES
 
 #: Shards listed one per line by ``launcher status``; more are counted, not listed.
 SHARDS_SHOWN = 50
@@ -63,6 +63,11 @@ def shard_line(shard: int, progress: ProgressRecord) -> str:
     return (f"  shard {shard:>4}  {p.done}/{'?' if p.total is None else p.total} points  {p.rate:.2f}"
             f" points/s  ETA {format_seconds(p.eta_s) if p.state != 'done' else '-'}  "
             f"{p.state} on {p.host} ({p.device})")
+
+
+def status_head(run_id: str, namespace: str, url: str, jobs: dict[str, dict[str, Any]]) -> list[str]:
+    """``launcher status``'s first lines: the run, and its Jobs by stage."""
+    return [f"run {run_id}  namespace {namespace}  storage {url}"] + [job_line(stage, jobs.get(stage)) for stage in STAGES]
 
 
 def progress_lines(progress: dict[int, ProgressRecord], shards: int) -> list[str]:
