@@ -27,6 +27,7 @@ from landscape_job.data import Split
 from landscape_job.direction_builders import build_directions
 from landscape_job.evaluator import Evaluator, configure_precision
 from landscape_job.models import build_model
+from landscape_job.precision import AUTOCAST
 from landscape_job.spec import ComputeSpec, DirectionsSpec
 
 
@@ -45,7 +46,7 @@ def synthetic_cifar(images: int, classes: int = 10, seed: int = 0) -> Split:
 def bare_forward_once(model: torch.nn.Module, inputs: torch.Tensor, batch: int, precision: str) -> float:
     """Seconds of one no-grad forward over all inputs: the least a grid point can cost."""
     device = inputs.device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=AUTOCAST.get(precision, torch.bfloat16), enabled=precision in AUTOCAST)
     with torch.no_grad(), autocast:
         _sync(device)
         start = time.perf_counter()
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"])
     parser.add_argument("--batch-sizes", default="128,256,512,1024,2000")
     parser.add_argument("--points", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)

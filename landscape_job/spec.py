@@ -45,7 +45,8 @@ DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
 LOSSES = ("cross_entropy", "mse")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
+#: fp16 and auto came later: the stored value is the word itself, so existing specs keep their hash.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp64", "fp16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_METRICS = ("loss", "accuracy")
 #: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
@@ -108,8 +109,10 @@ class DirectionsSpec:
 @dataclass(frozen=True)
 class ComputeSpec:
     shards: int = key(1, kind=int, minimum=1, description="the evaluate stage's parallel pieces")
-    precision: str = key("fp32", choices=PRECISIONS)
-    batch_size: int = key(1024, kind=int, minimum=1)
+    precision: str = key("fp32", choices=PRECISIONS, description="auto: bf16 on CUDA >= 8.0, fp16 on older "
+                                                                 "CUDA, fp32 on CPU (decided by each worker)")
+    batch_size: int | str = key(1024, kind=int, auto=True, description="auto: the largest batch whose forward "
+                                                                       "fits the GPU (CPU: 1024)")
     device: str = key("auto", choices=DEVICES)
     checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
     checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
