@@ -177,6 +177,16 @@ class Evaluator:
         self.compile_seconds = 0.0
         self._warm = False
 
+    def resident_bytes(self) -> int:
+        """Bytes the evaluator holds for the whole run: the model's tensors, θ*'s copy, the
+        directions and (when resident) the data. A point's forward pass needs more on top."""
+        tensors = [*self.model.parameters(), *self.model.buffers(), *self._centre, *self._dx, *(self._dy or [])]
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        if self.data_resident:
+            total += sum(s.inputs.numel() * s.inputs.element_size() + s.labels.numel() * s.labels.element_size()
+                         for s in self.splits if isinstance(s, ResidentSplit))
+        return int(total)
+
     def metric_names(self) -> list[str]:
         """The names of the values each point gets: each split's metrics, then the per-point ones."""
         names = [f"{s.name}_{m.key}" for s in self.splits for m in self._statistics]

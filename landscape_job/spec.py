@@ -46,7 +46,7 @@ NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
 LOSSES = ("cross_entropy", "mse")
 #: fp16 and auto came later: the stored value is the word itself, so existing specs keep their hash.
-PRECISIONS = ("fp32", "tf32", "bf16", "fp64", "fp16", "auto")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp64", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_METRICS = ("loss", "accuracy")
 #: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
@@ -125,13 +125,19 @@ class ComputeSpec:
     channels_last: str | bool = key("auto", kind=bool, auto=True, description="auto: on CUDA for 2-D conv models")
     #: torch.compile the forward pass (compile time is reported apart from the per-point time).
     compile: bool = key(False, kind=bool, description="torch.compile the forward")
+    #: Record CUDA's allocation history and store it with each shard (for pytorch.org/memory_viz).
+    memory_snapshot: bool = key(False, kind=bool, description="CUDA: store each shard's memory snapshot "
+                                                              "(shards/*.memory.pickle)")
 
 
-#: ``compute`` keys that change how fast the numbers come, not the numbers beyond float
-#: rounding (summation order inside kernels): they are left out of the spec hash, so a
-#: run resumed or re-sharded with other settings still merges. ``precision`` changes the
-#: numbers and stays in.
-SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile")
+#: ``compute`` keys that change how fast the numbers come (or what is recorded beside them),
+#: not the numbers beyond float rounding (summation order inside kernels): they are left
+#: out of the spec hash, so a run resumed or re-sharded with other settings still merges.
+#: ``precision`` changes the numbers and stays in. ``batch_size`` changes them by rounding
+#: only, but was in the hash from the first release, so it stays (taking it out would
+#: change every existing run's hash); an OOM's halving happens inside a worker and never
+#: touches the spec.
+SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile", "memory_snapshot")
 
 
 @dataclass(frozen=True)
