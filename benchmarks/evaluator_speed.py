@@ -10,7 +10,8 @@ Prints, for one model, data size, device and precision:
   accuracy, restore), over several points,
 - their ratio, and peak memory (CUDA: max allocated; CPU: max RSS of the process).
 With --precision other than fp32 it also reports the largest loss deviation from fp32 over
-the points measured, so a user can judge bf16/tf32 on a real model.
+the points measured, so a user can judge tf32/bf16/fp16 on a real model. A precision the
+device cannot run natively (bf16 before Ampere) prints ``precision refused: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from landscape_job.data import Split
 from landscape_job.direction_builders import build_directions
 from landscape_job.evaluator import Evaluator, configure_precision
 from landscape_job.models import build_model
-from landscape_job.precision import AUTOCAST
+from landscape_job.errors import UserError
+from landscape_job.precision import AUTOCAST, device_capability, resolve_precision
 from landscape_job.spec import ComputeSpec, DirectionsSpec
 
 
@@ -111,6 +113,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    try:  # bf16 on a GPU before Ampere: the evaluator refuses it, and so does the benchmark
+        resolve_precision(args.precision, device.type, device_capability(device))
+    except UserError as err:
+        print(f"precision refused: {err}")
+        raise SystemExit(2) from None
     torch.backends.cudnn.benchmark = device.type == "cuda"
     configure_precision(args.precision)
 

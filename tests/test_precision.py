@@ -28,10 +28,11 @@ from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec, HessianSpe
 OPTIONS = {"shape": [1, 8, 8], "classes": 4, "train_size": 300, "test_size": 50, "seed": 4}
 POINTS = [(0.0, 0.0), (0.3, -0.2), (-0.7, 0.5), (1.0, 1.0)]
 
-#: The largest relative loss deviation of fp16 from fp32 measured with
-#: benchmarks/precision_deviation.py on the demo's digits CNN over its whole 31x31 grid and
-#: with benchmarks/evaluator_speed.py on ResNet-20 (docs/performance.md), rounded up.
-FP16_DEVIATION = 1.1e-3
+#: The largest relative loss deviation of fp16 (CPU autocast) from fp32 measured: 3.07e-3 with
+#: benchmarks/precision_deviation.py on the demo's digits CNN (121 of its 31x31 grid points,
+#: corners included) and 1.01e-3 with benchmarks/evaluator_speed.py on ResNet-20
+#: (docs/performance.md); rounded up.
+FP16_DEVIATION = 3.1e-3
 
 
 def _cnn(path: Path) -> nn.Module:
@@ -231,3 +232,40 @@ def test_out_of_memory_at_batch_one_still_fails(tmp_path: Path) -> None:
     with pytest.raises(torch.cuda.OutOfMemoryError):
         evaluator.evaluate(0.0, 0.0)
     assert evaluator.batch_size == 1
+
+
+# -- the GPU check's table rows (the part of benchmarks/gpu_check.sh a CPU can run) ----------
+
+
+def _gpu_rows():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_rows.py"
+    spec = importlib.util.spec_from_file_location("gpu_rows", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: benchmarks/evaluator_speed.py's output for ResNet-20 in fp16 on this project's CPU (docs/performance.md).
+SPEED_OUTPUT = """machine: x86_64, torch 2.14.1+cu130, threads 2, device cpu
+model resnet20, 200 images 3x32x32, precision fp16
+evaluator: 1 point(s) per forward, data resident, channels_last False, compile off
+bare forward by batch size (median of 2 after a warm-up): 100: 14.7701s
+ceiling (batch 100, median of 2 interleaved): 50.7659 s/pass
+evaluator: 51.0819 s/point = 0.02 points/s
+ratio evaluator/ceiling: 1.006
+peak memory: 739 MiB
+largest relative loss deviation from fp32: 1.01e-03
+"""
+
+
+def test_gpu_check_rows_from_the_benchmark_output() -> None:
+    rows = _gpu_rows()
+    assert rows.row(SPEED_OUTPUT, "ResNet-20, T4", "fp16") == \
+        "| ResNet-20, T4 | fp16 | 50.7659 | 51.0819 | 1.006 | 1.01e-03 | 739 MiB |"
+    fp32 = SPEED_OUTPUT.replace("largest relative loss deviation from fp32: 1.01e-03\n", "")
+    assert rows.row(fp32, "m", "fp32") == "| m | fp32 | 50.7659 | 51.0819 | 1.006 | (reference) | 739 MiB |"
+    refused = "precision refused: compute.precision: bf16 is not native on this GPU (compute capability 7.0; ...)\n"
+    assert rows.row(refused, "m", "bf16").startswith("| m | bf16 | refused: compute.precision: bf16 is not native")
+    assert "failed (no ceiling" in rows.row("Traceback ...", "m", "fp16")
