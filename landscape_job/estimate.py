@@ -127,7 +127,7 @@ class MemoryEstimate:
     ``resident_bytes``: held for the whole run (weights, θ*'s copy, directions, resident
     data). ``working_bytes``: the most one group of K points adds while its forward passes
     run, at ``batch_size``. ``method``: ``cuda allocator`` (measured,
-    ``torch.cuda.max_memory_allocated``) or ``tensor bytes counted on cpu`` (``memory.LiveBytes``:
+    ``torch.cuda.max_memory_allocated``) or ``counted tensor bytes`` (on a CPU, ``memory.LiveBytes``:
     no allocator rounding, no cuDNN workspaces; CPU autocast lowers the same convolutions and
     matmuls as CUDA's, but kernels differ), so a CPU figure is a model of the GPU's, not a measurement.
     """
@@ -140,6 +140,8 @@ class MemoryEstimate:
     points_per_forward: int
     device: str
     method: str
+    #: The largest split's samples: a batch above it is the whole split.
+    samples: int = 0
 
     def largest_batch(self, total_bytes: int, overhead_bytes: int = CUDA_OVERHEAD_BYTES) -> int:
         """The batch whose working memory (linear in the batch) fits beside the resident bytes."""
@@ -161,10 +163,11 @@ def measure_memory(evaluator: Evaluator, coords: list[tuple[float, float]]) -> M
     else:
         with LiveBytes() as counted:
             evaluator.evaluate_many(coords)
-        working, method = counted.peak, "tensor bytes counted on cpu"
+        working, method = counted.peak, "counted tensor bytes"
     return MemoryEstimate(peak_bytes=resident + working, resident_bytes=resident, working_bytes=working,
                           batch_size=evaluator.batch_size, precision=evaluator.precision,
-                          points_per_forward=evaluator.points_per_forward or 1, device=str(device), method=method)
+                          points_per_forward=evaluator.points_per_forward or 1, device=str(device), method=method,
+                          samples=max((s.size for s in evaluator.splits), default=0))
 
 
 def estimate_memory(spec: Spec) -> MemoryEstimate:
@@ -184,7 +187,7 @@ def estimate_memory(spec: Spec) -> MemoryEstimate:
 def describe_memory(est: MemoryEstimate, spec: Spec, target_bytes: int | None, target_source: str) -> list[str]:
     """The lines ``launcher estimate`` prints about memory; ``target_bytes``: the GPU's memory
     (``kubernetes.gpu_memory``, or the device measured here), None when neither is known."""
-    lines = [f"memory ({est.method} on {est.device}): peak {mib(est.peak_bytes)} per shard = "
+    lines = [f"memory ({est.method}, on {est.device}): peak {mib(est.peak_bytes)} per shard = "
              f"{mib(est.resident_bytes)} resident + {mib(est.working_bytes)} for {est.points_per_forward} point(s) "
              f"at batch {est.batch_size}, {est.precision}"]
     if spec.compute.precision == "auto" and est.device == "cpu":
@@ -198,6 +201,8 @@ def describe_memory(est: MemoryEstimate, spec: Spec, target_bytes: int | None, t
         return lines
     fit = Fit(est.peak_bytes, target_bytes)
     lines.append("  " + fit.describe(f"against {target_source}"))
-    lines.append(f"  largest batch that fits {target_source}: about {est.largest_batch(target_bytes):,} "
-                 f"(working memory grows with the batch; measured at {est.batch_size})")
+    largest = est.largest_batch(target_bytes)
+    whole = f"; the largest split ({est.samples:,} samples) fits in one batch" if largest >= est.samples > 0 else ""
+    lines.append(f"  largest batch that fits {target_source}: about {largest:,} (working memory grows with "
+                 f"the batch; measured at {est.batch_size}){whole}")
     return lines

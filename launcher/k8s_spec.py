@@ -12,6 +12,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       image: ghcr.io/landscape-dev/landscape:0.1.0
       namespace: landscape
       gpus: 1                       # 0 on a CPU cluster
+      gpu_memory: 80Gi              # one GPU's memory: launcher estimate compares a shard's peak with it
       cpu: "4"                      # request; no CPU limit is set
       memory: 32Gi                  # request == limit
       shm_size: 8Gi                 # /dev/shm for data-loader workers

@@ -47,7 +47,7 @@ def test_fit_and_the_largest_batch_against_a_gpu() -> None:
     assert Fit(10 * GiB, total).fits and not Fit(15 * GiB + 1, total).fits
     assert "does NOT fit" in Fit(20 * GiB, total).describe("V100")
     est = MemoryEstimate(peak_bytes=3 * GiB, resident_bytes=1 * GiB, working_bytes=2 * GiB, batch_size=1024,
-                         precision="fp16", points_per_forward=1, device="cpu", method="tensor bytes counted on cpu")
+                         precision="fp16", points_per_forward=1, device="cpu", method="counted tensor bytes")
     # 16 GiB - 1 GiB overhead - 1 GiB resident = 14 GiB at 2 MiB per sample.
     assert est.largest_batch(total) == 7168
 
@@ -94,11 +94,11 @@ def test_speed_and_snapshot_keys_leave_the_hash_alone(tmp_path: Path, linear_spe
 def test_estimate_memory_on_the_cpu_and_against_a_named_gpu(tmp_path: Path, linear_spec: dict) -> None:
     spec = spec_from(tmp_path, linear_spec)
     est = estimate_memory(spec)
-    assert est.method == "tensor bytes counted on cpu" and est.batch_size == 32 and est.precision == "fp64"
+    assert est.method == "counted tensor bytes" and est.batch_size == 32 and est.precision == "fp64"
     assert est.resident_bytes > 0 and est.working_bytes > 0
     assert est.peak_bytes == est.resident_bytes + est.working_bytes
     lines = describe_memory(est, spec, 16 * GiB, "kubernetes.gpu_memory 16Gi")
-    assert lines[0].startswith("memory (tensor bytes counted on cpu on cpu): peak")
+    assert lines[0].startswith("memory (counted tensor bytes, on cpu): peak")
     assert "fits" in lines[1] and "largest batch that fits kubernetes.gpu_memory 16Gi" in lines[2]
     unknown = describe_memory(est, spec, None, "")
     assert "set kubernetes.gpu_memory" in unknown[-1]
@@ -113,7 +113,7 @@ def test_launcher_estimate_prints_the_memory_against_kubernetes_gpu_memory(tmp_p
     path.write_text(yaml.safe_dump(linear_spec))
     assert launcher(["estimate", str(path), "--points", "1"]) == 0
     out = capsys.readouterr().out
-    assert "memory (tensor bytes counted on cpu on cpu): peak" in out
+    assert "memory (counted tensor bytes, on cpu): peak" in out
     assert "against kubernetes.gpu_memory 16Gi" in out and ": fits" in out
 
 
