@@ -226,8 +226,9 @@ class Evaluator:
     def _halving(self, run: Callable[[], _T]) -> _T:
         """``run()`` (one split's sums at the point(s) set), halving the batch on a CUDA out-of-memory
         error until it fits, instead of failing the shard. The sums restart from zero, so the
-        values differ from the unhalved batch's only by float rounding (batch size is not
-        in the spec hash's numbers: the exact mean over the split is the same)."""
+        values differ from the unhalved batch's only by float rounding (the exact mean over the
+        split either way); the halving stays inside this worker and never touches the spec or
+        its hash. A compiled forward recompiles once for the new shape."""
         while True:
             try:
                 return run()
