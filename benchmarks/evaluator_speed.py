@@ -10,7 +10,8 @@ Prints, for one model, data size, device and precision:
   accuracy, restore), over several points,
 - their ratio, and peak memory (CUDA: max allocated; CPU: max RSS of the process).
 With --precision other than fp32 it also reports the largest loss deviation from fp32 over
-the points measured, so a user can judge bf16/tf32 on a real model.
+the points measured, so a user can judge tf32/bf16/fp16 on a real model. A precision the
+device cannot run natively (bf16 before Ampere) prints ``precision refused: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from landscape_job.data import Split
 from landscape_job.direction_builders import build_directions
 from landscape_job.evaluator import Evaluator, configure_precision
 from landscape_job.models import build_model
+from landscape_job.errors import UserError
+from landscape_job.precision import AUTOCAST, device_capability, resolve_precision
 from landscape_job.spec import ComputeSpec, DirectionsSpec
 
 
@@ -45,7 +48,7 @@ def synthetic_cifar(images: int, classes: int = 10, seed: int = 0) -> Split:
 def bare_forward_once(model: torch.nn.Module, inputs: torch.Tensor, batch: int, precision: str) -> float:
     """Seconds of one no-grad forward over all inputs: the least a grid point can cost."""
     device = inputs.device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=AUTOCAST.get(precision, torch.bfloat16), enabled=precision in AUTOCAST)
     with torch.no_grad(), autocast:
         _sync(device)
         start = time.perf_counter()
@@ -96,7 +99,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"])
     parser.add_argument("--batch-sizes", default="128,256,512,1024,2000")
     parser.add_argument("--points", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
@@ -110,6 +113,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    try:  # bf16 on a GPU before Ampere: the evaluator refuses it, and so does the benchmark
+        resolve_precision(args.precision, device.type, device_capability(device))
+    except UserError as err:
+        print(f"precision refused: {err}")
+        raise SystemExit(2) from None
     torch.backends.cudnn.benchmark = device.type == "cuda"
     configure_precision(args.precision)
 

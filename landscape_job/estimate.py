@@ -18,8 +18,9 @@ import numpy as np
 
 from landscape_job.direction_builders import build_directions
 from landscape_job.direction_types import direction_type
-from landscape_job.evaluator import resolve_device
+from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.inputs import localize
+from landscape_job.memory import CUDA_OVERHEAD_BYTES, Fit, LiveBytes, mib, peak_device_bytes, reset_device_peak
 from landscape_job.spec import Spec
 from landscape_job.stages import build_centre_model, build_evaluator
 
@@ -114,3 +115,94 @@ def describe(est: Estimate) -> list[str]:
         f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",
         f"wall: about {_duration(est.wall_seconds)} with {est.shards} shards, {est.parallel} at a time",
     ]
+
+
+# -- device memory: what a shard will hold, against the GPU it will get ------------------------
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The peak device memory of one shard's points, for the spec's model, batch, precision and K.
+
+    ``resident_bytes``: held for the whole run (weights, θ*'s copy, directions, resident
+    data). ``working_bytes``: the most one group of K points adds while its forward passes
+    run, at ``batch_size``. ``method``: ``cuda allocator`` (measured,
+    ``torch.cuda.max_memory_allocated``) or ``counted tensor bytes`` (on a CPU, ``memory.LiveBytes``:
+    no allocator rounding, no cuDNN workspaces; CPU autocast lowers the same convolutions and
+    matmuls as CUDA's, but kernels differ), so a CPU figure is a model of the GPU's, not a measurement.
+    """
+
+    peak_bytes: int
+    resident_bytes: int
+    working_bytes: int
+    batch_size: int
+    precision: str
+    points_per_forward: int
+    device: str
+    method: str
+    #: The largest split's samples: a batch above it is the whole split.
+    samples: int = 0
+
+    def largest_batch(self, total_bytes: int, overhead_bytes: int = CUDA_OVERHEAD_BYTES) -> int:
+        """The batch whose working memory (linear in the batch) fits beside the resident bytes."""
+        per_sample = self.working_bytes / max(1, self.batch_size)
+        room = total_bytes - overhead_bytes - self.resident_bytes
+        return max(0, int(room / per_sample)) if per_sample > 0 else 0
+
+
+def measure_memory(evaluator: Evaluator, coords: list[tuple[float, float]]) -> MemoryEstimate:
+    """Runs one group of K points (``coords``, after ``warm_up``) and takes its memory peak."""
+    evaluator.warm_up()
+    device = evaluator.device
+    resident = evaluator.resident_bytes()
+    if device.type == "cuda":
+        reset_device_peak(device)
+        evaluator.evaluate_many(coords)
+        peak = peak_device_bytes(device) or 0
+        working, method = max(0, peak - resident), "cuda allocator"
+    else:
+        with LiveBytes() as counted:
+            evaluator.evaluate_many(coords)
+        working, method = counted.peak, "counted tensor bytes"
+    return MemoryEstimate(peak_bytes=resident + working, resident_bytes=resident, working_bytes=working,
+                          batch_size=evaluator.batch_size, precision=evaluator.precision,
+                          points_per_forward=evaluator.points_per_forward or 1, device=str(device), method=method,
+                          samples=max((s.size for s in evaluator.splits), default=0))
+
+
+def estimate_memory(spec: Spec) -> MemoryEstimate:
+    """``launcher estimate``'s memory part: the spec's evaluator, as a shard builds it, one group of points."""
+    local = localize(spec)
+    model = build_centre_model(local)
+    stand_in = direction_type(local.directions.type).estimate_as
+    timing = local.directions if stand_in is None else replace(local.directions, type=stand_in)
+    directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
+    evaluator = build_evaluator(local, directions, resolve_device(spec.compute.device), model)
+    evaluator.warm_up()
+    k = evaluator.points_per_forward or 1
+    xs, ys = spec.grid.coordinates(np.linspace(0, spec.grid.size - 1, k).astype(np.int64))
+    return measure_memory(evaluator, [(float(a), float(b)) for a, b in zip(xs, ys)])
+
+
+def describe_memory(est: MemoryEstimate, spec: Spec, target_bytes: int | None, target_source: str) -> list[str]:
+    """The lines ``launcher estimate`` prints about memory; ``target_bytes``: the GPU's memory
+    (``kubernetes.gpu_memory``, or the device measured here), None when neither is known."""
+    lines = [f"memory ({est.method}, on {est.device}): peak {mib(est.peak_bytes)} per shard = "
+             f"{mib(est.resident_bytes)} resident + {mib(est.working_bytes)} for {est.points_per_forward} point(s) "
+             f"at batch {est.batch_size}, {est.precision}"]
+    if spec.compute.precision == "auto" and est.device == "cpu":
+        lines.append("  precision auto is fp32 here; on a GPU it becomes bf16 or fp16, whose activations take "
+                     "about half: an upper bound")
+    if spec.compute.batch_size == "auto" and est.device == "cpu":
+        lines.append(f"  batch_size auto is {est.batch_size} here; on a GPU each worker finds the largest batch "
+                     "that fits")
+    if target_bytes is None:
+        lines.append("  GPU memory: unknown (set kubernetes.gpu_memory, e.g. 16Gi for a V100, to compare)")
+        return lines
+    fit = Fit(est.peak_bytes, target_bytes)
+    lines.append("  " + fit.describe(f"against {target_source}"))
+    largest = est.largest_batch(target_bytes)
+    whole = f"; the largest split ({est.samples:,} samples) fits in one batch" if largest >= est.samples > 0 else ""
+    lines.append(f"  largest batch that fits {target_source}: about {largest:,} (working memory grows with "
+                 f"the batch; measured at {est.batch_size}){whole}")
+    return lines

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, f
                                  split_bytes)
 from landscape_job.losses import batch_loss_sum, batch_loss_sums
 from landscape_job.metrics import Metric, selected
+from landscape_job.precision import AUTOCAST, compute_dtype, device_capability, resolve_precision
 from landscape_job.spec import DEFAULT_METRICS, ComputeSpec, HessianSpec
 
 
@@ -45,6 +46,29 @@ def configure_precision(precision: str) -> None:
     allow_tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     torch.backends.cudnn.allow_tf32 = allow_tf32
+
+
+_T = TypeVar("_T")
+
+#: ``batch_size: auto`` on a CPU: no device memory to fill, and larger batches are not faster there
+#: (docs/performance.md: ResNet-20 was fastest at 500, slower at 1000).
+CPU_AUTO_BATCH = 1024
+#: ``batch_size: auto`` on CUDA starts here (or at the largest split) and halves until a forward fits.
+CUDA_AUTO_BATCH_START = 32768
+
+
+def resolve_batch_size(setting: int | str, device_type: str) -> int:
+    """``compute.batch_size``: a number as given; ``auto`` starts at the most a device could want
+    (``warm_up`` halves it on CUDA until a forward pass fits)."""
+    if setting != "auto":
+        return int(setting)
+    return CUDA_AUTO_BATCH_START if device_type == "cuda" else CPU_AUTO_BATCH
+
+
+def _nan_if(values: dict[str, float], nonfinite: int) -> dict[str, float]:
+    """A split's values, NaN when some sample's fp16 logits overflowed: a mean over an inf is not a
+    loss, and an accuracy over garbage logits is not an accuracy (the point is reported instead)."""
+    return {name: float("nan") for name in values} if nonfinite else values
 
 
 #: The K that ``points_per_forward: auto`` tries on CUDA.
@@ -88,12 +112,19 @@ class Evaluator:
                  compute: ComputeSpec = ComputeSpec(), device: torch.device | str = "cpu",
                  loss: str = "cross_entropy", metrics: tuple[str, ...] = DEFAULT_METRICS,
                  hessian: HessianSpec | None = None, hessian_split: Split | None = None):
-        precision, batch_size, points_per_forward = compute.precision, compute.batch_size, compute.points_per_forward
+        points_per_forward = compute.points_per_forward
         self.device = torch.device(device)
         self.loss = loss
-        self.precision = precision
-        self.batch_size = batch_size
-        dtype = torch.float64 if precision == "fp64" else torch.float32
+        #: The precision in use (``auto`` decided for this device) and why; UserError for bf16 on pre-Ampere.
+        self.precision_choice = resolve_precision(compute.precision, self.device.type,
+                                                  device_capability(self.device))
+        precision = self.precision = self.precision_choice.precision
+        #: The batch size in use: ``auto`` is decided in ``warm_up``; an OOM halves it (``oom_halvings``).
+        self.batch_size: int = resolve_batch_size(compute.batch_size, self.device.type)
+        self.oom_halvings = 0
+        #: Of the points evaluated, those with non-finite fp16 logits (their values are NaN): (a, b, samples).
+        self.nonfinite: list[tuple[float, float, int]] = []
+        dtype = compute_dtype(precision)
         configure_precision(precision)
         if self.device.type == "cuda":
             # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
@@ -134,8 +165,9 @@ class Evaluator:
             self.curvature = CurvatureProbe(
                 model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
                 labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
-                batch_size=hessian.batch_size or batch_size)
+                batch_size=hessian.batch_size or self.batch_size)
         self._requested_k = points_per_forward
+        self._auto_batch = compute.batch_size == "auto"
         self._compile = compute.compile
         self._single: Callable[[torch.Tensor], torch.Tensor] = self.model
         self._stacked = make_stacked_forward(self.model)
@@ -144,6 +176,16 @@ class Evaluator:
         #: Seconds spent compiling (torch.compile) in ``warm_up``; kept out of the per-point time.
         self.compile_seconds = 0.0
         self._warm = False
+
+    def resident_bytes(self) -> int:
+        """Bytes the evaluator holds for the whole run: the model's tensors, θ*'s copy, the
+        directions and (when resident) the data. A point's forward pass needs more on top."""
+        tensors = [*self.model.parameters(), *self.model.buffers(), *self._centre, *self._dx, *(self._dy or [])]
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        if self.data_resident:
+            total += sum(s.inputs.numel() * s.inputs.element_size() + s.labels.numel() * s.labels.element_size()
+                         for s in self.splits if isinstance(s, ResidentSplit))
+        return int(total)
 
     def metric_names(self) -> list[str]:
         """The names of the values each point gets: each split's metrics, then the per-point ones."""
@@ -166,8 +208,9 @@ class Evaluator:
         torch._foreach_copy_(self._targets, self._centre)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        dtype = AUTOCAST.get(self.precision)
+        if dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -176,19 +219,51 @@ class Evaluator:
     def _loss_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return batch_loss_sums(logits, labels, self.loss)
 
+    def _nonfinite_samples(self, logits: torch.Tensor) -> torch.Tensor:
+        """Samples whose fp16 logits overflowed (|x| > 65504 is inf in fp16): (…, B, C) -> (…,)."""
+        return (~torch.isfinite(logits)).any(dim=-1).sum(dim=-1)
+
+    def _halving(self, run: Callable[[], _T]) -> _T:
+        """``run()`` (one split's sums at the point(s) set), halving the batch on a CUDA out-of-memory
+        error until it fits, instead of failing the shard. The sums restart from zero, so the
+        values differ from the unhalved batch's only by float rounding (the exact mean over the
+        split either way); the halving stays inside this worker and never touches the spec or
+        its hash. A compiled forward recompiles once for the new shape."""
+        while True:
+            try:
+                return run()
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size <= 1:
+                    raise
+            # Outside the except block, so the failed attempt's tensors are freed first.
+            self.batch_size = max(1, self.batch_size // 2)
+            self.oom_halvings += 1
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
     @torch.no_grad()
-    def _evaluate_split(self, split: ResidentSplit | StreamedSplit) -> dict[str, float]:
-        """Each per-split metric's batch sums, added up in float64, times its scale over N."""
-        totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in self._statistics]
-        with self._autocast():
-            for inputs, labels in split.batches(self.batch_size):
-                logits = self._single(inputs)
-                for total, metric in zip(totals, self._statistics):
-                    total += metric.statistic.one(logits, labels, self._loss_sum).double()
-        n = split.size
-        # One synchronisation per split, not per batch.
-        sums = torch.stack(totals).tolist()
-        return {f"{split.name}_{m.key}": m.statistic.scale * s / n for m, s in zip(self._statistics, sums)}
+    def _evaluate_split(self, split: ResidentSplit | StreamedSplit) -> tuple[dict[str, float], int]:
+        """Each per-split metric's batch sums, added up in float64, times its scale over N; and
+        (fp16 only) how many samples had non-finite logits."""
+        check = self.precision == "fp16"
+
+        def run() -> tuple[dict[str, float], int]:
+            totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in self._statistics]
+            bad = torch.zeros((), dtype=torch.float64, device=self.device)
+            with self._autocast():
+                for inputs, labels in split.batches(self.batch_size):
+                    logits = self._single(inputs)
+                    for total, metric in zip(totals, self._statistics):
+                        total += metric.statistic.one(logits, labels, self._loss_sum).double()
+                    if check:
+                        bad += self._nonfinite_samples(logits)
+            n = split.size
+            # One synchronisation per split, not per batch.
+            *sums, nonfinite = torch.stack(totals + [bad]).tolist()
+            return ({f"{split.name}_{m.key}": m.statistic.scale * s / n for m, s in zip(self._statistics, sums)},
+                    int(nonfinite))
+
+        return self._halving(run)
 
     def _probe_point(self) -> dict[str, float]:
         """The per-point metrics at θ as set_point left it (the Hessian's extremes, by Lanczos)."""
@@ -204,8 +279,13 @@ class Evaluator:
         self.set_point(a, b)
         try:
             results: dict[str, float] = {}
+            nonfinite = 0
             for split in self.splits:
-                results.update(self._evaluate_split(split))
+                values, bad = self._evaluate_split(split)
+                results.update(_nan_if(values, bad))
+                nonfinite += bad
+            if nonfinite:
+                self.nonfinite.append((a, b, nonfinite))
             results.update(self._probe_point())
             return results
         finally:
@@ -228,18 +308,26 @@ class Evaluator:
         return stacked
 
     @torch.no_grad()
-    def _evaluate_split_stacked(self, split: ResidentSplit | StreamedSplit,
-                                params: dict[str, torch.Tensor], k: int) -> dict[str, list[float]]:
-        """As ``_evaluate_split`` for K stacked points: each metric's K values."""
-        totals = [torch.zeros(k, dtype=torch.float64, device=self.device) for _ in self._statistics]
-        with self._autocast():
-            for inputs, labels in split.batches(self.batch_size):
-                logits = self._stacked(params, inputs)  # (K, batch, classes)
-                for total, metric in zip(totals, self._statistics):
-                    total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
-        n = split.size
-        return {f"{split.name}_{m.key}": (m.statistic.scale * total / n).tolist()
-                for m, total in zip(self._statistics, totals)}
+    def _evaluate_split_stacked(self, split: ResidentSplit | StreamedSplit, params: dict[str, torch.Tensor],
+                                k: int) -> tuple[dict[str, list[float]], list[int]]:
+        """As ``_evaluate_split`` for K stacked points: each metric's K values, each point's non-finite samples."""
+        check = self.precision == "fp16"
+
+        def run() -> tuple[dict[str, list[float]], list[int]]:
+            totals = [torch.zeros(k, dtype=torch.float64, device=self.device) for _ in self._statistics]
+            bad = torch.zeros(k, dtype=torch.float64, device=self.device)
+            with self._autocast():
+                for inputs, labels in split.batches(self.batch_size):
+                    logits = self._stacked(params, inputs)  # (K, batch, classes)
+                    for total, metric in zip(totals, self._statistics):
+                        total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
+                    if check:
+                        bad += self._nonfinite_samples(logits)
+            n = split.size
+            return ({f"{split.name}_{m.key}": (m.statistic.scale * total / n).tolist()
+                     for m, total in zip(self._statistics, totals)}, [int(x) for x in bad.tolist()])
+
+        return self._halving(run)
 
     def evaluate_many(self, points: Sequence[tuple[float, float]]) -> list[dict[str, float]]:
         """The metrics of each point, in order, computed ``points_per_forward`` points a pass."""
@@ -255,10 +343,13 @@ class Evaluator:
             # then has the same shapes (no recompilation, no new cuDNN autotuning).
             params = self.stacked_point_params(group + [group[-1]] * (k - len(group)))
             metrics: list[dict[str, float]] = [{} for _ in group]
+            nonfinite = [0] * len(group)
             for split in self.splits:
-                for name, values in self._evaluate_split_stacked(split, params, k).items():
-                    for point, value in zip(metrics, values):
-                        point[name] = value
+                stacked, bad = self._evaluate_split_stacked(split, params, k)
+                for i, point in enumerate(metrics):
+                    point.update(_nan_if({name: values[i] for name, values in stacked.items()}, bad[i]))
+                    nonfinite[i] += bad[i]
+            self.nonfinite.extend((a, b, n) for (a, b), n in zip(group, nonfinite) if n)
             results.extend(metrics)
         return results
 
@@ -269,10 +360,32 @@ class Evaluator:
         if self._warm:
             return
         self._warm = True
+        if self._auto_batch and self.device.type == "cuda":
+            self._fit_batch()
         if self.points_per_forward is None:
             self.points_per_forward = self._choose_points_per_forward()
         if self._compile:
             self._compile_forward()
+
+    @torch.no_grad()
+    def _fit_batch(self) -> None:
+        """``batch_size: auto`` on CUDA: the largest batch (from the split's size or
+        CUDA_AUTO_BATCH_START, halving) whose forward pass at the chosen K fits in memory."""
+        sizes = [s.size for s in self.splits]
+        if not sizes:
+            return
+        self.batch_size = min(self.batch_size, max(sizes))
+        k = self.points_per_forward or 1
+        params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
+
+        def forward() -> None:
+            inputs = self._first_batch()
+            with self._autocast():
+                self._stacked(params, inputs) if params is not None else self._single(inputs)
+            torch.cuda.synchronize(self.device)
+
+        self._halving(forward)
+        self.oom_halvings = 0  # the search's halvings are not the run's
 
     def _first_batch(self) -> torch.Tensor | None:
         for split in self.splits:

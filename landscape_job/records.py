@@ -93,10 +93,25 @@ class ShardRecord:
     seconds_per_point: float | None = None
     #: Of the points this attempt computed, those whose Lanczos run did not converge (metrics with hessian).
     hessian_unconverged: int | None = None
+    # Added with fp16 and memory planning (issue 18); absent (None) in older shards:
+    #: Why ``precision`` (the one in use) was chosen: ``auto: ...`` or ``as the spec says``.
+    precision_reason: str | None = None
+    #: The batch size in use at the end: ``batch_size: auto``'s choice, halved by each OOM.
+    batch_size: int | None = None
+    #: Times an out-of-memory error halved the batch during this attempt's points.
+    oom_halvings: int | None = None
+    #: Peak device memory (bytes) the allocator handed out during the points; None on a CPU.
+    peak_device_bytes: int | None = None
+    #: Peak resident host memory (bytes) of the worker process.
+    peak_host_rss_bytes: int | None = None
+    #: Of the points this attempt computed, those whose fp16 logits overflowed (their values are NaN).
+    nonfinite_points: int | None = None
 
     #: The report's per-shard entry, in this order.
     REPORT_FIELDS = ("shard", "device", "host", "elapsed_s", "points_computed", "points_resumed",
-                     "seconds_per_point", "attempts", "points_per_forward", "compile_seconds")
+                     "seconds_per_point", "attempts", "points_per_forward", "compile_seconds",
+                     "precision", "batch_size", "oom_halvings", "peak_device_bytes", "peak_host_rss_bytes",
+                     "nonfinite_points")
 
     def to_attrs(self) -> dict[str, object]:
         """HDF5 attributes in the order they were always written; unset keys are left out."""

@@ -24,6 +24,11 @@ def partial_key(shard: int, num_shards: int) -> str:
     return f"shards/shard-{shard}-of-{num_shards}.partial.h5"
 
 
+def memory_snapshot_key(shard: int, num_shards: int) -> str:
+    """``compute.memory_snapshot``'s pickle (CUDA allocation history) of a shard."""
+    return f"shards/shard-{shard}-of-{num_shards}.memory.pickle"
+
+
 def progress_key(shard: int, num_shards: int) -> str:
     return f"shards/shard-{shard}-of-{num_shards}.progress.json"
 

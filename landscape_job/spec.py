@@ -45,7 +45,8 @@ DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
 LOSSES = ("cross_entropy", "mse")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
+#: fp16 and auto came later: the stored value is the word itself, so existing specs keep their hash.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp64", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_METRICS = ("loss", "accuracy")
 #: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
@@ -108,8 +109,10 @@ class DirectionsSpec:
 @dataclass(frozen=True)
 class ComputeSpec:
     shards: int = key(1, kind=int, minimum=1, description="the evaluate stage's parallel pieces")
-    precision: str = key("fp32", choices=PRECISIONS)
-    batch_size: int = key(1024, kind=int, minimum=1)
+    precision: str = key("fp32", choices=PRECISIONS, description="auto: bf16 on CUDA >= 8.0, fp16 on older "
+                                                                 "CUDA, fp32 on CPU (decided by each worker)")
+    batch_size: int | str = key(1024, kind=int, auto=True, description="auto: the largest batch whose forward "
+                                                                       "fits the GPU (CPU: 1024)")
     device: str = key("auto", choices=DEVICES)
     checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
     checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
@@ -122,13 +125,19 @@ class ComputeSpec:
     channels_last: str | bool = key("auto", kind=bool, auto=True, description="auto: on CUDA for 2-D conv models")
     #: torch.compile the forward pass (compile time is reported apart from the per-point time).
     compile: bool = key(False, kind=bool, description="torch.compile the forward")
+    #: Record CUDA's allocation history and store it with each shard (for pytorch.org/memory_viz).
+    memory_snapshot: bool = key(False, kind=bool, description="CUDA: store each shard's memory snapshot "
+                                                              "(shards/*.memory.pickle)")
 
 
-#: ``compute`` keys that change how fast the numbers come, not the numbers beyond float
-#: rounding (summation order inside kernels): they are left out of the spec hash, so a
-#: run resumed or re-sharded with other settings still merges. ``precision`` changes the
-#: numbers and stays in.
-SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile")
+#: ``compute`` keys that change how fast the numbers come (or what is recorded beside them),
+#: not the numbers beyond float rounding (summation order inside kernels): they are left
+#: out of the spec hash, so a run resumed or re-sharded with other settings still merges.
+#: ``precision`` changes the numbers and stays in. ``batch_size`` changes them by rounding
+#: only, but was in the hash from the first release, so it stays (taking it out would
+#: change every existing run's hash); an OOM's halving happens inside a worker and never
+#: touches the spec.
+SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile", "memory_snapshot")
 
 
 @dataclass(frozen=True)

@@ -112,8 +112,11 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     grid, shards = spec.grid, spec.compute.shards
     per_shard = -(-grid.size // shards)
     dims = f"{grid.nx}" if grid.ndim == 1 else f"{grid.nx} x {grid.ny}"
+    from landscape_job.precision import describe_precision
+
     lines = [
         f"grid: {dims} = {grid.size} points ({grid.ndim}-D)",
+        f"precision: {describe_precision(spec.compute.precision)}",
         f"shards: {shards} ({per_shard} points per shard at most)",
         f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
     ]
@@ -169,6 +172,25 @@ def _estimate(args: argparse.Namespace) -> None:
             raise UserError(f"{flag}: only with --cluster")
     spec = load_spec(args.spec)
     print("\n".join(describe(estimate(spec, args.points, args.parallel))))
+    print("\n".join(_memory_lines(spec)))
+
+
+def _memory_lines(spec: Spec) -> list[str]:
+    """The estimate's memory part: a shard's peak against ``kubernetes.gpu_memory``, or else the
+    GPU measured here (a CPU has none: then only the peak, and how to compare it)."""
+    from landscape_job.estimate import describe_memory, estimate_memory
+    from landscape_job.evaluator import resolve_device
+    from landscape_job.memory import device_total_bytes
+
+    from launcher.k8s_spec import parse_kubernetes, parse_quantity
+
+    memory = estimate_memory(spec)
+    gpu_memory = parse_kubernetes(spec.kubernetes).gpu_memory if spec.kubernetes else None
+    if gpu_memory is not None:
+        target, source = int(parse_quantity(gpu_memory)), f"kubernetes.gpu_memory {gpu_memory}"
+    else:
+        target, source = device_total_bytes(resolve_device(spec.compute.device)), "this GPU"
+    return describe_memory(memory, spec, target, source)
 
 
 def _plot(args: argparse.Namespace) -> None:

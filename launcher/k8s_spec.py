@@ -12,6 +12,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       image: ghcr.io/landscape-dev/landscape:0.1.0
       namespace: landscape
       gpus: 1                       # 0 on a CPU cluster
+      gpu_memory: 80Gi              # one GPU's memory: launcher estimate compares a shard's peak with it
       cpu: "4"                      # request; no CPU limit is set
       memory: 32Gi                  # request == limit
       shm_size: 8Gi                 # /dev/shm for data-loader workers
@@ -91,6 +92,9 @@ class KubernetesSpec:
     namespace: str = key("landscape", json=_DNS_LABEL_SCHEMA)
     #: GPUs a shard pod requests (request == limit); 0 renders CPU-only pods.
     gpus: int = key(1, kind=int, minimum=0, description="GPUs per evaluate pod; 0 on a CPU cluster")
+    #: Memory of one of the cluster's GPUs; ``launcher estimate`` compares a shard's peak with it.
+    gpu_memory: str | None = key(None, json=_QUANTITY_SCHEMA, description="memory of one GPU (16Gi: V100 or T4, "
+                                                                        "80Gi: H100), for launcher estimate")
     #: CPU request of a shard pod; no CPU limit (throttling only slows the data loader).
     cpu: str = key("4", json=_QUANTITY_SCHEMA, description="CPU request of an evaluate pod (no limit)")
     #: Memory request and limit of a shard pod (equal: no overcommit, no surprise OOM kill).
@@ -288,6 +292,7 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
     pull_secrets = _names_list(s, "image_pull_secrets")
     namespace = _name(s, "namespace", _DNS_LABEL, 63)
     gpus = s.read(KubernetesSpec, "gpus")
+    gpu_memory = _quantity(s, "gpu_memory") if s.has("gpu_memory") else None
     cpu = _quantity(s, "cpu")
     memory = _quantity(s, "memory")
     shm_size = _quantity(s, "shm_size")
@@ -323,7 +328,7 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
     s.finish()
     return KubernetesSpec(
         image=image, image_pull_policy=pull_policy, image_pull_secrets=pull_secrets, namespace=namespace,
-        gpus=gpus, cpu=cpu, memory=memory, shm_size=shm_size, prepare_merge_cpu=pm_cpu,
+        gpus=gpus, gpu_memory=gpu_memory, cpu=cpu, memory=memory, shm_size=shm_size, prepare_merge_cpu=pm_cpu,
         prepare_merge_memory=pm_memory, parallelism=parallelism, backoff_limit_per_index=backoff,
         max_failed_indexes=max_failed, ttl_seconds_after_finished=ttl, active_deadline_seconds=deadline,
         merge_deadline_seconds=merge_deadline, node_selector=node_selector, tolerations=tolerations,

@@ -9,8 +9,10 @@ complete shard, written once; a second attempt that finished first must agree wi
 from __future__ import annotations
 
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +21,10 @@ import landscape_job
 from landscape_job.directions import Directions, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
 from landscape_job.records import Manifest, ProgressRecord, ShardRecord
-from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
+from landscape_job.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, shard_bytes,
+                                  shard_key)
 from landscape_job.spec import Spec
 from landscape_job.stages.centre import build_evaluator, describe_evaluator
 from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_manifest,
@@ -104,6 +108,8 @@ class _ShardWork:
     started: float
     #: time.monotonic() when the first point started (rates and seconds_per_point count points only).
     loop_start: float = 0.0
+    #: ``compute.memory_snapshot``: CUDA's allocation history, dumped with the shard.
+    snapshot: MemorySnapshot | None = None
 
     @property
     def num_shards(self) -> int:
@@ -181,22 +187,28 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: L
     done = _load_partial(run, partial_key(shard, num_shards), spec.hash, directions.hash, log)
     done = {p: v for p, v in done.items() if p in points}
     device = resolve_device(spec.compute.device)
+    snapshot = MemorySnapshot(spec.compute.memory_snapshot, device)  # before the data and weights arrive
+    if spec.compute.memory_snapshot and not snapshot.active:
+        log(f"evaluate: compute.memory_snapshot records CUDA allocations only; nothing to record on {device}")
     evaluator = build_evaluator(spec, directions, device)
     evaluator.warm_up()  # chooses points_per_forward, compiles: never part of a point's time
+    reset_device_peak(device)  # the peak of the points, not of the K search
     host = socket.gethostname()
     attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
     record = ShardRecord(
         spec_hash=spec.hash, direction_hash=directions.hash, shard=shard, num_shards=num_shards,
-        precision=spec.compute.precision, device=str(device), host=host, code_version=landscape_job.__version__,
+        precision=evaluator.precision, device=str(device), host=host, code_version=landscape_job.__version__,
         attempts=attempt, points_per_forward=evaluator.points_per_forward or 1,
         compile_seconds=evaluator.compile_seconds, data_on_device=evaluator.data_resident,
-        channels_last=evaluator.channels_last)
+        channels_last=evaluator.channels_last, precision_reason=evaluator.precision_choice.reason,
+        batch_size=evaluator.batch_size)
     work = _ShardWork(run=run, spec=spec, shard=shard, points=points, done=done, resumed=len(done),
                       evaluator=evaluator, names=evaluator.metric_names(), device=device, host=host,
-                      attempt=attempt, record=record, started=started)
+                      attempt=attempt, record=record, started=started, snapshot=snapshot)
     log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
         + (f", {work.resumed} already done (resumed)" if work.resumed else "")
-        + f"; {describe_evaluator(evaluator)}")
+        + f"; {describe_evaluator(evaluator)}; precision {evaluator.precision} ({evaluator.precision_choice.reason}), "
+        f"batch {evaluator.batch_size}")
     return work
 
 
@@ -212,8 +224,14 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
     group = work.evaluator.points_per_forward or 1
     for start in range(0, len(todo), group):
         chunk = todo[start:start + group]
+        halvings, overflowed = work.evaluator.oom_halvings, len(work.evaluator.nonfinite)
         values = work.evaluator.evaluate_many([(float(a), float(b)) for a, b in
                                                zip(xs[start:start + group], ys[start:start + group])])
+        if work.evaluator.oom_halvings != halvings:
+            log(f"evaluate: out of device memory; batch size halved to {work.evaluator.batch_size}")
+        for a, b, samples in work.evaluator.nonfinite[overflowed:]:
+            log(f"evaluate: point ({a:g}, {b:g}): {samples} samples with non-finite {work.evaluator.precision} "
+                "logits; its values are NaN (fp16 overflows above 65504: use bf16 or fp32 for this region)")
         save = False
         for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
             work.done[p] = v
@@ -237,7 +255,11 @@ def _finish(work: _ShardWork, log: Log) -> ShardRecord:
     record = replace(work.record, elapsed_s=elapsed, points_computed=computed, points_resumed=work.resumed,
                      seconds_per_point=loop_seconds / computed if computed else 0.0,
                      # Of the points computed by this attempt (a resumed point's count is not kept).
-                     hessian_unconverged=evaluator.unconverged if evaluator.curvature is not None else None)
+                     hessian_unconverged=evaluator.unconverged if evaluator.curvature is not None else None,
+                     batch_size=evaluator.batch_size, oom_halvings=evaluator.oom_halvings,
+                     peak_device_bytes=peak_device_bytes(work.device), peak_host_rss_bytes=peak_host_rss_bytes(),
+                     nonfinite_points=len(evaluator.nonfinite))
+    _store_snapshot(work, log)
     final_key = shard_key(shard, num_shards)
     final = _shard_data(work.done, work.names, record)
     if not run.put_if_absent(final_key, shard_bytes(final)):
@@ -250,5 +272,18 @@ def _finish(work: _ShardWork, log: Log) -> ShardRecord:
     run.delete(partial_key(shard, num_shards))
     work.report("done")
     log(f"evaluate: shard {shard} of {num_shards} done: {computed} points in {loop_seconds:.1f}s"
-        + (f" ({loop_seconds / computed:.3f}s per point)" if computed else ""))
+        + (f" ({loop_seconds / computed:.3f}s per point)" if computed else "")
+        + f"; peak device memory {mib(record.peak_device_bytes)}, host RSS {mib(record.peak_host_rss_bytes)}")
     return record
+
+
+def _store_snapshot(work: _ShardWork, log: Log) -> None:
+    """``compute.memory_snapshot``: the shard's CUDA allocation history, beside its shard file."""
+    if work.snapshot is None or not work.snapshot.active:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "snapshot.pickle"
+        work.snapshot.dump(path)
+        key = memory_snapshot_key(work.shard, work.num_shards)
+        work.run.put(key, path.read_bytes())
+    log(f"evaluate: memory snapshot -> {work.run.url}/{key} (open it at https://pytorch.org/memory_viz)")

@@ -120,7 +120,7 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest),
                                        trajectory=_surface_trajectory(manifest.pca)))
     plot_keys = write_plots(run, spec) if plots else []
-    report = _report(run, spec, manifest, flat, stats, plot_keys, started)
+    report = _report(run, spec, manifest, flat, stats, plot_keys, started, log)
     run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
     log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
         f"{len(plot_keys)} plots")
@@ -143,8 +143,29 @@ def _surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
     return attrs
 
 
+def _precision_and_memory(stats: list[ShardRecord], log: Log) -> dict[str, object]:
+    """The precision the shards really used (``auto`` decides per worker) and why, and the run's
+    memory: the largest shard peaks, OOM halvings, fp16-overflowed points. Shards from before
+    these were recorded count as unknown (left out)."""
+    used = sorted({s.precision for s in stats if s.precision})
+    if len(used) > 1:
+        log(f"merge: warning: the shards were computed in different precisions ({', '.join(used)}): "
+            "precision auto on a mix of GPU generations; the surface may show seams between shards")
+    peaks = [s.peak_device_bytes for s in stats if s.peak_device_bytes is not None]
+    rss = [s.peak_host_rss_bytes for s in stats if s.peak_host_rss_bytes is not None]
+    return {
+        "precision_used": used,
+        "precision_reasons": sorted({s.precision_reason for s in stats if s.precision_reason}),
+        "memory": {"peak_device_bytes": max(peaks) if peaks else None,
+                   "peak_host_rss_bytes": max(rss) if rss else None,
+                   "batch_sizes": sorted({s.batch_size for s in stats if s.batch_size is not None}),
+                   "oom_halvings": sum(int(s.oom_halvings or 0) for s in stats)},
+        "nonfinite_logits_points": sum(int(s.nonfinite_points or 0) for s in stats),
+    }
+
+
 def _report(run: Storage, spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray], stats: list[ShardRecord],
-            plot_keys: list[str], started: float) -> dict:
+            plot_keys: list[str], started: float, log: Log = stderr_log) -> dict:
     """report.json: timings, per-shard stats, the surface's summary and the run's provenance."""
     pca, hessian = manifest.pca, manifest.hessian
     compute_s = sum(float(s.elapsed_s or 0.0) for s in stats)
@@ -152,6 +173,7 @@ def _report(run: Storage, spec: Spec, manifest: Manifest, flat: dict[str, np.nda
         "run": run.url, "name": spec.name, "spec_hash": spec.hash,
         "grid": {"x": str(spec.grid.x), "y": str(spec.grid.y) if spec.grid.y else None, "points": spec.grid.size},
         "precision": spec.compute.precision,
+        **_precision_and_memory(stats, log),
         "shards": [s.report_entry() for s in stats],
         "retries": sum(int(s.attempts if s.attempts is not None else 1) - 1 for s in stats),
         "compute_seconds": compute_s,

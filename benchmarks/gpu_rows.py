@@ -1,0 +1,40 @@
+"""Turns ``evaluator_speed.py``'s output into a row of docs/performance.md's GPU table.
+
+    python benchmarks/evaluator_speed.py ... --precision fp16 | python benchmarks/gpu_rows.py "ResNet-56, 50,000 images, V100" fp16
+
+``benchmarks/gpu_check.sh`` pipes each precision's run through it. A run the evaluator
+refused (bf16 on a GPU before Ampere) becomes a row that says so, not an empty one.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+_FIELDS = {
+    "ceiling": r"^ceiling \(batch (?P<batch>\d+)[^)]*\): (?P<value>[\d.]+) s/pass",
+    "point": r"^evaluator: (?P<value>[\d.]+) s/point",
+    "ratio": r"^ratio evaluator/ceiling: (?P<value>[\d.]+)",
+    "memory": r"^peak memory: (?P<value>[\d,]+ MiB)",
+    "deviation": r"^largest relative loss deviation from fp32: (?P<value>\S+)",
+}
+_REFUSED = re.compile(r"^precision refused: (?P<why>.+)$", re.M)
+
+
+def row(output: str, label: str, precision: str) -> str:
+    """One Markdown row: model, precision, ceiling, s/point, ratio, deviation from fp32, peak memory."""
+    refused = _REFUSED.search(output)
+    if refused:
+        return f"| {label} | {precision} | refused: {refused.group('why')} | | | | |"
+    found = {name: re.search(pattern, output, re.M) for name, pattern in _FIELDS.items()}
+    missing = [name for name, match in found.items() if match is None and name != "deviation"]
+    if missing:
+        return f"| {label} | {precision} | failed (no {', '.join(missing)} in the output) | | | | |"
+    value = {name: (match.group("value") if match else "") for name, match in found.items()}
+    deviation = value["deviation"] or ("(reference)" if precision == "fp32" else "")
+    return (f"| {label} | {precision} | {value['ceiling']} | {value['point']} | {value['ratio']} | "
+            f"{deviation} | {value['memory']} |")
+
+
+if __name__ == "__main__":
+    print(row(sys.stdin.read(), sys.argv[1], sys.argv[2]))

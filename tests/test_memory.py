@@ -1,0 +1,142 @@
+"""Memory a user can plan with (issue 18): each shard's peaks in its record and report.json,
+``launcher estimate``'s peak against the GPU's memory, the opt-in snapshot.
+
+No GPU here: the CUDA numbers come from one small function each in ``landscape_job.memory``;
+the rest is tested with the CPU's own figures and fake device records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from conftest import run_all, spec_from
+from landscape_job import stages
+from landscape_job.estimate import MemoryEstimate, describe_memory, estimate_memory
+from landscape_job.memory import GiB, MiB, Fit, LiveBytes, MemorySnapshot, device_total_bytes, peak_host_rss_bytes
+from landscape_job.records import ShardRecord
+from landscape_job.shards import ShardData, read_shard, shard_bytes, shard_key
+from launcher.cli import main as launcher
+from launcher.local import open_run
+
+
+def test_live_bytes_counts_what_operators_create_once_per_storage() -> None:
+    data = torch.randn(4096, 256)  # existed before: its batches are views, not new memory
+    layer = torch.nn.Linear(256, 256)
+    with torch.no_grad(), LiveBytes() as counted:
+        for start in range(0, 4096, 1024):
+            out = layer(data[start:start + 1024])
+            del out
+    one_output = 1024 * 256 * 4
+    assert counted.peak == one_output and counted.live == 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16), LiveBytes() as half:
+        out = layer(data[:1024])
+    # autocast's float16 copies of the input, weight and bias, and the float16 output: all counted.
+    assert out.dtype == torch.float16
+    assert half.peak == 1024 * 256 * 2 + 256 * 256 * 2 + 256 * 2 + 1024 * 256 * 2
+
+
+def test_fit_and_the_largest_batch_against_a_gpu() -> None:
+    props = SimpleNamespace(total_memory=16 * GiB)  # a V100-16GB's get_device_properties, faked
+    total = device_total_bytes(torch.device("cuda"), props)
+    assert total == 16 * GiB and device_total_bytes(torch.device("cpu")) is None
+    assert Fit(10 * GiB, total).fits and not Fit(15 * GiB + 1, total).fits
+    assert "does NOT fit" in Fit(20 * GiB, total).describe("V100")
+    est = MemoryEstimate(peak_bytes=3 * GiB, resident_bytes=1 * GiB, working_bytes=2 * GiB, batch_size=1024,
+                         precision="fp16", points_per_forward=1, device="cpu", method="counted tensor bytes")
+    # 16 GiB - 1 GiB overhead - 1 GiB resident = 14 GiB at 2 MiB per sample.
+    assert est.largest_batch(total) == 7168
+
+
+def test_an_old_shard_without_memory_fields_still_reads() -> None:
+    old = {"spec_hash": "s", "direction_hash": "d", "shard": 0, "num_shards": 1, "precision": "fp32"}
+    record = ShardRecord.from_attrs(read_shard(shard_bytes(ShardData(np.arange(1), {}, old)), "old").attrs)
+    assert record.peak_device_bytes is None and record.batch_size is None and record.precision_reason is None
+    assert record.report_entry()["peak_host_rss_bytes"] is None
+
+
+def test_each_shard_records_its_memory_and_precision_and_the_report_sums_them(tmp_path: Path,
+                                                                              linear_spec: dict) -> None:
+    linear_spec["compute"].update({"shards": 2, "precision": "auto", "batch_size": "auto", "memory_snapshot": True})
+    spec = spec_from(tmp_path, linear_spec)
+    run = open_run(spec, "mem")
+    logs: list[str] = []
+    stages.prepare(run, log=lambda _m: None)
+    for shard in range(2):
+        stages.evaluate(run, shard, log=logs.append)
+    report = stages.merge(run, log=lambda _m: None, plots=False)
+    record = ShardRecord.from_attrs(read_shard(run.get(shard_key(0, 2)), "s").attrs)
+    assert record.precision == "fp32" and record.precision_reason.startswith("auto: fp32 on cpu")
+    assert record.batch_size == 1024 and record.oom_halvings == 0 and record.nonfinite_points == 0
+    assert record.peak_device_bytes is None  # a CPU has no device memory apart from the host's
+    assert record.peak_host_rss_bytes > 10 * MiB and record.peak_host_rss_bytes <= peak_host_rss_bytes()
+    assert report["precision"] == "auto" and report["precision_used"] == ["fp32"]
+    assert report["memory"]["peak_host_rss_bytes"] > 10 * MiB and report["memory"]["peak_device_bytes"] is None
+    assert report["memory"]["batch_sizes"] == [1024] and report["nonfinite_logits_points"] == 0
+    assert all("peak_host_rss_bytes" in s for s in report["shards"])
+    assert json.loads(run.get("report.json"))["memory"] == report["memory"]
+    # The snapshot is CUDA's: on a CPU the stage says so, and stores nothing.
+    assert any("memory_snapshot records CUDA allocations only" in line for line in logs)
+    assert not any(key.endswith(".memory.pickle") for key in run.list("shards/"))
+    assert any("peak device memory not measured, host RSS" in line for line in logs)
+
+
+def test_speed_and_snapshot_keys_leave_the_hash_alone(tmp_path: Path, linear_spec: dict) -> None:
+    plain = spec_from(tmp_path, linear_spec)
+    linear_spec["compute"]["memory_snapshot"] = True
+    assert spec_from(tmp_path, linear_spec).hash == plain.hash
+
+
+def test_estimate_memory_on_the_cpu_and_against_a_named_gpu(tmp_path: Path, linear_spec: dict) -> None:
+    spec = spec_from(tmp_path, linear_spec)
+    est = estimate_memory(spec)
+    assert est.method == "counted tensor bytes" and est.batch_size == 32 and est.precision == "fp64"
+    assert est.resident_bytes > 0 and est.working_bytes > 0
+    assert est.peak_bytes == est.resident_bytes + est.working_bytes
+    lines = describe_memory(est, spec, 16 * GiB, "kubernetes.gpu_memory 16Gi")
+    assert lines[0].startswith("memory (counted tensor bytes, on cpu): peak")
+    assert "fits" in lines[1] and "largest batch that fits kubernetes.gpu_memory 16Gi" in lines[2]
+    unknown = describe_memory(est, spec, None, "")
+    assert "set kubernetes.gpu_memory" in unknown[-1]
+
+
+def test_launcher_estimate_prints_the_memory_against_kubernetes_gpu_memory(tmp_path: Path, linear_spec: dict,
+                                                                          capsys) -> None:
+    linear_spec["kubernetes"] = {"gpu_memory": "16Gi"}
+    path = tmp_path / "surface.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(linear_spec))
+    assert launcher(["estimate", str(path), "--points", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "memory (counted tensor bytes, on cpu): peak" in out
+    assert "against kubernetes.gpu_memory 16Gi" in out and ": fits" in out
+
+
+def test_validate_says_what_precision_auto_will_do(tmp_path: Path, linear_spec: dict, capsys) -> None:
+    linear_spec["compute"]["precision"] = "auto"
+    path = tmp_path / "surface.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(linear_spec))
+    assert launcher(["validate", str(path), "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "#   precision: auto: decided by each worker for its device: bf16 on CUDA with compute capability >= 8.0" \
+        in out
+
+
+def test_the_snapshot_is_off_the_cpu() -> None:
+    snapshot = MemorySnapshot(True, torch.device("cpu"))
+    assert not snapshot.active and snapshot.dump(Path("/nonexistent/x.pickle")) is False
+
+
+def test_run_all_still_merges_with_the_new_fields(tmp_path: Path, linear_spec: dict) -> None:
+    spec = spec_from(tmp_path, linear_spec)
+    run = open_run(spec, "plain")
+    run_all(run, 1)
+    report = json.loads(run.get("report.json"))
+    assert report["precision_used"] == ["fp64"] and report["memory"]["oom_halvings"] == 0
