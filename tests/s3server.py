@@ -254,10 +254,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
                 self.send_header(name, value)
         if self.command == "HEAD":
+            if action in (TRUNCATE, CUT_RESET):  # no body to cut: the headers are cut instead
+                self._headers_buffer = self._headers_buffer[:1]  # the status line only
+                self.wfile.write(b"".join(self._headers_buffer))
+                return self._drop() if action == TRUNCATE else self._reset()
             self.send_header("Content-Length", length or "0")
             self.end_headers()
-            if action in (TRUNCATE, CUT_RESET):  # no body to cut: the connection goes instead
-                return self._drop() if action == TRUNCATE else self._reset()
             return
         if action == FLIP and data:
             data = data[:-1] + bytes([data[-1] ^ 0x01])
