@@ -35,13 +35,6 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
-def check_key(key: str) -> str:
-    """A key as every backend takes it: relative, and staying inside the run."""
-    if not key or key.startswith("/") or ".." in key.split("/"):
-        raise ValueError(f"storage key must be relative and stay inside the run: {key!r}")
-    return key
-
-
 def h5_bytes(write: Callable[[h5py.File], None]) -> bytes:
     """Builds an HDF5 file in memory, so it can be stored as one atomic object."""
     buffer = io.BytesIO()

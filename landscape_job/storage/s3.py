@@ -57,8 +57,8 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from landscape_job.errors import StageError, UserError
-from landscape_job.location import S3, StorageLocation, StorageOptions, split_s3_url
-from landscape_job.storage.base import NotFound, check_key
+from landscape_job.location import S3, StorageLocation, StorageOptions, check_key, split_s3_url
+from landscape_job.storage.base import NotFound
 from landscape_job.storage.retry import Corrupt, RetryPolicy, fault_of, retrying
 
 T = TypeVar("T")
