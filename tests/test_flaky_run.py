@@ -65,8 +65,9 @@ def short_budget(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, str(value))
 
 
-def _launch(spec: Path, run_id: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+def _launch(spec: Path, run_id: str, timeout: float = 300, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               **env_vars)
     return subprocess.run([sys.executable, "-c", "import sys; from launcher.cli import main; sys.exit(main())",
                            "submit", str(spec), "--local", "--run-id", run_id, "--workers", "2"],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=spec.parent)
@@ -118,12 +119,12 @@ def test_digits_through_a_flaky_store(tmp_path: Path, digits_spec: dict, moto_en
         plan.kinds = HARD_FAULTS  # nothing gets through (see test_storage_faults)
         proxy.decide = down_after_a_checkpoint
         started = time.monotonic()
-        failed = _launch(spec, "down")
+        failed = _launch(spec, "down", **{ATTEMPTS_ENV: "4"})  # a shorter budget: nothing gets through anyway
         down_seconds = time.monotonic() - started
         errors = [line for line in failed.stderr.splitlines() if line.startswith("launcher")]
         assert failed.returncode == 1, failed.stderr[-3000:]
         assert "Traceback" not in failed.stderr and len(errors) == 1, failed.stderr[-3000:]
-        assert "--run-id down" in errors[0] and "still failing" in errors[0], errors[0]
+        assert "--run-id down" in errors[0] and "still failing after 4 attempts" in errors[0], errors[0]
         assert failed.stderr.strip().splitlines()[-1] == errors[0]
         assert plan.rate == 1.0 and "surface.h5" not in direct_keys(bucket, moto_endpoint, "down")
 

@@ -133,3 +133,24 @@ def test_retry_policy_from_env() -> None:
     delays = [policy.delay(n) for n in range(1, 40)]
     assert all(0 <= d <= policy.backoff_max for d in delays)
     assert fault_of(ValueError("x")) is None and fault_of(ConnectionResetError()) == "ConnectionResetError"
+
+
+def test_s3_inputs_are_fetched_through_faults(moto_endpoint: str, bucket: str, short_clock: None, tmp_path) -> None:
+    """The inputs fetcher (a checkpoint, a data folder in S3) retries as the run's storage does."""
+    from pathlib import Path
+
+    from landscape_job.inputs import Fetcher
+    from landscape_job.location import StorageOptions
+
+    direct = S3Storage(f"s3://{bucket}", s3_options(moto_endpoint))
+    direct.put("in/model.pt", b"weights" * 1000)
+    direct.put("in/ds/a.bin", b"a" * 300)
+    direct.put("in/ds/sub/b.bin", b"b" * 500)
+    for kind in FAULTS:
+        with _proxy(moto_endpoint, _first_of_each(kind)) as proxy:
+            fetcher = Fetcher(cache=tmp_path / kind, s3_options=StorageOptions(**s3_options(proxy.url)))
+            assert Path(fetcher.file(f"s3://{bucket}/in/model.pt", "model.checkpoint")).read_bytes() == \
+                b"weights" * 1000
+            root = Path(fetcher.folder(f"s3://{bucket}/in/ds", "data.root"))
+            assert (root / "sub" / "b.bin").read_bytes() == b"b" * 500 and (root / "a.bin").read_bytes() == b"a" * 300
+        assert proxy.counts[kind] >= 3, (kind, proxy.counts)

@@ -138,7 +138,7 @@ def retrying(call: Callable[[int], T], what: str, policy: RetryPolicy,
             if attempt == policy.attempts:
                 raise StageError(f"{what}: still failing after {attempt} attempt{'s' if attempt > 1 else ''} "
                                  f"over {time.monotonic() - started:.0f} s (last: {_one_line(fault)}); "
-                                 f"the object store or the network is failing; resume the run later") from None
+                                 f"the object store or the network is failing, try again later") from None
         sleep(policy.delay(attempt))
     raise AssertionError("unreachable")
 
