@@ -59,7 +59,7 @@ from s3transfer.exceptions import RetriesExceededError
 from landscape_job.errors import StageError, UserError
 from landscape_job.location import S3, StorageLocation, StorageOptions, check_key, split_s3_url
 from landscape_job.storage.base import NotFound
-from landscape_job.storage.retry import Corrupt, RetryPolicy, fault_of, retrying
+from landscape_job.storage.retry import Corrupt, RetryPolicy, retrying
 
 T = TypeVar("T")
 
