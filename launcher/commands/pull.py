@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> None:
             check_key(key)
         except UserError as err:
             raise UserError(f"{storage.url}: {err}; nothing pulled") from None
-    dest = (args.dir or Path(run_id)).absolute()
+    shown = args.dir or Path(run_id)
+    dest = shown.absolute()
     if dest.exists() and not dest.is_dir():
         raise UserError(f"{dest}: exists and is not a folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         for n, key in enumerate(keys, 1):
             size += _download(storage, key, _inside(staging, key))
-            line = pull_line(n, len(keys), size, storage.url, dest)
+            line = pull_line(n, len(keys), size, storage.url, shown)
             if tty:
                 print("\r" + line, end="\n" if n == len(keys) else "", file=sys.stderr, flush=True)
             elif n == len(keys):
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
         _move_in(staging, dest, keys)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(dest / SURFACE_KEY)
+    print(shown / SURFACE_KEY)
 
 
 def _inside(root: Path, key: str) -> Path:
