@@ -120,9 +120,11 @@ def test_digits_when_the_store_goes_down_then_resumes(tmp_path: Path, digits_spe
                                                       bucket: str, short_budget: None) -> None:
     expected = _expected(tmp_path, digits_spec)
     plan = FaultPlan(seed=17, rate=RATE)
+    outage = {"armed": True}
 
     def down_after_a_checkpoint(method: str, path: str, headers) -> str:
-        if plan.rate < 1.0 and method == "PUT" and path.split("?")[0].endswith(".partial.h5"):
+        if outage["armed"] and method == "PUT" and path.split("?")[0].endswith(".partial.h5"):
+            outage["armed"] = False
             plan.rate, plan.kinds = 1.0, HARD_FAULTS  # this PUT and every request after it fail
         return plan(method, path, headers)
 
