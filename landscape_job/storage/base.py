@@ -13,6 +13,9 @@ from typing import Callable, Protocol
 
 import h5py
 
+# The one check of keys and run ids lives with the location; backends take it from here.
+from landscape_job.location import InvalidKey, check_key  # noqa: F401 - re-exported
+
 
 class NotFound(KeyError):
     """The key does not exist in the run's storage."""
