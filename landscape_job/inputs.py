@@ -216,15 +216,15 @@ class Fetcher:
 
     def _head(self, storage: Any, bucket: str, name: str, key: str, url: str) -> dict[str, Any]:
         try:
-            head = storage.client.head_object(Bucket=bucket, Key=name)
+            head = storage.retried(f"head {url}", lambda _: _complete(storage.client.head_object(Bucket=bucket, Key=name)))
         except Exception as err:  # noqa: BLE001 - mapped to a user's message or re-raised
             raise self._s3_error(err, key, url) from None
         return {"size": int(head["ContentLength"]), "etag": head.get("ETag", "")}
 
     def _list(self, storage: Any, bucket: str, prefix: str, key: str, url: str,
               limit: int | None = None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        try:
+        def attempt(_: int) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
             paginator = storage.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", ()):
@@ -232,13 +232,16 @@ class Fetcher:
                         items.append({"key": item["Key"], "size": int(item["Size"]), "etag": item.get("ETag", "")})
                         if limit is not None and len(items) >= limit:
                             return items
+            return items
+
+        try:  # transient faults retried by the storage's policy; a spent budget is a StageError
+            return storage.retried(f"list {url}", attempt)
         except Exception as err:  # noqa: BLE001
             raise self._s3_error(err, key, url) from None
-        return items
 
     def _download_s3(self, storage: Any, bucket: str, name: str, dest: Path, key: str, url: str) -> None:
         try:
-            storage.client.download_file(bucket, name, str(dest), Config=storage.transfer)
+            storage.retried(f"download {url}", lambda _: _download_file(storage, bucket, name, dest))
         except Exception as err:  # noqa: BLE001
             raise self._s3_error(err, key, url) from None
 
@@ -343,6 +346,25 @@ class Fetcher:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return tree
+
+
+def _download_file(storage: Any, bucket: str, name: str, dest: Path) -> None:
+    """One attempt at an S3 object to ``dest`` (s3transfer: parallel ranged GETs, each part retried)."""
+    from landscape_job.storage.retry import Corrupt
+
+    try:
+        storage.transfer_client.download_file(bucket, name, str(dest), Config=storage.transfer)
+    except KeyError as err:  # s3transfer's own HEAD came back without the size it needs
+        raise Corrupt(f"a HEAD answer without {err}") from None
+
+
+def _complete(head: dict[str, Any]) -> dict[str, Any]:
+    """A HEAD answer that says the object's size; one cut short is retried like any passing fault."""
+    from landscape_job.storage.retry import Corrupt
+
+    if "ContentLength" not in head:
+        raise Corrupt("a HEAD answer without Content-Length")
+    return head
 
 
 def _install_folder(staging: Path, tree: Path) -> None:

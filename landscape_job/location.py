@@ -64,6 +64,48 @@ def _type_name(value: object) -> str:
     return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
+#: A run id: one folder name under the storage base (a Kubernetes run's id is stricter still).
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: S3's limit on a key's length, in bytes; a folder's own limits are looser.
+MAX_KEY_BYTES = 1024
+
+
+class InvalidKey(UserError, ValueError):
+    """A storage key or run id that would leave the run (or its storage), or that no store takes."""
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def check_run_id(run_id: str, what: str = "run id") -> str:
+    """A run id as every command takes it: one folder name, never ``..``, ``/`` or a control character.
+
+    The one check, for ``submit --run-id``, ``--run`` URLs joined from a base, ``pull`` and
+    every other way a run id reaches storage (:meth:`StorageLocation.join`).
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise InvalidKey(f"{what}: expected up to 128 letters, digits, '.', '_' or '-', starting with a letter "
+                         f"or digit (one folder name inside the storage); got {_shown(str(run_id))}")
+    return run_id
+
+
+def check_key(key: str) -> str:
+    """A storage key as every backend takes it: relative, and staying inside the run.
+
+    Refused: empty, absolute, a ``.`` or ``..`` or empty segment, a backslash, a control
+    character, more than S3's 1,024 bytes. One line naming the key.
+    """
+    segments = key.split("/") if isinstance(key, str) else [""]
+    if (not key or key.startswith("/") or any(part in ("", ".", "..") for part in segments)
+            or "\\" in key or any(ord(c) < 32 or ord(c) == 127 for c in key)
+            or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES):
+        raise InvalidKey(f"storage key {_shown(str(key))}: must be relative and stay inside the run "
+                         f"(no '..', '.', empty or absolute parts, no backslash or control character)")
+    return key
+
+
 def local_path(url: str) -> str:
     """A ``file://`` URL or a plain path as the plain path: the one place ``file://`` is taken off."""
     return url[len(FILE_PREFIX):] if url.startswith(FILE_PREFIX) else url
@@ -233,8 +275,8 @@ class StorageLocation:
         return Path(local_path(self.url))
 
     def join(self, run_id: str) -> StorageLocation:
-        """The location of one run under this base location."""
-        return StorageLocation.parse(self.url.rstrip("/") + "/" + run_id, self.options)
+        """The location of one run under this base location; the run id is checked (:func:`check_run_id`)."""
+        return StorageLocation.parse(self.url.rstrip("/") + "/" + check_run_id(run_id), self.options)
 
     def moved_to(self, url: str, base_dir: Path | None = None) -> StorageLocation:
         """Another base URL with these options where it takes them (S3), without where it does not.

@@ -133,6 +133,7 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
 
 def _submit(args: argparse.Namespace) -> None:
     from landscape_job.errors import UserError
+    from landscape_job.location import check_run_id
     from landscape_job.preflight import check_inputs
     from landscape_job.spec import load_spec
     from landscape_job.stages import REPORT_KEY, SURFACE_KEY
@@ -147,6 +148,8 @@ def _submit(args: argparse.Namespace) -> None:
             raise UserError(f"{flag}: only for the cluster, not with --local")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: must be at least 1, got {args.workers}")
+    if args.run_id is not None:
+        check_run_id(args.run_id, "--run-id")
     spec = load_spec(args.spec, storage_override=args.storage)
     check_inputs(spec)
     run = submit_local(spec, run_id=args.run_id, workers=args.workers)

@@ -106,11 +106,13 @@ class LocalRunner:
             print(f"  {line}", file=self.stream)
 
     def _done_points(self) -> int:
+        """The points the shards report done; a progress file that is missing, unreadable or (after
+        the storage's retries) unreachable counts nothing this time: the workers' own exits decide."""
         total = 0
         for shard in range(self.spec.compute.shards):
             try:
                 total += ProgressRecord.from_json(self.run.get(progress_key(shard, self.spec.compute.shards))).done
-            except (KeyError, ValueError, TypeError, OSError):
+            except (KeyError, ValueError, TypeError, OSError, StageError):
                 pass
         return total
 
@@ -149,7 +151,12 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
           f"{workers} local worker{'s' if workers > 1 else ''} -> {run.url}", file=stream)
     with tempfile.TemporaryDirectory(prefix="landscape-logs-") as tmp:
         runner = LocalRunner(run, spec, workers, Path(tmp), stream)
-        runner.run_stage("prepare")
-        runner.run_evaluate()
-        runner.run_stage("merge")
+        try:
+            runner.run_stage("prepare")
+            runner.run_evaluate()
+            runner.run_stage("merge")
+        except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
+            first, newline, rest = str(err).partition("\n")
+            raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
+                             f"{newline}{rest}") from None
     return run

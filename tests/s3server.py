@@ -2,8 +2,11 @@
 
 * ``start_moto()``: moto's standalone S3 server in a thread of the test process.
 * ``FlakyProxy``: a reverse proxy in front of it that fails chosen requests the way real
-  object stores and networks do (503 SlowDown, a dropped connection before or after the
-  request reached the server, a body cut short, 501 for conditional writes).
+  object stores and networks do (500, 503 SlowDown, a dropped or reset connection before
+  or after the request reached the server, a body cut short, an answer slower than the
+  client waits, 501 for conditional writes).
+* ``FaultPlan``: a seeded plan for it that fails a given share of requests, each in one of
+  those ways, and whose rate can be changed while a run goes on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import collections
 import http.client
 import random
 import socket
+import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import urlsplit
@@ -24,6 +29,18 @@ LOOPBACK = "127.0.0.1"
 #: What the proxy does with one request.
 OK, SLOWDOWN, DROP, DROP_AFTER, TRUNCATE, NOT_IMPLEMENTED = (
     "ok", "slowdown", "drop", "drop_after", "truncate", "not_implemented")
+#: ... 500 InternalError; a TCP reset (SO_LINGER 0) before the server saw the request, or
+#: after it acted; an answer delayed below the client's read timeout, or beyond it (the
+#: request reaches the server all the same).
+ERROR_500, RESET, RESET_AFTER, SLOW, TIMEOUT = "error_500", "reset", "reset_after", "slow", "timeout"
+#: A body cut short (``Content-Length`` promised) and the connection then reset, not closed:
+#: the client's read fails mid-body (urllib3's ProtocolError, even while botocore itself
+#: reads an error answer).
+CUT_RESET = "cut_reset"
+#: A body of the promised length with one byte flipped (a bad disk, a broken middlebox).
+FLIP = "flip"
+#: Every way a request can fail, for ``FaultPlan``.
+FAULTS = (ERROR_500, SLOWDOWN, DROP, DROP_AFTER, RESET, RESET_AFTER, TRUNCATE, CUT_RESET, SLOW, TIMEOUT)
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "te", "upgrade",
                "content-length"}
@@ -77,6 +94,27 @@ def seeded_faults(seed: int, slowdown: float = 0.30, drop: float = 0.08, drop_af
     return decide
 
 
+class FaultPlan:
+    """Fails ``rate`` of the requests (0..1), each in one of ``kinds`` chosen evenly; seeded.
+
+    ``SLOW`` is not counted as a failure by the client (the answer comes in time) but is
+    one of the kinds all the same: a slow store is one of the ways a store misbehaves.
+    ``rate`` may be changed at any time (``plan.rate = 1.0``: nothing gets through).
+    """
+
+    def __init__(self, seed: int, rate: float, kinds: tuple[str, ...] = FAULTS):
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.kinds = kinds
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, path: str, headers) -> str:
+        with self._lock:
+            if self.rng.random() >= self.rate:
+                return OK
+            return self.rng.choice(self.kinds)
+
+
 class FlakyProxy:
     """A reverse proxy on 127.0.0.1 that forwards to ``upstream`` unless ``decide`` says otherwise.
 
@@ -84,8 +122,12 @@ class FlakyProxy:
     ``counts`` tallies the actions taken; ``log`` keeps (method, path, action).
     """
 
-    def __init__(self, upstream: str, decide: Callable[[str, str, dict], str]):
+    def __init__(self, upstream: str, decide: Callable[[str, str, dict], str], slow: float = 0.2,
+                 timeout: float = 1.5):
         parts = urlsplit(upstream)
+        #: Seconds a SLOW answer waits (below the client's read timeout) and a TIMEOUT one
+        #: (beyond it; the client has given up by then).
+        self.slow, self.timeout = slow, timeout
         self.upstream = (parts.hostname, parts.port)
         self.decide = decide
         self.counts: collections.Counter[str] = collections.Counter()
@@ -148,6 +190,16 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _reset(self) -> None:
+        """Aborts the connection with a TCP RST (SO_LINGER 0), as a load balancer or a crash does."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
     def _error(self, status: int, code: str, message: str) -> None:
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
                 f"<Message>{message}</Message></Error>").encode()
@@ -178,14 +230,22 @@ class _Handler(BaseHTTPRequestHandler):
         action = proxy._action(self.command, self.path, self.headers)
         if action == DROP:
             return self._drop()
+        if action == RESET:
+            return self._reset()
         if action == SLOWDOWN:
             return self._error(503, "SlowDown", "Please reduce your request rate.")
+        if action == ERROR_500:
+            return self._error(500, "InternalError", "We encountered an internal error. Please try again.")
         if action == NOT_IMPLEMENTED:
             return self._error(501, "NotImplemented", "A header you provided implies functionality that is "
                                                       "not implemented")
         status, headers, data = self._forward(body)
         if action == DROP_AFTER:  # the server did it; the client never hears
             return self._drop()
+        if action == RESET_AFTER:
+            return self._reset()
+        if action in (SLOW, TIMEOUT):
+            time.sleep(proxy.slow if action == SLOW else proxy.timeout)
         self.send_response(status)
         length = None
         for name, value in headers:
@@ -194,14 +254,29 @@ class _Handler(BaseHTTPRequestHandler):
             elif name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
                 self.send_header(name, value)
         if self.command == "HEAD":
+            if action in (TRUNCATE, CUT_RESET):  # no body to cut: the headers are cut instead
+                self._headers_buffer = self._headers_buffer[:1]  # the status line only
+                self.wfile.write(b"".join(self._headers_buffer))
+                return self._drop() if action == TRUNCATE else self._reset()
             self.send_header("Content-Length", length or "0")
             self.end_headers()
             return
+        if action == FLIP and data:
+            data = data[:-1] + bytes([data[-1] ^ 0x01])
+        if action in (TRUNCATE, CUT_RESET):  # promise more than comes, error answers and empty bodies included
+            self.send_header("Content-Length", str(len(data) + 16))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            if action == CUT_RESET:
+                time.sleep(0.02)  # the client has the headers and part of the body when the RST comes
+                return self._reset()
+            return self._drop()
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if action == TRUNCATE and len(data) > 1:
-            self.wfile.write(data[: len(data) // 2])
-            return self._drop()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:  # a TIMEOUT's client is gone
+            self.close_connection = True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _proxy

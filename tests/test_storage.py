@@ -18,12 +18,12 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from botocore.retries.standard import ExponentialBackoff
 
 from conftest import run_all, spec_from, write_spec
 from landscape_job.errors import StageError, UserError
 from landscape_job.storage import (STORAGE_OPTIONS_ENV, NotFound, h5_bytes, open_h5, open_storage, run_storage,
                                    storage_options_from_env)
+from landscape_job.storage.retry import BACKOFF_ENV, RetryPolicy
 from landscape_job.storage.s3 import S3Storage
 from launcher.local import open_run
 from s3server import (DROP, DROP_AFTER, NOT_IMPLEMENTED, OK, SLOWDOWN, TRUNCATE, FlakyProxy, closed_port,
@@ -203,8 +203,10 @@ class TestContract:
 # -- S3 specifics -------------------------------------------------------------------------
 
 def _count_calls(storage: S3Storage, operation: str, calls: list) -> None:
-    storage.client.meta.events.register(f"before-parameter-build.s3.{operation}",
-                                        lambda params, **_: calls.append((operation, dict(params))))
+    """Records the calls of ``operation`` by either client (single requests, multipart transfers)."""
+    for client in (storage.client, storage.transfer_client):
+        client.meta.events.register(f"before-parameter-build.s3.{operation}",
+                                    lambda params, **_: calls.append((operation, dict(params))))
 
 
 def test_multipart_round_trip(moto_endpoint: str, bucket: str) -> None:
@@ -232,7 +234,9 @@ def test_url_and_options(moto_endpoint: str, bucket: str) -> None:
     assert config.s3 == {"addressing_style": "path"}
     assert config.request_checksum_calculation == "when_required"
     assert config.response_checksum_validation == "when_required"
-    assert config.retries["mode"] == "standard" and config.retries["total_max_attempts"] >= 5
+    assert config.retries["total_max_attempts"] == 1  # storage/retry.py retries every call itself
+    assert storage.policy.attempts >= 5
+    assert storage.transfer_client.meta.config.retries == {"mode": "standard", "total_max_attempts": storage.policy.attempts}
     storage.put("k", b"v")  # a server that is fine with when_required too
     assert storage.get("k") == b"v"
     bare = open_storage(f"s3://{bucket}", s3_options(moto_endpoint))
@@ -322,7 +326,7 @@ def test_unreachable_endpoint_in_a_stage_is_a_stage_error(aws_env: None, monkeyp
     monkeypatch.setattr("landscape_job.storage.s3.MAX_ATTEMPTS", 2)
     monkeypatch.setattr("landscape_job.storage.s3.CONNECT_TIMEOUT", 1.0)
     storage = S3Storage("s3://bucket/runs", s3_options(f"http://127.0.0.1:{closed_port()}"))
-    with pytest.raises(StageError, match="cannot reach"):
+    with pytest.raises(StageError, match="put k: still failing after 2 attempts .*EndpointConnectionError"):
         storage.put("k", b"x")
 
 
@@ -330,16 +334,17 @@ def test_unreachable_endpoint_in_a_stage_is_a_stage_error(aws_env: None, monkeyp
 
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """botocore's real retry decisions and backoff, on a 20x shorter clock; records the delays."""
+    """The real retry loop on a short clock (as the environment sets it); records the delays."""
     delays: list[float] = []
-    original = ExponentialBackoff.delay_amount
+    original = RetryPolicy.delay
 
-    def delay_amount(self, context):
-        delay = original(self, context)
-        delays.append(delay)
-        return delay / 20
+    def delay(self, attempt):
+        value = original(self, attempt)
+        delays.append(value)
+        return value
 
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
+    monkeypatch.setenv(BACKOFF_ENV, "0.01")
+    monkeypatch.setattr(RetryPolicy, "delay", delay)
     return delays
 
 

@@ -13,6 +13,9 @@ from typing import Callable, Protocol
 
 import h5py
 
+# The one check of keys and run ids lives with the location; backends take it from here.
+from landscape_job.location import InvalidKey, check_key  # noqa: F401 - re-exported
+
 
 class NotFound(KeyError):
     """The key does not exist in the run's storage."""
@@ -33,13 +36,6 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def delete(self, key: str) -> None: ...
-
-
-def check_key(key: str) -> str:
-    """A key as every backend takes it: relative, and staying inside the run."""
-    if not key or key.startswith("/") or ".." in key.split("/"):
-        raise ValueError(f"storage key must be relative and stay inside the run: {key!r}")
-    return key
 
 
 def h5_bytes(write: Callable[[h5py.File], None]) -> bytes:

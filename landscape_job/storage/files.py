@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from landscape_job.errors import UserError
-from landscape_job.location import StorageLocation, file_url
-from landscape_job.storage.base import NotFound, check_key
+from landscape_job.location import StorageLocation, check_key, file_url
+from landscape_job.storage.base import NotFound
 
 
 def _read_umask() -> int:

@@ -17,6 +17,12 @@ Credentials come only from boto3's standard chain (environment variables, a prof
 web identity / IRSA, the instance or pod metadata), never from the spec, and are never
 written into a message or a log.
 
+Every call is retried as ``storage/retry.py`` says (5xx, SlowDown, 429, resets, bodies cut
+short, timeouts; exponential backoff with full jitter; one budget), and every read is
+verified before use: its length against ``Content-Length``, and its bytes against the
+sha256 every ``put`` stores in the object's metadata (``x-amz-meta-sha256``), where the
+object has one.
+
 Every write is one whole object: a single ``PutObject`` is atomic in S3, and a multipart
 upload (used above the multipart threshold) becomes visible only when it completes, so a
 reader sees the old object or the new one, never half of either. ETags are never used as
@@ -26,11 +32,12 @@ S3-compatible stores); wherever content must be compared, the bytes are.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 import boto3
 import botocore.session
@@ -39,21 +46,22 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
-    ConnectionClosedError,
     ConnectionError as BotoConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
     HTTPClientError,
-    IncompleteReadError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
-    ReadTimeoutError,
-    ResponseStreamingError,
 )
 from s3transfer.exceptions import RetriesExceededError
 
 from landscape_job.errors import StageError, UserError
-from landscape_job.location import S3, StorageLocation, StorageOptions, split_s3_url
-from landscape_job.storage.base import NotFound, check_key
+from landscape_job.location import S3, StorageLocation, StorageOptions, check_key, split_s3_url
+from landscape_job.storage.base import NotFound
+from landscape_job.storage.retry import Corrupt, RetryPolicy, retrying
+
+T = TypeVar("T")
 
 #: Objects at least this large go up as a multipart upload and come down as parallel
 #: ranged GETs: each part is retried on its own instead of the whole object.
@@ -61,8 +69,9 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 #: S3's smallest part (all but the last).
 _MIN_PART = 5 * 1024 * 1024
 
-#: Attempts per request, the first included: with the standard mode's backoff (1 s base for
-#: throttling, doubling, capped at 20 s) this rides out about a minute of throttling.
+#: Attempts per call, the first included: with a 0.5 s first backoff, doubling, capped at
+#: 20 s, this rides out about a minute of throttling. ``LANDSCAPE_S3_ATTEMPTS`` and the
+#: other variables of ``storage/retry.py`` override these.
 MAX_ATTEMPTS = 10
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -72,12 +81,8 @@ CHECK_CONNECT_TIMEOUT = 3.0
 CHECK_READ_TIMEOUT = 10.0
 CHECK_ATTEMPTS = 2
 
-#: A GET whose body breaks off mid-stream is not retried by botocore (the response had
-#: already begun); ``get`` retries it this many times in all.
-_STREAM_ATTEMPTS = 5
-#: S3 answers 409 ConditionalRequestConflict to concurrent conditional writes of one key
-#: and asks the client to retry.
-_CONFLICT_ATTEMPTS = 5
+#: The metadata key of the sha256 every ``put`` stores with the object.
+SHA256_META = "sha256"
 
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
@@ -85,7 +90,6 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToke
 _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
                  "AuthorizationQueryParametersError"}
 _NOT_IMPLEMENTED = {"NotImplemented", "NotImplementedError", "UnsupportedOperation"}
-_STREAM_ERRORS = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
 
 
 _LOADER_LOCK = threading.Lock()
@@ -111,13 +115,12 @@ def _session() -> boto3.session.Session:
 def _client_config(options: StorageOptions, connect_timeout: float, read_timeout: float, attempts: int) -> Config:
     """botocore's client configuration for the options.
 
-    Retries use botocore's ``standard`` mode, not ``adaptive``: standard retries throttling
-    (503 SlowDown, 429), 5xx, timeouts and dropped connections with exponential backoff and
-    full jitter, the behaviour every AWS SDK shares, and bounds a struggling endpoint with
-    its retry quota. ``adaptive`` adds a client-side rate limiter that only helps a client
-    that itself sends many requests per second; each of our pods writes an object every few
-    seconds at most, and adaptive mode is still marked experimental and can make a call
-    wait on the limiter for long, unannounced stretches.
+    ``attempts`` 1 turns botocore's own retries off: the main client's calls are retried by
+    ``storage/retry.py``, which also covers what botocore cannot (a body that breaks off
+    while botocore reads it, a verification that fails). The client that moves multipart
+    objects keeps botocore's ``standard`` mode (exponential backoff, full jitter, a retry
+    quota), so each part is retried on its own; ``adaptive`` mode's client-side rate limiter
+    only helps a client that sends many requests a second, which no stage does.
     """
     kwargs: dict = {
         "connect_timeout": connect_timeout,
@@ -162,7 +165,10 @@ class S3Storage:
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self._root = self.prefix + "/" if self.prefix else ""
         self.options = location.options
-        self.client = self._make_client(CONNECT_TIMEOUT, READ_TIMEOUT, MAX_ATTEMPTS)
+        self.policy = RetryPolicy.from_env(attempts=MAX_ATTEMPTS, connect_timeout=CONNECT_TIMEOUT,
+                                           read_timeout=READ_TIMEOUT)
+        self.client = self._make_client(self.policy.connect_timeout, self.policy.read_timeout, 1)
+        self._transfer_client = None
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(multipart_threshold, _MIN_PART),
                                        max_concurrency=4)
@@ -183,6 +189,21 @@ class S3Storage:
             raise UserError(f"{what}: {_one_line(err)} (storage {self.url})") from None
 
     @property
+    def transfer_client(self):
+        """The client for multipart transfers: botocore retries each part itself (made on first use)."""
+        if self._transfer_client is None:
+            self._transfer_client = self._make_client(self.policy.connect_timeout, self.policy.read_timeout,
+                                                      self.policy.attempts)
+        return self._transfer_client
+
+    def retried(self, what: str, call: Callable[[int], T]) -> T:
+        """``call(attempt)`` with transient faults retried; a one-line ``StageError`` once the budget is spent.
+
+        Other errors propagate untouched (``_errors`` or the caller maps them).
+        """
+        return retrying(call, f"{self.url}: {what}", self.policy)
+
+    @property
     def endpoint(self) -> str:
         return self.client.meta.endpoint_url
 
@@ -200,9 +221,9 @@ class S3Storage:
             raise self._client_error(err, what) from None
         except (NoCredentialsError, PartialCredentialsError):
             raise UserError(self._no_credentials()) from None
-        except (BotoConnectionError, HTTPClientError) as err:
+        except (BotoConnectionError, HTTPClientError) as err:  # only when not retried
             raise StageError(f"{self.url}: {what}: cannot reach the S3 endpoint {self.endpoint} "
-                             f"({type(err).__name__} after {MAX_ATTEMPTS} attempts)") from None
+                             f"({type(err).__name__})") from None
         except ParamValidationError as err:
             raise UserError(f"{self.url}: {what}: {_one_line(err)}") from None
         except (S3UploadFailedError, RetriesExceededError) as err:
@@ -235,103 +256,114 @@ class S3Storage:
     # -- the Storage protocol -----------------------------------------------------------
 
     def put(self, key: str, data: bytes) -> None:
-        """Writes the whole object; large objects go up in parts, visible only once complete."""
+        """Writes the whole object with its sha256; large objects go up in parts, visible only once complete."""
         name = self._key(key)
-        with self._errors(f"put {key}"):
+        meta = {SHA256_META: hashlib.sha256(data).hexdigest()}
+
+        def attempt(_: int) -> None:
             if len(data) >= self.transfer.multipart_threshold:
-                self.client.upload_fileobj(io.BytesIO(data), self.bucket, name, Config=self.transfer)
+                self.transfer_client.upload_fileobj(io.BytesIO(data), self.bucket, name, Config=self.transfer,
+                                                    ExtraArgs={"Metadata": meta})
             else:
-                self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
+                self.client.put_object(Bucket=self.bucket, Key=name, Body=data, Metadata=meta)
+
+        with self._errors(f"put {key}"):
+            self.retried(f"put {key}", attempt)
 
     def get(self, key: str) -> bytes:
-        """The whole object; ``NotFound`` if there is none."""
+        """The whole object, verified (length, and sha256 where stored); ``NotFound`` if there is none."""
         name = self._key(key)
-        for attempt in range(1, _STREAM_ATTEMPTS + 1):
-            with self._errors(f"get {key}", key):
-                response = self.client.get_object(Bucket=self.bucket, Key=name)
-                body = response["Body"]
-                try:
-                    if response.get("ContentLength", 0) >= self.transfer.multipart_threshold:
-                        body.close()
-                        buffer = io.BytesIO()
-                        self.client.download_fileobj(self.bucket, name, buffer, Config=self.transfer)
-                        return buffer.getvalue()
-                    return body.read()
-                except _STREAM_ERRORS as err:
-                    if attempt == _STREAM_ATTEMPTS:
-                        raise StageError(f"{self.url}: get {key}: the download broke off {attempt} times "
-                                         f"({type(err).__name__})") from None
-                finally:
+
+        def attempt(_: int) -> bytes:
+            response = self.client.get_object(Bucket=self.bucket, Key=name)
+            body = response["Body"]
+            try:
+                if response.get("ContentLength") is None:  # S3 always sends it: these headers were cut short
+                    raise Corrupt("an answer without Content-Length")
+                length = int(response["ContentLength"])
+                if length >= self.transfer.multipart_threshold:
                     body.close()
-            time.sleep(min(0.1 * 2 ** attempt, 5.0))
-        raise AssertionError("unreachable")
+                    buffer = io.BytesIO()
+                    self.transfer_client.download_fileobj(self.bucket, name, buffer, Config=self.transfer)
+                    data = buffer.getvalue()
+                else:
+                    data = body.read()
+            finally:
+                body.close()
+            _verify(data, length, (response.get("Metadata") or {}).get(SHA256_META))
+            return data
+
+        with self._errors(f"get {key}", key):
+            return self.retried(f"get {key}", attempt)
 
     def exists(self, key: str) -> bool:
         name = self._key(key)
         try:
             with self._errors(f"exists {key}", key):
-                self.client.head_object(Bucket=self.bucket, Key=name)
+                self.retried(f"exists {key}", lambda _: self.client.head_object(Bucket=self.bucket, Key=name))
         except NotFound:
             return False
         return True
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix`` relative to the run, sorted; pages through any number of them."""
-        keys = []
-        with self._errors(f"list {prefix or '(all)'}"):
+        def attempt(_: int) -> list[str]:
+            keys = []
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._root + prefix):
                 for item in page.get("Contents", ()):
                     key = item["Key"][len(self._root):]
                     if key and not key.endswith("/"):  # skip "folder" markers some tools create
                         keys.append(key)
-        return sorted(keys)
+            return sorted(keys)
+
+        what = f"list {prefix or '(all)'}"
+        with self._errors(what):
+            return self.retried(what, attempt)
 
     def delete(self, key: str) -> None:
         """Removes the object; a missing key is not an error (as in S3 itself)."""
         name = self._key(key)
         with self._errors(f"delete {key}"):
-            self.client.delete_object(Bucket=self.bucket, Key=name)
+            self.retried(f"delete {key}", lambda _: self.client.delete_object(Bucket=self.bucket, Key=name))
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Writes the object only if the key does not exist yet; True if this call wrote it.
 
         Uses a conditional ``PutObject`` (``If-None-Match: *``, atomic in S3, MinIO and recent
-        Ceph): 412 means another writer was first -> False. If the request had to be retried
-        (its first response lost) and the answer is 412, the stored bytes are compared with
-        ``data``: equal bytes mean the earlier attempt landed (or a rival stored the very same
-        bytes, which is as good) -> True. Servers that answer
-        501/NotImplemented to conditional writes get a HEAD then a PUT instead, which is not
-        atomic: two writers racing in the same instant may both see True. Servers that
-        silently ignore ``If-None-Match`` cannot be detected and overwrite. One request, so
-        at most 5 GiB. ETags are never compared; content is.
+        Ceph): 412 means another writer was first -> False. A retried request is the subtle
+        case: an earlier attempt may have landed although its answer was lost (a reset, a
+        timeout, a 500 after the write), so a 412 after a retry is checked against the stored
+        bytes: equal bytes mean the earlier attempt landed (or a rival stored the very same
+        bytes, which is as good) -> True. Servers that answer 501/NotImplemented to
+        conditional writes get a HEAD then a PUT instead, which is not atomic: two writers
+        racing in the same instant may both see True. Servers that silently ignore
+        ``If-None-Match`` cannot be detected and overwrite. One request, so at most 5 GiB.
+        ETags are never compared; content is.
         """
         name = self._key(key)
-        if self.conditional_writes is not False:
-            for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
-                try:
-                    with self._errors(f"put_if_absent {key}"):
-                        try:
-                            self.client.put_object(Bucket=self.bucket, Key=name, Body=data, IfNoneMatch="*")
-                        except ClientError as err:
-                            code, status = _code(err), _status(err)
-                            if status == 412 or code == "PreconditionFailed":
-                                retried = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-                                self.conditional_writes = True
-                                return bool(retried) and self._holds(key, data)
-                            if status == 409 or code == "ConditionalRequestConflict":
-                                raise _Conflict() from None
-                            if status == 501 or code in _NOT_IMPLEMENTED:
-                                self.conditional_writes = False
-                                break
-                            raise
+        meta = {SHA256_META: hashlib.sha256(data).hexdigest()}
+
+        def attempt(number: int) -> bool | None:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=name, Body=data, Metadata=meta, IfNoneMatch="*")
+            except ClientError as err:
+                code, status = _code(err), _status(err)
+                if status == 412 or code == "PreconditionFailed":
                     self.conditional_writes = True
-                    return True
-                except _Conflict:
-                    if attempt == _CONFLICT_ATTEMPTS:
-                        raise StageError(f"{self.url}: put_if_absent {key}: concurrent writers kept "
-                                         f"conflicting ({attempt} attempts)") from None
-                    time.sleep(min(0.05 * 2 ** attempt, 2.0))
+                    return number > 1 and self._holds(key, data)
+                if status == 501 or code in _NOT_IMPLEMENTED:
+                    return None
+                raise
+            self.conditional_writes = True
+            return True
+
+        if self.conditional_writes is not False:
+            with self._errors(f"put_if_absent {key}"):
+                written = self.retried(f"put_if_absent {key}", attempt)
+            if written is not None:
+                return written
+            self.conditional_writes = False
         if self.exists(key):
             return False
         self.put(key, data)
@@ -349,12 +381,27 @@ class S3Storage:
         """One cheap request (a list of at most one key) that turns the usual mistakes into one line.
 
         Missing bucket, missing or rejected credentials, denied access, wrong region and an
-        unreachable endpoint each become a ``UserError`` naming the URL and what to do; it
-        uses a short connect timeout and one retry, so a wrong endpoint fails in seconds.
+        endpoint nobody answers at (refused, unknown host, connect timeout) each become a
+        ``UserError`` naming the URL and what to do, in seconds (a short connect timeout, one
+        retry). An endpoint that answers but fails in passing (5xx, SlowDown, resets, cut
+        bodies, slow answers) is retried like any call, and is a ``StageError`` (exit 1, try
+        again later) once the budget is spent: a flaky store is not the user's mistake.
         """
-        client = self._make_client(CHECK_CONNECT_TIMEOUT, CHECK_READ_TIMEOUT, CHECK_ATTEMPTS)
+        client = self._make_client(CHECK_CONNECT_TIMEOUT, min(CHECK_READ_TIMEOUT, self.policy.read_timeout), 1)
+        unreachable = 0
+
+        def attempt(_: int) -> None:
+            nonlocal unreachable
+            try:
+                client.list_objects_v2(Bucket=self.bucket, Prefix=self._root, MaxKeys=1)
+            except (EndpointConnectionError, ConnectTimeoutError):
+                unreachable += 1
+                if unreachable >= CHECK_ATTEMPTS:
+                    raise _Unreachable() from None
+                raise
+
         try:
-            client.list_objects_v2(Bucket=self.bucket, Prefix=self._root, MaxKeys=1)
+            self.retried("access check", attempt)
         except ClientError as err:
             error = self._client_error(err, "access check")
             if isinstance(error, StageError):
@@ -364,12 +411,20 @@ class S3Storage:
             raise error from None
         except (NoCredentialsError, PartialCredentialsError):
             raise UserError(self._no_credentials()) from None
-        except (BotoConnectionError, HTTPClientError):
+        except (_Unreachable, BotoConnectionError, HTTPClientError):
             raise UserError(f"storage {self.url}: cannot reach the S3 endpoint {client.meta.endpoint_url}; "
                             f"check storage.endpoint_url (or AWS_ENDPOINT_URL) and the network") from None
         except ParamValidationError as err:
             raise UserError(f"storage {self.url}: {_one_line(err)}") from None
 
 
-class _Conflict(Exception):
-    pass
+class _Unreachable(Exception):
+    """Nobody answers at the endpoint: a wrong endpoint_url far more often than a passing fault."""
+
+
+def _verify(data: bytes, length: int, sha256: str | None) -> None:
+    """The bytes as the store promised them: ``Content-Length`` many, and the stored sha256 if any."""
+    if len(data) != length:
+        raise Corrupt(f"{len(data)} bytes of {length}")
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256.lower():
+        raise Corrupt("sha256 mismatch")

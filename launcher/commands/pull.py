@@ -2,19 +2,26 @@
 
 Reads storage only; it talks to the cluster just to find the storage in the run's
 ConfigMap when neither a storage URL, ``--storage`` nor ``--spec`` says where it is.
+
+Whole or nothing: every key is checked (``location.check_key``) before anything is written,
+the objects go to a hidden temporary folder beside ``DIR``, and only once all have arrived
+are they renamed into ``DIR``; a failure removes the temporary folder. No path is ever
+written outside ``DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from landscape_job.errors import UserError
-from landscape_job.location import StorageLocation
+from landscape_job.location import StorageLocation, check_key, check_run_id
 from landscape_job.storage import Storage, open_storage, run_storage
 
 from launcher.commands.cluster_run import add_cluster_options, check_run, connect, run_config_map, storage_of
@@ -45,7 +52,7 @@ def _pull_source(args: argparse.Namespace) -> tuple[Storage, str]:
     if "://" in args.run:
         url = args.run.rstrip("/")
         where = spec_location.moved_to(url) if spec_location else StorageLocation.parse(url)
-        return open_storage(where), url.rsplit("/", 1)[-1]
+        return open_storage(where), check_run_id(url.rsplit("/", 1)[-1], f"run {url}")
     check_run(args.run)
     if args.storage:
         base = spec_location.moved_to(args.storage) if spec_location else StorageLocation.parse(args.storage)
@@ -76,23 +83,57 @@ def run(args: argparse.Namespace) -> None:
     if SURFACE_KEY not in available:
         raise UserError(f"{storage.url}: no {SURFACE_KEY} (yet): the run has not merged; see launcher status {run_id}")
     keys = pulled_keys(available, args.shards)
-    dest = args.dir or Path(run_id)
+    for key in keys:  # before anything is written
+        try:
+            check_key(key)
+        except UserError as err:
+            raise UserError(f"{storage.url}: {err}; nothing pulled") from None
+    shown = args.dir or Path(run_id)
+    dest = shown.absolute()
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest}: exists and is not a folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tty, size = sys.stderr.isatty(), 0
-    for n, key in enumerate(keys, 1):
-        size += _download(storage, key, dest / key)
-        line = pull_line(n, len(keys), size, storage.url, dest)
-        if tty:
-            print("\r" + line, end="\n" if n == len(keys) else "", file=sys.stderr, flush=True)
-        elif n == len(keys):
-            print(line, file=sys.stderr)
-    print(dest / SURFACE_KEY)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.pull-", dir=dest.parent))
+    try:
+        for n, key in enumerate(keys, 1):
+            size += _download(storage, key, _inside(staging, key))
+            line = pull_line(n, len(keys), size, storage.url, shown)
+            if tty:
+                print("\r" + line, end="\n" if n == len(keys) else "", file=sys.stderr, flush=True)
+            elif n == len(keys):
+                print(line, file=sys.stderr)
+        _move_in(staging, dest, keys)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(shown / SURFACE_KEY)
+
+
+def _inside(root: Path, key: str) -> Path:
+    """``root / key``, which must stay under ``root`` (a checked key does; this is the last guard)."""
+    path = root.joinpath(*check_key(key).split("/"))
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UserError(f"storage key {key!r}: would be written outside {root}")
+    return path
 
 
 def _download(storage: Storage, key: str, path: Path) -> int:
-    """One object to ``path``, whole or not at all (a partial file never has the final name); its size."""
+    """One object to ``path`` in the staging folder; its size."""
     data = storage.get(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.write_bytes(data)
     return len(data)
+
+
+def _move_in(staging: Path, dest: Path, keys: list[str]) -> None:
+    """Everything downloaded into ``dest``: the staging folder renamed, or (``dest`` exists) file by file."""
+    if not dest.exists():
+        os.replace(staging, dest)
+        staging.mkdir()  # for the caller's cleanup
+        return
+    for key in keys:
+        target = _inside(dest, key)
+        if target.is_dir():
+            raise UserError(f"{target}: a folder is in the way of {key}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(_inside(staging, key), target)
