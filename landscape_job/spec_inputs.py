@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
 from landscape_job.schema import Section, type_name
 
@@ -67,7 +67,7 @@ def resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pin
         raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {type_name(value)}")
     if "://" in url and not url.startswith("file://"):
         if not is_remote(url):
-            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {url!r}")
+            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {shown(url)}")
         check_url(url, key, sha256)
         resolved = url
     else:
