@@ -19,10 +19,12 @@ import landscape_job
 from landscape_job.directions import Directions, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.inputs import localize
 from landscape_job.records import Manifest, ProgressRecord, ShardRecord
 from landscape_job.shards import ShardData, partial_key, progress_key, read_shard, shard_bytes, shard_key
 from landscape_job.spec import Spec
 from landscape_job.stages.centre import build_evaluator, describe_evaluator
+from landscape_job.stages.pinned import verify_inputs
 from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_manifest,
                                             read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import NotFound, Storage
@@ -148,6 +150,7 @@ def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: 
     complete = _already_complete(run, spec, shard, log)
     if complete is not None:
         return complete
+    verify_inputs(spec, localize(spec), manifest, "evaluate")  # the inputs the directions were built from
     work = _resume(run, spec, shard, _checked_directions(run, manifest), log)
     _loop(work, progress_seconds, log_points, log)
     return _finish(work, log)
