@@ -205,10 +205,7 @@ def _read_group(handle: h5py.File, name: str, source: str, dtype: torch.dtype = 
         total += int(np.prod(shape, dtype=object))
         if total > MAX_DIRECTION_VALUES:
             raise UserError(f"{where}: the file declares more than {MAX_DIRECTION_VALUES:,} values; not a direction file")
-        try:
-            values = np.asarray(dataset[()], dtype=numpy_dtype)
-        except (OSError, ValueError, TypeError) as err:
-            raise UserError(f"{where}: unreadable ({shown(str(err), 120)})") from None
+        values = np.asarray(dataset[()], dtype=numpy_dtype)
         if not np.isfinite(values).all():
             raise UserError(f"{where} holds NaN or infinite values; a direction must be finite")
         tensors.append(torch.from_numpy(values))
@@ -226,15 +223,15 @@ def parse_direction_file(data: bytes, source: str, dtype: torch.dtype = torch.fl
         handle = open_h5(data)
     except OSError:
         raise UserError(f"{source}: not an HDF5 direction file") from None
-    with handle:
-        if "xdirection" not in handle:
-            raise UserError(f"{source}: no 'xdirection' group; not a direction file in the paper's layout")
-        x = _read_group(handle, "xdirection", source, dtype, shapes)
-        y = _read_group(handle, "ydirection", source, dtype, shapes) if "ydirection" in handle else None
-        try:
+    try:
+        with handle:
+            if "xdirection" not in handle:
+                raise UserError(f"{source}: no 'xdirection' group; not a direction file in the paper's layout")
+            x = _read_group(handle, "xdirection", source, dtype, shapes)
+            y = _read_group(handle, "ydirection", source, dtype, shapes) if "ydirection" in handle else None
             attrs = h5_attrs(handle)
-        except (OSError, ValueError, TypeError) as err:
-            raise UserError(f"{source}: unreadable attributes ({shown(str(err), 120)})") from None
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:  # h5py's words for a damaged file
+        raise UserError(f"{source}: damaged HDF5 file ({shown(str(err), 120)})") from None
     return x, y, attrs
 
 
