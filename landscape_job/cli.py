@@ -23,7 +23,8 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     try:
         return body() or 0
     except UserError as err:
-        text = str(err)  # every message cuts the user's values; this bounds the rest (file names, nesting)
+        # Every message cuts the user's values; this bounds the rest (file names) and keeps it one line.
+        text = str(err).replace("\r", "\\r").replace("\n", "\\n")
         print(f"{prog}: error: {text if len(text) <= 2000 else text[:1997] + '...'}", file=sys.stderr)
         return USER_ERROR_EXIT
     except StageError as err:

@@ -346,7 +346,8 @@ class Section:
             name = unknown[0]
             hint = difflib.get_close_matches(str(name), sorted(self.seen), n=1)
             suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(sorted(self.seen))}"
-            where = self.key(str(name))
+            text = str(name) if isinstance(name, str) and str(name).isprintable() else shown(name)
+            where = self.key(text)
             where = where if len(where) <= 80 else where[:77] + "..."
             raise UserError(f"{where}: unknown key{suggestion}")
 

@@ -35,13 +35,16 @@ def resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder:
     from any working directory; checked to exist when the files are local to this machine."""
     if value.startswith("file://"):
         value = value[len("file://"):]
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = (base_dir / path).resolve()
-    if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
-        raise UserError(f"{key}: folder not found: {path}")
-    if must_exist and not folder and not path.is_file():
-        raise UserError(f"{key}: file not found: {path}")
+    try:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (base_dir / path).resolve()
+        if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
+            raise UserError(f"{key}: folder not found: {shown(str(path))}")
+        if must_exist and not folder and not path.is_file():
+            raise UserError(f"{key}: file not found: {shown(str(path))}")
+    except (OSError, ValueError, RuntimeError) as err:  # a name too long, a NUL byte, a ~user that is not there
+        raise UserError(f"{key}: not a usable path: {shown(value)} ({getattr(err, 'strerror', None) or err})") from None
     return str(path)
 
 
