@@ -24,8 +24,11 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
         return body() or 0
     except UserError as err:
         # Every message cuts the user's values; this bounds the rest (file names) and keeps it one line.
-        text = str(err).replace("\r", "\\r").replace("\n", "\\n")
-        print(f"{prog}: error: {text if len(text) <= 2000 else text[:1997] + '...'}", file=sys.stderr)
+        text = str(err)
+        text = text if len(text) <= 2000 else text[:1997] + "..."
+        # Line breaks of any kind (\n, \r, \f, \u2028, ...) and other control characters escaped.
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        print(f"{prog}: error: {text}", file=sys.stderr)
         return USER_ERROR_EXIT
     except StageError as err:
         print(f"{prog}: {err}", file=sys.stderr)

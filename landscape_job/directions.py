@@ -212,13 +212,15 @@ def _read_group(handle: h5py.File, name: str, source: str, dtype: torch.dtype = 
     return tensors
 
 
-def parse_direction_file(data: bytes, source: str, dtype: torch.dtype = torch.float32,
+def parse_direction_file(data: bytes, source: str, dtype: torch.dtype | None = None,
                          shapes: Shapes | None = None,
                          ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, dict]:
-    """Tensors and attributes of a direction file, ours or the paper's, read as ``dtype``.
+    """Tensors and attributes of a direction file, ours or the paper's, read as ``dtype``
+    (default: as stored, float64 for a file an fp64 run wrote, float32 for any other).
 
     ``shapes``: the model's tensors (name, shape), checked before any data is read.
     """
+    dtype = dtype or _stored_dtype(data)
     try:
         handle = open_h5(data)
     except OSError:
@@ -280,7 +282,7 @@ def _floating_dtype(model: nn.Module) -> torch.dtype:
 def load_directions(data: bytes, source: str) -> Directions:
     """Reads a direction file this project wrote (attributes present), in the dtype it was written:
     float64 for an fp64 run, float32 for every other."""
-    x, y, attrs = parse_direction_file(data, source, _stored_dtype(data))
+    x, y, attrs = parse_direction_file(data, source)
     try:
         names = json.loads(attrs["names"])
         return Directions(dir_type=str(attrs["dir_type"]), names=names, x=x, y=y)

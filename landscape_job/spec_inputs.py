@@ -30,6 +30,11 @@ def read_input(section: Section, name: str, base_dir: Path, must_exist: bool, pi
     return resolve_input(value, section.key(name), base_dir, must_exist, pins)
 
 
+def _cut(path: str, limit: int = 240) -> str:
+    """A path for a message: whole when it is a path's usual length, cut when it is not."""
+    return path if len(path) <= limit else path[:limit - 3] + "..."
+
+
 def resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder: bool = False) -> str:
     """A local path made absolute against the spec's folder, so the spec means the same
     from any working directory; checked to exist when the files are local to this machine."""
@@ -40,9 +45,9 @@ def resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder:
         if not path.is_absolute():
             path = (base_dir / path).resolve()
         if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
-            raise UserError(f"{key}: folder not found: {shown(str(path))}")
+            raise UserError(f"{key}: folder not found: {_cut(str(path))}")
         if must_exist and not folder and not path.is_file():
-            raise UserError(f"{key}: file not found: {shown(str(path))}")
+            raise UserError(f"{key}: file not found: {_cut(str(path))}")
     except (OSError, ValueError, RuntimeError) as err:  # a name too long, a NUL byte, a ~user that is not there
         raise UserError(f"{key}: not a usable path: {shown(value)} ({getattr(err, 'strerror', None) or err})") from None
     return str(path)

@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 
 from landscape_job.models import build_model
 from landscape_job.spec import load_spec
+from launcher.k8s_spec import parse_kubernetes
 from launcher.cli import main as launcher
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -164,7 +165,8 @@ def _check(example: str, workspace: Path, text: str, deep: dict, accepted: list[
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     before = _files(workspace)
     try:
-        load_spec(path)  # the spec level alone: what both commands read first (~10 ms)
+        spec = load_spec(path)  # the spec level alone: what both commands read first (~10 ms) ...
+        parse_kubernetes(spec.kubernetes)  # ... with its kubernetes section
         parsed = True
     except BaseException:  # noqa: BLE001 - a refusal, or a bug that validate below reports
         parsed = False
