@@ -23,7 +23,12 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     try:
         return body() or 0
     except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        # Every message cuts the user's values; this bounds the rest (file names) and keeps it one line.
+        text = str(err)
+        text = text if len(text) <= 2000 else text[:1997] + "..."
+        # Line breaks of any kind (\n, \r, \f, \u2028, ...) and other control characters escaped.
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        print(f"{prog}: error: {text}", file=sys.stderr)
         return USER_ERROR_EXIT
     except StageError as err:
         print(f"{prog}: {err}", file=sys.stderr)

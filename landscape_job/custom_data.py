@@ -105,7 +105,9 @@ def _pair(inputs: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Ten
         raise UserError(f"{where}: labels must be integers of shape (N,), got {labels.dtype} {tuple(labels.shape)}")
     if len(labels) != len(inputs):
         raise UserError(f"{where}: {len(inputs)} inputs but {len(labels)} labels")
-    return inputs.to(torch.float32), labels.to(torch.int64)
+    # float64 inputs stay float64 (an fp64 run uses them as given; any other precision
+    # casts them when the evaluator places them, to the same float32 values as before).
+    return inputs if inputs.dtype == torch.float64 else inputs.to(torch.float32), labels.to(torch.int64)
 
 
 # -- tensors --------------------------------------------------------------------------------

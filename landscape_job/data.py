@@ -254,16 +254,18 @@ def _take(raw: _Raw, indices: torch.Tensor) -> _Raw:
 
 
 def _normalise(inputs: torch.Tensor, norm: _Norm) -> torch.Tensor:
-    """Per-channel ``(x / scale - mean) / std`` in float32, in one vectorised pass."""
+    """Per-channel ``(x / scale - mean) / std`` in float32 (float64 inputs: in float64), in one vectorised pass."""
     channels = inputs.shape[1]
     if len(norm.mean) not in (1, channels):
         raise AssertionError(f"normalisation has {len(norm.mean)} channels, data has {channels}")
     view = (1, -1) + (1,) * (inputs.dim() - 2)
-    mean = torch.tensor(norm.mean, dtype=torch.float32).view(view)
-    std = torch.tensor(norm.std, dtype=torch.float32).view(view)
+    # A user's float64 tensors stay float64, so an fp64 run sees them unrounded.
+    dtype = torch.float64 if inputs.dtype == torch.float64 else torch.float32
+    mean = torch.tensor(norm.mean, dtype=dtype).view(view)
+    std = torch.tensor(norm.std, dtype=dtype).view(view)
     # One float copy (never ``inputs`` itself), then in place: a CIFAR train split is
     # 600 MB as float32, so a second temporary copy would matter.
-    out = inputs.to(torch.float32, copy=True)
+    out = inputs.to(dtype, copy=True)
     return out.div_(norm.scale).sub_(mean).div_(std).contiguous()
 
 

@@ -21,3 +21,40 @@ class StageError(Exception):
 
     Not the user's typo, but not a bug either; the message says which object is wrong.
     """
+
+
+#: The most characters of a user's value a message repeats; a spec can hold megabytes in one key.
+SHOWN_CHARS = 60
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters: a message never echoes an unbounded value.
+
+    Containers are cut before their repr is built in full (an alias bomb or a 5,000-digit
+    integer never reaches ``repr``), so this costs the same whatever the value holds.
+    """
+    if isinstance(value, (list, tuple, dict, set)):
+        text = _container_repr(value, limit)
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        text = f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    elif isinstance(value, (str, bytes)) and len(value) > limit:
+        text = repr(value[:limit])
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _container_repr(value: object, limit: int) -> str:
+    brackets = {list: "[]", tuple: "()", dict: "{}", set: "{}"}.get(type(value), "[]")
+    parts: list[str] = []
+    size = 0
+    items = value.items() if isinstance(value, dict) else value  # type: ignore[attr-defined]
+    for item in items:
+        part = (f"{shown(item[0], limit)}: {shown(item[1], limit)}" if isinstance(value, dict)
+                else shown(item, limit))
+        parts.append(part)
+        size += len(part) + 2
+        if size > limit:
+            parts.append("...")
+            break
+    return brackets[0] + ", ".join(parts) + brackets[1]

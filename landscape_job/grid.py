@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _AXIS_RE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*(\d+)\s*$")
@@ -25,6 +25,11 @@ AXIS_PATTERN = _AXIS_RE.pattern
 MAX_POINTS = 4096 * 4096
 #: Coordinates must stay representable as float32 scale factors on the device.
 MAX_COORDINATE = 1e30
+
+
+def _quoted(text: str) -> str:
+    """An axis string as messages quote it, cut short: a message never echoes an unbounded value."""
+    return f'"{text}"' if len(text) <= 60 else f'"{text[:57]}..."'
 
 
 @dataclass(frozen=True)
@@ -39,19 +44,21 @@ class Axis:
     def parse(cls, text: object, key: str) -> "Axis":
         """Parses the paper's ``"min:max:num"`` form, naming ``key`` on failure."""
         if not isinstance(text, str):
-            raise UserError(f'{key}: expected a string "min:max:num", got {text!r}')
+            raise UserError(f'{key}: expected a string "min:max:num", got {shown(text)}')
         match = _AXIS_RE.match(text)
         if match is None:
-            raise UserError(f'{key}: expected "min:max:num" (e.g. "-1:1:51"), got "{text}"')
+            raise UserError(f'{key}: expected "min:max:num" (e.g. "-1:1:51"), got {_quoted(text)}')
+        if len(match.group(3).lstrip("0")) > 12:
+            raise UserError(f'{key}: num is far too large, got {_quoted(text)}')
         lo, hi, num = float(match.group(1)), float(match.group(2)), int(match.group(3))
         if not (abs(lo) <= MAX_COORDINATE and abs(hi) <= MAX_COORDINATE):
-            raise UserError(f'{key}: coordinates must lie within ±{MAX_COORDINATE:g}, got "{text}"')
+            raise UserError(f'{key}: coordinates must lie within ±{MAX_COORDINATE:g}, got {_quoted(text)}')
         if num < 1:
-            raise UserError(f'{key}: num must be at least 1, got "{text}"')
+            raise UserError(f'{key}: num must be at least 1, got {_quoted(text)}')
         if num > 1 and not lo < hi:
-            raise UserError(f'{key}: min must be below max, got "{text}"')
+            raise UserError(f'{key}: min must be below max, got {_quoted(text)}')
         if num == 1 and lo != hi:
-            raise UserError(f'{key}: a single point needs min == max, got "{text}"')
+            raise UserError(f'{key}: a single point needs min == max, got {_quoted(text)}')
         return cls(lo, hi, num)
 
     def values(self) -> np.ndarray:

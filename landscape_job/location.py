@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 
 FILE = "file"
 S3 = "s3"
@@ -49,7 +49,7 @@ BACKENDS: dict[str, str | type] = {
 def register_backend(scheme: str, backend: str | type) -> None:
     """Makes ``scheme://...`` a valid storage URL, opened by ``backend`` (``"module:Class"`` or a class)."""
     if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
-        raise ValueError(f"not a URL scheme: {scheme!r}")
+        raise ValueError(f"not a URL scheme: {shown(scheme)}")
     BACKENDS[scheme] = backend
 
 
@@ -120,13 +120,13 @@ def split_s3_url(url: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``, checked; any mistake is one line."""
     rest = url[len(S3_PREFIX):]
     if not url.startswith(S3_PREFIX) or not rest or rest.startswith("/"):
-        raise UserError(f"storage: expected s3://bucket/prefix, got {url!r}")
+        raise UserError(f"storage: expected s3://bucket/prefix, got {shown(url)}")
     bucket, _, prefix = rest.partition("/")
     if not _BUCKET.match(bucket):
-        raise UserError(f"storage: {url!r} does not start with a valid bucket name; expected s3://bucket/prefix")
+        raise UserError(f"storage: {shown(url)} does not start with a valid bucket name; expected s3://bucket/prefix")
     prefix = prefix.strip("/")
     if ".." in prefix.split("/"):
-        raise UserError(f"storage: {url!r}: '..' is not allowed in an S3 prefix")
+        raise UserError(f"storage: {shown(url)}: '..' is not allowed in an S3 prefix")
     return bucket, prefix
 
 
@@ -161,13 +161,13 @@ class StorageOptions:
                                 f"expected one of {', '.join(cls.NAMES)}")
         endpoint = chosen.get("endpoint_url")
         if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
-            raise UserError(f"storage.endpoint_url: expected http(s)://host[:port], got {endpoint!r}")
+            raise UserError(f"storage.endpoint_url: expected http(s)://host[:port], got {shown(endpoint)}")
         if chosen.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
             raise UserError(f"storage.addressing_style: expected one of auto, path, virtual; "
-                            f"got {chosen['addressing_style']!r}")
+                            f"got {shown(chosen['addressing_style'])}")
         if chosen.get("request_checksum", "when_supported") not in ("when_supported", "when_required"):
             raise UserError(f"storage.request_checksum: expected when_supported or when_required; "
-                            f"got {chosen['request_checksum']!r}")
+                            f"got {shown(chosen['request_checksum'])}")
         return cls(**chosen)
 
     def as_dict(self) -> dict[str, str]:
@@ -216,11 +216,11 @@ class StorageLocation:
             path = Path(local_path(url)).expanduser()
             if not path.is_absolute():
                 path = (base_dir or Path.cwd()) / path
-            return cls(file_url(path.resolve()))
+            return cls(file_url(_storage_folder(path.resolve(), url)))
         if scheme == S3:
             split_s3_url(url)
         elif not url.partition("://")[2].strip("/"):
-            raise UserError(f"storage: expected {scheme}://<location>, got {url!r}")
+            raise UserError(f"storage: expected {scheme}://<location>, got {shown(url)}")
         return cls(url.rstrip("/"), StorageOptions.from_mapping(given, url))
 
     @classmethod
@@ -298,15 +298,32 @@ class StorageLocation:
         return self.url
 
 
+#: Kernel and device trees: a folder there is never a place for a run's files.
+_SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _storage_folder(path: Path, url: str) -> Path:
+    """``path`` (resolved) when it can be a run's folder: not a file, not in /proc, /sys or /dev."""
+    if any(path == tree or tree in path.parents for tree in _SYSTEM_TREES):
+        raise UserError(f"storage: {shown(url)} is under {path.parts[0]}{path.parts[1]}, a system tree; "
+                        "name a folder of your own")
+    try:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"storage: {shown(url)} is a file, not a folder; name a folder for the runs")
+    except OSError as err:
+        raise UserError(f"storage: {shown(url)}: cannot use it as a folder ({err.strerror})") from None
+    return path
+
+
 def _scheme_of(url: str) -> str:
     """The registered scheme of a storage URL; a plain path is a folder. Anything else is a mistake."""
     if url.startswith("s3:") and not url.startswith(S3_PREFIX):
-        raise UserError(f"storage: expected s3://bucket/prefix, got {url!r}")
+        raise UserError(f"storage: expected s3://bucket/prefix, got {shown(url)}")
     if "://" not in url:
         return FILE
     scheme = url.partition("://")[0]
     if scheme not in BACKENDS:
-        raise UserError(f"storage: expected a folder, file:///path or s3://bucket/prefix; got {url!r}")
+        raise UserError(f"storage: expected a folder, file:///path or s3://bucket/prefix; got {shown(url)}")
     return scheme
 
 
@@ -335,7 +352,7 @@ def _read_spec_value(raw: object) -> tuple[str | None, StorageOptions]:
         return raw, NO_OPTIONS
     if not isinstance(raw, dict):
         raise UserError(f"storage: expected a string, got {_type_name(raw)}"
-                        + ("" if isinstance(raw, bool) else f" {raw!r}"))
+                        + ("" if isinstance(raw, bool) else f" {shown(raw)}"))
     url = _string(raw, "url")
     if url is None:
         raise UserError("storage.url: required key is missing")
@@ -357,6 +374,6 @@ def _string(raw: Mapping[str, Any], name: str) -> str | None:
     value = raw.get(name)
     if value is None or isinstance(value, str):
         return value
-    got = "a boolean" if isinstance(value, bool) else f"{_type_name(value)} {value!r}"
+    got = "a boolean" if isinstance(value, bool) else f"{_type_name(value)} {shown(value)}"
     raise UserError(f"storage.{name}: expected a string, got {got}")
 

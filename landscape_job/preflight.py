@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import copy
 
+import torch
+
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import hessian_split
 from landscape_job.directions import read_direction_file
+from landscape_job.errors import UserError
 from landscape_job.inputs import localize
 from landscape_job.spec import Spec
 from landscape_job.stages import build_centre_model, check_outputs, load_splits
+
+
+def check_device(spec: Spec) -> None:
+    """``compute.device: cuda`` on a machine without CUDA: one line before anything is written.
+
+    Only for running here (``validate``, ``submit --local``): a cluster spec's pods have
+    the GPUs, and ``launcher validate --quick`` checks such a spec without this.
+    """
+    if spec.compute.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("compute.device: cuda, but torch finds no CUDA device on this machine; use auto or cpu "
+                        "to run here (a spec for the cluster: launcher validate --quick)")
 
 
 def check_inputs(spec: Spec) -> dict[str, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from landscape_job.cache import cache_dir
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 
 PREFIX = "python:"
 
@@ -40,7 +40,7 @@ def split_ref(ref: str, key: str) -> tuple[str, str]:
     module_name, sep, func_name = target.rpartition(":")
     if not sep or not module_name or not func_name or not func_name.isidentifier() \
             or not all(part.isidentifier() for part in module_name.split(".")):
-        raise UserError(f"{key}: {ref!r} must look like python:package.module:function")
+        raise UserError(f"{key}: {shown(ref)} must look like python:package.module:function")
     return module_name, func_name
 
 

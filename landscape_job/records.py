@@ -47,9 +47,12 @@ class Manifest:
     #: type pca: ``explained_variance`` and ``trajectory`` (``pca.Trajectory.to_dict``), so merge
     #: draws the path without the trajectory's checkpoints.
     pca: dict[str, Any] | None = None
+    #: ``data.root`` file (as the spec names it) -> sha256, where the data files are few
+    #: (an archive, a ``tensors`` folder); None in manifests from before, and where none are pinned.
+    data_files: dict[str, str] | None = None
 
     #: Left out of the JSON when None, as they always were.
-    _OPTIONAL = ("hessian", "pca")
+    _OPTIONAL = ("hessian", "pca", "data_files")
     #: The keys report.json's provenance copies.
     PROVENANCE = ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy", "code_version", "torch_version")
 

@@ -29,6 +29,15 @@ def memory_snapshot_key(shard: int, num_shards: int) -> str:
     return f"shards/shard-{shard}-of-{num_shards}.memory.pickle"
 
 
+#: Where a damaged or foreign shard (or partial) is moved, kept for inspection, before it is recomputed.
+QUARANTINE_PREFIX = "shards/quarantine/"
+
+
+def quarantine_key(key: str, stamp: str) -> str:
+    """``shards/shard-1-of-4.h5`` -> ``shards/quarantine/shard-1-of-4.h5.<stamp>``."""
+    return f"{QUARANTINE_PREFIX}{key.rpartition('/')[2]}.{stamp}"
+
+
 def progress_key(shard: int, num_shards: int) -> str:
     return f"shards/shard-{shard}-of-{num_shards}.progress.json"
 
@@ -66,8 +75,8 @@ def read_shard(raw: bytes, source: str) -> ShardData:
             indices = np.asarray(handle["indices"][()], dtype=np.int64)
             metrics = {k: np.asarray(handle[k][()], dtype=np.float64) for k in handle if k != "indices"}
             attrs = h5_attrs(handle)
-    except (OSError, KeyError) as err:
-        raise StageError(f"{source}: unreadable or truncated shard ({err})") from None
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:  # h5py's words for a damaged file
+        raise StageError(f"{source}: unreadable or truncated shard ({str(err)[:200]})") from None
     data = ShardData(indices=indices, metrics=metrics, attrs=attrs)
     expected = attrs.pop("checksum", None)
     if expected != data.checksum():

@@ -32,13 +32,13 @@ from typing import Any
 import yaml
 
 from landscape_job.direction_types import AS_WRITTEN, DIRECTION_TYPES, FORCED, direction_type
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 from landscape_job.grid import AXIS_PATTERN, MAX_POINTS, Axis, Grid
 from landscape_job.location import StorageLocation
 from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
-from landscape_job.schema import Section, default_of, key, one_or_list, type_name
+from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
 from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_file, resolve_input
 
 DIR_TYPES = ("weights", "states")
@@ -296,14 +296,12 @@ def load_spec(path: str | Path, storage_override: str | None = None, check_files
     if not path.is_file():
         raise UserError(f"{path}: spec file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise UserError(f"{path}: {path.stat().st_size:,} bytes is more than the {MAX_YAML_BYTES:,} "
+                            "a spec may have")
+        raw = load_yaml(path.read_text(), str(path))
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read spec file: {err}") from None
+        raise UserError(f"{path}: cannot read spec file: {shown(str(err))}") from None
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:40] or "surface"
     return parse_spec(raw, base_dir=path.parent.resolve(), default_name=default_name,
                       storage_override=storage_override, check_files=check_files)
@@ -316,7 +314,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     name = top.get("name", str, default_name)
     if not _NAME_RE.match(name):
         raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
-                        f"with a letter or digit (it names Kubernetes objects); got {name!r}")
+                        f"with a letter or digit (it names Kubernetes objects); got {shown(name)}")
     pins: dict[str, str] = {}
     python = _parse_python(top.section(Spec, "python"), base_dir, check_files)
     model = _parse_model(top.section(Spec, "model"), base_dir, check_files, pins)
@@ -355,7 +353,7 @@ def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:
         raise UserError(f"metrics: name at least one of {', '.join(METRIC_CHOICES)}")
     for i, item in enumerate(items):
         if item not in METRIC_CHOICES:
-            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)}; got {item!r}")
+            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)}; got {shown(item)}")
     if len(set(items)) != len(items):
         raise UserError(f"metrics: a metric is listed twice: {items}")
     return tuple(m for m in METRIC_CHOICES if m in items)
@@ -377,7 +375,7 @@ def _parse_loss(top: Section) -> str:
         split_ref(loss, "loss")
         return loss
     if loss not in LOSSES:
-        raise UserError(f"loss: expected one of {', '.join(LOSSES)}; got {loss!r} (or python:package.module:function)")
+        raise UserError(f"loss: expected one of {', '.join(LOSSES)}; got {shown(loss)} (or python:package.module:function)")
     return loss
 
 
@@ -424,7 +422,7 @@ def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, s
         raise UserError("data.splits: name at least one of train, test")
     for split in splits:
         if split not in SPLITS:
-            raise UserError(f"data.splits: expected train and/or test, got {split!r}")
+            raise UserError(f"data.splits: expected train and/or test, got {shown(split)}")
     if len(set(splits)) != len(splits):
         raise UserError(f"data.splits: a split is listed twice: {list(splits)}")
     subset, subset_seed, options, classes, download = s.read_all(
@@ -432,7 +430,7 @@ def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, s
     s.finish()
     if download and dataset not in DOWNLOADABLE:
         raise UserError(f"data.download: only for {', '.join(DOWNLOADABLE)} (torchvision's downloads), "
-                        f"not {dataset!r}; remove it")
+                        f"not {shown(dataset)}; remove it")
     if classes is not None and dataset in FIXED_CLASSES:
         raise UserError(f"data.classes: {dataset} has a fixed number of classes; remove it (it is for "
                         "tensors, imagefolder and python: data sets)")
@@ -473,7 +471,7 @@ def _parse_directions(s: Section, base_dir: Path, grid: Grid, check_files: bool,
         for name, why_forced in facts.forced_why:
             if chosen[name] is not None and chosen[name] != defaults[name]:
                 raise UserError(f"directions.{name}: type {kind} takes {name} {defaults[name]} ({why_forced}); "
-                                f"got {chosen[name]!r}")
+                                f"got {shown(chosen[name])}")
         notes.append(facts.note)
     else:
         for name, value in chosen.items():
@@ -574,8 +572,4 @@ def _parse_plot(s: Section) -> PlotSpec:
 
 def spec_from_yaml(text: str, source: str) -> Spec:
     """Re-reads a normalised spec stored in a run; its paths are already absolute."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise UserError(f"{source}: not valid YAML: {err}") from None
-    return parse_spec(raw, base_dir=Path("/"))
+    return parse_spec(load_yaml(text, source), base_dir=Path("/"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
 from landscape_job.schema import Section, type_name
 
@@ -30,18 +30,26 @@ def read_input(section: Section, name: str, base_dir: Path, must_exist: bool, pi
     return resolve_input(value, section.key(name), base_dir, must_exist, pins)
 
 
+def _cut(path: str, limit: int = 240) -> str:
+    """A path for a message: whole when it is a path's usual length, cut when it is not."""
+    return path if len(path) <= limit else path[:limit - 3] + "..."
+
+
 def resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder: bool = False) -> str:
     """A local path made absolute against the spec's folder, so the spec means the same
     from any working directory; checked to exist when the files are local to this machine."""
     if value.startswith("file://"):
         value = value[len("file://"):]
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = (base_dir / path).resolve()
-    if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
-        raise UserError(f"{key}: folder not found: {path}")
-    if must_exist and not folder and not path.is_file():
-        raise UserError(f"{key}: file not found: {path}")
+    try:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (base_dir / path).resolve()
+        if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
+            raise UserError(f"{key}: folder not found: {_cut(str(path))}")
+        if must_exist and not folder and not path.is_file():
+            raise UserError(f"{key}: file not found: {_cut(str(path))}")
+    except (OSError, ValueError, RuntimeError) as err:  # a name too long, a NUL byte, a ~user that is not there
+        raise UserError(f"{key}: not a usable path: {shown(value)} ({getattr(err, 'strerror', None) or err})") from None
     return str(path)
 
 
@@ -67,7 +75,7 @@ def resolve_input(value: object, key: str, base_dir: Path, must_exist: bool, pin
         raise UserError(f"{key}: expected a path, a URL or {{url: ..., sha256: ...}}, got {type_name(value)}")
     if "://" in url and not url.startswith("file://"):
         if not is_remote(url):
-            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {url!r}")
+            raise UserError(f"{key}: expected a path, file://, s3:// or https:// URL; got {shown(url)}")
         check_url(url, key, sha256)
         resolved = url
     else:

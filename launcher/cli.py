@@ -91,16 +91,30 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, handlers
 
 
-def _validate(args: argparse.Namespace) -> None:
-    from landscape_job.preflight import check_inputs
+def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[Spec, dict[str, int] | None]:
+    """The one check behind ``validate`` and ``submit --local``: what one refuses, the other refuses too.
+
+    The spec (strict YAML, every key), its ``kubernetes:`` section (a typo there is named
+    now, not at cluster submit), and unless ``quick`` what running here needs: a CUDA
+    device if ``compute.device: cuda``, and the inputs (model builds, checkpoints fit,
+    data loads). Nothing is written. Returns the spec and the samples per split.
+    """
+    from landscape_job.preflight import check_device, check_inputs
     from landscape_job.spec import load_spec
 
-    spec = load_spec(args.spec, storage_override=args.storage, check_files=not args.quick)
+    spec = load_spec(path, storage_override=storage, check_files=not quick)
     if spec.kubernetes:
         from launcher.k8s_spec import parse_kubernetes
 
-        parse_kubernetes(spec.kubernetes)  # the cluster section too: a typo there is named now, not at submit
-    sizes = None if args.quick else check_inputs(spec)
+        parse_kubernetes(spec.kubernetes)
+    if quick:
+        return spec, None
+    check_device(spec)
+    return spec, check_inputs(spec)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    spec, sizes = checked_spec(args.spec, args.storage, quick=args.quick)
     print(f"# {args.spec}: valid (spec hash {spec.hash[:12]})")
     print(spec.to_yaml().rstrip())
     print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
@@ -134,8 +148,6 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
 def _submit(args: argparse.Namespace) -> None:
     from landscape_job.errors import UserError
     from landscape_job.location import check_run_id
-    from landscape_job.preflight import check_inputs
-    from landscape_job.spec import load_spec
     from landscape_job.stages import REPORT_KEY, SURFACE_KEY
 
     from launcher.local import submit_local
@@ -150,8 +162,7 @@ def _submit(args: argparse.Namespace) -> None:
         raise UserError(f"--workers: must be at least 1, got {args.workers}")
     if args.run_id is not None:
         check_run_id(args.run_id, "--run-id")
-    spec = load_spec(args.spec, storage_override=args.storage)
-    check_inputs(spec)
+    spec, _ = checked_spec(args.spec, args.storage)
     run = submit_local(spec, run_id=args.run_id, workers=args.workers)
     print(f"done: {run.url}/{SURFACE_KEY}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
 

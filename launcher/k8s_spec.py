@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 import landscape_job
-from landscape_job.errors import UserError
+from landscape_job.errors import UserError, shown
 from landscape_job.schema import Section, default_of, key, object_schema, one_or_list, type_name
 
 DEFAULT_IMAGE = f"ghcr.io/landscape-dev/landscape:{landscape_job.__version__}"
@@ -171,9 +171,9 @@ def _quantity(s: Section, name: str) -> str:
         amount = parse_quantity(text)
     except ValueError:
         raise UserError(f"{s.key(name)}: expected a Kubernetes quantity such as 4, 500m, 32Gi or 8G; "
-                        f"got {value!r}") from None
+                        f"got {shown(value)}") from None
     if amount <= 0:
-        raise UserError(f"{s.key(name)}: must be positive, got {value!r}")
+        raise UserError(f"{s.key(name)}: must be positive, got {shown(value)}")
     return text
 
 
@@ -189,12 +189,12 @@ def _check_name(value: str, key: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN,
     if len(value) > limit or not pattern.match(value):
         what = "a DNS label" if pattern is _DNS_LABEL else "a DNS subdomain name"
         raise UserError(f"{key}: expected {what} (lowercase letters, digits and '-', at most {limit} "
-                        f"characters, starting and ending with a letter or digit); got {value!r}")
+                        f"characters, starting and ending with a letter or digit); got {shown(value)}")
 
 
 def _check_label_key(key: object, where: str) -> str:
     if not isinstance(key, str):
-        raise UserError(f"{where}: keys must be strings, got {type_name(key)} {key!r}")
+        raise UserError(f"{where}: keys must be strings, got {type_name(key)} {shown(key)}")
     prefix, _, name = key.rpartition("/")
     if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63 \
             or not _LABEL_NAME.match(name):
@@ -210,11 +210,11 @@ def _string_map(s: Section, name: str, labels: bool = False) -> dict[str, str]:
     for key, value in raw.items():
         _check_label_key(key, where)
         if not isinstance(value, str):
-            raise UserError(f"{where}.{key}: expected a string, got {type_name(value)} {value!r} "
+            raise UserError(f"{where}.{key}: expected a string, got {type_name(value)} {shown(value)} "
                             f"(quote it in YAML)")
         if labels and (len(value) > 63 or not _LABEL_VALUE.match(value)):
             raise UserError(f"{where}.{key}: not a valid label value (at most 63 letters, digits, '-', '_' "
-                            f"or '.', starting and ending with a letter or digit); got {value!r}")
+                            f"or '.', starting and ending with a letter or digit); got {shown(value)}")
         result[key] = value
     return result
 
@@ -224,7 +224,7 @@ def _names_list(s: Section, name: str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else raw
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise UserError(f"{s.key(name)}[{i}]: expected a Secret name, got {type_name(item)} {item!r}")
+            raise UserError(f"{s.key(name)}[{i}]: expected a Secret name, got {type_name(item)} {shown(item)}")
         _check_name(item, f"{s.key(name)}[{i}]")
     return tuple(items)
 
@@ -274,7 +274,7 @@ def _volumes(s: Section) -> tuple[VolumeSpec, ...]:
         v.finish()
         if not path.startswith("/") or path.rstrip("/") in ("", *_RESERVED_MOUNTS) or ":" in path:
             raise UserError(f"{v.key('mount_path')}: expected an absolute path other than /, /tmp, "
-                            f"/dev/shm and /var/cache/landscape; got {path!r}")
+                            f"/dev/shm and /var/cache/landscape; got {shown(path)}")
         if path in paths:
             raise UserError(f"{v.key('mount_path')}: {path} is mounted twice")
         paths.add(path)
@@ -287,7 +287,7 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
     s = Section(raw, "kubernetes")
     image = s.read(KubernetesSpec, "image")
     if not image or any(c.isspace() for c in image):
-        raise UserError(f"kubernetes.image: expected an image reference such as {DEFAULT_IMAGE}; got {image!r}")
+        raise UserError(f"kubernetes.image: expected an image reference such as {DEFAULT_IMAGE}; got {shown(image)}")
     pull_policy = s.read(KubernetesSpec, "image_pull_policy")
     pull_secrets = _names_list(s, "image_pull_secrets")
     namespace = _name(s, "namespace", _DNS_LABEL, 63)

@@ -21,7 +21,9 @@ from landscape_job.location import StorageLocation
 from landscape_job.records import ProgressRecord
 from landscape_job.shards import progress_key
 from landscape_job.spec import Spec
-from landscape_job.stages import SPEC_KEY, read_run_spec
+from landscape_job.inputs import localize
+from landscape_job.stages import MANIFEST_KEY, SPEC_KEY, read_manifest, read_run_spec
+from landscape_job.stages.pinned import verify_inputs
 from landscape_job.storage import Storage, open_storage, run_storage
 from launcher.progress import advance_to, points_bar
 from launcher.render_cli import default_run_id
@@ -52,6 +54,8 @@ def open_run(spec: Spec, run_id: str) -> Storage:
         existing = read_run_spec(run)
         if existing.hash != spec.hash:
             raise UserError(f"--run-id {run_id}: that run exists with a different spec; choose another run id")
+        if run.exists(MANIFEST_KEY):  # a resume: the inputs must be the files the run began with
+            verify_inputs(spec, localize(spec), read_manifest(run), "resume")
     else:
         run.put(SPEC_KEY, spec.to_yaml().encode())
     return run

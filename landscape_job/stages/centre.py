@@ -24,10 +24,12 @@ from landscape_job.spec import Spec
 
 
 def build_centre_model(spec: Spec) -> nn.Module:
-    """The model at θ*, on the CPU; ``spec`` must be localized (its inputs local paths)."""
+    """The model at θ*, on the CPU, in float64 for ``precision: fp64``; ``spec`` must be localized."""
     d = spec.data
     input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
+    if spec.compute.precision == "fp64":
+        model = model.double()  # before loading: a float64 checkpoint's values are kept, not rounded to float32
     load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
     return model.eval()
 

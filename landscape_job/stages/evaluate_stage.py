@@ -21,13 +21,15 @@ import landscape_job
 from landscape_job.directions import Directions, load_directions
 from landscape_job.errors import StageError, UserError
 from landscape_job.evaluator import Evaluator, resolve_device
+from landscape_job.inputs import localize
 from landscape_job.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
 from landscape_job.records import Manifest, ProgressRecord, ShardRecord
 from landscape_job.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, shard_bytes,
                                   shard_key)
 from landscape_job.spec import Spec
 from landscape_job.stages.centre import build_evaluator, describe_evaluator
-from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_manifest,
+from landscape_job.stages.pinned import verify_inputs
+from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, quarantine, read_manifest,
                                             read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import NotFound, Storage
 
@@ -50,17 +52,19 @@ class _Checkpointer:
 
 
 def _load_partial(run: Storage, key: str, spec_hash: str, direction_hash: str, log: Log) -> Values:
-    """Points a previous attempt of this shard already finished."""
+    """Points a previous attempt of this shard already finished; a damaged or foreign partial is moved aside."""
     if not run.exists(key):
         return {}
     try:
         partial = read_shard(run.get(key), f"{run.url}/{key}")
+    except NotFound:
+        return {}
     except StageError as err:
-        log(f"evaluate: ignoring damaged checkpoint: {err}")
+        quarantine(run, key, f"damaged checkpoint, its points are recomputed ({err})", log)
         return {}
     record = ShardRecord.from_attrs(partial.attrs)
     if record.spec_hash != spec_hash or record.direction_hash != direction_hash:
-        log(f"evaluate: ignoring checkpoint {key} from another spec or direction")
+        quarantine(run, key, "checkpoint of another spec or other directions; its points are recomputed", log)
         return {}
     names = list(partial.metrics)
     return {int(p): {n: float(partial.metrics[n][k]) for n in names} for k, p in enumerate(partial.indices)}
@@ -151,31 +155,49 @@ def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: 
     if not 0 <= shard < num_shards:
         raise UserError(f"shard index {shard} is out of range: the spec has compute.shards = {num_shards}")
     manifest = read_manifest(run)
-    complete = _already_complete(run, spec, shard, log)
+    complete = _already_complete(run, spec, shard, manifest.direction_hash, log)
     if complete is not None:
         return complete
-    work = _resume(run, spec, shard, _checked_directions(run, manifest), log)
+    directions = _checked_directions(run, manifest)
+    verify_inputs(spec, localize(spec), manifest, "evaluate")  # the inputs the directions were built from
+    work = _resume(run, spec, shard, directions, log)
     _loop(work, progress_seconds, log_points, log)
     return _finish(work, log)
 
 
-def _already_complete(run: Storage, spec: Spec, shard: int, log: Log) -> ShardRecord | None:
-    """The record of this shard's final file when it exists for this spec; a foreign one is refused."""
+def _already_complete(run: Storage, spec: Spec, shard: int, direction_hash: str | None,
+                      log: Log) -> ShardRecord | None:
+    """The record of this shard's final file when it is sound and of this run; a damaged or foreign
+    one is moved aside (``shards/quarantine/``) and the shard recomputed."""
     num_shards = spec.compute.shards
     final_key = shard_key(shard, num_shards)
     if not run.exists(final_key):
         return None
-    existing = ShardRecord.from_attrs(read_shard(run.get(final_key), f"{run.url}/{final_key}").attrs)
-    if existing.spec_hash == spec.hash:
+    try:
+        existing = ShardRecord.from_attrs(read_shard(run.get(final_key), f"{run.url}/{final_key}").attrs)
+    except NotFound:
+        return None
+    except StageError as err:
+        quarantine(run, final_key, f"damaged shard, recomputing it ({err})", log)
+        return None
+    if existing.spec_hash == spec.hash and existing.direction_hash in (direction_hash, None):
         log(f"evaluate: shard {shard} of {num_shards} is already complete; nothing to do")
         return existing
-    raise StageError(f"{run.url}/{final_key} was computed for another spec; remove it or use a new run")
+    quarantine(run, final_key, "computed for another spec or other directions; recomputing it", log)
+    return None
 
 
 def _checked_directions(run: Storage, manifest: Manifest) -> Directions:
-    directions = load_directions(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
+    """The run's directions, which must be those the manifest (and every shard) was made with."""
+    way_out = (f"restore the directions.h5 prepare wrote, or start a new run (a new --run-id); the run's "
+               f"shards were computed with the original directions, so a new file cannot join them")
+    try:
+        directions = load_directions(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
+    except UserError as err:
+        raise StageError(f"{err}; {way_out}") from None
     if directions.hash != manifest.direction_hash:
-        raise StageError(f"{run.url}/{DIRECTIONS_KEY} does not match the manifest's direction hash; rerun prepare")
+        raise StageError(f"{run.url}/{DIRECTIONS_KEY} was changed after prepare (its hash is not the manifest's "
+                         f"direction_hash); {way_out}")
     return directions
 
 

@@ -22,16 +22,22 @@ from landscape_job.errors import StageError
 from landscape_job.interpolation import interpolation_summary
 from landscape_job.metrics import describe as describe_metric
 from landscape_job.records import Manifest, ShardRecord
-from landscape_job.shards import read_shard, shard_key
+from landscape_job.shards import QUARANTINE_PREFIX, read_shard, shard_key
 from landscape_job.spec import Spec
-from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, read_manifest,
-                                            read_run_spec, stderr_log, wait_for)
+from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
+                                            read_manifest, read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import Storage
 from landscape_job.surface import surface_bytes
 
 
-def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[str, np.ndarray], list[ShardRecord]]:
-    """All shards' values as flat arrays; refuses missing, foreign, damaged or overlapping shards."""
+def collect_shards(run: Storage, spec: Spec, direction_hash: str,
+                   log: Log = stderr_log) -> tuple[dict[str, np.ndarray], list[ShardRecord]]:
+    """All shards' values as flat arrays; refuses missing, foreign, damaged or overlapping shards.
+
+    A damaged or foreign shard is moved aside (``shards/quarantine/``, kept for inspection)
+    before the refusal, so the next evaluate of that shard (a resume) recomputes it
+    instead of the run refusing until someone deletes it by hand.
+    """
     num_shards = spec.compute.shards
     missing = [i for i in range(num_shards) if not run.exists(shard_key(i, num_shards))]
     if missing:
@@ -44,13 +50,16 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[
     for i in range(num_shards):
         key = shard_key(i, num_shards)
         source = f"{run.url}/{key}"
-        data = read_shard(run.get(key), source)
+        try:
+            data = read_shard(run.get(key), source)
+        except StageError as err:
+            _set_aside(run, key, f"merge: {err}", log)
         record = ShardRecord.from_attrs(data.attrs)
         if record.spec_hash != spec.hash:
-            raise StageError(f"merge: {source} was computed for another spec (spec hash "
-                             f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})")
+            _set_aside(run, key, f"merge: {source} was computed for another spec (spec hash "
+                                 f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})", log)
         if record.direction_hash != direction_hash:
-            raise StageError(f"merge: {source} was computed with other directions")
+            _set_aside(run, key, f"merge: {source} was computed with other directions", log)
         allowed = spec.grid.shard_range(i, num_shards)
         stray = [int(p) for p in data.indices if int(p) not in allowed]
         if stray:
@@ -67,6 +76,13 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str) -> tuple[dict[
         raise StageError(f"merge: {absent.size} grid points missing, e.g. flat index {absent[0]}; "
                          f"incomplete shards: {owners}")
     return flat, stats
+
+
+def _set_aside(run: Storage, key: str, why: str, log: Log) -> None:
+    """Moves a bad shard aside and stops the merge with one line saying where it went and what to do."""
+    moved = quarantine(run, key, why, log)
+    raise StageError(f"{why}; moved aside to {run.url}/{moved}; resume the run (evaluate recomputes the shard), "
+                     "then merge")
 
 
 def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
@@ -116,7 +132,7 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
         shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
         wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
     manifest = read_manifest(run)
-    flat, stats = collect_shards(run, spec, manifest.direction_hash)
+    flat, stats = collect_shards(run, spec, manifest.direction_hash, log)
     run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest),
                                        trajectory=_surface_trajectory(manifest.pca)))
     plot_keys = write_plots(run, spec) if plots else []
@@ -187,6 +203,8 @@ def _report(run: Storage, spec: Spec, manifest: Manifest, flat: dict[str, np.nda
         **({"hessian": {**hessian, "unconverged_points": sum(int(s.hessian_unconverged or 0) for s in stats)}}
            if hessian is not None else {}),
         "outputs": [SURFACE_KEY, *plot_keys],
+        # Damaged or foreign shards and partials moved aside and recomputed, kept for inspection.
+        **({"quarantined": quarantined} if (quarantined := sorted(run.list(QUARANTINE_PREFIX))) else {}),
         "merge_seconds": round(time.time() - started, 3),
     }
 

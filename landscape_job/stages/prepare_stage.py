@@ -20,10 +20,11 @@ from landscape_job.curvature import centre_analysis, hessian_split
 from landscape_job.direction_builders import BuildContext, BuiltDirections, build
 from landscape_job.directions import direction_file_bytes
 from landscape_job.errors import StageError, UserError
-from landscape_job.inputs import file_sha256, localize
+from landscape_job.inputs import localize
 from landscape_job.records import Manifest
 from landscape_job.spec import Spec, spec_from_yaml
 from landscape_job.stages.centre import build_centre_model
+from landscape_job.stages.pinned import record_inputs, verify_inputs
 from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec,
                                             stderr_log)
 from landscape_job.storage import Storage
@@ -75,13 +76,9 @@ def _kept_manifest(run: Storage, spec: Spec, log: Log) -> Manifest | None:
     manifest = Manifest.from_json(run.get(MANIFEST_KEY))
     if manifest.spec_hash != spec.hash:
         return None
+    verify_inputs(spec, localize(spec), manifest, "prepare")  # a resume reads the same files, or none
     log(f"prepare: directions already present for this spec ({manifest.direction_hash[:12]}); keeping them")
     return manifest
-
-
-def _checkpoint_inputs(spec: Spec) -> list[str]:
-    return [spec.model.checkpoint, *spec.directions.targets, *spec.directions.trajectory,
-            *([spec.directions.file] if spec.directions.file else [])]
 
 
 def _manifest(run: Storage, spec: Spec, local: Spec, built: BuiltDirections, hessian: dict | None,
@@ -90,7 +87,7 @@ def _manifest(run: Storage, spec: Spec, local: Spec, built: BuiltDirections, hes
     pca = (None if built.pca is None else
            {"explained_variance": built.pca.explained_variance, "trajectory": built.pca.trajectory.to_dict()})
     # Keyed by the spec's URL (the provenance), hashed from the fetched, verified copy.
-    checkpoints = {url: file_sha256(path) for url, path in zip(_checkpoint_inputs(spec), _checkpoint_inputs(local))}
+    checkpoints, data_files = record_inputs(spec, local)
     return Manifest(
         run=run.url, spec_hash=spec.hash, direction_hash=directions.hash, dir_type=directions.dir_type,
         tensors=len(directions.x), parameters=sum(t.numel() for t in directions.x),
@@ -100,7 +97,7 @@ def _manifest(run: Storage, spec: Spec, local: Spec, built: BuiltDirections, hes
         prepare_seconds=round(time.time() - started, 3),
         hessian=hessian,
         # Merge draws the path from here: it never needs the trajectory's checkpoints again.
-        pca=pca)
+        pca=pca, data_files=data_files or None)
 
 
 def _direction_attrs(spec: Spec, pca: dict | None) -> dict[str, object]:

@@ -45,6 +45,25 @@ def read_manifest(run: Storage) -> Manifest:
         raise StageError(f"{run.url}/{MANIFEST_KEY} is missing; run the prepare stage first") from None
 
 
+def quarantine(run: Storage, key: str, why: str, log: Log) -> str:
+    """Moves ``key`` aside under ``shards/quarantine/`` (kept for inspection, never merged); returns the new key.
+
+    For a shard or partial that is damaged or was computed for something else: the run
+    recomputes its points instead of refusing to go on until someone deletes files by hand.
+    """
+    from landscape_job.shards import quarantine_key
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
+    target = quarantine_key(key, stamp)
+    try:
+        run.put(target, run.get(key))
+    except NotFound:
+        return target  # another attempt moved it first
+    run.delete(key)
+    log(f"moved {run.url}/{key} aside to {target}: {why}")
+    return target
+
+
 def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
              poll: float = 1.0, max_poll: float = 30.0, abort: Callable[[], str | None] | None = None) -> None:
     """Polls storage until every key exists, so stages started together chain by themselves.
