@@ -113,6 +113,10 @@ class ComputeSpec:
     device: str = key("auto", choices=DEVICES)
     checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
     checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
+    #: Stretch the K-point interval (never the T-second one) while a save would cost more
+    #: than 5% of the compute since the last: a cheap model's points come faster than saves.
+    checkpoint_adapt: bool = key(True, kind=bool, description="save less often than every K points while a save "
+                                 "costs over 5% of the compute (never less often than every T seconds)")
     #: "auto" or K: grid points evaluated together in one vmapped forward pass.
     points_per_forward: int | str = key("auto", kind=int, auto=True, description="grid points per vmapped "
                                         "forward pass (auto: timed on CUDA, 1 on CPU)")
@@ -128,7 +132,7 @@ class ComputeSpec:
 #: rounding (summation order inside kernels): they are left out of the spec hash, so a
 #: run resumed or re-sharded with other settings still merges. ``precision`` changes the
 #: numbers and stays in.
-SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile")
+SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile", "checkpoint_adapt")
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SYNTHETIC, run_all, save_linear_checkpoint, spec_from, write_spec
+from conftest import SYNTHETIC, checkpointed_points, run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
-from landscape_job.shards import partial_key, read_shard
 from launcher.cli import main as launcher
 from launcher.local import open_run
 
@@ -83,7 +82,8 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
     linear_spec["model"] = {"arch": "mlp", "checkpoint": "wide.pt", "kwargs": {"hidden": [64, 64]}}
     linear_spec["data"]["options"] = {**SYNTHETIC, "train_size": 1000, "test_size": 200}
     linear_spec["grid"] = {"x": "-1:1:12", "y": "-1:1:10"}
-    linear_spec["compute"].update(shards=1, checkpoint_every=every, checkpoint_seconds=3600, precision="fp32")
+    linear_spec["compute"].update(shards=1, checkpoint_every=every, checkpoint_seconds=3600, precision="fp32",
+                                  checkpoint_adapt=False)
     spec = spec_from(tmp_path, linear_spec)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
 
@@ -97,7 +97,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
     targets = sorted(rng.sample(range(3, spec.grid.size - 5), 6))
     kills = 0
     for attempt, target in enumerate(targets):
-        before = len(read_shard(run.get(partial_key(0, 1)), "p").indices) if run.exists(partial_key(0, 1)) else 0
+        before = checkpointed_points(run, 0, 1)
         if target <= before:
             continue
         log = tmp_path / f"attempt-{attempt}.log"
@@ -110,7 +110,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
             process.wait()
         assert process.returncode == -signal.SIGKILL, log.read_text()[-2000:]
         kills += 1
-        after = len(read_shard(run.get(partial_key(0, 1)), "p").indices) if run.exists(partial_key(0, 1)) else 0
+        after = checkpointed_points(run, 0, 1)
         computed = _points_logged(log)
         lost = before + computed - after
         assert 0 <= lost <= every, (before, computed, after)
