@@ -294,3 +294,37 @@ def test_a_checkpoint_from_before_segments_is_resumed(tmp_path: Path, linear_spe
     with h5py.File(tmp_path / "runs/old/surface.h5") as f:
         for metric in METRICS:
             np.testing.assert_array_equal(f[metric][()], reference[metric])
+
+
+class _RequestCountingStorage:
+    """An in-memory run that counts requests; shard 0 appears at the ``appear_at``-th request."""
+
+    url = "mem://run"
+
+    def __init__(self, keys: list[str], appear_at: int):
+        self.keys, self.appear_at, self.requests = set(keys), appear_at, []
+
+    def _request(self, request: tuple[str, str]) -> None:
+        self.requests.append(request)
+        if len(self.requests) == self.appear_at:
+            self.keys.add(shard_key(0, 100))
+
+    def exists(self, key: str) -> bool:
+        self._request(("exists", key))
+        return key in self.keys
+
+    def list(self, prefix: str = "") -> list[str]:
+        self._request(("list", prefix))
+        return sorted(k for k in self.keys if k.startswith(prefix))
+
+
+def test_waiting_for_many_shards_costs_one_request_per_poll(monkeypatch) -> None:
+    """merge --wait at 100 shards: one LIST for the first poll, while 99 are missing, never a
+    HEAD per shard; then only the one still missing is asked for."""
+    from landscape_job.stages import run_files
+
+    monkeypatch.setattr(run_files.time, "sleep", lambda _s: None)
+    keys = [shard_key(i, 100) for i in range(100)]
+    run = _RequestCountingStorage(keys[1:], appear_at=4)
+    run_files.wait_for(run, keys, 60, "the shards", lambda _m: None)
+    assert run.requests == [("list", "shards/")] + [("exists", keys[0])] * 3
