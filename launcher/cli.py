@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -67,7 +68,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
     estimate.add_argument("spec", type=Path)
     estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up (default 3)")
-    estimate.add_argument("--parallel", type=int, help="shards running at once (default: all)")
+    estimate.add_argument("--parallel", type=int,
+                          help="shards running at once (default: a local run's workers, min(cores, shards); "
+                               "with --cluster: all)")
+    estimate.add_argument("--seconds", type=float, default=5.0,
+                          help="time points for at least this long (default 5; not with --cluster)")
     estimate.add_argument("--cluster", action="store_true",
                           help="measure in one pod on the cluster, shaped like the evaluate pods")
     add_cluster_options(estimate)
@@ -168,7 +173,13 @@ def _estimate(args: argparse.Namespace) -> None:
         if value is not None:
             raise UserError(f"{flag}: only with --cluster")
     spec = load_spec(args.spec)
-    print("\n".join(describe(estimate(spec, args.points, args.parallel))))
+    # Projected for a local run of this machine: its workers, each with its share of the cores.
+    cores = os.cpu_count() or 1
+    parallel = args.parallel or min(cores, spec.compute.shards)
+    threads = max(1, cores // min(parallel, spec.compute.shards))
+    print(f"timing points for {args.seconds:g} s with {threads} thread{'s' if threads > 1 else ''} "
+          f"(a local worker's share of {cores} cores), then the fixed costs ...", file=sys.stderr)
+    print("\n".join(describe(estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads))))
 
 
 def _plot(args: argparse.Namespace) -> None:

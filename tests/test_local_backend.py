@@ -140,10 +140,19 @@ def test_estimate_projects_from_real_points_and_writes_nothing(tmp_path: Path, l
     from launcher.estimate import Estimate
 
     linear_spec["compute"]["shards"] = 4
-    assert launcher(["estimate", str(write_spec(tmp_path, linear_spec)), "--points", "2", "--parallel", "2"]) == 0
+    assert launcher(["estimate", str(write_spec(tmp_path, linear_spec)), "--points", "2", "--parallel", "2",
+                     "--seconds", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "s per point" in out and "compute: 20 points x" in out and "4 shards, 2 at a time" in out
+    assert "start-up" in out and " to " in out
     assert not (tmp_path / "runs").exists()
     est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cuda", setup_seconds=30)
     assert est.compute_hours == pytest.approx(2601 * 0.1 / 3600)
-    assert est.wall_seconds == pytest.approx(2 * (163 * 0.1 + 30))  # two waves of 8 shards of <=163 points
+    # prepare's setup, then two waves of 8 shards of <=163 points
+    assert est.wall_seconds == pytest.approx(30 + 2 * (163 * 0.1 + 30))
+    # with each process's start-up (pre-check, prepare, 16 shards, merge), merge's figures and a range
+    est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cpu", setup_seconds=30,
+                   startup_seconds=2, merge_seconds=5, seconds_per_point_low=0.05, seconds_per_point_high=0.2)
+    assert est.wall_seconds == pytest.approx(3 * 2 + 30 + 5 + 2 * (163 * 0.1 + 30 + 2))
+    assert est.wall_range == pytest.approx((est.wall_for(0.05), est.wall_for(0.2)))
+    assert est.wall_range[0] < est.wall_seconds < est.wall_range[1]
