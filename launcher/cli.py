@@ -112,6 +112,10 @@ def _validate(args: argparse.Namespace) -> None:
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
 
 
+#: Below this many points a shard's start-up and setup (seconds) likely outweigh its compute.
+MIN_POINTS_PER_SHARD = 16
+
+
 def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> list[str]:
     """The work a spec implies, in the lines ``launcher validate`` prints."""
     grid, shards = spec.grid, spec.compute.shards
@@ -122,6 +126,16 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
         f"shards: {shards} ({per_shard} points per shard at most)",
         f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
     ]
+    from launcher.k8s_spec import DEFAULT_PARALLELISM_CAP, evaluate_parallelism
+
+    if (spec.kubernetes or {}).get("parallelism") is None and shards > DEFAULT_PARALLELISM_CAP:
+        lines.append(f"on a cluster: kubernetes.parallelism unset, so {evaluate_parallelism(None, shards)} "
+                     f"of the {shards} evaluate pods at once (set it to change)")
+    if shards > 1 and per_shard < MIN_POINTS_PER_SHARD:
+        suggested = max(1, grid.size // MIN_POINTS_PER_SHARD)
+        lines.append(f"warning: {per_shard} points per shard: each shard also pays a process start-up and "
+                     f"the model and data setup (seconds), likely more than its points unless a point costs "
+                     f"seconds; consider compute.shards: {suggested} (launcher estimate measures both)")
     if data_sizes:
         samples = sum(data_sizes.values())
         lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
