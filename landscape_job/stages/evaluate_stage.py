@@ -1,9 +1,10 @@
 """The evaluate stage: one shard's grid points, checkpointed as they go, so a killed worker resumes exactly.
 
 A shard's life is three steps, one function each: ``_resume`` (what a previous attempt
-left, the evaluator, this attempt's record), ``_loop`` (the points, a checkpoint segment
-of the points new since the last one every K points or T seconds, a progress object every few seconds) and ``_finish`` (the
-complete shard, written once; a second attempt that finished first must agree with it).
+left, the evaluator, this attempt's record), ``_loop`` (the points; every K points or T
+seconds a checkpoint segment of the points new since the last one, a progress object
+every few seconds) and ``_finish`` (the complete shard, written once; a second attempt
+that finished first must agree with it).
 """
 
 from __future__ import annotations
