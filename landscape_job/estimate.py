@@ -54,6 +54,9 @@ class Estimate:
     #: The 10th and 90th percentile of the timed points' seconds per point (the range).
     seconds_per_point_low: float | None = None
     seconds_per_point_high: float | None = None
+    #: How much slower a process runs with ``parallel`` of them busy at once than alone
+    #: (>= 1): cores shared with other work or a CPU quota make workers slow each other down.
+    contention: float = 1.0
 
     @property
     def compute_hours(self) -> float:
@@ -65,7 +68,8 @@ class Estimate:
         per_shard = -(-self.points // self.shards)
         waves = -(-self.shards // self.parallel)
         fixed = 3 * self.startup_seconds + self.setup_seconds + self.merge_seconds  # pre-check, prepare, merge
-        return fixed + waves * (per_shard * seconds_per_point + self.setup_seconds + self.startup_seconds)
+        return fixed + waves * (per_shard * seconds_per_point * self.contention + self.setup_seconds
+                                + self.startup_seconds)
 
     @property
     def wall_seconds(self) -> float:
@@ -135,6 +139,8 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: 
                     parallel=min(parallel or spec.compute.shards, spec.compute.shards), device=str(device),
                     setup_seconds=setup, startup_seconds=_startup_seconds() if fixed_costs else 0.0,
                     merge_seconds=_merge_seconds(spec) if fixed_costs else 0.0,
+                    contention=_contention(min(parallel or spec.compute.shards, spec.compute.shards))
+                    if fixed_costs and local_threads else 1.0,
                     seconds_per_point_low=times[int(0.1 * (len(times) - 1))],
                     seconds_per_point_high=times[int(round(0.9 * (len(times) - 1)))])
 
@@ -169,6 +175,30 @@ def _startup_seconds() -> float:
                        check=True, env=env, capture_output=True)
         best = min(best, time.perf_counter() - began)
     return best
+
+
+#: A second of pure-Python work, counted: how much CPU a process gets.
+_BUSY = ("import time\nend, n = time.perf_counter() + 1.0, 0\n"
+         "while time.perf_counter() < end:\n    sum(range(2000))\n    n += 1\nprint(n)")
+
+
+def _contention(workers: int) -> float:
+    """Work done by one busy process alone over the mean of ``workers`` busy at once (at least 1).
+
+    The points are timed in this one process; a local run's workers share the machine
+    (and any CPU quota) with each other: on an idle machine with a core each this is ~1.
+    """
+    if workers <= 1:
+        return 1.0
+
+    def busy(n: int) -> list[int]:
+        procs = [subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]
+        return [int(p.communicate()[0]) for p in procs]
+
+    alone = busy(1)[0]
+    together = statistics.mean(busy(workers))
+    return max(1.0, alone / together) if together > 0 else 1.0
 
 
 def _merge_seconds(spec: Spec) -> float:
@@ -206,7 +236,7 @@ def describe(est: Estimate) -> list[str]:
     return [
         f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (median of the timed points), "
         f"setup {est.setup_seconds:.1f} s per worker, start-up {est.startup_seconds:.1f} s per process, "
-        f"merge {est.merge_seconds:.1f} s",
+        f"merge {est.merge_seconds:.1f} s, {est.parallel} workers at once {est.contention:.2f}x slower than one",
         f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",
         f"wall: about {_duration(est.wall_seconds)} ({_duration(low)} to {_duration(high)}) with {est.shards} "
         f"shards, {est.parallel} at a time",
