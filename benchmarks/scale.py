@@ -11,8 +11,8 @@ progress objects. Prints
   ``seconds_per_point`` (the loop's time over its points, checkpoints included), with
   the shard count chosen so a shard holds at most ``--shard-points`` points (the 1001²
   grid: 8 shards of ~125,000), and the ratio of each to the smallest grid's;
-- start-up: ``import landscape_job.stages.evaluate_stage`` (torch and all) in a fresh interpreter, and the wall time of
-  a whole evaluate stage (``python -m landscape_job.cli ... evaluate``) of a one-point shard;
+- start-up: ``import landscape_job.stages.evaluate_stage`` (torch and all) in a fresh
+  interpreter, and the wall time of a whole evaluate stage (``python -m landscape_job.cli ... evaluate``) of a one-point shard;
 - end to end: ``launcher submit --local`` of the ``--end-to-end`` grid, its wall time and
   points per second, then merge by output on that run (verifying and reading the
   shards, surface.h5, the plots, surface.vtp, surface.html) with each output's size.
