@@ -2,7 +2,15 @@
 
 Builds the run's model, directions and data exactly as the evaluate stage does, times a
 few grid points after one warm-up group, and projects compute time and wall time for the
-spec's shards. Writes nothing. Timings on a laptop CPU say little about a GPU cluster:
+spec's shards. Writes nothing.
+
+The wall time is the run's, not only its points': a local run (``local_threads``) is timed
+with the threads each of its workers gets, the points are timed for a time budget rather
+than a count (three points of a cheap model moved the figure by 60% between runs), and
+the fixed costs are measured and added: a fresh stage process's start-up (interpreter and
+imports) for the launcher's pre-check, prepare, every shard and merge, prepare's and each
+worker's setup, and merge's figures (drawn here from a stand-in surface of the run's grid).
+The range comes from the spread of the timed points. Timings on a laptop CPU say little about a GPU cluster:
 ``launcher estimate --cluster`` runs this inside one pod shaped like the evaluate pods
 (``landscape-job estimate`` prints the measurement as one JSON line) and projects from there.
 """
@@ -10,11 +18,18 @@ spec's shards. Writes nothing. Timings on a laptop CPU say little about a GPU cl
 from __future__ import annotations
 
 import json
+import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from landscape_job.direction_builders import build_directions
 from landscape_job.direction_types import direction_type
@@ -33,17 +48,39 @@ class Estimate:
     parallel: int
     device: str
     setup_seconds: float
+    #: A fresh stage process's interpreter and imports (paid by every process of the run).
+    startup_seconds: float = 0.0
+    #: The merge stage beyond its start-up: drawing the figures, the exports.
+    merge_seconds: float = 0.0
+    #: The 10th and 90th percentile of the timed points' seconds per point (the range).
+    seconds_per_point_low: float | None = None
+    seconds_per_point_high: float | None = None
+    #: How much slower a process runs with ``parallel`` of them busy at once than alone
+    #: (>= 1): cores shared with other work or a CPU quota make workers slow each other down.
+    contention: float = 1.0
 
     @property
     def compute_hours(self) -> float:
         return self.seconds_per_point * self.points / 3600
 
-    @property
-    def wall_seconds(self) -> float:
-        """The slowest shard's points, shards running ``parallel`` at a time, plus setup per wave."""
+    def wall_for(self, seconds_per_point: float) -> float:
+        """The launcher's pre-check and prepare, the shards ``parallel`` at a time (the slowest
+        shard's points, its start-up and setup, per wave), then merge."""
         per_shard = -(-self.points // self.shards)
         waves = -(-self.shards // self.parallel)
-        return waves * (per_shard * self.seconds_per_point + self.setup_seconds)
+        fixed = 3 * self.startup_seconds + self.setup_seconds + self.merge_seconds  # pre-check, prepare, merge
+        return fixed + waves * (per_shard * seconds_per_point * self.contention + self.setup_seconds
+                                + self.startup_seconds)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_for(self.seconds_per_point)
+
+    @property
+    def wall_range(self) -> tuple[float, float]:
+        """The wall time at the low and high end of the timed points' spread."""
+        return (self.wall_for(self.seconds_per_point_low or self.seconds_per_point),
+                self.wall_for(self.seconds_per_point_high or self.seconds_per_point))
 
     def to_json_line(self) -> str:
         """The one line ``landscape-job estimate`` prints; the launcher finds it in the pod's log."""
@@ -71,7 +108,14 @@ def from_log(lines: list[str], parallel: int | None = None) -> Estimate | None:
     return None
 
 
-def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estimate:
+def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: float = 5.0,
+             local_threads: int | None = None, fixed_costs: bool = True) -> Estimate:
+    """Times ``points`` groups at least, and more until ``seconds`` of timing have passed.
+
+    ``local_threads``: time with that many threads, as each worker of a local run gets
+    (``launcher.local``: the cores split between the workers). ``fixed_costs`` measures a
+    stage process's start-up and merge's figures (off where only the points matter).
+    """
     started = time.perf_counter()
     local = localize(spec)
     model = build_centre_model(local)
@@ -81,23 +125,103 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None) -> Estima
     timing = local.directions if stand_in is None else replace(local.directions, type=stand_in)
     directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
     device = resolve_device(spec.compute.device)
-    evaluator = build_evaluator(local, directions, device, model)
-    evaluator.warm_up()
-    setup = time.perf_counter() - started
-    k = evaluator.points_per_forward or 1
-    # Whole groups of K points, as the workers evaluate them; the first group warms up.
-    flat = np.linspace(0, spec.grid.size - 1, (points + 1) * k).astype(np.int64)
-    xs, ys = spec.grid.coordinates(flat)
-    coords = [(float(a), float(b)) for a, b in zip(xs, ys)]
-    times = []
-    for i in range(0, len(coords), k):
-        start = time.perf_counter()
-        evaluator.evaluate_many(coords[i:i + k])
-        if i:  # the first group warms up kernels and allocators
-            times.append((time.perf_counter() - start) / k)
+    threads = torch.get_num_threads()
+    if local_threads:
+        torch.set_num_threads(local_threads)
+    try:
+        evaluator = build_evaluator(local, directions, device, model)
+        evaluator.warm_up()
+        setup = time.perf_counter() - started
+        times = _time_points(spec, evaluator, points, seconds)
+    finally:
+        torch.set_num_threads(threads)
+    times.sort()
     return Estimate(seconds_per_point=statistics.median(times), points=spec.grid.size, shards=spec.compute.shards,
                     parallel=min(parallel or spec.compute.shards, spec.compute.shards), device=str(device),
-                    setup_seconds=setup)
+                    setup_seconds=setup, startup_seconds=_startup_seconds() if fixed_costs else 0.0,
+                    merge_seconds=_merge_seconds(spec) if fixed_costs else 0.0,
+                    contention=_contention(min(parallel or spec.compute.shards, spec.compute.shards))
+                    if fixed_costs and local_threads else 1.0,
+                    seconds_per_point_low=times[int(0.1 * (len(times) - 1))],
+                    seconds_per_point_high=times[int(round(0.9 * (len(times) - 1)))])
+
+
+def _time_points(spec: Spec, evaluator, points: int, seconds: float) -> list[float]:
+    """Seconds per point of whole groups of K points spread over the grid, the first (warm-up) left out."""
+    k = evaluator.points_per_forward or 1
+    rng = np.random.default_rng(0)
+    times: list[float] = []
+    budget_end = time.perf_counter() + seconds
+    first = True
+    while first or len(times) < points or time.perf_counter() < budget_end:
+        flat = rng.integers(0, spec.grid.size, k)
+        xs, ys = spec.grid.coordinates(flat)
+        start = time.perf_counter()
+        evaluator.evaluate_many([(float(a), float(b)) for a, b in zip(xs, ys)])
+        if not first:  # the first group warms up kernels and allocators
+            times.append((time.perf_counter() - start) / k)
+        first = False
+        if len(times) >= 10_000:
+            break
+    return times
+
+
+def _startup_seconds() -> float:
+    """A fresh interpreter importing what an evaluate process imports (the best of two)."""
+    env = dict(os.environ, MPLBACKEND="Agg")
+    best = math.inf
+    for _ in range(2):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import landscape_job.stages.evaluate_stage, landscape_job.cli"],
+                       check=True, env=env, capture_output=True)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+#: A second of pure-Python work, counted: how much CPU a process gets.
+_BUSY = ("import time\nend, n = time.perf_counter() + 1.0, 0\n"
+         "while time.perf_counter() < end:\n    sum(range(2000))\n    n += 1\nprint(n)")
+
+
+def _contention(workers: int) -> float:
+    """Work done by one busy process alone over the mean of ``workers`` busy at once (at least 1).
+
+    The points are timed in this one process; a local run's workers share the machine
+    (and any CPU quota) with each other: on an idle machine with a core each this is ~1.
+    """
+    if workers <= 1:
+        return 1.0
+
+    def busy(n: int) -> list[int]:
+        procs = [subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]
+        return [int(p.communicate()[0]) for p in procs]
+
+    alone = busy(1)[0]
+    together = statistics.mean(busy(workers))
+    return max(1.0, alone / together) if together > 0 else 1.0
+
+
+def _merge_seconds(spec: Spec) -> float:
+    """merge's figures and exports for this grid, drawn from a stand-in bowl of the same shape."""
+    from landscape_job.exports import write_exports
+    from landscape_job.metrics import SPLITS
+    from landscape_job.plots import PlotOptions, plot_surface
+    from landscape_job.surface import surface_bytes
+
+    began = time.perf_counter()
+    x = spec.grid.x.values()
+    y = spec.grid.y.values() if spec.grid.y is not None else np.zeros(1)
+    bowl = np.add.outer(y ** 2, x ** 2).ravel() + 0.1
+    flat = {f"{split}_{name}": bowl * (100 if name == "acc" else 1) for split in SPLITS
+            for name in ("loss", "acc") if split in spec.data.splits}
+    with tempfile.TemporaryDirectory(prefix="landscape-estimate-") as tmp:
+        surface = Path(tmp) / "surface.h5"
+        surface.write_bytes(surface_bytes(spec.grid, flat, {"name": spec.name}))
+        options = PlotOptions.from_spec(spec.plot)
+        plot_surface(surface, Path(tmp) / "plots", options)
+        write_exports(surface, Path(tmp) / "plots", options=options)
+    return time.perf_counter() - began
 
 
 def _duration(seconds: float) -> str:
@@ -109,11 +233,14 @@ def _duration(seconds: float) -> str:
 
 
 def describe(est: Estimate) -> list[str]:
+    low, high = est.wall_range
     return [
         f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (median of the timed points), "
-        f"setup {est.setup_seconds:.1f} s per worker",
+        f"setup {est.setup_seconds:.1f} s per worker, start-up {est.startup_seconds:.1f} s per process, "
+        f"merge {est.merge_seconds:.1f} s, {est.parallel} workers at once {est.contention:.2f}x slower than one",
         f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",
-        f"wall: about {_duration(est.wall_seconds)} with {est.shards} shards, {est.parallel} at a time",
+        f"wall: about {_duration(est.wall_seconds)} ({_duration(low)} to {_duration(high)}) with {est.shards} "
+        f"shards, {est.parallel} at a time",
     ]
 
 

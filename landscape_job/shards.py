@@ -38,6 +38,21 @@ def quarantine_key(key: str, stamp: str) -> str:
     return f"{QUARANTINE_PREFIX}{key.rpartition('/')[2]}.{stamp}"
 
 
+def segment_prefix(shard: int, num_shards: int) -> str:
+    """The keys of a worker's checkpoint segments start with this.
+
+    A checkpoint writes only the points finished since the previous one, as a new
+    object (storage is whole objects: appending to one would mean rewriting it, which
+    made checkpointing quadratic in the shard's size). Resuming reads them all back.
+    """
+    return f"shards/shard-{shard}-of-{num_shards}.partial-"
+
+
+def segment_key(shard: int, num_shards: int, first: int) -> str:
+    """One checkpoint segment, named by its first point (unique: a point is saved once per attempt)."""
+    return f"{segment_prefix(shard, num_shards)}{first:012d}.h5"
+
+
 def progress_key(shard: int, num_shards: int) -> str:
     return f"shards/shard-{shard}-of-{num_shards}.progress.json"
 

@@ -116,6 +116,10 @@ class ComputeSpec:
     device: str = key("auto", choices=DEVICES)
     checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
     checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
+    #: Stretch the K-point interval (never the T-second one) while a save would cost more
+    #: than 5% of the compute since the last: a cheap model's points come faster than saves.
+    checkpoint_adapt: bool = key(True, kind=bool, description="save less often than every K points while a save "
+                                 "costs over 5% of the compute (never less often than every T seconds)")
     #: "auto" or K: grid points evaluated together in one vmapped forward pass.
     points_per_forward: int | str = key("auto", kind=int, auto=True, description="grid points per vmapped "
                                         "forward pass (auto: timed on CUDA, 1 on CPU)")
@@ -137,7 +141,8 @@ class ComputeSpec:
 #: only, but was in the hash from the first release, so it stays (taking it out would
 #: change every existing run's hash); an OOM's halving happens inside a worker and never
 #: touches the spec.
-SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile", "memory_snapshot")
+SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile", "memory_snapshot",
+              "checkpoint_adapt")
 
 
 @dataclass(frozen=True)

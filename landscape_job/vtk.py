@@ -5,8 +5,10 @@ at (x[i], y[j], z) with z from ``Z[j, i]`` (the surface file's layout, square or
 the point order is the surface file's flat order. Cells are the (nx - 1) * (ny - 1) grid
 quads, counter-clockwise seen from +z.
 
-The file is ASCII: VTK's ASCII reader cannot parse ``nan`` or ``inf``, so non-finite
-values never reach it. A point whose height value is non-finite (a divergent point, or a
+Arrays are inline binary (``format="binary"``: base64 of a UInt64 byte count and the
+little-endian values), so a 10^6-point surface is written in a fraction of a second; ASCII
+took seconds and ~1.6x the bytes. Non-finite values still never reach the file (ParaView's
+filters and older readers handle them badly): a point whose height value is non-finite (a divergent point, or a
 non-positive loss with ``log``) is lifted to the ceiling (``zmax`` when given, else the
 highest finite height) and marked 0 in the ``finite`` point array, so ParaView's Threshold
 filter removes it in one step; the metric arrays hold their own largest finite value there.
@@ -17,6 +19,7 @@ log10 of the value (as ``plot.log``). The metric arrays always hold the raw valu
 
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 from typing import Mapping
@@ -25,9 +28,6 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 __all__ = ["vtp_document", "surface_heights", "write_vtp"]
-
-#: Values a line in the ASCII arrays (readability only; VTK ignores line breaks).
-_PER_LINE = 6
 
 
 def surface_heights(values: np.ndarray, zmax: float | None = None, log: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -51,17 +51,16 @@ def surface_heights(values: np.ndarray, zmax: float | None = None, log: bool = F
     return z, finite
 
 
-def _ascii(values: np.ndarray, fmt: str) -> str:
-    """``fmt`` "r": Python's shortest repr that reads back to the same float64 (exact, compact)."""
-    items = np.asarray(values).ravel().tolist()
-    flat = list(map(repr, items)) if fmt == "r" else [format(v, fmt) for v in items]
-    return "\n".join(" ".join(flat[k:k + _PER_LINE]) for k in range(0, len(flat), _PER_LINE))
+#: The numpy dtype of each VTK type used here (little-endian, as the header says).
+_DTYPES = {"Float64": "<f8", "UInt8": "u1", "Int32": "<i4", "Int64": "<i8"}
 
 
-def _array(name: str, vtk_type: str, values: np.ndarray, fmt: str, components: int = 1) -> str:
+def _array(name: str, vtk_type: str, values: np.ndarray, components: int = 1) -> str:
+    """One inline binary DataArray: base64 of the UInt64 byte count followed by the values."""
+    raw = np.ascontiguousarray(values, dtype=_DTYPES[vtk_type]).tobytes()
+    encoded = base64.b64encode(np.uint64(len(raw)).astype("<u8").tobytes() + raw).decode("ascii")
     comps = f' NumberOfComponents="{components}"' if components != 1 else ""
-    return (f'<DataArray type="{vtk_type}" Name={quoteattr(name)}{comps} format="ascii">\n'
-            f"{_ascii(values, fmt)}\n</DataArray>")
+    return f'<DataArray type="{vtk_type}" Name={quoteattr(name)}{comps} format="binary">\n{encoded}\n</DataArray>'
 
 
 def _finite_filled(values: np.ndarray) -> np.ndarray:
@@ -94,18 +93,19 @@ def vtp_document(x: np.ndarray, y: np.ndarray, metrics: Mapping[str, np.ndarray]
     p = (j * nx + i).ravel()
     quads = np.stack([p, p + 1, p + 1 + nx, p + nx], axis=1)
     offsets = 4 * np.arange(1, len(quads) + 1)
-    data = [_array(name, "Float64", _finite_filled(values), "r") for name, values in metrics.items()]
-    data.append(_array("height", "Float64", z, "r"))
-    data.append(_array("finite", "UInt8", finite.astype(np.uint8), "d"))
+    data = [_array(name, "Float64", _finite_filled(values)) for name, values in metrics.items()]
+    data.append(_array("height", "Float64", z))
+    data.append(_array("finite", "UInt8", finite.astype(np.uint8)))
+    index = "Int32" if 4 * len(quads) < 2**31 else "Int64"  # half the bytes for any grid anyone plots
     return "\n".join([
         '<?xml version="1.0"?>',
-        '<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">',
+        '<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64">',
         "<PolyData>",
         f'<Piece NumberOfPoints="{nx * ny}" NumberOfVerts="0" NumberOfLines="0" NumberOfStrips="0" '
         f'NumberOfPolys="{len(quads)}">',
-        "<Points>", _array("Points", "Float64", points, "r", components=3), "</Points>",
+        "<Points>", _array("Points", "Float64", points, components=3), "</Points>",
         '<PointData Scalars="height">', *data, "</PointData>",
-        "<Polys>", _array("connectivity", "Int64", quads, "d"), _array("offsets", "Int64", offsets, "d"),
+        "<Polys>", _array("connectivity", index, quads), _array("offsets", index, offsets),
         "</Polys>",
         "</Piece>", "</PolyData>", "</VTKFile>", "",
     ])

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -67,7 +68,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
     estimate.add_argument("spec", type=Path)
     estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up (default 3)")
-    estimate.add_argument("--parallel", type=int, help="shards running at once (default: all)")
+    estimate.add_argument("--parallel", type=int,
+                          help="shards running at once (default: a local run's workers, min(cores, shards); "
+                               "with --cluster: all)")
+    estimate.add_argument("--seconds", type=float, default=5.0,
+                          help="time points for at least this long (default 5; not with --cluster)")
     estimate.add_argument("--cluster", action="store_true",
                           help="measure in one pod on the cluster, shaped like the evaluate pods")
     add_cluster_options(estimate)
@@ -121,6 +126,10 @@ def _validate(args: argparse.Namespace) -> None:
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
 
 
+#: Below this many points a shard's start-up and setup (seconds) likely outweigh its compute.
+MIN_POINTS_PER_SHARD = 16
+
+
 def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> list[str]:
     """The work a spec implies, in the lines ``launcher validate`` prints."""
     grid, shards = spec.grid, spec.compute.shards
@@ -134,6 +143,16 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
         f"shards: {shards} ({per_shard} points per shard at most)",
         f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
     ]
+    from launcher.k8s_spec import DEFAULT_PARALLELISM_CAP, evaluate_parallelism
+
+    if (spec.kubernetes or {}).get("parallelism") is None and shards > DEFAULT_PARALLELISM_CAP:
+        lines.append(f"on a cluster: kubernetes.parallelism unset, so {evaluate_parallelism(None, shards)} "
+                     f"of the {shards} evaluate pods at once (set it to change)")
+    if shards > 1 and per_shard < MIN_POINTS_PER_SHARD:
+        suggested = max(1, grid.size // MIN_POINTS_PER_SHARD)
+        lines.append(f"warning: {per_shard} points per shard: each shard also pays a process start-up and "
+                     f"the model and data setup (seconds), likely more than its points unless a point costs "
+                     f"seconds; consider compute.shards: {suggested} (launcher estimate measures both)")
     if data_sizes:
         samples = sum(data_sizes.values())
         lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
@@ -185,7 +204,13 @@ def _estimate(args: argparse.Namespace) -> None:
         if value is not None:
             raise UserError(f"{flag}: only with --cluster")
     spec = load_spec(args.spec)
-    print("\n".join(describe(estimate(spec, args.points, args.parallel))))
+    # Projected for a local run of this machine: its workers, each with its share of the cores.
+    cores = os.cpu_count() or 1
+    parallel = args.parallel or min(cores, spec.compute.shards)
+    threads = max(1, cores // min(parallel, spec.compute.shards))
+    print(f"timing points for {args.seconds:g} s with {threads} thread{'s' if threads > 1 else ''} "
+          f"(a local worker's share of {cores} cores), then the fixed costs ...", file=sys.stderr)
+    print("\n".join(describe(estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads))))
     print("\n".join(_memory_lines(spec)))
 
 

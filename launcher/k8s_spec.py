@@ -16,7 +16,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       cpu: "4"                      # request; no CPU limit is set
       memory: 32Gi                  # request == limit
       shm_size: 8Gi                 # /dev/shm for data-loader workers
-      parallelism: 16               # default: the number of shards
+      parallelism: 16               # default: the number of shards, at most 256
       backoff_limit_per_index: 3
       s3_secret: landscape-s3       # a Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
       kueue_queue: team-a
@@ -45,6 +45,14 @@ AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
 WEEK_SECONDS = 7 * 24 * 3600
 #: The Indexed Job limit on parallelism.
 MAX_PARALLELISM = 100_000
+#: Evaluate pods at once when ``parallelism`` is unset: every shard of a small run, but a
+#: 10,000-shard run does not ask the scheduler for 10,000 pods at once (``launcher validate`` says so).
+DEFAULT_PARALLELISM_CAP = 256
+
+
+def evaluate_parallelism(parallelism: int | None, shards: int) -> int:
+    """The evaluate Job's parallelism: the spec's, else every shard up to ``DEFAULT_PARALLELISM_CAP``."""
+    return parallelism or min(shards, DEFAULT_PARALLELISM_CAP)
 
 #: Label keys the renderer sets itself; ``kubernetes.labels`` may not override them.
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "landscape.", "kueue.x-k8s.io/", "batch.kubernetes.io/")
@@ -107,7 +115,8 @@ class KubernetesSpec:
     #: Shard pods at once; ``None``: all shards.
     parallelism: int | None = key(None, kind=int, minimum=1, json={"type": "integer", "minimum": 1,
                                                                    "maximum": MAX_PARALLELISM},
-                                  description="evaluate pods at once (default: the number of shards)")
+                                  description="evaluate pods at once (default: the number of shards, "
+                                              "at most 256)")
     #: Retries of one shard (and of the prepare and merge pods) before it counts as failed.
     backoff_limit_per_index: int = key(3, kind=int, minimum=0)
     #: Failed shards after which the evaluate Job stops; ``None``: run every shard to the end,

@@ -109,13 +109,19 @@ class LocalRunner:
         for line in worker.log_path.read_text().strip().splitlines():
             print(f"  {line}", file=self.stream)
 
-    def _done_points(self) -> int:
-        """The points the shards report done; a progress file that is missing, unreadable or (after
-        the storage's retries) unreachable counts nothing this time: the workers' own exits decide."""
+    def _shard_points(self, shard: int) -> int:
+        return len(self.spec.grid.shard_range(shard, self.spec.compute.shards))
+
+    def _running_points(self, running: list[_Worker]) -> int:
+        """Points done by the running workers, from their progress objects: one read per worker,
+        so a poll costs the same for 10 shards or 10,000 (finished shards are counted whole). A progress
+        object that is missing, unreadable or (after the storage's retries) unreachable counts nothing
+        this time: the workers' own exits decide."""
         total = 0
-        for shard in range(self.spec.compute.shards):
+        for worker in running:
             try:
-                total += ProgressRecord.from_json(self.run.get(progress_key(shard, self.spec.compute.shards))).done
+                key = progress_key(worker.shard, self.spec.compute.shards)
+                total += ProgressRecord.from_json(self.run.get(key)).done
             except (KeyError, ValueError, TypeError, OSError, StageError):
                 pass
         return total
@@ -125,6 +131,7 @@ class LocalRunner:
         shards = list(range(self.spec.compute.shards))
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         running: list[_Worker] = []
+        finished = 0
         with points_bar(self.spec.grid.size, self.stream) as bar:
             try:
                 while shards or running:
@@ -134,13 +141,14 @@ class LocalRunner:
                     for worker in [w for w in running if w.process.poll() is not None]:
                         running.remove(worker)
                         self._finish(worker, f"evaluate (shard {worker.shard})")
-                    advance_to(bar, self._done_points())
+                        finished += self._shard_points(worker.shard)
+                    advance_to(bar, finished + self._running_points(running))
             finally:
                 for worker in running:
                     worker.process.kill()
                     worker.process.wait()
                     worker.log_file.close()
-            advance_to(bar, self._done_points())
+            advance_to(bar, finished)
 
 
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,

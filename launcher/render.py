@@ -45,7 +45,7 @@ from landscape_job.errors import USER_ERROR_EXIT, UserError
 from landscape_job.location import RUN_ENV, S3, STORAGE_OPTIONS_ENV
 from landscape_job.spec import Spec
 
-from launcher.k8s_spec import KubernetesSpec, parse_quantity
+from launcher.k8s_spec import KubernetesSpec, evaluate_parallelism, parse_quantity
 
 CONTAINER = "landscape"
 ENTRYPOINT = "landscape-job"
@@ -301,7 +301,7 @@ def _job(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[s
         job_spec.update({
             "completionMode": "Indexed",
             "completions": shards,
-            "parallelism": k8s.parallelism or shards,
+            "parallelism": evaluate_parallelism(k8s.parallelism, shards),
             "backoffLimitPerIndex": k8s.backoff_limit_per_index,
         })
         if k8s.max_failed_indexes is not None:

@@ -85,3 +85,13 @@ def run_all(run: Storage, shards: int) -> None:
     for shard in range(shards):
         stages.evaluate(run, shard, log=quiet)
     stages.merge(run, log=quiet, plots=False)
+
+
+def checkpointed_points(run: Storage, shard: int, num_shards: int) -> int:
+    """How many points a worker's checkpoint segments hold (0 when none)."""
+    import numpy as np
+
+    from landscape_job.shards import read_shard, segment_prefix
+
+    indices = [read_shard(run.get(k), k).indices for k in run.list(segment_prefix(shard, num_shards))]
+    return len(np.unique(np.concatenate(indices))) if indices else 0

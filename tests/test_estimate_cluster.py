@@ -69,7 +69,7 @@ def test_estimate_json_line_round_trips_and_is_found_among_other_lines() -> None
     assert from_log(lines, parallel=2).parallel == 2 and from_log(lines, parallel=99).parallel == 8
     assert from_log(["no estimate here"]) is None
     # The projection: 2601 points in 8 shards of at most 326, 2 at a time -> 4 waves.
-    assert from_log(lines, parallel=2).wall_seconds == pytest.approx(4 * (326 * 0.25 + 12.0))
+    assert from_log(lines, parallel=2).wall_seconds == pytest.approx(12.0 + 4 * (326 * 0.25 + 12.0))
 
 
 def test_estimate_on_the_fake_cluster(tmp_path: Path, linear_spec: dict, monkeypatch: pytest.MonkeyPatch,

@@ -15,9 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SYNTHETIC, run_all, save_linear_checkpoint, spec_from, write_spec
+from conftest import SYNTHETIC, checkpointed_points, run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
-from landscape_job.shards import partial_key, read_shard
 from launcher.cli import main as launcher
 from launcher.local import open_run
 
@@ -83,7 +82,8 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
     linear_spec["model"] = {"arch": "mlp", "checkpoint": "wide.pt", "kwargs": {"hidden": [64, 64]}}
     linear_spec["data"]["options"] = {**SYNTHETIC, "train_size": 1000, "test_size": 200}
     linear_spec["grid"] = {"x": "-1:1:12", "y": "-1:1:10"}
-    linear_spec["compute"].update(shards=1, checkpoint_every=every, checkpoint_seconds=3600, precision="fp32")
+    linear_spec["compute"].update(shards=1, checkpoint_every=every, checkpoint_seconds=3600, precision="fp32",
+                                  checkpoint_adapt=False)
     spec = spec_from(tmp_path, linear_spec)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
 
@@ -97,7 +97,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
     targets = sorted(rng.sample(range(3, spec.grid.size - 5), 6))
     kills = 0
     for attempt, target in enumerate(targets):
-        before = len(read_shard(run.get(partial_key(0, 1)), "p").indices) if run.exists(partial_key(0, 1)) else 0
+        before = checkpointed_points(run, 0, 1)
         if target <= before:
             continue
         log = tmp_path / f"attempt-{attempt}.log"
@@ -110,7 +110,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
             process.wait()
         assert process.returncode == -signal.SIGKILL, log.read_text()[-2000:]
         kills += 1
-        after = len(read_shard(run.get(partial_key(0, 1)), "p").indices) if run.exists(partial_key(0, 1)) else 0
+        after = checkpointed_points(run, 0, 1)
         computed = _points_logged(log)
         lost = before + computed - after
         assert 0 <= lost <= every, (before, computed, after)
@@ -140,10 +140,19 @@ def test_estimate_projects_from_real_points_and_writes_nothing(tmp_path: Path, l
     from launcher.estimate import Estimate
 
     linear_spec["compute"]["shards"] = 4
-    assert launcher(["estimate", str(write_spec(tmp_path, linear_spec)), "--points", "2", "--parallel", "2"]) == 0
+    assert launcher(["estimate", str(write_spec(tmp_path, linear_spec)), "--points", "2", "--parallel", "2",
+                     "--seconds", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "s per point" in out and "compute: 20 points x" in out and "4 shards, 2 at a time" in out
+    assert "start-up" in out and " to " in out
     assert not (tmp_path / "runs").exists()
     est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cuda", setup_seconds=30)
     assert est.compute_hours == pytest.approx(2601 * 0.1 / 3600)
-    assert est.wall_seconds == pytest.approx(2 * (163 * 0.1 + 30))  # two waves of 8 shards of <=163 points
+    # prepare's setup, then two waves of 8 shards of <=163 points
+    assert est.wall_seconds == pytest.approx(30 + 2 * (163 * 0.1 + 30))
+    # with each process's start-up (pre-check, prepare, 16 shards, merge), merge's figures and a range
+    est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cpu", setup_seconds=30,
+                   startup_seconds=2, merge_seconds=5, seconds_per_point_low=0.05, seconds_per_point_high=0.2)
+    assert est.wall_seconds == pytest.approx(3 * 2 + 30 + 5 + 2 * (163 * 0.1 + 30 + 2))
+    assert est.wall_range == pytest.approx((est.wall_for(0.05), est.wall_for(0.2)))
+    assert est.wall_range[0] < est.wall_seconds < est.wall_range[1]

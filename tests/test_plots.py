@@ -326,3 +326,21 @@ def test_1d_range_keeps_an_interpolation_barrier_but_clips_divergence() -> None:
     diverging = curve.copy()
     diverging[-1] = 1e6
     assert curve_top(diverging) < 1e2
+
+
+def test_a_large_grid_is_drawn_thinned_with_its_ends(tmp_path):
+    """Above MAX_DRAWN lines a side the figures draw every k-th line (both ends kept); the
+    values drawn are the surface's own at those lines."""
+    from landscape_job.plots.figures import MAX_DRAWN, drawn
+    from landscape_job.surface import load_surface
+
+    x, y = np.linspace(-1, 1, 2 * MAX_DRAWN + 7), np.linspace(-1, 1, 5)
+    loss = np.add.outer(y, x) ** 2
+    surface = load_surface(write_surface(tmp_path / "big.h5", x, y, train_loss=loss))
+    thin = drawn(surface)
+    assert len(thin.x) <= MAX_DRAWN and thin.x[0] == x[0] and thin.x[-1] == x[-1]
+    np.testing.assert_array_equal(thin.y, y)
+    columns = np.searchsorted(x, thin.x)
+    np.testing.assert_array_equal(thin.metrics["train_loss"], loss[:, columns])
+    small = load_surface(write_surface(tmp_path / "small.h5", *grid()[:2], train_loss=np.ones((NY, NX))))
+    assert drawn(small) is small

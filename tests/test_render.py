@@ -603,3 +603,24 @@ def test_a_hessian_prepare_gets_an_evaluate_pods_gpu_and_memory(tmp_path: Path, 
     assert prepare_pod["serviceAccountName"] == "landscape"  # still prepare's identity
     assert "NVIDIA_VISIBLE_DEVICES" not in env_of(jobs(objects)["prepare"]["spec"]["template"])
     validate_all(objects)
+
+
+def test_parallelism_unset_is_capped_for_many_shards_and_validate_says_so(tmp_path, cluster_raw):
+    """1,000 shards without kubernetes.parallelism: 256 evaluate pods at once, not 1,000;
+    validate's work lines say so, and warn of shards too small for their start-up."""
+    from launcher.cli import describe_work
+    from launcher.k8s_spec import DEFAULT_PARALLELISM_CAP
+
+    cluster_raw["grid"] = {"x": "-1:1:100", "y": "-1:1:50"}
+    cluster_raw["compute"]["shards"] = 1000
+    cluster_raw["kubernetes"] = {"gpus": 0}
+    spec = spec_from(tmp_path, cluster_raw)
+    evaluate = jobs(render_run(spec, RUN_ID, parse_kubernetes(spec.kubernetes)))["evaluate"]
+    assert evaluate["spec"]["parallelism"] == DEFAULT_PARALLELISM_CAP and evaluate["spec"]["completions"] == 1000
+    lines = describe_work(spec)
+    assert any("256 of the 1000 evaluate pods at once" in line for line in lines)
+    assert any(line.startswith("warning: 5 points per shard") and "compute.shards: 312" in line for line in lines)
+    cluster_raw["kubernetes"]["parallelism"] = 1000
+    spec = spec_from(tmp_path, cluster_raw)
+    assert jobs(render_run(spec, RUN_ID, parse_kubernetes(spec.kubernetes)))["evaluate"]["spec"]["parallelism"] == 1000
+    assert not any("at once" in line for line in describe_work(spec))

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_all, spec_from
+from conftest import checkpointed_points, run_all, spec_from
 from landscape_job import stages
 from landscape_job.errors import StageError
 from landscape_job.grid import Axis, Grid
@@ -125,9 +125,7 @@ def test_merge_refuses_a_duplicated_point(three_shard_run) -> None:
 def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec: dict) -> None:
     """A worker stopped after 7 points resumes from its last checkpoint (every 3) and
     yields the same surface as an uninterrupted run."""
-    from landscape_job.shards import partial_key, read_shard
-
-    linear_spec["compute"]["checkpoint_every"] = 3
+    linear_spec["compute"].update(checkpoint_every=3, checkpoint_adapt=False)  # exactly every 3
     reference = _surface(tmp_path, linear_spec, "whole")
     spec = spec_from(tmp_path, linear_spec)
     run = open_run(spec, "killed")
@@ -150,8 +148,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec
             stages.evaluate(run, 0, log=lambda _: None)
     finally:
         evaluator_module.Evaluator.evaluate = original
-    partial = read_shard(run.get(partial_key(0, 1)), "partial")
-    assert len(partial.indices) == 6  # checkpoints after points 3 and 6
+    assert checkpointed_points(run, 0, 1) == 6  # checkpoints after points 3 and 6
 
     messages: list[str] = []
     stats = stages.evaluate(run, 0, log=messages.append)
@@ -163,7 +160,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec
     with h5py.File(tmp_path / "runs/killed/surface.h5") as f:
         for metric in METRICS:
             np.testing.assert_array_equal(f[metric][()], reference[metric])
-    assert not run.exists(partial_key(0, 1))
+    assert checkpointed_points(run, 0, 1) == 0 and not run.list("shards/shard-0-of-1.partial")
 
 
 def test_a_rerun_of_a_complete_shard_does_nothing(three_shard_run) -> None:
@@ -246,3 +243,88 @@ def test_a_runs_direction_file_reproduces_its_surface(tmp_path: Path, linear_spe
     again = _surface(tmp_path, linear_spec, "from-file")
     for metric in METRICS:
         np.testing.assert_array_equal(again[metric], first[metric], err_msg=metric)
+
+
+class _CountingStorage:
+    """A run's storage that counts the bytes written under each kind of key."""
+
+    def __init__(self, run):
+        self.run, self.url, self.written = run, run.url, {}
+
+    def put(self, key: str, data: bytes) -> None:
+        kind = "checkpoint" if ".partial" in key else key
+        self.written[kind] = self.written.get(kind, 0) + len(data)
+        self.run.put(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.run, name)
+
+
+def test_checkpoint_bytes_per_point_do_not_grow_with_the_shard(tmp_path: Path, linear_spec: dict) -> None:
+    """A checkpoint writes only the points new since the previous one: ten times the points
+    cost ten times the checkpoint bytes, not a hundred (each save rewrote all points before)."""
+    linear_spec["compute"].update(checkpoint_every=10, checkpoint_adapt=False, checkpoint_seconds=3600)
+    per_point = {}
+    for size in (40, 400):
+        linear_spec["grid"] = {"x": f"-1:1:{size}"}
+        spec = spec_from(tmp_path, linear_spec)
+        run = _CountingStorage(open_run(spec, f"n{size}"))
+        stages.prepare(run, log=lambda _: None)
+        stages.evaluate(run, 0, log=lambda _: None)
+        per_point[size] = run.written["checkpoint"] / size
+        assert checkpointed_points(run, 0, 1) == 0  # the segments are gone once the shard is written
+    assert per_point[400] <= 1.1 * per_point[40], per_point
+
+
+def test_a_checkpoint_from_before_segments_is_resumed(tmp_path: Path, linear_spec: dict) -> None:
+    """A whole ``.partial.h5`` (the format before segments) still counts as done points."""
+    from landscape_job.shards import ShardData, partial_key, read_shard, shard_bytes
+
+    reference = _surface(tmp_path, linear_spec, "whole")
+    spec = spec_from(tmp_path, linear_spec)
+    whole = read_shard((tmp_path / "runs/whole" / shard_key(0, 1)).read_bytes(), "whole")
+    run = open_run(spec, "old")
+    stages.prepare(run, log=lambda _: None)
+    old = ShardData(indices=whole.indices[:6], metrics={k: v[:6] for k, v in whole.metrics.items()},
+                    attrs=whole.attrs)
+    run.put(partial_key(0, 1), shard_bytes(old))
+    stats = stages.evaluate(run, 0, log=lambda _: None)
+    assert stats.points_resumed == 6 and not run.exists(partial_key(0, 1))
+    stages.merge(run, log=lambda _: None, plots=False)
+    with h5py.File(tmp_path / "runs/old/surface.h5") as f:
+        for metric in METRICS:
+            np.testing.assert_array_equal(f[metric][()], reference[metric])
+
+
+class _RequestCountingStorage:
+    """An in-memory run that counts requests; shard 0 appears at the ``appear_at``-th request."""
+
+    url = "mem://run"
+
+    def __init__(self, keys: list[str], appear_at: int):
+        self.keys, self.appear_at, self.requests = set(keys), appear_at, []
+
+    def _request(self, request: tuple[str, str]) -> None:
+        self.requests.append(request)
+        if len(self.requests) == self.appear_at:
+            self.keys.add(shard_key(0, 100))
+
+    def exists(self, key: str) -> bool:
+        self._request(("exists", key))
+        return key in self.keys
+
+    def list(self, prefix: str = "") -> list[str]:
+        self._request(("list", prefix))
+        return sorted(k for k in self.keys if k.startswith(prefix))
+
+
+def test_waiting_for_many_shards_costs_one_request_per_poll(monkeypatch) -> None:
+    """merge --wait at 100 shards: one LIST for the first poll, while 99 are missing, never a
+    HEAD per shard; then only the one still missing is asked for."""
+    from landscape_job.stages import run_files
+
+    monkeypatch.setattr(run_files.time, "sleep", lambda _s: None)
+    keys = [shard_key(i, 100) for i in range(100)]
+    run = _RequestCountingStorage(keys[1:], appear_at=4)
+    run_files.wait_for(run, keys, 60, "the shards", lambda _m: None)
+    assert run.requests == [("list", "shards/")] + [("exists", keys[0])] * 3

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_all, spec_from
+from conftest import checkpointed_points, run_all, spec_from
 from landscape_job import stages
 from landscape_job.data import load_split
 from landscape_job.direction_builders import build_directions
@@ -134,9 +134,9 @@ def test_stacked_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec:
     """K = 4, checkpoint every 3 points: a worker killed in its third group has saved after
     each of the first two groups (8 points), and the resumed shard equals an unbroken run."""
     from landscape_job.evaluator import Evaluator as EvaluatorClass
-    from landscape_job.shards import partial_key, read_shard
 
-    linear_spec["compute"].update({"precision": "fp32", "checkpoint_every": 3, "points_per_forward": 4})
+    linear_spec["compute"].update({"precision": "fp32", "checkpoint_every": 3, "points_per_forward": 4,
+                                   "checkpoint_adapt": False})
     reference = _surface(tmp_path, linear_spec, "whole")
     spec = spec_from(tmp_path, linear_spec)
     run = open_run(spec, "killed")
@@ -156,7 +156,7 @@ def test_stacked_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec:
             stages.evaluate(run, 0, log=lambda _: None)
     finally:
         EvaluatorClass.evaluate_many = original
-    assert len(read_shard(run.get(partial_key(0, 1)), "partial").indices) == 8
+    assert checkpointed_points(run, 0, 1) == 8
     stats = stages.evaluate(run, 0, log=lambda _: None)
     assert stats.points_resumed == 8 and stats.points_computed == spec.grid.size - 8
     stages.merge(run, log=lambda _: None, plots=False)

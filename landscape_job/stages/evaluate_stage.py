@@ -1,9 +1,10 @@
 """The evaluate stage: one shard's grid points, checkpointed as they go, so a killed worker resumes exactly.
 
 A shard's life is three steps, one function each: ``_resume`` (what a previous attempt
-left, the evaluator, this attempt's record), ``_loop`` (the points, a partial checkpoint
-every K points or T seconds, a progress object every few seconds) and ``_finish`` (the
-complete shard, written once; a second attempt that finished first must agree with it).
+left, the evaluator, this attempt's record), ``_loop`` (the points; every K points or T
+seconds a checkpoint segment of the points new since the last one, a progress object
+every few seconds) and ``_finish`` (the complete shard, written once; a second attempt
+that finished first must agree with it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.inputs import localize
 from landscape_job.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
 from landscape_job.records import Manifest, ProgressRecord, ShardRecord
-from landscape_job.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, shard_bytes,
-                                  shard_key)
+from landscape_job.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, segment_key,
+                                  segment_prefix, shard_bytes, shard_key)
 from landscape_job.spec import Spec
 from landscape_job.stages.centre import build_evaluator, describe_evaluator
 from landscape_job.stages.pinned import verify_inputs
@@ -33,48 +34,101 @@ from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_K
                                             read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import NotFound, Storage
 
-Values = dict[int, dict[str, float]]
+Values = dict[str, float]
+
+#: The most of a worker's time checkpoints may take when ``compute.checkpoint_adapt`` is on.
+CHECKPOINT_OVERHEAD = 0.05
 
 
 class _Checkpointer:
-    """Decides when a worker writes its partial results: every K points or T seconds."""
+    """Decides when a worker saves: every K points or T seconds, the K stretched to keep saves cheap.
 
-    def __init__(self, every: int, seconds: float):
-        self.every, self.seconds = every, seconds
-        self.pending, self.last = 0, time.monotonic()
+    With ``adapt``, a save that is due by the point count waits until the compute since the
+    previous save is at least 1/``CHECKPOINT_OVERHEAD`` times what the last save took: for a
+    model whose points cost microseconds a fixed K would spend most of the time saving. T
+    is never stretched: a killed worker loses at most T seconds of points (or K points
+    when ``adapt`` is off).
+    """
 
-    def tick(self) -> bool:
-        self.pending += 1
-        if self.pending >= self.every or time.monotonic() - self.last >= self.seconds:
-            self.pending, self.last = 0, time.monotonic()
+    def __init__(self, every: int, seconds: float, adapt: bool):
+        self.every, self.seconds, self.adapt = every, seconds, adapt
+        self.pending, self.last, self.save_cost = 0, time.monotonic(), 0.0
+
+    def due(self, new_points: int) -> bool:
+        self.pending += new_points
+        elapsed = time.monotonic() - self.last
+        if elapsed >= self.seconds:
             return True
-        return False
+        return self.pending >= self.every and (not self.adapt or self.save_cost <= CHECKPOINT_OVERHEAD * elapsed)
+
+    def saved(self, seconds: float) -> None:
+        """Called after each save with what it took."""
+        self.pending, self.last, self.save_cost = 0, time.monotonic(), seconds
 
 
-def _load_partial(run: Storage, key: str, spec_hash: str, direction_hash: str, log: Log) -> Values:
-    """Points a previous attempt of this shard already finished; a damaged or foreign partial is moved aside."""
-    if not run.exists(key):
-        return {}
-    try:
-        partial = read_shard(run.get(key), f"{run.url}/{key}")
-    except NotFound:
-        return {}
-    except StageError as err:
-        quarantine(run, key, f"damaged checkpoint, its points are recomputed ({err})", log)
-        return {}
-    record = ShardRecord.from_attrs(partial.attrs)
-    if record.spec_hash != spec_hash or record.direction_hash != direction_hash:
-        quarantine(run, key, "checkpoint of another spec or other directions; its points are recomputed", log)
-        return {}
-    names = list(partial.metrics)
-    return {int(p): {n: float(partial.metrics[n][k]) for n in names} for k, p in enumerate(partial.indices)}
+class _Results:
+    """A shard's values in arrays preallocated by position in the shard.
+
+    Recording a point is O(1) and a checkpoint slices out only the positions finished since
+    the previous one, so neither grows with the number of points already done.
+    """
+
+    def __init__(self, points: range, names: list[str]):
+        self.points, self.names = points, names
+        self.filled = np.zeros(len(points), dtype=bool)
+        self.values = {n: np.full(len(points), np.nan) for n in names}
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def put(self, point: int, values: Values) -> None:
+        i = point - self.points.start
+        self.count += not self.filled[i]
+        self.filled[i] = True
+        for name in self.names:
+            self.values[name][i] = values[name]
+
+    def put_many(self, data: ShardData) -> None:
+        """Points read back from checkpoints (only those of this shard)."""
+        keep = (data.indices >= self.points.start) & (data.indices < self.points.stop)
+        positions = data.indices[keep] - self.points.start
+        self.filled[positions] = True
+        self.count = int(self.filled.sum())
+        for name in self.names:
+            self.values[name][positions] = data.metrics[name][keep]
+
+    def data(self, positions: np.ndarray, attrs: dict[str, object]) -> ShardData:
+        """The given positions as a shard file's contents (indices ascending when positions are)."""
+        return ShardData(indices=np.asarray(positions, dtype=np.int64) + self.points.start,
+                         metrics={n: self.values[n][positions] for n in self.names}, attrs=attrs)
 
 
-def _shard_data(done: Values, names: list[str], record: ShardRecord) -> ShardData:
-    order = sorted(done)
-    return ShardData(indices=np.array(order, dtype=np.int64),
-                     metrics={n: np.array([done[p][n] for p in order], dtype=np.float64) for n in names},
-                     attrs=record.to_attrs())
+def _load_partial(run: Storage, shard: int, num_shards: int, spec_hash: str, direction_hash: str,
+                  names: list[str], log: Log) -> list[ShardData]:
+    """The checkpoints a previous attempt of this shard left: its segments, and a whole
+    ``.partial.h5`` from before segments (same format), each checked on its own; a damaged
+    or foreign one is moved aside (``shards/quarantine/``) and its points recomputed."""
+    keys = ([partial_key(shard, num_shards)] if run.exists(partial_key(shard, num_shards)) else []) \
+        + run.list(segment_prefix(shard, num_shards))
+    pieces = []
+    for key in keys:
+        try:
+            partial = read_shard(run.get(key), f"{run.url}/{key}")
+        except NotFound:
+            continue  # a concurrent attempt finished and cleaned up
+        except StageError as err:
+            quarantine(run, key, f"damaged checkpoint, its points are recomputed ({err})", log)
+            continue
+        record = ShardRecord.from_attrs(partial.attrs)
+        if record.spec_hash != spec_hash or record.direction_hash != direction_hash:
+            quarantine(run, key, "checkpoint of another spec or other directions; its points are recomputed", log)
+            continue
+        if not set(partial.metrics) >= set(names):
+            log(f"evaluate: ignoring checkpoint {key}: it lacks {sorted(set(names) - set(partial.metrics))}")
+            continue
+        pieces.append(partial)
+    return pieces
 
 
 def _previous_attempts(run: Storage, key: str) -> int:
@@ -98,8 +152,8 @@ class _ShardWork:
     spec: Spec
     shard: int
     points: range
-    #: Flat point index -> metric values, resumed ones included.
-    done: Values
+    #: The values by position in the shard, resumed ones included.
+    results: _Results
     resumed: int
     evaluator: Evaluator
     names: list[str]
@@ -114,6 +168,8 @@ class _ShardWork:
     loop_start: float = 0.0
     #: ``compute.memory_snapshot``: CUDA's allocation history, dumped with the shard.
     snapshot: MemorySnapshot | None = None
+    #: Positions finished since the last checkpoint, in the order computed.
+    unsaved: list[int] = field(default_factory=list)
 
     @property
     def num_shards(self) -> int:
@@ -121,23 +177,29 @@ class _ShardWork:
 
     @property
     def computed(self) -> int:
-        return len(self.done) - self.resumed
+        return len(self.results) - self.resumed
 
     def report(self, state: str) -> None:
         """Rewrites the shard's progress object (for ``launcher status`` and the local progress bar)."""
         elapsed = time.monotonic() - self.loop_start
         rate = self.computed / elapsed if elapsed > 0 else 0.0
-        remaining = len(self.points) - len(self.done)
+        done = len(self.results)
+        remaining = len(self.points) - done
         progress = ProgressRecord(
-            shard=self.shard, num_shards=self.num_shards, done=len(self.done), total=len(self.points), rate=rate,
+            shard=self.shard, num_shards=self.num_shards, done=done, total=len(self.points), rate=rate,
             eta_s=remaining / rate if rate > 0 else None, host=self.host, device=str(self.device), state=state,
             updated=time.time(), attempt=self.attempt, points_per_forward=self.evaluator.points_per_forward or 1,
             compile_seconds=self.evaluator.compile_seconds)
         self.run.put(progress_key(self.shard, self.num_shards), progress.to_json())
 
     def save_partial(self) -> None:
-        self.run.put(partial_key(self.shard, self.num_shards), shard_bytes(_shard_data(self.done, self.names,
-                                                                                       self.record)))
+        """Writes the points finished since the last checkpoint as one new segment object."""
+        if not self.unsaved:
+            return
+        positions = np.array(self.unsaved, dtype=np.int64)
+        self.unsaved = []
+        data = self.results.data(positions, self.record.to_attrs())
+        self.run.put(segment_key(self.shard, self.num_shards, int(data.indices[0])), shard_bytes(data))
 
 
 def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: float = 2.0,
@@ -206,13 +268,15 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: L
     started = time.time()
     num_shards = spec.compute.shards
     points = spec.grid.shard_range(shard, num_shards)
-    done = _load_partial(run, partial_key(shard, num_shards), spec.hash, directions.hash, log)
-    done = {p: v for p, v in done.items() if p in points}
     device = resolve_device(spec.compute.device)
     snapshot = MemorySnapshot(spec.compute.memory_snapshot, device)  # before the data and weights arrive
     if spec.compute.memory_snapshot and not snapshot.active:
         log(f"evaluate: compute.memory_snapshot records CUDA allocations only; nothing to record on {device}")
     evaluator = build_evaluator(spec, directions, device)
+    names = evaluator.metric_names()
+    results = _Results(points, names)
+    for piece in _load_partial(run, shard, num_shards, spec.hash, directions.hash, names, log):
+        results.put_many(piece)
     evaluator.warm_up()  # chooses points_per_forward, compiles: never part of a point's time
     reset_device_peak(device)  # the peak of the points, not of the K search
     host = socket.gethostname()
@@ -224,8 +288,8 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: L
         compile_seconds=evaluator.compile_seconds, data_on_device=evaluator.data_resident,
         channels_last=evaluator.channels_last, precision_reason=evaluator.precision_choice.reason,
         batch_size=evaluator.batch_size)
-    work = _ShardWork(run=run, spec=spec, shard=shard, points=points, done=done, resumed=len(done),
-                      evaluator=evaluator, names=evaluator.metric_names(), device=device, host=host,
+    work = _ShardWork(run=run, spec=spec, shard=shard, points=points, results=results, resumed=len(results),
+                      evaluator=evaluator, names=names, device=device, host=host,
                       attempt=attempt, record=record, started=started, snapshot=snapshot)
     log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
         + (f", {work.resumed} already done (resumed)" if work.resumed else "")
@@ -236,10 +300,11 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: L
 
 def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log) -> None:
     """Evaluates the points not yet done, ``points_per_forward`` at a time, checkpointing as it goes."""
-    todo = [p for p in work.points if p not in work.done]
-    xs, ys = work.spec.grid.coordinates(np.array(todo, dtype=np.int64))
+    todo = np.flatnonzero(~work.results.filled) + work.points.start
+    xs, ys = work.spec.grid.coordinates(todo)
+    todo = todo.tolist()
     compute = work.spec.compute
-    checkpointer = _Checkpointer(compute.checkpoint_every, compute.checkpoint_seconds)
+    checkpointer = _Checkpointer(compute.checkpoint_every, compute.checkpoint_seconds, compute.checkpoint_adapt)
     work.loop_start = time.monotonic()
     last_progress = 0.0
     work.report("running")
@@ -254,14 +319,15 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
         for a, b, samples in work.evaluator.nonfinite[overflowed:]:
             log(f"evaluate: point ({a:g}, {b:g}): {samples} samples with non-finite {work.evaluator.precision} "
                 "logits; its values are NaN (fp16 overflows above 65504: use bf16 or fp32 for this region)")
-        save = False
         for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
-            work.done[p] = v
+            work.results.put(p, v)
+            work.unsaved.append(p - work.points.start)
             if log_points:
                 log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={x:.6g}" for k, x in v.items()))
-            save = checkpointer.tick() or save
-        if save:
+        if checkpointer.due(len(chunk)):
+            began = time.monotonic()
             work.save_partial()
+            checkpointer.saved(time.monotonic() - began)
         if time.monotonic() - last_progress >= progress_seconds:
             last_progress = time.monotonic()
             work.report("running")
@@ -283,7 +349,7 @@ def _finish(work: _ShardWork, log: Log) -> ShardRecord:
                      nonfinite_points=len(evaluator.nonfinite))
     _store_snapshot(work, log)
     final_key = shard_key(shard, num_shards)
-    final = _shard_data(work.done, work.names, record)
+    final = work.results.data(np.arange(len(work.points)), record.to_attrs())
     if not run.put_if_absent(final_key, shard_bytes(final)):
         # Another attempt of this shard finished first (a pod thought lost came back):
         # its values must be ours, or the run is inconsistent.
@@ -291,6 +357,8 @@ def _finish(work: _ShardWork, log: Log) -> ShardRecord:
         if _values_checksum(existing) != _values_checksum(final):
             raise StageError(f"{run.url}/{final_key} was written by another attempt with different values")
         log(f"evaluate: shard {shard} of {num_shards} was completed by another attempt with the same values")
+    for key in run.list(segment_prefix(shard, num_shards)):
+        run.delete(key)
     run.delete(partial_key(shard, num_shards))
     work.report("done")
     log(f"evaluate: shard {shard} of {num_shards} done: {computed} points in {loop_seconds:.1f}s"

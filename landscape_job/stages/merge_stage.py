@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -39,7 +40,8 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str,
     instead of the run refusing until someone deletes it by hand.
     """
     num_shards = spec.compute.shards
-    missing = [i for i in range(num_shards) if not run.exists(shard_key(i, num_shards))]
+    present = set(run.list("shards/"))  # one listing, not a request per shard
+    missing = [i for i in range(num_shards) if shard_key(i, num_shards) not in present]
     if missing:
         listed = ", ".join(str(i) for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
         raise StageError(f"merge: {len(missing)} of {num_shards} shards missing: {listed} "
@@ -47,29 +49,16 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str,
     flat: dict[str, np.ndarray] = {}
     seen = np.zeros(spec.grid.size, dtype=np.int64)
     stats = []
-    for i in range(num_shards):
-        key = shard_key(i, num_shards)
-        source = f"{run.url}/{key}"
-        try:
-            data = read_shard(run.get(key), source)
-        except StageError as err:
-            _set_aside(run, key, f"merge: {err}", log)
-        record = ShardRecord.from_attrs(data.attrs)
-        if record.spec_hash != spec.hash:
-            _set_aside(run, key, f"merge: {source} was computed for another spec (spec hash "
-                                 f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})", log)
-        if record.direction_hash != direction_hash:
-            _set_aside(run, key, f"merge: {source} was computed with other directions", log)
-        allowed = spec.grid.shard_range(i, num_shards)
-        stray = [int(p) for p in data.indices if int(p) not in allowed]
-        if stray:
-            raise StageError(f"merge: {source} holds points outside its range: {stray[:5]}")
-        if len(np.unique(data.indices)) != len(data.indices):
-            raise StageError(f"merge: {source} holds a point more than once")
-        for name, values in data.metrics.items():
-            flat.setdefault(name, np.full(spec.grid.size, np.nan))[data.indices] = values
-        seen[data.indices] += 1
-        stats.append(record)
+    keys = [shard_key(i, num_shards) for i in range(num_shards)]
+    # Fetched a few at a time (on S3 each is a round trip), checked in order as they come.
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        raws = pool.map(run.get, keys)
+        for i, (key, raw) in enumerate(zip(keys, raws)):
+            try:
+                data = read_shard(raw, f"{run.url}/{key}")
+            except StageError as err:
+                _set_aside(run, key, f"merge: {err}", log)
+            _check_shard(run, spec, direction_hash, i, key, data, flat, seen, stats, log)
     absent = np.flatnonzero(seen == 0)
     if absent.size:
         owners = sorted({i for i in range(num_shards) for p in absent[:100] if p in spec.grid.shard_range(i, num_shards)})
@@ -83,6 +72,32 @@ def _set_aside(run: Storage, key: str, why: str, log: Log) -> None:
     moved = quarantine(run, key, why, log)
     raise StageError(f"{why}; moved aside to {run.url}/{moved}; resume the run (evaluate recomputes the shard), "
                      "then merge")
+
+
+#: Shards fetched at once by merge.
+FETCH_THREADS = 8
+
+
+def _check_shard(run: Storage, spec: Spec, direction_hash: str, i: int, key: str, data, flat: dict[str, np.ndarray],
+                 seen: np.ndarray, stats: list[ShardRecord], log: Log) -> None:
+    """Adds shard ``i``'s values to ``flat``; a foreign shard is set aside, one out of place refused."""
+    source = f"{run.url}/{key}"
+    record = ShardRecord.from_attrs(data.attrs)
+    if record.spec_hash != spec.hash:
+        _set_aside(run, key, f"merge: {source} was computed for another spec (spec hash "
+                             f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})", log)
+    if record.direction_hash != direction_hash:
+        _set_aside(run, key, f"merge: {source} was computed with other directions", log)
+    allowed = spec.grid.shard_range(i, spec.compute.shards)
+    stray = data.indices[(data.indices < allowed.start) | (data.indices >= allowed.stop)]
+    if stray.size:
+        raise StageError(f"merge: {source} holds points outside its range: {stray[:5].tolist()}")
+    if len(np.unique(data.indices)) != len(data.indices):
+        raise StageError(f"merge: {source} holds a point more than once")
+    for name, values in data.metrics.items():
+        flat.setdefault(name, np.full(spec.grid.size, np.nan))[data.indices] = values
+    seen[data.indices] += 1
+    stats.append(record)
 
 
 def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
