@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,26 @@ def test_half_precision_logits_are_summed_in_float32() -> None:
 def test_an_unknown_loss_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown loss"):
         batch_loss_sum(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), "hinge")
+
+
+def _numpy_sums(logits: np.ndarray, labels: np.ndarray, loss: str) -> np.ndarray:
+    """Each point's summed loss over the batch, from the definitions (the paper's MSE:
+    softmax outputs against one-hot labels, averaged over the classes)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    if loss == "cross_entropy":
+        return -log_probs[:, np.arange(len(labels)), labels].sum(axis=1)
+    one_hot = np.eye(logits.shape[-1])[labels]
+    return ((np.exp(log_probs) - one_hot) ** 2).mean(axis=-1).sum(axis=1)
+
+
+@pytest.mark.parametrize("loss", sorted(BUILTIN))
+def test_both_shapes_match_numpy(loss: str) -> None:
+    """Against numpy, not against each other: a mistake made in both would pass the test above."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 7, 5, generator=generator, dtype=torch.float64) * 3
+    labels = torch.randint(0, 5, (7,), generator=generator)
+    want = _numpy_sums(logits.numpy(), labels.numpy(), loss)
+    np.testing.assert_allclose(batch_loss_sums(logits, labels, loss).numpy(), want, rtol=1e-12)
+    for k in range(3):
+        assert batch_loss_sum(logits[k], labels, loss).item() == pytest.approx(want[k], rel=1e-12)
