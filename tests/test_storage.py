@@ -159,8 +159,6 @@ class TestContract:
                 store.put(key, b"x")
 
     def test_put_if_absent(self, store) -> None:
-        if not hasattr(store, "put_if_absent"):
-            pytest.skip(f"{type(store).__name__} has no put_if_absent yet")
         assert store.put_if_absent("claim", b"first") is True
         assert store.put_if_absent("claim", b"second") is False
         assert store.put_if_absent("claim", b"first") is False  # it exists, whoever wrote it
@@ -284,7 +282,15 @@ def _one_line_error(storage: S3Storage) -> str:
 
 
 def test_check_access_ok(moto_endpoint: str, bucket: str) -> None:
-    S3Storage(f"s3://{bucket}/runs", s3_options(moto_endpoint)).check_access()
+    """An existing bucket passes with one read-only request: a list of at most one key
+    under the run's prefix (nothing written, so a read-only credential is enough)."""
+    with FlakyProxy(moto_endpoint, lambda method, path, headers: OK) as proxy:
+        assert S3Storage(f"s3://{bucket}/runs", s3_options(proxy.url)).check_access() is None
+    assert len(proxy.log) == 1, proxy.log
+    method, path, action = proxy.log[0]
+    query = path.partition("?")[2].split("&")
+    assert (method, path.partition("?")[0], action) == ("GET", f"/{bucket}", OK)
+    assert {"list-type=2", "max-keys=1"} <= set(query) and any(q.startswith("prefix=runs") for q in query), path
 
 
 def test_check_access_missing_bucket(moto_endpoint: str, aws_env: None) -> None:
