@@ -58,3 +58,27 @@ def test_both_shapes_match_numpy(loss: str) -> None:
     np.testing.assert_allclose(batch_loss_sums(logits, labels, loss).numpy(), want, rtol=1e-12)
     for k in range(3):
         assert batch_loss_sum(logits[k], labels, loss).item() == pytest.approx(want[k], rel=1e-12)
+
+
+@pytest.mark.parametrize("function", ["per_sample", "batch_mean"])
+def test_a_python_loss_at_k_points_is_each_point_s_sum(tmp_path, monkeypatch, function: str) -> None:
+    """``loss: python:...`` with K > 1: the user's function sees one point's logits at a
+    time, and its per-sample losses or batch mean become that point's sum."""
+    module = tmp_path / "k_point_losses.py"
+    module.write_text(
+        "import torch.nn.functional as F\n"
+        "def per_sample(logits, labels):\n    return F.cross_entropy(logits, labels, reduction='none') * 2\n"
+        "def batch_mean(logits, labels):\n    return F.cross_entropy(logits, labels) * 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 6, 4, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 4, (6,), generator=generator)
+    want = 2 * _numpy_sums(logits.numpy(), labels.numpy(), "cross_entropy")
+    got = batch_loss_sums(logits, labels, f"python:k_point_losses:{function}")
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+def test_an_unknown_loss_at_k_points_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="^unknown loss 'hinge'$"):
+        batch_loss_sums(torch.zeros(2, 1, 2), torch.zeros(1, dtype=torch.long), "hinge")
