@@ -70,7 +70,7 @@ def test_merge_stops_waiting_when_indexes_failed(tmp_path: Path, linear_spec: di
     _FakeApi.job = INDEX_FAILED
     check = failure_check(job_reader(url, token), log=lambda _: None)
     with pytest.raises(StageError, match=r"indexes 1,3 failed and will not be retried; see their pods. logs; 1 missing .*shard-1-of-3"):
-        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=600, abort=check)
+        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=30, abort=check)
     assert _FakeApi.seen[0] == ("/apis/batch/v1/namespaces/ns/jobs/r-evaluate", "Bearer sa-token")
 
 
