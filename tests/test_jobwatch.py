@@ -123,3 +123,17 @@ def test_failure_check_passes_the_job_s_verdict_on() -> None:
     check = failure_check(lambda: next(jobs), log=lambda _: None)
     assert check() is None
     assert check() == job_failure(INDEX_FAILED)
+
+
+@pytest.mark.parametrize("condition,want", [
+    ({"type": "Failed", "status": "True"}, "the evaluate Job failed (Failed)"),
+    ({"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}, "the evaluate Job failed (DeadlineExceeded)"),
+    ({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the "
+      "specified backoff limit"}, "the evaluate Job failed (BackoffLimitExceeded: Job has reached the specified "
+                                  "backoff limit)"),
+    ({"type": "Failed", "status": "False", "reason": "Nope"}, None),
+])
+def test_a_failed_job_without_failed_indexes_is_named_exactly(condition: dict, want: str | None) -> None:
+    """A Job can fail as a whole (its deadline, its backoff limit) with no failed index;
+    the reason and message are optional fields: the line says what there is, no more."""
+    assert job_failure({"status": {"conditions": [condition]}}) == want

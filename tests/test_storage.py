@@ -515,3 +515,13 @@ def test_file_results_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
     expected = 0o666 & ~files._UMASK
     for key in ("surface.h5", "plots/surface.html"):
         assert (tmp_path / "run" / key).stat().st_mode & 0o777 == expected, key
+
+
+def test_a_file_write_in_progress_is_not_listed(tmp_path: Path) -> None:
+    """A put writes a hidden temporary file beside the key first (moved into place
+    whole); a writer killed before the move leaves it behind. It is not an object."""
+    store = open_storage(str(tmp_path / "run"))
+    store.put("shards/shard-0-of-2.h5", b"whole")
+    (tmp_path / "run/shards/.shard-1-of-2.h5.x1y2.tmp").write_bytes(b"half")
+    assert store.list() == ["shards/shard-0-of-2.h5"]
+    assert store.list("shards/") == ["shards/shard-0-of-2.h5"]
