@@ -79,13 +79,15 @@ def test_missing_shards_are_named(run, spec, gone: list[int]) -> None:
         collect_shards(run, spec, DIRECTIONS)
 
 
-def test_a_long_list_of_missing_shards_is_cut_at_twenty(tmp_path: Path, linear_spec: dict) -> None:
-    linear_spec["compute"]["shards"] = 25
+@pytest.mark.parametrize("shards,cut", [(20, False), (21, True), (25, True)])
+def test_a_long_list_of_missing_shards_is_cut_at_twenty(tmp_path: Path, linear_spec: dict, shards: int,
+                                                         cut: bool) -> None:
+    linear_spec["compute"]["shards"] = shards
     linear_spec["grid"] = {"x": "-1:1:5", "y": "-1:1:6"}
     spec = spec_from(tmp_path, linear_spec)
     run = open_storage(str(tmp_path / "empty"))
-    listed = ", ".join(str(i) for i in range(20))
-    with pytest.raises(StageError, match=rf"^merge: 25 of 25 shards missing: {listed} \.\.\. \(expected "):
+    listed = ", ".join(str(i) for i in range(20)) + (" ..." if cut else "")
+    with pytest.raises(StageError, match=rf"^merge: {shards} of {shards} shards missing: {listed} \(expected "):
         collect_shards(run, spec, DIRECTIONS)
 
 
