@@ -146,3 +146,24 @@ def test_a_damaged_shard_is_named(run, spec) -> None:
     run.put(shard_key(1, SHARDS), raw[:100])
     with pytest.raises(StageError, match=r"shard-1-of-3\.h5: unreadable or truncated shard"):
         collect_shards(run, spec, DIRECTIONS)
+
+
+@pytest.mark.parametrize("metric", ["train_loss", "test_acc"])
+def test_a_changed_value_under_the_old_checksum_is_named(run, spec, metric: str) -> None:
+    """The checksum covers every metric's values, not only the indices."""
+    import io
+
+    import h5py
+
+    key = shard_key(1, SHARDS)
+    points = list(spec.grid.shard_range(1, SHARDS))
+    values = _values(points)
+    original = ShardData(indices=np.array(points, dtype=np.int64), metrics=values).checksum()
+    values[metric][2] += 0.5
+    _put(run, spec, 1, points, values)
+    buffer = io.BytesIO(run.get(key))
+    with h5py.File(buffer, "r+") as f:
+        f.attrs["checksum"] = original
+    run.put(key, buffer.getvalue())
+    with pytest.raises(StageError, match=r"shard-1-of-3\.h5: checksum mismatch; the shard is corrupted$"):
+        collect_shards(run, spec, DIRECTIONS)
