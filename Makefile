@@ -1,14 +1,15 @@
 # The two commands of the README, each setting up what it needs:
 #   make demo   - train two small digits CNNs, compute a 2-D surface and a 1-D interpolation into ./runs/
 #   make test   - the test suite
-# Both create .venv with every package pinned by requirements/constraints.txt.
+#   make mutation - mutation testing of the guard modules (docs/testing.md; not in CI)
+# Each creates .venv with every package pinned by requirements/constraints.txt.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean browser
+.PHONY: demo test lint clean browser kubectl mutation
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/launcher submit examples/digits.yaml --local
 	$(VENV)/bin/launcher submit examples/digits-interp.yaml --local
 
-test: $(STAMP) browser
+test: $(STAMP) browser kubectl
 	MPLBACKEND=Agg $(PY) -m pytest
 
 # The viewer's tests drive Debian's chromium (never a downloaded browser). Installed here
@@ -33,5 +34,47 @@ browser:
 			|| echo "could not install chromium: the viewer's browser tests will be skipped"; \
 	fi
 
+# test_render runs `kubectl kustomize` on k8s/: Debian's kubectl, installed here when
+# missing and apt-get is usable as root; otherwise those tests skip, naming why (or fail,
+# with LANDSCAPE_REQUIRE_TOOLS=1 as CI sets it; hadolint comes with the dev extras).
+kubectl:
+	@if ! command -v kubectl >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's kubectl for the kustomize tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; } \
+			|| echo "could not install kubectl: the kustomize tests will be skipped"; \
+	fi
+
+# Mutation testing of the guards (docs/testing.md): every refusal and recovery branch must
+# have a test that fails when the branch is broken. Not in CI (tens of minutes on 2 cores).
+# pyproject's [tool.mutmut] names the files and the tests; GUARDS the functions mutated.
+GUARDS := \
+	'landscape_job.stages.merge_stage.x_collect_shards__*' \
+	'landscape_job.shards.*' \
+	'landscape_job.records.x*ShardRecord*from_attrs__*' \
+	'landscape_job.records.x*ProgressRecord*from_json__*' \
+	'landscape_job.jobwatch.x_job_failure__*' \
+	'landscape_job.jobwatch.x_failure_check__*' \
+	'landscape_job.losses.x__mse_sums__*' \
+	'landscape_job.losses.x__cross_entropy_sums__*' \
+	'landscape_job.losses.x_batch_loss_sums__*' \
+	'launcher.render.x__job__*' \
+	'launcher.render.x__disruption_rule__*' \
+	'launcher.render.x__user_error_rule__*' \
+	'landscape_job.storage.x_*' \
+	'landscape_job.storage.base.*' \
+	'landscape_job.storage.files.*' \
+	'landscape_job.location.x*StorageLocation*parse__*' \
+	'landscape_job.location.x_split_s3_url__*' \
+	'landscape_job.location.x__scheme_of__*'
+
+# mutmut 3.8.1 in a fresh mutants/ folder stops after its first stats pass ("could not find
+# any test case for any mutant"); the second invocation finds them, hence the retry.
+MUTMUT := PYTHONPATH=$(CURDIR)/mutants MPLBACKEND=Agg $(VENV)/bin/mutmut
+
+mutation: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt 'mutmut>=3.8'
+	$(MUTMUT) run --max-children 2 $(GUARDS) || $(MUTMUT) run --max-children 2 $(GUARDS)
+	$(MUTMUT) results
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants

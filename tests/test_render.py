@@ -21,7 +21,7 @@ import yaml
 from kubernetes_validate.utils import all_versions
 from packaging.version import Version
 
-from conftest import spec_from, write_spec
+from conftest import REQUIRE_TOOLS_ENV, missing_tool, spec_from, write_spec
 from landscape_job.errors import USER_ERROR_EXIT, UserError
 from landscape_job.spec import spec_from_yaml
 from launcher import render_cli
@@ -189,10 +189,22 @@ def test_schema_validation_can_fail(rendered):
 def _kustomize(folder: str) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed: cannot run `kubectl kustomize` on k8s/")
+        missing_tool("kubectl is not installed: cannot run `kubectl kustomize` on k8s/ (make kubectl installs it)")
     result = subprocess.run([kubectl, "kustomize", str(REPO / folder)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["locally", "in CI"])
+def test_a_missing_kubectl_skips_locally_and_fails_in_ci(monkeypatch, required: bool) -> None:
+    monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
+    if required:
+        monkeypatch.setenv(REQUIRE_TOOLS_ENV, "1")
+    else:
+        monkeypatch.delenv(REQUIRE_TOOLS_ENV, raising=False)
+    outcome = pytest.fail.Exception if required else pytest.skip.Exception
+    with pytest.raises(outcome, match="kubectl is not installed"):
+        _kustomize("k8s/base")
 
 
 @pytest.mark.parametrize("folder,namespace", [("k8s/base", "landscape"), ("k8s/overlays/example", "landscape-team-a")])

@@ -328,3 +328,106 @@ def test_waiting_for_many_shards_costs_one_request_per_poll(monkeypatch) -> None
     run = _RequestCountingStorage(keys[1:], appear_at=4)
     run_files.wait_for(run, keys, 60, "the shards", lambda _m: None)
     assert run.requests == [("list", "shards/")] + [("exists", keys[0])] * 3
+
+
+def _rewrite_shard(run, key: str, change) -> None:
+    """Reads a shard, lets ``change`` edit it, and stores it with a valid checksum of the
+    edited content (so only the guard under test can refuse it)."""
+    from landscape_job.shards import read_shard, shard_bytes
+
+    data = read_shard(run.get(key), key)
+    change(data)
+    run.put(key, shard_bytes(data))
+
+
+def test_merge_refuses_a_shard_with_another_s_point(three_shard_run) -> None:
+    """Shard 2 also claims shard 0's first point with another value: read last, it would
+    silently overwrite the right value, so merge must refuse it, naming the point."""
+    run, spec = three_shard_run
+    foreign = spec.grid.shard_range(0, 3)[0]
+
+    def claim(data) -> None:
+        data.indices = np.append(data.indices, foreign)
+        data.metrics = {name: np.append(values, 1e9) for name, values in data.metrics.items()}
+
+    _rewrite_shard(run, shard_key(2, 3), claim)
+    run.delete("surface.h5")
+    with pytest.raises(StageError, match=rf"shard-2-of-3\.h5 holds points outside its range: \[{foreign}\]$"):
+        stages.merge(run, log=lambda _: None, plots=False)
+    assert not run.exists("surface.h5")
+
+
+def test_merge_refuses_a_shard_computed_with_other_directions(three_shard_run) -> None:
+    """Same spec hash, other direction hash (directions.h5 rewritten between the shards):
+    the values lie along other directions and must not be merged."""
+    run, _ = three_shard_run
+
+    def other_directions(data) -> None:
+        data.attrs["direction_hash"] = "0" * 64
+
+    _rewrite_shard(run, shard_key(1, 3), other_directions)
+    run.delete("surface.h5")
+    with pytest.raises(StageError, match=r"shard-1-of-3\.h5 was computed with other directions"):
+        stages.merge(run, log=lambda _: None, plots=False)
+    assert not run.exists("surface.h5")
+
+
+def test_merge_names_the_grid_points_a_shard_lacks(three_shard_run) -> None:
+    """A shard that lost points (its checksum fine) is named with the first missing point."""
+    run, spec = three_shard_run
+    own = list(spec.grid.shard_range(1, 3))
+    dropped = own[2:4]
+
+    def drop(data) -> None:
+        keep = ~np.isin(data.indices, dropped)
+        data.indices = data.indices[keep]
+        data.metrics = {name: values[keep] for name, values in data.metrics.items()}
+
+    _rewrite_shard(run, shard_key(1, 3), drop)
+    with pytest.raises(StageError, match=rf"^merge: 2 grid points missing, e\.g\. flat index {dropped[0]}; "
+                                         r"incomplete shards: \[1\]$"):
+        stages.merge(run, log=lambda _: None, plots=False)
+
+
+def _evaluate_while_another_attempt_finishes(run, shard: int, other: bytes) -> list[str]:
+    """Evaluates ``shard`` while "another attempt" stores ``other`` as the finished shard:
+    it lands after this attempt has checked that the shard is not complete (when it logs
+    its plan), so this attempt meets it only when it writes its own result."""
+    key = shard_key(shard, 3)
+    messages: list[str] = []
+
+    def log(message: str) -> None:
+        messages.append(message)
+        if message.startswith(f"evaluate: shard {shard} of 3:"):
+            assert not run.exists(key)
+            run.put(key, other)
+
+    stages.evaluate(run, shard, log=log)
+    return messages
+
+
+def test_a_shard_finished_twice_with_the_same_values_keeps_the_first_copy(three_shard_run) -> None:
+    run, _ = three_shard_run
+    key = shard_key(1, 3)
+    first = run.get(key)
+    run.delete(key)
+    messages = _evaluate_while_another_attempt_finishes(run, 1, first)
+    assert run.get(key) == first
+    assert any("was completed by another attempt with the same values" in m for m in messages)
+    stages.merge(run, log=lambda _: None, plots=False)
+
+
+def test_a_shard_finished_twice_with_other_values_fails_the_attempt(three_shard_run) -> None:
+    """The first copy's values differ from this attempt's (nondeterminism, or a stale pod
+    of another computation): the run is inconsistent, and this attempt says so."""
+    from landscape_job.shards import read_shard, shard_bytes
+
+    run, _ = three_shard_run
+    key = shard_key(1, 3)
+    data = read_shard(run.get(key), key)
+    data.metrics["train_loss"][0] += 1e-6
+    other = shard_bytes(data)
+    run.delete(key)
+    with pytest.raises(StageError, match=r"shard-1-of-3\.h5 was written by another attempt with different values"):
+        _evaluate_while_another_attempt_finishes(run, 1, other)
+    assert run.get(key) == other

@@ -159,8 +159,6 @@ class TestContract:
                 store.put(key, b"x")
 
     def test_put_if_absent(self, store) -> None:
-        if not hasattr(store, "put_if_absent"):
-            pytest.skip(f"{type(store).__name__} has no put_if_absent yet")
         assert store.put_if_absent("claim", b"first") is True
         assert store.put_if_absent("claim", b"second") is False
         assert store.put_if_absent("claim", b"first") is False  # it exists, whoever wrote it
@@ -288,7 +286,15 @@ def _one_line_error(storage: S3Storage) -> str:
 
 
 def test_check_access_ok(moto_endpoint: str, bucket: str) -> None:
-    S3Storage(f"s3://{bucket}/runs", s3_options(moto_endpoint)).check_access()
+    """An existing bucket passes with one read-only request: a list of at most one key
+    under the run's prefix (nothing written, so a read-only credential is enough)."""
+    with FlakyProxy(moto_endpoint, lambda method, path, headers: OK) as proxy:
+        assert S3Storage(f"s3://{bucket}/runs", s3_options(proxy.url)).check_access() is None
+    assert len(proxy.log) == 1, proxy.log
+    method, path, action = proxy.log[0]
+    query = path.partition("?")[2].split("&")
+    assert (method, path.partition("?")[0], action) == ("GET", f"/{bucket}", OK)
+    assert {"list-type=2", "max-keys=1"} <= set(query) and any(q.startswith("prefix=runs") for q in query), path
 
 
 def test_check_access_missing_bucket(moto_endpoint: str, aws_env: None) -> None:
@@ -514,3 +520,13 @@ def test_file_results_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
     expected = 0o666 & ~files._UMASK
     for key in ("surface.h5", "plots/surface.html"):
         assert (tmp_path / "run" / key).stat().st_mode & 0o777 == expected, key
+
+
+def test_a_file_write_in_progress_is_not_listed(tmp_path: Path) -> None:
+    """A put writes a hidden temporary file beside the key first (moved into place
+    whole); a writer killed before the move leaves it behind. It is not an object."""
+    store = open_storage(str(tmp_path / "run"))
+    store.put("shards/shard-0-of-2.h5", b"whole")
+    (tmp_path / "run/shards/.shard-1-of-2.h5.x1y2.tmp").write_bytes(b"half")
+    assert store.list() == ["shards/shard-0-of-2.h5"]
+    assert store.list("shards/") == ["shards/shard-0-of-2.h5"]

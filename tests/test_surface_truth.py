@@ -28,9 +28,13 @@ def _softmax_regression(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarr
     return float(value), float((logits.argmax(axis=1) == y).mean() * 100)
 
 
+@pytest.mark.parametrize("points_per_forward", [1, 4], ids=["K=1", "K=4"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-def test_every_grid_point_matches_numpy(tmp_path: Path, linear_spec: dict, loss: str) -> None:
+def test_every_grid_point_matches_numpy(tmp_path: Path, linear_spec: dict, loss: str, points_per_forward: int) -> None:
+    """K = 4 takes the stacked-points path (one vmapped forward for 4 points), which
+    ``points_per_forward: auto`` picks on a GPU: every loss must match numpy there too."""
     linear_spec["loss"] = loss
+    linear_spec["compute"]["points_per_forward"] = points_per_forward
     spec = spec_from(tmp_path, linear_spec)
     run = open_run(spec, "truth")
     run_all(run, spec.compute.shards)
