@@ -15,7 +15,6 @@ is registered for it, and the backend's module is imported only when a run opens
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from landscape_job.errors import UserError, shown
+from landscape_job.schema import Section, type_name
 
 FILE = "file"
 S3 = "s3"
@@ -56,14 +56,6 @@ def register_backend(scheme: str, backend: str | type) -> None:
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{0,254}$")
 #: Words that mark a key of the storage mapping as a credential, which never goes in a spec.
 _CREDENTIAL_WORDS = ("secret", "access_key", "password", "token")
-_KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-               int: "an integer", float: "a number", type(None): "null"}
-
-
-def _type_name(value: object) -> str:
-    return _KIND_NAMES.get(type(value), type(value).__name__)
-
-
 #: A run id: one folder name under the storage base (a Kubernetes run's id is stricter still).
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: S3's limit on a key's length, in bytes; a folder's own limits are looser.
@@ -347,33 +339,20 @@ def storage_options_from_env(environ: Mapping[str, str] | None = None) -> dict[s
 
 
 def _read_spec_value(raw: object) -> tuple[str | None, StorageOptions]:
-    """The URL and the options of a spec's ``storage``; the mapping's keys as the spec reads any section."""
+    """The URL and the options of a spec's ``storage``; the mapping is read as any spec section."""
     if raw is None or isinstance(raw, str):
         return raw, NO_OPTIONS
     if not isinstance(raw, dict):
-        raise UserError(f"storage: expected a string, got {_type_name(raw)}"
+        raise UserError(f"storage: expected a string, got {type_name(raw)}"
                         + ("" if isinstance(raw, bool) else f" {shown(raw)}"))
-    url = _string(raw, "url")
-    if url is None:
-        raise UserError("storage.url: required key is missing")
-    options = {name: value for name in StorageOptions.NAMES if (value := _string(raw, name)) is not None}
+    section = Section(raw, "storage")
+    url = section.get("url", str)
+    options = {name: value for name in StorageOptions.NAMES if (value := section.get(name, str, None)) is not None}
     for key in raw:
         if any(word in str(key).lower() for word in _CREDENTIAL_WORDS):
             raise UserError(f"storage.{key}: credentials never go in the spec; set AWS_ACCESS_KEY_ID/"
                             f"AWS_SECRET_ACCESS_KEY in the environment or name a Kubernetes Secret")
-    known = ("url", *StorageOptions.NAMES)
-    unknown = [key for key in raw if key not in known]
-    if unknown:
-        hint = difflib.get_close_matches(str(unknown[0]), sorted(known), n=1)
-        suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(sorted(known))}"
-        raise UserError(f"storage.{unknown[0]}: unknown key{suggestion}")
+    section.finish()
     return url, StorageOptions.from_mapping(options, url)
 
-
-def _string(raw: Mapping[str, Any], name: str) -> str | None:
-    value = raw.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    got = "a boolean" if isinstance(value, bool) else f"{_type_name(value)} {shown(value)}"
-    raise UserError(f"storage.{name}: expected a string, got {got}")
 

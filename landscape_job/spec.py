@@ -34,7 +34,7 @@ import yaml
 from landscape_job.direction_types import AS_WRITTEN, DIRECTION_TYPES, FORCED, direction_type
 from landscape_job.errors import UserError, shown
 from landscape_job.grid import AXIS_PATTERN, MAX_POINTS, Axis, Grid
-from landscape_job.location import StorageLocation
+from landscape_job.location import StorageLocation, local_path
 from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
@@ -396,7 +396,7 @@ def _parse_python(s: Section, base_dir: Path, check_files: bool) -> PythonSpec:
 
     paths = []
     for i, item in enumerate(strings("path")):
-        folder = Path(item[len("file://"):] if item.startswith("file://") else item).expanduser()
+        folder = Path(local_path(item)).expanduser()
         folder = folder if folder.is_absolute() else (base_dir / folder).resolve()
         if check_files and not folder.is_dir():
             raise UserError(f"python.path[{i}]: folder not found: {folder}")

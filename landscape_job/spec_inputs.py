@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from landscape_job.errors import UserError, shown
 from landscape_job.inputs import check_sha256, check_url, is_archive, is_remote
+from landscape_job.location import local_path
 from landscape_job.schema import Section, type_name
 
 #: JSON Schema of one input: a path or URL, or the pinned mapping form.
@@ -38,10 +39,8 @@ def _cut(path: str, limit: int = 240) -> str:
 def resolve_file(value: str, key: str, base_dir: Path, must_exist: bool, folder: bool = False) -> str:
     """A local path made absolute against the spec's folder, so the spec means the same
     from any working directory; checked to exist when the files are local to this machine."""
-    if value.startswith("file://"):
-        value = value[len("file://"):]
     try:
-        path = Path(value).expanduser()
+        path = Path(local_path(value)).expanduser()
         if not path.is_absolute():
             path = (base_dir / path).resolve()
         if must_exist and folder and not (path.is_dir() or (is_archive(str(path)) and path.is_file())):
