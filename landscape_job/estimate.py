@@ -117,19 +117,12 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: 
     stage process's start-up and merge's figures (off where only the points matter).
     """
     started = time.perf_counter()
-    local = localize(spec)
-    model = build_centre_model(local)
-    # A point costs the same along any direction: a type whose directions cost a run of
-    # their own (Hessian eigenvectors: Lanczos in prepare) is stood in for by another here.
-    stand_in = direction_type(local.directions.type).estimate_as
-    timing = local.directions if stand_in is None else replace(local.directions, type=stand_in)
-    directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
     device = resolve_device(spec.compute.device)
     threads = torch.get_num_threads()
     if local_threads:
         torch.set_num_threads(local_threads)
     try:
-        evaluator = build_evaluator(local, directions, device, model)
+        evaluator = _evaluator(spec, device)
         evaluator.warm_up()
         setup = time.perf_counter() - started
         times = _time_points(spec, evaluator, points, seconds)
@@ -144,6 +137,20 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: 
                     if fixed_costs and local_threads else 1.0,
                     seconds_per_point_low=times[int(0.1 * (len(times) - 1))],
                     seconds_per_point_high=times[int(round(0.9 * (len(times) - 1)))])
+
+
+def _evaluator(spec: Spec, device: torch.device) -> Evaluator:
+    """The spec's evaluator at θ*, as a shard builds it, along directions that cost nothing to build.
+
+    A point costs the same along any direction: a type whose directions cost a run of
+    their own (Hessian eigenvectors: Lanczos in prepare) is stood in for by another here.
+    """
+    local = localize(spec)
+    model = build_centre_model(local)
+    stand_in = direction_type(local.directions.type).estimate_as
+    timing = local.directions if stand_in is None else replace(local.directions, type=stand_in)
+    directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
+    return build_evaluator(local, directions, device, model)
 
 
 def _time_points(spec: Spec, evaluator, points: int, seconds: float) -> list[float]:
@@ -299,12 +306,7 @@ def measure_memory(evaluator: Evaluator, coords: list[tuple[float, float]]) -> M
 
 def estimate_memory(spec: Spec) -> MemoryEstimate:
     """``launcher estimate``'s memory part: the spec's evaluator, as a shard builds it, one group of points."""
-    local = localize(spec)
-    model = build_centre_model(local)
-    stand_in = direction_type(local.directions.type).estimate_as
-    timing = local.directions if stand_in is None else replace(local.directions, type=stand_in)
-    directions = build_directions(timing, model, two_d=spec.grid.ndim == 2)
-    evaluator = build_evaluator(local, directions, resolve_device(spec.compute.device), model)
+    evaluator = _evaluator(spec, resolve_device(spec.compute.device))
     evaluator.warm_up()
     k = evaluator.points_per_forward or 1
     xs, ys = spec.grid.coordinates(np.linspace(0, spec.grid.size - 1, k).astype(np.int64))
