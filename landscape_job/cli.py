@@ -107,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The run's URL, and the options of its storage that the launcher put in the environment.
         run = open_storage(StorageLocation.from_env(args.run))
         if args.stage == "prepare":
+            from landscape_job.release import release_next_stages
+
             stages.prepare(run, spec_file=args.spec_file)
+            release_next_stages(stages.stderr_log)  # on a cluster: evaluate and merge start only now
         elif args.stage == "evaluate":
             stages.evaluate(run, _shard_index(args.shard), log_points=args.log_points, wait_seconds=args.wait)
         else:

@@ -20,7 +20,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       backoff_limit_per_index: 3
       s3_secret: landscape-s3       # a Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
       kueue_queue: team-a
-      volumes:                      # PVCs holding checkpoints or data sets, mounted in every pod
+      volumes:                      # PVCs holding checkpoints or data sets, mounted in prepare and evaluate pods
         - {claim: datasets, mount_path: /data}
       cache_size: 50Gi              # bound on each pod's input cache (emptyDir at /var/cache/landscape)
       # cache_claim: landscape-cache  # or: a ReadWriteMany PVC as the cache, shared by every pod and stage
@@ -83,7 +83,8 @@ _AFFINITY_SCHEMA = {"type": "object", "properties": {k: {"type": "object"} for k
 
 @dataclass(frozen=True)
 class VolumeSpec:
-    """A PersistentVolumeClaim mounted at the same path in every pod (checkpoints, data sets)."""
+    """A PersistentVolumeClaim mounted at the same path in the prepare and evaluate pods (checkpoints, data
+    sets): they read it; merge reads only storage, so it mounts no claim (a ReadWriteOnce claim stays free)."""
 
     claim: str = key(json=_DNS_NAME_SCHEMA, description="the PersistentVolumeClaim's name")
     mount_path: str = key(description="an absolute path in every pod, other than /, /tmp, /dev/shm")
@@ -123,15 +124,31 @@ class KubernetesSpec:
     #: so merge names all the missing ones at once.
     max_failed_indexes: int | None = key(None, kind=int, minimum=0)
     ttl_seconds_after_finished: int = key(WEEK_SECONDS, kind=int, minimum=0)
-    #: Bound on the prepare and evaluate Jobs; ``None``: unbounded.
+    #: Bound on the prepare and the evaluate Job both, where their own keys are unset.
     active_deadline_seconds: int | None = key(None, kind=int, minimum=1)
-    #: Bound on the merge Job. It is created at submit time with the others and waits for the
-    #: shards, so this counts from submit and must cover the evaluate stage.
-    merge_deadline_seconds: int = key(3 * 24 * 3600, kind=int, minimum=1)
+    #: Per-stage bounds (activeDeadlineSeconds); unset: sized from the run (``launcher.deadlines``).
+    #: A Job created suspended counts its deadline from its release, not from submit.
+    prepare_deadline_seconds: int | None = key(None, kind=int, minimum=1)
+    evaluate_deadline_seconds: int | None = key(None, kind=int, minimum=1)
+    merge_deadline_seconds: int | None = key(None, kind=int, minimum=1)
+    #: An upper bound on one grid point's evaluation, in seconds: sizes the default deadlines.
+    point_seconds: int = key(60, kind=int, minimum=1, description="upper bound on one point's evaluation (s); "
+                                                                  "sizes the default stage deadlines")
+    #: Placement of the GPU pods (evaluate, and prepare when it runs Lanczos at θ*).
     node_selector: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
     #: Added to the ``nvidia.com/gpu`` NoSchedule toleration that GPU pods always get.
     tolerations: tuple[dict[str, Any], ...] = key((), json={"type": "array", "items": _TOLERATION_SCHEMA})
     affinity: dict[str, Any] = key(default_factory=dict, json=_AFFINITY_SCHEMA)
+    #: Placement of the CPU pods (merge, and prepare when it needs no GPU); none by default.
+    cpu_node_selector: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
+    cpu_tolerations: tuple[dict[str, Any], ...] = key((), json={"type": "array", "items": _TOLERATION_SCHEMA})
+    cpu_affinity: dict[str, Any] = key(default_factory=dict, json=_AFFINITY_SCHEMA)
+    #: The GPU pods' runtimeClassName (``nvidia`` on k3s/RKE2-style set-ups without a default runtime).
+    runtime_class: str | None = key(None, json=_DNS_NAME_SCHEMA, description="runtimeClassName of the GPU pods")
+    #: Every pod's priorityClassName (a PriorityClass of the cluster).
+    priority_class: str | None = key(None, json=_DNS_NAME_SCHEMA)
+    #: Kueue's WorkloadPriorityClass (label ``kueue.x-k8s.io/priority-class``), with ``kueue_queue``.
+    kueue_priority_class: str | None = key(None, json=_DNS_NAME_SCHEMA)
     #: The prepare and merge pods' service account (k8s/base binds it read-only to Jobs and Pods).
     service_account: str = key("landscape", json=_DNS_NAME_SCHEMA)
     #: Name of a Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally
@@ -144,9 +161,11 @@ class KubernetesSpec:
     labels: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
     annotations: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
     volumes: tuple[VolumeSpec, ...] = key((), json={"type": "array", "items": object_schema(VolumeSpec)},
-                                          description="PersistentVolumeClaims mounted in every pod")
-    #: Size limit of each pod's input cache emptyDir (fetched checkpoints, data sets); None: unbounded.
-    cache_size: str | None = key(None, json=_QUANTITY_SCHEMA, description="bound on each pod's input cache")
+                                          description="PersistentVolumeClaims mounted in the prepare and evaluate pods")
+    #: Size limit of each pod's input cache emptyDir (fetched checkpoints, data sets).
+    cache_size: str = key("20Gi", json=_QUANTITY_SCHEMA, description="bound on each pod's input cache")
+    #: Size limit of each pod's /tmp emptyDir (HOME, compiler and matplotlib caches).
+    tmp_size: str = key("4Gi", json=_QUANTITY_SCHEMA, description="bound on each pod's /tmp")
     #: A ReadWriteMany PVC used as the input cache instead of the emptyDir: every stage, shard
     #: and retried pod (on any node) then reuses what one pod fetched.
     cache_claim: str | None = key(None, json=_DNS_NAME_SCHEMA, description="a ReadWriteMany PVC as the input "
@@ -238,11 +257,11 @@ def _names_list(s: Section, name: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _tolerations(s: Section) -> tuple[dict[str, Any], ...]:
-    raw = s.get("tolerations", list, _default("tolerations"))
+def _tolerations(s: Section, name: str = "tolerations") -> tuple[dict[str, Any], ...]:
+    raw = s.get(name, list, _default(name))
     result = []
     for i, item in enumerate(raw):
-        t = Section(item, f"{s.key('tolerations')}[{i}]")
+        t = Section(item, f"{s.key(name)}[{i}]")
         key = t.get("key", str, None)
         operator = t.choice("operator", TOLERATION_OPERATORS, "Equal")
         value = t.get("value", str, None)
@@ -261,13 +280,13 @@ def _tolerations(s: Section) -> tuple[dict[str, Any], ...]:
     return tuple(result)
 
 
-def _affinity(s: Section) -> dict[str, Any]:
-    raw = s.get("affinity", dict, _default("affinity"))
+def _affinity(s: Section, name: str = "affinity") -> dict[str, Any]:
+    raw = s.get(name, dict, _default(name))
     for key, value in raw.items():
         if key not in AFFINITY_KEYS:
-            raise UserError(f"{s.key('affinity')}.{key}: unknown key; expected one of {', '.join(AFFINITY_KEYS)}")
+            raise UserError(f"{s.key(name)}.{key}: unknown key; expected one of {', '.join(AFFINITY_KEYS)}")
         if not isinstance(value, dict):
-            raise UserError(f"{s.key('affinity')}.{key}: expected a mapping, got {type_name(value)}")
+            raise UserError(f"{s.key(name)}.{key}: expected a mapping, got {type_name(value)}")
     return raw
 
 
@@ -313,12 +332,19 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
     parallelism = s.read(KubernetesSpec, "parallelism")
     if parallelism is not None and parallelism > MAX_PARALLELISM:
         raise UserError(f"kubernetes.parallelism: at most {MAX_PARALLELISM} (the Indexed Job limit), got {parallelism}")
-    backoff, max_failed, ttl, deadline, merge_deadline = s.read_all(KubernetesSpec, (
-        "backoff_limit_per_index", "max_failed_indexes", "ttl_seconds_after_finished", "active_deadline_seconds",
-        "merge_deadline_seconds")).values()
+    backoff, max_failed, ttl, deadline, prepare_deadline, evaluate_deadline, merge_deadline, point_seconds = \
+        s.read_all(KubernetesSpec, ("backoff_limit_per_index", "max_failed_indexes", "ttl_seconds_after_finished",
+                                    "active_deadline_seconds", "prepare_deadline_seconds",
+                                    "evaluate_deadline_seconds", "merge_deadline_seconds", "point_seconds")).values()
     node_selector = _string_map(s, "node_selector", labels=True)
     tolerations = _tolerations(s)
     affinity = _affinity(s)
+    cpu_node_selector = _string_map(s, "cpu_node_selector", labels=True)
+    cpu_tolerations = _tolerations(s, "cpu_tolerations")
+    cpu_affinity = _affinity(s, "cpu_affinity")
+    runtime_class = _name(s, "runtime_class")
+    priority_class = _name(s, "priority_class")
+    kueue_priority_class = _name(s, "kueue_priority_class")
     service_account = _name(s, "service_account")
     s3_secret = _name(s, "s3_secret")
     kueue_queue = _name(s, "kueue_queue", _DNS_LABEL, 63)
@@ -329,9 +355,10 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
             raise UserError(f"kubernetes.labels.{key}: set by the launcher itself; choose another key")
     annotations = _string_map(s, "annotations")
     volumes = _volumes(s)
-    cache_size = _quantity(s, "cache_size") if s.has("cache_size") else s.read(KubernetesSpec, "cache_size")
+    cache_size = _quantity(s, "cache_size")
+    tmp_size = _quantity(s, "tmp_size")
     cache_claim = _name(s, "cache_claim")
-    if cache_claim is not None and cache_size is not None:
+    if cache_claim is not None and s.has("cache_size"):
         raise UserError("kubernetes.cache_size: bounds the per-pod emptyDir cache, which kubernetes.cache_claim "
                         "replaces; the claim's own size bounds it; remove one of the two")
     s.finish()
@@ -340,7 +367,10 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
         gpus=gpus, gpu_memory=gpu_memory, cpu=cpu, memory=memory, shm_size=shm_size, prepare_merge_cpu=pm_cpu,
         prepare_merge_memory=pm_memory, parallelism=parallelism, backoff_limit_per_index=backoff,
         max_failed_indexes=max_failed, ttl_seconds_after_finished=ttl, active_deadline_seconds=deadline,
-        merge_deadline_seconds=merge_deadline, node_selector=node_selector, tolerations=tolerations,
-        affinity=affinity, service_account=service_account, s3_secret=s3_secret, kueue_queue=kueue_queue,
-        suspend=suspend, labels=labels, annotations=annotations, volumes=volumes, cache_size=cache_size,
-        cache_claim=cache_claim)
+        prepare_deadline_seconds=prepare_deadline, evaluate_deadline_seconds=evaluate_deadline,
+        merge_deadline_seconds=merge_deadline, point_seconds=point_seconds, node_selector=node_selector,
+        tolerations=tolerations, affinity=affinity, cpu_node_selector=cpu_node_selector,
+        cpu_tolerations=cpu_tolerations, cpu_affinity=cpu_affinity, runtime_class=runtime_class,
+        priority_class=priority_class, kueue_priority_class=kueue_priority_class, service_account=service_account,
+        s3_secret=s3_secret, kueue_queue=kueue_queue, suspend=suspend, labels=labels, annotations=annotations,
+        volumes=volumes, cache_size=cache_size, tmp_size=tmp_size, cache_claim=cache_claim)

@@ -7,17 +7,28 @@
    dependents with ``with_owner`` (an owner reference needs the owner's UID, which only
    exists once the ConfigMap is created), so ``kubectl delete configmap <run>-spec``
    removes the whole run, Jobs and pods included.
-2. Job ``<run>-prepare``: one pod, builds the directions and the run manifest.
-3. Job ``<run>-evaluate``: an Indexed Job, one completion a shard; pod i reads its shard
+2. Role and RoleBinding ``<run>-pods``: what the run's prepare and merge pods may do on the
+   API (release evaluate and merge, read evaluate), limited to this run's Jobs by name
+   (``launcher.gate``).
+3. Job ``<run>-prepare``: one pod, builds the directions and the run manifest, then
+   releases the next two Jobs.
+4. Job ``<run>-evaluate``: an Indexed Job, one completion a shard; pod i reads its shard
    from ``JOB_COMPLETION_INDEX``. Preemption and eviction (``DisruptionTarget``) do not
    count against a shard's retries; a user error (exit code 2) fails the shard at once.
-4. Job ``<run>-merge``: one pod under the ``service_account``, bounded by
-   ``merge_deadline_seconds``.
+5. Job ``<run>-merge``: one CPU pod under the ``service_account``; it waits for the shards
+   in storage and ends as soon as the evaluate Job fails or disappears.
 
-All three Jobs are created at submit time; the stages chain through storage, so the run
+Evaluate and merge are created suspended: no GPU pod exists before prepare has
+succeeded, and a failed prepare leaves them without pods (``launcher.gate``). Every stage
+has an ``activeDeadlineSeconds`` sized from the run (``launcher.deadlines``). The run then
 finishes without the launcher. Every object and pod template carries the labels
 ``app.kubernetes.io/{name,part-of,component,instance}``, ``landscape.run`` and (Jobs and
 pods) ``landscape.stage``, so ``kubectl get jobs,pods -l landscape.run=<run>`` finds a run.
+
+GPU pods get the GPU placement (``node_selector``, ``tolerations``, ``affinity``,
+``runtime_class``), CPU pods the ``cpu_*`` placement; claims (``volumes``) are mounted
+where they are read, in prepare and evaluate. Every pod requests and limits its
+ephemeral storage: its bounded emptyDirs plus a little for its log.
 
 The pods satisfy the ``restricted`` Pod Security profile: non-root UID/GID 1000 (the
 image's numeric USER), RuntimeDefault seccomp, no privilege escalation, every capability
@@ -45,6 +56,8 @@ from landscape_job.errors import USER_ERROR_EXIT, UserError
 from landscape_job.location import RUN_ENV, S3, STORAGE_OPTIONS_ENV
 from landscape_job.spec import Spec
 
+from launcher.deadlines import StageDeadlines, stage_deadlines
+from launcher.gate import KUEUE_LABEL, pods_role, pods_role_binding, release_env
 from launcher.k8s_spec import KubernetesSpec, evaluate_parallelism, parse_quantity
 
 CONTAINER = "landscape"
@@ -56,7 +69,7 @@ ESTIMATE = "estimate"
 ESTIMATE_DEADLINE_SECONDS = 3600
 RUN_LABEL = "landscape.run"
 STAGE_LABEL = "landscape.stage"
-KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 SPEC_HASH_ANNOTATION = "landscape.spec-hash"
 #: The numeric USER of the Dockerfile; runAsNonRoot needs a number to check.
 UID = GID = 1000
@@ -82,7 +95,8 @@ def object_name(run_id: str, suffix: str, limit: int = MAX_NAME) -> str:
 
 
 def object_names(run_id: str, shards: int) -> dict[str, str]:
-    """The names of a run's objects: ``spec`` (the ConfigMap) and one Job a stage.
+    """The names of a run's objects: ``spec`` (the ConfigMap), one Job a stage, and ``pods``
+    (the Role and RoleBinding of the run's pods, ``launcher.gate``).
 
     The evaluate Job's name leaves room for ``-<index>``: an Indexed Job's pods get the
     host name ``<job>-<index>``, which must be a DNS label of at most 63 characters.
@@ -91,7 +105,8 @@ def object_names(run_id: str, shards: int) -> dict[str, str]:
     return {"spec": object_name(run_id, "spec"),
             "prepare": object_name(run_id, "prepare"),
             "evaluate": object_name(run_id, "evaluate", MAX_NAME - index_room),
-            "merge": object_name(run_id, "merge")}
+            "merge": object_name(run_id, "merge"),
+            "pods": object_name(run_id, "pods")}
 
 
 def run_selector(run_id: str) -> str:
@@ -130,7 +145,8 @@ def _metadata(name: str, run_id: str, component: str, spec: Spec, k8s: Kubernete
             "annotations": _annotations(spec, k8s)}
 
 
-def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str]) -> list[dict[str, Any]]:
+def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str],
+         k8s: KubernetesSpec) -> list[dict[str, Any]]:
     run = spec.storage.join(run_id).env()  # how a stage finds its run: URL and storage options
     env = [
         {"name": RUN_ENV, "value": run[RUN_ENV]},
@@ -155,6 +171,7 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str]) 
         # The prepare pod seeds the run's storage from the ConfigMap if nothing wrote the
         # spec there yet, so `launcher render | kubectl apply -f -` runs without the launcher.
         env.append({"name": "LANDSCAPE_SPEC_FILE", "value": f"{SPEC_DIR}/spec.yaml"})
+        env.append(release_env(k8s, names))  # what prepare releases once its work is in storage
     if stage == "merge":
         env.append({"name": "LANDSCAPE_EVALUATE_JOB", "value": names["evaluate"]})
     if gpus == 0:
@@ -172,42 +189,84 @@ def _min_quantity(a: str, b: str) -> str:
 CACHE_DIR = "/var/cache/landscape"
 #: Where the prepare pod mounts the run's ConfigMap.
 SPEC_DIR = "/etc/landscape"
-#: How long an evaluate pod waits for the prepare stage's output before failing.
-PREPARE_WAIT_SECONDS = 3600
+#: How long an evaluate pod waits for prepare's output. Prepare releases evaluate only once its
+#: output is written, so this covers only a store slow to show new objects, never prepare's work.
+PREPARE_WAIT_SECONDS = 120
+#: What Kubernetes keeps of a pod besides its emptyDirs: its log and the (read-only) root's writable layer.
+POD_OVERHEAD_STORAGE = "1Gi"
 
 
-def _stage_args(stage: str, k8s: KubernetesSpec, estimate_points: int = 3) -> list[str]:
-    """All Jobs start at submit: evaluate waits for prepare, merge for every shard, via storage."""
+def _stage_args(stage: str, deadlines: StageDeadlines | None, estimate_points: int = 3) -> list[str]:
+    """Evaluate and merge start when prepare releases them; merge waits for every shard via storage."""
     if stage == ESTIMATE:
         return [stage, "--points", str(estimate_points)]
     if stage == "evaluate":
         return [stage, "--wait", str(PREPARE_WAIT_SECONDS)]
-    if stage == "merge":
-        return [stage, "--wait", str(k8s.merge_deadline_seconds)]
+    if stage == "merge" and deadlines is not None:
+        return [stage, "--wait", str(deadlines.merge)]
     return [stage]
 
 
+def _sum_quantities(*quantities: str) -> str:
+    """A quantity in Mi that covers all of them (rounded up)."""
+    total = sum(parse_quantity(q) for q in quantities)
+    return f"{int(-(-total // 2**20))}Mi"
+
+
 def _cache_volume(k8s: KubernetesSpec) -> dict[str, Any]:
-    """Where fetched inputs live: a shared claim if the spec names one, else the pod's own emptyDir."""
+    """Where fetched inputs live: a shared claim if the spec names one, else the pod's own bounded emptyDir."""
     if k8s.cache_claim:
         return {"name": "inputs-cache", "persistentVolumeClaim": {"claimName": k8s.cache_claim}}
-    return {"name": "inputs-cache", "emptyDir": {"sizeLimit": k8s.cache_size} if k8s.cache_size else {}}
+    return {"name": "inputs-cache", "emptyDir": {"sizeLimit": k8s.cache_size}}
+
+
+def _ephemeral_storage(k8s: KubernetesSpec) -> str:
+    """Request = limit of local disk: the disk-backed emptyDirs at their size limits and the pod's own overhead.
+    /dev/shm is memory, counted in the memory limit instead."""
+    disks = [k8s.tmp_size] + ([] if k8s.cache_claim else [k8s.cache_size])
+    return _sum_quantities(*disks, POD_OVERHEAD_STORAGE)
+
+
+def _placement(pod: dict[str, Any], k8s: KubernetesSpec, gpus: int) -> None:
+    """GPU pods get the GPU placement (and the ``nvidia.com/gpu`` toleration, the runtime class);
+    CPU pods get the CPU placement, so they neither wait for nor hold a GPU node."""
+    if gpus:
+        selector, tolerations, affinity = k8s.node_selector, list(copy.deepcopy(k8s.tolerations)), k8s.affinity
+        tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+        if k8s.runtime_class:
+            pod["runtimeClassName"] = k8s.runtime_class
+    else:
+        selector, tolerations, affinity = (k8s.cpu_node_selector, list(copy.deepcopy(k8s.cpu_tolerations)),
+                                           k8s.cpu_affinity)
+    if selector:
+        pod["nodeSelector"] = dict(selector)
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if affinity:
+        pod["affinity"] = copy.deepcopy(affinity)
+    if k8s.priority_class:
+        pod["priorityClassName"] = k8s.priority_class
 
 
 def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str],
-                  estimate_points: int = 3) -> dict[str, Any]:
+                  deadlines: StageDeadlines | None = None, estimate_points: int = 3) -> dict[str, Any]:
     # The estimate pod measures what an evaluate pod will do, so it gets the same shape.
     evaluate = stage in ("evaluate", ESTIMATE)
     mounts_spec = stage in ("prepare", ESTIMATE)
+    # Checkpoints and data sets are read where the model is built; merge reads only storage.
+    volumes = k8s.volumes if stage != "merge" else ()
     # A prepare that runs Lanczos at θ* (Hessian metrics or directions) does an evaluate
     # pod's work, on the data: it gets an evaluate pod's GPU, CPU and memory.
     shaped = evaluate or (stage == "prepare" and spec.uses_hessian)
     gpus = k8s.gpus if shaped else 0
     cpu = k8s.cpu if shaped else k8s.prepare_merge_cpu
     memory = k8s.memory if shaped else k8s.prepare_merge_memory
-    shm = k8s.shm_size if shaped else _min_quantity(k8s.shm_size, k8s.prepare_merge_memory)
-    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
-    limits: dict[str, Any] = {"memory": memory}  # no CPU limit: throttling only slows a shard down
+    # /dev/shm counts against the memory limit: a small pod keeps at least half its memory for itself.
+    shm = k8s.shm_size if shaped else _min_quantity(k8s.shm_size, f"{int(parse_quantity(memory) // 2**21)}Mi")
+    storage = _ephemeral_storage(k8s)
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory, "ephemeral-storage": storage}
+    # no CPU limit: throttling only slows a shard down
+    limits: dict[str, Any] = {"memory": memory, "ephemeral-storage": storage}
     if gpus:
         requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
 
@@ -216,14 +275,14 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "command": [ENTRYPOINT],
-        "args": _stage_args(stage, k8s, estimate_points),
-        "env": _env(stage, spec, run_id, gpus, names),
+        "args": _stage_args(stage, deadlines, estimate_points),
+        "env": _env(stage, spec, run_id, gpus, names, k8s),
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"},
                          {"name": "inputs-cache", "mountPath": CACHE_DIR}]
                         + ([{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}] if mounts_spec else [])
                         + [{"name": f"data-{i}", "mountPath": v.mount_path, "readOnly": v.read_only}
-                           for i, v in enumerate(k8s.volumes)],
+                           for i, v in enumerate(volumes)],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -237,9 +296,6 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         # By name only: the kubelet reads the Secret; its values never pass through the launcher.
         container["envFrom"] = [{"secretRef": {"name": k8s.s3_secret}}]
 
-    tolerations = list(copy.deepcopy(k8s.tolerations))
-    if gpus:
-        tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
@@ -253,24 +309,21 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         },
         "containers": [container],
         "volumes": [
-            {"name": "tmp", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": k8s.tmp_size}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
             _cache_volume(k8s),
-        ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if mounts_spec else []) + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
-             for i, v in enumerate(k8s.volumes)],
+        ] + ([{"name": "spec", "configMap": {"name": names["spec"]}}] if mounts_spec else [])
+        + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
+           for i, v in enumerate(volumes)],
     }
     if evaluate:
         # Shard pods only read and write storage; they need no Kubernetes API access.
         pod["automountServiceAccountToken"] = False
     else:
+        # prepare releases evaluate and merge, merge watches evaluate: both through the run's Role (launcher.gate).
         pod["serviceAccountName"] = k8s.service_account
         pod["automountServiceAccountToken"] = True
-    if k8s.node_selector:
-        pod["nodeSelector"] = dict(k8s.node_selector)
-    if tolerations:
-        pod["tolerations"] = tolerations
-    if k8s.affinity:
-        pod["affinity"] = copy.deepcopy(k8s.affinity)
+    _placement(pod, k8s, gpus)
     if k8s.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     return {
@@ -281,7 +334,15 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
 
 
 def _disruption_rule() -> dict[str, Any]:
-    """Preemption, eviction, node drain: retry without counting it against the backoff limit."""
+    """Preemption, eviction, node drain: retry without counting it against the backoff limit.
+
+    The Job controller then replaces the pod without touching the index's retry budget, for
+    as long as disruptions come; what bounds a loop of them (a node-pressure eviction that
+    recurs on every node) is the stage's ``activeDeadlineSeconds``, which every stage has
+    (``launcher.deadlines``). Counting disruptions instead would let one busy preempting
+    scheduler fail a healthy run; a pod exceeding its own ephemeral-storage limit is also
+    evicted with this condition, which the deadline bounds the same way.
+    """
     return {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
 
@@ -291,10 +352,19 @@ def _user_error_rule(action: str) -> dict[str, Any]:
             "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [USER_ERROR_EXIT]}}
 
 
-def _job(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str]) -> dict[str, Any]:
-    metadata = _metadata(names[stage], run_id, stage, spec, k8s)
-    if k8s.kueue_queue:
+def _kueue_labels(metadata: dict[str, Any], k8s: KubernetesSpec, queued: bool) -> None:
+    """Kueue's labels: the queue (on a gated Job, prepare adds it at release) and the workload priority."""
+    if k8s.kueue_queue and queued:
         metadata["labels"][KUEUE_LABEL] = k8s.kueue_queue
+    if k8s.kueue_queue and k8s.kueue_priority_class:
+        metadata["labels"][KUEUE_PRIORITY_LABEL] = k8s.kueue_priority_class
+
+
+def _job(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str],
+         deadlines: StageDeadlines) -> dict[str, Any]:
+    metadata = _metadata(names[stage], run_id, stage, spec, k8s)
+    gated = stage != "prepare"  # created suspended; prepare releases them (launcher.gate)
+    _kueue_labels(metadata, k8s, queued=not gated)
     job_spec: dict[str, Any] = {}
     if stage == "evaluate":
         shards = spec.compute.shards
@@ -314,16 +384,16 @@ def _job(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[s
     # terminated, so two pods never write the same shard's checkpoint at once.
     job_spec["podReplacementPolicy"] = "Failed"
     job_spec["ttlSecondsAfterFinished"] = k8s.ttl_seconds_after_finished
-    deadline = k8s.merge_deadline_seconds if stage == "merge" else k8s.active_deadline_seconds
-    if deadline is not None:
-        job_spec["activeDeadlineSeconds"] = deadline
-    job_spec["suspend"] = k8s.suspend
-    job_spec["template"] = _pod_template(stage, spec, run_id, k8s, names)
+    job_spec["activeDeadlineSeconds"] = getattr(deadlines, stage)
+    # Kueue's guidance: create queued Jobs suspended; Kueue un-suspends them on admission.
+    job_spec["suspend"] = gated or k8s.suspend or bool(k8s.kueue_queue)
+    job_spec["template"] = _pod_template(stage, spec, run_id, k8s, names, deadlines)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, Any]]:
-    """The run's objects in creation order: ConfigMap, prepare, evaluate and merge Jobs.
+    """The run's objects in creation order: ConfigMap, the pods' Role and RoleBinding, prepare,
+    evaluate and merge Jobs (evaluate and merge suspended until prepare releases them).
 
     Pure: reads no file, no environment variable, no cluster. Raises ``UserError`` for a
     run id that cannot name Kubernetes objects, for storage that pods cannot reach, and
@@ -342,7 +412,10 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
                         f"{shards} shards (compute.shards)")
     names = object_names(run_id, shards)
     config_map = _spec_config_map(names["spec"], run_id, "spec", spec, k8s)
-    return [config_map] + [_job(stage, spec, run_id, k8s, names) for stage in STAGES]
+    rbac_metadata = _metadata(names["pods"], run_id, "pods", spec, k8s, stage=False)
+    deadlines = stage_deadlines(spec, k8s)
+    return ([config_map, pods_role(rbac_metadata, names), pods_role_binding(rbac_metadata, names, k8s)]
+            + [_job(stage, spec, run_id, k8s, names, deadlines) for stage in STAGES])
 
 
 def _spec_config_map(name: str, run_id: str, component: str, spec: Spec, k8s: KubernetesSpec) -> dict[str, Any]:
@@ -374,8 +447,7 @@ def render_estimate(spec: Spec, run_id: str, k8s: KubernetesSpec, points: int = 
     names = estimate_names(run_id)
     config_map = _spec_config_map(names["spec"], run_id, "estimate-spec", spec, k8s)
     metadata = _metadata(names[ESTIMATE], run_id, ESTIMATE, spec, k8s)
-    if k8s.kueue_queue:
-        metadata["labels"][KUEUE_LABEL] = k8s.kueue_queue
+    _kueue_labels(metadata, k8s, queued=True)
     job_spec: dict[str, Any] = {
         # No retries: a failed measurement is cheaper to rerun by hand than to repeat blindly.
         "completions": 1, "parallelism": 1, "backoffLimit": 0,
@@ -384,8 +456,8 @@ def render_estimate(spec: Spec, run_id: str, k8s: KubernetesSpec, points: int = 
         "ttlSecondsAfterFinished": k8s.ttl_seconds_after_finished,
         "activeDeadlineSeconds": min(k8s.active_deadline_seconds or ESTIMATE_DEADLINE_SECONDS,
                                      ESTIMATE_DEADLINE_SECONDS),
-        "suspend": k8s.suspend,
-        "template": _pod_template(ESTIMATE, spec, run_id, k8s, names, points),
+        "suspend": k8s.suspend or bool(k8s.kueue_queue),
+        "template": _pod_template(ESTIMATE, spec, run_id, k8s, names, None, points),
     }
     return [config_map, {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}]
 
@@ -398,8 +470,10 @@ def with_owner(obj: dict[str, Any], owner_kind: str, owner_name: str, owner_uid:
     creates each Job through ``with_owner(job, "ConfigMap", cm_name, cm_uid)``: deleting the
     ConfigMap then garbage-collects the Jobs, and with them their pods, so one delete
     cleans up a whole run. The owner must live in the object's namespace (owner references
-    never cross namespaces). ``blockOwnerDeletion`` is left unset: it would need the
-    ``update`` permission on the owner's finalizers.
+    never cross namespaces). ``blockOwnerDeletion`` makes ``launcher cancel --cascade
+    foreground`` wait for the Jobs (and, through the Job controller's own references, their
+    pods) before the ConfigMap goes; where the OwnerReferencesPermissionEnforcement admission
+    plugin runs, setting it needs ``update`` on ``configmaps/finalizers`` (the launcher Role has it).
     """
     if not owner_uid:
         raise ValueError("with_owner: the owner's UID is empty; create the owner first")
@@ -409,7 +483,8 @@ def with_owner(obj: dict[str, Any], owner_kind: str, owner_name: str, owner_uid:
     result = copy.deepcopy(obj)
     metadata = result.setdefault("metadata", {})
     references = [r for r in metadata.get("ownerReferences", []) if r.get("uid") != owner_uid]
-    references.append({"apiVersion": api_version, "kind": owner_kind, "name": owner_name, "uid": owner_uid})
+    references.append({"apiVersion": api_version, "kind": owner_kind, "name": owner_name, "uid": owner_uid,
+                       "blockOwnerDeletion": True})
     metadata["ownerReferences"] = references
     return result
 

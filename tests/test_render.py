@@ -162,7 +162,7 @@ def test_versions_cover_129_to_newest_shipped():
 
 def test_rendered_objects_validate_against_every_kubernetes_version(rendered):
     _, _, objects = rendered
-    assert [o["kind"] for o in objects] == ["ConfigMap", "Job", "Job", "Job"]
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Role", "RoleBinding", "Job", "Job", "Job"]
     validate_all(objects)
 
 
@@ -180,7 +180,7 @@ def test_default_and_cpu_only_renders_validate(tmp_path, cluster_raw):
 
 def test_schema_validation_can_fail(rendered):
     _, _, objects = rendered
-    broken = copy.deepcopy(objects[2])
+    broken = copy.deepcopy(jobs(objects)["evaluate"])
     broken["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
@@ -211,8 +211,7 @@ def test_a_missing_kubectl_skips_locally_and_fails_in_ci(monkeypatch, required: 
 def test_kustomize_output_validates(folder, namespace):
     objects = _kustomize(folder)
     named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
-    expected = {("Namespace", namespace), ("ServiceAccount", "landscape"), ("Role", "landscape"),
-                ("RoleBinding", "landscape"), ("Role", "landscape-launcher")}
+    expected = {("Namespace", namespace), ("ServiceAccount", "landscape"), ("Role", "landscape-launcher")}
     if folder.endswith("example"):
         expected.add(("RoleBinding", "landscape-launcher-team-a"))
     assert set(named) == expected
@@ -222,21 +221,20 @@ def test_kustomize_output_validates(folder, namespace):
     for key, obj in named.items():
         if key[0] != "Namespace":
             assert obj["metadata"]["namespace"] == namespace, key
-    pods_binding = named[("RoleBinding", "landscape")]
-    assert pods_binding["subjects"] == [{"kind": "ServiceAccount", "name": "landscape", "namespace": namespace}]
-    assert pods_binding["roleRef"]["name"] == "landscape"
 
     def rules(role: dict) -> dict:
         return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
 
-    # The pods' RBAC is read-only: get/list/watch Jobs, get/list pods, nothing else.
-    assert rules(named[("Role", "landscape")]) == {(("batch",), ("jobs",)): {"get", "list", "watch"},
-                                                   (("",), ("pods",)): {"get", "list"}}
-    # The launcher's: what submit/status/logs/cancel do, no Secret, no update or exec.
+    # The pods' account has no rights of its own: each run's Role grants them (launcher.gate).
+    # The launcher's: what submit/status/logs/cancel do (tests/test_rbac.py checks each is used).
     assert rules(named[("Role", "landscape-launcher")]) == {
         (("",), ("configmaps",)): {"create", "get", "list", "delete"},
-        (("batch",), ("jobs",)): {"create", "get", "list", "watch"},
-        (("",), ("pods", "pods/log")): {"get", "list"}}
+        (("",), ("configmaps/finalizers",)): {"update"},
+        (("batch",), ("jobs",)): {"create", "get", "list", "patch", "delete"},
+        (("rbac.authorization.k8s.io",), ("roles", "rolebindings")): {"create"},
+        (("",), ("pods",)): {"get", "list"},
+        (("",), ("pods/log",)): {"get"},
+        (("",), ("events",)): {"list"}}
     assert all(o["kind"] != "Secret" for o in objects)
 
 
@@ -305,8 +303,10 @@ def test_names_labels_and_creation_order(rendered):
     spec, k8s, objects = rendered
     names = object_names(RUN_ID, SHARDS)
     assert [o["metadata"]["name"] for o in objects] == [
-        f"{RUN_ID}-spec", f"{RUN_ID}-prepare", f"{RUN_ID}-evaluate", f"{RUN_ID}-merge"]
-    assert [o["metadata"]["name"] for o in objects] == [names[k] for k in ("spec", "prepare", "evaluate", "merge")]
+        f"{RUN_ID}-spec", f"{RUN_ID}-pods", f"{RUN_ID}-pods", f"{RUN_ID}-prepare", f"{RUN_ID}-evaluate",
+        f"{RUN_ID}-merge"]
+    assert [o["metadata"]["name"] for o in objects] == [names[k] for k in ("spec", "pods", "pods", "prepare",
+                                                                           "evaluate", "merge")]
     assert run_selector(RUN_ID) == f"landscape.run={RUN_ID}"
     metas = [o["metadata"] for o in objects] + [t["metadata"] for t in pod_templates(objects).values()]
     for meta in metas:
@@ -320,15 +320,18 @@ def test_names_labels_and_creation_order(rendered):
     for stage, job in jobs(objects).items():
         for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
             assert labels["app.kubernetes.io/component"] == labels["landscape.stage"] == stage
-        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
+        # Kueue admits prepare; evaluate and merge reach the queue only when prepare releases them
+        queued = job["metadata"]["labels"].get("kueue.x-k8s.io/queue-name")
+        assert queued == ("team-a-gpus" if stage == "prepare" else None), stage
         assert job["metadata"]["namespace"] == "team-a"
         assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
-        assert job["spec"]["suspend"] is False
+        assert job["spec"]["suspend"] is True  # Kueue's guidance (prepare), the gate (evaluate, merge)
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["name"] == "landscape"
         assert container["command"] == ["landscape-job"] and container["args"][0] == stage
-        waits = {"prepare": [], "evaluate": ["--wait", "3600"], "merge": ["--wait", "90000"]}  # the spec's merge_deadline_seconds
-        assert container["args"][1:] == waits[stage]  # stages chain through storage, not the launcher
+        # evaluate only covers a slow store (prepare releases it when its output is written); merge its deadline
+        waits = {"prepare": [], "evaluate": ["--wait", "120"], "merge": ["--wait", "90000"]}
+        assert container["args"][1:] == waits[stage]
         assert container["image"] == "registry.example.com/landscape:0.1.0"
         assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     assert objects[0]["metadata"]["labels"]["app.kubernetes.io/component"] == "spec"
@@ -378,7 +381,7 @@ def test_evaluate_pods_resources_gpu_shm_and_no_token(rendered):
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
-    assert volumes[mounts["/tmp"]]["emptyDir"] == {}
+    assert volumes[mounts["/tmp"]]["emptyDir"] == {"sizeLimit": "4Gi"}
     assert volumes[mounts["/data"]]["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
     env = env_of(jobs(objects)["evaluate"]["spec"]["template"])
     assert env["LANDSCAPE_RUN"] == f"s3://bucket/runs/{RUN_ID}"
@@ -429,12 +432,12 @@ def test_cpu_only_cluster(tmp_path, cluster_raw):
 
 def test_with_owner_makes_the_jobs_dependents_of_the_config_map(rendered):
     _, _, objects = rendered
-    job = objects[2]
+    job = jobs(objects)["evaluate"]
     owned = with_owner(job, "ConfigMap", objects[0]["metadata"]["name"], "6b1f0c1e-0000-4000-8000-000000000001")
     assert "ownerReferences" not in job["metadata"]  # pure: the input is untouched
     assert owned["metadata"]["ownerReferences"] == [{
         "apiVersion": "v1", "kind": "ConfigMap", "name": f"{RUN_ID}-spec",
-        "uid": "6b1f0c1e-0000-4000-8000-000000000001"}]
+        "uid": "6b1f0c1e-0000-4000-8000-000000000001", "blockOwnerDeletion": True}]
     validate_all([owned])
     with pytest.raises(ValueError):
         with_owner(job, "ConfigMap", "x", "")
@@ -457,13 +460,13 @@ def test_forty_character_name_keeps_every_name_within_63(tmp_path, cluster_raw):
     run_id = render_cli.default_run_id(spec.name)
     objects = render_run(spec, run_id, parse_kubernetes(spec.kubernetes))
     names = [o["metadata"]["name"] for o in objects]
-    assert len(set(names)) == 4
+    assert len(set(names)) == 5  # the Role and the RoleBinding share <run>-pods
     assert all(len(n) <= 63 for n in names), names
     evaluate = jobs(objects)["evaluate"]["metadata"]["name"]
     assert len(f"{evaluate}-19") <= 63  # the host name of the last shard's pod
     for stage, job in jobs(objects).items():
         assert job["metadata"]["name"].endswith(f"-{stage}")
-    assert objects[0]["metadata"]["name"].endswith("-spec")
+    assert objects[0]["metadata"]["name"].endswith("-spec") and objects[1]["metadata"]["name"].endswith("-pods")
     assert all(o["metadata"]["labels"]["landscape.run"] == run_id for o in objects)
     validate_all(objects)
     # Deterministic: the status and cancel commands recompute the same names.
@@ -592,9 +595,9 @@ def test_the_cifar10_example_renders_and_validates(capsys) -> None:
     assert launcher_main(["render", str(example), "-o", "json", "--run-id", "cifar10-resnet56-20261124-120000"]) == 0
     listed = json.loads(capsys.readouterr().out)
     objects = listed["items"]
-    assert [o["kind"] for o in objects] == ["ConfigMap", "Job", "Job", "Job"]
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Role", "RoleBinding", "Job", "Job", "Job"]
     validate_all(objects)
-    evaluate = objects[2]["spec"]
+    evaluate = objects[4]["spec"]
     assert evaluate["completions"] == 16 and evaluate["parallelism"] == 8
     pod = evaluate["template"]["spec"]
     assert pod["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "landscape-data"
