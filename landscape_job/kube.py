@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 #: Where the kubelet mounts a pod's service-account token, CA and namespace.
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -59,14 +60,10 @@ class InCluster:
             raise ApiError(err.code, " ".join(str(message).split())[:300]) from None
 
 
-def service_account_dir() -> Path:
-    return Path(os.environ.get(SERVICE_ACCOUNT_ENV) or SERVICE_ACCOUNT)
-
-
-def in_cluster() -> InCluster | None:
+def in_cluster(environ: Mapping[str, str] = os.environ) -> InCluster | None:
     """The API as seen from this pod, or None outside a pod (or in one without a token)."""
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    folder = service_account_dir()
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT", "443")
+    folder = Path(environ.get(SERVICE_ACCOUNT_ENV) or SERVICE_ACCOUNT)
     if not host or not (folder / "token").is_file():
         return None
     host = f"[{host}]" if ":" in host else host

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from landscape_job.errors import StageError
 from landscape_job.kube import MERGE_PATCH, ApiError, in_cluster, job_path
@@ -26,14 +26,15 @@ RELEASE_ENV = "LANDSCAPE_RELEASE"
 TRIES = 5
 
 
-def release_next_stages(log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> None:
+def release_next_stages(log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
+                        environ: Mapping[str, str] = os.environ) -> None:
     """Releases the Jobs ``LANDSCAPE_RELEASE`` names; nothing to do where it is unset (a local run)."""
-    raw = os.environ.get(RELEASE_ENV)
+    raw = environ.get(RELEASE_ENV)
     if not raw:
         return
     plan = json.loads(raw)
-    namespace = os.environ.get("LANDSCAPE_NAMESPACE", "")
-    api = in_cluster()
+    namespace = environ.get("LANDSCAPE_NAMESPACE", "")
+    api = in_cluster(environ)
     if api is None:
         raise StageError(f"prepare: {RELEASE_ENV} is set but this pod has no service-account token to release "
                          f"{', '.join(plan['jobs'])} with (automountServiceAccountToken?)")

@@ -39,7 +39,7 @@ RUNS_SELECTOR = "app.kubernetes.io/part-of=landscape,app.kubernetes.io/component
 #: (connect, read) seconds: a black-holed API server fails in seconds, not minutes.
 TIMEOUT = (10, 60)
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-_RESOURCES = {"ConfigMap": "configmaps", "Job": "jobs"}
+_RESOURCES = {"ConfigMap": "configmaps", "Job": "jobs", "Role": "roles", "RoleBinding": "rolebindings"}
 
 
 def _one_line(text: object, limit: int = 400) -> str:
@@ -67,6 +67,7 @@ class Cluster:
         self.api, self.namespace, self.context = api, namespace, context
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -166,11 +167,14 @@ class Cluster:
     # -- the requests the launcher makes ------------------------------------------------
 
     def create(self, obj: dict[str, Any], dry_run: bool = False, on_409: str | None = None) -> dict[str, Any]:
-        """Creates a ConfigMap or Job as rendered; ``dry_run``: the server checks it all and stores nothing."""
+        """Creates a ConfigMap, Job, Role or RoleBinding as rendered; ``dry_run``: the server checks it all
+        and stores nothing."""
         kind = obj["kind"]
         if kind not in _RESOURCES:
             raise ValueError(f"Cluster.create: unsupported kind {kind}")
-        fn = self.core.create_namespaced_config_map if kind == "ConfigMap" else self.batch.create_namespaced_job
+        fn = {"ConfigMap": self.core.create_namespaced_config_map, "Job": self.batch.create_namespaced_job,
+              "Role": self.rbac.create_namespaced_role,
+              "RoleBinding": self.rbac.create_namespaced_role_binding}[kind]
         return self._json(fn, self.namespace, obj, field_validation="Strict", dry_run="All" if dry_run else None,
                           verb="create", resource=_RESOURCES[kind], name=obj["metadata"]["name"], on_409=on_409)
 

@@ -10,13 +10,13 @@
 2. Role and RoleBinding ``<run>-pods``: what the run's prepare and merge pods may do on the
    API (release evaluate and merge, read evaluate), limited to this run's Jobs by name
    (``launcher.gate``).
-3. Job ``<run>-prepare``: one pod, builds the directions and the run manifest, then
-   releases the next two Jobs.
-4. Job ``<run>-evaluate``: an Indexed Job, one completion a shard; pod i reads its shard
+3. Job ``<run>-evaluate``: an Indexed Job, one completion a shard; pod i reads its shard
    from ``JOB_COMPLETION_INDEX``. Preemption and eviction (``DisruptionTarget``) do not
    count against a shard's retries; a user error (exit code 2) fails the shard at once.
-5. Job ``<run>-merge``: one CPU pod under the ``service_account``; it waits for the shards
+4. Job ``<run>-merge``: one CPU pod under the ``service_account``; it waits for the shards
    in storage and ends as soon as the evaluate Job fails or disappears.
+5. Job ``<run>-prepare``: one pod, builds the directions and the run manifest, then
+   releases evaluate and merge (created before it, so they exist when it does).
 
 Evaluate and merge are created suspended: no GPU pod exists before prepare has
 succeeded, and a failed prepare leaves them without pods (``launcher.gate``). Every stage
@@ -63,6 +63,8 @@ from launcher.k8s_spec import KubernetesSpec, evaluate_parallelism, parse_quanti
 CONTAINER = "landscape"
 ENTRYPOINT = "landscape-job"
 STAGES = ("prepare", "evaluate", "merge")
+#: The gated Jobs first: when the prepare pod comes to release them, they exist.
+CREATION_ORDER = ("evaluate", "merge", "prepare")
 #: The component of ``launcher estimate --cluster``'s one-pod Job (not a stage of a run).
 ESTIMATE = "estimate"
 #: How long the estimate pod may run: setup, compile and a few points, not a surface.
@@ -392,8 +394,8 @@ def _job(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[s
 
 
 def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, Any]]:
-    """The run's objects in creation order: ConfigMap, the pods' Role and RoleBinding, prepare,
-    evaluate and merge Jobs (evaluate and merge suspended until prepare releases them).
+    """The run's objects in creation order: ConfigMap, the pods' Role and RoleBinding, the
+    evaluate and merge Jobs (suspended until prepare releases them), the prepare Job.
 
     Pure: reads no file, no environment variable, no cluster. Raises ``UserError`` for a
     run id that cannot name Kubernetes objects, for storage that pods cannot reach, and
@@ -415,7 +417,7 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
     rbac_metadata = _metadata(names["pods"], run_id, "pods", spec, k8s, stage=False)
     deadlines = stage_deadlines(spec, k8s)
     return ([config_map, pods_role(rbac_metadata, names), pods_role_binding(rbac_metadata, names, k8s)]
-            + [_job(stage, spec, run_id, k8s, names, deadlines) for stage in STAGES])
+            + [_job(stage, spec, run_id, k8s, names, deadlines) for stage in CREATION_ORDER])
 
 
 def _spec_config_map(name: str, run_id: str, component: str, spec: Spec, k8s: KubernetesSpec) -> dict[str, Any]:

@@ -7,16 +7,23 @@ missing object or namespace, 409 AlreadyExists, 400 for fields unknown to the (s
 server version under ``fieldValidation=Strict``, 422 Invalid for objects a test marks
 invalid. ``dryRun=All`` requests are checked like others, recorded, and stored nowhere.
 
-As the Job controller it runs each created Job's pods one at a time, in creation order
-(prepare, evaluate index 0..N-1, merge): the pod's ``command + args`` (``landscape-job
-<stage> ...``) as ``python -m landscape_job.cli <stage> ...`` with the rendered env,
-``JOB_COMPLETION_INDEX`` for an Indexed Job, and the Secret of ``envFrom`` taken from this
-process's environment. Paths in the env under the pod's volume mounts (the ``/tmp``
-emptyDir, the ConfigMap mounted for prepare) become host folders, as the mounts would.
-It applies the pod failure policy and the backoff limits, keeps
-pods and their logs, and sets the Job's status the way the controller does (``active``,
-``completedIndexes``, ``failedIndexes``, ``FailureTarget``/``SuccessCriteriaMet`` before
-``Failed``/``Complete``). A test may replace the pod runner with a script.
+As the Job controller (tests/fake_jobs.py: suspend, parallelism, deadlines, the pod
+failure policy, the backoff limits, the validation and defaults of a real server) it runs
+each Job's pods concurrently up to its ``parallelism``: the pod's ``command + args``
+(``landscape-job <stage> ...``) as ``python -m landscape_job.cli <stage> ...`` with the
+rendered env, ``JOB_COMPLETION_INDEX`` for an Indexed Job, and the Secret of ``envFrom``
+taken from this process's environment. Paths in the env under the pod's volume mounts (the
+``/tmp`` emptyDir, the ConfigMap mounted for prepare) become host folders, as the mounts
+would. A test may replace the pod runner with a script, and preempt a pod (``disrupt``).
+
+As the authorizer (tests/fake_rbac.py) it knows who asks: the kubeconfig's token is the
+user bound to the launcher Role of k8s/base; a pod that mounts its service-account token
+(the kubelet's ``automountServiceAccountToken``) gets a token of its own, the CA of a TLS
+endpoint of this server (``KUBERNETES_SERVICE_HOST``/``PORT``, as in a pod) and, in
+``LANDSCAPE_SERVICE_ACCOUNT_DIR``, the folder the kubelet would mount. Every request is
+checked against the Roles bound to its identity (k8s/base's, and the Roles and
+RoleBindings created through the API), per verb and ``resourceNames``, recorded in
+``calls``, and answered 403 where not allowed.
 
 Deleting an object garbage-collects its dependents (by ``ownerReferences``), as the
 garbage collector does, and kills their running processes.
@@ -27,10 +34,10 @@ from __future__ import annotations
 import copy
 import json
 import os
-import queue
 import random
 import re
 import string
+import ssl
 import subprocess
 import sys
 import threading
@@ -44,6 +51,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from fake_jobs import JobRun, default_job, index_ranges, now, validate_job, validate_job_update
+from fake_rbac import Call, Identity, allows, covers, launcher_role, rules_of
+
+__all__ = ["FakeCluster", "index_ranges", "now", "selector_matches"]
+
 LOOPBACK = "127.0.0.1"
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 #: The Job spec fields of a current server; a test removes some to play an older one.
@@ -51,27 +63,16 @@ JOB_SPEC_FIELDS = {"activeDeadlineSeconds", "backoffLimit", "backoffLimitPerInde
                    "managedBy", "manualSelector", "maxFailedIndexes", "parallelism", "podFailurePolicy",
                    "podReplacementPolicy", "selector", "successPolicy", "suspend", "template",
                    "ttlSecondsAfterFinished"}
-_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>batch)/v1)/namespaces/(?P<ns>[a-z0-9-]+)/"
-                   r"(?P<resource>configmaps|pods|jobs)(?:/(?P<name>[a-z0-9.-]+)(?P<log>/log)?)?$")
-_KINDS = {"configmaps": "ConfigMap", "jobs": "Job", "pods": "Pod"}
+_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>batch|rbac\.authorization\.k8s\.io)/v1)/namespaces/"
+                   r"(?P<ns>[a-z0-9-]+)/(?P<resource>configmaps|pods|jobs|roles|rolebindings)"
+                   r"(?:/(?P<name>[a-z0-9.-]+)(?P<log>/log)?)?$")
+_KINDS = {"configmaps": "ConfigMap", "jobs": "Job", "pods": "Pod", "roles": "Role", "rolebindings": "RoleBinding"}
+_GROUPS = {"configmaps": "", "pods": "", "jobs": "batch", "roles": "rbac.authorization.k8s.io",
+           "rolebindings": "rbac.authorization.k8s.io"}
+_API_VERSIONS = {"": "v1", "batch": "batch/v1", "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1"}
 
 #: A pod runner: (fake, pod, env) -> exit code, or None to leave the pod running. Logs go to fake.append_log.
 Runner = Callable[["FakeCluster", dict, dict], "int | None"]
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def index_ranges(indexes: list[int]) -> str:
-    """[0, 1, 2, 5] -> "0-2,5", as the Job controller writes completedIndexes."""
-    parts, items = [], sorted(set(indexes))
-    while items:
-        start = end = items.pop(0)
-        while items and items[0] == end + 1:
-            end = items.pop(0)
-        parts.append(str(start) if start == end else f"{start}-{end}")
-    return ",".join(parts)
 
 
 def selector_matches(selector: str, labels: dict[str, str]) -> bool:
@@ -112,7 +113,8 @@ class FakeCluster:
 
     def __init__(self, work_dir: Path, *, namespaces=("landscape", "default"), forbidden=(), token="fake-token",
                  user="alice", unknown_job_fields=(), invalid: dict[str, list[tuple[str, str]]] | None = None,
-                 runner: Runner | None = None, run_pods: bool = True, claims: dict[str, Path] | None = None):
+                 runner: Runner | None = None, run_pods: bool = True, claims: dict[str, Path] | None = None,
+                 rbac: bool = True):
         self.work_dir = work_dir
         self.namespaces, self.forbidden = set(namespaces) | set(forbidden), set(forbidden)
         self.token, self.user = token, user
@@ -127,16 +129,25 @@ class FakeCluster:
         self.secret_env: dict[str, tuple[str, ...]] = {}
         self.requests: list[Request] = []
         self.dry_runs: list[Request] = []
+        #: Every request as the authorizer saw it: who, what, allowed or not.
+        self.calls: list[Call] = []
+        self.rbac = rbac
+        #: The launcher's user and its Role (k8s/base/launcher-role.yaml, bound as an overlay binds it).
+        self.launcher = Identity("User", user)
+        self.base_roles = {"landscape-launcher": launcher_role()}
+        self.base_bindings = [{"roleRef": {"kind": "Role", "name": "landscape-launcher"},
+                               "subjects": [{"kind": "User", "name": user}]}]
+        self.tokens: dict[str, Identity] = {token: self.launcher}
         self.lock = threading.RLock()
         self._version = 1000
-        self._jobs: queue.Queue = queue.Queue()
-        self._stopping = False
+        self.runs: dict[tuple[str, str], JobRun] = {}
+        self.stopping = False
         self._server = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
+        self._tls: ThreadingHTTPServer | None = None
         self._threads = [threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                          daemon=True),
-                         threading.Thread(target=self._controller, daemon=True)]
+                                          daemon=True)]
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -167,23 +178,88 @@ class FakeCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stopping = True
-        self._jobs.put(None)
+        self.stopping = True
         with self.lock:
             for process in self.processes.values():
                 process.kill()
-        self._server.shutdown()
-        self._server.server_close()
+        for server in filter(None, (self._server, self._tls)):
+            server.shutdown()
+            server.server_close()
         for thread in self._threads:
             thread.join(timeout=10)
+        for run in list(self.runs.values()):
+            run.thread.join(timeout=10)
 
     def wait_idle(self, timeout: float = 60) -> None:
-        """Until the controller has nothing queued or in hand."""
+        """Until no Job has a pod at work or one to start: every Job ended, suspended, or waiting only on
+        pods its runner left running."""
         deadline = time.monotonic() + timeout
-        while self._jobs.unfinished_tasks:
+        while any(run.busy for run in list(self.runs.values())):
             if time.monotonic() > deadline:
                 raise TimeoutError("the fake Job controller is still busy")
             time.sleep(0.05)
+
+    # -- the pods' view of the API: a TLS endpoint and service-account tokens ----------------
+
+    def _tls_endpoint(self) -> tuple[int, Path]:
+        """Starts (once) the TLS listener pods reach, with a self-signed certificate for 127.0.0.1."""
+        folder = self.work_dir / "apiserver-tls"
+        with self.lock:
+            if self._tls is None:
+                folder.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                "-nodes", "-keyout", str(folder / "key.pem"), "-out", str(folder / "ca.crt"),
+                                "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                               check=True, capture_output=True)
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(folder / "ca.crt", folder / "key.pem")
+                server = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
+                server.daemon_threads = True
+                server.fake = self  # type: ignore[attr-defined]
+                server.socket = context.wrap_socket(server.socket, server_side=True)
+                self._tls = server
+                thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            return self._tls.server_address[1], folder / "ca.crt"
+
+    def _mount_token(self, pod: dict) -> dict[str, str]:
+        """What the kubelet gives a pod that mounts its service-account token: the folder and the API's address."""
+        spec, ns, name = pod["spec"], pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if spec.get("automountServiceAccountToken") is False:
+            return {}
+        account = spec.get("serviceAccountName") or "default"
+        port, ca = self._tls_endpoint()
+        token = f"sa-{uuid.uuid4().hex}"
+        with self.lock:
+            self.tokens[token] = Identity("ServiceAccount", account, ns)
+        folder = self.work_dir / "serviceaccount" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "token").write_text(token)
+        (folder / "ca.crt").write_bytes(ca.read_bytes())
+        (folder / "namespace").write_text(ns)
+        return {"KUBERNETES_SERVICE_HOST": LOOPBACK, "KUBERNETES_SERVICE_PORT": str(port),
+                "LANDSCAPE_SERVICE_ACCOUNT_DIR": str(folder)}
+
+    # -- the authorizer ------------------------------------------------------------------
+
+    def _rules(self, identity: Identity, ns: str) -> list[dict]:
+        roles = {name: role for (r, n, name), role in self.objects.items() if r == "roles" and n == ns}
+        bindings = [b for (r, n, _), b in self.objects.items() if r == "rolebindings" and n == ns]
+        return rules_of(identity, ns, {**self.base_roles, **roles}, [*self.base_bindings, *bindings])
+
+    def _authorize(self, identity: Identity, verb: str, group: str, resource: str, name: str, ns: str) -> None:
+        with self.lock:
+            allowed = not self.rbac or allows(self._rules(identity, ns), verb, group, resource, name)
+            self.calls.append(Call(identity, verb, group, resource, name, ns, allowed))
+        if not allowed:
+            resource_name, _, sub = resource.partition("/")
+            qualified = f"{resource_name}.{group}" if group else resource_name
+            named = f' "{name}"' if name else ""
+            subresource = f' subresource "{sub}"' if sub else ""
+            raise ApiError(403, "Forbidden", f'{qualified}{named} is forbidden: User "{identity.username}" cannot '
+                           f'{verb} resource "{resource_name}"{subresource} in API group "{group}" in the '
+                           f'namespace "{ns}"', {"name": name, "group": group, "kind": resource_name})
 
     # -- the store ---------------------------------------------------------------------
 
@@ -212,7 +288,7 @@ class FakeCluster:
                      "resourceVersion": str(self._version), "generation": 1})
         return obj
 
-    def _touch(self, obj: dict) -> None:
+    def touch(self, obj: dict) -> None:
         self._version += 1
         obj["metadata"]["resourceVersion"] = str(self._version)
 
@@ -224,14 +300,18 @@ class FakeCluster:
         request = Request(method, path, query, body)
         with self.lock:
             self.requests.append(request)
-        if headers.get("authorization") != f"Bearer {self.token}":
+        token = (headers.get("authorization") or "").removeprefix("Bearer ")
+        identity = self.tokens.get(token)
+        if identity is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
         match = _PATH.match(path)
-        if not match or (match["resource"] == "jobs") != bool(match["group"]):
+        if not match or _GROUPS[match["resource"]] != (match["group"] or ""):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         ns, resource, name = match["ns"], match["resource"], match["name"]
         group = match["group"] or ""
-        verb = {"POST": "create", "DELETE": "delete"}.get(method, "get" if name else "list")
+        verb = {"POST": "create", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}.get(
+            method, "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list"))
+        self._authorize(identity, verb, group, resource + ("/log" if match["log"] else ""), name or "", ns)
         if ns in self.forbidden:
             subresource = ' subresource "log"' if match["log"] else ""
             qualified = f"{resource}.{group}" if group else resource
@@ -252,7 +332,7 @@ class FakeCluster:
                          and selector_matches(query.get("labelSelector", ""), o["metadata"].get("labels") or {})]
                 for item in items:
                     item.pop("kind", None), item.pop("apiVersion", None)
-                return 200, {"kind": f"{_KINDS[resource]}List", "apiVersion": "batch/v1" if group else "v1",
+                return 200, {"kind": f"{_KINDS[resource]}List", "apiVersion": _API_VERSIONS[group],
                              "metadata": {"resourceVersion": str(self._version)}, "items": items}, {}
             obj = self.objects.get((resource, ns, name))
             if obj is None:
@@ -262,6 +342,8 @@ class FakeCluster:
                 return 200, ("log", ns, name, query), {}
             if method == "GET":
                 return 200, copy.deepcopy(obj), {}
+            if method == "PATCH" and resource == "jobs":
+                return 200, self._patch_job(ns, name, obj, body or {}, headers, dry_run), {}
             if method == "DELETE":
                 propagation = query.get("propagationPolicy") or (body or {}).get("propagationPolicy") or "Background"
                 if not dry_run:
@@ -270,6 +352,26 @@ class FakeCluster:
                              "details": {"name": name, "group": group, "kind": resource,
                                          "uid": obj["metadata"]["uid"]}, "propagationPolicy": propagation}, {}
         raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+
+    def _patch_job(self, ns: str, name: str, job: dict, patch: dict, headers: dict[str, str], dry_run: bool) -> dict:
+        """A JSON merge patch (or a strategic one, the same for the fields we patch) of a Job."""
+        if not (headers.get("content-type") or "").startswith(("application/merge-patch+json",
+                                                               "application/strategic-merge-patch+json")):
+            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+        patched = _merge_patch(copy.deepcopy(job), patch)
+        errors = validate_job_update(job["spec"], patched["spec"]) + validate_job(patched["spec"])
+        if errors:
+            raise ApiError(422, "Invalid", f'Job.batch "{name}" is invalid: '
+                           + ", ".join(f"{field}: {message}" for field, message in errors),
+                           {"name": name, "group": "batch", "kind": "Job",
+                            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in errors]})
+        if dry_run:
+            return patched
+        self.objects[("jobs", ns, name)] = patched
+        self.touch(patched)
+        if (ns, name) in self.runs:
+            self.runs[(ns, name)].kick()
+        return copy.deepcopy(patched)
 
     def _create(self, ns: str, resource: str, group: str, body: dict, query: dict[str, str], dry_run: bool) -> dict:
         kind = _KINDS[resource]
@@ -287,6 +389,15 @@ class FakeCluster:
                                + ", ".join(f'unknown field "spec.{f}"' for f in unknown))
             for field in unknown:
                 warnings[field] = body["spec"].pop(field)
+            default_job(body.setdefault("spec", {}))
+            errors = validate_job(body["spec"])
+            if errors:
+                raise ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: '
+                               + ", ".join(f"{field}: {message}" for field, message in errors),
+                               {"name": name, "group": group, "kind": kind, "causes": [
+                                   {"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in errors]})
+        if kind == "RoleBinding":
+            self._check_escalation(ns, name, body)
         if name in self.invalid:
             causes = [{"reason": "FieldValueInvalid", "message": message, "field": field}
                       for field, message in self.invalid[name]]
@@ -307,8 +418,20 @@ class FakeCluster:
         if not dry_run:
             self.objects[(resource, ns, name)] = obj
             if kind == "Job" and self.run_pods:
-                self._jobs.put((ns, name))
+                self.runs[(ns, name)] = JobRun(self, ns, name)
+                self.runs[(ns, name)].start()
         return copy.deepcopy(obj)
+
+    def _check_escalation(self, ns: str, name: str, binding: dict) -> None:
+        """RBAC's escalation check: whoever binds a Role must hold what it grants (or the Role must exist)."""
+        ref = binding.get("roleRef", {})
+        role = self.objects.get(("roles", ns, ref.get("name", "")))
+        if role is None:
+            raise ApiError(404, "NotFound", f'roles.rbac.authorization.k8s.io "{ref.get("name")}" not found',
+                           {"name": ref.get("name"), "group": "rbac.authorization.k8s.io", "kind": "roles"})
+        if self.rbac and not covers(self._rules(self.launcher, ns), role.get("rules", [])):
+            raise ApiError(403, "Forbidden", f'rolebindings.rbac.authorization.k8s.io "{name}" is forbidden: user '
+                           f'"{self.user}" is attempting to grant RBAC permissions not currently held')
 
     def _delete(self, resource: str, ns: str, name: str) -> None:
         """Deletes the object and, as the garbage collector does, everything it owns."""
@@ -322,115 +445,70 @@ class FakeCluster:
             if any(ref.get("uid") == uid for ref in other["metadata"].get("ownerReferences", [])):
                 self._delete(*key)
 
-    # -- the Job controller ------------------------------------------------------------
+    # -- the kubelet's side of a Job's pods (tests/fake_jobs.py drives them) ---------------
 
-    def _controller(self) -> None:
-        while True:
-            item = self._jobs.get()
-            try:
-                if item is None or self._stopping:
-                    return
-                self._run_job(*item)
-            finally:
-                self._jobs.task_done()
-
-    def _job(self, ns: str, name: str) -> dict | None:
-        return self.objects.get(("jobs", ns, name))
-
-    def _update_job(self, ns: str, name: str, **status: Any) -> None:
+    def new_pod(self, ns: str, job_name: str, spec: dict, index: int | None) -> str:
+        """Creates a Job's pod, as the Job controller does, and returns its name."""
         with self.lock:
-            job = self._job(ns, name)
-            if job is not None:
-                job["status"].update(status)
-                self._touch(job)
+            job = self.objects[("jobs", ns, job_name)]
+            template = copy.deepcopy(spec["template"])
+            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+            name = f"{job_name}-{index}-{suffix}" if index is not None else f"{job_name}-{suffix}"
+            meta = template.get("metadata", {})
+            labels, annotations = dict(meta.get("labels", {})), dict(meta.get("annotations", {}))
+            if index is not None:
+                labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
+                template["spec"]["hostname"] = f"{job_name}-{index}"
+            pod = self._stamp({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": name, "generateName": f"{job_name}-", "labels": labels, "annotations": annotations,
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+                                     "uid": job["metadata"]["uid"], "controller": True,
+                                     "blockOwnerDeletion": True}]},
+                "spec": template["spec"], "status": {"phase": "Pending"}}, ns)
+            self.objects[("pods", ns, name)] = pod
+            self.logs[name] = ""
+            return name
 
-    def _run_job(self, ns: str, name: str) -> None:
+    def kill_pod(self, ns: str, name: str, why: str, delete: bool = False) -> None:
+        """Ends a pod the controller gives up on (deadline, Job failed, suspended): its process killed,
+        the pod Failed, or deleted."""
         with self.lock:
-            job = self._job(ns, name)
-            if job is None:
-                return
-            spec = copy.deepcopy(job["spec"])
-        indexed = spec.get("completionMode") == "Indexed"
-        indexes = list(range(spec.get("completions", 1))) if indexed else [None]
-        retries = spec.get("backoffLimitPerIndex", 6) if indexed else spec.get("backoffLimit", 6)
-        self._update_job(ns, name, startTime=now(), active=0, succeeded=0, failed=0, ready=0,
-                         **({"completedIndexes": "", "failedIndexes": ""} if indexed else {}))
-        completed: list[int] = []
-        failed_indexes: list[int] = []
-        running = 0
-        failed_pods = 0
-        job_failure: tuple[str, str] | None = None
-        for index in indexes:
-            for attempt in range(retries + 1):
-                with self.lock:
-                    if self._job(ns, name) is None or self._stopping:
-                        return
-                    pod = self._new_pod(ns, name, spec, index)
-                    self._update_job(ns, name, active=running + 1)
-                exit_code = self._run_pod(ns, pod)
-                if exit_code is None:  # left running
-                    running += 1
-                    break
-                if exit_code == 0:
-                    completed.append(index or 0)
-                    self._update_job(ns, name, active=running, succeeded=len(completed),
-                                     **({"completedIndexes": index_ranges(completed)} if indexed else {}))
-                    break
-                failed_pods += 1
-                self._update_job(ns, name, active=running, failed=failed_pods)
-                action = _failure_action(spec, exit_code)
-                if action == "FailJob":
-                    job_failure = ("PodFailurePolicy", f"Container landscape for pod {ns}/{pod} failed with exit "
-                                                       f"code {exit_code} matching FailJob rule at index 1")
-                    break
-                if action == "FailIndex" or attempt == retries:
-                    if indexed:
-                        failed_indexes.append(index)
-                        self._update_job(ns, name, failedIndexes=index_ranges(failed_indexes))
-                    else:
-                        job_failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-                    break
-            if job_failure:
-                break
-        if running and not job_failure:
-            return  # pods left running: the Job stays active
-        if failed_indexes and not job_failure:
-            job_failure = ("FailedIndexes", "Job has failed indexes")
-        first, last = (("FailureTarget", "Failed") if job_failure else ("SuccessCriteriaMet", "Complete"))
-        reason, message = job_failure or ("CompletionsReached", "Reached expected number of succeeded pods")
-        conditions = [{"type": t, "status": "True", "reason": reason, "message": message,
-                       "lastProbeTime": now(), "lastTransitionTime": now()} for t in (first, last)]
-        extra = {"completionTime": now()} if not job_failure else {}
-        self._update_job(ns, name, active=0, conditions=conditions, **extra)
+            process = self.processes.get(name)
+            if process is not None:
+                process.kill()
+            pod = self.objects.get(("pods", ns, name))
+            if pod is not None and pod["status"].get("phase") not in ("Succeeded", "Failed"):
+                self._set_pod(ns, name, "Failed", {"terminated": {"exitCode": 137, "reason": "Error",
+                                                                  "message": why, "finishedAt": now()}})
+            if delete:
+                self.objects.pop(("pods", ns, name), None)
 
-    def _new_pod(self, ns: str, job_name: str, spec: dict, index: int | None) -> str:
-        job = self._job(ns, job_name)
-        template = copy.deepcopy(spec["template"])
-        suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-        name = f"{job_name}-{index}-{suffix}" if index is not None else f"{job_name}-{suffix}"
-        meta = template.get("metadata", {})
-        labels, annotations = dict(meta.get("labels", {})), dict(meta.get("annotations", {}))
-        if index is not None:
-            labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
-            template["spec"]["hostname"] = f"{job_name}-{index}"
-        pod = self._stamp({"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": name, "generateName": f"{job_name}-", "labels": labels, "annotations": annotations,
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                                 "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]},
-            "spec": template["spec"], "status": {"phase": "Pending"}}, ns)
-        self.objects[("pods", ns, name)] = pod
-        self.logs[name] = ""
-        return name
+    def disrupt(self, name: str, reason: str = "PreemptionByScheduler", namespace: str = "landscape") -> None:
+        """Preempts a running pod as the scheduler (or an eviction) does: the ``DisruptionTarget``
+        condition first, then the container killed; the pod ends Failed (exit 137)."""
+        with self.lock:
+            pod = self.objects[("pods", namespace, name)]
+            pod["status"].setdefault("conditions", []).append({
+                "type": "DisruptionTarget", "status": "True", "reason": reason,
+                "message": "Kubernetes Scheduler: preempting to accommodate a higher priority pod",
+                "lastTransitionTime": now()})
+            self.touch(pod)
+            process = self.processes.get(name)
+        if process is not None:
+            process.kill()
 
     def _set_pod(self, ns: str, name: str, phase: str, state: dict) -> None:
         with self.lock:
             pod = self.objects.get(("pods", ns, name))
             if pod is not None:
+                conditions = pod["status"].get("conditions")
                 pod["status"] = {"phase": phase, "startTime": now(), "containerStatuses": [
                     {"name": "landscape", "ready": phase == "Running", "restartCount": 0, "state": state}]}
-                self._touch(pod)
+                if conditions:
+                    pod["status"]["conditions"] = conditions
+                self.touch(pod)
 
-    def _run_pod(self, ns: str, name: str) -> int | None:
+    def run_pod(self, ns: str, name: str) -> int | None:
         with self.lock:
             pod = copy.deepcopy(self.objects[("pods", ns, name)])
         env = self._pod_env(pod)
@@ -506,18 +584,21 @@ class FakeCluster:
         if index is not None:
             env["JOB_COMPLETION_INDEX"] = index
         env["HOSTNAME"] = pod["spec"].get("hostname", pod["metadata"]["name"])
+        env.update(self._mount_token(pod))
         return env
 
 
-def _failure_action(job_spec: dict, exit_code: int) -> str:
-    """The first pod failure policy rule that matches the exit code, else Count."""
-    for rule in (job_spec.get("podFailurePolicy") or {}).get("rules", []):
-        codes = rule.get("onExitCodes")
-        if codes:
-            hit = exit_code in codes["values"]
-            if hit == (codes.get("operator", "In") == "In"):
-                return rule["action"]
-    return "Count"
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: a JSON merge patch applied to ``target``."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
 
 
 def run_subprocess(fake: FakeCluster, pod: dict, env: dict) -> int:
@@ -538,7 +619,7 @@ def run_subprocess(fake: FakeCluster, pod: dict, env: dict) -> int:
     code = process.wait()
     with fake.lock:
         fake.processes.pop(name, None)
-    return code
+    return 128 - code if code < 0 else code  # killed by a signal: 128 + its number, as a container runtime says
 
 
 class _Handler(BaseHTTPRequestHandler):

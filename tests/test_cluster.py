@@ -21,6 +21,7 @@ import pytest
 
 from conftest import write_spec
 from fake_k8s import FakeCluster
+from landscape_job.release import release_next_stages
 from landscape_job.storage import STORAGE_OPTIONS_ENV
 from launcher.cli import main as launcher
 from s3server import closed_port
@@ -119,7 +120,8 @@ def test_submit_wait_pull_equals_local(fake: FakeCluster, bucket: str, moto_endp
     assert set(jobs) == {"prepare", "evaluate", "merge"}
     for job in jobs.values():
         assert job["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "ConfigMap", "name": "e2e-spec",
-                                                        "uid": config_map["metadata"]["uid"]}]
+                                                        "uid": config_map["metadata"]["uid"],
+                                                        "blockOwnerDeletion": True}]
         assert job["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "landscape-s3"}}]
         assert job["status"]["conditions"][-1]["type"] == "Complete"
     assert jobs["evaluate"]["status"]["completedIndexes"] == "0-1"
@@ -167,7 +169,8 @@ def scripted(endpoint: str, bucket: str):
         name, stage = pod["metadata"]["name"], pod["metadata"]["labels"]["landscape.stage"]
         index = env.get("JOB_COMPLETION_INDEX")
         fake.append_log(name, f"{stage}: starting on {env['HOSTNAME']}\n")
-        if stage == "prepare":
+        if stage == "prepare":  # as the real prepare pod ends: it releases evaluate and merge
+            release_next_stages(lambda line: fake.append_log(name, line + "\n"), environ=env)
             return 0
         if stage == "merge":
             return None
@@ -206,8 +209,10 @@ def test_status_logs_cancel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws
 
         assert launcher(["logs", "st", "--shard", "1"]) == 0
         assert "line 5" in capsys.readouterr().out
-        assert launcher(["logs", "st", "--stage", "prepare", "--tail", "1"]) == 0
-        assert capsys.readouterr().out.startswith("prepare: starting on st-prepare-")
+        assert launcher(["logs", "st", "--stage", "prepare", "--tail", "3"]) == 0
+        prepare_log = capsys.readouterr().out
+        assert prepare_log.startswith("prepare: starting on st-prepare-")
+        assert prepare_log.endswith("prepare: released job st-evaluate\nprepare: released job st-merge\n")
 
         # -f streams the running merge pod until it ends
         follow = threading.Thread(target=launcher, args=(["logs", "st", "--stage", "merge", "-f"],))
@@ -288,7 +293,8 @@ def test_errors_before_anything_is_made(fake: FakeCluster, bucket: str, moto_end
     dry = len(fake.dry_runs)
     assert launcher(["submit", str(path), "--run-id", "r1", "--server-dry-run"]) == 0
     assert "nothing was created or written" in capsys.readouterr().out
-    assert [r.path.rsplit("/", 1)[-1] for r in fake.dry_runs[dry:]] == ["configmaps", "jobs", "jobs", "jobs"]
+    # every object but the RoleBinding, whose escalation check needs its Role to exist
+    assert [r.path.rsplit("/", 1)[-1] for r in fake.dry_runs[dry:]] == ["configmaps", "roles", "jobs", "jobs", "jobs"]
     assert fake.objects == {} and keys(moto_endpoint, bucket) == []
 
     # checkpoints that live on the pods' volume, not here: submit goes ahead, the pods check them
