@@ -1,10 +1,18 @@
-"""The fake API server itself: a test double whose own faults would make cluster tests flaky."""
+"""The fake API server itself: a test double whose own faults would make cluster tests flaky,
+and whose Job controller and validation must behave as kubernetes/kubernetes' do where our
+design depends on them (tests/fake_jobs.py)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.error
+import urllib.request
 
+import pytest
+
+from fake_jobs import MAX_INT32
 from fake_k8s import FakeCluster
 
 
@@ -37,3 +45,165 @@ def test_a_follow_client_that_goes_away_prints_no_traceback(capfd, tmp_path):
         time.sleep(0.2)
     err = capfd.readouterr().err
     assert "Traceback" not in err, err
+
+
+# -- the Job controller and the API server's Job rules, as kubernetes/kubernetes has them ----
+
+
+def api(fake: FakeCluster, method: str, path: str, body: dict | None = None,
+        content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(f"{fake.url}{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {fake.token}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+JOBS = "/apis/batch/v1/namespaces/landscape/jobs"
+
+
+def job(name: str, **spec) -> dict:
+    container = {"name": "landscape", "image": "x", "command": ["landscape-job"], "args": ["evaluate"]}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": {"t": name}},
+            "spec": {"template": {"metadata": {}, "spec": {"restartPolicy": "Never", "containers": [container]}},
+                     **spec}}
+
+
+def until(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def end_reason(fake: FakeCluster, name: str) -> str | None:
+    conditions = (fake.get("jobs", name) or {}).get("status", {}).get("conditions") or []
+    return conditions[-1]["reason"] if conditions and conditions[-1]["type"] in ("Failed", "Complete") else None
+
+
+def pods_of(fake: FakeCluster, name: str) -> list[dict]:
+    return [p for p in fake.of("pods") if p["metadata"]["name"].startswith(f"{name}-")]
+
+
+FAIL_INDEX = {"rules": [{"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [2]}}]}
+
+
+@pytest.mark.parametrize("spec,field", [
+    (dict(completionMode="Indexed", completions=2, podFailurePolicy=FAIL_INDEX), "spec.podFailurePolicy.rules[0].action"),
+    (dict(completionMode="Indexed", parallelism=2), "spec.completions"),
+    (dict(completionMode="Indexed", completions=2, maxFailedIndexes=1), "spec.maxFailedIndexes"),
+    (dict(backoffLimitPerIndex=1), "spec.backoffLimitPerIndex"),
+    (dict(activeDeadlineSeconds=0), "spec.activeDeadlineSeconds"),
+    (dict(podFailurePolicy={"rules": [{"action": "Count", "onExitCodes": {"operator": "In", "values": [0, 1]}}]}),
+     "spec.podFailurePolicy.rules[0].onExitCodes.values"),
+])
+def test_the_server_refuses_what_the_real_one_refuses(tmp_path, spec, field):
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        code, status = api(fake, "POST", JOBS, job("bad", **spec))
+        assert code == 422 and status["reason"] == "Invalid", status
+        assert field in [c["field"] for c in status["details"]["causes"]]
+        assert fake.of("jobs") == []
+
+
+def test_a_pod_failure_policy_needs_restart_policy_never(tmp_path):
+    body = job("bad", podFailurePolicy={"rules": [{"action": "Ignore", "onPodConditions": [
+        {"type": "DisruptionTarget", "status": "True"}]}]})
+    body["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        code, status = api(fake, "POST", JOBS, body)
+        assert code == 422 and "spec.template.spec.restartPolicy" in status["message"]
+
+
+def test_defaults_as_the_real_server(tmp_path):
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        assert api(fake, "POST", JOBS, job("plain"))[1]["spec"]["backoffLimit"] == 6
+        indexed = api(fake, "POST", JOBS, job("per-index", completionMode="Indexed", completions=2,
+                                              backoffLimitPerIndex=1))[1]["spec"]
+        assert indexed["backoffLimit"] == MAX_INT32 and indexed["suspend"] is False
+        assert indexed["podReplacementPolicy"] == "TerminatingOrFailed"
+
+
+def test_suspend_makes_no_pods_and_resume_resets_start_time(tmp_path):
+    def runner(fake, pod, env):
+        return None  # keeps running
+
+    with FakeCluster(tmp_path, runner=runner) as fake:
+        api(fake, "POST", JOBS, job("gated", suspend=True))
+        time.sleep(0.3)
+        assert pods_of(fake, "gated") == [] and not fake.get("jobs", "gated")["status"].get("startTime")
+        code, _ = api(fake, "PATCH", f"{JOBS}/gated", {"spec": {"suspend": False}}, "application/merge-patch+json")
+        assert code == 200
+        until(lambda: pods_of(fake, "gated"))
+        assert fake.get("jobs", "gated")["status"]["startTime"]
+        api(fake, "PATCH", f"{JOBS}/gated", {"spec": {"suspend": True}}, "application/merge-patch+json")
+        until(lambda: not pods_of(fake, "gated"))  # suspending deletes the active pods
+        until(lambda: not fake.get("jobs", "gated")["status"].get("startTime"))
+        code, status = api(fake, "PATCH", f"{JOBS}/gated", {"spec": {"completions": 3}},
+                           "application/merge-patch+json")
+        assert code == 422 and "field is immutable" in status["message"]
+
+
+def test_active_deadline_kills_the_pods_and_fails_the_job(tmp_path):
+    def runner(fake, pod, env):  # runs until killed
+        name = pod["metadata"]["name"]
+        until(lambda: (fake.get("pods", name) or {"status": {"phase": "Failed"}})["status"]["phase"] == "Failed", 30)
+        return 137
+
+    with FakeCluster(tmp_path, runner=runner) as fake:
+        started = time.monotonic()
+        api(fake, "POST", JOBS, job("slow", activeDeadlineSeconds=1))
+        assert until(lambda: end_reason(fake, "slow")) == "DeadlineExceeded"
+        assert 1 <= time.monotonic() - started < 5
+        (pod,) = pods_of(fake, "slow")
+        assert pod["status"]["phase"] == "Failed"
+
+
+def test_parallel_indexes_per_index_limits_and_max_failed_indexes(tmp_path):
+    """Indexes 1 and 3 always fail (exit 1); with one retry each and maxFailedIndexes 1 the Job
+    fails as soon as the second index has spent its retries."""
+    running, peak = set(), []
+
+    def runner(fake, pod, env):
+        index = env["JOB_COMPLETION_INDEX"]
+        running.add(pod["metadata"]["name"])
+        peak.append(len(running))
+        time.sleep(0.2)
+        running.discard(pod["metadata"]["name"])
+        return 1 if index in ("1", "3") else 0
+
+    with FakeCluster(tmp_path, runner=runner) as fake:
+        api(fake, "POST", JOBS, job("shards", completionMode="Indexed", completions=4, parallelism=4,
+                                    backoffLimitPerIndex=1, maxFailedIndexes=1))
+        assert until(lambda: end_reason(fake, "shards")) == "MaxFailedIndexesExceeded"
+        fake.wait_idle()
+        status = fake.get("jobs", "shards")["status"]
+        assert status["failedIndexes"] == "1,3" and status["failed"] == 4  # two tries of each
+        assert max(peak) >= 2
+
+
+def test_failure_policy_ignore_on_disruption_and_fail_index_on_exit_code(tmp_path):
+    attempts: dict[str, int] = {}
+
+    def runner(fake, pod, env):
+        index = env["JOB_COMPLETION_INDEX"]
+        attempts[index] = attempts.get(index, 0) + 1
+        if index == "0" and attempts[index] <= 3:  # preempted three times: not counted
+            fake.disrupt(pod["metadata"]["name"])
+            return 137
+        return 2 if index == "1" else 0
+
+    policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [2]}}]}
+    with FakeCluster(tmp_path, runner=runner) as fake:
+        api(fake, "POST", JOBS, job("policy", completionMode="Indexed", completions=2, parallelism=1,
+                                    backoffLimitPerIndex=0, podFailurePolicy=policy))
+        assert until(lambda: end_reason(fake, "policy")) == "FailedIndexes"
+        status = fake.get("jobs", "policy")["status"]
+        assert status["completedIndexes"] == "0" and status["failedIndexes"] == "1"
+        assert attempts == {"0": 4, "1": 1} and status["failed"] == 1
