@@ -210,9 +210,9 @@ def _stage_args(stage: str, deadlines: StageDeadlines | None, estimate_points: i
 
 
 def _sum_quantities(*quantities: str) -> str:
-    """A quantity in Mi that covers all of them (rounded up)."""
-    total = sum(parse_quantity(q) for q in quantities)
-    return f"{int(-(-total // 2**20))}Mi"
+    """A quantity in Gi or Mi that covers all of them (rounded up)."""
+    mebibytes = int(-(-sum(parse_quantity(q) for q in quantities) // 2**20))
+    return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
 
 
 def _cache_volume(k8s: KubernetesSpec) -> dict[str, Any]:

@@ -87,9 +87,9 @@ def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
              poll: float = 1.0, max_poll: float = 30.0, abort: Callable[[], str | None] | None = None) -> None:
     """Polls storage until every key exists, so stages started together chain by themselves.
 
-    On a cluster all three Jobs start at submit time: evaluate pods wait here for
-    prepare's output and the merge pod for the shards, instead of failing and burning
-    retries. Gives up after ``seconds`` naming what is still missing, or as soon as
+    On a cluster prepare releases evaluate and merge once its output is written: evaluate
+    pods wait here briefly, for a store slow to show new objects, and the merge pod for the
+    shards, instead of failing and burning retries. Gives up after ``seconds`` naming what is still missing, or as soon as
     ``abort`` says why the missing objects will never come.
     """
     deadline = time.monotonic() + seconds
