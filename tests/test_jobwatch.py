@@ -137,3 +137,19 @@ def test_a_failed_job_without_failed_indexes_is_named_exactly(condition: dict, w
     """A Job can fail as a whole (its deadline, its backoff limit) with no failed index;
     the reason and message are optional fields: the line says what there is, no more."""
     assert job_failure({"status": {"conditions": [condition]}}) == want
+
+
+@pytest.mark.parametrize("code,final", [(404, "is gone (deleted; the run cancelled?)"), (403, "is out of reach (forbidden)"),
+                                        (503, None), (429, None)])
+def test_a_deleted_or_forbidden_job_is_final_a_busy_server_is_not(code: int, final: str | None) -> None:
+    from landscape_job.kube import ApiError
+
+    def reader() -> dict:
+        raise ApiError(code, "jobs.batch \"r-evaluate\" not found")
+
+    messages: list[str] = []
+    verdict = failure_check(reader, messages.append)()
+    if final is None:
+        assert verdict is None and len(messages) == 1  # logged once, the merge waits on storage alone
+    else:
+        assert verdict == f"the evaluate Job {final}: jobs.batch \"r-evaluate\" not found" and messages == []

@@ -1,0 +1,68 @@
+"""The prepare pod's release of the gated Jobs (landscape_job.release), against the fake API server
+with a pod's own token over TLS: allowed by the run's Role it works; otherwise one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fake_k8s import FakeCluster
+from landscape_job.errors import StageError
+from landscape_job.release import release_next_stages
+from test_fake_k8s import JOBS, api, job
+
+ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r-pods"},
+        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["patch"],
+                   "resourceNames": ["r-evaluate", "r-merge"]}]}
+BINDING = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r-pods"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r-pods"},
+           "subjects": [{"kind": "ServiceAccount", "name": "landscape", "namespace": "landscape"}]}
+RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/landscape"
+
+
+def pod_env(fake: FakeCluster, jobs: list[str]) -> dict[str, str]:
+    """The environment of a prepare pod: its token, the API, and what to release."""
+    env = fake._mount_token({"metadata": {"name": "r-prepare-abcde", "namespace": "landscape"},
+                             "spec": {"serviceAccountName": "landscape"}})
+    return {**env, "LANDSCAPE_NAMESPACE": "landscape",
+            "LANDSCAPE_RELEASE": json.dumps({"jobs": jobs, "patch": {"spec": {"suspend": False}}})}
+
+
+def test_release_through_the_run_s_role(tmp_path: Path) -> None:
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        for name in ("r-evaluate", "r-merge", "other-evaluate"):
+            assert api(fake, "POST", JOBS, job(name, suspend=True))[0] == 201
+        env = pod_env(fake, ["r-evaluate", "r-merge"])
+        with pytest.raises(StageError, match=r"not allowed to release job r-evaluate: .*cannot patch resource"):
+            release_next_stages(lambda _: None, environ=env)  # no Role yet
+        assert api(fake, "POST", f"{RBAC}/roles", ROLE)[0] == 201
+        assert api(fake, "POST", f"{RBAC}/rolebindings", BINDING)[0] == 201
+        lines: list[str] = []
+        release_next_stages(lines.append, environ=env)
+        assert lines == ["prepare: released job r-evaluate", "prepare: released job r-merge"]
+        assert [fake.get("jobs", n)["spec"]["suspend"] for n in ("r-evaluate", "r-merge", "other-evaluate")] == \
+            [False, False, True]
+        with pytest.raises(StageError, match="not allowed to release job other-evaluate"):  # another run's Job
+            release_next_stages(lambda _: None, environ=pod_env(fake, ["other-evaluate"]))
+        with fake.lock:
+            fake._delete("jobs", "landscape", "r-merge")
+        with pytest.raises(StageError, match=r"job r-merge is gone \(the run was cancelled\?\)"):
+            release_next_stages(lambda _: None, environ=env)
+
+
+def test_nothing_to_release_outside_a_cluster_and_no_token_is_an_error(tmp_path: Path) -> None:
+    release_next_stages(lambda _: pytest.fail("logged"), environ={})  # a local run: nothing set, nothing done
+    with pytest.raises(StageError, match="no service-account token"):
+        release_next_stages(lambda _: None, environ={"LANDSCAPE_RELEASE": json.dumps(
+            {"jobs": ["r-evaluate"], "patch": {"spec": {"suspend": False}}})})
+
+
+def test_the_api_unreachable_is_retried_then_fails(tmp_path: Path) -> None:
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        env = {**pod_env(fake, ["r-evaluate"]), "KUBERNETES_SERVICE_PORT": "9"}
+        waits: list[float] = []
+        with pytest.raises(StageError, match="cannot reach the Kubernetes API to release job r-evaluate"):
+            release_next_stages(lambda _: None, sleep=waits.append, environ=env)
+        assert waits == [1.0, 2.0, 4.0, 8.0]
