@@ -19,10 +19,17 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       parallelism: 16               # default: the number of shards, at most 256
       backoff_limit_per_index: 3
       s3_secret: landscape-s3       # a Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-      kueue_queue: team-a
+      kueue_queue: team-a           # evaluate and merge enter the queue when prepare releases them
+      node_selector: {nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}   # GPU pods only
+      runtime_class: nvidia         # GPU pods' runtimeClassName (k3s, RKE2)
+      cpu_node_selector: {pool: cpu}  # merge, and prepare without the Hessian
+      priority_class: batch-low
+      point_seconds: 60             # bound on one point: sizes the default stage deadlines
+      # evaluate_deadline_seconds: 86400   # or set a stage's deadline (prepare_/merge_ likewise)
       volumes:                      # PVCs holding checkpoints or data sets, mounted in prepare and evaluate pods
         - {claim: datasets, mount_path: /data}
       cache_size: 50Gi              # bound on each pod's input cache (emptyDir at /var/cache/landscape)
+      tmp_size: 4Gi                 # bound on each pod's /tmp; both set the ephemeral-storage request = limit
       # cache_claim: landscape-cache  # or: a ReadWriteMany PVC as the cache, shared by every pod and stage
 """
 
