@@ -32,7 +32,7 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
         return USER_ERROR_EXIT
     except StageError as err:
         print(f"{prog}: {err}", file=sys.stderr)
-        return STAGE_ERROR_EXIT
+        return getattr(err, "exit_code", STAGE_ERROR_EXIT)  # UpstreamFailed: 3, not retried
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

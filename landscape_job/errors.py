@@ -58,3 +58,15 @@ def _container_repr(value: object, limit: int) -> str:
             parts.append("...")
             break
     return brackets[0] + ", ".join(parts) + brackets[1]
+
+
+#: A stage that cannot succeed because another stage of its run failed or is gone (the merge pod
+#: whose evaluate Job failed or was deleted): a retried pod would fail the same way, so the merge
+#: Job's pod failure policy fails the Job at once on this code (FailJob), as on a user error.
+UPSTREAM_FAILED_EXIT = 3
+
+
+class UpstreamFailed(StageError):
+    """What a stage waits for will never come: another stage of the run failed or is gone."""
+
+    exit_code = UPSTREAM_FAILED_EXIT

@@ -52,7 +52,7 @@ import yaml
 
 import landscape_job
 from landscape_job.cache import CACHE_ENV
-from landscape_job.errors import USER_ERROR_EXIT, UserError
+from landscape_job.errors import UPSTREAM_FAILED_EXIT, USER_ERROR_EXIT, UserError
 from landscape_job.location import RUN_ENV, S3, STORAGE_OPTIONS_ENV
 from landscape_job.spec import Spec
 
@@ -348,10 +348,11 @@ def _disruption_rule() -> dict[str, Any]:
     return {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
 
-def _user_error_rule(action: str) -> dict[str, Any]:
-    """Exit code 2 is a user's mistake (``landscape_job.errors.USER_ERROR_EXIT``): retrying cannot help."""
+def _user_error_rule(action: str, *also: int) -> dict[str, Any]:
+    """Exit code 2 is a user's mistake (``landscape_job.errors.USER_ERROR_EXIT``): retrying cannot help.
+    Merge adds 3 (``UPSTREAM_FAILED_EXIT``): its evaluate Job failed or is gone, so no retry can help either."""
     return {"action": action,
-            "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [USER_ERROR_EXIT]}}
+            "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [USER_ERROR_EXIT, *also]}}
 
 
 def _kueue_labels(metadata: dict[str, Any], k8s: KubernetesSpec, queued: bool) -> None:
@@ -380,8 +381,9 @@ def _job(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[s
             job_spec["maxFailedIndexes"] = k8s.max_failed_indexes
         job_spec["podFailurePolicy"] = {"rules": [_disruption_rule(), _user_error_rule("FailIndex")]}
     else:
+        final = (UPSTREAM_FAILED_EXIT,) if stage == "merge" else ()
         job_spec.update({"completions": 1, "parallelism": 1, "backoffLimit": k8s.backoff_limit_per_index,
-                         "podFailurePolicy": {"rules": [_disruption_rule(), _user_error_rule("FailJob")]}})
+                         "podFailurePolicy": {"rules": [_disruption_rule(), _user_error_rule("FailJob", *final)]}})
     # With a pod failure policy a replacement pod starts only once the old one has fully
     # terminated, so two pods never write the same shard's checkpoint at once.
     job_spec["podReplacementPolicy"] = "Failed"

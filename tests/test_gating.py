@@ -147,7 +147,8 @@ def test_a_deleted_evaluate_job_ends_the_merge_pod_within_a_minute(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
         linear_spec: dict) -> None:
     """The merge pod (the real one) waits for shards; its evaluate Job is deleted under it: its
-    watch reads 404 and it exits 1 at once, instead of waiting out its deadline."""
+    watch reads 404 and it exits 3 at once, instead of waiting out its deadline, and the merge
+    Job fails without retrying (FailJob on exit 3)."""
     ended: dict[str, float] = {}
 
     def runner(fake: FakeCluster, pod: dict, env: dict) -> int | None:
@@ -164,7 +165,7 @@ def test_a_deleted_evaluate_job_ends_the_merge_pod_within_a_minute(
     with FakeCluster(tmp_path / "cluster", runner=runner) as fake:
         fake.secret_from_environ("landscape-s3")
         monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
-        spec = cluster_spec(linear_spec, bucket, moto_endpoint, backoff_limit_per_index=0)
+        spec = cluster_spec(linear_spec, bucket, moto_endpoint)  # 3 retries, which it must not use
         assert launcher(["submit", str(write_spec(tmp_path, spec)), "--run-id", "orphan"]) == 0
         for _ in range(600):  # until the merge pod is waiting for the shards
             merge = [p for p in fake.of("pods") if stage_of(p) == "merge"]
@@ -187,7 +188,9 @@ def test_a_deleted_evaluate_job_ends_the_merge_pod_within_a_minute(
         log = fake.logs[name]
         assert "the evaluate Job is gone (deleted; the run cancelled?)" in log, log
         fake.wait_idle()
-        assert jobs_by_stage(fake)["merge"]["status"]["conditions"][-1]["type"] == "Failed"
+        merge_end = jobs_by_stage(fake)["merge"]["status"]["conditions"][-1]
+        assert (merge_end["type"], merge_end["reason"]) == ("Failed", "PodFailurePolicy")  # exit 3: not retried
+        assert [p["metadata"]["name"] for p in fake.of("pods") if stage_of(p) == "merge"] == [name]
 
 
 @pytest.mark.parametrize("parallelism,overlap", [(2, True), (1, False)])

@@ -412,6 +412,9 @@ def test_prepare_and_merge_pods(rendered):
         assert env_of(job["template"])["NVIDIA_VISIBLE_DEVICES"] == "void"
         shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
         assert shm["emptyDir"]["medium"] == "Memory"
+    codes = {stage: [r for r in jobs(objects)[stage]["spec"]["podFailurePolicy"]["rules"]
+                     if r["action"] == "FailJob"][0]["onExitCodes"]["values"] for stage in ("prepare", "merge")}
+    assert codes == {"prepare": [2], "merge": [2, 3]}  # 3: merge's evaluate Job failed or is gone
     assert jobs(objects)["merge"]["spec"]["activeDeadlineSeconds"] == 90000
     assert jobs(objects)["prepare"]["spec"]["activeDeadlineSeconds"] == 86400
 

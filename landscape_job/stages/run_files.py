@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Callable
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.errors import StageError, UpstreamFailed, UserError
 from landscape_job.records import Manifest
 from landscape_job.spec import Spec, spec_from_yaml
 from landscape_job.storage import NotFound, Storage
@@ -102,7 +102,7 @@ def wait_for(run: Storage, keys: list[str], seconds: float, what: str, log: Log,
         reason = abort() if abort is not None else None
         if reason:
             listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise StageError(f"{reason}; {len(missing)} missing under {run.url}: {listed}")
+            raise UpstreamFailed(f"{reason}; {len(missing)} missing under {run.url}: {listed}")
         if time.monotonic() >= deadline:
             listed = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise StageError(f"gave up after {seconds:g}s waiting for {what}: {len(missing)} missing under "
