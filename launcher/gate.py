@@ -11,6 +11,12 @@ through a Role of the run (``<run>-pods``) that allows exactly that:
 * ``get`` on ``jobs`` limited to this run's evaluate Job (the merge pod's watch, which ends
   merge as soon as evaluate fails, is deleted or is out of reach).
 
+``patch`` cannot be narrowed to the ``suspend`` field by RBAC: a pod holding it could also
+change what a suspended Job still lets change (parallelism, deadline, scheduling
+directives), of its own run only. A ValidatingAdmissionPolicy that lets this account's
+patches touch nothing but ``spec.suspend`` and the queue label would close that, where an
+admin wants it.
+
 It is bound to the run's service account (``kubernetes.service_account``), not to a
 per-run account: the pods keep the identity a cluster may tie cloud access to (workload
 identity), and the pods of other runs under that account gain only the right to release

@@ -20,7 +20,7 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       backoff_limit_per_index: 3
       s3_secret: landscape-s3       # a Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
       kueue_queue: team-a           # evaluate and merge enter the queue when prepare releases them
-      node_selector: {nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}   # GPU pods only
+      node_selector: {nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}   # evaluate pods (not merge)
       runtime_class: nvidia         # GPU pods' runtimeClassName (k3s, RKE2)
       cpu_node_selector: {pool: cpu}  # merge, and prepare without the Hessian
       priority_class: batch-low
@@ -141,12 +141,12 @@ class KubernetesSpec:
     #: An upper bound on one grid point's evaluation, in seconds: sizes the default deadlines.
     point_seconds: int = key(60, kind=int, minimum=1, description="upper bound on one point's evaluation (s); "
                                                                   "sizes the default stage deadlines")
-    #: Placement of the GPU pods (evaluate, and prepare when it runs Lanczos at θ*).
+    #: Placement of the evaluate-shaped pods (evaluate, and prepare when it runs Lanczos at θ*).
     node_selector: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
     #: Added to the ``nvidia.com/gpu`` NoSchedule toleration that GPU pods always get.
     tolerations: tuple[dict[str, Any], ...] = key((), json={"type": "array", "items": _TOLERATION_SCHEMA})
     affinity: dict[str, Any] = key(default_factory=dict, json=_AFFINITY_SCHEMA)
-    #: Placement of the CPU pods (merge, and prepare when it needs no GPU); none by default.
+    #: Placement of the light pods (merge, and prepare when it does not run Lanczos); none by default.
     cpu_node_selector: dict[str, str] = key(default_factory=dict, json=_STRING_MAP_SCHEMA)
     cpu_tolerations: tuple[dict[str, Any], ...] = key((), json={"type": "array", "items": _TOLERATION_SCHEMA})
     cpu_affinity: dict[str, Any] = key(default_factory=dict, json=_AFFINITY_SCHEMA)

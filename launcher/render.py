@@ -25,8 +25,9 @@ finishes without the launcher. Every object and pod template carries the labels
 ``app.kubernetes.io/{name,part-of,component,instance}``, ``landscape.run`` and (Jobs and
 pods) ``landscape.stage``, so ``kubectl get jobs,pods -l landscape.run=<run>`` finds a run.
 
-GPU pods get the GPU placement (``node_selector``, ``tolerations``, ``affinity``,
-``runtime_class``), CPU pods the ``cpu_*`` placement; claims (``volumes``) are mounted
+Evaluate-shaped pods get the main placement (``node_selector``, ``tolerations``,
+``affinity``, and with GPUs ``runtime_class``), the light pods (merge, a plain prepare) the
+``cpu_*`` placement; claims (``volumes``) are mounted
 where they are read, in prepare and evaluate. Every pod requests and limits its
 ephemeral storage: its bounded emptyDirs plus a little for its log.
 
@@ -229,14 +230,17 @@ def _ephemeral_storage(k8s: KubernetesSpec) -> str:
     return _sum_quantities(*disks, POD_OVERHEAD_STORAGE)
 
 
-def _placement(pod: dict[str, Any], k8s: KubernetesSpec, gpus: int) -> None:
-    """GPU pods get the GPU placement (and the ``nvidia.com/gpu`` toleration, the runtime class);
-    CPU pods get the CPU placement, so they neither wait for nor hold a GPU node."""
-    if gpus:
+def _placement(pod: dict[str, Any], k8s: KubernetesSpec, shaped: bool, gpus: int) -> None:
+    """The evaluate-shaped pods (evaluate, and a prepare that computes the Hessian) get the main
+    placement, and where they request GPUs the ``nvidia.com/gpu`` toleration and the runtime
+    class; the light pods (merge, a plain prepare) get the ``cpu_*`` placement, so they neither
+    wait for nor hold a GPU node."""
+    if shaped:
         selector, tolerations, affinity = k8s.node_selector, list(copy.deepcopy(k8s.tolerations)), k8s.affinity
-        tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-        if k8s.runtime_class:
-            pod["runtimeClassName"] = k8s.runtime_class
+        if gpus:
+            tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+            if k8s.runtime_class:
+                pod["runtimeClassName"] = k8s.runtime_class
     else:
         selector, tolerations, affinity = (k8s.cpu_node_selector, list(copy.deepcopy(k8s.cpu_tolerations)),
                                            k8s.cpu_affinity)
@@ -325,7 +329,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         # prepare releases evaluate and merge, merge watches evaluate: both through the run's Role (launcher.gate).
         pod["serviceAccountName"] = k8s.service_account
         pod["automountServiceAccountToken"] = True
-    _placement(pod, k8s, gpus)
+    _placement(pod, k8s, shaped, gpus)
     if k8s.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     return {

@@ -103,6 +103,15 @@ def test_gpu_placement_on_gpu_pods_cpu_placement_on_cpu_pods(tmp_path, raw):
     validate_all(objects)
 
 
+def test_on_a_cpu_cluster_the_evaluate_pods_keep_their_placement(tmp_path, raw):
+    objects = render(tmp_path, raw, gpus=0, runtime_class="nvidia", **CPU_PLACEMENT)
+    evaluate = pod(objects, "evaluate")
+    assert evaluate["nodeSelector"] == K8S_SECTION["node_selector"]
+    assert evaluate["tolerations"] == K8S_SECTION["tolerations"]  # no GPU toleration, no runtime class
+    assert "runtimeClassName" not in evaluate
+    assert pod(objects, "merge")["nodeSelector"] == {"pool": "cpu"}
+
+
 def test_a_hessian_prepare_gets_the_gpu_placement(tmp_path, raw):
     raw["metrics"] = ["loss", "accuracy", "hessian"]
     objects = render(tmp_path, raw, runtime_class="nvidia", **CPU_PLACEMENT)
