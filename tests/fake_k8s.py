@@ -138,6 +138,8 @@ class FakeCluster:
         self.base_bindings = [{"roleRef": {"kind": "Role", "name": "landscape-launcher"},
                                "subjects": [{"kind": "User", "name": user}]}]
         self.tokens: dict[str, Identity] = {token: self.launcher}
+        #: The pod each service-account token was mounted in.
+        self.token_pods: dict[str, str] = {}
         self.lock = threading.RLock()
         self._version = 1000
         self.runs: dict[tuple[str, str], JobRun] = {}
@@ -233,6 +235,7 @@ class FakeCluster:
         token = f"sa-{uuid.uuid4().hex}"
         with self.lock:
             self.tokens[token] = Identity("ServiceAccount", account, ns)
+            self.token_pods[token] = name
         folder = self.work_dir / "serviceaccount" / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "token").write_text(token)
@@ -248,10 +251,11 @@ class FakeCluster:
         bindings = [b for (r, n, _), b in self.objects.items() if r == "rolebindings" and n == ns]
         return rules_of(identity, ns, {**self.base_roles, **roles}, [*self.base_bindings, *bindings])
 
-    def _authorize(self, identity: Identity, verb: str, group: str, resource: str, name: str, ns: str) -> None:
+    def _authorize(self, identity: Identity, verb: str, group: str, resource: str, name: str, ns: str,
+                   pod: str = "") -> None:
         with self.lock:
             allowed = not self.rbac or allows(self._rules(identity, ns), verb, group, resource, name)
-            self.calls.append(Call(identity, verb, group, resource, name, ns, allowed))
+            self.calls.append(Call(identity, verb, group, resource, name, ns, allowed, pod))
         if not allowed:
             resource_name, _, sub = resource.partition("/")
             qualified = f"{resource_name}.{group}" if group else resource_name
@@ -311,7 +315,8 @@ class FakeCluster:
         group = match["group"] or ""
         verb = {"POST": "create", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}.get(
             method, "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list"))
-        self._authorize(identity, verb, group, resource + ("/log" if match["log"] else ""), name or "", ns)
+        self._authorize(identity, verb, group, resource + ("/log" if match["log"] else ""), name or "", ns,
+                        self.token_pods.get(token, ""))
         if ns in self.forbidden:
             subresource = ' subresource "log"' if match["log"] else ""
             qualified = f"{resource}.{group}" if group else resource

@@ -46,6 +46,8 @@ class Call:
     name: str
     namespace: str
     allowed: bool
+    #: The pod whose mounted token made the call; "" for the launcher.
+    pod: str = ""
 
 
 def rule_allows(rule: dict[str, Any], verb: str, group: str, resource: str, name: str) -> bool:

@@ -69,6 +69,7 @@ def test_every_call_of_a_run_is_allowed_and_every_grant_is_used(
         assert launcher(["pull", "rbac", str(tmp_path / "pulled")]) == 0
         assert launcher(["cancel", "rbac", "--cascade", "foreground"]) == 0
         calls = list(fake.calls)
+        tokened = set(fake.token_pods.values())  # the pods the kubelet mounted a token in
         assert fake.objects == {}  # cancel took the Role and RoleBinding along
 
     refused = [c for c in calls if not c.allowed]
@@ -76,6 +77,9 @@ def test_every_call_of_a_run_is_allowed_and_every_grant_is_used(
     by_launcher = [c for c in calls if c.identity == fake.launcher]
     by_pods = [c for c in calls if c.identity != fake.launcher]
     assert {c.identity.username for c in by_pods} == {"system:serviceaccount:landscape:landscape"}
+    # a token only where the API is called: prepare (release) and merge (watch); evaluate pods get none
+    assert tokened == {c.pod for c in by_pods}
+    assert sorted(name.rsplit("-", 2)[1] for name in tokened) == ["merge", "prepare"]
 
     # the pods: the prepare pod released both gated Jobs, the merge pod read its evaluate Job; nothing else
     assert grants(pods_role) == used(by_pods, named=True) == {
