@@ -21,7 +21,7 @@ from fake_k8s import FakeCluster, run_subprocess
 from landscape_job.release import release_next_stages
 from launcher.cli import main as launcher
 from launcher.local import open_run
-from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, keys, surface_arrays  # noqa: F401
+from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, surface_arrays  # noqa: F401 (fixtures)
 
 GATED = ("evaluate", "merge")
 

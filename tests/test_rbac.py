@@ -19,7 +19,7 @@ from conftest import write_spec
 from fake_k8s import FakeCluster, run_subprocess
 from fake_rbac import Call, launcher_role
 from launcher.cli import main as launcher
-from test_cluster import aws_env, bucket, cluster_spec  # noqa: F401
+from test_cluster import aws_env, bucket, cluster_spec  # noqa: F401 (fixtures)
 
 #: Launcher grants no launcher command calls in this run, each with why it is granted.
 UNUSED_BY_DESIGN = {
