@@ -21,7 +21,7 @@ from fake_k8s import FakeCluster, run_subprocess
 from landscape_job.release import release_next_stages
 from launcher.cli import main as launcher
 from launcher.local import open_run
-from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, surface_arrays  # noqa: F401 (fixtures)
+from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, s3, surface_arrays  # noqa: F401 (fixtures)
 
 GATED = ("evaluate", "merge")
 
@@ -90,8 +90,6 @@ def test_a_preempted_shard_resumes_and_the_surface_equals_the_local_run(
         linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
     """Shard 0's first pod is preempted (DisruptionTarget, then killed) after its first checkpoint:
     the Ignore rule retries it without using a retry (backoff limit 0), the new pod resumes."""
-    from test_cluster import s3
-
     preempted: list[str] = []
     grid = {"x": "-1:1:9", "y": "-0.5:0.5:8"}
 
