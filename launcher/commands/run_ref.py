@@ -18,6 +18,7 @@ prefix holds (spec, manifest, progress and shard records, logs, and for a local 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def _cluster_flags(args: argparse.Namespace) -> bool:
 
 
 def _is_path(text: str) -> bool:
-    return "/" in text or text.startswith((".", "~")) or (Path.sep != "/" and Path.sep in text)
+    return "/" in text or text.startswith((".", "~")) or (os.sep != "/" and os.sep in text)
 
 
 def resolve_run(args: argparse.Namespace) -> RunRef:
