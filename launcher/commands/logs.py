@@ -23,7 +23,7 @@ from landscape_job.storage import NotFound, Storage
 from launcher.commands.cluster_run import add_cluster_options, connect
 from launcher.commands.run_ref import RunRef, add_run_arguments, resolve_run
 from launcher.commands.stored_run import local_record
-from launcher.job_state import pod_index
+from launcher.job_state import attempt_order, pod_index
 from launcher.local_record import LOGS_PREFIX, alive
 from launcher.render import CONTAINER, STAGE_LABEL, STAGES, run_selector
 
@@ -59,7 +59,7 @@ def attempts(pods: list[dict[str, Any]], shard: int | None) -> dict[tuple[int, i
             continue
         key = STAGES.index(pod["metadata"]["labels"].get(STAGE_LABEL, "prepare")), index or 0
         by_key.setdefault(key, []).append(pod)
-    return {k: sorted(by_key[k], key=lambda p: p["metadata"]["creationTimestamp"]) for k in sorted(by_key)}
+    return {k: sorted(by_key[k], key=attempt_order) for k in sorted(by_key)}
 
 
 def latest_pods(pods: list[dict[str, Any]], shard: int | None) -> list[dict[str, Any]]:
