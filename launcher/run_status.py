@@ -96,7 +96,10 @@ def cluster_stage(stage: str, job: dict[str, Any] | None, pods: Sequence[PodView
     refused = [e for e in events if e.kind == "Job" and e.reason == "FailedCreate" and e.type == "Warning"]
     if state in ("Running", "Pending"):
         if waiting and not any(p.phase == "Running" and not p.reason for p in pods):
-            state, reason, message = "Waiting", waiting[0].reason, waiting[0].message
+            reasons = sorted({p.reason or "" for p in waiting})
+            state, reason = "Waiting", ", ".join(reasons)
+            message = f"{len(waiting)} pod{'s' if len(waiting) > 1 else ''} waiting" if len(reasons) > 1 or \
+                len(waiting) > 1 or not waiting[0].message else waiting[0].message
         elif refused and not status.get("active"):
             state, reason, message = "Waiting", "FailedCreate", refused[0].message
     elif state == "Suspended" and kueue_wait(job):

@@ -92,7 +92,8 @@ def test_status_names_why_pods_wait(fake: FakeCluster, tmp_path: Path, linear_sp
     assert "(shard 0): Pending, ImagePullBackOff" in pulled and f"[image {IMAGE}]" in pulled
     unscheduled = next(line for line in lines if "stuck-evaluate-1-" in line and "pod " in line)
     assert f"(shard 1): Pending, Unschedulable: {SCHEDULER_MESSAGE}" in unscheduled
-    assert any("Warning FailedScheduling" in line and "pod/stuck-evaluate-1-" in line for line in lines)
+    assert evaluate.endswith("0/2 shards complete, 2 active; ImagePullBackOff, Unschedulable")
+    assert out.count(SCHEDULER_MESSAGE) == 1  # its FailedScheduling event says the same: not repeated
     assert "prepare   Complete" in out
 
     assert launcher(["status", "stuck", "-o", "json"]) == 0
@@ -240,3 +241,19 @@ def test_images_by_digest(tmp_path: Path, linear_spec: dict, capsys: pytest.Capt
         err = capsys.readouterr().err
         assert err.startswith("launcher: error: kubernetes.image: a digest must be @sha256:") and err.count("\n") == 1
     assert not os.path.exists(tmp_path / "runs")
+
+
+def test_status_text_lists_waiting_pods_and_new_events_once() -> None:
+    from launcher.commands.views import status_lines
+    from launcher.run_status import cluster_status
+
+    pod = PodView("r-evaluate-0-x", "evaluate", 0, "Pending", "ErrImagePull", "pull access denied", IMAGE)
+    events = {"evaluate": [Event("Pod", "r-evaluate-0-x", "Warning", "Failed", "pull access denied", 3, "t2"),
+                           Event("Pod", "r-evaluate-0-x", "Normal", "Pulling", f'Pulling image "{IMAGE}"', 1, "t1")]}
+    evaluate = {"metadata": {"name": "r-evaluate"}, "spec": {"completions": 1}, "status": {"active": 1}}
+    lines = status_lines(cluster_status("r", "ns", "s3://b/r", {"evaluate": evaluate}, [pod], events, {}, 1))
+    assert lines[:3] == ["run r  namespace ns  storage s3://b/r", "  prepare   (gone: deleted, or removed after "
+                         "ttlSecondsAfterFinished)", "  evaluate  Waiting    0/1 shards complete, 1 active; ErrImagePull"]
+    assert lines[3] == f"      pod r-evaluate-0-x (shard 0): Pending, ErrImagePull: pull access denied [image {IMAGE}]"
+    assert lines[4:6] == ["      events:", f'      t1                   Normal  Pulling          pod/r-evaluate-0-x: '
+                                           f'Pulling image "{IMAGE}"']

@@ -62,10 +62,11 @@ def stage_line(s: StageStatus) -> str:
     """One stage: its state, for evaluate how many shards are done, and why (a Job's end, a wait)."""
     if s.state == "Gone":
         return f"  {s.stage:<9} (gone: {s.message})"
-    details = [f"{s.reason or ''}: {s.message or ''}"] if s.reason or s.message else []
+    waiting = s.state == "Waiting" and bool(s.pods)  # the pods below say why, each with its message
+    details = [s.reason or ""] if waiting else [f"{s.reason or ''}: {s.message or ''}"] if s.reason or s.message else []
     if s.shards_total is not None:
         details.insert(0, f"{s.shards_complete}/{s.shards_total} shards complete"
-                       + (f", {s.active} running" if s.active else "")
+                       + (f", {s.active} active" if s.active else "")
                        + (f", failed: {', '.join(map(str, s.shards_failed))}" if s.shards_failed else ""))
     return f"  {s.stage:<9} {s.state:<9}  {'; '.join(details)}".rstrip()
 
@@ -98,7 +99,8 @@ def status_lines(status: RunStatus) -> list[str]:
     for stage in status.stages:
         lines.append(stage_line(stage))
         lines += [pod_line(p) for p in stage.pods]
-        events = latest_events(list(stage.events))
+        said = {(p.name, p.message) for p in stage.pods}  # an event that repeats a pod line is left out
+        events = latest_events([e for e in stage.events if (e.name, e.message) not in said])
         if events:
             lines.append("      events:")
             lines += [event_line(e) for e in events]
