@@ -210,7 +210,8 @@ class Cluster:
 
     def delete_job(self, name: str, propagation: str = "Background") -> bool:
         """Deletes the Job and (by propagation) its pods; False if it was already gone."""
-        return self._call(self.batch.delete_namespaced_job, name, self.namespace, propagation_policy=propagation,
+        # _json reads the reply: a response left unread would be reset on close, not returned to the pool
+        return self._json(self.batch.delete_namespaced_job, name, self.namespace, propagation_policy=propagation,
                           verb="delete", resource="jobs", name=name, missing_ok=True) is not None
 
     def delete_rbac(self, selector: str) -> list[str]:
@@ -227,7 +228,7 @@ class Cluster:
                                resource=f"{kind}s", missing_ok=True)
             for item in (found or {}).get("items", []):
                 name = item["metadata"]["name"]
-                if self._call(deleter, name, self.namespace, verb="delete", resource=f"{kind}s", name=name,
+                if self._json(deleter, name, self.namespace, verb="delete", resource=f"{kind}s", name=name,
                               missing_ok=True) is not None:
                     deleted.append(f"{kind}/{name}")
         return deleted
@@ -262,5 +263,5 @@ class Cluster:
 
     def delete_config_map(self, name: str, propagation: str = "Background", on_404: str | None = None) -> None:
         """Deletes the ConfigMap; its dependents (a run's Jobs, their pods) are garbage-collected."""
-        self._call(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
+        self._json(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
                    verb="delete", resource="configmaps", name=name, on_404=on_404)
