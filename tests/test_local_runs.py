@@ -146,3 +146,27 @@ def test_a_failed_local_run_names_its_stage() -> None:
     assert [(s.stage, s.state) for s in status.stages] == [("prepare", "Complete"), ("evaluate", "Failed"),
                                                            ("merge", "Pending")]
     assert status.stages[1].shards_complete == 1 and "shard 1" in (status.stages[1].message or "")
+
+
+def test_logs_follow_a_live_local_worker(tmp_path: Path, no_cluster: None, capsys: pytest.CaptureFixture) -> None:
+    import threading
+
+    launcher_process = sleeper("launcher")
+    folder = tmp_path / "runs" / "live"
+    write_run(folder, LocalRunRecord(pid=launcher_process.pid, host=socket.gethostname(), started=time.time(),
+                                     workers={"evaluate-0": launcher_process.pid}))
+    codes: list[int] = []
+    follower = threading.Thread(target=lambda: codes.append(launcher(["logs", "live", "--index", "0", "-f"])))
+    try:
+        follower.start()
+        time.sleep(1.0)
+        with open(folder / "logs" / "evaluate-0.log", "a") as log:
+            log.write("evaluate: point 2\n")
+        time.sleep(1.0)
+        assert follower.is_alive()  # the worker runs: following goes on
+    finally:
+        launcher_process.kill()
+        launcher_process.wait()
+    follower.join(timeout=10)
+    assert not follower.is_alive() and codes == [0]
+    assert capsys.readouterr().out == "evaluate: point 1\nevaluate: point 2\n"

@@ -257,3 +257,20 @@ def test_status_text_lists_waiting_pods_and_new_events_once() -> None:
     assert lines[3] == f"      pod r-evaluate-0-x (shard 0): Pending, ErrImagePull: pull access denied [image {IMAGE}]"
     assert lines[4:6] == ["      events:", f'      t1                   Normal  Pulling          pod/r-evaluate-0-x: '
                                            f'Pulling image "{IMAGE}"']
+
+
+def test_a_missing_secret_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, moto_endpoint: str,
+                                   linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
+    """No ``landscape-s3`` Secret in the namespace: the kubelet cannot build the container (the fake's own check)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEST_STORAGE", json.dumps({"url": f"s3://{bucket}/runs", "endpoint_url": moto_endpoint,
+                                                   "addressing_style": "path"}))
+    with FakeCluster(tmp_path / "cluster") as fake:  # no secret_from_environ: the Secret does not exist
+        monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
+        submit(tmp_path, linear_spec, "nosecret")
+        fake.wait_idle()
+        capsys.readouterr()
+        assert launcher(["status", "nosecret", "-o", "json"]) == 0
+        prepare = json.loads(out_of(capsys))["stages"][0]
+        assert (prepare["state"], prepare["reason"]) == ("Waiting", "CreateContainerConfigError")
+        assert prepare["pods"][0]["message"] == 'secret "landscape-s3" not found'
