@@ -9,15 +9,18 @@ documented in the README, stable: new keys may come, none goes or changes meanin
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from landscape_job.records import ProgressRecord
+from landscape_job.shards import shard_key
+from landscape_job.stages import MANIFEST_KEY, SURFACE_KEY
 
-from launcher.job_state import end_condition, indexes, job_state
+from launcher.job_state import end_condition, indexes, job_state, spec_of
 from launcher.local_record import CANCELLED, FAILED, RUNNING, LocalRunRecord
 from launcher.pod_state import Event, PodView, kueue_wait
-from launcher.render import STAGES
+from launcher.render import RUN_LABEL, STAGE_LABEL, STAGES
 
 #: Pods listed under a stage; more are counted.
 PODS_SHOWN = 10
@@ -149,9 +152,6 @@ def stored_status(run_id: str, url: str, keys: set[str], shards: int, progress: 
     stage a failed local run names is Failed. A run whose record says ``running`` but whose
     process is gone was killed: ``Stopped``.
     """
-    from landscape_job.shards import shard_key
-    from landscape_job.stages import MANIFEST_KEY, SURFACE_KEY
-
     complete = sum(1 for shard in range(shards) if shard_key(shard, shards) in keys)
     workers = record.workers if record and alive else {}
     failed_stage = _failed_stage(record)
@@ -214,9 +214,6 @@ class RunRow:
 
 def cluster_rows(config_maps: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> list[RunRow]:
     """One row per run (its ConfigMap), oldest first, its state from its Jobs (matched by namespace and run)."""
-    from launcher.job_state import spec_of
-    from launcher.render import RUN_LABEL, STAGE_LABEL
-
     by_run: dict[tuple[str | None, str], dict[str, dict[str, Any]]] = {}
     for job in jobs:
         meta = job["metadata"]
@@ -240,8 +237,6 @@ def cluster_rows(config_maps: list[dict[str, Any]], jobs: list[dict[str, Any]]) 
 
 def stored_row(status: RunStatus) -> RunRow:
     """A run read from storage, as a row; its start time from its local record when it has one."""
-    import time
-
     evaluate = next(s for s in status.stages if s.stage == "evaluate")
     created = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.local.started))
                if status.local is not None else "")

@@ -16,9 +16,9 @@ import yaml
 from landscape_job.errors import USER_ERROR_EXIT
 from landscape_job.records import ProgressRecord
 
-from launcher.job_state import end_condition, exit_code, indexes, job_state, spec_of
+from launcher.job_state import end_condition, exit_code, indexes
 from launcher.pod_state import Event, PodView, latest_events
-from launcher.render import RUN_LABEL, STAGE_LABEL, STAGES
+from launcher.render import STAGES
 from launcher.run_status import RunRow, RunStatus, StageStatus, cluster_rows, cluster_stage
 
 #: Shards listed one per line by ``launcher status``; more are counted, not listed.
