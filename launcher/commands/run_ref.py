@@ -31,8 +31,8 @@ from launcher.commands.cluster_run import check_run
 
 #: Where ``submit --local`` puts runs when the spec names no storage (``landscape_job.location``).
 DEFAULT_LOCAL_STORAGE = Path("runs")
-RUN_HELP = ("a run id, the run's folder (runs/<id>) or its storage URL (file:///.../<id>, s3://bucket/prefix/<id>); "
-            "see launcher status --help")
+RUN_HELP = ("a run id (on the cluster; a local run when ./runs/<id> holds one and no -n, --context or --kubeconfig "
+            "is given), the run's folder (runs/<id>) or its storage URL (file:///.../<id>, s3://bucket/prefix/<id>)")
 
 
 @dataclass(frozen=True)
