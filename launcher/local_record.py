@@ -88,9 +88,17 @@ def is_ours(pid: int) -> bool:
     return b"landscape_job" in text or b"launcher" in text
 
 
+def here(record: LocalRunRecord) -> bool:
+    """The run was started on this host (its pids mean something here)."""
+    return record.host == socket.gethostname()
+
+
 def alive(record: LocalRunRecord) -> bool:
-    """The run's launcher process still runs, here."""
-    return record.state == RUNNING and record.host == socket.gethostname() and is_ours(record.pid)
+    """The run's launcher process still runs. On another host (a shared folder or bucket) its pids cannot
+    be checked from here: the record's own word is taken."""
+    if record.state != RUNNING:
+        return False
+    return is_ours(record.pid) if here(record) else True
 
 
 def stop(record: LocalRunRecord, grace: float = 5.0) -> list[int]:

@@ -170,3 +170,18 @@ def test_logs_follow_a_live_local_worker(tmp_path: Path, no_cluster: None, capsy
     follower.join(timeout=10)
     assert not follower.is_alive() and codes == [0]
     assert capsys.readouterr().out == "evaluate: point 1\nevaluate: point 2\n"
+
+
+def test_a_local_run_of_another_host_is_not_touched(tmp_path: Path, no_cluster: None,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A shared folder: the pids in the record are another machine's; none is signalled here."""
+    bystander = sleeper("launcher")  # a process here whose pid the record names
+    try:
+        write_run(tmp_path / "runs" / "far", LocalRunRecord(pid=bystander.pid, host="elsewhere-node", started=0.0))
+        assert json.loads(run_ok(capsys, "status", "far", "-o", "json"))["state"] == "Running"
+        assert launcher(["cancel", "far"]) == 2
+        assert "was started on host elsewhere-node, not here" in capsys.readouterr().err
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -17,7 +17,7 @@ from landscape_job.errors import StageError, UserError
 from launcher.commands.cluster_run import add_cluster_options, connect
 from launcher.commands.run_ref import RunRef, add_run_arguments, resolve_run
 from launcher.commands.stored_run import local_record, stored_spec
-from launcher.local_record import CANCELLED, LOCAL_KEY, alive, stop
+from launcher.local_record import CANCELLED, LOCAL_KEY, alive, here, stop
 from launcher.render import object_names, run_selector
 
 NAME = "cancel"
@@ -72,6 +72,9 @@ def _cancel_stored(ref: RunRef) -> None:
     if record is None:
         raise UserError(f"run {ref.run_id}: {storage.url} has no {LOCAL_KEY}: not a local run; a run on the "
                         f"cluster is cancelled by its id (launcher cancel {ref.run_id} -n NAMESPACE)")
+    if not here(record):
+        raise UserError(f"run {ref.run_id} was started on host {record.host}, not here; cancel it there "
+                        f"(its processes cannot be reached from this machine)")
     if not alive(record):
         print(f"run {ref.run_id} is not running (it {record.state if record.state != 'running' else 'stopped'}; "
               f"launcher pid {record.pid} on {record.host} is gone); nothing to cancel")
