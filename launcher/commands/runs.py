@@ -56,8 +56,15 @@ def run(args: argparse.Namespace) -> None:
         selector = check_selector(args.selector) if args.selector else ""
         cluster = connect(args)
         try:
-            config_maps = cluster.list_runs(selector, all_namespaces=args.all_namespaces)
-            jobs = cluster.list_jobs("app.kubernetes.io/part-of=landscape", all_namespaces=args.all_namespaces)
+            try:
+                config_maps = cluster.list_runs(selector, all_namespaces=args.all_namespaces)
+                jobs = cluster.list_jobs("app.kubernetes.io/part-of=landscape", all_namespaces=args.all_namespaces)
+            except UserError as err:
+                if args.all_namespaces and str(err).startswith("forbidden"):
+                    raise UserError("-A: forbidden: listing every namespace needs list on configmaps and jobs "
+                                    "cluster-wide (a ClusterRole); the landscape-launcher Role of k8s/base grants it "
+                                    "in one namespace: use -n") from None
+                raise
             where = "in any namespace" if args.all_namespaces else f"in namespace {cluster.namespace}"
         finally:
             cluster.close()
