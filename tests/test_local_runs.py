@@ -48,6 +48,7 @@ def test_a_finished_local_run_by_id_path_and_url(tmp_path: Path, linear_spec: di
     assert "local run: succeeded" in text and "evaluate  Complete   2/2 shards complete" in text
     records = [json.loads(run_ok(capsys, "status", ref, "-o", "json"))
                for ref in ("loc", "runs/loc", f"file://{folder}", str(folder))]
+    records.append(json.loads(run_ok(capsys, "status", "loc", "--storage", f"file://{tmp_path}/runs", "-o", "json")))
     assert all(r == records[0] for r in records)
     record = records[0]
     assert (record["source"], record["state"], record["namespace"]) == ("storage", "Complete", None)
