@@ -3,7 +3,9 @@
     launcher validate surface.yaml          check a spec and print the work it implies
     launcher submit surface.yaml --local    run prepare, the shards and merge on this machine
     launcher submit surface.yaml            create the run's Jobs on the cluster (--wait to follow it)
-    launcher status|logs|cancel <run>       watch, read or stop a run on the cluster; launcher list: the runs
+    launcher status|logs|cancel <run>       watch, read or stop a run (cluster, or runs/<id>, file://, s3:// URL)
+    launcher wait <run> [--timeout S]       until it ends: exit 0 succeeded, 1 failed, 124 timed out
+    launcher list [-A] [-l k=v] [--storage ./runs]   the runs on the cluster, or in storage
     launcher pull <run> [DIR]               download surface.h5, the plots and the report
     launcher estimate surface.yaml          time a few points here, project device-hours and wall time
     launcher estimate surface.yaml --cluster   the same, measured in one pod on the cluster
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from landscape_job.cli import run_guarded
-from launcher.commands import cancel, logs, pull, runs, status
+from launcher.commands import cancel, logs, pull, runs, status, wait
 from launcher.commands import submit as cluster_submit
 from launcher.commands.cluster_run import add_cluster_options
 from launcher.render_cli import add_render_parser, run_render
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 #: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
 PLOT_FORMATS = ("png", "pdf", "vtp", "html")
 #: The commands that talk to a cluster or read a run's storage, in the order of --help.
-CLUSTER_COMMANDS = (status, logs, runs, cancel, pull)
+CLUSTER_COMMANDS = (status, wait, logs, runs, cancel, pull)
 
 
 def _add_plot_options(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from landscape_job.errors import StageError, UserError
+from launcher.pod_state import Event
 
 try:  # recent kubernetes clients check arguments with pydantic before sending; older ones do not
     from pydantic import ValidationError as ClientValidationError
@@ -183,7 +184,11 @@ class Cluster:
         return self._json(self.core.read_namespaced_config_map, name, self.namespace, verb="get",
                           resource="configmaps", name=name, missing_ok=True)
 
-    def list_jobs(self, selector: str) -> list[dict[str, Any]]:
+    def list_jobs(self, selector: str, all_namespaces: bool = False) -> list[dict[str, Any]]:
+        """The Jobs matching the label selector, in the namespace or (``all_namespaces``) everywhere."""
+        if all_namespaces:
+            return self._json(self.batch.list_job_for_all_namespaces, label_selector=selector,
+                              verb="list", resource="jobs")["items"]
         return self._json(self.batch.list_namespaced_job, self.namespace, label_selector=selector,
                           verb="list", resource="jobs")["items"]
 
@@ -191,14 +196,53 @@ class Cluster:
         return self._json(self.core.list_namespaced_pod, self.namespace, label_selector=selector,
                           verb="list", resource="pods")["items"]
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        """The ConfigMaps that anchor runs in the namespace."""
-        return self._json(self.core.list_namespaced_config_map, self.namespace, label_selector=RUNS_SELECTOR,
+    def list_runs(self, selector: str = "", all_namespaces: bool = False) -> list[dict[str, Any]]:
+        """The ConfigMaps that anchor runs, in the namespace or everywhere; ``selector``: more labels to match."""
+        labels = RUNS_SELECTOR + (f",{selector}" if selector else "")
+        if all_namespaces:
+            return self._json(self.core.list_config_map_for_all_namespaces, label_selector=labels,
+                              verb="list", resource="configmaps")["items"]
+        return self._json(self.core.list_namespaced_config_map, self.namespace, label_selector=labels,
                           verb="list", resource="configmaps")["items"]
 
-    def pod_log(self, name: str, container: str, tail: int | None = None, follow: bool = False) -> Iterator[str]:
-        """The pod's log, line by line; ``follow`` streams until the container ends."""
+    def list_events(self, name: str) -> list[Event]:
+        """The events about the object of that name (a Job, a pod), as ``kubectl describe`` shows them."""
+        items = self._json(self.core.list_namespaced_event, self.namespace,
+                           field_selector=f"involvedObject.name={name}", verb="list", resource="events")["items"]
+        return [Event.from_api(item) for item in items]
+
+    def delete_job(self, name: str, propagation: str = "Background") -> bool:
+        """Deletes the Job and (by propagation) its pods; False if it was already gone."""
+        # _json reads the reply: a response left unread would be reset on close, not returned to the pool
+        return self._json(self.batch.delete_namespaced_job, name, self.namespace, propagation_policy=propagation,
+                          verb="delete", resource="jobs", name=name, missing_ok=True) is not None
+
+    def delete_rbac(self, selector: str) -> list[str]:
+        """Deletes the Roles and RoleBindings that carry the labels (a run's own, if it was rendered one).
+
+        Returns what was deleted, as ``kind/name``. A server without them or an account
+        that may not list them leaves them be: an UserError names what is left.
+        """
+        deleted = []
+        for kind, lister, deleter in (("role", self.rbac.list_namespaced_role, self.rbac.delete_namespaced_role),
+                                      ("rolebinding", self.rbac.list_namespaced_role_binding,
+                                       self.rbac.delete_namespaced_role_binding)):
+            found = self._json(lister, self.namespace, label_selector=selector, verb="list",
+                               resource=f"{kind}s", missing_ok=True)
+            for item in (found or {}).get("items", []):
+                name = item["metadata"]["name"]
+                if self._json(deleter, name, self.namespace, verb="delete", resource=f"{kind}s", name=name,
+                              missing_ok=True) is not None:
+                    deleted.append(f"{kind}/{name}")
+        return deleted
+
+    def pod_log(self, name: str, container: str, tail: int | None = None, follow: bool = False,
+                previous: bool = False) -> Iterator[str]:
+        """The pod's log, line by line; ``follow`` streams until the container ends; ``previous``: the log
+        of the container's previous run (before a restart)."""
         kwargs: dict[str, Any] = {"container": container, "follow": follow}
+        if previous:
+            kwargs["previous"] = True
         if tail is not None:
             kwargs["tail_lines"] = tail
         response = self._call(self.core.read_namespaced_pod_log, name, self.namespace, verb="get",
@@ -222,5 +266,5 @@ class Cluster:
 
     def delete_config_map(self, name: str, propagation: str = "Background", on_404: str | None = None) -> None:
         """Deletes the ConfigMap; its dependents (a run's Jobs, their pods) are garbage-collected."""
-        self._call(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
+        self._json(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
                    verb="delete", resource="configmaps", name=name, on_404=on_404)

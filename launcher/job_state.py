@@ -66,6 +66,16 @@ def spec_of(config_map: dict[str, Any]) -> dict[str, Any]:
     return yaml.safe_load((config_map.get("data") or {}).get("spec.yaml") or "{}") or {}
 
 
+def attempt_order(pod: dict[str, Any]) -> tuple[str, bool, int]:
+    """Sorts a shard's pods oldest attempt first. creationTimestamp has one-second resolution, so two
+    attempts can tie: the Job controller replaces a failed pod, never a live one, so on a tie the failed
+    pod is the older; then the server's resourceVersion (numeric on etcd-backed servers)."""
+    meta = pod["metadata"]
+    version = str(meta.get("resourceVersion") or "0")
+    return (meta.get("creationTimestamp") or "", (pod.get("status") or {}).get("phase") != "Failed",
+            int(version) if version.isdigit() else 0)
+
+
 def newest(pods: Iterable[dict[str, Any]],
            key: Callable[[dict[str, Any]], Hashable | None]) -> dict[Hashable, dict[str, Any]]:
     """The newest pod for each ``key(pod)`` (None: left out). A retried shard leaves its failed pods
@@ -75,6 +85,6 @@ def newest(pods: Iterable[dict[str, Any]],
         k = key(pod)
         if k is None:
             continue
-        if k not in latest or pod["metadata"]["creationTimestamp"] > latest[k]["metadata"]["creationTimestamp"]:
+        if k not in latest or attempt_order(pod) > attempt_order(latest[k]):
             latest[k] = pod
     return latest

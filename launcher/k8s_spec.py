@@ -317,12 +317,27 @@ def _volumes(s: Section) -> tuple[VolumeSpec, ...]:
     return tuple(result)
 
 
+#: ``name[:tag]@sha256:<64 hex>``: an image pinned by digest (what runs is what was tested, tags move).
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def check_image_digest(image: str) -> None:
+    """An image given by digest (``registry/name@sha256:...``, recommended) must carry a well-formed one:
+    a typo there would only surface as ImagePullBackOff on every pod."""
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        if not name or not _DIGEST.match(digest):
+            raise UserError(f"kubernetes.image: a digest must be @sha256: and 64 lowercase hex digits, as in "
+                            f"registry.example.com/landscape@sha256:<64 hex>; got {shown(image)}")
+
+
 def parse_kubernetes(raw: object) -> KubernetesSpec:
     """Validates the ``kubernetes:`` mapping of a spec (``None`` or ``{}``: all defaults)."""
     s = Section(raw, "kubernetes")
     image = s.read(KubernetesSpec, "image")
     if not image or any(c.isspace() for c in image):
         raise UserError(f"kubernetes.image: expected an image reference such as {DEFAULT_IMAGE}; got {shown(image)}")
+    check_image_digest(image)
     pull_policy = s.read(KubernetesSpec, "image_pull_policy")
     pull_secrets = _names_list(s, "image_pull_secrets")
     namespace = _name(s, "namespace", _DNS_LABEL, 63)

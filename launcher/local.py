@@ -3,6 +3,11 @@
 Each stage is ``python -m landscape_job.cli --run URL <stage>`` with
 ``JOB_COMPLETION_INDEX`` set for evaluate, exactly as in an Indexed Job, so every local
 run exercises the pod contract. Workers split the machine's cores between them.
+
+The run keeps its own record in its storage (``local.json``: this process, its workers,
+how it ended; ``launcher.local_record``) and each worker's log under ``logs/``, so that
+``launcher status|logs|cancel runs/<id>`` manage a local run as the cluster commands do a
+cluster's, with no kubeconfig.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from landscape_job.inputs import localize
 from landscape_job.stages import MANIFEST_KEY, SPEC_KEY, read_manifest, read_run_spec
 from landscape_job.stages.pinned import verify_inputs
 from landscape_job.storage import Storage, open_storage, run_storage
+from launcher.local_record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
 from launcher.render_cli import default_run_id
 
@@ -72,9 +78,26 @@ class _Worker:
 class LocalRunner:
     """Runs the stages of one run as subprocesses and keeps their logs in the run's storage."""
 
-    def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO):
+    def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO,
+                 live_logs: bool = False):
+        """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload."""
         self.run, self.spec, self.workers = run, spec, workers
-        self.log_dir, self.stream = log_dir, stream
+        self.log_dir, self.stream, self.live_logs = log_dir, stream, live_logs
+        self.record = LocalRunRecord.start()
+        self.live: dict[str, int] = {}
+        self._write_record()
+
+    def _write_record(self) -> None:
+        self.run.put(LOCAL_KEY, self.record.to_json())
+
+    def _workers_changed(self) -> None:
+        self.record = self.record.with_workers(self.live)
+        self._write_record()
+
+    def end(self, state: str, error: str | None = None) -> None:
+        """Records how the run ended (``launcher status`` reads it)."""
+        self.record = self.record.ended(state, error)
+        self._write_record()
 
     def _env(self, threads: int, shard: int | None = None) -> dict[str, str]:
         # The stages find the run as a pod does: its URL and the storage's options.
@@ -86,17 +109,21 @@ class LocalRunner:
         return env
 
     def _start(self, stage: str, threads: int, shard: int | None = None) -> _Worker:
-        name = stage if shard is None else f"{stage}-{shard}"
-        log_path = self.log_dir / f"{name}.log"
+        log_path = self.log_dir / log_key(stage, shard).rsplit("/", 1)[-1]
         log_file = open(log_path, "w")
         process = subprocess.Popen([sys.executable, "-m", "landscape_job.cli", stage],
                                    env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT)
+        self.live[log_path.stem] = process.pid
+        self._workers_changed()
         return _Worker(shard if shard is not None else -1, process, log_path, log_file)
 
     def _finish(self, worker: _Worker, stage: str) -> None:
         worker.log_file.close()
+        self.live.pop(worker.log_path.stem, None)
+        self._workers_changed()
         text = worker.log_path.read_text()
-        self.run.put(f"logs/{worker.log_path.name}", text.encode())
+        if not self.live_logs:
+            self.run.put(f"logs/{worker.log_path.name}", text.encode())
         if worker.process.returncode != 0:
             tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
             raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); "
@@ -162,13 +189,29 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
           f"{workers} local worker{'s' if workers > 1 else ''} -> {run.url}", file=stream)
     with tempfile.TemporaryDirectory(prefix="landscape-logs-") as tmp:
-        runner = LocalRunner(run, spec, workers, Path(tmp), stream)
+        live = spec.storage.scheme == "file"  # a folder: the workers write their logs straight into it
+        log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
         try:
             runner.run_stage("prepare")
             runner.run_evaluate()
             runner.run_stage("merge")
         except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
             first, newline, rest = str(err).partition("\n")
+            _end_quietly(runner, FAILED, first)
             raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
                              f"{newline}{rest}") from None
+        except KeyboardInterrupt:
+            _end_quietly(runner, CANCELLED, "interrupted")
+            raise
+        runner.end(SUCCEEDED)
     return run
+
+
+def _end_quietly(runner: LocalRunner, state: str, error: str) -> None:
+    """Records the end; a storage that fails here must not hide the error that ended the run."""
+    try:
+        runner.end(state, error)
+    except (StageError, UserError, OSError):
+        pass

@@ -64,10 +64,13 @@ JOB_SPEC_FIELDS = {"activeDeadlineSeconds", "backoffLimit", "backoffLimitPerInde
                    "podReplacementPolicy", "selector", "successPolicy", "suspend", "template",
                    "ttlSecondsAfterFinished"}
 _PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>batch|rbac\.authorization\.k8s\.io)/v1)/namespaces/"
-                   r"(?P<ns>[a-z0-9-]+)/(?P<resource>configmaps|pods|jobs|roles|rolebindings)"
+                   r"(?P<ns>[a-z0-9-]+)/(?P<resource>configmaps|pods|jobs|roles|rolebindings|events)"
                    r"(?:/(?P<name>[a-z0-9.-]+)(?P<log>/log)?)?$")
-_KINDS = {"configmaps": "ConfigMap", "jobs": "Job", "pods": "Pod", "roles": "Role", "rolebindings": "RoleBinding"}
-_GROUPS = {"configmaps": "", "pods": "", "jobs": "batch", "roles": "rbac.authorization.k8s.io",
+#: A list across all namespaces (``kubectl get -A``, ``launcher list -A``).
+_ALL_NAMESPACES_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>batch)/v1)/(?P<resource>configmaps|pods|jobs|events)$")
+_KINDS = {"configmaps": "ConfigMap", "jobs": "Job", "pods": "Pod", "roles": "Role", "rolebindings": "RoleBinding",
+          "events": "Event"}
+_GROUPS = {"configmaps": "", "pods": "", "events": "", "jobs": "batch", "roles": "rbac.authorization.k8s.io",
            "rolebindings": "rbac.authorization.k8s.io"}
 _API_VERSIONS = {"": "v1", "batch": "batch/v1", "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1"}
 
@@ -89,6 +92,18 @@ def selector_matches(selector: str, labels: dict[str, str]) -> bool:
             if term[1:] in labels:
                 return False
         elif term not in labels:
+            return False
+    return True
+
+
+def field_selector_matches(selector: str, obj: dict) -> bool:
+    """``involvedObject.name=x`` and ``metadata.name=x`` terms, the field selectors the launcher sends."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        path, _, value = term.replace("==", "=").partition("=")
+        current: Any = obj
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        if current != value:
             return False
     return True
 
@@ -308,6 +323,10 @@ class FakeCluster:
         identity = self.tokens.get(token)
         if identity is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        every = _ALL_NAMESPACES_PATH.match(path)
+        if every and method == "GET" and (every["resource"] == "jobs") == bool(every["group"]):
+            with self.lock:
+                return 200, self._list(every["resource"], every["group"] or "", None, query), {}
         match = _PATH.match(path)
         if not match or _GROUPS[match["resource"]] != (match["group"] or ""):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -332,13 +351,7 @@ class FakeCluster:
             if method == "POST" and not name:
                 return 201, self._create(ns, resource, group, body or {}, query, dry_run), {}
             if method == "GET" and not name:
-                items = [copy.deepcopy(o) for (r, n, _), o in sorted(self.objects.items())
-                         if r == resource and n == ns
-                         and selector_matches(query.get("labelSelector", ""), o["metadata"].get("labels") or {})]
-                for item in items:
-                    item.pop("kind", None), item.pop("apiVersion", None)
-                return 200, {"kind": f"{_KINDS[resource]}List", "apiVersion": _API_VERSIONS[group],
-                             "metadata": {"resourceVersion": str(self._version)}, "items": items}, {}
+                return 200, self._list(resource, group, ns, query), {}
             obj = self.objects.get((resource, ns, name))
             if obj is None:
                 raise ApiError(404, "NotFound", f'{resource}{"." + group if group else ""} "{name}" not found',
@@ -377,6 +390,18 @@ class FakeCluster:
         if (ns, name) in self.runs:
             self.runs[(ns, name)].kick()
         return copy.deepcopy(patched)
+
+    def _list(self, resource: str, group: str, ns: str | None, query: dict[str, str]) -> dict:
+        """A list by label selector (and, for events, ``fieldSelector=involvedObject.name=...``);
+        ``ns`` None: every namespace."""
+        items = [copy.deepcopy(o) for (r, n, _), o in sorted(self.objects.items())
+                 if r == resource and (ns is None or n == ns)
+                 and selector_matches(query.get("labelSelector", ""), o["metadata"].get("labels") or {})
+                 and field_selector_matches(query.get("fieldSelector", ""), o)]
+        for item in items:
+            item.pop("kind", None), item.pop("apiVersion", None)
+        return {"kind": f"{_KINDS[resource]}List", "apiVersion": _API_VERSIONS[group],
+                "metadata": {"resourceVersion": str(self._version)}, "items": items}
 
     def _create(self, ns: str, resource: str, group: str, body: dict, query: dict[str, str], dry_run: bool) -> dict:
         kind = _KINDS[resource]
@@ -449,6 +474,48 @@ class FakeCluster:
         for key, other in list(self.objects.items()):
             if any(ref.get("uid") == uid for ref in other["metadata"].get("ownerReferences", [])):
                 self._delete(*key)
+
+    # -- pods that wait, and events (for launcher status) --------------------------------
+
+    def add_event(self, kind: str, name: str, reason: str, message: str, type_: str = "Warning",
+                  namespace: str = "landscape") -> None:
+        """A core/v1 Event about an object, as the kubelet, scheduler or Job controller records one."""
+        with self.lock:
+            event_name = f"{name}.{uuid.uuid4().hex[:16]}"
+            self.objects[("events", namespace, event_name)] = self._stamp({
+                "apiVersion": "v1", "kind": "Event", "metadata": {"name": event_name},
+                "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+                "reason": reason, "message": message, "type": type_, "count": 1,
+                "firstTimestamp": now(), "lastTimestamp": now(), "source": {"component": "fake"}}, namespace)
+
+    def hold_waiting(self, name: str, reason: str, message: str, namespace: str = "landscape") -> None:
+        """Leaves the pod Pending with its container waiting (``ImagePullBackOff``, ``CreateContainerConfigError``
+        ...), and the kubelet's Warning event; for an image, the message names it as the kubelet does."""
+        with self.lock:
+            pod = self.objects.get(("pods", namespace, name))
+            if pod is None:
+                return
+            image = pod["spec"]["containers"][0].get("image", "")
+            pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+                             "containerStatuses": [{"name": "landscape", "ready": False, "restartCount": 0,
+                                                    "image": image, "state": {"waiting": {
+                                                        "reason": reason, "message": message}}}]}
+            self.touch(pod)
+        self.add_event("Pod", name, "Failed", message,
+                       namespace=namespace)
+
+    def hold_unschedulable(self, name: str, message: str, namespace: str = "landscape") -> None:
+        """Leaves the pod Pending with no node: PodScheduled=False, reason Unschedulable, the scheduler's
+        message, and its FailedScheduling event."""
+        with self.lock:
+            pod = self.objects.get(("pods", namespace, name))
+            if pod is None:
+                return
+            pod["status"] = {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                "lastTransitionTime": now()}]}
+            self.touch(pod)
+        self.add_event("Pod", name, "FailedScheduling", message, namespace=namespace)
 
     # -- the kubelet's side of a Job's pods (tests/fake_jobs.py drives them) ---------------
 

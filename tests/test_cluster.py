@@ -201,7 +201,7 @@ def test_status_logs_cancel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws
         assert launcher(["status", "st"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         assert "prepare   Complete" in out
-        assert "evaluate  Running    0/2 shards complete, 1 running, failed: 1\n" in out
+        assert "evaluate  Running    0/2 shards complete, 1 active, failed: 1\n" in out
         assert "merge     Running\n" in out
         assert "shard    0  3/10 points  1.50 points/s  ETA 0m04s  running on st-evaluate-0" in out
         assert "shard 1 failed: pod st-evaluate-1-" in out and "exit code 2" in out

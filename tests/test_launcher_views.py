@@ -15,6 +15,7 @@ from launcher.commands.logs import latest_pods
 from launcher.commands.pull import pulled_keys
 from launcher.commands.views import (SHARDS_SHOWN, failed_parts, failed_pod_heading, format_seconds, format_size,
                                      job_line, progress_lines, runs_table, status_head)
+from launcher.run_status import cluster_stage
 from launcher.job_state import INDEX_KEY, end_condition, exit_code, indexes, job_state, newest, pod_index
 
 
@@ -100,7 +101,7 @@ def test_status_lines() -> None:
 def test_failed_parts_and_their_headings() -> None:
     jobs = {"evaluate": job("evaluate", failedIndexes="1,3"), "merge": job("merge", conditions=ended("Failed")),
             "prepare": job("prepare", conditions=ended("Complete"))}
-    assert failed_parts(jobs) == {("evaluate", 1): "shard 1", ("evaluate", 3): "shard 3", ("merge", None): "merge"}
+    assert failed_parts(cluster_stage(stage, j) for stage, j in jobs.items()) == {("evaluate", 1): "shard 1", ("evaluate", 3): "shard 3", ("merge", None): "merge"}
     assert failed_pod_heading("shard 1", {}) == "shard 1 failed; its pod is gone, and its log with it"
     assert failed_pod_heading("shard 1", pod("r1-evaluate-1-x", "evaluate", "t", 1, "Failed", code=2)) == \
         "shard 1 failed: pod r1-evaluate-1-x, exit code 2 (a mistake in the spec or its inputs: not retried); " \

@@ -1,7 +1,8 @@
 """``launcher pull <run|storage-url> [DIR] [--shards]``: download a run's surface.h5, plots and report.
 
 Reads storage only; it talks to the cluster just to find the storage in the run's
-ConfigMap when neither a storage URL, ``--storage`` nor ``--spec`` says where it is.
+ConfigMap when neither a storage URL, a folder (``runs/<id>``), a local run in ``./runs``,
+``--storage`` nor ``--spec`` says where it is (see ``run_ref``).
 
 Whole or nothing: every key is checked (``location.check_key``) before anything is written,
 the objects go to a hidden temporary folder beside ``DIR``, and only once all have arrived
@@ -25,6 +26,7 @@ from landscape_job.location import StorageLocation, check_key, check_run_id
 from landscape_job.storage import Storage, open_storage, run_storage
 
 from launcher.commands.cluster_run import add_cluster_options, check_run, connect, run_config_map, storage_of
+from launcher.commands.run_ref import RUN_HELP, resolve_run
 from launcher.commands.views import pull_line
 from launcher.job_state import spec_of
 
@@ -33,7 +35,7 @@ NAME = "pull"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     pull = sub.add_parser(NAME, help="download a run's surface.h5, plots and report")
-    pull.add_argument("run", help="a run id, or the run's storage URL (s3://bucket/runs/<run>, file:///...)")
+    pull.add_argument("run", help=RUN_HELP)
     pull.add_argument("dir", nargs="?", type=Path, help="destination folder (default: ./<run id>)")
     pull.add_argument("--shards", action="store_true", help="the shard files too")
     pull.add_argument("--storage", help="the runs' storage base URL (default: the spec's, or the run's ConfigMap)")
@@ -49,10 +51,13 @@ def _pull_source(args: argparse.Namespace) -> tuple[Storage, str]:
             raise UserError(f"--spec {args.spec}: file not found")
         raw = yaml.safe_load(args.spec.read_text()) or {}
         spec_location = storage_of(raw.get("storage") if isinstance(raw, dict) else None, args.spec.parent.resolve())
-    if "://" in args.run:
+    if "://" in args.run and spec_location:
         url = args.run.rstrip("/")
-        where = spec_location.moved_to(url) if spec_location else StorageLocation.parse(url)
-        return open_storage(where), check_run_id(url.rsplit("/", 1)[-1], f"run {url}")
+        return open_storage(spec_location.moved_to(url)), check_run_id(url.rsplit("/", 1)[-1], f"run {url}")
+    if not spec_location and not args.storage:
+        ref = resolve_run(args)  # a URL, a folder (runs/<id>), or an id of a local run in ./runs
+        if ref.storage is not None:
+            return ref.storage, ref.run_id
     check_run(args.run)
     if args.storage:
         base = spec_location.moved_to(args.storage) if spec_location else StorageLocation.parse(args.storage)

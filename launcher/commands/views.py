@@ -7,17 +7,31 @@ commands print them: the text can be read and tested without a cluster, as
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+import yaml
 
 from landscape_job.errors import USER_ERROR_EXIT
 from landscape_job.records import ProgressRecord
 
-from launcher.job_state import end_condition, exit_code, indexes, job_state, spec_of
-from launcher.render import RUN_LABEL, STAGE_LABEL, STAGES
+from launcher.job_state import end_condition, exit_code, indexes
+from launcher.pod_state import Event, PodView, latest_events
+from launcher.render import STAGES
+from launcher.run_status import RunRow, RunStatus, StageStatus, cluster_rows, cluster_stage
 
 #: Shards listed one per line by ``launcher status``; more are counted, not listed.
 SHARDS_SHOWN = 50
+#: ``-o`` of ``status`` and ``list``.
+OUTPUTS = ("text", "json", "yaml")
+
+
+def formatted(record: object, output: str) -> str:
+    """A command's record as ``-o json`` (indented, keys sorted) or ``-o yaml`` (block style) prints it."""
+    if output == "json":
+        return json.dumps(record, indent=2, sort_keys=True)
+    return yaml.safe_dump(record, sort_keys=True, default_flow_style=False).rstrip()
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -41,20 +55,56 @@ def format_size(n: float) -> str:
 
 def job_line(stage: str, job: dict[str, Any] | None) -> str:
     """One stage's Job: its state, why it ended, and for evaluate how many shards are done."""
-    if job is None:
-        return f"  {stage:<9} (gone: deleted, or removed after ttlSecondsAfterFinished)"
-    status = job.get("status") or {}
-    state = job_state(job)
-    condition = end_condition(job)
-    details = [f"{condition.get('reason', '')}: {condition.get('message', '')}"] if condition else []
-    if stage == "evaluate":
-        total = (job.get("spec") or {}).get("completions") or 0
-        done = len(indexes(status.get("completedIndexes")))
-        failed = indexes(status.get("failedIndexes"))
-        active = status.get("active") or 0
-        details.insert(0, f"{done}/{total} shards complete" + (f", {active} running" if active else "")
-                       + (f", failed: {', '.join(map(str, failed))}" if failed else ""))
-    return f"  {stage:<9} {state:<9}  {'; '.join(details)}".rstrip()
+    return stage_line(cluster_stage(stage, job))
+
+
+def stage_line(s: StageStatus) -> str:
+    """One stage: its state, for evaluate how many shards are done, and why (a Job's end, a wait)."""
+    if s.state == "Gone":
+        return f"  {s.stage:<9} (gone: {s.message})"
+    waiting = s.state == "Waiting" and bool(s.pods)  # the pods below say why, each with its message
+    details = [s.reason or ""] if waiting else [f"{s.reason or ''}: {s.message or ''}"] if s.reason or s.message else []
+    if s.shards_total is not None:
+        details.insert(0, f"{s.shards_complete}/{s.shards_total} shards complete"
+                       + (f", {s.active} active" if s.active else "")
+                       + (f", failed: {', '.join(map(str, s.shards_failed))}" if s.shards_failed else ""))
+    return f"  {s.stage:<9} {s.state:<9}  {'; '.join(details)}".rstrip()
+
+
+def pod_line(pod: PodView) -> str:
+    """A pod that waits or failed, under its stage: why, and the image when pulling it is the problem."""
+    where = f" (shard {pod.index})" if pod.index is not None else ""
+    why = pod.reason or (f"exit code {pod.exit_code}" if pod.exit_code is not None else pod.phase)
+    image = f" [image {pod.image}]" if pod.image and "Image" in (pod.reason or "") else ""
+    return f"      pod {pod.name}{where}: {pod.phase}, {why}" + (f": {pod.message}" if pod.message else "") + image
+
+
+def event_line(event: Event) -> str:
+    """An event about a Job or pod of the run, as kubectl describe lists them."""
+    times = f" (x{event.count})" if event.count > 1 else ""
+    return f"      {event.last_seen or '-':<20} {event.type:<7} {event.reason:<16} " \
+           f"{event.kind.lower()}/{event.name}: {event.message}{times}"
+
+
+def status_lines(status: RunStatus) -> list[str]:
+    """``launcher status``'s text: the run, each stage with its waiting or failed pods and latest events,
+    then the shards' progress."""
+    where = f"namespace {status.namespace}" if status.namespace else f"from storage ({status.state})"
+    lines = [f"run {status.run}  {where}  storage {status.storage}"]
+    if status.local is not None:
+        record = status.local
+        lines.append(f"  local run: {'running' if status.local_alive else record.state}, launcher pid {record.pid} "
+                     f"on {record.host}" + (f"; {len(record.workers)} workers" if status.local_alive else "")
+                     + (f"; {record.error}" if record.error and not status.local_alive else ""))
+    for stage in status.stages:
+        lines.append(stage_line(stage))
+        lines += [pod_line(p) for p in stage.pods]
+        said = {(p.name, p.message) for p in stage.pods}  # an event that repeats a pod line is left out
+        events = latest_events([e for e in stage.events if (e.name, e.message) not in said])
+        if events:
+            lines.append("      events:")
+            lines += [event_line(e) for e in events]
+    return lines + progress_lines(status.progress, status.shards)
 
 
 def shard_line(shard: int, progress: ProgressRecord) -> str:
@@ -82,15 +132,15 @@ def progress_lines(progress: dict[int, ProgressRecord], shards: int) -> list[str
     return lines
 
 
-def failed_parts(jobs: dict[str, dict[str, Any]]) -> dict[tuple[str, int | None], str]:
+def failed_parts(stages: Iterable[StageStatus]) -> dict[tuple[str, int | None], str]:
     """What has failed, keyed as pods are (stage, shard index): each failed shard, a failed prepare or merge."""
     wanted: dict[tuple[str, int | None], str] = {}
-    for stage, job in jobs.items():
-        if stage == "evaluate":
-            for index in indexes((job.get("status") or {}).get("failedIndexes")):
-                wanted[(stage, index)] = f"shard {index}"
-        elif job_state(job) == "Failed":
-            wanted[(stage, None)] = stage
+    for stage in stages:
+        if stage.stage == "evaluate":
+            for index in stage.shards_failed:
+                wanted[(stage.stage, index)] = f"shard {index}"
+        elif stage.state == "Failed":
+            wanted[(stage.stage, None)] = stage.stage
     return wanted
 
 
@@ -107,23 +157,17 @@ def failed_pod_heading(what: str, pod: dict[str, Any]) -> str:
 
 def runs_table(config_maps: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> list[str]:
     """``launcher list``: one row per run (its ConfigMap), oldest first, its state from its Jobs."""
-    by_run: dict[str, dict[str, dict[str, Any]]] = {}
-    for job in jobs:
-        labels = job["metadata"]["labels"]
-        by_run.setdefault(labels.get(RUN_LABEL, "?"), {})[labels.get(STAGE_LABEL, "?")] = job
-    lines = [f"{'RUN':<40} {'STATUS':<10} {'SHARDS':<9} {'CREATED':<21} STORAGE"]
-    for cm in sorted(config_maps, key=lambda c: c["metadata"].get("creationTimestamp", "")):
-        run_id = cm["metadata"]["labels"].get(RUN_LABEL, "?")
-        stages = by_run.get(run_id, {})
-        states = {s: job_state(j) for s, j in stages.items()}
-        state = ("Failed" if "Failed" in states.values() else states.get("merge") if stages else "(no jobs)")
-        evaluate = stages.get("evaluate")
-        shards = (f"{len(indexes((evaluate.get('status') or {}).get('completedIndexes')))}/"
-                  f"{evaluate['spec'].get('completions')}" if evaluate else "-")
-        raw = spec_of(cm)
-        url = raw.get("storage", {}).get("url") if isinstance(raw.get("storage"), dict) else raw.get("storage")
-        lines.append(f"{run_id:<40} {state:<10} {shards:<9} {cm['metadata'].get('creationTimestamp', ''):<21} "
-                     f"{str(url).rstrip('/')}/{run_id}")
+    return rows_table(cluster_rows(config_maps, jobs))
+
+
+def rows_table(rows: list[RunRow], namespaces: bool = False) -> list[str]:
+    """``launcher list``'s table; ``namespaces`` (``-A``): a NAMESPACE column first."""
+    head = f"{'NAMESPACE':<20} " if namespaces else ""
+    lines = [f"{head}{'RUN':<40} {'STATUS':<10} {'SHARDS':<9} {'CREATED':<21} STORAGE"]
+    for row in rows:
+        shards = f"{row.shards_complete}/{row.shards_total}" if row.shards_total is not None else "-"
+        ns = f"{row.namespace or '-':<20} " if namespaces else ""
+        lines.append(f"{ns}{row.run:<40} {row.state:<10} {shards:<9} {row.created or '-':<21} {row.storage}")
     return lines
 
 

@@ -1,0 +1,188 @@
+"""Local runs managed like cluster runs: status, list, logs, pull, wait and cancel read the run's storage
+(``./runs/<id>`` by id, by path, by file:// URL) with no kubeconfig anywhere."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_spec
+from launcher.cli import main as launcher
+from launcher.local_record import FAILED, RUNNING, LocalRunRecord
+from launcher.run_status import stored_status
+
+
+@pytest.fixture
+def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The current folder is the spec's, and no kubeconfig exists: any cluster call would fail."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+def run_ok(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    code = launcher(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def test_a_finished_local_run_by_id_path_and_url(tmp_path: Path, linear_spec: dict, no_cluster: None,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    linear_spec["compute"]["shards"] = 2
+    spec = write_spec(tmp_path, linear_spec)
+    assert launcher(["submit", str(spec), "--local", "--run-id", "loc", "--workers", "2"]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "runs" / "loc"
+    record = json.loads((folder / "local.json").read_text())
+    assert record["state"] == "succeeded" and record["workers"] == {} and record["host"] == socket.gethostname()
+
+    text = run_ok(capsys, "status", "loc")
+    assert text.startswith(f"run loc  from storage (Complete)  storage file://{folder}")
+    assert "local run: succeeded" in text and "evaluate  Complete   2/2 shards complete" in text
+    records = [json.loads(run_ok(capsys, "status", ref, "-o", "json"))
+               for ref in ("loc", "runs/loc", f"file://{folder}", str(folder))]
+    records.append(json.loads(run_ok(capsys, "status", "loc", "--storage", f"file://{tmp_path}/runs", "-o", "json")))
+    assert all(r == records[0] for r in records)
+    record = records[0]
+    assert (record["source"], record["state"], record["namespace"]) == ("storage", "Complete", None)
+    assert [(s["stage"], s["state"]) for s in record["stages"]] == [("prepare", "Complete"), ("evaluate", "Complete"),
+                                                                     ("merge", "Complete")]
+    assert record["local"]["alive"] is False and record["progress"]["points_done"] == 20
+
+    rows = run_ok(capsys, "list", "--storage", "runs").splitlines()
+    assert rows[1].split()[:3] == ["loc", "Complete", "2/2"] and rows[1].endswith(f"file://{folder}")
+
+    logs = {name: (folder / "logs" / f"{name}.log").read_text().splitlines()
+            for name in ("prepare", "evaluate-0", "evaluate-1", "merge")}
+    assert "shard 1 of 2" in "\n".join(logs["evaluate-1"])
+    expected = ([f"[prepare] {line}" for line in logs["prepare"]] + [f"[shard 0] {line}" for line in logs["evaluate-0"]]
+                + [f"[shard 1] {line}" for line in logs["evaluate-1"]] + [f"[merge] {line}" for line in logs["merge"]])
+    assert run_ok(capsys, "logs", "loc").splitlines() == expected
+    assert run_ok(capsys, "logs", "runs/loc", "--index", "1").splitlines() == logs["evaluate-1"]
+    assert run_ok(capsys, "logs", f"file://{folder}", "--stage", "merge", "--tail", "1").splitlines() == \
+        logs["merge"][-1:]
+
+    for n, ref in enumerate(("runs/loc", "loc", f"file://{folder}")):
+        out = tmp_path / f"pulled-{n}"
+        run_ok(capsys, "pull", ref, str(out))
+        assert (out / "surface.h5").read_bytes() == (folder / "surface.h5").read_bytes()
+
+    assert run_ok(capsys, "wait", "loc", "--timeout", "5") == f"done: file://{folder}/surface.h5\n" \
+                                                                f"      file://{folder}/plots/\n" \
+                                                                f"      file://{folder}/report.json\n"
+    assert "is not running (it succeeded" in run_ok(capsys, "cancel", "runs/loc")
+
+    assert launcher(["status", "runs/nothing"]) == 2
+    assert "'runs/nothing': no such run folder" in capsys.readouterr().err
+    (tmp_path / "notarun").mkdir()
+    assert launcher(["status", "./notarun"]) == 2
+    assert "no spec.yaml: not a run's folder" in capsys.readouterr().err
+
+
+def sleeper(tag: str) -> subprocess.Popen:
+    """A process that stands for a local run's launcher or worker: its command line names what it is."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", tag])
+
+
+def write_run(folder: Path, record: LocalRunRecord) -> None:
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.yaml").write_text("compute: {shards: 2}\n")
+    (folder / "local.json").write_bytes(record.to_json())
+    (folder / "logs" / "evaluate-0.log").write_text("evaluate: point 1\n")
+
+
+def test_cancel_stops_a_live_local_run(tmp_path: Path, no_cluster: None, capsys: pytest.CaptureFixture) -> None:
+    launcher_process, worker = sleeper("launcher"), sleeper("landscape_job")
+    try:
+        record = LocalRunRecord(pid=launcher_process.pid, host=socket.gethostname(), started=time.time(),
+                                workers={"evaluate-0": worker.pid})
+        write_run(tmp_path / "runs" / "live", record)
+        status = json.loads(run_ok(capsys, "status", "live", "-o", "json"))
+        assert status["state"] == "Running" and status["local"]["alive"] is True
+        assert [s["state"] for s in status["stages"]] == ["Pending", "Running", "Pending"]
+        assert status["stages"][1]["shards"] == {"total": 2, "complete": 0, "failed": [], "active": 1}
+        assert launcher(["wait", "live", "--timeout", "0.2", "--interval", "0.05"]) == 124
+        capsys.readouterr()
+
+        out = run_ok(capsys, "cancel", "runs/live")
+        assert f"stopped 2 processes ({launcher_process.pid}, {worker.pid})" in out
+        assert launcher_process.wait(timeout=10) is not None and worker.wait(timeout=10) is not None
+        assert json.loads((tmp_path / "runs/live/local.json").read_text())["state"] == "cancelled"
+        assert json.loads(run_ok(capsys, "status", "live", "-o", "json"))["state"] == "Cancelled"
+        assert launcher(["wait", "live", "--timeout", "1"]) == 1
+        assert "run live: cancelled" in capsys.readouterr().err
+        assert "is not running" in run_ok(capsys, "cancel", "live")
+    finally:
+        for process in (launcher_process, worker):
+            process.kill()
+            process.wait()
+
+
+def test_a_killed_local_run_reads_stopped(tmp_path: Path, no_cluster: None, capsys: pytest.CaptureFixture) -> None:
+    gone = sleeper("launcher")
+    gone.kill()
+    gone.wait()
+    write_run(tmp_path / "runs" / "dead", LocalRunRecord(pid=gone.pid, host=socket.gethostname(), started=0.0,
+                                                         state=RUNNING, workers={"evaluate-0": gone.pid}))
+    status = json.loads(run_ok(capsys, "status", "dead", "-o", "json"))
+    assert status["state"] == "Stopped" and [s["state"] for s in status["stages"]] == ["Pending"] * 3
+    assert launcher(["wait", "dead"]) == 1
+    assert "run dead: stopped" in capsys.readouterr().err
+    assert run_ok(capsys, "logs", "dead") == "evaluate: point 1\n"  # one log: no prefix
+
+
+def test_a_failed_local_run_names_its_stage() -> None:
+    record = LocalRunRecord(pid=1, host="h", started=0.0, state=FAILED,
+                            error="evaluate (shard 1) stage failed (exit 1); log: file:///r/logs/evaluate-1.log")
+    status = stored_status("r", "file:///r", {"spec.yaml", "manifest.json", "shards/shard-0-of-2.h5"}, 2, {}, record,
+                           alive=False)
+    assert status.state == "Failed"
+    assert [(s.stage, s.state) for s in status.stages] == [("prepare", "Complete"), ("evaluate", "Failed"),
+                                                           ("merge", "Pending")]
+    assert status.stages[1].shards_complete == 1 and "shard 1" in (status.stages[1].message or "")
+
+
+def test_logs_follow_a_live_local_worker(tmp_path: Path, no_cluster: None, capsys: pytest.CaptureFixture) -> None:
+    import threading
+
+    launcher_process = sleeper("launcher")
+    folder = tmp_path / "runs" / "live"
+    write_run(folder, LocalRunRecord(pid=launcher_process.pid, host=socket.gethostname(), started=time.time(),
+                                     workers={"evaluate-0": launcher_process.pid}))
+    codes: list[int] = []
+    follower = threading.Thread(target=lambda: codes.append(launcher(["logs", "live", "--index", "0", "-f"])))
+    try:
+        follower.start()
+        time.sleep(1.0)
+        with open(folder / "logs" / "evaluate-0.log", "a") as log:
+            log.write("evaluate: point 2\n")
+        time.sleep(1.0)
+        assert follower.is_alive()  # the worker runs: following goes on
+    finally:
+        launcher_process.kill()
+        launcher_process.wait()
+    follower.join(timeout=10)
+    assert not follower.is_alive() and codes == [0]
+    assert capsys.readouterr().out == "evaluate: point 1\nevaluate: point 2\n"
+
+
+def test_a_local_run_of_another_host_is_not_touched(tmp_path: Path, no_cluster: None,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A shared folder: the pids in the record are another machine's; none is signalled here."""
+    bystander = sleeper("launcher")  # a process here whose pid the record names
+    try:
+        write_run(tmp_path / "runs" / "far", LocalRunRecord(pid=bystander.pid, host="elsewhere-node", started=0.0))
+        assert json.loads(run_ok(capsys, "status", "far", "-o", "json"))["state"] == "Running"
+        assert launcher(["cancel", "far"]) == 2
+        assert "was started on host elsewhere-node, not here" in capsys.readouterr().err
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -1,0 +1,276 @@
+"""The operational commands against the fake API server: status names why pods wait, -o json|yaml,
+wait's exit codes, logs across shards with a prefix and of a previous attempt, list -A / -l,
+cancel of a ``render | kubectl apply`` run by label, images by digest.
+
+The pods are scripted (``FakeCluster(runner=...)``): nothing computes, so each test takes
+seconds; the storage is moto's S3 (a cluster run needs one; the pods never touch it here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import write_spec
+from fake_k8s import FakeCluster
+from launcher.cli import main as launcher
+from launcher.commands.wait import TIMEOUT_EXIT
+from launcher.pod_state import Event, PodView
+from launcher.run_status import cluster_stage
+from test_cluster import aws_env, bucket  # noqa: F401  (fixtures: dummy credentials, a moto bucket)
+
+IMAGE = "registry.example.com/landscape@sha256:" + "ab" * 32
+PULL_MESSAGE = f'Back-off pulling image "{IMAGE}"'
+SCHEDULER_MESSAGE = ("0/3 nodes are available: 1 node(s) had untolerated taint {nvidia.com/gpu: present}, "
+                     "2 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available")
+
+
+def scripted(fake: FakeCluster, pod: dict, env: dict) -> int | None:
+    """Each run's pods by its name: ``stuck`` waits on an image and a node, ``bad`` fails prepare,
+    ``slow`` never merges, anything else logs and succeeds (shard 1 only on its second attempt)."""
+    name = pod["metadata"]["name"]
+    labels = pod["metadata"]["labels"]
+    run, stage, index = labels["landscape.run"], labels["landscape.stage"], env.get("JOB_COMPLETION_INDEX")
+    attempts = fake.attempts = getattr(fake, "attempts", {})  # type: ignore[attr-defined]
+    attempt = attempts[(run, stage, index)] = attempts.get((run, stage, index), 0) + 1
+    fake.append_log(name, f"{stage} {index or ''} attempt {attempt}: hello\n")
+    if run == "stuck" and stage == "evaluate":
+        if index == "0":
+            fake.hold_waiting(name, "ImagePullBackOff", PULL_MESSAGE)
+        else:
+            fake.hold_unschedulable(name, SCHEDULER_MESSAGE)
+        return None
+    if run == "bad" and stage == "prepare":
+        return 2
+    if run in ("slow", "stuck") and stage == "merge":
+        return None  # (the fake starts merge without waiting for evaluate: it stays running here)
+    if stage == "evaluate" and index == "1" and attempt == 1:
+        return 1  # retried: its second pod succeeds
+    return 0
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, moto_endpoint: str):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEST_STORAGE", json.dumps({"url": f"s3://{bucket}/runs", "endpoint_url": moto_endpoint,
+                                                   "addressing_style": "path"}))
+    with FakeCluster(tmp_path / "cluster", runner=scripted) as cluster:
+        cluster.secret_from_environ("landscape-s3")
+        monkeypatch.setenv("KUBECONFIG", str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield cluster
+
+
+def submit(tmp_path: Path, linear_spec: dict, run_id: str, *extra: str, **k8s: object) -> None:
+    spec = dict(linear_spec, compute={**linear_spec["compute"], "shards": 2},
+                storage=json.loads(os.environ["TEST_STORAGE"]))
+    spec["kubernetes"] = {"gpus": 0, "image": IMAGE, "s3_secret": "landscape-s3", **k8s}
+    path = write_spec(tmp_path, spec, f"{run_id}.yaml")
+    assert launcher(["submit", str(path), "--run-id", run_id, *extra]) == 0
+
+
+def out_of(capsys: pytest.CaptureFixture) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    return captured.out
+
+
+def test_status_names_why_pods_wait(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
+                                    capsys: pytest.CaptureFixture) -> None:
+    submit(tmp_path, linear_spec, "stuck")
+    fake.wait_idle()
+    capsys.readouterr()
+    assert launcher(["status", "stuck"]) == 0
+    out = out_of(capsys)
+    lines = out.splitlines()
+    evaluate = next(line for line in lines if line.startswith("  evaluate "))
+    assert evaluate.split()[1] == "Waiting" and "ImagePullBackOff" in evaluate  # not "Running"
+    pulled = next(line for line in lines if "stuck-evaluate-0-" in line and "pod " in line)
+    assert "(shard 0): Pending, ImagePullBackOff" in pulled and f"[image {IMAGE}]" in pulled
+    unscheduled = next(line for line in lines if "stuck-evaluate-1-" in line and "pod " in line)
+    assert f"(shard 1): Pending, Unschedulable: {SCHEDULER_MESSAGE}" in unscheduled
+    assert evaluate.endswith("0/2 shards complete, 2 active; ImagePullBackOff, Unschedulable")
+    assert out.count(SCHEDULER_MESSAGE) == 1  # its FailedScheduling event says the same: not repeated
+    assert "prepare   Complete" in out
+
+    assert launcher(["status", "stuck", "-o", "json"]) == 0
+    record = json.loads(out_of(capsys))
+    assert set(record) == {"run", "source", "namespace", "storage", "state", "stages", "progress", "shards", "local"}
+    assert (record["run"], record["source"], record["namespace"], record["state"]) == \
+        ("stuck", "cluster", "landscape", "Waiting")
+    stages = {s["stage"]: s for s in record["stages"]}
+    assert list(stages) == ["prepare", "evaluate", "merge"]
+    assert set(stages["evaluate"]) == {"stage", "state", "reason", "message", "shards", "pods", "events"}
+    assert stages["evaluate"]["shards"] == {"total": 2, "complete": 0, "failed": [], "active": 2}
+    pods = {p["index"]: p for p in stages["evaluate"]["pods"]}
+    assert set(pods[0]) == {"name", "stage", "index", "phase", "reason", "message", "image", "restarts",
+                            "exit_code", "created"}
+    assert (pods[0]["reason"], pods[0]["image"], pods[0]["message"]) == ("ImagePullBackOff", IMAGE, PULL_MESSAGE)
+    assert (pods[1]["reason"], pods[1]["message"]) == ("Unschedulable", SCHEDULER_MESSAGE)
+    assert {e["reason"] for e in stages["evaluate"]["events"]} == {"Failed", "FailedScheduling"}
+    assert launcher(["status", "stuck", "-o", "yaml"]) == 0
+    assert yaml.safe_load(out_of(capsys)) == record
+
+
+def job(suspend: bool = False, labels: dict | None = None, active: int = 0) -> dict:
+    return {"metadata": {"name": "r-merge", "namespace": "ns", "labels": labels or {}},
+            "spec": {"suspend": suspend}, "status": {"active": active}}
+
+
+def test_admission_rejections_and_kueue_holds_are_named() -> None:
+    refused = Event("Job", "r-merge", "Warning", "FailedCreate",
+                    'pods "r-merge-x" is forbidden: violates PodSecurity "restricted:latest": privileged')
+    stage = cluster_stage("merge", job(), events=[refused])
+    assert (stage.state, stage.reason) == ("Waiting", "FailedCreate") and "PodSecurity" in stage.message
+    held = cluster_stage("merge", job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "gpus"}))
+    assert (held.state, held.reason) == ("Suspended", "Kueue") and "admission in queue gpus" in held.message
+    secret = PodView.from_api({"metadata": {"name": "p", "labels": {"landscape.stage": "merge"}},
+                               "spec": {"containers": [{"name": "landscape", "image": "i"}]},
+                               "status": {"phase": "Pending", "containerStatuses": [{"name": "landscape", "state": {
+                                   "waiting": {"reason": "CreateContainerConfigError",
+                                               "message": 'secret "landscape-s3" not found'}}}]}})
+    assert secret.stuck and secret.message == 'secret "landscape-s3" not found'
+    running = cluster_stage("merge", job(active=1), pods=[PodView("p", "merge", None, "Running")])
+    assert running.state == "Running"
+
+
+def test_wait_exits_by_outcome(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
+                               capsys: pytest.CaptureFixture) -> None:
+    for run_id in ("good", "bad", "slow"):
+        submit(tmp_path, linear_spec, run_id)
+    fake.wait_idle()
+    capsys.readouterr()
+    assert launcher(["wait", "good", "--timeout", "10", "--interval", "0.1"]) == 0
+    assert f"done: {json.loads(os.environ['TEST_STORAGE'])['url']}/good/surface.h5" in out_of(capsys)
+    assert launcher(["wait", "bad", "--timeout", "10", "--interval", "0.1"]) == 1
+    assert "the prepare Job failed" in capsys.readouterr().err
+    assert launcher(["wait", "slow", "--timeout", "0.3", "--interval", "0.1"]) == TIMEOUT_EXIT == 124
+    assert "has not ended after 0.3 s" in capsys.readouterr().err
+    assert launcher(["wait", "nope", "--timeout", "1"]) == 2
+
+
+def test_logs_across_shards_with_a_prefix_and_the_previous_attempt(fake: FakeCluster, tmp_path: Path,
+                                                                   linear_spec: dict,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    submit(tmp_path, linear_spec, "good")
+    fake.wait_idle()
+    capsys.readouterr()
+    assert launcher(["logs", "good"]) == 0
+    assert out_of(capsys).splitlines() == ["[prepare] prepare  attempt 1: hello", "[shard 0] evaluate 0 attempt 1: hello",
+                                           "[shard 1] evaluate 1 attempt 2: hello", "[merge] merge  attempt 1: hello"]
+    assert launcher(["logs", "good", "--index", "1"]) == 0
+    assert out_of(capsys) == "evaluate 1 attempt 2: hello\n"  # one pod: no prefix, as kubectl logs
+    assert launcher(["logs", "good", "--index", "1", "--previous"]) == 0
+    assert out_of(capsys) == "evaluate 1 attempt 1: hello\n"
+    assert launcher(["logs", "good", "--previous"]) == 0  # only shard 1 had an earlier attempt
+    assert out_of(capsys) == "evaluate 1 attempt 1: hello\n"
+    assert launcher(["logs", "good", "--stage", "merge", "--previous"]) == 2
+    assert "no earlier attempts in stage merge" in capsys.readouterr().err
+
+
+def test_list_all_namespaces_and_by_label(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
+                                          capsys: pytest.CaptureFixture) -> None:
+    submit(tmp_path, linear_spec, "good", labels={"team": "a"})
+    submit(tmp_path, linear_spec, "slow", "-n", "default")
+    fake.wait_idle()
+    capsys.readouterr()
+    assert launcher(["list"]) == 0
+    rows = out_of(capsys).splitlines()
+    assert [r.split()[0] for r in rows] == ["RUN", "good"] and rows[1].split()[1:3] == ["Complete", "2/2"]
+    assert launcher(["list", "-A"]) == 0
+    rows = out_of(capsys).splitlines()
+    assert rows[0].split()[:2] == ["NAMESPACE", "RUN"]
+    assert sorted(r.split()[:3] for r in rows[1:]) == [["default", "slow", "Running"],
+                                                        ["landscape", "good", "Complete"]]
+    assert launcher(["list", "-A", "-l", "team=a", "-o", "json"]) == 0
+    listed = json.loads(out_of(capsys))
+    assert [(r["run"], r["namespace"], r["state"]) for r in listed] == [("good", "landscape", "Complete")]
+    assert set(listed[0]) == {"run", "state", "shards_complete", "shards_total", "created", "storage", "namespace"}
+    assert launcher(["list", "-l", "team=b"]) == 0
+    assert out_of(capsys) == "no runs in namespace landscape with labels team=b\n"
+    assert launcher(["list", "-l", "team=a;rm"]) == 2
+    assert "-l: expected key=value" in capsys.readouterr().err
+
+
+def test_cancel_finds_a_render_apply_run_by_label(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    spec = dict(linear_spec, compute={**linear_spec["compute"], "shards": 2},
+                storage=json.loads(os.environ["TEST_STORAGE"]), kubernetes={"gpus": 0, "s3_secret": "landscape-s3"})
+    path = write_spec(tmp_path, spec, "applied.yaml")
+    submit(tmp_path, linear_spec, "slow")  # another run: left alone
+    capsys.readouterr()
+    assert launcher(["render", str(path), "--run-id", "applied", "-o", "json"]) == 0
+    objects = json.loads(capsys.readouterr().out)["items"]
+    auth = {"authorization": f"Bearer {fake.token}"}
+    for obj in objects:  # as kubectl apply creates them: no owner references
+        plural = {"ConfigMap": "api/v1/namespaces/landscape/configmaps",
+                  "Job": "apis/batch/v1/namespaces/landscape/jobs"}[obj["kind"]]
+        fake.handle("POST", f"/{plural}", {}, obj, auth)
+    fake.wait_idle()
+    applied = [j for j in fake.of("jobs") if j["metadata"]["labels"]["landscape.run"] == "applied"]
+    assert len(applied) == 3 and not any(j["metadata"].get("ownerReferences") for j in applied)
+    assert launcher(["cancel", "applied"]) == 0
+    assert "deleted job/applied-evaluate, job/applied-merge, job/applied-prepare, configmap/applied-spec" \
+        in out_of(capsys)
+    left = {o["metadata"]["labels"].get("landscape.run") for kind in ("jobs", "pods", "configmaps")
+            for o in fake.of(kind)}
+    assert left == {"slow"}  # the applied run's Jobs, pods and ConfigMap are gone; the other run stays
+
+    # Jobs applied without their ConfigMap are found by label all the same
+    for obj in objects[1:]:
+        fake.handle("POST", "/apis/batch/v1/namespaces/landscape/jobs", {}, obj, auth)
+    fake.wait_idle()
+    assert launcher(["cancel", "applied"]) == 0
+    assert "configmap" not in out_of(capsys)
+    assert not [j for j in fake.of("jobs") if j["metadata"]["labels"]["landscape.run"] == "applied"]
+
+
+def test_images_by_digest(tmp_path: Path, linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
+    spec = dict(linear_spec, kubernetes={"image": IMAGE})
+    path = str(write_spec(tmp_path, spec))
+    assert launcher(["render", path, "--run-id", "r", "-o", "json", "--storage", "s3://b/runs"]) == 0
+    rendered = json.loads(capsys.readouterr().out)["items"]
+    assert {j["spec"]["template"]["spec"]["containers"][0]["image"] for j in rendered[1:]} == {IMAGE}
+    for bad in ("registry.example.com/landscape@sha256:abc", "registry.example.com/landscape@md5:" + "a" * 64,
+                "@sha256:" + "ab" * 32):
+        spec = dict(linear_spec, kubernetes={"image": bad})
+        assert launcher(["render", str(write_spec(tmp_path, spec)), "--run-id", "r", "--storage", "s3://b/r"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("launcher: error: kubernetes.image: a digest must be @sha256:") and err.count("\n") == 1
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_status_text_lists_waiting_pods_and_new_events_once() -> None:
+    from launcher.commands.views import status_lines
+    from launcher.run_status import cluster_status
+
+    pod = PodView("r-evaluate-0-x", "evaluate", 0, "Pending", "ErrImagePull", "pull access denied", IMAGE)
+    events = {"evaluate": [Event("Pod", "r-evaluate-0-x", "Warning", "Failed", "pull access denied", 3, "t2"),
+                           Event("Pod", "r-evaluate-0-x", "Normal", "Pulling", f'Pulling image "{IMAGE}"', 1, "t1")]}
+    evaluate = {"metadata": {"name": "r-evaluate"}, "spec": {"completions": 1}, "status": {"active": 1}}
+    lines = status_lines(cluster_status("r", "ns", "s3://b/r", {"evaluate": evaluate}, [pod], events, {}, 1))
+    assert lines[:3] == ["run r  namespace ns  storage s3://b/r", "  prepare   (gone: deleted, or removed after "
+                         "ttlSecondsAfterFinished)", "  evaluate  Waiting    0/1 shards complete, 1 active; ErrImagePull"]
+    assert lines[3] == f"      pod r-evaluate-0-x (shard 0): Pending, ErrImagePull: pull access denied [image {IMAGE}]"
+    assert lines[4:6] == ["      events:", f'      t1                   Normal  Pulling          pod/r-evaluate-0-x: '
+                                           f'Pulling image "{IMAGE}"']
+
+
+def test_a_missing_secret_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, moto_endpoint: str,
+                                   linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
+    """No ``landscape-s3`` Secret in the namespace: the kubelet cannot build the container (the fake's own check)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEST_STORAGE", json.dumps({"url": f"s3://{bucket}/runs", "endpoint_url": moto_endpoint,
+                                                   "addressing_style": "path"}))
+    with FakeCluster(tmp_path / "cluster") as fake:  # no secret_from_environ: the Secret does not exist
+        monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
+        submit(tmp_path, linear_spec, "nosecret")
+        fake.wait_idle()
+        capsys.readouterr()
+        assert launcher(["status", "nosecret", "-o", "json"]) == 0
+        prepare = json.loads(out_of(capsys))["stages"][0]
+        assert (prepare["state"], prepare["reason"]) == ("Waiting", "CreateContainerConfigError")
+        assert prepare["pods"][0]["message"] == 'secret "landscape-s3" not found'
