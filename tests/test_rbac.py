@@ -28,9 +28,7 @@ UNUSED_BY_DESIGN = {
     ("get", "batch", "jobs"): "the kubectl the README shows: kubectl describe job, kubectl logs job/<name>",
     ("patch", "batch", "jobs"): "kubectl patch job ... suspend: false for kubernetes.suspend; and RBAC's "
                                 "escalation check: binding the pods' Role needs the launcher to hold it",
-    ("delete", "batch", "jobs"): "launcher cancel of a `render | kubectl apply` run, found by label",
     ("get", "", "pods"): "kubectl logs and kubectl describe pod, which submit's output points to",
-    ("list", "", "events"): "launcher status shows a run's latest events (pending reasons)",
 }
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from conftest import write_spec
 from fake_k8s import FakeCluster
+from landscape_job.release import release_next_stages
 from launcher.cli import main as launcher
 from launcher.commands.wait import TIMEOUT_EXIT
 from launcher.pod_state import Event, PodView
@@ -46,8 +47,10 @@ def scripted(fake: FakeCluster, pod: dict, env: dict) -> int | None:
         return None
     if run == "bad" and stage == "prepare":
         return 2
+    if stage == "prepare":  # as the real prepare pod ends: it releases evaluate and merge
+        release_next_stages(lambda line: fake.append_log(name, line + "\n"), environ=env)
     if run in ("slow", "stuck") and stage == "merge":
-        return None  # (the fake starts merge without waiting for evaluate: it stays running here)
+        return None  # merge, released with evaluate, stays running here
     if stage == "evaluate" and index == "1" and attempt == 1:
         return 1  # retried: its second pod succeeds
     return 0
@@ -159,7 +162,9 @@ def test_logs_across_shards_with_a_prefix_and_the_previous_attempt(fake: FakeClu
     fake.wait_idle()
     capsys.readouterr()
     assert launcher(["logs", "good"]) == 0
-    assert out_of(capsys).splitlines() == ["[prepare] prepare  attempt 1: hello", "[shard 0] evaluate 0 attempt 1: hello",
+    assert out_of(capsys).splitlines() == ["[prepare] prepare  attempt 1: hello",
+                                           "[prepare] prepare: released job good-evaluate",
+                                           "[prepare] prepare: released job good-merge", "[shard 0] evaluate 0 attempt 1: hello",
                                            "[shard 1] evaluate 1 attempt 2: hello", "[merge] merge  attempt 1: hello"]
     assert launcher(["logs", "good", "--index", "1"]) == 0
     assert out_of(capsys) == "evaluate 1 attempt 2: hello\n"  # one pod: no prefix, as kubectl logs
@@ -207,20 +212,23 @@ def test_cancel_finds_a_render_apply_run_by_label(fake: FakeCluster, tmp_path: P
     auth = {"authorization": f"Bearer {fake.token}"}
     for obj in objects:  # as kubectl apply creates them: no owner references
         plural = {"ConfigMap": "api/v1/namespaces/landscape/configmaps",
-                  "Job": "apis/batch/v1/namespaces/landscape/jobs"}[obj["kind"]]
+                  "Job": "apis/batch/v1/namespaces/landscape/jobs",
+                  "Role": "apis/rbac.authorization.k8s.io/v1/namespaces/landscape/roles",
+                  "RoleBinding": "apis/rbac.authorization.k8s.io/v1/namespaces/landscape/rolebindings"}[obj["kind"]]
         fake.handle("POST", f"/{plural}", {}, obj, auth)
     fake.wait_idle()
     applied = [j for j in fake.of("jobs") if j["metadata"]["labels"]["landscape.run"] == "applied"]
     assert len(applied) == 3 and not any(j["metadata"].get("ownerReferences") for j in applied)
     assert launcher(["cancel", "applied"]) == 0
-    assert "deleted job/applied-evaluate, job/applied-merge, job/applied-prepare, configmap/applied-spec" \
-        in out_of(capsys)
-    left = {o["metadata"]["labels"].get("landscape.run") for kind in ("jobs", "pods", "configmaps")
+    assert ("deleted job/applied-evaluate, job/applied-merge, job/applied-prepare, role/applied-pods, "
+            "rolebinding/applied-pods, configmap/applied-spec") in out_of(capsys)
+    left = {o["metadata"]["labels"].get("landscape.run") for kind in ("jobs", "pods", "configmaps", "roles",
+                                                                       "rolebindings")
             for o in fake.of(kind)}
     assert left == {"slow"}  # the applied run's Jobs, pods and ConfigMap are gone; the other run stays
 
     # Jobs applied without their ConfigMap are found by label all the same
-    for obj in objects[1:]:
+    for obj in (o for o in objects if o["kind"] == "Job"):
         fake.handle("POST", "/apis/batch/v1/namespaces/landscape/jobs", {}, obj, auth)
     fake.wait_idle()
     assert launcher(["cancel", "applied"]) == 0
@@ -233,7 +241,7 @@ def test_images_by_digest(tmp_path: Path, linear_spec: dict, capsys: pytest.Capt
     path = str(write_spec(tmp_path, spec))
     assert launcher(["render", path, "--run-id", "r", "-o", "json", "--storage", "s3://b/runs"]) == 0
     rendered = json.loads(capsys.readouterr().out)["items"]
-    assert {j["spec"]["template"]["spec"]["containers"][0]["image"] for j in rendered[1:]} == {IMAGE}
+    assert {j["spec"]["template"]["spec"]["containers"][0]["image"] for j in rendered if j["kind"] == "Job"} == {IMAGE}
     for bad in ("registry.example.com/landscape@sha256:abc", "registry.example.com/landscape@md5:" + "a" * 64,
                 "@sha256:" + "ab" * 32):
         spec = dict(linear_spec, kubernetes={"image": bad})
