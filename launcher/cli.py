@@ -40,7 +40,9 @@ def _add_plot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vmin", type=float, help="lowest contour level (loss)")
     parser.add_argument("--vmax", type=float, help="highest contour level (loss)")
     parser.add_argument("--vlevel", type=float, help="spacing of contour levels")
-    parser.add_argument("--log", action="store_true", help="log-scale loss")
+    parser.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                        help="log-scale loss (default: when the loss spans two decades or more)")
+    parser.add_argument("--title", help="the figures' subject (default: the one the run recorded, plot.title)")
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -22,7 +22,7 @@ from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" proje
 from landscape_job.plots.fields import PlotField
 from landscape_job.plots.levels import equal_ranges, extend_arrows, heatmap_image, is_uniform
 from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MASKED_FACE, MAX_3D_CELLS, line_cmap,
-                                       masked_invalid, new_figure, note_masked, wrap)
+                                       mark_centre_2d, masked_invalid, new_figure, note_masked, outside_figure, wrap)
 from landscape_job.surface import Surface
 
 __all__ = ["fig_contour", "fig_contourf", "fig_heat", "fig_3d"]
@@ -97,6 +97,7 @@ def fig_contour(surface: Surface, field: PlotField, title: str, dpi: int) -> Fig
     if len(cs.levels):
         colorbar(fig, cs, ax, field)
     draw_trajectory(ax, surface)
+    mark_centre_2d(ax, surface.x, surface.y)
     finite = field.values[np.isfinite(field.values)]
     if finite.size and float(np.ptp(finite)) == 0.0:
         value = field.fmt(float(finite[0])) if field.log else f"{float(finite[0]):.6g}"
@@ -120,6 +121,7 @@ def fig_contourf(surface: Surface, field: PlotField, title: str, dpi: int, cmap:
         # Thin lines on the level boundaries keep the figure readable in greyscale.
         ax.contour(cf, colors="k", linewidths=0.25, alpha=0.35)
     draw_trajectory(ax, surface)
+    mark_centre_2d(ax, surface.x, surface.y)
     colorbar(fig, cf, ax, field)
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
@@ -144,14 +146,31 @@ def fig_heat(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     draw_trajectory(ax, surface)
+    mark_centre_2d(ax, surface.x, surface.y)
     colorbar(fig, im, ax, field, extend=extend_arrows(field.values, field.lo, field.hi))
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
 
 
+#: Where the 3-D axes and their colour bar sit (figure fractions): placed by hand, since a
+#: layout engine sizes a 3-D axes by its box and cuts the slanted axis labels off.
+_AXES_3D = (0.0, 0.04, 0.80, 0.88)
+_CBAR_3D = (0.85, 0.22, 0.025, 0.52)
+
+
+def fit_3d(fig: Figure, ax, aspect: tuple[float, float, float], zoom: float = 0.94) -> None:
+    """Shrinks the 3-D box until every label lies inside the figure (a few draws at most)."""
+    for _ in range(8):
+        ax.set_box_aspect(aspect, zoom=zoom)
+        fig.canvas.draw()
+        if not outside_figure(fig):
+            return
+        zoom *= 0.93
+
+
 def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
-    fig = new_figure(FIGSIZE_3D, dpi)
-    ax = fig.add_subplot(projection="3d")
+    fig = new_figure(FIGSIZE_3D, dpi, layout=None)
+    ax = fig.add_axes(_AXES_3D, projection="3d")
     X, Y = np.meshgrid(surface.x, surface.y)
     Z = np.clip(field.values, field.lo, field.hi)  # NaN stays NaN: a hole
     norm = mcolors.Normalize(field.lo, field.hi)
@@ -174,7 +193,7 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
         ax.zaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: field.tick_fmt(v)))
     rx, ry = float(np.ptp(surface.x)), float(np.ptp(surface.y))
     ratio = min(3.0, max(1 / 3, ry / rx)) if rx > 0 and ry > 0 else 1.0
-    ax.set_box_aspect((1.0, ratio, 0.75 * max(1.0, ratio)), zoom=0.94)
+    aspect = (1.0, ratio, 0.75 * max(1.0, ratio))
     locator = ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
     ax.set_xticks(locator.tick_values(*ax.get_xlim()))
     # The x and y axes meet at the front corner (x max, y min) in this view: leave out a
@@ -192,9 +211,8 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
         axis.pane.set_edgecolor("0.75")
         axis._axinfo["grid"]["linewidth"] = 0.4
         axis._axinfo["grid"]["color"] = (0.6, 0.6, 0.6, 0.5)
-    ax.set_title(title, pad=0)
-    cbar = fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.08, aspect=22,
-                        extend=extend_arrows(field.values, field.lo, field.hi))
+    fig.suptitle(title, fontsize=matplotlib.rcParams["axes.titlesize"], y=0.985)
+    cbar = fig.colorbar(surf, cax=fig.add_axes(_CBAR_3D), extend=extend_arrows(field.values, field.lo, field.hi))
     cbar.set_label(field.label)
     if field.log:
         if field.ticks is not None:
@@ -203,4 +221,5 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
     else:
         cbar.locator = ticker.MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10])
     note_masked(fig, field.masked, field.values.size, field.masked_what)
+    fit_3d(fig, ax, aspect)
     return fig

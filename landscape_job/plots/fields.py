@@ -43,7 +43,7 @@ class PlotField:
 
 
 def loss_field(surface: Surface, z: np.ndarray, options: PlotOptions) -> PlotField | None:
-    log = options.log
+    log = options.log_for(z)
     if log:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan)
