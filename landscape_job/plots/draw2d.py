@@ -21,8 +21,9 @@ from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" proje
 
 from landscape_job.plots.fields import PlotField
 from landscape_job.plots.levels import equal_ranges, extend_arrows, heatmap_image, is_uniform
-from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MASKED_FACE, MAX_3D_CELLS, line_cmap,
-                                       mark_centre_2d, masked_invalid, new_figure, note_masked, outside_figure, wrap)
+from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MARK_COLOURS, MASKED_FACE, MAX_3D_CELLS,
+                                       PATH_STYLE, line_cmap, mark_centre_2d, masked_invalid, new_figure, note_masked,
+                                       outside_figure, wrap)
 from landscape_job.surface import Surface
 
 __all__ = ["fig_contour", "fig_contourf", "fig_heat", "fig_3d"]
@@ -57,8 +58,6 @@ def colorbar(fig: Figure, mappable, ax, field: PlotField, extend: str | None = N
     return cbar
 
 
-#: Trajectory overlay: a white-edged dark path reads on viridis, magma and white alike.
-_PATH_STYLE = {"color": "#222222", "lw": 1.3, "marker": "o", "ms": 3.2, "mfc": "white", "mec": "#222222", "mew": 0.8}
 
 
 def draw_trajectory(ax, surface: Surface) -> None:
@@ -71,9 +70,10 @@ def draw_trajectory(ax, surface: Surface) -> None:
     if path is None or path.ndim != 2 or len(path) == 0:
         return
     tx, ty = path[:, 0], path[:, 1]
-    ax.plot(tx, ty, label="trajectory", zorder=4, clip_on=True, **_PATH_STYLE)
-    ax.plot(tx[:1], ty[:1], "s", color="#009E73", mec="white", ms=7, label="trajectory start", zorder=5)
-    ax.plot(tx[-1:], ty[-1:], "*", color="#D55E00", mec="white", ms=11, label="trajectory end", zorder=5)
+    # A white-edged dark path reads on viridis, magma and white alike.
+    ax.plot(tx, ty, label="trajectory", zorder=4, clip_on=True, **PATH_STYLE)
+    ax.plot(tx[:1], ty[:1], "s", color=MARK_COLOURS["start"], mec="white", ms=7, label="trajectory start", zorder=5)
+    ax.plot(tx[-1:], ty[-1:], "*", color=MARK_COLOURS["end"], mec="white", ms=11, label="trajectory end", zorder=5)
     outside = int(np.sum((tx < surface.x.min()) | (tx > surface.x.max()) |
                          (ty < surface.y.min()) | (ty > surface.y.max())))
     if outside:

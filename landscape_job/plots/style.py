@@ -129,9 +129,14 @@ def masked_invalid(values: np.ndarray) -> np.ma.MaskedArray:
     return np.ma.masked_invalid(values)
 
 
-#: θ*, the centre every direction starts from (x = y = 0): a white-edged black plus, the same
-#: in every flat figure, the 1-D curves and the viewer (``templates/viewer.js``).
-CENTRE_STYLE = {"marker": "P", "color": "#111111", "mec": "white", "mew": 1.0, "ms": 9, "ls": "none"}
+#: The markers, one set for the figures and the viewer (``viewer.py`` hands these colours to
+#: ``templates/viewer.js``): θ*, the centre every direction starts from (x = y = 0), a
+#: white-edged black plus; a trajectory's path (dark, white-filled points), its start (green
+#: square) and its end (vermillion star, the final model).
+MARK_COLOURS = {"centre": "#111111", "path": "#222222", "start": "#009E73", "end": "#D55E00"}
+CENTRE_STYLE = {"marker": "P", "color": MARK_COLOURS["centre"], "mec": "white", "mew": 1.0, "ms": 9, "ls": "none"}
+PATH_STYLE = {"color": MARK_COLOURS["path"], "lw": 1.3, "marker": "o", "ms": 3.2, "mfc": "white",
+              "mec": MARK_COLOURS["path"], "mew": 0.8}
 CENTRE_LABEL = "θ*"
 
 
