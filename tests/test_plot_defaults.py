@@ -168,3 +168,14 @@ def test_the_heat_map_draws_a_clipping_arrow_only_when_values_are_clipped(tmp_pa
     colorbar = fig.axes[1]._colorbar
     assert colorbar.extend == arrow
     assert (float(np.nanmax(field.values)) > field.hi) == spike and math.isfinite(field.hi)
+
+
+def test_the_viewer_starts_on_the_scale_the_figures_chose(tmp_path):
+    from landscape_job.viewer import viewer_payload
+
+    surface = bowl_surface(tmp_path)
+    assert viewer_payload(surface)["log"] is True
+    assert viewer_payload(surface, options=PlotOptions(log=False))["log"] is False
+    assert viewer_payload(surface, options=PlotOptions(vlevel=1.0))["log"] is False
+    payload = viewer_payload(surface, options=PlotOptions(title="basin"))
+    assert (payload["title"], payload["subtitle"]) == ("basin", "cnn on digits")

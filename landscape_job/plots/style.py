@@ -157,5 +157,6 @@ def mark_centre_1d(ax, x: np.ndarray) -> bool:
         return False
     ax.axvline(0.0, color="0.35", lw=0.8, ls=":", zorder=1)
     ax.annotate(CENTRE_LABEL, (0.0, 1.0), xycoords=("data", "axes fraction"), textcoords="offset points",
-                xytext=(3, -3), ha="left", va="top", fontsize=9, fontweight="bold", color="#111111")
+                xytext=(3, -3), ha="left", va="top", fontsize=9, fontweight="bold", color="#111111",
+                bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8})
     return True
