@@ -107,6 +107,14 @@ def test_theta_star_is_marked_on_the_flat_maps_and_the_curves(tmp_path):
             marks = [line for line in ax.lines if line.get_label() == "θ*"]
             assert len(marks) == 1 and list(marks[0].get_xydata()[0]) == [0.0, 0.0]
             assert any(t.get_text() == "θ*" for t in ax.texts)
+        # A PCA plane: the path ends at θ* (the final model), whose end star then stands for it.
+        pca = load_surface(write(tmp_path / "pca.h5", surface.x, surface.y, train_loss=surface.metrics["train_loss"],
+                                 trajectory_x=[0.8, 0.3, 0.0], trajectory_y=[0.5, 0.2, 0.0],
+                                 attrs={"trajectory_names": '["a", "b", "c"]', "explained_variance": "[0.9, 0.1]"}))
+        ax = draw2d.fig_contour(pca, field, "t", dpi=40).axes[0]
+        assert [line.get_label() for line in ax.lines if line.get_label().startswith(("θ*", "trajectory end"))] == [
+            "trajectory end"]
+        assert any(t.get_text() == "θ*" for t in ax.texts)
         x = np.linspace(-0.5, 1.5, 9)
         curve = load_surface(write(tmp_path / "c.h5", x, train_loss=(x - 0.2) ** 2 + 0.1))
         ax = draw1d.plot_1d(curve, PlotOptions(), log=False).axes[0]

@@ -81,6 +81,17 @@ def draw_trajectory(ax, surface: Surface) -> None:
                 transform=ax.transAxes, fontsize=7, color="0.25", ha="left", va="bottom")
 
 
+def labelled_levels(cs, surface: Surface, most: int = 10, smallest: float = 0.25) -> list[float]:
+    """About ``most`` of the levels to label, leaving out the lines smaller than ``smallest`` of
+    the plot a side: the tight rings around θ* have no room for a number (their colour and
+    the colour bar say it)."""
+    xspan, yspan = float(np.ptp(surface.x)) or 1.0, float(np.ptp(surface.y)) or 1.0
+    roomy = [level for level, segments in zip(cs.levels, cs.allsegs)
+             if any(len(seg) and (np.ptp(seg[:, 0]) >= smallest * xspan or np.ptp(seg[:, 1]) >= smallest * yspan)
+                    for seg in segments)]
+    return roomy[::max(1, math.ceil(len(cs.levels) / most))]
+
+
 def fig_contour(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
     fig = new_figure(FIGSIZE_2D, dpi)
     ax = fig.add_subplot()
@@ -89,15 +100,13 @@ def fig_contour(surface: Surface, field: PlotField, title: str, dpi: int) -> Fig
         warnings.simplefilter("ignore")  # "No contour levels were found" on flat data
         cs = ax.contour(field.x, field.y, masked_invalid(field.values), levels=field.line_levels,
                         cmap=line_cmap(), norm=mcolors.Normalize(field.lo, field.hi), linewidths=1.0)
-        n = len(cs.levels)
-        every = max(1, math.ceil(n / 10))
-        labelled = cs.levels[::every]
+        labelled = labelled_levels(cs, surface)
         if len(labelled):
             ax.clabel(cs, levels=labelled, inline=True, inline_spacing=3, fontsize=7.5, fmt=field.fmt)
     if len(cs.levels):
         colorbar(fig, cs, ax, field)
     draw_trajectory(ax, surface)
-    mark_centre_2d(ax, surface.x, surface.y)
+    mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
     finite = field.values[np.isfinite(field.values)]
     if finite.size and float(np.ptp(finite)) == 0.0:
         value = field.fmt(float(finite[0])) if field.log else f"{float(finite[0]):.6g}"
@@ -121,7 +130,7 @@ def fig_contourf(surface: Surface, field: PlotField, title: str, dpi: int, cmap:
         # Thin lines on the level boundaries keep the figure readable in greyscale.
         ax.contour(cf, colors="k", linewidths=0.25, alpha=0.35)
     draw_trajectory(ax, surface)
-    mark_centre_2d(ax, surface.x, surface.y)
+    mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
     colorbar(fig, cf, ax, field)
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
@@ -146,7 +155,7 @@ def fig_heat(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     draw_trajectory(ax, surface)
-    mark_centre_2d(ax, surface.x, surface.y)
+    mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
     colorbar(fig, im, ax, field, extend=extend_arrows(field.values, field.lo, field.hi))
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig

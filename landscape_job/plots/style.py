@@ -140,11 +140,18 @@ PATH_STYLE = {"color": MARK_COLOURS["path"], "lw": 1.3, "marker": "o", "ms": 3.2
 CENTRE_LABEL = "θ*"
 
 
-def mark_centre_2d(ax, x: np.ndarray, y: np.ndarray) -> bool:
+def ends_at_centre(path: np.ndarray | None) -> bool:
+    """Whether a training path ends at θ* (a PCA plane's centre is the final model): its
+    end marker then stands for θ*, and the plus is left out rather than drawn over it."""
+    return path is not None and path.ndim == 2 and len(path) > 0 and bool(np.allclose(path[-1], 0.0, atol=1e-9))
+
+
+def mark_centre_2d(ax, x: np.ndarray, y: np.ndarray, path: np.ndarray | None = None) -> bool:
     """θ* at (0, 0) with its label, when the grid holds it; returns whether it was drawn."""
     if not (x.min() <= 0.0 <= x.max() and y.min() <= 0.0 <= y.max()):
         return False
-    ax.plot([0.0], [0.0], zorder=6, label=CENTRE_LABEL, **CENTRE_STYLE)
+    if not ends_at_centre(path):
+        ax.plot([0.0], [0.0], zorder=6, label=CENTRE_LABEL, **CENTRE_STYLE)
     ax.annotate(CENTRE_LABEL, (0.0, 0.0), textcoords="offset points", xytext=(6, 5), fontsize=9,
                 fontweight="bold", color="#111111", zorder=6,
                 bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.7})

@@ -301,6 +301,12 @@
     ctx.restore();
     drawn.marks.push({ kind: kind, x: x, y: y });
   }
+  // A PCA plane's centre is the final model: the path's end star stands for θ* there.
+  function centreMarked() {
+    const tr = DATA.trajectory, n = tr ? tr.x.length : 0;
+    const endsThere = state.trajectory && n > 0 && Math.abs(tr.x[n - 1]) < 1e-9 && Math.abs(tr.y[n - 1]) < 1e-9;
+    return hasCentre() && !endsThere;
+  }
   function inRange(v, lo, hi) { return v >= Math.min(lo, hi) && v <= Math.max(lo, hi); }
   function hasCentre() {
     return inRange(0, DATA.x[0], DATA.x[DATA.x.length - 1]) &&
@@ -313,7 +319,7 @@
     drawHeat(f);
     drawContourLines(f, m);
     if (state.trajectory && DATA.trajectory) drawTrajectory2d(m);
-    if (hasCentre()) marker("centre", m.xs(0), m.ys(0));
+    if (centreMarked()) marker("centre", m.xs(0), m.ys(0));
     ctx.restore();
     axes2d(m.xs, m.ys, m.xr, m.yr);
     yLabel(DATA.ylabel);
@@ -395,7 +401,7 @@
     }
     surfacePoints = [].concat.apply([], verts).filter((v) => v.p);
     if (state.trajectory && DATA.trajectory) drawTrajectory3d(f, P, N);
-    const t0 = hasCentre() ? bilinear(f, 0, 0) : NaN;
+    const t0 = centreMarked() ? bilinear(f, 0, 0) : NaN;
     if (isFinite(t0)) { const c = P(N.nxv(0), N.nyv(0), N.nzv(t0)); marker("centre", c[0], c[1]); }
     colourBar(f);
     ctx.font = "11px system-ui, sans-serif";
