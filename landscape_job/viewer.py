@@ -36,6 +36,7 @@ from matplotlib import colormaps
 from landscape_job.errors import UserError
 from landscape_job.interpolation import curve_summary
 from landscape_job.metrics import SPLITS, Field
+from landscape_job.plots.fields import all_losses
 from landscape_job.plots.levels import contour_levels, convexity_ratio, curve_top, log_contour_levels, loss_range
 from landscape_job.plots.options import PlotOptions
 from landscape_job.plots.style import MARK_COLOURS, SPLIT_COLOURS
@@ -210,7 +211,7 @@ def viewer_payload(surface: Surface, extras: Extras = Extras(), options: PlotOpt
         trajectory = {"x": _json_values(t.x), "y": _json_values(t.y), "names": list(t.names),
                       "explained_variance": list(t.explained_variance)}
     attrs = surface.attrs
-    loss = next((surface.metrics[f"{s}_loss"] for s in SPLITS if f"{s}_loss" in surface.metrics), None)
+    loss = all_losses(surface)
     title = options.title or attrs.get("title") or attrs.get("name") or surface.path.stem
     about = subject({k: v for k, v in attrs.items() if k != "title"})
     return {
@@ -221,7 +222,7 @@ def viewer_payload(surface: Surface, extras: Extras = Extras(), options: PlotOpt
         "xlabel": surface.xlabel, "ylabel": surface.ylabel,
         "full_shape": [len(surface.x)] + ([len(surface.y)] if surface.y is not None else []),
         "stride": [sx, sy],
-        "log": bool(options.log) if loss is None else options.log_for(loss),
+        "log": options.log_for(loss),
         "fields": fields,
         "trajectory": trajectory,
         "barriers": _barriers(surface),

@@ -187,3 +187,15 @@ def test_the_viewer_starts_on_the_scale_the_figures_chose(tmp_path):
     assert viewer_payload(surface, options=PlotOptions(vlevel=1.0))["log"] is False
     payload = viewer_payload(surface, options=PlotOptions(title="basin"))
     assert (payload["title"], payload["subtitle"]) == ("basin", "cnn on digits")
+
+
+def test_train_and_test_share_the_scale_the_surface_chose(tmp_path):
+    """A test loss that alone spans under two decades is drawn in log with its train loss."""
+    x = np.linspace(-1, 1, 21)
+    X, Y = np.meshgrid(x, x)
+    train, test = bowl(X, Y), 0.5 + bowl(X, Y)  # test alone: 0.51 .. ~20, 1.6 decades
+    assert not spans_decades(test) and spans_decades(train)
+    surface = load_surface(write(tmp_path / "s.h5", x, x, train_loss=train, test_loss=test))
+    assert fields.loss_field(surface, test, PlotOptions()).log
+    assert fields.loss_field(surface, train, PlotOptions()).log
+    assert not fields.loss_field(surface, test, PlotOptions(log=False)).log

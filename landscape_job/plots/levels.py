@@ -17,7 +17,8 @@ plot's finite values):
 
 Log or linear: ``plot.log`` true or false decides; left unset (null), the loss is drawn
 on a log scale when its colour range spans ``AUTO_LOG_DECADES`` decades or more and no
-``vlevel`` (a linear spacing, as the paper's) is given (``spans_decades``). A loss from
+``vlevel`` (a linear spacing, as the paper's) is given (``spans_decades``), decided once
+for the surface from every split's loss, so train and test share a scale. A loss from
 0.01 to 20 on linear levels 1, 2, .. 20 leaves the basin around θ* one blank ring; its
 log levels (0.015, 0.02, 0.03, 0.05, ..) draw closed contours down into the minimum.
 
