@@ -40,7 +40,7 @@ from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
 from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_file, resolve_input
-from landscape_job.titles import checked_title
+from landscape_job.titles import MAX_TITLE_CHARS, checked_title
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -152,7 +152,8 @@ class PlotSpec:
     vmax: float | None = key(None, kind=float)
     vlevel: float | None = key(None, kind=float, positive=True, description="spacing of the contour levels")
     log: bool | None = key(None, kind=bool, description="log10 loss scale; null: when the loss spans decades")
-    title: str | None = key(None, kind=str, description="the figures' subject (default: model on data, or name)")
+    title: str | None = key(None, kind=str, json={"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS},
+                            description="the figures' subject (default: model on data, or name)")
 
 
 @dataclass(frozen=True)
