@@ -40,7 +40,8 @@ class PlotOptions:
 
     With ``log`` the loss is drawn as log10(loss): ``vmin`` and ``vmax`` stay in loss
     units (and must be positive), ``vlevel`` is then a spacing in decades. ``log`` None
-    (the default) decides per loss field (``log_for``). ``title`` replaces the subject
+    (the default) decides once per surface from every split's loss (``log_for``, called with
+    ``fields.all_losses``); the 3-D surface then stays linear. ``title`` replaces the subject
     of every figure's title ("train loss — <title>"; default: the run's model and data).
     """
 
