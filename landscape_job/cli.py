@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
+from landscape_job import verbosity
 from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
 from landscape_job.location import RUN_ENV, StorageLocation
 
@@ -19,10 +21,11 @@ STAGE_ERROR_EXIT = 1
 
 
 def run_guarded(body: Callable[[], int | None], prog: str) -> int:
-    """Turns a user's mistake or a broken run into one line on stderr, never a traceback."""
+    """Turns a user's mistake or a broken run into one line on stderr; the traceback too only with ``-v``."""
     try:
         return body() or 0
     except UserError as err:
+        _trace()
         # Every message cuts the user's values; this bounds the rest (file names) and keeps it one line.
         text = str(err)
         text = text if len(text) <= 2000 else text[:1997] + "..."
@@ -31,11 +34,19 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
         print(f"{prog}: error: {text}", file=sys.stderr)
         return USER_ERROR_EXIT
     except StageError as err:
+        _trace()
         print(f"{prog}: {err}", file=sys.stderr)
         return getattr(err, "exit_code", STAGE_ERROR_EXIT)  # UpstreamFailed: 3, not retried
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        _trace()
+        print(f"{prog}: interrupted{'; ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+
+
+def _trace() -> None:
+    """With ``-v``, the traceback of the exception being handled."""
+    if verbosity.level() >= verbosity.VERBOSE:
+        traceback.print_exc()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,25 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--spec-file", default=os.environ.get("LANDSCAPE_SPEC_FILE"),
                           help="the spec (default: $LANDSCAPE_SPEC_FILE; the pod's mounted ConfigMap)")
     estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up group")
+    verbosity.add_flags(parser, sub.choices.values())
     return parser
 
 
 def _estimate(spec_file: str | None, points: int) -> None:
-    """Needs no storage: the spec comes from a file and nothing is written."""
-    from pathlib import Path
-
+    """Needs no storage: the spec comes from a file and nothing is written. Its relative paths
+    are the spec file's folder's, as ``launcher`` reads them (a pod's normalised spec has
+    absolute paths only)."""
     from landscape_job.estimate import estimate
-    from landscape_job.spec import spec_from_yaml
+    from landscape_job.spec import load_spec
 
     if not spec_file:
         raise UserError("estimate: give --spec-file or set LANDSCAPE_SPEC_FILE")
     if points < 1:
         raise UserError(f"--points: must be at least 1, got {points}")
-    try:
-        text = Path(spec_file).read_text()
-    except OSError as err:
-        raise UserError(f"--spec-file: cannot read {spec_file}: {err.strerror}") from None
-    print(estimate(spec_from_yaml(text, spec_file), points).to_json_line(), flush=True)
+    print(estimate(load_spec(spec_file), points).to_json_line(), flush=True)
 
 
 def _shard_index(value: int | None) -> int:
@@ -97,6 +105,7 @@ def _shard_index(value: int | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    verbosity.set_from(args)
 
     def body() -> None:
         if args.stage == "estimate":

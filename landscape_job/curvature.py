@@ -24,6 +24,27 @@ from landscape_job.losses import batch_loss_sum
 from landscape_job.spec import HessianSpec, Spec
 
 
+#: The largest eigenvalues recorded at θ* (``top_eigenvalues``), whatever the directions.
+TOP_EIGENVALUES = 3
+#: A Lanczos tolerance looser than this can stop on a Ritz value before the spectrum's end is
+#: found: λmin ≈ 0 after a handful of steps (README, "Curvature"), so the run says so.
+SAFE_TOLERANCE = 1e-3
+
+
+def lanczos_caution(result: LanczosResult, options: HessianSpec, dim: int) -> str | None:
+    """Why the extreme eigenvalues of one Lanczos run may be off, in a line; None when they are sound."""
+    if result.iterations >= dim:
+        return None  # T is the whole operator: exact
+    if not result.converged:
+        return (f"Lanczos stopped at hessian.iterations ({result.iterations}) before its residual test; "
+                f"raise hessian.iterations")
+    if options.tolerance > SAFE_TOLERANCE:
+        return (f"λmin after {result.iterations} Lanczos steps at hessian.tolerance {options.tolerance:g} (looser "
+                f"than {SAFE_TOLERANCE:g}) may not be the smallest eigenvalue; use {SAFE_TOLERANCE:g} or tighter "
+                f"where its sign matters")
+    return None
+
+
 def hessian_parameters(model: nn.Module, ignore: str) -> list[int]:
     """Indices (in ``parameters()`` order) of the tensors the Hessian is taken over."""
     params = list(model.parameters())
@@ -108,13 +129,14 @@ def probe_for(model: nn.Module, split: Split, spec: Spec) -> CurvatureProbe:
 def centre_analysis(model: nn.Module, split: Split, spec: Spec, two_d: bool) -> tuple[Directions | None, dict]:
     """At θ*: the extreme eigenvalues and the trace (for the manifest), and the eigen-directions if asked for.
 
-    One Lanczos run gives the sharpness, λmin and, for ``directions.type: hessian``, the
-    top one or two eigenvectors, so the directions cost nothing extra.
+    One Lanczos run gives the sharpness, λmin, the ``TOP_EIGENVALUES`` largest and, for
+    ``directions.type: hessian``, the top one or two eigenvectors, so the directions cost
+    nothing extra. ``caution`` says when λmin may not be the smallest (``lanczos_caution``).
     """
     probe = probe_for(model, split, spec)
     wants_directions = spec.directions.type == "hessian"
     top_k = (2 if two_d else 1) if wants_directions else 0
-    result = probe.extremes(top_k=top_k)
+    result = probe.extremes(top_k=max(top_k, TOP_EIGENVALUES))
     if wants_directions and len(result.top_vectors) < top_k:
         raise UserError(f"directions.type: hessian: the Hessian at model.checkpoint is not finite on the "
                         f"{spec.hessian.split} split; no eigenvectors to use as directions")
@@ -129,6 +151,7 @@ def centre_analysis(model: nn.Module, split: Split, spec: Spec, two_d: bool) -> 
         "residual_max": result.residual_max, "residual_min": result.residual_min,
         "split": spec.hessian.split, "samples": len(split.labels), "ignore": spec.hessian.ignore,
         "parameters": probe.operator.dim, "hessian_vector_products": probe.operator.products,
+        "caution": lanczos_caution(result, spec.hessian, probe.operator.dim),
     }
     if not wants_directions:
         return None, summary

@@ -9,7 +9,8 @@
   normalise the [0, 1] pixels per channel.
 - ``python:package.module:function``: the user's factory, called with ``data.options`` as
   keyword arguments (and ``split=`` if it takes one), returning a torch Dataset of
-  ``(input, label)`` items, or a ``(train, test)`` pair, or ``{"train": ..., "test": ...}``,
+  ``(input, label)`` items (or a DataLoader over one: its data set is read in order, with
+  its collate_fn), or a ``(train, test)`` pair, or ``{"train": ..., "test": ...}``,
   or a pair of tensors ``(inputs, labels)``. A single data set serves every split.
   Its items are used as they are (its own transforms apply).
 
@@ -220,15 +221,33 @@ def _load_factory(ref: str, options: Mapping[str, Any]) -> dict[str, tuple[torch
     return {s: data for s in SPLITS}
 
 
+#: What a factory may return, for the one-line error when it returns something else.
+_FACTORY_RETURNS = ("a torch Dataset of (input, label) items, a DataLoader, a (train, test) pair, "
+                    "{'train': ..., 'test': ...} or (inputs, labels) tensors")
+
+
+def _batches(dataset: Any, where: str):
+    """The batches to read: a DataLoader's own data set in order (a shuffling loader would give
+    every worker, and ``data.subset``, other samples) with its collate_fn, or a Dataset's."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(dataset, DataLoader):
+        return DataLoader(dataset.dataset, batch_size=dataset.batch_size or 256, shuffle=False, num_workers=0,
+                          collate_fn=dataset.collate_fn)
+    if not (hasattr(dataset, "__getitem__") or hasattr(dataset, "__iter__")):
+        raise UserError(f"{where}: returned {type(dataset).__name__}; expected {_FACTORY_RETURNS}")
+    return DataLoader(dataset, batch_size=256, shuffle=False, num_workers=0)
+
+
 def _materialise(dataset: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A Dataset's ``(input, label)`` items as two tensors, in the Dataset's order."""
-    from torch.utils.data import DataLoader, TensorDataset
+    """A Dataset's (or a DataLoader's) ``(input, label)`` items as two tensors, in the Dataset's order."""
+    from torch.utils.data import TensorDataset
 
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
         return _pair(dataset.tensors[0], dataset.tensors[1], where)
     inputs, labels = [], []
     try:
-        for batch in DataLoader(dataset, batch_size=256, shuffle=False, num_workers=0):
+        for batch in _batches(dataset, where):
             if not isinstance(batch, (list, tuple)) or len(batch) != 2:
                 raise UserError(f"{where}: items must be (input, label) pairs")
             inputs.append(torch.as_tensor(batch[0]))

@@ -51,7 +51,7 @@ def write_exports(surface_path: str | Path, out_dir: str | Path, formats: Iterab
     if "vtp" in chosen and surface.is_2d:
         assert surface.y is not None
         written.append(write_vtp(out / "surface.vtp", surface.x, surface.y, surface.metrics,
-                                 height_metric(surface), zmax=options.vmax, log=options.log))
+                                 height_metric(surface), zmax=options.vmax, log=options.log is True))
     if "html" in chosen:
         written.append(write_viewer(out / "surface.html", surface, extras, options))
     return written

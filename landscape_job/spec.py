@@ -25,7 +25,7 @@ import glob
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
 from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_file, resolve_input
+from landscape_job.titles import MAX_TITLE_CHARS, checked_title
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -150,7 +151,9 @@ class PlotSpec:
     vmin: float | None = key(None, kind=float)
     vmax: float | None = key(None, kind=float)
     vlevel: float | None = key(None, kind=float, positive=True, description="spacing of the contour levels")
-    log: bool = key(False, kind=bool)
+    log: bool | None = key(None, kind=bool, description="log10 loss scale; null: when the loss spans decades")
+    title: str | None = key(None, kind=str, json={"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS},
+                            description="the figures' subject (default: model on data, or name)")
 
 
 @dataclass(frozen=True)
@@ -570,6 +573,7 @@ def _parse_compute(s: Section, grid: Grid) -> ComputeSpec:
 def _parse_plot(s: Section) -> PlotSpec:
     plot = PlotSpec(**s.read_all(PlotSpec))
     s.finish()
+    plot = replace(plot, title=checked_title(plot.title))
     if plot.vmin is not None and plot.vmax is not None and plot.vmin >= plot.vmax:
         raise UserError(f"plot.vmin: must be below plot.vmax ({plot.vmin} >= {plot.vmax})")
     return plot

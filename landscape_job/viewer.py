@@ -13,6 +13,12 @@ their ratio |λmin/λmax|, as in the paper's convexity maps.
 
 Large grids are subsampled to at most ``MAX_VIEWER_POINTS`` per axis (the page says so):
 a 4096^2 grid would make a page of hundreds of megabytes.
+
+The page draws what the PNGs draw, with their colours (``plots.style.MARK_COLOURS``): θ*
+at (0, 0), a trajectory's path, start and end, and on a 1-D interpolation each split's
+barrier (``interpolation.curve_summary``, computed here on the full curve). A 1-D page
+shows the train and test curves together; its log switch starts as ``plot.log`` decides
+for the train loss (``PlotOptions.log_for``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,14 @@ import numpy as np
 from matplotlib import colormaps
 
 from landscape_job.errors import UserError
-from landscape_job.metrics import Field
+from landscape_job.interpolation import curve_summary
+from landscape_job.metrics import SPLITS, Field
+from landscape_job.plots.fields import all_losses
 from landscape_job.plots.levels import contour_levels, convexity_ratio, curve_top, log_contour_levels, loss_range
 from landscape_job.plots.options import PlotOptions
+from landscape_job.plots.style import MARK_COLOURS, SPLIT_COLOURS
 from landscape_job.surface import Surface
+from landscape_job.titles import subject
 
 __all__ = ["Trajectory", "Extras", "read_extras", "viewer_payload", "viewer_html", "write_viewer",
            "MAX_VIEWER_POINTS"]
@@ -201,22 +211,40 @@ def viewer_payload(surface: Surface, extras: Extras = Extras(), options: PlotOpt
         trajectory = {"x": _json_values(t.x), "y": _json_values(t.y), "names": list(t.names),
                       "explained_variance": list(t.explained_variance)}
     attrs = surface.attrs
-    subject = " on ".join(v for v in (attrs.get("arch"), attrs.get("dataset")) if v)
+    loss = all_losses(surface)
+    title = options.title or attrs.get("title") or attrs.get("name") or surface.path.stem
+    about = subject({k: v for k, v in attrs.items() if k != "title"})
     return {
-        "title": attrs.get("name") or surface.path.stem,
-        "subtitle": subject,
+        "title": title,
+        "subtitle": "" if about == title else about,
         "dims": 2 if surface.is_2d else 1,
         "x": _json_values(x), "y": None if y is None else _json_values(y),
         "xlabel": surface.xlabel, "ylabel": surface.ylabel,
         "full_shape": [len(surface.x)] + ([len(surface.y)] if surface.y is not None else []),
         "stride": [sx, sy],
-        "log": options.log,
+        "log": options.log_for(loss),
         "fields": fields,
         "trajectory": trajectory,
+        "barriers": _barriers(surface),
+        "colours": {**MARK_COLOURS, **SPLIT_COLOURS},
         "colormaps": {name: [[round(c * 255) for c in rgba[:3]] for rgba in
                              colormaps[name](np.linspace(0.0, 1.0, _CMAP_SIZE)).tolist()]
                       for name in sorted(set(_CMAPS.values()))},
     }
+
+
+def _barriers(surface: Surface) -> dict[str, dict[str, float]]:
+    """Each split's loss barrier on a 1-D interpolation (as the PNG marks it): α, top, height."""
+    if surface.is_2d or surface.attrs.get("direction_type") != "interpolate":
+        return {}
+    out = {}
+    for split in SPLITS:
+        values = surface.metrics.get(f"{split}_loss")
+        summary = None if values is None else curve_summary(surface.x, values)
+        if summary is not None and summary["barrier_alpha"] is not None:
+            out[split] = {"alpha": float(summary["barrier_alpha"]), "top": float(summary["max_loss"]),
+                          "height": float(summary["barrier_height"])}
+    return out
 
 
 def _template(name: str) -> str:

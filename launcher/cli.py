@@ -17,11 +17,14 @@
 from __future__ import annotations
 
 import argparse
-import os
+import json
+import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from landscape_job import verbosity
 from landscape_job.cli import run_guarded
 from launcher.commands import cancel, logs, pull, runs, status, wait
 from launcher.commands import submit as cluster_submit
@@ -29,6 +32,7 @@ from launcher.commands.cluster_run import add_cluster_options
 from launcher.render_cli import add_render_parser, run_render
 
 if TYPE_CHECKING:
+    from landscape_job.estimate import MemoryEstimate
     from landscape_job.spec import Spec
 
 
@@ -42,7 +46,9 @@ def _add_plot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vmin", type=float, help="lowest contour level (loss)")
     parser.add_argument("--vmax", type=float, help="highest contour level (loss)")
     parser.add_argument("--vlevel", type=float, help="spacing of contour levels")
-    parser.add_argument("--log", action="store_true", help="log-scale loss")
+    parser.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                        help="log-scale loss (default: when the loss spans two decades or more)")
+    parser.add_argument("--title", help="the figures' subject (default: the one the run recorded, plot.title)")
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -56,6 +62,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     validate.add_argument("--quick", action="store_true",
                           help="check the spec only: no model build, no data load, no look for local files "
                                "(for cluster specs whose paths are on the pods' volumes)")
+    validate.add_argument("--json", action="store_true",
+                          help="print one JSON object (spec, hash, defaults chosen, work) instead of YAML")
 
     submit = sub.add_parser("submit", help="start a run")
     submit.add_argument("spec", type=Path)
@@ -64,15 +72,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     submit.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
     submit.add_argument("--run-id", help="name the run (default: <name>-<UTC time>); an existing run "
                                          "with the same spec is resumed")
-    submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: cores)")
+    submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: the cores this "
+                                                    "process may use, at most the shards)")
     cluster_submit.add_options(submit)
 
     estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
     estimate.add_argument("spec", type=Path)
     estimate.add_argument("--points", type=int, default=3, help="points to time after one warm-up (default 3)")
     estimate.add_argument("--parallel", type=int,
-                          help="shards running at once (default: a local run's workers, min(cores, shards); "
-                               "with --cluster: all)")
+                          help="shards running at once (default: as many as submit --local --workers would run: "
+                               "min(cores, shards); with --cluster: all)")
     estimate.add_argument("--seconds", type=float, default=5.0,
                           help="time points for at least this long (default 5; not with --cluster)")
     estimate.add_argument("--cluster", action="store_true",
@@ -81,6 +90,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate.add_argument("--timeout", type=float, default=1800.0,
                           help="with --cluster: seconds to wait for the pod (default 1800)")
     estimate.add_argument("--interval", type=float, default=2.0, help="with --cluster: seconds between polls")
+    estimate.add_argument("--json", action="store_true", help="print the measurement and projection as one JSON "
+                                                              "object (not with --cluster)")
 
     plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
     plot.add_argument("surface", type=Path)
@@ -95,6 +106,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     for command in CLUSTER_COMMANDS:
         command.add_parser(sub)
     handlers = {command.NAME: command.run for command in CLUSTER_COMMANDS}
+    verbosity.add_flags(parser, sub.choices.values())
     return parser, handlers
 
 
@@ -122,6 +134,11 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
 
 def _validate(args: argparse.Namespace) -> None:
     spec, sizes = checked_spec(args.spec, args.storage, quick=args.quick)
+    if args.json:
+        print(json.dumps({"valid": True, "spec_file": str(args.spec), "spec_hash": spec.hash, "spec": spec.to_dict(),
+                          "defaults_chosen": list(spec.notes), "work": describe_work(spec, sizes),
+                          "samples": sizes}, default=str))
+        return
     print(f"# {args.spec}: valid (spec hash {spec.hash[:12]})")
     print(spec.to_yaml().rstrip())
     print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
@@ -171,7 +188,7 @@ def _submit(args: argparse.Namespace) -> None:
     from landscape_job.location import check_run_id
     from landscape_job.stages import REPORT_KEY, SURFACE_KEY
 
-    from launcher.local import submit_local
+    from launcher.local import RunInterrupted, submit_local
 
     if not args.local:
         return cluster_submit.run(args)
@@ -184,8 +201,20 @@ def _submit(args: argparse.Namespace) -> None:
     if args.run_id is not None:
         check_run_id(args.run_id, "--run-id")
     spec, _ = checked_spec(args.spec, args.storage)
-    run = submit_local(spec, run_id=args.run_id, workers=args.workers)
+    try:
+        run = submit_local(spec, run_id=args.run_id, workers=args.workers)
+    except RunInterrupted as stop:
+        raise KeyboardInterrupt(f"run {stop.run_id} is kept; resume it with: {resume_command(args, stop.run_id)}") \
+            from None
     print(f"done: {run.url}/{SURFACE_KEY}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
+
+
+def resume_command(args: argparse.Namespace, run_id: str) -> str:
+    """The ``launcher submit`` line that resumes ``run_id`` (same spec, storage and workers)."""
+    words = ["launcher", "submit", str(args.spec), "--local", "--run-id", run_id]
+    words += ["--storage", args.storage] if args.storage else []
+    words += ["--workers", str(args.workers)] if args.workers else []
+    return shlex.join(words)
 
 
 def _estimate(args: argparse.Namespace) -> None:
@@ -193,6 +222,7 @@ def _estimate(args: argparse.Namespace) -> None:
     from landscape_job.spec import load_spec
 
     from launcher.estimate import describe, estimate
+    from launcher.local import available_cores, local_workers, worker_threads
 
     for flag, value in (("--points", args.points), ("--parallel", args.parallel)):
         if value is not None and value < 1:
@@ -200,23 +230,35 @@ def _estimate(args: argparse.Namespace) -> None:
     if args.cluster:
         from launcher.estimate_cluster import run_estimate_cluster
 
+        if args.json:
+            raise UserError("--json: not with --cluster (the pod's own line is JSON: landscape-job estimate)")
+
         print("\n".join(run_estimate_cluster(args)))
         return
     for flag, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context), ("-n", args.namespace)):
         if value is not None:
             raise UserError(f"{flag}: only with --cluster")
     spec = load_spec(args.spec)
-    # Projected for a local run of this machine: its workers, each with its share of the cores.
-    cores = os.cpu_count() or 1
-    parallel = args.parallel or min(cores, spec.compute.shards)
-    threads = max(1, cores // min(parallel, spec.compute.shards))
-    print(f"timing points for {args.seconds:g} s with {threads} thread{'s' if threads > 1 else ''} "
-          f"(a local worker's share of {cores} cores), then the fixed costs ...", file=sys.stderr)
-    print("\n".join(describe(estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads))))
-    print("\n".join(_memory_lines(spec)))
+    # Projected for a local run of this machine: as many workers as `submit --local` starts, each
+    # with its share of the cores (launcher.local: one rule for both).
+    parallel = local_workers(spec.compute.shards, args.parallel)
+    threads = worker_threads(parallel)
+    verbosity.info(f"timing points for {args.seconds:g} s with {threads} thread{'s' if threads > 1 else ''} "
+                   f"(a local worker's share of {available_cores()} cores), {parallel} workers at a time as "
+                   f"submit --local runs them, then the fixed costs ...")
+    measured = estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads)
+    memory, memory_lines = _memory(spec)
+    if args.json:
+        print(json.dumps({"estimate": {**asdict(measured), "compute_hours": measured.compute_hours,
+                                       "wall_seconds": measured.wall_seconds,
+                                       "wall_range_seconds": list(measured.wall_range)},
+                          "memory": asdict(memory)}))
+        return
+    print("\n".join(describe(measured)))
+    print("\n".join(memory_lines))
 
 
-def _memory_lines(spec: Spec) -> list[str]:
+def _memory(spec: Spec) -> tuple[MemoryEstimate, list[str]]:
     """The estimate's memory part: a shard's peak against ``kubernetes.gpu_memory``, or else the
     GPU measured here (a CPU has none: then only the peak, and how to compare it)."""
     from landscape_job.estimate import describe_memory, estimate_memory
@@ -231,7 +273,7 @@ def _memory_lines(spec: Spec) -> list[str]:
         target, source = int(parse_quantity(gpu_memory)), f"kubernetes.gpu_memory {gpu_memory}"
     else:
         target, source = device_total_bytes(resolve_device(spec.compute.device)), "this GPU"
-    return describe_memory(memory, spec, target, source)
+    return memory, describe_memory(memory, spec, target, source)
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -261,6 +303,7 @@ def _schema(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, cluster_handlers = _parser()
     args = parser.parse_args(argv)
+    verbosity.set_from(args)
     handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render, "estimate": _estimate,
                "schema": _schema,
                **cluster_handlers}[args.command]

@@ -2,7 +2,9 @@
 
 Each stage is ``python -m landscape_job.cli --run URL <stage>`` with
 ``JOB_COMPLETION_INDEX`` set for evaluate, exactly as in an Indexed Job, so every local
-run exercises the pod contract. Workers split the machine's cores between them.
+run exercises the pod contract. Workers split the machine's cores between them:
+``local_workers`` and ``worker_threads`` are the one rule for how many start, which
+``launcher estimate`` projects with too.
 
 The run keeps its own record in its storage (``local.json``: this process, its workers,
 how it ended; ``launcher.local_record``) and each worker's log under ``logs/``, so that
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from landscape_job import verbosity
 from landscape_job.errors import StageError, UserError
 from landscape_job.location import StorageLocation
 from landscape_job.records import ProgressRecord
@@ -33,6 +36,34 @@ from landscape_job.storage import Storage, open_storage, run_storage
 from launcher.local_record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
 from launcher.render_cli import default_run_id
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its affinity mask where the OS has one (a container's
+    cpuset), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def local_workers(shards: int, requested: int | None = None) -> int:
+    """Evaluate processes a local run keeps going at once: ``requested`` (``--workers``) or
+    the cores, never more than the shards."""
+    return max(1, min(requested or available_cores(), shards))
+
+
+def worker_threads(workers: int) -> int:
+    """Each worker's share of the cores (its torch threads)."""
+    return max(1, available_cores() // workers)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a local run: what is stored so far stays, and ``run_id`` resumes it."""
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 def check_storage(spec: Spec) -> None:
@@ -124,14 +155,23 @@ class LocalRunner:
         text = worker.log_path.read_text()
         if not self.live_logs:
             self.run.put(f"logs/{worker.log_path.name}", text.encode())
+        if verbosity.level() >= verbosity.VERBOSE and worker.shard >= 0:
+            print("".join(f"  [shard {worker.shard}] {line}\n" for line in text.strip().splitlines()),
+                  end="", file=self.stream)
         if worker.process.returncode != 0:
             tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
             raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); "
                              f"log: {self.run.url}/logs/{worker.log_path.name}\n{tail}")
 
     def run_stage(self, stage: str) -> None:
-        worker = self._start(stage, threads=os.cpu_count() or 1)
-        worker.process.wait()
+        worker = self._start(stage, threads=available_cores())
+        try:
+            worker.process.wait()
+        except KeyboardInterrupt:  # the stage must not outlive the launcher
+            worker.process.kill()
+            worker.process.wait()
+            worker.log_file.close()
+            raise
         self._finish(worker, stage)
         for line in worker.log_path.read_text().strip().splitlines():
             print(f"  {line}", file=self.stream)
@@ -156,7 +196,7 @@ class LocalRunner:
     def run_evaluate(self) -> None:
         """Runs every shard, at most ``workers`` at a time, with a progress bar over all of them."""
         shards = list(range(self.spec.compute.shards))
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        threads = worker_threads(self.workers)
         running: list[_Worker] = []
         finished = 0
         with points_bar(self.spec.grid.size, self.stream) as bar:
@@ -181,11 +221,11 @@ class LocalRunner:
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
                  stream: TextIO | None = None) -> Storage:
     """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
-    stream = stream or sys.stderr
+    stream = stream or verbosity.stream()
     check_storage(spec)
     run_id = run_id or new_run_id(spec.name, spec.storage)
     run = open_run(spec, run_id)
-    workers = max(1, min(workers or os.cpu_count() or 1, spec.compute.shards))
+    workers = local_workers(spec.compute.shards, workers)
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
           f"{workers} local worker{'s' if workers > 1 else ''} -> {run.url}", file=stream)
     with tempfile.TemporaryDirectory(prefix="landscape-logs-") as tmp:
@@ -202,9 +242,9 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
             _end_quietly(runner, FAILED, first)
             raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
                              f"{newline}{rest}") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C: the workers are stopped (run_evaluate); the run stays
             _end_quietly(runner, CANCELLED, "interrupted")
-            raise
+            raise RunInterrupted(run_id) from None
         runner.end(SUCCEEDED)
     return run
 

@@ -655,3 +655,27 @@ def test_a_pca_trajectory_in_s3_gives_the_local_surface_and_path(tmp_path: Path,
         with open_h5((next(local.glob("r-*")) / "surface.h5").read_bytes()) as reference:
             for key in ("trajectory_x", "trajectory_y"):
                 np.testing.assert_array_equal(handle[key][()], reference[key][()])
+
+
+def test_a_factory_may_return_a_data_loader_and_anything_else_is_one_line(tmp_path: Path) -> None:
+    """A shuffling DataLoader gives its data set's samples in the data set's order (every worker,
+    and data.subset, see the same samples); a factory returning something else is named."""
+    from landscape_job.custom_data import load_custom
+
+    code = tmp_path / "factories"
+    code.mkdir()
+    name = f"fac_{uuid.uuid4().hex[:8]}"
+    (code / f"{name}.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import DataLoader, TensorDataset\n"
+        "X, Y = torch.arange(40.).reshape(20, 2), torch.arange(20) % 3\n"
+        "def loader():\n    return DataLoader(TensorDataset(X, Y), batch_size=6, shuffle=True)\n"
+        "def number():\n    return 7\n")
+    pyref.activate([str(code)], ())
+    data = load_custom(f"python:{name}:loader", None, {}, None)
+    inputs, labels = data.splits["train"]
+    assert torch.equal(inputs, torch.arange(40.).reshape(20, 2)) and torch.equal(labels, torch.arange(20) % 3)
+    assert data.num_classes == 3
+    with pytest.raises(UserError, match=rf"^data.dataset: python:{name}:number: returned int; expected a torch "
+                                        r"Dataset .*, a DataLoader"):
+        load_custom(f"python:{name}:number", None, {}, None)

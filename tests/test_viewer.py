@@ -288,3 +288,110 @@ def test_fields_beyond_loss_and_accuracy_get_their_own_switch(browser, tmp_path:
     v.page.click("#btn-loss")
     assert v.text("#metric-name") == "test loss" and not v.page.locator("#btn-train").is_disabled()
     v.close()
+
+
+# ----------------------------------------------------------------------------- issue 15: the page as the PNGs
+
+
+def drawn(v: Viewer) -> dict:
+    return v.page.evaluate("window.landscapeViewer.drawn")
+
+
+def pixel(v: Viewer, image: np.ndarray, x: float, y: float) -> np.ndarray:
+    """The screenshot's colour at a point given in the canvas's CSS pixels."""
+    scale = image.shape[1] / v.box["width"]
+    return image[int(round(y * scale)), int(round(x * scale))].astype(int)
+
+
+@pytest.mark.parametrize("width", [640, 1400])
+def test_the_canvas_takes_the_page_width_and_hover_still_hits_the_grid(browser, tmp_path: Path, width: int) -> None:
+    path = page_html(tmp_path)
+    v = Viewer(browser, path)
+    v.page.set_viewport_size({"width": width, "height": 820})
+    v.page.wait_for_timeout(100)
+    v.box = v.page.locator("#plot").bounding_box()
+    margin = width - v.box["width"]
+    assert 40 <= margin <= 60  # the body's margins, nothing fixed at ~900 px
+    backing, css, ratio = v.page.evaluate("(p => [p.width, p.clientWidth, devicePixelRatio])"
+                                          "(document.getElementById('plot'))")
+    assert backing == round(css * ratio) and css >= v.box["width"] - 2  # a sharp backing store
+    v.page.click("#btn-contour")
+    text, at = v.hover(0.45, 0.5)
+    i, j = int(np.argmin(abs(X - float(at["x"])))), int(np.argmin(abs(Y - float(at["y"]))))
+    assert float(at["value"]) == pytest.approx(f_loss(X[i], Y[j]), rel=1e-6)
+    v.close()
+
+
+def test_z_ticks_are_round_values(browser, tmp_path: Path) -> None:
+    v = Viewer(browser, page_html(tmp_path))
+    ticks = np.array([float(t) for t in drawn(v)["zTicks"]])
+    assert len(ticks) >= 3
+    step = np.diff(ticks)
+    assert np.allclose(step, step[0])
+    mantissa = step[0] / 10 ** np.floor(np.log10(step[0]))
+    assert round(mantissa, 6) in (1, 2, 2.5, 5)
+    assert np.allclose(ticks / step[0], np.round(ticks / step[0]))
+    xx, yy = np.meshgrid(X, Y)
+    loss = f_loss(xx, yy)
+    assert loss.min() <= ticks[0] and ticks[-1] <= loss.max()  # inside the drawn range
+    v.close()
+
+
+def test_theta_star_and_the_trajectory_have_the_pngs_markers(browser, tmp_path: Path) -> None:
+    from landscape_job.plots.style import MARK_COLOURS, SPLIT_COLOURS
+
+    html = page_html(tmp_path, trajectory=True)
+    assert embedded(html.read_text())["colours"] == {**MARK_COLOURS, **SPLIT_COLOURS}  # one source
+    v = Viewer(browser, html)
+    v.page.click("#btn-contour")
+    marks = drawn(v)["marks"]
+    kinds = [m["kind"] for m in marks]
+    assert kinds.count("centre") == 1 and kinds.count("start") == 1 and kinds.count("end") == 1
+    assert kinds.count("point") == 1  # the three checkpoints: start, one between, end
+    image = v.shot()
+    rgb = lambda hex_: np.array([int(hex_[k:k + 2], 16) for k in (1, 3, 5)])  # noqa: E731
+    for mark in marks:
+        colour = pixel(v, image, mark["x"], mark["y"])
+        expected = {"centre": rgb(MARK_COLOURS["centre"]), "start": rgb(MARK_COLOURS["start"]),
+                    "end": rgb(MARK_COLOURS["end"]), "point": np.array([255, 255, 255])}[mark["kind"]]
+        assert np.abs(colour - expected).max() <= 40, (mark, colour)
+    centre = next(m for m in marks if m["kind"] == "centre")
+    _, at = v.hover(centre["x"] / v.box["width"], centre["y"] / v.box["height"])
+    assert float(at["x"]) == 0.0 and abs(float(at["y"])) <= (Y[1] - Y[0]) / 2  # θ* is drawn at (0, 0)
+    end = next(m for m in marks if m["kind"] == "end")
+    _, at = v.hover(end["x"] / v.box["width"], end["y"] / v.box["height"])
+    assert (float(at["x"]), float(at["y"])) == pytest.approx((X[np.argmin(abs(X - 0.3))], Y[np.argmin(abs(Y - 0.1))]))
+    v.page.click("#btn-surface")
+    assert {m["kind"] for m in drawn(v)["marks"]} == {"centre", "start", "point", "end"}  # the 3-D view too
+    v.close()
+
+
+def test_a_one_dimensional_page_draws_both_splits_and_marks_the_barriers(browser, tmp_path: Path) -> None:
+    alpha = np.linspace(-0.5, 1.5, 41)
+    bump = np.exp(-((alpha - 0.55) / 0.12) ** 2)
+    train, test = 0.05 + 1.3 * bump + 0.2 * alpha**2, 0.2 + 0.9 * bump + 0.2 * alpha**2
+    path = tmp_path / "surface.h5"
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"], f["train_loss"], f["test_loss"] = alpha, train, test
+        f.attrs["direction_type"], f.attrs["xlabel"] = "interpolate", "α"
+    write_exports(path, tmp_path / "plots", formats=("html",))
+    html = tmp_path / "plots" / "surface.html"
+    barriers = embedded(html.read_text())["barriers"]
+    inside = (alpha >= 0) & (alpha <= 1)
+    for split, curve in (("train", train), ("test", test)):
+        top = int(np.argmax(np.where(inside, curve, -np.inf)))
+        assert barriers[split]["alpha"] == pytest.approx(alpha[top])
+        assert barriers[split]["height"] == pytest.approx(curve[top] - max(curve[alpha == 0][0], curve[alpha == 1][0]))
+    v = Viewer(browser, html)
+    image = v.shot().reshape(-1, 3).astype(int)
+    for colour in ("#0072B2", "#D55E00"):  # both curves, in the PNG's split colours
+        target = np.array([int(colour[k:k + 2], 16) for k in (1, 3, 5)])
+        assert (np.abs(image - target).max(axis=1) <= 30).sum() > 100, colour
+    marks = drawn(v)["marks"]
+    assert sorted(m["kind"] for m in marks) == ["barrier", "barrier", "centre"]
+    for mark in (m for m in marks if m["kind"] == "barrier"):
+        _, at = v.hover(mark["x"] / v.box["width"], 0.5)
+        assert float(at["x"]) == pytest.approx(barriers["train"]["alpha"])
+    text, _ = v.hover(0.5, 0.5)
+    assert "train loss = " in text and "test loss = " in text  # both values under the cursor
+    v.close()

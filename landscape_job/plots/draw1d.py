@@ -18,8 +18,9 @@ from landscape_job.interpolation import curve_summary
 from landscape_job.metrics import SPLITS, Field
 from landscape_job.plots.levels import convexity_ratio, curve_top, loss_label
 from landscape_job.plots.options import PlotOptions
-from landscape_job.plots.style import FIGSIZE_1D, SPLIT_COLOURS, figure_title, new_figure
+from landscape_job.plots.style import FIGSIZE_1D, SPLIT_COLOURS, mark_centre_1d, new_figure
 from landscape_job.surface import Surface
+from landscape_job.titles import figure_title
 
 __all__ = ["plot_1d", "plot_1d_curvature", "plot_1d_fields"]
 
@@ -108,6 +109,7 @@ def plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
         ax2.yaxis.set_major_locator(ticker.MultipleLocator(20))
     if len(x) > 1:
         ax.set_xlim(float(x.min()), float(x.max()))
+    mark_centre_1d(ax, x)
     what = "loss and accuracy" if acc_splits and loss_values else "loss" if loss_values else "accuracy"
     ax.set_title(figure_title(what, surface.attrs))
     legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), handlelength=2.6,
@@ -138,6 +140,7 @@ def plot_1d_curvature(surface: Surface, options: PlotOptions) -> Figure:
     ax2.set_ylim(bottom=0)
     if len(x) > 1:
         ax.set_xlim(float(x.min()), float(x.max()))
+    mark_centre_1d(ax, x)
     ax.set_title(figure_title("Hessian extremes", surface.attrs))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, handlelength=2.6, columnspacing=1.4)
     return fig
@@ -162,6 +165,7 @@ def plot_1d_fields(surface: Surface, options: PlotOptions, fields: list[Field]) 
     ax.set_ylabel(fields[0].metric.with_unit)
     if len(x) > 1:
         ax.set_xlim(float(x.min()), float(x.max()))
+    mark_centre_1d(ax, x)
     ax.set_title(figure_title(fields[0].metric.label, surface.attrs))
     legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), handlelength=2.6,
                         columnspacing=1.4)

@@ -21,8 +21,9 @@ from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" proje
 
 from landscape_job.plots.fields import PlotField
 from landscape_job.plots.levels import equal_ranges, extend_arrows, heatmap_image, is_uniform
-from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MASKED_FACE, MAX_3D_CELLS, line_cmap,
-                                       masked_invalid, new_figure, note_masked, wrap)
+from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MARK_COLOURS, MASKED_FACE, MAX_3D_CELLS,
+                                       PATH_STYLE, line_cmap, mark_centre_2d, masked_invalid, new_figure, note_masked,
+                                       outside_figure, wrap)
 from landscape_job.surface import Surface
 
 __all__ = ["fig_contour", "fig_contourf", "fig_heat", "fig_3d"]
@@ -57,8 +58,6 @@ def colorbar(fig: Figure, mappable, ax, field: PlotField, extend: str | None = N
     return cbar
 
 
-#: Trajectory overlay: a white-edged dark path reads on viridis, magma and white alike.
-_PATH_STYLE = {"color": "#222222", "lw": 1.3, "marker": "o", "ms": 3.2, "mfc": "white", "mec": "#222222", "mew": 0.8}
 
 
 def draw_trajectory(ax, surface: Surface) -> None:
@@ -71,14 +70,26 @@ def draw_trajectory(ax, surface: Surface) -> None:
     if path is None or path.ndim != 2 or len(path) == 0:
         return
     tx, ty = path[:, 0], path[:, 1]
-    ax.plot(tx, ty, label="trajectory", zorder=4, clip_on=True, **_PATH_STYLE)
-    ax.plot(tx[:1], ty[:1], "s", color="#009E73", mec="white", ms=7, label="trajectory start", zorder=5)
-    ax.plot(tx[-1:], ty[-1:], "*", color="#D55E00", mec="white", ms=11, label="trajectory end", zorder=5)
+    # A white-edged dark path reads on viridis, magma and white alike.
+    ax.plot(tx, ty, label="trajectory", zorder=4, clip_on=True, **PATH_STYLE)
+    ax.plot(tx[:1], ty[:1], "s", color=MARK_COLOURS["start"], mec="white", ms=7, label="trajectory start", zorder=5)
+    ax.plot(tx[-1:], ty[-1:], "*", color=MARK_COLOURS["end"], mec="white", ms=11, label="trajectory end", zorder=5)
     outside = int(np.sum((tx < surface.x.min()) | (tx > surface.x.max()) |
                          (ty < surface.y.min()) | (ty > surface.y.max())))
     if outside:
         ax.text(0.01, 0.01, f"{outside} of {len(tx)} trajectory points outside the grid",
                 transform=ax.transAxes, fontsize=7, color="0.25", ha="left", va="bottom")
+
+
+def labelled_levels(cs, surface: Surface, most: int = 10, smallest: float = 0.25) -> list[float]:
+    """About ``most`` of the levels to label, leaving out the lines smaller than ``smallest`` of
+    the plot a side: the tight rings around θ* have no room for a number (their colour and
+    the colour bar say it)."""
+    xspan, yspan = float(np.ptp(surface.x)) or 1.0, float(np.ptp(surface.y)) or 1.0
+    roomy = [level for level, segments in zip(cs.levels, cs.allsegs)
+             if any(len(seg) and (np.ptp(seg[:, 0]) >= smallest * xspan or np.ptp(seg[:, 1]) >= smallest * yspan)
+                    for seg in segments)]
+    return roomy[::max(1, math.ceil(len(cs.levels) / most))]
 
 
 def fig_contour(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
@@ -89,14 +100,13 @@ def fig_contour(surface: Surface, field: PlotField, title: str, dpi: int) -> Fig
         warnings.simplefilter("ignore")  # "No contour levels were found" on flat data
         cs = ax.contour(field.x, field.y, masked_invalid(field.values), levels=field.line_levels,
                         cmap=line_cmap(), norm=mcolors.Normalize(field.lo, field.hi), linewidths=1.0)
-        n = len(cs.levels)
-        every = max(1, math.ceil(n / 10))
-        labelled = cs.levels[::every]
+        labelled = labelled_levels(cs, surface)
         if len(labelled):
             ax.clabel(cs, levels=labelled, inline=True, inline_spacing=3, fontsize=7.5, fmt=field.fmt)
     if len(cs.levels):
         colorbar(fig, cs, ax, field)
     draw_trajectory(ax, surface)
+    mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
     finite = field.values[np.isfinite(field.values)]
     if finite.size and float(np.ptp(finite)) == 0.0:
         value = field.fmt(float(finite[0])) if field.log else f"{float(finite[0]):.6g}"
@@ -120,6 +130,7 @@ def fig_contourf(surface: Surface, field: PlotField, title: str, dpi: int, cmap:
         # Thin lines on the level boundaries keep the figure readable in greyscale.
         ax.contour(cf, colors="k", linewidths=0.25, alpha=0.35)
     draw_trajectory(ax, surface)
+    mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
     colorbar(fig, cf, ax, field)
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
@@ -144,14 +155,31 @@ def fig_heat(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     draw_trajectory(ax, surface)
+    mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
     colorbar(fig, im, ax, field, extend=extend_arrows(field.values, field.lo, field.hi))
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
 
 
+#: Where the 3-D axes and their colour bar sit (figure fractions): placed by hand, since a
+#: layout engine sizes a 3-D axes by its box and cuts the slanted axis labels off.
+_AXES_3D = (0.0, 0.04, 0.80, 0.88)
+_CBAR_3D = (0.85, 0.22, 0.025, 0.52)
+
+
+def fit_3d(fig: Figure, ax, aspect: tuple[float, float, float], zoom: float = 0.94) -> None:
+    """Shrinks the 3-D box until every label lies inside the figure (a few draws at most)."""
+    for _ in range(8):
+        ax.set_box_aspect(aspect, zoom=zoom)
+        fig.canvas.draw()
+        if not outside_figure(fig):
+            return
+        zoom *= 0.93
+
+
 def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
-    fig = new_figure(FIGSIZE_3D, dpi)
-    ax = fig.add_subplot(projection="3d")
+    fig = new_figure(FIGSIZE_3D, dpi, layout=None)
+    ax = fig.add_axes(_AXES_3D, projection="3d")
     X, Y = np.meshgrid(surface.x, surface.y)
     Z = np.clip(field.values, field.lo, field.hi)  # NaN stays NaN: a hole
     norm = mcolors.Normalize(field.lo, field.hi)
@@ -174,7 +202,7 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
         ax.zaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: field.tick_fmt(v)))
     rx, ry = float(np.ptp(surface.x)), float(np.ptp(surface.y))
     ratio = min(3.0, max(1 / 3, ry / rx)) if rx > 0 and ry > 0 else 1.0
-    ax.set_box_aspect((1.0, ratio, 0.75 * max(1.0, ratio)), zoom=0.94)
+    aspect = (1.0, ratio, 0.75 * max(1.0, ratio))
     locator = ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
     ax.set_xticks(locator.tick_values(*ax.get_xlim()))
     # The x and y axes meet at the front corner (x max, y min) in this view: leave out a
@@ -192,9 +220,8 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
         axis.pane.set_edgecolor("0.75")
         axis._axinfo["grid"]["linewidth"] = 0.4
         axis._axinfo["grid"]["color"] = (0.6, 0.6, 0.6, 0.5)
-    ax.set_title(title, pad=0)
-    cbar = fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.08, aspect=22,
-                        extend=extend_arrows(field.values, field.lo, field.hi))
+    fig.suptitle(title, fontsize=matplotlib.rcParams["axes.titlesize"], y=0.985)
+    cbar = fig.colorbar(surf, cax=fig.add_axes(_CBAR_3D), extend=extend_arrows(field.values, field.lo, field.hi))
     cbar.set_label(field.label)
     if field.log:
         if field.ticks is not None:
@@ -203,4 +230,5 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
     else:
         cbar.locator = ticker.MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10])
     note_masked(fig, field.masked, field.values.size, field.masked_what)
+    fit_3d(fig, ax, aspect)
     return fig

@@ -16,10 +16,11 @@ from matplotlib import ticker
 
 from landscape_job.plots.levels import (contour_levels, formatter, log_contour_levels, log_label_fn, loss_range,
                                         widen)
+from landscape_job.metrics import SPLITS
 from landscape_job.plots.options import PlotOptions
 from landscape_job.surface import Surface
 
-__all__ = ["PlotField", "loss_field", "value_field", "log_ticks"]
+__all__ = ["PlotField", "all_losses", "loss_field", "value_field", "log_ticks"]
 
 
 @dataclass
@@ -42,8 +43,15 @@ class PlotField:
     masked_what: str = "non-finite"
 
 
+def all_losses(surface: Surface) -> np.ndarray:
+    """Every split's loss values in one array: ``plot.log: null`` decides once per surface from
+    these, so the train and test figures (and the viewer) share a scale."""
+    parts = [surface.metrics[f"{split}_loss"].ravel() for split in SPLITS if f"{split}_loss" in surface.metrics]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def loss_field(surface: Surface, z: np.ndarray, options: PlotOptions) -> PlotField | None:
-    log = options.log
+    log = options.log_for(all_losses(surface) if options.log is None else z)
     if log:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan)

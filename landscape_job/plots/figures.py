@@ -24,9 +24,9 @@ from landscape_job.plots.draw2d import fig_3d, fig_contour, fig_contourf, fig_he
 from landscape_job.plots.fields import loss_field, value_field
 from landscape_job.plots.levels import convexity_ratio
 from landscape_job.plots.options import PlotOptions
-from landscape_job.plots.style import (CMAPS, FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, RC, figure_title,
-                                       placeholder_figure, save)
+from landscape_job.plots.style import CMAPS, FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, RC, placeholder_figure, save
 from landscape_job.surface import Surface, load_surface
+from landscape_job.titles import figure_title
 
 __all__ = ["FigureKind", "FIGURES", "planned", "plot_surface"]
 
@@ -69,6 +69,8 @@ class FigureKind:
 def _loss_figure(kind: str, surface: Surface, options: PlotOptions, split: str | None) -> Figure:
     """One of the four loss figures of a split, or its placeholder when no value can be drawn."""
     title = figure_title(f"{split} loss", surface.attrs)
+    if kind == "3d" and options.log is None:  # a height reads best in loss units: log only when asked for
+        options = replace(options, log=False)
     field = loss_field(surface, surface.metrics[f"{split}_loss"], options)
     if field is None:
         note = "no finite, positive loss values" if options.log else "no finite loss values"
@@ -189,6 +191,8 @@ def plot_surface(surface_path: str | Path, out_dir: str | Path, options: PlotOpt
     if not isinstance(options, PlotOptions):
         raise TypeError(f"options must be PlotOptions, got {type(options).__name__}")
     surface = drawn(load_surface(surface_path))
+    if options.title:  # the caller's title wins over the one the run recorded
+        surface = replace(surface, attrs={**surface.attrs, "title": options.title})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -15,6 +15,13 @@ plot's finite values):
   ``vlevel`` is in decades; the default levels are then round loss values (1, 1.5, 2,
   3, 5, 7 x 10^k, denser or sparser to stay near 30 levels).
 
+Log or linear: ``plot.log`` true or false decides; left unset (null), the loss is drawn
+on a log scale when its colour range spans ``AUTO_LOG_DECADES`` decades or more and no
+``vlevel`` (a linear spacing, as the paper's) is given (``spans_decades``), decided once
+for the surface from every split's loss, so train and test share a scale. A loss from
+0.01 to 20 on linear levels 1, 2, .. 20 leaves the basin around θ* one blank ring; its
+log levels (0.015, 0.02, 0.03, 0.05, ..) draw closed contours down into the minimum.
+
 Any other field's range (accuracy, eigenvalues, a generic field) is its own finite
 min..max, with the same level rule. No matplotlib here: this is arithmetic, testable
 and reusable without a figure.
@@ -29,7 +36,7 @@ import numpy as np
 
 from landscape_job.errors import UserError
 
-__all__ = ["MAX_LEVELS", "TARGET_LEVELS", "VMAX_MEDIAN_FACTOR", "CURVE_P90_FACTOR", "loss_range", "curve_top",
+__all__ = ["MAX_LEVELS", "TARGET_LEVELS", "AUTO_LOG_DECADES", "spans_decades", "VMAX_MEDIAN_FACTOR", "CURVE_P90_FACTOR", "loss_range", "curve_top",
            "contour_levels", "log_contour_levels", "heatmap_image", "convexity_ratio"]
 
 #: Refuse more contour levels than this (a vlevel typo such as 0.0001 on a 0..10 range).
@@ -42,6 +49,9 @@ VMAX_MEDIAN_FACTOR = 5.0
 #: times the 90th percentile. A curve's peaks (an interpolation's barrier) are what it is
 #: drawn for and must stay in view; only true divergence (say 1e6) is clipped.
 CURVE_P90_FACTOR = 10.0
+#: With ``plot.log`` unset, a loss whose colour range spans this many decades is drawn in log10:
+#: linear levels ~1/30 of the range apart would then start some 3x the minimum above it.
+AUTO_LOG_DECADES = 2.0
 
 
 def nice_step(raw: float) -> float:
@@ -104,6 +114,19 @@ def loss_range(
             )
         lo, hi = widen(lo, hi)
     return lo, hi
+
+
+def spans_decades(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> bool:
+    """Whether the loss's linear colour range (``loss_range``) is positive and spans
+    ``AUTO_LOG_DECADES`` decades or more: the rule of ``plot.log: null``."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or float(finite.min()) <= 0 or (vmin is not None and vmin <= 0):
+        return False
+    try:
+        rng = loss_range(values, vmin, vmax)
+    except UserError:
+        return False  # the linear path names the bad bound
+    return rng is not None and rng[0] > 0 and math.log10(rng[1] / rng[0]) >= AUTO_LOG_DECADES - 1e-9
 
 
 def curve_top(values: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 The spec's ``plot:`` section (merge) and ``launcher plot``'s flags of the same names
 both become a ``PlotOptions`` through ``PlotOptions.from_spec``, so the rules on
-vmin/vmax/vlevel/log, formats and dpi, and their messages, are written once: here.
+vmin/vmax/vlevel/log/title, formats and dpi, and their messages, are written once: here.
 No matplotlib: the launcher can check options without loading it.
 """
 
@@ -15,6 +15,8 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from landscape_job.errors import UserError
+from landscape_job.plots.levels import spans_decades
+from landscape_job.titles import checked_title
 
 __all__ = ["SUPPORTED_FORMATS", "PlotSettings", "PlotOptions"]
 
@@ -28,7 +30,8 @@ class PlotSettings(Protocol):
     vmin: float | None
     vmax: float | None
     vlevel: float | None
-    log: bool
+    log: bool | None
+    title: str | None
 
 
 @dataclass(frozen=True)
@@ -36,22 +39,33 @@ class PlotOptions:
     """How to draw the plots; see the module docstring for the defaults.
 
     With ``log`` the loss is drawn as log10(loss): ``vmin`` and ``vmax`` stay in loss
-    units (and must be positive), ``vlevel`` is then a spacing in decades.
+    units (and must be positive), ``vlevel`` is then a spacing in decades. ``log`` None
+    (the default) decides once per surface from every split's loss (``log_for``, called with
+    ``fields.all_losses``); the 3-D surface then stays linear. ``title`` replaces the subject
+    of every figure's title ("train loss — <title>"; default: the run's model and data).
     """
 
     vmin: float | None = None
     vmax: float | None = None
     vlevel: float | None = None
-    log: bool = False
+    log: bool | None = None
     formats: tuple[str, ...] = ("png", "pdf")
     dpi: int = 150
+    title: str | None = None
 
     @classmethod
     def from_spec(cls, plot: PlotSettings, formats: Iterable[str] | None = None) -> "PlotOptions":
         """The options of a spec's ``plot`` section (or of ``launcher plot``'s flags), checked;
         ``formats`` None keeps the default figure formats."""
-        return cls(vmin=plot.vmin, vmax=plot.vmax, vlevel=plot.vlevel, log=plot.log,
+        return cls(vmin=plot.vmin, vmax=plot.vmax, vlevel=plot.vlevel, log=plot.log, title=plot.title,
                    **({"formats": tuple(formats)} if formats is not None else {}))
+
+    def log_for(self, loss: np.ndarray) -> bool:
+        """Whether this loss array is drawn in log10: as ``log`` says, or with ``log`` unset,
+        when no linear ``vlevel`` is given and its range spans decades (``levels.spans_decades``)."""
+        if self.log is not None:
+            return self.log
+        return self.vlevel is None and spans_decades(loss, self.vmin, self.vmax)
 
     def __post_init__(self) -> None:
         for key in ("vmin", "vmax", "vlevel"):
@@ -67,9 +81,11 @@ class PlotOptions:
             raise UserError(f"plot.vmin: must be below plot.vmax ({self.vmin:g} >= {self.vmax:g})")
         if self.vlevel is not None and self.vlevel <= 0:
             raise UserError(f"plot.vlevel: must be positive, got {self.vlevel:g}")
-        if not isinstance(self.log, (bool, np.bool_)):
-            raise UserError(f"plot.log: expected true or false, got {self.log!r}")
-        object.__setattr__(self, "log", bool(self.log))
+        if self.log is not None and not isinstance(self.log, (bool, np.bool_)):
+            raise UserError(f"plot.log: expected true, false or null (log where the loss spans decades), "
+                            f"got {self.log!r}")
+        object.__setattr__(self, "log", None if self.log is None else bool(self.log))
+        object.__setattr__(self, "title", checked_title(self.title))
         if self.log:
             for key in ("vmin", "vmax"):
                 value = getattr(self, key)
@@ -101,4 +117,3 @@ class PlotOptions:
         if not normalised:
             raise UserError(f"plot.formats: name at least one of {', '.join(SUPPORTED_FORMATS)}")
         object.__setattr__(self, "formats", tuple(normalised))
-

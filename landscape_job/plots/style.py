@@ -57,26 +57,14 @@ def wrap(label: str | None, width: int = 24) -> str:
     if not label or len(label) <= width:
         return label or ""
     head, sep, tail = label.partition(" (")
-    if sep and len(head) <= width:
+    if sep and 4 <= len(head) <= width and len(tail) < width:  # "x" alone on a line reads as a stray letter
         return f"{head}\n({tail}"
     lines = textwrap.wrap(label, width=max(width, (len(label) + 1) // 2 + 2))
     return "\n".join(lines[:2]) + (" …" if len(lines) > 2 else "")
 
 
-def subject(attrs: dict[str, str]) -> str:
-    arch, dataset, name = attrs.get("arch"), attrs.get("dataset"), attrs.get("name")
-    if arch and dataset:
-        return f"{arch} on {dataset}"
-    return arch or dataset or name or ""
-
-
-def figure_title(what: str, attrs: dict[str, str]) -> str:
-    who = subject(attrs)
-    return f"{what} — {who}" if who else what
-
-
-def new_figure(size: tuple[float, float], dpi: int) -> Figure:
-    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+def new_figure(size: tuple[float, float], dpi: int, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=size, dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -103,6 +91,20 @@ def save(fig: Figure, out_dir: Path, stem: str, options: PlotOptions) -> list[Pa
     return written
 
 
+def outside_figure(fig: Figure, margin: float = 1.0) -> list[str]:
+    """What does not lie wholly inside the (drawn) figure: each axes with its labels and tick
+    labels (those drawn), and the figure's own texts. The check behind ``draw2d.fit_3d`` and its test."""
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    parts = [(f"axes {k}", ax.get_tightbbox(renderer)) for k, ax in enumerate(fig.axes)]
+    parts += [(t.get_text(), t.get_window_extent(renderer)) for t in fig.texts
+              if t.get_visible() and t.get_text().strip()]
+    parts += [(t.get_text(), t.get_window_extent(renderer)) for t in (fig._suptitle, fig._supxlabel)
+              if t is not None and t.get_visible() and t.get_text().strip()]
+    return [name for name, ext in parts if ext is not None and (
+        ext.x0 < box.x0 - margin or ext.y0 < box.y0 - margin or ext.x1 > box.x1 + margin or ext.y1 > box.y1 + margin)]
+
+
 def placeholder(fig: Figure, ax, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.3")
     ax.set_xticks([])
@@ -125,3 +127,43 @@ def line_cmap() -> mcolors.Colormap:
 
 def masked_invalid(values: np.ndarray) -> np.ma.MaskedArray:
     return np.ma.masked_invalid(values)
+
+
+#: The markers, one set for the figures and the viewer (``viewer.py`` hands these colours to
+#: ``templates/viewer.js``): θ*, the centre every direction starts from (x = y = 0), a
+#: white-edged black plus; a trajectory's path (dark, white-filled points), its start (green
+#: square) and its end (vermillion star, the final model).
+MARK_COLOURS = {"centre": "#111111", "path": "#222222", "start": "#009E73", "end": "#D55E00"}
+CENTRE_STYLE = {"marker": "P", "color": MARK_COLOURS["centre"], "mec": "white", "mew": 1.0, "ms": 9, "ls": "none"}
+PATH_STYLE = {"color": MARK_COLOURS["path"], "lw": 1.3, "marker": "o", "ms": 3.2, "mfc": "white",
+              "mec": MARK_COLOURS["path"], "mew": 0.8}
+CENTRE_LABEL = "θ*"
+
+
+def ends_at_centre(path: np.ndarray | None) -> bool:
+    """Whether a training path ends at θ* (a PCA plane's centre is the final model): its
+    end marker then stands for θ*, and the plus is left out rather than drawn over it."""
+    return path is not None and path.ndim == 2 and len(path) > 0 and bool(np.allclose(path[-1], 0.0, atol=1e-9))
+
+
+def mark_centre_2d(ax, x: np.ndarray, y: np.ndarray, path: np.ndarray | None = None) -> bool:
+    """θ* at (0, 0) with its label, when the grid holds it; returns whether it was drawn."""
+    if not (x.min() <= 0.0 <= x.max() and y.min() <= 0.0 <= y.max()):
+        return False
+    if not ends_at_centre(path):
+        ax.plot([0.0], [0.0], zorder=6, label=CENTRE_LABEL, **CENTRE_STYLE)
+    ax.annotate(CENTRE_LABEL, (0.0, 0.0), textcoords="offset points", xytext=(6, 5), fontsize=9,
+                fontweight="bold", color="#111111", zorder=6,
+                bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.7})
+    return True
+
+
+def mark_centre_1d(ax, x: np.ndarray) -> bool:
+    """θ* at x = 0: a dotted vertical line labelled at the top, when the curve holds it."""
+    if not x.min() <= 0.0 <= x.max():
+        return False
+    ax.axvline(0.0, color="0.35", lw=0.8, ls=":", zorder=1)
+    ax.annotate(CENTRE_LABEL, (0.0, 1.0), xycoords=("data", "axes fraction"), textcoords="offset points",
+                xytext=(3, -3), ha="left", va="top", fontsize=9, fontweight="bold", color="#111111",
+                bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8})
+    return True

@@ -166,7 +166,7 @@ def _surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
              "arch": spec.model.arch, "dataset": spec.data.dataset, "loss": spec.loss,
              "direction_type": spec.directions.type, "dir_type": manifest.dir_type,
              "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
-             "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.cosine_xy}
+             "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.cosine_xy, "title": spec.plot.title}
     hessian = manifest.hessian
     if hessian is not None:
         attrs.update({"sharpness": hessian["sharpness"], "hessian_trace": hessian["trace"],

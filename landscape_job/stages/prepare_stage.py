@@ -125,6 +125,8 @@ def _log_prepared(manifest: Manifest, log: Log) -> None:
             + ("" if trace is None else f", trace ≈ {trace:.6g} ± {hessian['trace_stderr']:.2g}")
             + f" ({hessian['iterations']} Lanczos steps"
             + ("" if hessian["converged"] else ", NOT converged: raise hessian.iterations") + ")")
+        if hessian.get("caution"):
+            log(f"prepare: warning: {hessian['caution']}")
 
 
 def _centre_hessian(spec: Spec, model: nn.Module) -> tuple:

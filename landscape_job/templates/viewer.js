@@ -1,15 +1,18 @@
 // The loss-landscape viewer: canvas 2D only (no WebGL, no libraries), data inlined as JSON.
 // Views: "surface" (3-D, drag to rotate, wheel to zoom), "contour" (heat map + contour
-// lines), "curve" (1-D surfaces). Values are drawn in "plot units": log10 of the loss
-// when log scale is on, the raw value otherwise.
+// lines), "curve" (1-D surfaces: train and test together, the selected split in front).
+// Values are drawn in "plot units": log10 of the loss when log scale is on, the raw value
+// otherwise. The canvas takes the page's width (and the screen's pixel ratio); markers
+// (θ*, trajectory, barriers) have the PNGs' shapes and colours (DATA.colours).
 (function () {
   "use strict";
   const DATA = JSON.parse(document.getElementById("landscape-data").textContent);
   const canvas = document.getElementById("plot");
   const ctx = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height;
+  let W = canvas.width, H = canvas.height, DPR = 1;
   const $ = (id) => document.getElementById(id);
-  const SPLIT_COLOURS = { train: "#0072B2", test: "#D55E00" };
+  const COLOURS = DATA.colours;
+  const SPLIT_COLOURS = { train: COLOURS.train, test: COLOURS.test };
   const MASKED = "#e0e0e0";
   const MAX_3D = 64; // quads per axis drawn in 3-D (rotation stays smooth on big grids)
 
@@ -95,9 +98,9 @@
     if (out.length >= 3) return out.length > 9 ? out.filter((t) => Math.abs(t - Math.round(t)) < 1e-9) : out;
     return niceTicks(Math.pow(10, lo), Math.pow(10, hi), 4).filter((v) => v > 0).map(Math.log10);
   }
-  function colourTicks(f) {
+  function colourTicks(f, count) {
     const s = scale(f);
-    return useLog(f) ? logTicks(s.lo, s.hi) : niceTicks(s.lo, s.hi, 6);
+    return useLog(f) ? logTicks(s.lo, s.hi) : niceTicks(s.lo, s.hi, count || 6);
   }
   function label(f) { return f.label + (f.unit ? " (" + f.unit + ")" : "") + (useLog(f) ? ", log scale" : ""); }
 
@@ -239,18 +242,75 @@
   function gridY(gj) { const n = DATA.y.length; return DATA.y[0] + (gj / (n - 1)) * (DATA.y[n - 1] - DATA.y[0]); }
   function drawTrajectory2d(m) {
     const tr = DATA.trajectory;
-    ctx.lineWidth = 2;
-    ctx.strokeStyle = "#fff";
+    drawPath(tr.x.map((x, k) => [m.xs(x), m.ys(tr.y[k])]));
+  }
+  // ------------------------------------------------------------------ markers (the PNGs')
+  // A trajectory: a dark line through white-filled points, a green square at the start and a
+  // vermillion star at the end; θ*: a white-edged black plus. drawn.marks records each, for tests.
+  const drawn = { marks: [], zTicks: [] };
+  function drawPath(pts) {
+    if (!pts.length) return;
+    ctx.lineWidth = 1.3;
+    ctx.strokeStyle = COLOURS.path;
     ctx.beginPath();
-    tr.x.forEach((x, k) => (k ? ctx.lineTo(m.xs(x), m.ys(tr.y[k])) : ctx.moveTo(m.xs(x), m.ys(tr.y[k]))));
+    pts.forEach((q, k) => (k ? ctx.lineTo(q[0], q[1]) : ctx.moveTo(q[0], q[1])));
     ctx.stroke();
-    tr.x.forEach((x, k) => {
-      const last = k === tr.x.length - 1;
-      ctx.fillStyle = last ? "#e0245e" : "#111";
-      ctx.beginPath();
-      ctx.arc(m.xs(x), m.ys(tr.y[k]), last ? 5 : 3, 0, 2 * Math.PI);
-      ctx.fill();
+    pts.forEach((q, k) => {
+      if (k > 0 && k < pts.length - 1) marker("point", q[0], q[1]);
     });
+    marker("start", pts[0][0], pts[0][1]);
+    if (pts.length > 1) marker("end", pts[pts.length - 1][0], pts[pts.length - 1][1]);
+  }
+  function marker(kind, x, y, colour) {
+    ctx.save();
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    if (kind === "point") {
+      ctx.arc(x, y, 3, 0, 2 * Math.PI);
+      ctx.fillStyle = "#fff"; ctx.strokeStyle = COLOURS.path; ctx.lineWidth = 1;
+      ctx.fill(); ctx.stroke();
+    } else if (kind === "start") {
+      ctx.rect(x - 4.5, y - 4.5, 9, 9);
+      ctx.fillStyle = COLOURS.start; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.2;
+      ctx.fill(); ctx.stroke();
+    } else if (kind === "end") {
+      for (let k = 0; k < 10; k++) {
+        const r = k % 2 ? 3.2 : 7.5, a = -Math.PI / 2 + (k * Math.PI) / 5;
+        ctx.lineTo(x + r * Math.cos(a), y + r * Math.sin(a));
+      }
+      ctx.closePath();
+      ctx.fillStyle = COLOURS.end; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1;
+      ctx.fill(); ctx.stroke();
+    } else if (kind === "centre") {
+      const a = 6, b = 2;  // a plus: arms 2a long, 2b wide
+      [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]
+        .forEach((p, k) => (k ? ctx.lineTo(x + p[0], y + p[1]) : ctx.moveTo(x + p[0], y + p[1])));
+      ctx.closePath();
+      ctx.fillStyle = COLOURS.centre; ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.2;
+      ctx.stroke(); ctx.fill();
+      ctx.font = "bold 12px system-ui, sans-serif";
+      ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.8)";
+      ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+      ctx.strokeText("θ*", x + 7, y - 4);
+      ctx.fillText("θ*", x + 7, y - 4);
+    } else if (kind === "barrier") {
+      ctx.moveTo(x - 6, y - 9); ctx.lineTo(x + 6, y - 9); ctx.lineTo(x, y + 1); ctx.closePath();
+      ctx.fillStyle = colour; ctx.strokeStyle = "#000"; ctx.lineWidth = 0.8;
+      ctx.fill(); ctx.stroke();
+    }
+    ctx.restore();
+    drawn.marks.push({ kind: kind, x: x, y: y });
+  }
+  // A PCA plane's centre is the final model: the path's end star stands for θ* there.
+  function centreMarked() {
+    const tr = DATA.trajectory, n = tr ? tr.x.length : 0;
+    const endsThere = state.trajectory && n > 0 && Math.abs(tr.x[n - 1]) < 1e-9 && Math.abs(tr.y[n - 1]) < 1e-9;
+    return hasCentre() && !endsThere;
+  }
+  function inRange(v, lo, hi) { return v >= Math.min(lo, hi) && v <= Math.max(lo, hi); }
+  function hasCentre() {
+    return inRange(0, DATA.x[0], DATA.x[DATA.x.length - 1]) &&
+      (DATA.dims === 1 || inRange(0, DATA.y[0], DATA.y[DATA.y.length - 1]));
   }
   function drawContour(f) {
     const m = contourMaps();
@@ -259,6 +319,7 @@
     drawHeat(f);
     drawContourLines(f, m);
     if (state.trajectory && DATA.trajectory) drawTrajectory2d(m);
+    if (centreMarked()) marker("centre", m.xs(0), m.ys(0));
     ctx.restore();
     axes2d(m.xs, m.ys, m.xr, m.yr);
     yLabel(DATA.ylabel);
@@ -340,6 +401,8 @@
     }
     surfacePoints = [].concat.apply([], verts).filter((v) => v.p);
     if (state.trajectory && DATA.trajectory) drawTrajectory3d(f, P, N);
+    const t0 = centreMarked() ? bilinear(f, 0, 0) : NaN;
+    if (isFinite(t0)) { const c = P(N.nxv(0), N.nyv(0), N.nzv(t0)); marker("centre", c[0], c[1]); }
     colourBar(f);
     ctx.font = "11px system-ui, sans-serif";
     text("drag to rotate, wheel to zoom", AREA.x0, H - 12, "left", "middle", "#888");
@@ -374,7 +437,9 @@
     along([ex, -1], [ex, 1], [ex, 0], DATA.ylabel, y[0], y[y.length - 1]);
     const foot = corners[sideIdx], top = P(side[0], side[1], 0.6);
     ctx.beginPath(); ctx.moveTo(foot[0], foot[1]); ctx.lineTo(top[0], top[1]); ctx.stroke();
-    for (const t of [sc.lo, (sc.lo + sc.hi) / 2, sc.hi]) {
+    drawn.zTicks = [];
+    for (const t of colourTicks(f, 4)) {  // round values, as the colour bar's
+      drawn.zTicks.push(tickLabel(f, t));
       const p = P(side[0], side[1], ((t - sc.lo) / (sc.hi - sc.lo)) * 1.2 - 0.6);
       ctx.beginPath(); ctx.moveTo(p[0] - 4, p[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
       text(tickLabel(f, t), p[0] - 7, p[1], "right", "middle", "#666");
@@ -384,17 +449,9 @@
     const tr = DATA.trajectory, pts = [];
     tr.x.forEach((x, k) => {
       const t = bilinear(f, x, tr.y[k]);
-      if (isFinite(t)) pts.push({ p: P(N.nxv(x), N.nyv(tr.y[k]), N.nzv(t)), last: k === tr.x.length - 1 });
+      if (isFinite(t)) pts.push(P(N.nxv(x), N.nyv(tr.y[k]), N.nzv(t)));
     });
-    ctx.lineWidth = 2;
-    ctx.strokeStyle = "#fff";
-    ctx.beginPath();
-    pts.forEach((q, k) => (k ? ctx.lineTo(q.p[0], q.p[1]) : ctx.moveTo(q.p[0], q.p[1])));
-    ctx.stroke();
-    for (const q of pts) {
-      ctx.fillStyle = q.last ? "#e0245e" : "#111";
-      ctx.beginPath(); ctx.arc(q.p[0], q.p[1], q.last ? 5 : 3, 0, 2 * Math.PI); ctx.fill();
-    }
+    drawPath(pts);
   }
   function bilinear(f, x, y) {
     const nx = DATA.x.length, ny = DATA.y.length;
@@ -417,32 +474,65 @@
   }
 
   // ------------------------------------------------------------------ 1-D curve
+  // Both splits of the quantity, the selected one in front; the y range covers both.
+  function curveFields(f) {
+    if (!f.split) return [f];
+    const q = quantityOf(f);
+    return ["train", "test"].map((sp) => DATA.fields[sp + "_" + q]).filter((g) => g && scale(g))
+      .sort((a, b) => (a === f) - (b === f));
+  }
   function curveMaps(f) {
-    const x = DATA.x, s = scale(f), pad = (s.hi - s.lo) * 0.05;
-    const xr = [x[0], x[x.length - 1]], yr = [s.lo - pad, s.hi + pad];
+    const x = DATA.x, all = curveFields(f).map(scale);
+    const lo = Math.min.apply(null, all.map((s) => s.lo)), hi = Math.max.apply(null, all.map((s) => s.hi));
+    const pad = (hi - lo) * 0.05;
+    const xr = [x[0], x[x.length - 1]], yr = [lo - pad, hi + pad];
     return {
-      xr: xr, yr: yr,
+      xr: xr, yr: yr, lo: lo, hi: hi,
       xs: (v) => AREA.x0 + ((v - xr[0]) / (xr[1] - xr[0])) * AREA.w,
       ys: (t) => AREA.y0 + AREA.h - ((t - yr[0]) / (yr[1] - yr[0])) * AREA.h,
       xInv: (px) => xr[0] + ((px - AREA.x0) / AREA.w) * (xr[1] - xr[0]),
     };
   }
   function drawCurve(f) {
-    const m = curveMaps(f), x = DATA.x;
+    const m = curveMaps(f), x = DATA.x, shown = curveFields(f);
     ctx.save();
     ctx.beginPath(); ctx.rect(AREA.x0, AREA.y0, AREA.w, AREA.h); ctx.clip();
-    ctx.strokeStyle = f.split ? SPLIT_COLOURS[f.split] : "#333";
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    let pen = false;
-    x.forEach((v, i) => {
-      const t = toPlot(f, raw(f, i));
-      if (!isFinite(t)) { pen = false; return; }
-      if (pen) ctx.lineTo(m.xs(v), m.ys(t)); else ctx.moveTo(m.xs(v), m.ys(t));
-      pen = true;
-    });
-    ctx.stroke();
+    if (hasCentre()) {  // θ*: a dotted line, as in the PNG
+      ctx.strokeStyle = "#595959"; ctx.lineWidth = 0.8; ctx.setLineDash([2, 3]);
+      ctx.beginPath(); ctx.moveTo(m.xs(0), AREA.y0); ctx.lineTo(m.xs(0), AREA.y0 + AREA.h); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.font = "bold 12px system-ui, sans-serif";
+      text("θ*", m.xs(0) + 4, AREA.y0 + 10, "left", "middle", COLOURS.centre);
+      drawn.marks.push({ kind: "centre", x: m.xs(0), y: AREA.y0 });
+    }
+    for (const g of shown) {
+      ctx.strokeStyle = g.split ? SPLIT_COLOURS[g.split] : "#333";
+      ctx.lineWidth = g === f ? 2.2 : 1.4;
+      ctx.globalAlpha = g === f ? 1 : 0.6;
+      ctx.beginPath();
+      let pen = false;
+      x.forEach((v, i) => {
+        const t = toPlot(g, raw(g, i));
+        if (!isFinite(t)) { pen = false; return; }
+        if (pen) ctx.lineTo(m.xs(v), m.ys(t)); else ctx.moveTo(m.xs(v), m.ys(t));
+        pen = true;
+      });
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+    }
     ctx.restore();
+    if (f.kind === "loss") {  // each split's barrier, as the PNG marks it
+      for (const g of shown) {
+        const b = DATA.barriers[g.split];
+        const t = b ? toPlot(g, b.top) : NaN;
+        if (!isFinite(t)) continue;
+        const px = m.xs(b.alpha), py = m.ys(t), left = b.alpha <= (m.xr[0] + m.xr[1]) / 2;
+        marker("barrier", px, py, SPLIT_COLOURS[g.split]);
+        ctx.font = "11px system-ui, sans-serif";
+        text(g.split + " barrier " + fmt(b.height, 3), px + (left ? 10 : -10), py + 4 + 13 * (g.split === "test"),
+             left ? "left" : "right", "top", SPLIT_COLOURS[g.split]);
+      }
+    }
     ctx.strokeStyle = "#444";
     ctx.lineWidth = 1;
     ctx.strokeRect(AREA.x0, AREA.y0, AREA.w, AREA.h);
@@ -452,14 +542,23 @@
       ctx.beginPath(); ctx.moveTo(px, AREA.y0 + AREA.h); ctx.lineTo(px, AREA.y0 + AREA.h + 5); ctx.stroke();
       text(fmt(t, 4), px, AREA.y0 + AREA.h + 15);
     }
-    for (const t of colourTicks(f)) {
+    const yt = useLog(f) ? logTicks(m.lo, m.hi) : niceTicks(m.lo, m.hi, 6);
+    for (const t of yt) {
       const py = m.ys(t);
       ctx.beginPath(); ctx.moveTo(AREA.x0 - 5, py); ctx.lineTo(AREA.x0, py); ctx.stroke();
       text(tickLabel(f, t), AREA.x0 - 8, py, "right");
     }
     ctx.font = "12px system-ui, sans-serif";
     text(DATA.xlabel, AREA.x0 + AREA.w / 2, H - 18);
-    yLabel(label(f));
+    yLabel(shown.length > 1 ? label(f).replace(f.split + " ", "") : label(f));
+    // The legend, top right inside the axes: one line per curve.
+    shown.slice().reverse().forEach((g, k) => {
+      const y = AREA.y0 + 12 + 16 * k, x1 = AREA.x0 + AREA.w - 10;
+      ctx.strokeStyle = SPLIT_COLOURS[g.split] || "#333"; ctx.lineWidth = 2.2;
+      ctx.beginPath(); ctx.moveTo(x1 - 22, y); ctx.lineTo(x1, y); ctx.stroke();
+      ctx.font = (g === f ? "bold " : "") + "11px system-ui, sans-serif";
+      text(g.label, x1 - 27, y, "right", "middle", "#333");
+    });
   }
   function hoverCurve(f, px, py) {
     if (px < AREA.x0 || px > AREA.x0 + AREA.w || py < AREA.y0 || py > AREA.y0 + AREA.h) return null;
@@ -469,11 +568,23 @@
 
   // ------------------------------------------------------------------ rendering and events
   const base = document.createElement("canvas");
-  base.width = W; base.height = H;
   let hover = null;
+  // The canvas takes the width the page gives it (CSS pixels), at most 2/3 of it tall and
+  // what the window leaves; its backing store is scaled by the screen's pixel ratio.
+  function resize() {
+    const room = canvas.parentElement.clientWidth;
+    W = Math.max(320, Math.round(room));
+    H = Math.round(Math.max(300, Math.min(W * 2 / 3, window.innerHeight - 190)));
+    DPR = window.devicePixelRatio || 1;
+    canvas.style.width = W + "px"; canvas.style.height = H + "px";
+    canvas.width = base.width = Math.round(W * DPR);
+    canvas.height = base.height = Math.round(H * DPR);
+    AREA.h = H - AREA.y0 - 62;
+  }
   function render() {
     const f = field();
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    drawn.marks = []; drawn.zTicks = [];
+    ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, W, H);
     AREA.w = W - AREA.x0 - (state.view === "curve" ? 30 : 150); // the curve has no colour bar
@@ -484,14 +595,17 @@
     } else if (state.view === "surface") drawSurface(f);
     else if (state.view === "contour") drawContour(f);
     else drawCurve(f);
-    base.getContext("2d").clearRect(0, 0, W, H);
+    base.getContext("2d").clearRect(0, 0, base.width, base.height);
     base.getContext("2d").drawImage(canvas, 0, 0);
     hover = null;
     syncControls();
     showHover();
   }
   function showHover() {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.drawImage(base, 0, 0);
+    ctx.restore();
     const f = field(), out = $("hover");
     if (!hover) { out.textContent = ""; delete out.dataset.value; return; }
     if (hover.py !== null) {
@@ -502,6 +616,11 @@
     let str = DATA.xlabel.split(" ")[0] + " = " + fmt(DATA.x[hover.i]);
     if (DATA.dims === 2) str += ", " + DATA.ylabel.split(" ")[0] + " = " + fmt(DATA.y[hover.j]);
     str += ", " + f.label + " = " + fmt(v) + (f.unit && v !== null ? " " + f.unit : "");
+    if (state.view === "curve") {
+      for (const g of curveFields(f)) {
+        if (g !== f) str += ", " + g.label + " = " + fmt(raw(g, hover.i)) + (g.unit ? " " + g.unit : "");
+      }
+    }
     if (hover.checkpoint !== undefined) str += ", checkpoint " + DATA.trajectory.names[hover.checkpoint];
     out.textContent = str;
     Object.assign(out.dataset, { x: DATA.x[hover.i], y: DATA.dims === 2 ? DATA.y[hover.j] : "", value: v === null ? "nan" : v });
@@ -577,6 +696,8 @@
     notes.push("Trajectory: PCA directions explain " + DATA.trajectory.explained_variance.map((v) => (100 * v).toFixed(1) + "%").join(" and ") + " of the variance.");
   }
   $("note").textContent = notes.join(" ");
-  window.landscapeViewer = { state: state, render: render };
+  window.landscapeViewer = { state: state, render: render, drawn: drawn };
+  window.addEventListener("resize", () => { resize(); render(); });
+  resize();
   render();
 })();
