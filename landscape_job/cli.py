@@ -8,6 +8,7 @@ by the local backend, so both exercise the same contract).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Callable, Sequence
@@ -18,8 +19,20 @@ from landscape_job.location import RUN_ENV, StorageLocation
 STAGE_ERROR_EXIT = 1
 
 
+def log_to_stderr() -> None:
+    """The project's log records (which checkpoint layout was used, ...) as plain lines on stderr.
+
+    Only the ``landscape_job`` logger's: other libraries' INFO records (boto's) stay quiet.
+    """
+    logger = logging.getLogger("landscape_job")
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
+        logger.setLevel(logging.INFO)
+
+
 def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     """Turns a user's mistake or a broken run into one line on stderr, never a traceback."""
+    log_to_stderr()
     try:
         return body() or 0
     except UserError as err:

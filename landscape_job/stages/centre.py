@@ -19,6 +19,7 @@ from landscape_job.evaluator import Evaluator
 from landscape_job.inputs import localize
 from landscape_job.losses import PYTHON_PREFIX, batch_loss_sum
 from landscape_job.models import build_model
+from landscape_job.models.outputs import describe_output, select_output
 from landscape_job.pyref import one_line
 from landscape_job.spec import Spec
 
@@ -30,8 +31,8 @@ def build_centre_model(spec: Spec) -> nn.Module:
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
     if spec.compute.precision == "fp64":
         model = model.double()  # before loading: a float64 checkpoint's values are kept, not rounded to float32
-    load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
-    return model.eval()
+    load_into(model, load_state_dict(spec.model.checkpoint, spec.model.checkpoint_key), spec.model.checkpoint)
+    return select_output(model, spec.model.output).eval()
 
 
 def load_splits(spec: Spec) -> list[Split]:
@@ -49,9 +50,14 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
     try:
         with torch.no_grad():
             outputs = model(sample)
+    except UserError:
+        raise  # model.output naming something the model does not return
     except Exception as e:  # noqa: BLE001 - the user's model on the user's data
         raise UserError(f"model.arch: {spec.model.arch} fails on {spec.data.dataset} samples of shape "
                         f"{tuple(split.inputs.shape[1:])} ({one_line(e)})") from None
+    if not isinstance(outputs, torch.Tensor):
+        raise UserError(f"model.output: {spec.model.arch} returned {describe_output(outputs)}; set model.output "
+                        "to the key, attribute or index of its predictions")
     if outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
         if is_custom(spec.data.dataset):
             raise UserError(f"data.dataset: {spec.data.dataset} has {split.num_classes} classes but model.arch "
