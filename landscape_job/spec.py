@@ -207,8 +207,9 @@ class Spec:
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
     #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
-    metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list({"enum": list(METRIC_CHOICES)}),
-                                   description="add hessian for λmax/λmin at every point")
+    metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list(
+        {"anyOf": [{"enum": list(METRIC_CHOICES)}, {"type": "string", "pattern": "^python:"}]}),
+        description="add hessian for λmax/λmin at every point; python:pkg.mod:fn for your own")
     hessian: HessianSpec = key(HessianSpec(), kind=HessianSpec, description="only with metrics [.., hessian] or "
                                                                            "directions.type hessian")
     #: The user's code for ``python:`` models, data sets and losses.
@@ -347,11 +348,16 @@ def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:
     if not items:
         raise UserError(f"metrics: name at least one of {', '.join(METRIC_CHOICES)}")
     for i, item in enumerate(items):
-        if item not in METRIC_CHOICES:
-            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)}; got {shown(item)}")
+        if is_python_ref(item):
+            split_ref(item, f"metrics[{i}]")
+        elif item not in METRIC_CHOICES:
+            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)} or "
+                            f"python:package.module:function; got {shown(item)}")
     if len(set(items)) != len(items):
         raise UserError(f"metrics: a metric is listed twice: {items}")
-    return tuple(m for m in METRIC_CHOICES if m in items)
+    # The registry's order, then the user's metrics in the order given (registered or not yet).
+    return tuple(m for m in METRIC_CHOICES if m in items and not is_python_ref(m)) + \
+        tuple(m for m in items if is_python_ref(m))
 
 
 def _parse_hessian(s: Section) -> HessianSpec:
