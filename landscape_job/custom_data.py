@@ -72,6 +72,13 @@ def _load_cached(name: str, root: str | None, options_json: str, classes: int | 
         classes = classes or found
     else:
         splits = _load_factory(name, options)
+    return assemble(name, splits, classes, mean, std)
+
+
+def assemble(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], classes: int | None,
+             mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> CustomData:
+    """Splits of (inputs, labels) as one data set: its class count (or target width) checked
+    against every split. The Python API passes a notebook's tensors through here too."""
     if not splits:
         raise UserError(f"data.dataset: {name} gave no splits")
     if any(labels.is_floating_point() for _, labels in splits.values()):
@@ -266,3 +273,15 @@ def _materialise(dataset: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not inputs:
         raise UserError(f"{where}: the data set is empty")
     return _pair(torch.cat(inputs), torch.cat(labels), where)
+
+
+# -- in memory (the Python API) ---------------------------------------------------------
+
+
+def split_tensors(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split handed over in memory: ``(inputs, labels)`` tensors or arrays, or a Dataset of
+    (input, label) items, checked as a factory's are."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(
+            isinstance(part, (torch.Tensor, np.ndarray)) for part in data):
+        return _pair(data[0], data[1], where)
+    return _materialise(data, where)
