@@ -7,7 +7,7 @@
 # Each `# %%` is a notebook cell (VS Code, Jupytext); as a script it runs them in order:
 #
 #     python examples/notebook.py                      # about a minute on two CPU cores
-#     python examples/notebook.py --epochs 2 --points 5 --out /tmp/nb   # seconds (the tests)
+#     python examples/notebook.py --epochs 2 --points 4 --subset 256 --out /tmp/nb   # seconds (the tests)
 
 # %%
 from __future__ import annotations
@@ -29,11 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_digits import fit  # noqa: E402
 
 
-def main(out: Path, epochs: int = 20, points: int = 21, progress: bool = True) -> dict[str, ls.Landscape]:
+def main(out: Path, epochs: int = 20, points: int = 21, subset: int | None = None,
+         progress: bool = True) -> dict[str, ls.Landscape]:
     out.mkdir(parents=True, exist_ok=True)
 
-    # %% The data: any (inputs, labels) tensors, Dataset or DataLoader; here the digits' splits.
-    train, test = (load_split(DataSpec(dataset="digits"), s) for s in ("train", "test"))
+    # %% The data: any (inputs, labels) tensors, Dataset or DataLoader; here the digits' splits
+    # (``subset``: the seeded subset a spec's data.subset takes, to be quick).
+    train, test = (load_split(DataSpec(dataset="digits", subset=subset), s) for s in ("train", "test"))
     data = {"train": (train.inputs, train.labels), "test": (test.inputs, test.labels)}
 
     # %% Two CNNs trained in memory from two seeds (a few seconds each).
@@ -66,5 +68,6 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("notebook-out"))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--points", type=int, default=21, help="grid lines per axis")
+    parser.add_argument("--subset", type=int, help="evaluate on this many samples of each split")
     args = parser.parse_args()
-    main(args.out, args.epochs, args.points)
+    main(args.out, args.epochs, args.points, args.subset)
