@@ -19,14 +19,27 @@ from landscape_job.location import RUN_ENV, StorageLocation
 STAGE_ERROR_EXIT = 1
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment, not the one there when it was made (a
+    caller, or a test, may have replaced it since)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # StreamHandler.__init__ sets it; the property always answers the current stderr
+
+
 def log_to_stderr() -> None:
     """The project's log records (which checkpoint layout was used, ...) as plain lines on stderr.
 
     Only the ``landscape_job`` logger's: other libraries' INFO records (boto's) stay quiet.
     """
     logger = logging.getLogger("landscape_job")
-    if not logger.handlers:
-        logger.addHandler(logging.StreamHandler())
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
         logger.setLevel(logging.INFO)
 
 
