@@ -154,22 +154,6 @@ def test_custom_metric_mistakes(tmp_path, regression, capsys) -> None:
         assert code == 2 and said in err and "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("width", [None, 1, 3])
-def test_stacked_mse_on_targets_is_each_points_mse(width) -> None:
-    """K stacked points (points_per_forward > 1) sum (output − target)² per point as one point does."""
-    g = torch.Generator().manual_seed(0)
-    k, n = 4, 9
-    logits = torch.randn(k, n, width or 1, generator=g, dtype=torch.float64)
-    targets = torch.randn((n,) if width is None else (n, width), generator=g, dtype=torch.float64)
-    from landscape_job.losses import batch_loss_sum, batch_loss_sums
-
-    stacked = batch_loss_sums(logits, targets, "mse")
-    one = torch.stack([batch_loss_sum(point, targets, "mse") for point in logits])
-    by_hand = ((logits - targets.reshape(1, n, -1)) ** 2).mean(dim=2).sum(dim=1)
-    torch.testing.assert_close(stacked, by_hand, rtol=1e-14, atol=0)
-    torch.testing.assert_close(one, by_hand, rtol=1e-14, atol=0)
-
-
 def test_points_per_forward_gives_the_same_regression_surface(tmp_path, regression) -> None:
     regression["grid"] = {"x": "-1:1:5"}
     one, _ = _run(tmp_path, regression, "k1")
