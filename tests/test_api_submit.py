@@ -20,6 +20,7 @@ from landscape_job.errors import UserError
 from landscape_job.models import build_model
 from landscape_job.spec import DataSpec
 from launcher.api import submit
+from test_cluster import aws_env, bucket, fake  # noqa: F401 - the fake cluster and S3 bucket fixtures
 
 
 def test_submit_local_wait_pull_equals_the_api(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
@@ -57,3 +58,17 @@ def test_mistakes_raise_before_anything_is_written(tmp_path: Path, linear_spec: 
     with pytest.raises(UserError, match=r"model.checkpoint|a\.pt"):
         submit({**linear_spec, "model": {**linear_spec["model"], "checkpoint": "missing.pt"}}, backend="local")
     assert not (tmp_path / "runs").exists()
+
+
+def test_submit_to_the_cluster_wait_pull(fake, bucket: str, moto_endpoint: str, linear_spec: dict,
+                                         tmp_path: Path, monkeypatch) -> None:
+    """backend="cluster" is ``launcher submit``: the fake API server runs the pods; the handle follows S3."""
+    from test_cluster import cluster_spec
+
+    monkeypatch.chdir(tmp_path)
+    run = submit(cluster_spec(linear_spec, bucket, moto_endpoint, shards=1), backend="cluster", run_id="nb-cluster")
+    assert run.backend == "cluster" and run.url == f"s3://{bucket}/runs/nb-cluster"
+    assert {j["metadata"]["labels"]["landscape.stage"] for j in fake.of("jobs")} == {"prepare", "evaluate", "merge"}
+    landscape = run.wait(timeout=600, interval=0.5).pull()
+    assert run.status().state == "succeeded" and run.status().points_done == 20
+    assert landscape["train_loss"].shape == (4, 5) and np.isfinite(landscape["train_loss"]).all()
