@@ -204,3 +204,14 @@ def test_checkpoint_key_in_a_spec(tmp_path, net_spec, capsys) -> None:
     assert "not a state_dict (it is empty)" in capsys.readouterr().err
     net_spec["model"]["checkpoint_key"] = "ema"
     assert launcher(["validate", str(write_spec(tmp_path, net_spec))]) == 0, capsys.readouterr().err
+
+
+def test_the_new_model_keys_leave_existing_hashes_alone(tmp_path, linear_spec) -> None:
+    from conftest import spec_from
+
+    plain = spec_from(tmp_path, linear_spec)
+    assert set(plain.to_dict()["model"]) == {"arch", "checkpoint", "kwargs"}  # as every spec before them
+    linear_spec["model"] = {**linear_spec["model"], "output": 0, "checkpoint_key": "state_dict"}
+    picked = spec_from(tmp_path, linear_spec)
+    assert picked.to_dict()["model"]["output"] == 0 and picked.hash != plain.hash
+    assert spec_from(tmp_path, picked.to_dict()).hash == picked.hash  # the normalised spec re-reads the same
