@@ -155,12 +155,12 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> OrderedD
     sd, used = _choose(obj, key, p)
     if not isinstance(sd, Mapping):
         raise UserError(f"{p}: checkpoint's {used[0]} is a {type(sd).__name__}, not a mapping of tensors; "
-                        "set model.checkpoint_key to the entry that holds the weights")
+                        "for model.checkpoint, model.checkpoint_key names the entry that holds the weights")
     bad = [k for k, v in sd.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
     if bad or not sd:
         if sd is obj and bad:
             detail = (f"it has keys {_short([repr(k) for k in obj])} but none of {', '.join(LAYOUT_KEYS)}; "
-                      "set model.checkpoint_key to the entry that holds the weights")
+                      "for model.checkpoint, model.checkpoint_key names the entry that holds the weights")
         elif bad:
             detail = f"entries {_short([repr(k) for k in bad])} are not named tensors"
         else:

@@ -188,7 +188,7 @@ def test_a_safetensors_checkpoint_runs_a_surface(tmp_path, net_spec) -> None:
 def test_layout_mistakes_are_one_line(tmp_path) -> None:
     path = tmp_path / "c.pt"
     torch.save({"epoch": 1, "weights_here": _weights()}, path)
-    with pytest.raises(UserError, match=r"none of state_dict, model_state_dict, model; set model.checkpoint_key"):
+    with pytest.raises(UserError, match=r"none of state_dict, model_state_dict, model; for model.checkpoint, model.checkpoint_key names"):
         load_state_dict(path)
     with pytest.raises(UserError, match=r"model.checkpoint_key: .* has no entry 'ema'; it has 'epoch', "
                                         r"'weights_here'"):
