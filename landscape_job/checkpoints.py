@@ -86,9 +86,21 @@ def _is_state_dict(obj: object) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+def _is_safetensors(p: Path) -> bool:
+    """By name, or by content (an 8-byte header length, then its JSON), for a URL's file named otherwise."""
+    if p.suffix == ".safetensors":
+        return True
+    try:
+        with p.open("rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
+
+
 def _read_file(p: Path) -> Any:
     """The file's object: a safetensors file's tensors, or torch.load's weights-only result."""
-    if p.suffix == ".safetensors":
+    if _is_safetensors(p):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

@@ -169,6 +169,8 @@ def test_safetensors_checkpoints_load_without_pickle(tmp_path, caplog) -> None:
     # safetensors keeps keys sorted; loading is by name, so the order does not matter
     assert all(torch.equal(sd[k], v) for k, v in _weights().items()) and sorted(sd) == sorted(_weights())
     assert "prefix 'module.' removed" in caplog.text
+    (tmp_path / "weights.bin").write_bytes(path.read_bytes())  # a URL's file need not be named .safetensors
+    assert all(torch.equal(load_state_dict(tmp_path / "weights.bin")[k], v) for k, v in _weights().items())
     (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{nonsense")
     with pytest.raises(UserError, match=r"bad\.safetensors: cannot read safetensors checkpoint"):
         load_state_dict(tmp_path / "bad.safetensors")
