@@ -67,11 +67,9 @@ Weights = Union[nn.Module, Mapping[str, torch.Tensor], str, Path]
 
 def _tensors(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     """One split as (inputs, labels): checked as a ``tensors`` data set's files are."""
-    if isinstance(data, torch.utils.data.DataLoader):  # its batches, in its order
-        batches = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in data]
-        if not batches:
-            raise UserError(f"{where}: the DataLoader gave no batches")
-        data = (torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
+    if isinstance(data, torch.utils.data.DataLoader):
+        # Its data set, in order: a shuffling loader must not change which samples a subset takes.
+        data = data.dataset
     return split_tensors(data, where)
 
 

@@ -121,7 +121,7 @@ def test_every_form_of_data_gives_one_surface_and_the_model_is_untouched() -> No
         "arrays": (x.numpy(), y.numpy()),
         "dataset": [*dataset],  # a plain list of (input, label) pairs is a Dataset too
         "tensor dataset": dataset,
-        "loader": torch.utils.data.DataLoader(dataset, batch_size=7, shuffle=False),
+        "loader": torch.utils.data.DataLoader(dataset, batch_size=7, shuffle=True),
     }
     curves = {name: ls.line(model, {"train": data, "test": (x[:20], y[:20])}, x="-1:1:5", output="logits",
                             precision="fp64", progress=False) for name, data in forms.items()}
