@@ -13,8 +13,8 @@ from torch import nn
 
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import hessian_split
-from landscape_job.custom_metrics import register_python_metrics
 from landscape_job.custom_data import is_custom
+from landscape_job.custom_metrics import register_python_metrics
 from landscape_job.data import Split, dataset_info, load_split
 from landscape_job.directions import Directions
 from landscape_job.errors import UserError
