@@ -343,15 +343,20 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                 python=python, pins=pins)
 
 
+def _named_metrics() -> list[str]:
+    """The registry's choices a spec names by word (the python: ones this process registered left out)."""
+    return [c for c in METRIC_CHOICES if not is_python_ref(c)]
+
+
 def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else list(raw)
     if not items:
-        raise UserError(f"metrics: name at least one of {', '.join(METRIC_CHOICES)}")
+        raise UserError(f"metrics: name at least one of {', '.join(_named_metrics())}")
     for i, item in enumerate(items):
         if is_python_ref(item):
             split_ref(item, f"metrics[{i}]")
         elif item not in METRIC_CHOICES:
-            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)} or "
+            raise UserError(f"metrics[{i}]: expected one of {', '.join(_named_metrics())} or "
                             f"python:package.module:function; got {shown(item)}")
     if len(set(items)) != len(items):
         raise UserError(f"metrics: a metric is listed twice: {items}")

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from conftest import run_all, spec_from, write_spec
+from landscape_job import metrics as registry
 from landscape_job.storage import run_storage
 from launcher.cli import main as launcher
 
@@ -35,6 +36,16 @@ mae.better = "min"
 def half_mse(outputs, targets):     # a batch mean, as torch's losses return
     return 0.5 * ((outputs.reshape(targets.shape) - targets) ** 2).mean()
 '''
+
+
+@pytest.fixture(autouse=True)
+def _forget_python_metrics():
+    """A python: metric stays registered in its process (a pod runs one spec); tests run many."""
+    before = {m.key for m in registry.registered()}
+    yield
+    for metric in registry.registered():
+        if metric.key not in before:
+            registry.unregister(metric.key)
 
 
 def _data(n: int, d: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
