@@ -42,6 +42,7 @@ RUN python -m pip list --format=freeze | grep -iE '^(torch|torchvision)==' > /tm
       boto3==1.44.5 \
       kubernetes==37.0.1 \
       tqdm==4.70.1 \
+      safetensors==0.8.0 \
  && python -m pip list --format=freeze | grep -iE '^(torch|torchvision)==' | diff /tmp/base-torch.txt - \
  && rm -f /tmp/pins.txt
 

@@ -25,14 +25,14 @@ from landscape_job.spec import DataSpec
 ARCH = "cnn"
 
 
-def train(seed: int, epochs: int, out: Path, trajectory: Path | None = None, every: int = 2) -> None:
+def fit(seed: int, epochs: int, trajectory: Path | None = None, every: int = 2) -> torch.nn.Module:
+    """The CNN trained on the digits' train split, in memory (in eval mode); ``trajectory``:
+    a folder that keeps its weights every ``every`` epochs."""
     torch.manual_seed(seed)
     train_split = load_split(DataSpec(dataset="digits"), "train")
-    test_split = load_split(DataSpec(dataset="digits"), "test")
     model = build_model(ARCH, train_split.num_classes, tuple(train_split.inputs.shape[1:]))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(seed)
-    started = time.time()
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(train_split.labels), generator=generator)
@@ -43,7 +43,13 @@ def train(seed: int, epochs: int, out: Path, trajectory: Path | None = None, eve
             optimizer.step()
         if trajectory is not None and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             save_checkpoint(model, trajectory / f"epoch_{epoch + 1}.pt", epoch=epoch + 1, seed=seed)
-    model.eval()
+    return model.eval()
+
+
+def train(seed: int, epochs: int, out: Path, trajectory: Path | None = None, every: int = 2) -> None:
+    started = time.time()
+    model = fit(seed, epochs, trajectory, every)
+    test_split = load_split(DataSpec(dataset="digits"), "test")
     with torch.no_grad():
         acc = (model(test_split.inputs).argmax(1) == test_split.labels).float().mean().item() * 100
     out.parent.mkdir(parents=True, exist_ok=True)

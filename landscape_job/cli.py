@@ -8,6 +8,7 @@ by the local backend, so both exercise the same contract).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -20,8 +21,37 @@ from landscape_job.location import RUN_ENV, StorageLocation
 STAGE_ERROR_EXIT = 1
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment, not the one there when it was made (a
+    caller, or a test, may have replaced it since)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # StreamHandler.__init__ sets it; the property always answers the current stderr
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """``-q`` keeps warnings and errors only (the level is set after the handler is made)."""
+        return record.levelno >= logging.WARNING or verbosity.level() > verbosity.QUIET
+
+
+def log_to_stderr() -> None:
+    """The project's log records (which checkpoint layout was used, ...) as plain lines on stderr.
+
+    Only the ``landscape_job`` logger's: other libraries' INFO records (boto's) stay quiet.
+    """
+    logger = logging.getLogger("landscape_job")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.setLevel(logging.INFO)
+
+
 def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     """Turns a user's mistake or a broken run into one line on stderr; the traceback too only with ``-v``."""
+    log_to_stderr()
     try:
         return body() or 0
     except UserError as err:

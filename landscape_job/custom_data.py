@@ -15,7 +15,8 @@
   Its items are used as they are (its own transforms apply).
 
 The number of classes is ``data.classes``, or else the largest label + 1 over the splits
-loaded. Every split is materialised into tensors once (the evaluator's contract, see
+loaded. Float labels are regression targets (``(N,)`` or ``(N, k)``), for ``loss: mse``
+or a ``python:`` loss; the model's output count is then the target's width. Every split is materialised into tensors once (the evaluator's contract, see
 ``landscape_job.data``), so a factory's Dataset is iterated once per worker, not per point.
 """
 
@@ -47,9 +48,12 @@ class CustomData:
     """Every split the source holds, as raw tensors, with the class count they share."""
 
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    #: The model's output count: the classes, or for float targets the target's width (1 for (N,)).
     num_classes: int
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    #: False: the labels are float targets (regression), not class indices.
+    classes: bool = True
 
 
 def load_custom(name: str, root: str | None, options: Mapping[str, Any] | None, classes: int | None) -> CustomData:
@@ -69,8 +73,18 @@ def _load_cached(name: str, root: str | None, options_json: str, classes: int | 
         classes = classes or found
     else:
         splits = _load_factory(name, options)
+    return assemble(name, splits, classes, mean, std)
+
+
+def assemble(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], classes: int | None,
+             mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> CustomData:
+    """Splits of (inputs, labels) as one data set: its class count (or target width) checked
+    against every split. The Python API passes a notebook's tensors through here too."""
     if not splits:
         raise UserError(f"data.dataset: {name} gave no splits")
+    if any(labels.is_floating_point() for _, labels in splits.values()):
+        return CustomData(splits=splits, num_classes=_target_width(name, splits, classes), mean=mean, std=std,
+                          classes=False)
     top = max(int(labels.max()) for _, labels in splits.values() if labels.numel()) + 1
     num_classes = classes if classes is not None else top
     if num_classes < 2:
@@ -80,6 +94,19 @@ def _load_cached(name: str, root: str | None, options_json: str, classes: int | 
             raise UserError(f"data.classes: the {split} labels of {name} span {int(labels.min())}..{int(labels.max())}, "
                             f"outside 0..{num_classes - 1}; raise data.classes or fix the labels")
     return CustomData(splits=splits, num_classes=num_classes, mean=mean, std=std)
+
+
+def _target_width(name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], classes: int | None) -> int:
+    """Float targets (regression): every split's, of one width, which is the model's output count."""
+    if classes is not None:
+        raise UserError(f"data.classes: the labels of {name} are float targets (regression), not classes; remove it")
+    if not all(labels.is_floating_point() for _, labels in splits.values()):
+        raise UserError(f"data.dataset: {name}: some splits have integer class labels, others float targets; "
+                        "give every split the same kind")
+    widths = {labels.shape[1] if labels.dim() == 2 else 1 for _, labels in splits.values()}
+    if len(widths) != 1:
+        raise UserError(f"data.dataset: {name}: the splits' targets have different widths {sorted(widths)}")
+    return widths.pop()
 
 
 def _root(root: str | None, name: str) -> str:
@@ -97,18 +124,24 @@ def _no_options(name: str, options: Mapping[str, Any]) -> None:
 
 
 def _pair(inputs: Any, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checks an (inputs, labels) pair: floating inputs with a sample axis, integer labels, one per input."""
+    """Checks an (inputs, labels) pair: floating inputs with a sample axis, one label per input:
+    integer class indices (N,), or float targets (N,) or (N, k) for regression."""
     inputs, labels = torch.as_tensor(inputs), torch.as_tensor(labels)
     if not torch.is_floating_point(inputs) or inputs.dim() < 2:
         raise UserError(f"{where}: inputs must be a floating-point array of shape (N, ...), got "
                         f"{inputs.dtype} {tuple(inputs.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
-        raise UserError(f"{where}: labels must be integers of shape (N,), got {labels.dtype} {tuple(labels.shape)}")
+    targets = labels.dtype.is_floating_point
+    if labels.dtype == torch.bool or labels.is_complex() or labels.dim() not in ((1, 2) if targets else (1,)):
+        raise UserError(f"{where}: labels must be integer classes of shape (N,) or float targets of shape (N,) or "
+                        f"(N, k), got {labels.dtype} {tuple(labels.shape)}")
     if len(labels) != len(inputs):
         raise UserError(f"{where}: {len(inputs)} inputs but {len(labels)} labels")
-    # float64 inputs stay float64 (an fp64 run uses them as given; any other precision
-    # casts them when the evaluator places them, to the same float32 values as before).
-    return inputs if inputs.dtype == torch.float64 else inputs.to(torch.float32), labels.to(torch.int64)
+    # float64 inputs (and targets) stay float64 (an fp64 run uses them as given; any other
+    # precision casts them when the evaluator places them, to the same float32 values as before).
+    if targets:
+        labels = labels if labels.dtype == torch.float64 else labels.to(torch.float32)
+    return inputs if inputs.dtype == torch.float64 else inputs.to(torch.float32), \
+        labels if targets else labels.to(torch.int64)
 
 
 # -- tensors --------------------------------------------------------------------------------
@@ -259,3 +292,15 @@ def _materialise(dataset: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not inputs:
         raise UserError(f"{where}: the data set is empty")
     return _pair(torch.cat(inputs), torch.cat(labels), where)
+
+
+# -- in memory (the Python API) ---------------------------------------------------------
+
+
+def split_tensors(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split handed over in memory: ``(inputs, labels)`` tensors or arrays, or a Dataset of
+    (input, label) items, checked as a factory's are."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(
+            isinstance(part, (torch.Tensor, np.ndarray)) for part in data):
+        return _pair(data[0], data[1], where)
+    return _materialise(data, where)

@@ -49,9 +49,11 @@ class Split:
     """One split of a data set, ready for evaluation."""
 
     inputs: torch.Tensor  # float32, normalised, shape (N, *input_shape)
-    labels: torch.Tensor  # int64, shape (N,)
-    num_classes: int
+    labels: torch.Tensor  # int64, shape (N,); float targets (N,) or (N, k) when not ``classes``
+    num_classes: int  # the model's output count: classes, or the targets' width
     name: str  # "train" or "test"
+    #: False: the labels are float regression targets; metrics that need classes (accuracy) are skipped.
+    classes: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,10 @@ def load_split(data: DataSpec, split: str) -> Split:
     if data.subset is not None:
         raw = _take(raw, subset_indices(len(raw.labels), data.subset, data.subset_seed))
     inputs = _normalise(raw.inputs, norm)
-    labels = raw.labels.to(torch.int64)
+    classes = not raw.labels.is_floating_point()  # float labels: regression targets, as custom_data gave them
+    labels = raw.labels.to(torch.int64) if classes else raw.labels
     _check_loaded(data.dataset, split, inputs, labels, input_shape, num_classes)
-    return Split(inputs=inputs, labels=labels, num_classes=num_classes, name=split)
+    return Split(inputs=inputs, labels=labels, num_classes=num_classes, name=split, classes=classes)
 
 
 def subset_indices(total: int, subset: int, seed: int = 0) -> torch.Tensor:
@@ -233,12 +236,13 @@ def _check_loaded(
     num_classes: int,
 ) -> None:
     """Catches a truncated or foreign file that parsed but is not the data set."""
-    if tuple(inputs.shape[1:]) != input_shape or labels.shape != (inputs.shape[0],):
+    if tuple(inputs.shape[1:]) != input_shape or labels.shape[:1] != (inputs.shape[0],):
         raise UserError(
             f"data.root: the {name} {split} files hold inputs of shape {tuple(inputs.shape[1:])} and "
             f"{labels.shape[0]} labels for {inputs.shape[0]} inputs (expected {input_shape}); replace the files"
         )
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+    if not labels.is_floating_point() and labels.numel() and (int(labels.min()) < 0
+                                                              or int(labels.max()) >= num_classes):
         raise UserError(
             f"data.root: the {name} {split} labels leave 0..{num_classes - 1}; the files are not {name}, replace them"
         )

@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from landscape_job.curvature import CurvatureProbe
+from landscape_job.custom_metrics import register_python_metrics
 from landscape_job.data import Split
 from landscape_job.directions import Directions, named_tensors
 from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes, place_split,
@@ -149,7 +150,10 @@ class Evaluator:
         self._dx = [directions.x[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)]
         self._dy = (None if directions.y is None else
                     [directions.y[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)])
-        chosen = selected(metrics)
+        register_python_metrics(metrics)
+        # Accuracy and the like are skipped when the labels are regression targets (check_outputs says so).
+        classes = all(s.classes for s in splits)
+        chosen = tuple(m for m in selected(metrics) if classes or not m.needs_classes)
         #: The per-split metrics (batch statistics of one forward pass), in registry order.
         self._statistics: list[Metric] = [m for m in chosen if m.per_split]
         #: The per-point metrics (a probe's results), in registry order.

@@ -12,6 +12,10 @@ Both return sums, not means: the evaluator adds them over the batches and divide
 by the split's size, so the surface holds the exact mean over the data set whatever the
 batch size. Half-precision logits are summed in float32.
 
+``mse`` compares softmax outputs with one-hot labels for class labels (the paper's), and
+the outputs themselves with the targets for float targets (regression): per sample the
+mean over the target's width of (output − target)².
+
 ``loss: python:package.module:function`` is the user's loss besides the built-ins. The
 function is called as ``fn(logits, labels)`` on each batch, like
 ``torch.nn.functional.cross_entropy``. It may return per-sample losses (shape ``(B,)``,
@@ -46,12 +50,19 @@ def _cross_entropy_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def _mse_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Softmax outputs against one-hot labels, as the paper does."""
+    """Softmax outputs against one-hot labels, as the paper does; for float targets
+    (regression) the outputs themselves against the targets."""
+    if labels.is_floating_point():
+        n = labels.shape[0]
+        return ((logits.reshape(n, -1) - labels.reshape(n, -1)) ** 2).mean(dim=1).sum()
     one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
     return ((F.softmax(logits, dim=1) - one_hot) ** 2).mean(dim=1).sum()
 
 
 def _mse_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if labels.is_floating_point():
+        k, n = logits.shape[:2]
+        return ((logits.reshape(k, n, -1) - labels.reshape(1, n, -1)) ** 2).mean(dim=2).sum(dim=1)
     one_hot = F.one_hot(labels, logits.shape[2]).to(logits.dtype).unsqueeze(0)
     return ((F.softmax(logits, dim=2) - one_hot) ** 2).mean(dim=2).sum(dim=1)
 

@@ -99,6 +99,8 @@ class Metric:
     colours: str = "plain"
     statistic: BatchStatistic | None = None
     probe: PointProbe | None = None
+    #: Only for class labels (accuracy): skipped, with a note, when the labels are regression targets.
+    needs_classes: bool = False
 
     def __post_init__(self) -> None:
         if self.better not in BETTER:
@@ -157,7 +159,7 @@ _BUILT_IN = (
            statistic=BatchStatistic(one=_sum_loss, stacked=_sum_loss)),
     Metric("acc", "accuracy", "accuracy", per_split=True, better="max", unit="%", colours="accuracy",
            statistic=BatchStatistic(one=lambda logits, labels, _loss_sum: _count_correct(logits, labels),
-                                    stacked=_count_correct_stacked, scale=100.0)),
+                                    stacked=_count_correct_stacked, scale=100.0), needs_classes=True),
     Metric("max_eig", "hessian", "Hessian λmax", per_split=False, probe=PointProbe("lanczos", "max_eig")),
     Metric("min_eig", "hessian", "Hessian λmin", per_split=False, probe=PointProbe("lanczos", "min_eig")),
 )

@@ -15,8 +15,8 @@ hash of an existing spec does not change.
 A key is added in one place: a field of its section's record below, declared with
 ``schema.key`` (default, type, choices, bounds, description). The section's parser reads
 it from there and ``launcher schema`` describes it; only a rule that ties keys together
-is written by hand, in the parser. Input forms live in ``spec_inputs``, ``storage`` in
-``spec_storage``, the reading machinery in ``schema``.
+is written by hand, in the parser. Input forms live in ``spec_inputs``, the model section
+in ``spec_model``, ``storage`` in ``spec_storage``, the reading machinery in ``schema``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
 from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_file, resolve_input
 from landscape_job.titles import MAX_TITLE_CHARS, checked_title
+from landscape_job.spec_model import ModelSpec, model_out, parse_model
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -57,16 +58,6 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 
 _STRINGS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    arch: str = key(description="zoo name (mlp, cnn, resnet56, ...) | torchvision:<name> | "
-                                "python:package.module:function")
-    checkpoint: str = key(kind=(str, dict), json=INPUT_SCHEMA,
-                          description="θ*: a path, s3://bucket/key, or {url: https://..., sha256: ...}")
-    kwargs: dict[str, Any] = key(default_factory=dict, kind=dict,
-                                 description="passed to the model's constructor / factory")
 
 
 @dataclass(frozen=True)
@@ -219,8 +210,9 @@ class Spec:
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
     #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
-    metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list({"enum": list(METRIC_CHOICES)}),
-                                   description="add hessian for λmax/λmin at every point")
+    metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list(
+        {"anyOf": [{"enum": list(METRIC_CHOICES)}, {"type": "string", "pattern": "^python:"}]}),
+        description="add hessian for λmax/λmin at every point; python:pkg.mod:fn for your own")
     hessian: HessianSpec = key(HessianSpec(), kind=HessianSpec, description="only with metrics [.., hessian] or "
                                                                            "directions.type hessian")
     #: The user's code for ``python:`` models, data sets and losses.
@@ -252,8 +244,7 @@ class Spec:
         if not directions["trajectory"]:
             del directions["trajectory"]  # written only for pca, so older specs keep their hash
         directions["file"] = input_out(self.directions.file, self.pins)
-        model = asdict(self.model)
-        model["checkpoint"] = input_out(self.model.checkpoint, self.pins)
+        model = model_out(self.model, self.pins)
         python = {k: list(v) for k, v in asdict(self.python).items() if v}
         if self.directions.type == "file":
             # A direction file is used as written: these keys are refused for it on re-reading.
@@ -325,7 +316,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                         f"with a letter or digit (it names Kubernetes objects); got {shown(name)}")
     pins: dict[str, str] = {}
     python = _parse_python(top.section(Spec, "python"), base_dir, check_files)
-    model = _parse_model(top.section(Spec, "model"), base_dir, check_files, pins)
+    model = parse_model(top.section(Spec, "model"), base_dir, check_files, pins)
     data = _parse_data(top.section(Spec, "data"), base_dir, check_files, pins)
     loss = _parse_loss(top)
     grid_section = top.section(Spec, "grid")
@@ -355,16 +346,26 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                 python=python, pins=pins)
 
 
+def _named_metrics() -> list[str]:
+    """The registry's choices a spec names by word (the python: ones this process registered left out)."""
+    return [c for c in METRIC_CHOICES if not is_python_ref(c)]
+
+
 def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else list(raw)
     if not items:
-        raise UserError(f"metrics: name at least one of {', '.join(METRIC_CHOICES)}")
+        raise UserError(f"metrics: name at least one of {', '.join(_named_metrics())}")
     for i, item in enumerate(items):
-        if item not in METRIC_CHOICES:
-            raise UserError(f"metrics[{i}]: expected one of {', '.join(METRIC_CHOICES)}; got {shown(item)}")
+        if is_python_ref(item):
+            split_ref(item, f"metrics[{i}]")
+        elif item not in METRIC_CHOICES:
+            raise UserError(f"metrics[{i}]: expected one of {', '.join(_named_metrics())} or "
+                            f"python:package.module:function; got {shown(item)}")
     if len(set(items)) != len(items):
         raise UserError(f"metrics: a metric is listed twice: {items}")
-    return tuple(m for m in METRIC_CHOICES if m in items)
+    # The registry's order, then the user's metrics in the order given (registered or not yet).
+    return tuple(m for m in METRIC_CHOICES if m in items and not is_python_ref(m)) + \
+        tuple(m for m in items if is_python_ref(m))
 
 
 def _parse_hessian(s: Section) -> HessianSpec:
@@ -407,14 +408,6 @@ def _parse_python(s: Section, base_dir: Path, check_files: bool) -> PythonSpec:
     requirements = strings("requirements")
     s.finish()
     return PythonSpec(path=tuple(paths), requirements=tuple(requirements))
-
-
-def _parse_model(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> ModelSpec:
-    arch = s.read(ModelSpec, "arch")
-    checkpoint = read_input(s, "checkpoint", base_dir, check_files, pins)
-    kwargs = s.read(ModelSpec, "kwargs")
-    s.finish()
-    return ModelSpec(arch=arch, checkpoint=checkpoint, kwargs=kwargs)
 
 
 def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> DataSpec:

@@ -17,6 +17,7 @@ field another tool added is kept (and drawn generically), never silently dropped
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ from landscape_job.grid import Grid
 from landscape_job.storage import h5_bytes
 
 __all__ = ["X_COORDINATES", "Y_COORDINATES", "TRAJECTORY_X", "TRAJECTORY_Y", "TRAJECTORY_NAMES",
-           "EXPLAINED_VARIANCE", "COORDINATES", "surface_bytes", "Surface", "load_surface"]
+           "EXPLAINED_VARIANCE", "COORDINATES", "surface_bytes", "Surface", "load_surface",
+           "surface_from_bytes"]
 
 X_COORDINATES = "xcoordinates"
 Y_COORDINATES = "ycoordinates"
@@ -185,23 +187,38 @@ def load_surface(surface_path: str | Path) -> Surface:
     except OSError:
         raise UserError(f"{path}: not an HDF5 file; expected a surface file with '{X_COORDINATES}'") from None
     with f:
-        if X_COORDINATES not in f:
-            raise UserError(f"{path}: not a surface file (no '{X_COORDINATES}' dataset)")
-        x = _read_vector(f, X_COORDINATES, path)
-        y = _read_vector(f, Y_COORDINATES, path) if Y_COORDINATES in f else None
-        attrs = {str(k): _text(v) for k, v in f.attrs.items()}
-        expected = (len(y), len(x)) if y is not None else (len(x),)
-        metrics: dict[str, np.ndarray] = {}
-        unread: list[str] = []
-        for name in _field_order(f):
-            if name in COORDINATES:
-                continue
-            values = _read_field(f, name, expected, path)
-            if values is None:
-                unread.append(name)
-            else:
-                metrics[name] = values
-        trajectory = _read_trajectory(f, path)
+        return _read(f, path)
+
+
+def surface_from_bytes(data: bytes, name: str = "surface.h5") -> Surface:
+    """A surface file's bytes (from storage, or made in memory by the Python API), read and checked
+    as ``load_surface`` reads a file; ``name`` stands for the path in messages."""
+    try:
+        f = h5py.File(io.BytesIO(data), "r")
+    except OSError:
+        raise UserError(f"{name}: not an HDF5 file; expected a surface file with '{X_COORDINATES}'") from None
+    with f:
+        return _read(f, Path(name))
+
+
+def _read(f: h5py.File, path: Path) -> Surface:
+    if X_COORDINATES not in f:
+        raise UserError(f"{path}: not a surface file (no '{X_COORDINATES}' dataset)")
+    x = _read_vector(f, X_COORDINATES, path)
+    y = _read_vector(f, Y_COORDINATES, path) if Y_COORDINATES in f else None
+    attrs = {str(k): _text(v) for k, v in f.attrs.items()}
+    expected = (len(y), len(x)) if y is not None else (len(x),)
+    metrics: dict[str, np.ndarray] = {}
+    unread: list[str] = []
+    for name in _field_order(f):
+        if name in COORDINATES:
+            continue
+        values = _read_field(f, name, expected, path)
+        if values is None:
+            unread.append(name)
+        else:
+            metrics[name] = values
+    trajectory = _read_trajectory(f, path)
     if not metrics:
         known = ", ".join(n for m in registry.registered() for n in m.dataset_names())
         raise UserError(f"{path}: no metric datasets ({known}, or any other of the grid's shape); nothing to plot")

@@ -82,3 +82,17 @@ def test_a_python_loss_at_k_points_is_each_point_s_sum(tmp_path, monkeypatch, fu
 def test_an_unknown_loss_at_k_points_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="^unknown loss 'hinge'$"):
         batch_loss_sums(torch.zeros(2, 1, 2), torch.zeros(1, dtype=torch.long), "hinge")
+
+
+@pytest.mark.parametrize("width", [None, 1, 3])
+def test_stacked_mse_on_targets_is_each_points_mse(width) -> None:
+    """K stacked points (points_per_forward > 1) sum (output − target)² per point as one point does."""
+    g = torch.Generator().manual_seed(0)
+    k, n = 4, 9
+    logits = torch.randn(k, n, width or 1, generator=g, dtype=torch.float64)
+    targets = torch.randn((n,) if width is None else (n, width), generator=g, dtype=torch.float64)
+    stacked = batch_loss_sums(logits, targets, "mse")
+    one = torch.stack([batch_loss_sum(point, targets, "mse") for point in logits])
+    by_hand = ((logits - targets.reshape(1, n, -1)) ** 2).mean(dim=2).sum(dim=1)
+    torch.testing.assert_close(stacked, by_hand, rtol=1e-14, atol=0)
+    torch.testing.assert_close(one, by_hand, rtol=1e-14, atol=0)

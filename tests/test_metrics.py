@@ -121,7 +121,8 @@ def test_the_stacked_path_matches_the_one_point_path(tmp_path: Path, linear_spec
 
 def test_an_unknown_metric_in_a_spec_names_the_registry_choices(tmp_path: Path, linear_spec: dict) -> None:
     linear_spec["metrics"] = ["loss", "entropy"]
-    with pytest.raises(UserError, match=r"metrics\[1\]: expected one of loss, accuracy, hessian; got 'entropy'"):
+    with pytest.raises(UserError, match=r"metrics\[1\]: expected one of loss, accuracy, hessian "
+                                        r"or python:package\.module:function; got 'entropy'"):
         spec_from(tmp_path, linear_spec)
 
 

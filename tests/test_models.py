@@ -452,7 +452,7 @@ def test_unreadable_or_missing_files(tmp_path: Path, content: bytes | None, expe
 
 @pytest.mark.parametrize("obj, expected", [
     ([torch.ones(2)], r"holds a list, not a state_dict"),
-    ({"model": {"w": torch.ones(1)}, "epoch": 3}, r"no 'state_dict'"),
+    ({"weights": {"w": torch.ones(1)}, "epoch": 3}, r"none of state_dict, model_state_dict, model"),
     ({"state_dict": {"w": torch.ones(1), "step": 3}}, r"'step'.* not named tensors"),
     ({"state_dict": [1, 2]}, r"'state_dict' is a list"),
     ({}, r"empty"),

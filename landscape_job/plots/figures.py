@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import matplotlib
 import numpy as np
@@ -28,7 +28,7 @@ from landscape_job.plots.style import CMAPS, FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, 
 from landscape_job.surface import Surface, load_surface
 from landscape_job.titles import figure_title
 
-__all__ = ["FigureKind", "FIGURES", "planned", "plot_surface"]
+__all__ = ["FigureKind", "FIGURES", "figures", "planned", "plot_surface"]
 
 #: draw(surface, options, split): split is None for a figure that is not per split.
 Draw = Callable[[Surface, PlotOptions, "str | None"], Figure]
@@ -177,6 +177,17 @@ def drawn(surface: Surface) -> Surface:
                    metrics={k: v[np.ix_(iy, ix)] for k, v in surface.metrics.items()})
 
 
+def figures(surface: Surface, options: PlotOptions = PlotOptions()) -> Iterator[tuple[str, Figure]]:
+    """(stem, figure) of every figure the surface gets, drawn one at a time (thinned by ``drawn``).
+
+    ``plot_surface`` saves each as it comes; the Python API (``Landscape.plot``) returns
+    them. Drawn inside ``matplotlib.rc_context(style.RC)`` they have the house style.
+    """
+    surface = drawn(surface)
+    for stem, draw in planned(surface):
+        yield stem, draw(surface, options)
+
+
 def plot_surface(surface_path: str | Path, out_dir: str | Path, options: PlotOptions = PlotOptions()) -> list[Path]:
     """Writes all plots for the file, returns the paths written (sorted).
 
@@ -197,6 +208,6 @@ def plot_surface(surface_path: str | Path, out_dir: str | Path, options: PlotOpt
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with matplotlib.rc_context(RC):
-        for stem, draw in planned(surface):
-            written += save(draw(surface, options), out, stem, options)
+        for stem, figure in figures(surface, options):
+            written += save(figure, out, stem, options)
     return sorted(written)

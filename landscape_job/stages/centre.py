@@ -6,21 +6,28 @@ inputs fails there exactly as it would in a pod.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import hessian_split
 from landscape_job.custom_data import is_custom
+from landscape_job.custom_metrics import register_python_metrics
 from landscape_job.data import Split, dataset_info, load_split
 from landscape_job.directions import Directions
 from landscape_job.errors import UserError
 from landscape_job.evaluator import Evaluator
 from landscape_job.inputs import localize
 from landscape_job.losses import PYTHON_PREFIX, batch_loss_sum
+from landscape_job.metrics import selected
 from landscape_job.models import build_model
+from landscape_job.models.outputs import describe_output, select_output
 from landscape_job.pyref import one_line
 from landscape_job.spec import Spec
+
+_log = logging.getLogger(__name__)
 
 
 def build_centre_model(spec: Spec) -> nn.Module:
@@ -30,8 +37,8 @@ def build_centre_model(spec: Spec) -> nn.Module:
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
     if spec.compute.precision == "fp64":
         model = model.double()  # before loading: a float64 checkpoint's values are kept, not rounded to float32
-    load_into(model, load_state_dict(spec.model.checkpoint), spec.model.checkpoint)
-    return model.eval()
+    load_into(model, load_state_dict(spec.model.checkpoint, spec.model.checkpoint_key), spec.model.checkpoint)
+    return select_output(model, spec.model.output).eval()
 
 
 def load_splits(spec: Spec) -> list[Split]:
@@ -49,19 +56,49 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
     try:
         with torch.no_grad():
             outputs = model(sample)
+    except UserError:
+        raise  # model.output naming something the model does not return
     except Exception as e:  # noqa: BLE001 - the user's model on the user's data
         raise UserError(f"model.arch: {spec.model.arch} fails on {spec.data.dataset} samples of shape "
                         f"{tuple(split.inputs.shape[1:])} ({one_line(e)})") from None
-    if outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
+    if not isinstance(outputs, torch.Tensor):
+        raise UserError(f"model.output: {spec.model.arch} returned {describe_output(outputs)}; set model.output "
+                        "to the key, attribute or index of its predictions")
+    custom = register_python_metrics(spec.metrics)
+    if not split.classes:
+        _check_regression(outputs, split, spec)
+    elif outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
         if is_custom(spec.data.dataset):
             raise UserError(f"data.dataset: {spec.data.dataset} has {split.num_classes} classes but model.arch "
                             f"{spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample; set data.classes "
                             f"to the model's output count or fix the labels")
         raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
                         f"but {spec.data.dataset} has {split.num_classes} classes")
-    if spec.loss.startswith(PYTHON_PREFIX):
-        with torch.no_grad():
-            batch_loss_sum(outputs.float(), split.labels[:2], spec.loss)
+    labels = split.labels[:2]
+    with torch.no_grad():
+        if spec.loss.startswith(PYTHON_PREFIX):
+            batch_loss_sum(outputs.float(), labels, spec.loss)
+        for metric in custom:
+            metric.statistic.one(outputs.float(), labels, None)
+
+
+def _check_regression(outputs: torch.Tensor, split: Split, spec: Spec) -> None:
+    """Float targets: the outputs have the targets' width, the loss is not a classifier's;
+    the metrics that need classes are skipped (the evaluator leaves them out), and said so."""
+    width = split.num_classes
+    if outputs.ndim < 1 or outputs[0].numel() != width:
+        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, but "
+                        f"{spec.data.dataset}'s float targets have {width} value(s) per sample")
+    if spec.loss == "cross_entropy":
+        raise UserError(f"loss: cross_entropy needs class labels, but {spec.data.dataset}'s labels are float "
+                        "targets (regression); use loss: mse or python:package.module:function")
+    skipped = [m.choice for m in selected(spec.metrics) if m.needs_classes]
+    if skipped and all(m.needs_classes for m in selected(spec.metrics)):
+        raise UserError(f"metrics: {', '.join(skipped)} needs class labels, but {spec.data.dataset}'s labels are "
+                        "float targets (regression); add loss to metrics")
+    if skipped:
+        _log.info("metrics: %s skipped: %s's labels are float targets, not classes", ", ".join(skipped),
+                  spec.data.dataset)
 
 
 def build_evaluator(spec: Spec, directions: Directions, device: torch.device,

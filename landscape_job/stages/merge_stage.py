@@ -148,14 +148,22 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
         wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
     manifest = read_manifest(run)
     flat, stats = collect_shards(run, spec, manifest.direction_hash, log)
-    run.put(SURFACE_KEY, surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest),
-                                       trajectory=_surface_trajectory(manifest.pca)))
+    run.put(SURFACE_KEY, surface_file(spec, manifest, flat))
     plot_keys = write_plots(run, spec) if plots else []
     report = _report(run, spec, manifest, flat, stats, plot_keys, started, log)
     run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
     log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
         f"{len(plot_keys)} plots")
     return report
+
+
+def surface_file(spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray]) -> bytes:
+    """surface.h5 of a run's values (by flat point index) with its provenance and PCA path.
+
+    The one writer of a run's surface: the merge stage stores it, the Python API
+    (``landscape_job.api``) keeps it in memory, so both give the same file.
+    """
+    return surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest), trajectory=_surface_trajectory(manifest.pca))
 
 
 def _surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
