@@ -19,6 +19,7 @@ from matplotlib.path import Path as MplPath
 
 from landscape_job.errors import UserError
 from landscape_job.plots import PlotOptions, draw1d, draw2d, fields, load_surface, plot_surface
+from landscape_job.plots.figures import figures
 from landscape_job.plots.levels import AUTO_LOG_DECADES, spans_decades
 from landscape_job.plots.style import RC, outside_figure
 from landscape_job.titles import checked_title, subject
@@ -133,6 +134,8 @@ def test_titles_come_from_the_spec_or_read_well(tmp_path):
     out = plot_surface(surface.path, tmp_path / "out", PlotOptions(formats=("svg",), dpi=30, title="My  run"))
     svg = (tmp_path / "out" / "train_loss_2d_contour.svg").read_text()
     assert "train loss — My run" in svg and "python:pkg" not in svg and len(out) == 4
+    drawn = dict(figures(load_surface(surface.path), PlotOptions(title="My run")))
+    assert drawn["train_loss_2d_contour"].axes[0].get_title() == "train loss — My run"
     assert checked_title("two\n lines") == "two lines"
     for bad in ("x" * 81, "red \x1b[31m", "", 3):
         with pytest.raises(UserError, match=r"plot\.title"):

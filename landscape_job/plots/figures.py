@@ -184,6 +184,8 @@ def figures(surface: Surface, options: PlotOptions = PlotOptions()) -> Iterator[
     them. Drawn inside ``matplotlib.rc_context(style.RC)`` they have the house style.
     """
     surface = drawn(surface)
+    if options.title:  # the caller's title wins over the one the run recorded
+        surface = replace(surface, attrs={**surface.attrs, "title": options.title})
     for stem, draw in planned(surface):
         yield stem, draw(surface, options)
 
@@ -201,9 +203,7 @@ def plot_surface(surface_path: str | Path, out_dir: str | Path, options: PlotOpt
     """
     if not isinstance(options, PlotOptions):
         raise TypeError(f"options must be PlotOptions, got {type(options).__name__}")
-    surface = drawn(load_surface(surface_path))
-    if options.title:  # the caller's title wins over the one the run recorded
-        surface = replace(surface, attrs={**surface.attrs, "title": options.title})
+    surface = load_surface(surface_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
