@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from landscape_job import termination
 from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
 from landscape_job.location import RUN_ENV, StorageLocation
 
@@ -36,6 +37,9 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except termination.Terminated:
+        print(f"{prog}: stopped by SIGTERM; a retry resumes from the saved checkpoint", file=sys.stderr)
+        return termination.TERMINATED_EXIT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def body() -> None:
+        from landscape_job import gpu
+
+        if gpu.gpu_required():  # a pod that holds a GPU: CUDA works, or one line and exit 1 before any work
+            gpu.require_cuda()
         if args.stage == "estimate":
             return _estimate(args.spec_file, args.points)
         from landscape_job import stages
@@ -117,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             abort = failure_check(reader, stages.stderr_log) if reader else None
             stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait, abort=abort)
 
-    return run_guarded(body, "landscape-job")
+    # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored).
+    with termination.handled():
+        return run_guarded(body, "landscape-job")
 
 
 if __name__ == "__main__":
