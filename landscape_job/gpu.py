@@ -25,11 +25,12 @@ as on k3s and RKE2).
 from __future__ import annotations
 
 import os
-from typing import Mapping
-
-import torch
+from typing import TYPE_CHECKING, Mapping
 
 from landscape_job.errors import StageError, UserError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Set to 1 by the renderer on every container that requests a GPU.
 REQUIRE_GPU_ENV = "LANDSCAPE_REQUIRE_GPU"
@@ -57,6 +58,8 @@ def _one_line(text: str) -> str:
 
 def cuda_problem(environ: Mapping[str, str] | None = None) -> str | None:
     """Why CUDA cannot be used in this process (one line, ending in where to look), or None when it can."""
+    import torch  # here, not above: the launcher reads REQUIRE_GPU_ENV without loading torch
+
     environ = os.environ if environ is None else environ
     if torch.version.cuda is None:
         return (f"torch {torch.__version__} is built without CUDA; the image must carry a CUDA build "
@@ -84,6 +87,8 @@ def require_cuda(environ: Mapping[str, str] | None = None) -> None:
 
 def required_device(name: str) -> torch.device:
     """``compute.device`` in a pod that requested a GPU: always CUDA, checked."""
+    import torch
+
     if name == "cpu":
         raise UserError("compute.device: cpu, but the pod requested a GPU (kubernetes.gpus > 0); "
                         "set compute.device: auto or cuda, or kubernetes.gpus: 0")

@@ -326,7 +326,7 @@ def test_names_labels_and_creation_order(rendered):
         assert job["spec"]["suspend"] is False
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["name"] == "landscape"
-        assert container["command"] == ["landscape-job"] and container["args"][0] == stage
+        assert "command" not in container and container["args"][0] == stage  # the image's ENTRYPOINT runs
         waits = {"prepare": [], "evaluate": ["--wait", "3600"], "merge": ["--wait", "90000"]}  # the spec's merge_deadline_seconds
         assert container["args"][1:] == waits[stage]  # stages chain through storage, not the launcher
         assert container["image"] == "registry.example.com/landscape:0.1.0"
@@ -388,6 +388,7 @@ def test_evaluate_pods_resources_gpu_shm_and_no_token(rendered):
     for name in ("HOME", "XDG_CACHE_HOME", "TORCH_HOME", "MPLCONFIGDIR"):
         assert env[name].startswith("/tmp"), name
     assert "NVIDIA_VISIBLE_DEVICES" not in env
+    assert env["LANDSCAPE_REQUIRE_GPU"] == "1"  # a GPU pod computes on its GPU or exits 1 (landscape_job/gpu.py)
 
 
 def test_prepare_and_merge_pods(rendered):
@@ -407,6 +408,7 @@ def test_prepare_and_merge_pods(rendered):
         assert "cpu" not in resources["limits"]
         assert all(t.get("key") != "nvidia.com/gpu" for t in pod.get("tolerations", []))
         assert env_of(job["template"])["NVIDIA_VISIBLE_DEVICES"] == "void"
+        assert "LANDSCAPE_REQUIRE_GPU" not in env_of(job["template"])
         shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
         assert shm["emptyDir"]["medium"] == "Memory"
     assert jobs(objects)["merge"]["spec"]["activeDeadlineSeconds"] == 90000
@@ -614,6 +616,7 @@ def test_a_hessian_prepare_gets_an_evaluate_pods_gpu_and_memory(tmp_path: Path, 
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in prepare_pod["tolerations"]
     assert prepare_pod["serviceAccountName"] == "landscape"  # still prepare's identity
     assert "NVIDIA_VISIBLE_DEVICES" not in env_of(jobs(objects)["prepare"]["spec"]["template"])
+    assert env_of(jobs(objects)["prepare"]["spec"]["template"])["LANDSCAPE_REQUIRE_GPU"] == "1"
     validate_all(objects)
 
 
