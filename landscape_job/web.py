@@ -88,9 +88,8 @@ def web_fault(err: BaseException) -> str | None:
         return None
     if isinstance(err, urllib.error.URLError):
         reason = err.reason
-        if isinstance(reason, BaseException):
-            return web_fault(reason)
-        return f"network error ({reason})"
+        # A string reason is urllib's own refusal ("no host given", "unknown url type"): no retry changes it.
+        return web_fault(reason) if isinstance(reason, BaseException) else None
     if isinstance(err, socket.gaierror):
         return None if err.errno == socket.EAI_NONAME else f"DNS lookup failed ({err})"
     if isinstance(err, ShortBody):
@@ -120,7 +119,7 @@ def _final(err: BaseException, url: str, key: str) -> Exception:
     """The one-line error for a failure no retry heals (or the error itself, for anything unforeseen)."""
     where = f"{key}: {_cut(url)}"
     if isinstance(err, urllib.error.HTTPError):
-        status = f"answered HTTP {err.code} ({err.reason})"
+        status = f"answered HTTP {err.code} ({_cut(str(err.reason))})"
         if err.code in (401, 403):
             return UserError(f"{where} {status}; web inputs are fetched without credentials: make the object "
                              "public, use a fresh presigned URL, or put it in s3:// (read with the storage credentials)")
@@ -132,11 +131,13 @@ def _final(err: BaseException, url: str, key: str) -> Exception:
         return UserError(f"{where}: the server's TLS certificate does not verify ({reason.verify_message}); "
                          "fix the URL or the server's certificate")
     if isinstance(err, ValueError):
-        return UserError(f"{where}: not a URL that can be fetched ({err}); fix the URL")
+        return UserError(f"{where}: not a URL that can be fetched ({_cut(str(err))}); fix the URL")
     if isinstance(err, OSError) and not isinstance(err, urllib.error.URLError):
         # Our side (the cache's disk): not the user's, and perhaps not lasting.
         return StageError(f"{where}: cannot store the download ({err.strerror or err})")
     if isinstance(err, urllib.error.URLError):
+        if isinstance(reason, str):  # urllib's own refusal of the URL
+            return UserError(f"{where}: cannot fetch ({_cut(reason)}); fix the URL")
         return StageError(f"{where}: cannot fetch ({_cut(str(reason))})")
     return err if isinstance(err, Exception) else StageError(str(err))
 
