@@ -112,3 +112,26 @@ def test_a_waiting_stage_exits_143_at_once_on_sigterm(tmp_path: Path, stage: str
     text = log.read_text()
     assert process.returncode == TERMINATED_EXIT, text
     assert "Traceback" not in text and "stopped by SIGTERM" in text
+
+
+def test_a_sigterm_in_a_shielded_block_waits_for_its_end() -> None:
+    """In this process: the handler raises between bytecodes, a shielded block defers it, deliver=False drops it,
+    and the previous handler comes back after ``handled``."""
+    from landscape_job.termination import Terminated, handled, shielded
+
+    before = signal.getsignal(signal.SIGTERM)
+    steps: list[str] = []
+    with handled():
+        with pytest.raises(Terminated):
+            with shielded():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler has run by now, and only recorded the signal
+                steps.append("finished the block")
+        assert steps == ["finished the block"]
+        with shielded(deliver=False):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        with pytest.raises(Terminated):  # nothing pending any more: the next one is raised at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) == before
