@@ -63,7 +63,8 @@ WORKDIR /opt/landscape
 # A layer of its own, so a source change does not reinstall the dependencies.
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN python -m pip list --format=freeze | sort > /opt/landscape/base-packages.txt \
- && grep -qiE '^torch==2\.14\.' /opt/landscape/base-packages.txt \
+ && { grep -qiE '^torch==2\.14\.' /opt/landscape/base-packages.txt \
+      || { echo "the base's torch is not 2.14, the minor version CI tests: move the base, requirements/constraints.txt and tests/test_image.py NGC_TORCH together" >&2; exit 1; }; } \
  && awk -F'==' '{ n = tolower($1); gsub(/[-_.]+/, "-", n); print n }' /opt/landscape/base-packages.txt > /tmp/base-names.txt \
  && awk -F'==' 'NR == FNR { have[$1] = 1; next } /^[[:space:]]*(#|$)/ { next } \
       { n = tolower($1); gsub(/[-_.]+/, "-", n) } !(n in have) && n !~ /^(torch|torchvision|triton|nvidia-|cuda-)/' \
