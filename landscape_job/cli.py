@@ -3,6 +3,11 @@
 The run's storage prefix comes from ``--run`` or ``LANDSCAPE_RUN``; the evaluate stage
 takes its shard from ``--shard`` or ``JOB_COMPLETION_INDEX`` (set by an Indexed Job, and
 by the local backend, so both exercise the same contract).
+
+Exit codes, which the Jobs' podFailurePolicy reads: 0 done; 2 the user's mistake (one
+line; FailIndex/FailJob, no retry); 1 a failure a retry may heal (one line; retried),
+a GPU pod without usable CUDA among them (landscape_job/gpu.py); 143 SIGTERM, after the
+evaluate worker saved its finished points (landscape_job/termination.py).
 """
 
 from __future__ import annotations
