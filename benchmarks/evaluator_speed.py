@@ -145,7 +145,10 @@ def main() -> None:
     deviation = None
     if args.precision != "fp32":
         configure_precision("fp32")
-        reference = Evaluator(build_model(args.model, 10, (3, 32, 32)).eval(), directions, [split], device=device,
+        # The same weights as the measured model (a fresh build_model is another random init).
+        centre = build_model(args.model, 10, (3, 32, 32)).eval()
+        centre.load_state_dict(bare.state_dict())
+        reference = Evaluator(centre, directions, [split], device=device,
                               compute=ComputeSpec(precision="fp32", batch_size=best_batch, points_per_forward=1))
         group = evaluator.points_per_forward or 1
         ref_losses = [loss for i in range(1, args.points + 1)

@@ -3,6 +3,11 @@
 The run's storage prefix comes from ``--run`` or ``LANDSCAPE_RUN``; the evaluate stage
 takes its shard from ``--shard`` or ``JOB_COMPLETION_INDEX`` (set by an Indexed Job, and
 by the local backend, so both exercise the same contract).
+
+Exit codes, which the Jobs' podFailurePolicy reads: 0 done; 2 the user's mistake (one
+line; FailIndex/FailJob, no retry); 1 a failure a retry may heal (one line; retried),
+a GPU pod without usable CUDA among them (landscape_job/gpu.py); 143 SIGTERM, after the
+evaluate worker saved its finished points (landscape_job/termination.py).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from landscape_job import verbosity
+from landscape_job import termination, verbosity
 from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
 from landscape_job.location import RUN_ENV, StorageLocation
 
@@ -71,6 +76,9 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
         _trace()
         print(f"{prog}: interrupted{'; ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+    except termination.Terminated:
+        print(f"{prog}: stopped by SIGTERM; a retry resumes from the saved checkpoint", file=sys.stderr)
+        return termination.TERMINATED_EXIT
 
 
 def _trace() -> None:
@@ -138,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity.set_from(args)
 
     def body() -> None:
+        from landscape_job import gpu
+
+        if gpu.gpu_required():  # a pod that holds a GPU: CUDA works, or one line and exit 1 before any work
+            gpu.require_cuda()
         if args.stage == "estimate":
             return _estimate(args.spec_file, args.points)
         from landscape_job import stages
@@ -159,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             abort = failure_check(reader, stages.stderr_log) if reader else None
             stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait, abort=abort)
 
-    return run_guarded(body, "landscape-job")
+    # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored).
+    with termination.handled():
+        return run_guarded(body, "landscape-job")
 
 
 if __name__ == "__main__":

@@ -28,11 +28,15 @@ from landscape_job.feed import (ResidentSplit, StreamedSplit, decide_resident, f
                                  split_bytes)
 from landscape_job.losses import batch_loss_sum, batch_loss_sums
 from landscape_job.metrics import Metric, selected
+from landscape_job.gpu import gpu_required, required_device
 from landscape_job.precision import AUTOCAST, compute_dtype, device_capability, resolve_precision
 from landscape_job.spec import DEFAULT_METRICS, ComputeSpec, HessianSpec
 
 
 def resolve_device(name: str) -> torch.device:
+    """``compute.device`` here; in a pod that requested a GPU always CUDA, or a ``GpuUnavailable`` (landscape_job.gpu)."""
+    if gpu_required():
+        return required_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -3,7 +3,9 @@
 An input in the spec is a plain path (in a pod: a mounted volume), ``file:///path``,
 ``s3://bucket/key`` (the storage layer's S3 client and credentials) or ``https://...``
 with a required ``sha256`` pin (a web server proves nothing about what it serves;
-``http://`` is accepted on loopback only, for tests). The spec keeps the URLs as given;
+``http://`` is accepted on loopback only, for tests). Web fetches go through
+:mod:`landscape_job.web`, which retries what a retry can heal (exit 1 when that fails)
+and names the user's mistakes (exit 2). The spec keeps the URLs as given;
 each stage turns them into local paths when it runs (:func:`localize`), so the spec,
 its hash and the run's provenance name the source, not a pod's temporary folder.
 
@@ -19,7 +21,6 @@ extracted into the cache once, refusing members that would land outside it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import ipaddress
@@ -28,22 +29,20 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from landscape_job.cache import cache_dir
-from landscape_job.errors import UserError
+from landscape_job import web
+from landscape_job.errors import StageError, UserError
 from landscape_job.location import NO_OPTIONS, StorageLocation, StorageOptions, local_path
 
 if TYPE_CHECKING:
     from landscape_job.spec import Spec
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
-_HTTP_TIMEOUT = 60.0
 _BLOCK = 1 << 20
 
 
@@ -121,18 +120,6 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def _http_errors(url: str, key: str, failing: str) -> Iterator[None]:
-    """A web input's HTTP status or network failure as one line naming the spec key."""
-    try:
-        yield
-    except urllib.error.HTTPError as err:
-        raise UserError(f"{key}: {url} answered HTTP {err.code}; fix the URL") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise UserError(f"{key}: {failing} {url} ({reason})") from None
-
-
 class Fetcher:
     """Turns input URLs into local paths through the cache; one per stage."""
 
@@ -184,7 +171,7 @@ class Fetcher:
             else:
                 self._head(client, bucket, name, key, url)
             return
-        self._http_head(url, key)
+        web.head(url, key)
 
     # -- S3 ---------------------------------------------------------------------------------
 
@@ -245,21 +232,6 @@ class Fetcher:
         except Exception as err:  # noqa: BLE001
             raise self._s3_error(err, key, url) from None
 
-    # -- HTTP -------------------------------------------------------------------------------
-
-    def _http_head(self, url: str, key: str) -> int | None:
-        request = urllib.request.Request(url, method="HEAD")
-        with _http_errors(url, key, "cannot reach"), urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
-            length = response.headers.get("Content-Length")
-            return int(length) if length else None
-
-    def _download_http(self, url: str, dest: Path, key: str) -> int | None:
-        with _http_errors(url, key, "cannot download"), \
-                urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT) as response, open(dest, "wb") as out:
-            length = response.headers.get("Content-Length")
-            shutil.copyfileobj(response, out, _BLOCK)
-            return int(length) if length else None
-
     # -- cache ------------------------------------------------------------------------------
 
     def _fetch(self, url: str, key: str, sha256: str | None) -> Path:
@@ -286,10 +258,10 @@ class Fetcher:
                 self._download_s3(*s3, tmp, key, url)
                 expected = remote["size"]
             else:
-                expected = self._download_http(url, tmp, key)
+                expected = web.download(url, tmp, key)  # retried; a body cut short is retried too
             size = tmp.stat().st_size
             if expected is not None and size != expected:
-                raise UserError(f"{key}: {url} arrived with {size} bytes of {expected}; try again")
+                raise StageError(f"{key}: {url} arrived with {size} bytes of {expected}; try again")
             digest = file_sha256(tmp)
             if sha256 is not None and digest != sha256:
                 raise UserError(f"{key}: {url} does not match its sha256 pin (got {digest[:12]}..., pinned "

@@ -19,13 +19,17 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-
 from landscape_job.errors import StageError, UserError
 from launcher.pod_state import Event
+
+try:  # the [launcher] extra: pods and local runs do without it
+    import urllib3
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+except ImportError as _missing:  # pragma: no cover - the dev install has it
+    raise UserError(f"the cluster commands need the Kubernetes client ({_missing.name} is not installed): "
+                    "pip install 'landscape[launcher]'") from None
 
 try:  # recent kubernetes clients check arguments with pydantic before sending; older ones do not
     from pydantic import ValidationError as ClientValidationError

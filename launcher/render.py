@@ -54,6 +54,7 @@ import yaml
 import landscape_job
 from landscape_job.cache import CACHE_ENV
 from landscape_job.errors import UPSTREAM_FAILED_EXIT, USER_ERROR_EXIT, UserError
+from landscape_job.gpu import REQUIRE_GPU_ENV
 from landscape_job.location import RUN_ENV, S3, STORAGE_OPTIONS_ENV
 from landscape_job.spec import Spec
 
@@ -62,7 +63,6 @@ from launcher.gate import KUEUE_LABEL, pods_role, pods_role_binding, release_env
 from launcher.k8s_spec import KubernetesSpec, evaluate_parallelism, parse_quantity
 
 CONTAINER = "landscape"
-ENTRYPOINT = "landscape-job"
 STAGES = ("prepare", "evaluate", "merge")
 #: The gated Jobs first: when the prepare pod comes to release them, they exist.
 CREATION_ORDER = ("evaluate", "merge", "prepare")
@@ -177,6 +177,9 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str],
         env.append(release_env(k8s, names))  # what prepare releases once its work is in storage
     if stage == "merge":
         env.append({"name": "LANDSCAPE_EVALUATE_JOB", "value": names["evaluate"]})
+    if gpus:
+        # The pod holds a GPU: it computes on it or exits 1 saying why, never on the CPU (landscape_job/gpu.py).
+        env.append({"name": REQUIRE_GPU_ENV, "value": "1"})
     if gpus == 0:
         # The CUDA image sets NVIDIA_VISIBLE_DEVICES=all; on a GPU node with the NVIDIA runtime
         # as default, a pod that requested no GPU would otherwise see (and use) other pods' GPUs.
@@ -280,7 +283,8 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         "name": CONTAINER,
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
-        "command": [ENTRYPOINT],
+        # No ``command``: the image's ENTRYPOINT runs (NVIDIA's script, which sets up CUDA forward
+        # compatibility, then execs ``landscape-job``); a ``command`` here would bypass it.
         "args": _stage_args(stage, deadlines, estimate_points),
         "env": _env(stage, spec, run_id, gpus, names, k8s),
         "resources": {"requests": requests, "limits": limits},

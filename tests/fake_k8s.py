@@ -674,9 +674,12 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 
 
 def run_subprocess(fake: FakeCluster, pod: dict, env: dict) -> int:
-    """Runs the container's ``landscape-job`` command as ``python -m landscape_job.cli``; its output is the log."""
+    """Runs the container's ``landscape-job`` command as ``python -m landscape_job.cli``; its output is the log.
+
+    Without ``command`` the image's ENTRYPOINT runs: NVIDIA's script, which execs ``landscape-job``.
+    """
     container = pod["spec"]["containers"][0]
-    command = container.get("command", []) + container.get("args", [])
+    command = (container.get("command") or ["landscape-job"]) + container.get("args", [])
     name = pod["metadata"]["name"]
     if not command or command[0] != "landscape-job":
         fake.append_log(name, f"exec: {command[:1]} not found in the image\n")

@@ -46,7 +46,7 @@ def test_estimate_job_is_an_evaluate_pod_running_the_estimate(tmp_path: Path, cl
     assert job["spec"]["completions"] == 1 and job["spec"]["backoffLimit"] == 0
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
     container = pod["containers"][0]
-    assert container["command"] == ["landscape-job"] and container["args"] == ["estimate", "--points", "5"]
+    assert "command" not in container and container["args"] == ["estimate", "--points", "5"]
     assert env_of(job["spec"]["template"])["LANDSCAPE_SPEC_FILE"] == "/etc/landscape/spec.yaml"
     assert {"name": "spec", "configMap": {"name": "lin-est-abc123-estimate-spec"}} in pod["volumes"]
 

@@ -74,3 +74,28 @@ def test_the_memory_snapshot_is_a_pickle_the_visualiser_reads(tmp_path: Path) ->
     _evaluator(tmp_path, precision="fp32").evaluate(0.0, 0.0)
     assert snapshot.dump(tmp_path / "s.pickle")
     assert "segments" in pickle.loads((tmp_path / "s.pickle").read_bytes())
+
+
+def test_a_pod_that_requested_a_gpu_computes_on_it(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
+    """The pod side of LANDSCAPE_REQUIRE_GPU on a real GPU: the check passes and the shard is computed on CUDA."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import spec_from
+    from landscape_job import stages
+    from landscape_job.evaluator import resolve_device
+    from landscape_job.gpu import REQUIRE_GPU_ENV, cuda_problem
+    from landscape_job.records import ShardRecord
+    from landscape_job.shards import read_shard, shard_key
+    from launcher.local import open_run
+
+    monkeypatch.setenv(REQUIRE_GPU_ENV, "1")
+    assert cuda_problem() is None and resolve_device("auto").type == "cuda"
+    run = open_run(spec_from(tmp_path, linear_spec), "gpu-pod")
+    stages.prepare(run, log=lambda _: None)
+    result = subprocess.run([sys.executable, "-m", "landscape_job.cli", "--run", run.url, "evaluate", "--shard", "0"],
+                            env={**os.environ, REQUIRE_GPU_ENV: "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = ShardRecord.from_attrs(read_shard(run.get(shard_key(0, 1)), "shard").attrs)
+    assert record.device.startswith("cuda"), record.device

@@ -1,11 +1,14 @@
 """The Dockerfile, checked without a Docker engine: hadolint, and a parse of its instructions.
 
-The image must be NVIDIA's PyTorch image at a pinned tag, keep that image's torch (never
-pip-install torch or torchvision), install exactly the non-torch runtime dependencies of
-pyproject.toml at the versions pinned in requirements/constraints.txt, run as a numeric
-non-root user, and start ``landscape-job`` in exec form. Each check is a function that
-returns its problems, run on the real Dockerfile (no problem) and on broken variants (the
-problem is found), so none of them can pass vacuously.
+The image must be NVIDIA's PyTorch image at a pinned tag and digest, of a release whose
+PyTorch minor version is the one CI tests; keep that image's torch, torchvision and NumPy
+(never pip-install them); install exactly the other runtime dependencies of pyproject.toml
+(with pyproject's bounds, versions fixed by constraint files: the base's freeze and
+requirements/constraints.txt), not the launcher or its Kubernetes client; carry the OCI
+labels; run as a numeric non-root user; and start NVIDIA's entrypoint script, then
+``landscape-job``, in exec form. Each check is a function that returns its problems, run
+on the real Dockerfile (no problem) and on broken variants (the problem is found), so none
+of them can pass vacuously.
 """
 
 from __future__ import annotations
@@ -33,9 +36,19 @@ else:  # pragma: no cover
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 TORCH = {"torch", "torchvision"}
+#: What the base image brings and the build must keep: NVIDIA builds its packages against these.
+KEPT = TORCH | {"numpy"}
+#: Never in the pods' image: the launcher's own dependency.
+LAUNCHER_ONLY = {"kubernetes"}
 #: NGC PyTorch 24.07 is the first release with torch 2.4 (pyproject asks torch>=2.4).
 MIN_NGC_RELEASE = (24, 7)
-_FROM = re.compile(r"^nvcr\.io/nvidia/pytorch:(\d{2})\.(\d{2})-py3$")
+#: The PyTorch minor version of NGC PyTorch releases, as public sources show it (NVIDIA's
+#: release notes: 25.01 -> 2.6, 25.12 -> 2.10; 26.04/26.05 -> 2.12 and 26.09 -> 2.14 from
+#: public Dockerfiles and notes built on them). A base without an entry cannot be checked.
+NGC_TORCH = {(25, 1): "2.6", (25, 12): "2.10", (26, 4): "2.12", (26, 5): "2.12", (26, 9): "2.14"}
+_FROM = re.compile(r"^nvcr\.io/nvidia/pytorch:(\d{2})\.(\d{2})-py3@sha256:[0-9a-f]{64}$")
+ENTRYPOINT = ["/opt/nvidia/nvidia_entrypoint.sh", "landscape-job"]
+OCI_LABELS = ("title", "description", "version", "revision", "source", "licenses", "base.name", "base.digest")
 #: pip options that take a value (the value is not a requirement).
 _PIP_VALUE_OPTIONS = {"-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url",
                       "-f", "--find-links", "-t", "--target", "--prefix", "--root", "--upgrade-strategy",
@@ -102,9 +115,12 @@ def requirements_of(args: list[str]) -> tuple[list[str], list[str]]:
     return requirements, paths
 
 
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
 def pyproject_runtime_deps() -> dict[str, Requirement]:
-    data = tomllib.loads((REPO / "pyproject.toml").read_text())
-    reqs = [Requirement(r) for r in data["project"]["dependencies"]]
+    reqs = [Requirement(r) for r in pyproject()["project"]["dependencies"]]
     return {canonicalize_name(r.name): r for r in reqs}
 
 
@@ -128,10 +144,36 @@ def base_image_problems(text: str) -> list[str]:
     image = froms[-1].split()[0]
     match = _FROM.match(image)
     if not match:
-        return [f"FROM {image}: expected nvcr.io/nvidia/pytorch:<YY.MM>-py3 with a pinned tag"]
-    if (int(match.group(1)), int(match.group(2))) < MIN_NGC_RELEASE:
+        return [f"FROM {image}: expected nvcr.io/nvidia/pytorch:<YY.MM>-py3@sha256:<digest>, tag and digest pinned"]
+    release = (int(match.group(1)), int(match.group(2)))
+    if release < MIN_NGC_RELEASE:
         return [f"FROM {image}: older than {MIN_NGC_RELEASE[0]}.{MIN_NGC_RELEASE[1]:02d}, which ships torch < 2.4"]
+    tested = ".".join(constraint_pins()["torch"].split(".")[:2])
+    shipped = NGC_TORCH.get(release)
+    if shipped != tested:
+        return [f"FROM {image}: ships torch {shipped or '(unknown: add it to NGC_TORCH)'}, "
+                f"but CI tests torch {tested} (requirements/constraints.txt)"]
     return []
+
+
+def label_problems(text: str) -> list[str]:
+    """The OCI labels, and the base they name is the FROM's."""
+    labels: dict[str, str] = {}
+    for keyword, args in instructions(text):
+        if keyword == "LABEL":
+            for word in shlex.split(args):
+                key, _, value = word.partition("=")
+                labels[key] = value
+    problems = [f"no label org.opencontainers.image.{name}" for name in OCI_LABELS
+                if not labels.get(f"org.opencontainers.image.{name}")]
+    froms = [args.split()[0] for keyword, args in instructions(text) if keyword == "FROM"]
+    if froms and "@" in froms[-1]:
+        name, digest = froms[-1].split("@", 1)
+        if labels.get("org.opencontainers.image.base.name") != name:
+            problems.append("org.opencontainers.image.base.name is not the FROM image")
+        if labels.get("org.opencontainers.image.base.digest") != digest:
+            problems.append("org.opencontainers.image.base.digest is not the FROM digest")
+    return problems
 
 
 def user_problems(text: str) -> list[str]:
@@ -153,14 +195,15 @@ def entrypoint_problems(text: str) -> list[str]:
     try:
         value = json.loads(entrypoints[-1])
     except json.JSONDecodeError:
-        return [f"ENTRYPOINT {entrypoints[-1]}: shell form; use the exec form [\"landscape-job\"]"]
-    if value != ["landscape-job"]:
-        return [f"ENTRYPOINT {value}: expected [\"landscape-job\"]"]
+        return [f"ENTRYPOINT {entrypoints[-1]}: shell form; use the exec form {json.dumps(ENTRYPOINT)}"]
+    if value != ENTRYPOINT:
+        return [f"ENTRYPOINT {value}: expected {json.dumps(ENTRYPOINT)} (NVIDIA's script sets up CUDA "
+                "forward compatibility, then execs landscape-job)"]
     return []
 
 
 def torch_problems(text: str) -> list[str]:
-    """torch/torchvision never installed; the project itself only with --no-deps; no opaque -r files."""
+    """torch/torchvision/NumPy never installed; the project itself only with --no-deps; no opaque -r files."""
     problems = []
     for args in pip_installs(text):
         requirements, paths = requirements_of(args)
@@ -168,6 +211,9 @@ def torch_problems(text: str) -> list[str]:
             name = canonicalize_name(re.split(r"[<>=!~\[; @]", spec.split("::")[-1], maxsplit=1)[0])
             if name in TORCH | {"pytorch"} or name.startswith("torch-") or "download.pytorch.org" in spec:
                 problems.append(f"installs {spec}: it would replace the base image's torch")
+            elif name == "numpy":
+                problems.append(f"installs {spec}: it would replace the base image's NumPy (an ABI boundary "
+                                "for NVIDIA's prebuilt extensions)")
         if paths and "--no-deps" not in args:
             problems.append(f"installs {' '.join(paths)} without --no-deps: pip may replace torch to satisfy it")
         if any(a in ("-r", "--requirement") or a.startswith("--requirement=") for a in args):
@@ -178,40 +224,46 @@ def torch_problems(text: str) -> list[str]:
 
 
 def dependency_problems(text: str) -> list[str]:
-    """The named installs are exactly pyproject's runtime deps minus torch, pinned as in constraints.txt."""
-    pins = constraint_pins()
-    wanted = {name: req for name, req in pyproject_runtime_deps().items() if name not in TORCH}
+    """The named installs are exactly pyproject's runtime deps minus what the base keeps, with pyproject's
+    bounds, their versions fixed by constraint files (the base's freeze and requirements/constraints.txt)."""
+    wanted = {name: req for name, req in pyproject_runtime_deps().items() if name not in KEPT}
     installed: dict[str, Requirement] = {}
     problems = []
     for args in pip_installs(text):
-        for spec in requirements_of(args)[0]:
+        requirements = requirements_of(args)[0]
+        if requirements and args.count("-c") + args.count("--constraint") < 2:
+            problems.append(f"installs {' '.join(requirements)} without the base's freeze and the CI pins as "
+                            "constraints (-c twice)")
+        for spec in requirements:
             try:
                 req = Requirement(spec)
             except InvalidRequirement:
                 problems.append(f"cannot parse requirement {spec!r}")
                 continue
             installed[canonicalize_name(req.name)] = req
-    installed = {n: r for n, r in installed.items() if n not in TORCH}
+    installed = {n: r for n, r in installed.items() if n not in KEPT}
+    for name in sorted(set(installed) & LAUNCHER_ONLY):
+        problems.append(f"installs {name}: the launcher's dependency, not the pods'")
     if set(installed) != set(wanted):
         missing = sorted(set(wanted) - set(installed))
         extra = sorted(set(installed) - set(wanted))
         problems.append(f"installed dependencies differ from pyproject.toml: missing {missing}, extra {extra}")
     for name, req in installed.items():
-        specs = list(req.specifier)
-        if len(specs) != 1 or specs[0].operator != "==":
-            problems.append(f"{req}: not pinned with ==")
-            continue
-        version = specs[0].version
-        if pins.get(name) != version:
-            problems.append(f"{req}: requirements/constraints.txt pins {name}=={pins.get(name)}")
-        if name in wanted and not wanted[name].specifier.contains(version, prereleases=True):
-            problems.append(f"{req}: outside pyproject.toml's {wanted[name]}")
+        if name in wanted and req.specifier != wanted[name].specifier:
+            problems.append(f"{req}: pyproject.toml says {wanted[name]}")
     return problems
 
 
+def copy_problems(text: str) -> list[str]:
+    """The launcher's code is not copied into the pods' image."""
+    copied = [args.split()[:-1] for keyword, args in instructions(text) if keyword == "COPY"]
+    return [f"COPY {source}: the launcher is not part of the pods' image"
+            for sources in copied for source in sources if source.rstrip("/").split("/")[0] == "launcher"]
+
+
 def all_problems(text: str) -> list[str]:
-    return (base_image_problems(text) + user_problems(text) + entrypoint_problems(text) + torch_problems(text)
-            + dependency_problems(text))
+    return (base_image_problems(text) + label_problems(text) + user_problems(text) + entrypoint_problems(text)
+            + torch_problems(text) + dependency_problems(text) + copy_problems(text))
 
 
 # --- the tests ---------------------------------------------------------------------------
@@ -282,35 +334,68 @@ def test_dockerignore_keeps_the_context_small():
     # ...but never what the build copies.
     copied = [args.split()[:-1] for keyword, args in instructions(DOCKERFILE.read_text()) if keyword == "COPY"]
     sources = {source for sources in copied for source in sources}
-    assert sources == {"pyproject.toml", "README.md", "landscape_job", "launcher", "requirements/constraints.txt"}
+    assert sources == {"pyproject.toml", "README.md", "landscape_job", "requirements/constraints.txt"}
     for path in sources:
         assert path not in entries and path.split("/")[0] not in entries, path
 
 
 GOOD = DOCKERFILE.read_text() if DOCKERFILE.exists() else ""
+BASE = "nvcr.io/nvidia/pytorch:26.09-py3"
+DIGEST = "sha256:6e8ccc607fc2a51e3741667b86316a0889418ba8b78ed0ba96e8d282b648a7a6"
 
 
 @pytest.mark.parametrize("old,new,check", [
-    ("FROM nvcr.io/nvidia/pytorch:25.01-py3", "FROM nvcr.io/nvidia/pytorch:latest", base_image_problems),
-    ("FROM nvcr.io/nvidia/pytorch:25.01-py3", "FROM pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime",
-     base_image_problems),
-    ("FROM nvcr.io/nvidia/pytorch:25.01-py3", "FROM nvcr.io/nvidia/pytorch:24.05-py3", base_image_problems),
+    (f"FROM {BASE}@{DIGEST}", "FROM nvcr.io/nvidia/pytorch:latest", base_image_problems),
+    (f"FROM {BASE}@{DIGEST}", f"FROM {BASE}", base_image_problems),  # tag without digest
+    (f"FROM {BASE}@{DIGEST}", "FROM pytorch/pytorch:2.14.0-cuda13.0-cudnn9-runtime", base_image_problems),
+    (f"FROM {BASE}@{DIGEST}", f"FROM nvcr.io/nvidia/pytorch:24.05-py3@{DIGEST}", base_image_problems),
+    (f"FROM {BASE}@{DIGEST}", f"FROM nvcr.io/nvidia/pytorch:25.01-py3@{DIGEST}", base_image_problems),  # torch 2.6
+    (f"FROM {BASE}@{DIGEST}", f"FROM nvcr.io/nvidia/pytorch:26.10-py3@{DIGEST}", base_image_problems),  # unknown
+    ('      org.opencontainers.image.revision="${REVISION}" \\\n', "", label_problems),
+    ('image.base.digest="sha256:6e8c', 'image.base.digest="sha256:0e8c', label_problems),
     ("USER 1000:1000", "USER landscape", user_problems),
     ("USER 1000:1000", "USER 0", user_problems),
-    ('ENTRYPOINT ["landscape-job"]', "ENTRYPOINT landscape-job", entrypoint_problems),
-    ('ENTRYPOINT ["landscape-job"]', 'ENTRYPOINT ["python", "-m", "landscape_job.cli"]', entrypoint_problems),
-    ("numpy==2.4.6 \\", "numpy==2.4.6 torch==2.6.0 \\", torch_problems),
+    ('ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "landscape-job"]', 'ENTRYPOINT ["landscape-job"]',
+     entrypoint_problems),
+    ('ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "landscape-job"]',
+     "ENTRYPOINT /opt/nvidia/nvidia_entrypoint.sh landscape-job", entrypoint_problems),
+    ('"h5py>=3.8" \\', '"h5py>=3.8" torch==2.14.0 \\', torch_problems),
+    ('"h5py>=3.8" \\', '"h5py>=3.8" numpy==2.4.6 \\', torch_problems),
     ("--no-deps .", ".", torch_problems),
-    ("kubernetes==37.0.1 \\", "kubernetes==37.0.1 -r requirements.txt \\", torch_problems),
-    ("      boto3==1.44.5 \\\n", "", dependency_problems),
-    ("numpy==2.4.6", "numpy==2.4.5", dependency_problems),
-    ("h5py==3.16.0", "h5py>=3.8", dependency_problems),
-    ("kubernetes==37.0.1 \\", "kubernetes==37.0.1 requests==2.34.2 \\", dependency_problems),
+    ('"tqdm>=4.66" \\', '"tqdm>=4.66" -r requirements.txt \\', torch_problems),
+    ('      "boto3>=1.34" \\\n', "", dependency_problems),
+    ('"h5py>=3.8"', '"h5py>=3.9"', dependency_problems),
+    ('"tqdm>=4.66" \\', '"tqdm>=4.66" "kubernetes>=29" \\', dependency_problems),
+    ('"tqdm>=4.66" \\', '"tqdm>=4.66" requests==2.34.2 \\', dependency_problems),
+    ("-c /opt/landscape/base-packages.txt -c /tmp/pins.txt", "-c /tmp/pins.txt", dependency_problems),
+    ("COPY landscape_job ./landscape_job", "COPY landscape_job ./landscape_job\nCOPY launcher ./launcher",
+     copy_problems),
 ])
 def test_each_check_catches_its_breakage(old, new, check):
     assert old in GOOD, f"the Dockerfile changed; update this case: {old!r}"
     assert check(GOOD) == []
     assert check(GOOD.replace(old, new)), f"{check.__name__} missed: {new!r}"
+
+
+def test_the_base_checks_follow_the_torch_ci_tests(monkeypatch):
+    """Bumping torch in requirements/constraints.txt without moving the base fails here."""
+    pins = constraint_pins()
+    assert base_image_problems(GOOD) == []
+    monkeypatch.setitem(globals(), "constraint_pins", lambda: {**pins, "torch": "2.15.0"})
+    assert "CI tests torch 2.15" in base_image_problems(GOOD)[0]
+
+
+def test_the_pods_dependencies_leave_the_launchers_out():
+    data = pyproject()
+    extras = data["project"]["optional-dependencies"]
+    runtime = set(pyproject_runtime_deps())
+    assert not runtime & LAUNCHER_ONLY  # the image installs these; pods never call the Kubernetes API
+    assert {canonicalize_name(Requirement(r).name) for r in extras["launcher"]} == LAUNCHER_ONLY
+    # `make test` installs -e '.[dev]': the launcher's dependency must come with it.
+    assert LAUNCHER_ONLY <= {canonicalize_name(Requirement(r).name) for r in extras["dev"]}
+    assert data["project"]["scripts"] == {"launcher": "launcher.cli:main", "landscape-job": "landscape_job.cli:main"}
+    # Every dependency of the pods' image is pinned for CI.
+    assert runtime <= set(constraint_pins())
 
 
 def test_torch_check_sees_every_installer():

@@ -328,7 +328,7 @@ def test_names_labels_and_creation_order(rendered):
         assert job["spec"]["suspend"] is True  # Kueue's guidance (prepare), the gate (evaluate, merge)
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["name"] == "landscape"
-        assert container["command"] == ["landscape-job"] and container["args"][0] == stage
+        assert "command" not in container and container["args"][0] == stage  # the image's ENTRYPOINT runs
         # evaluate only covers a slow store (prepare releases it when its output is written); merge its deadline
         waits = {"prepare": [], "evaluate": ["--wait", "120"], "merge": ["--wait", "90000"]}
         assert container["args"][1:] == waits[stage]
@@ -391,6 +391,7 @@ def test_evaluate_pods_resources_gpu_shm_and_no_token(rendered):
     for name in ("HOME", "XDG_CACHE_HOME", "TORCH_HOME", "MPLCONFIGDIR"):
         assert env[name].startswith("/tmp"), name
     assert "NVIDIA_VISIBLE_DEVICES" not in env
+    assert env["LANDSCAPE_REQUIRE_GPU"] == "1"  # a GPU pod computes on its GPU or exits 1 (landscape_job/gpu.py)
 
 
 def test_prepare_and_merge_pods(rendered):
@@ -410,6 +411,7 @@ def test_prepare_and_merge_pods(rendered):
         assert "cpu" not in resources["limits"]
         assert all(t.get("key") != "nvidia.com/gpu" for t in pod.get("tolerations", []))
         assert env_of(job["template"])["NVIDIA_VISIBLE_DEVICES"] == "void"
+        assert "LANDSCAPE_REQUIRE_GPU" not in env_of(job["template"])
         shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
         assert shm["emptyDir"]["medium"] == "Memory"
     codes = {stage: [r for r in jobs(objects)[stage]["spec"]["podFailurePolicy"]["rules"]
@@ -620,6 +622,7 @@ def test_a_hessian_prepare_gets_an_evaluate_pods_gpu_and_memory(tmp_path: Path, 
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in prepare_pod["tolerations"]
     assert prepare_pod["serviceAccountName"] == "landscape"  # still prepare's identity
     assert "NVIDIA_VISIBLE_DEVICES" not in env_of(jobs(objects)["prepare"]["spec"]["template"])
+    assert env_of(jobs(objects)["prepare"]["spec"]["template"])["LANDSCAPE_REQUIRE_GPU"] == "1"
     validate_all(objects)
 
 

@@ -5,6 +5,10 @@ left, the evaluator, this attempt's record), ``_loop`` (the points; every K poin
 seconds a checkpoint segment of the points new since the last one, a progress object
 every few seconds) and ``_finish`` (the complete shard, written once; a second attempt
 that finished first must agree with it).
+
+On SIGTERM (preemption, eviction, a drain: :mod:`landscape_job.termination`) the loop
+stops between K-batches' bookkeeping, the finished points not yet checkpointed are written
+as one more segment, and the worker exits 143: only the K-batch in flight is lost.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from landscape_job.stages.pinned import verify_inputs
 from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, quarantine, read_manifest,
                                             read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import NotFound, Storage
+from landscape_job.termination import Terminated, shielded
 
 Values = dict[str, float]
 
@@ -223,8 +228,23 @@ def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: 
     directions = _checked_directions(run, manifest)
     verify_inputs(spec, localize(spec), manifest, "evaluate")  # the inputs the directions were built from
     work = _resume(run, spec, shard, directions, log)
-    _loop(work, progress_seconds, log_points, log)
-    return _finish(work, log)
+    try:
+        _loop(work, progress_seconds, log_points, log)
+    except Terminated:
+        _flush(work, log)
+        raise
+    with shielded(deliver=False):  # the shard is whole after this: a SIGTERM meanwhile changes nothing
+        return _finish(work, log)
+
+
+def _flush(work: _ShardWork, log: Log) -> None:
+    """SIGTERM: the finished points not yet checkpointed, saved as one segment before the worker exits."""
+    unsaved = len(work.unsaved)
+    with shielded(deliver=False):
+        work.save_partial()
+        work.report("terminated")
+    log(f"evaluate: SIGTERM: saved {unsaved} finished point{'s' if unsaved != 1 else ''} as a checkpoint; "
+        f"{len(work.results)} of {len(work.points)} are kept for the next attempt")
 
 
 def _already_complete(run: Storage, spec: Spec, shard: int, direction_hash: str | None,
@@ -319,18 +339,21 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
         for a, b, samples in work.evaluator.nonfinite[overflowed:]:
             log(f"evaluate: point ({a:g}, {b:g}): {samples} samples with non-finite {work.evaluator.precision} "
                 "logits; its values are NaN (fp16 overflows above 65504: use bf16 or fp32 for this region)")
-        for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
-            work.results.put(p, v)
-            work.unsaved.append(p - work.points.start)
-            if log_points:
-                log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={x:.6g}" for k, x in v.items()))
+        with shielded():  # a point is recorded, queued for the checkpoint and logged, or none of these
+            for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
+                work.results.put(p, v)
+                work.unsaved.append(p - work.points.start)
+                if log_points:
+                    log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={x:.6g}" for k, x in v.items()))
         if checkpointer.due(len(chunk)):
             began = time.monotonic()
-            work.save_partial()
+            with shielded():  # a segment is written whole and its points marked saved together
+                work.save_partial()
             checkpointer.saved(time.monotonic() - began)
         if time.monotonic() - last_progress >= progress_seconds:
             last_progress = time.monotonic()
-            work.report("running")
+            with shielded():
+                work.report("running")
 
 
 def _finish(work: _ShardWork, log: Log) -> ShardRecord:

@@ -18,6 +18,10 @@ launcher's), so a test or an impatient user can shorten them:
   doubling with each attempt up to ``LANDSCAPE_S3_BACKOFF_MAX`` (default 20)
 * ``LANDSCAPE_S3_CONNECT_TIMEOUT`` and ``LANDSCAPE_S3_READ_TIMEOUT`` in seconds
   (defaults 10 and 60)
+
+The same policy and loop serve the web inputs (:mod:`landscape_job.web`), with their own
+classifier of faults and their own variables (``LANDSCAPE_HTTP_ATTEMPTS``, ...): one model of
+"how often, how patiently", two vocabularies of what a passing fault looks like.
 """
 
 from __future__ import annotations
@@ -62,15 +66,15 @@ class RetryPolicy:
     read_timeout: float = 60.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **defaults: float) -> RetryPolicy:
-        """The defaults given, each replaced by its environment variable when that is set."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = "LANDSCAPE_S3",
+                 **defaults: float) -> RetryPolicy:
+        """The defaults given, each replaced by its environment variable (``<prefix>_ATTEMPTS``, ...) when set."""
         environ = os.environ if environ is None else environ
         base = cls(**defaults)  # type: ignore[arg-type]
         values = {}
-        for field, name, integer in (("attempts", ATTEMPTS_ENV, True), ("backoff", BACKOFF_ENV, False),
-                                     ("backoff_max", BACKOFF_MAX_ENV, False),
-                                     ("connect_timeout", CONNECT_TIMEOUT_ENV, False),
-                                     ("read_timeout", READ_TIMEOUT_ENV, False)):
+        for field, integer in (("attempts", True), ("backoff", False), ("backoff_max", False),
+                               ("connect_timeout", False), ("read_timeout", False)):
+            name = f"{prefix}_{field.upper()}"
             raw = environ.get(name, "").strip()
             if not raw:
                 continue
@@ -121,9 +125,14 @@ def fault_of(err: BaseException) -> str | None:
 
 
 def retrying(call: Callable[[int], T], what: str, policy: RetryPolicy,
-             sleep: Callable[[float], None] = time.sleep) -> T:
+             sleep: Callable[[float], None] = time.sleep, *,
+             classify: Callable[[BaseException], str | None] = fault_of,
+             wait_hint: Callable[[BaseException], float | None] | None = None,
+             culprit: str = "the object store or the network") -> T:
     """``call(attempt)`` until it returns, retrying transient faults within the policy's budget.
 
+    ``classify`` names a transient fault (None: not transient); ``wait_hint`` may ask for a
+    longer pause after a fault (a server's Retry-After), never beyond ``backoff_max``.
     Anything not transient propagates as it is. When the budget is spent: a one-line
     ``StageError`` naming ``what`` and the last fault (exit 1: a later resume may succeed).
     """
@@ -132,14 +141,18 @@ def retrying(call: Callable[[int], T], what: str, policy: RetryPolicy,
         try:
             return call(attempt)
         except Exception as err:  # noqa: BLE001 - classified right here
-            fault = fault_of(err)
+            fault = classify(err)
             if fault is None:
                 raise
             if attempt == policy.attempts:
                 raise StageError(f"{what}: still failing after {attempt} attempt{'s' if attempt > 1 else ''} "
                                  f"over {time.monotonic() - started:.0f} s (last: {_one_line(fault)}); "
-                                 f"the object store or the network is failing, try again later") from None
-        sleep(policy.delay(attempt))
+                                 f"{culprit} is failing, try again later") from None
+            hint = wait_hint(err) if wait_hint is not None else None
+        pause = policy.delay(attempt)
+        if hint is not None:
+            pause = max(pause, min(hint, policy.backoff_max))
+        sleep(pause)
     raise AssertionError("unreachable")
 
 

@@ -1,0 +1,84 @@
+"""SIGTERM: the kubelet's "stop within the grace period", turned into an exception the stages can answer.
+
+When a pod is preempted, evicted or its node drained, the kubelet sends SIGTERM and,
+``terminationGracePeriodSeconds`` later (30 s by default), SIGKILL. Two things go wrong
+without a handler: a process that is PID 1 in its container ignores SIGTERM (the kernel
+drops default-disposition signals to PID 1; NVIDIA's entrypoint script ``exec``\\ s into
+``landscape-job``), so the pod waits out the whole grace period; and an evaluate worker
+loses every point since its last checkpoint segment.
+
+:func:`handled` makes SIGTERM raise :class:`Terminated` in the main thread, at the next
+bytecode boundary (a running CPU kernel or CUDA synchronisation finishes first). The
+evaluate stage catches it, writes the finished points not yet saved as one checkpoint
+segment, and re-raises; the CLI edge prints one line and exits :data:`TERMINATED_EXIT`
+(143 = 128 + SIGTERM, what a shell and the kubelet report for a process SIGTERM killed).
+143 is neither 0 nor the user-error code 2, so the Job's ``podFailurePolicy`` does not
+FailIndex/FailJob it: a disruption (``DisruptionTarget``) is ignored, anything else
+counts as one retry. Prepare and merge have nothing to flush (they write whole objects
+and are rerun from the start), so for them this is a clean, prompt exit.
+
+Bookkeeping that must not be torn (a segment written and its points marked saved) runs
+inside :func:`shielded`: a SIGTERM there is held and raised when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+#: The exit code of a stage stopped by SIGTERM.
+TERMINATED_EXIT = 128 + int(signal.SIGTERM)
+
+_state = threading.local()
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, so no ``except Exception`` on the way up swallows it."""
+
+
+def _depth() -> int:
+    return getattr(_state, "depth", 0)
+
+
+def _handler(signum: int, frame: object) -> None:
+    if _depth() > 0:
+        _state.pending = True
+        return
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def handled() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere nothing changes).
+
+    The previous handler comes back after it, so a caller in the same process (a test, the
+    Python API) keeps its own behaviour.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def shielded(deliver: bool = True) -> Iterator[None]:
+    """A block a SIGTERM does not interrupt: one that arrives meanwhile is raised when the block ends.
+
+    ``deliver=False`` drops it instead: for a block after which the work is done anyway (a
+    shard's final write), so the process exits 0 rather than be retried for nothing.
+    """
+    _state.depth = _depth() + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        if _state.depth == 0 and getattr(_state, "pending", False):
+            _state.pending = False
+            if deliver:
+                raise Terminated()
