@@ -76,6 +76,7 @@ RUN python -m pip list --format=freeze | sort > /opt/landscape/base-packages.txt
       "scikit-learn>=1.3" \
       "boto3>=1.34" \
       "tqdm>=4.66" \
+      "safetensors>=0.4" \
  && python -m pip list --format=freeze | sort | comm -23 /opt/landscape/base-packages.txt - | tee /tmp/changed.txt \
  && test ! -s /tmp/changed.txt \
  && rm -f /tmp/pins.txt /tmp/base-names.txt /tmp/changed.txt
@@ -88,7 +89,7 @@ RUN PIP_CONSTRAINT="" python -m pip install --no-cache-dir --no-deps . \
  && rm -f "$(command -v launcher)" \
  && python -m pip list --format=freeze | sort | comm -23 /opt/landscape/base-packages.txt - | tee /tmp/changed.txt \
  && test ! -s /tmp/changed.txt \
- && python -c "import numpy, torch, torchvision, h5py, matplotlib, sklearn, boto3, yaml, tqdm; \
+ && python -c "import numpy, torch, torchvision, h5py, matplotlib, sklearn, boto3, yaml, tqdm, safetensors; \
 assert torch.from_numpy(numpy.arange(3.0)).numpy().sum() == 3.0; import landscape_job.cli" \
  && ! python -c "import launcher" 2> /dev/null \
  && landscape-job --help > /dev/null \

@@ -231,7 +231,7 @@ def test_kustomize_output_validates(folder, namespace):
         (("",), ("configmaps",)): {"create", "get", "list", "delete"},
         (("",), ("configmaps/finalizers",)): {"update"},
         (("batch",), ("jobs",)): {"create", "get", "list", "patch", "delete"},
-        (("rbac.authorization.k8s.io",), ("roles", "rolebindings")): {"create"},
+        (("rbac.authorization.k8s.io",), ("roles", "rolebindings")): {"create", "list", "delete"},
         (("",), ("pods",)): {"get", "list"},
         (("",), ("pods/log",)): {"get"},
         (("",), ("events",)): {"list"}}
