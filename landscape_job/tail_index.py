@@ -46,7 +46,10 @@ def usable_count(count: int) -> int:
 
 
 def tail_index(samples: np.ndarray) -> float:
-    """α̂ of the samples (flattened, in the order given), clipped to the stable range (0, 2].
+    """α̂ of the samples (flattened, in the order given).
+
+    Not clipped to the stable range (0, 2]: a value above 2 says the samples' tails are
+    lighter than a Gaussian's (bounded noise), which a clip to 2 would hide.
 
     NaN when there are fewer than ``MIN_SAMPLES`` finite non-zero samples: exact zeros
     (a parameter the loss does not touch) carry no information about the tail and would
@@ -66,4 +69,4 @@ def tail_index(samples: np.ndarray) -> float:
     inverse = (np.mean(np.log(np.abs(blocks))) - np.mean(np.log(np.abs(x)))) / math.log(k1)
     if not np.isfinite(inverse) or inverse <= 0:
         return float("nan")
-    return float(min(2.0, 1.0 / inverse))
+    return float(1.0 / inverse)

@@ -183,7 +183,8 @@ def _submit(args: argparse.Namespace) -> None:
         check_run_id(args.run_id, "--run-id")
     spec, _ = checked_spec(args.spec, args.storage)
     run = submit_local(spec, run_id=args.run_id, workers=args.workers)
-    print(f"done: {run.url}/{SURFACE_KEY}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
+    result = SURFACE_KEY if spec.series is None else "series.h5"
+    print(f"done: {run.url}/{result}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
 
 
 def _estimate(args: argparse.Namespace) -> None:
