@@ -13,9 +13,13 @@ so a cᵢ's sign is the same on every machine.
 
 Gradient noise (Şimşekli et al., ICML 2019): the samples are shuffled (``noise_seed``)
 into minibatches of ``noise_batch_size``; each minibatch's mean-loss gradient minus the
-full gradient is one noise vector. α comes from ``tail_index`` over all noise coordinates
-taken coordinate by coordinate (a block sums one coordinate's noise over successive
-minibatches, so a block mixes no scales), and per parameter tensor on request.
+full gradient is one noise vector. α comes from ``tail_index`` over all noise coordinates,
+vector after vector (a block sums neighbouring coordinates of one minibatch's noise, as
+in the seed literature), and per parameter tensor on request. Not coordinate by
+coordinate across minibatches: the minibatches of one shuffle partition the samples, so
+one coordinate's noise summed over a pass is zero, which would read as a tail far
+lighter than it is. Coordinates of very different scales in one block pull α̂ below
+the truth (a mixture of scales looks heavy-tailed); the per-tensor α shows it.
 """
 
 from __future__ import annotations
@@ -126,18 +130,18 @@ def minibatches(n: int, batch_size: int, count: int | None, seed: int) -> list[t
 
 
 def noise_columns(params: Sequence[torch.Tensor], batch_loss: BatchLoss, gradient: torch.Tensor, n: int,
-                  series: SeriesSpec, names: Sequence[str]) -> Columns:
+                  series: SeriesSpec) -> Columns:
     """α of the minibatch gradient noise (all coordinates, and per tensor on request) and its mean norm."""
     batch = min(series.noise_batch_size, n)
     batches = minibatches(n, batch, series.noise_batches, series.noise_seed)
     noise = np.empty((len(batches), gradient.numel()), dtype=np.float64)
     for row, indices in enumerate(batches):
         noise[row] = (minibatch_gradient(params, batch_loss, indices) - gradient).double().cpu().numpy()
-    out: Columns = {"tail_index": tail_index(noise.T), "noise_norm": float(np.linalg.norm(noise, axis=1).mean())}
+    out: Columns = {"tail_index": tail_index(noise), "noise_norm": float(np.linalg.norm(noise, axis=1).mean())}
     if series.noise_per_layer:
         start = 0
         for i, p in enumerate(params):
-            out[column_name("tail_index_layers", i)] = tail_index(noise[:, start:start + p.numel()].T)
+            out[column_name("tail_index_layers", i)] = tail_index(noise[:, start:start + p.numel()])
             start += p.numel()
     return out
 
@@ -177,6 +181,5 @@ def measure(model: nn.Module, splits: Sequence[Split], samples: Split, series: S
         out.update(gradient_columns(gradient, spectrum if "grad_components" in metric_keys else None,
                                     series.lr, series.top_k))
     if "tail_index" in metric_keys:
-        names = [name for name, _ in model.named_parameters()]
-        out.update(noise_columns(probe.params, batch_loss, gradient, n, series, [names[i] for i in probe.indices]))
+        out.update(noise_columns(probe.params, batch_loss, gradient, n, series))
     return out
