@@ -52,10 +52,8 @@ def train(out: Path, lr: float, steps: int, every: int, seed: int = 0, subset: i
     Returns (step, λmax) pairs when ``check_every`` is set (else an empty list).
     """
     torch.manual_seed(seed)
-    split = load_split(DataSpec(dataset="digits"), "train")
+    split = load_split(DataSpec(dataset="digits", subset=subset), "train")  # the spec's data.subset: the same samples
     inputs, labels = split.inputs.double(), split.labels
-    if subset is not None:
-        inputs, labels = inputs[:subset], labels[:subset]
     model = tanh_mlp(hidden=HIDDEN).double()
     out.mkdir(parents=True, exist_ok=True)
     checks = []

@@ -85,15 +85,18 @@ def eos_summary(steps: np.ndarray, sharpness: np.ndarray, threshold: float, band
     """The edge-of-stability numbers: λmax before, at and after it first reaches the threshold.
 
     ``start``: λmax at the first checkpoint; ``reached_at_step``: the first step whose λmax
-    is at or above the threshold; ``before``: λmax at the checkpoint before it (the end of
-    progressive sharpening); ``at``: λmax there; ``after``: the median λmax from there on;
+    rises to the threshold from below (the first step, if it starts above and never comes
+    back from below: a step size unstable from the start); ``before``: λmax at the
+    checkpoint before it (the end of progressive sharpening); ``at``: λmax there; ``after``: the median λmax from there on;
     ``last_third``: λmax's range over the last third of the checkpoints and the fraction
     of them within ``band`` of the threshold (the edge of stability).
     """
     finite = np.isfinite(sharpness)
     if not finite.any():
         return {"threshold": threshold, "reached": False}
-    reached = np.flatnonzero(finite & (sharpness >= threshold))
+    above = finite & (sharpness >= threshold)
+    crossings = np.flatnonzero(above[1:] & finite[:-1] & ~above[:-1]) + 1  # from below to at/above
+    reached = crossings if crossings.size else np.flatnonzero(above)
     tail = sharpness[len(sharpness) - max(1, len(sharpness) // 3):]
     tail = tail[np.isfinite(tail)]
     out: dict[str, object] = {

@@ -1,0 +1,200 @@
+"""A series run end to end: its spec, sharded = unsharded, a killed shard resumes, series.h5 as h5py reads it,
+and the edge of stability on the digits example (a short training inside the test)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import SYNTHETIC, checkpointed_points, run_all, save_linear_checkpoint, spec_from, write_spec
+from landscape_job import stages
+from landscape_job.errors import UserError
+from landscape_job.spec import load_spec, spec_from_yaml
+from launcher.local import open_run
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: on a shared, loaded machine more threads only make each op wait (30 s vs 1.5 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def series_raw(tmp_path: Path) -> dict:
+    """Five checkpoints of a small MLP on the synthetic set, named by step, listed by a glob."""
+    (tmp_path / "ck").mkdir()
+    for step, seed in ((0, 0), (10, 1), (20, 2), (100, 3), (30, 4)):
+        save_linear_checkpoint(tmp_path / "ck" / f"step_{step}.pt", seed, hidden=[5])
+    return {
+        "name": "series",
+        "model": {"arch": "mlp", "kwargs": {"hidden": [5]}},
+        "data": {"dataset": "synthetic", "options": dict(SYNTHETIC)},
+        "series": {"checkpoints": "ck/step_*.pt", "lr": 0.5, "momentum": 0.5, "top_k": 3,
+                   "metrics": ["loss", "accuracy", "hessian", "gradient", "noise"],
+                   "noise_batch_size": 8, "noise_per_layer": True},
+        "hessian": {"ignore": "none", "iterations": 60, "tolerance": 1e-8},
+        "compute": {"shards": 1, "precision": "fp64", "batch_size": 32, "checkpoint_every": 2,
+                    "checkpoint_adapt": False},
+        "storage": "runs",
+    }
+
+
+def test_the_spec_lists_checkpoints_in_step_order(tmp_path: Path, series_raw: dict) -> None:
+    spec = spec_from(tmp_path, series_raw)
+    assert spec.series.steps == (0, 10, 20, 30, 100)  # natural order, then by step
+    assert [Path(c).name for c in spec.series.checkpoints] == [f"step_{s}.pt" for s in (0, 10, 20, 30, 100)]
+    assert spec.grid.size == 5 and spec.model.checkpoint == spec.series.checkpoints[-1]
+    assert spec.series.threshold == pytest.approx((2 + 2 * 0.5) / 0.5)
+    again = spec_from_yaml(spec.to_yaml(), "stored")
+    assert again.hash == spec.hash and again.series == spec.series
+    assert "grid" not in spec.to_dict() and "directions" not in spec.to_dict()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.update(grid={"x": "-1:1:3"}), "grid: a series run"),
+    (lambda r: r["series"].update(steps=[1, 2]), "series.steps: 2 steps for 5 checkpoints"),
+    (lambda r: r["series"].update(top_k=65), "series.top_k: at most 64"),
+    (lambda r: r["series"].update(momentum=1.0), "series.momentum"),
+    (lambda r: r["series"].update(lr=0), "series.lr: must be positive"),
+    (lambda r: r["series"].update(metrics=["loss", "sharpness"]), "series.metrics[1]"),
+    (lambda r: r["series"].update(checkpoints="nothing/*.pt"), "series.checkpoints: no checkpoint file matches"),
+    (lambda r: r["series"].update(steps=[1, 1, 2, 3, 4]), "same step"),
+    (lambda r: r["series"].update(typo=1), "series.typo: unknown key"),
+])
+def test_a_bad_series_is_one_line_naming_the_key(tmp_path: Path, series_raw: dict, change, message: str) -> None:
+    change(series_raw)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        spec_from(tmp_path, series_raw)
+
+
+def _series(tmp_path: Path, raw: dict, run_id: str, plots: bool = False) -> dict[str, np.ndarray]:
+    spec = spec_from(tmp_path, raw)
+    run = open_run(spec, run_id)
+    run_all(run, spec.compute.shards)
+    with h5py.File(tmp_path / "runs" / run_id / "series.h5") as f:
+        return {k: f[k][()] for k in f} | {"attrs": dict(f.attrs)}
+
+
+def test_sharded_equals_unsharded_and_h5py_reads_the_file(tmp_path: Path, series_raw: dict) -> None:
+    whole = _series(tmp_path, series_raw, "one")
+    series_raw["compute"]["shards"] = 3
+    sharded = _series(tmp_path, series_raw, "three")
+    for name in whole:
+        if name != "attrs":
+            np.testing.assert_array_equal(sharded[name], whole[name], err_msg=name)
+    assert whole["step"].tolist() == [0, 10, 20, 30, 100]
+    assert whole["top_eigenvalues"].shape == (5, 3) and whole["grad_components"].shape == (5, 3)
+    assert whole["train_loss"].shape == (5,) and np.isfinite(whole["tail_index"]).all()
+    assert whole["tail_index_layers"].shape == (5, 4)  # two weights, two biases
+    assert json.loads(whole["attrs"]["layer_names"]) == ["layers.1.weight", "layers.1.bias", "layers.3.weight",
+                                                         "layers.3.bias"]
+    assert whole["attrs"]["threshold"] == pytest.approx(6.0)
+    assert (np.diff(whole["top_eigenvalues"], axis=1) <= 0).all()  # descending
+    # The row of step 30 is the checkpoint step_30.pt, measured on its own.
+    from landscape_job.series_probe import split_metrics
+    from landscape_job.data import load_split
+    from landscape_job.models import build_model
+
+    model = build_model("mlp", 3, (6,), {"hidden": [5]}).double().eval()
+    model.load_state_dict(torch.load(tmp_path / "ck" / "step_30.pt", weights_only=True)["state_dict"])
+    split = load_split(spec_from(tmp_path, series_raw).data, "train")
+    loss, acc = split_metrics(model, split, "cross_entropy", 1000)
+    assert whole["train_loss"][3] == pytest.approx(loss, rel=1e-12) and whole["train_acc"][3] == pytest.approx(acc)
+
+
+def test_a_killed_shard_resumes_to_the_same_series(tmp_path: Path, series_raw: dict) -> None:
+    series_raw["series"]["metrics"] = ["loss", "hessian", "gradient"]
+    reference = _series(tmp_path, series_raw, "whole")
+    spec = spec_from(tmp_path, series_raw)
+    run = open_run(spec, "killed")
+    stages.prepare(run, log=lambda _: None)
+    import landscape_job.series_evaluator as module
+
+    original, calls = module.measure, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # killed while measuring the fourth checkpoint
+        return original(*args, **kwargs)
+
+    module.measure = dying
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stages.evaluate(run, 0, log=lambda _: None)
+    finally:
+        module.measure = original
+    assert checkpointed_points(run, 0, 1) == 2  # saved after the second checkpoint
+    record = stages.evaluate(run, 0, log=lambda _: None)
+    assert record.points_resumed == 2 and record.points_computed == 3 and record.attempts == 2
+    report = stages.merge(run, log=lambda _: None, plots=False)
+    assert report["kind"] == "series" and report["retries"] == 1
+    with h5py.File(tmp_path / "runs/killed/series.h5") as f:
+        for name in ("train_loss", "top_eigenvalues", "grad_components", "predicted_delta", "top_k_share"):
+            np.testing.assert_array_equal(f[name][()], reference[name], err_msg=name)
+
+
+def test_a_checkpoint_changed_after_prepare_is_refused(tmp_path: Path, series_raw: dict) -> None:
+    spec = spec_from(tmp_path, series_raw)
+    run = open_run(spec, "changed")
+    stages.prepare(run, log=lambda _: None)
+    save_linear_checkpoint(tmp_path / "ck" / "step_20.pt", 99, hidden=[5])
+    with pytest.raises(UserError, match=r"series.checkpoints\[2\]"):
+        stages.evaluate(run, 0, log=lambda _: None)
+
+
+def test_the_digits_example_reaches_the_edge_of_stability(tmp_path: Path) -> None:
+    """The example's short version: full-batch GD at η = 0.2 on 300 digits; λmax over the last third
+    of the steps stays within 20% of 2/η (and the figures and the viewer page are written)."""
+    sys.path.insert(0, str(EXAMPLES))
+    from train_digits_eos import train
+
+    train(tmp_path / "eos", lr=0.2, steps=390, every=30, subset=300, log=lambda _: None)
+    raw = {"name": "eos-short", "model": {"arch": "python:eos_net:tanh_mlp", "kwargs": {"hidden": [32, 32]}},
+           "python": {"path": [str(EXAMPLES / "eos")]},
+           "data": {"dataset": "digits", "subset": 300, "splits": ["train"]},
+           "loss": "python:eos_net:half_squared_error",
+           "series": {"checkpoints": "eos/step_*.pt", "lr": 0.2, "metrics": ["loss", "hessian"], "top_k": 2},
+           "hessian": {"ignore": "none", "iterations": 80, "trace_samples": 0},
+           "compute": {"shards": 2, "precision": "fp64"}, "storage": "runs"}
+    spec = load_spec(write_spec(tmp_path, raw))
+    run = open_run(spec, "eos")
+    stages.prepare(run, log=lambda _: None)
+    for shard in range(2):
+        stages.evaluate(run, shard, log=lambda _: None)
+    report = stages.merge(run, log=lambda _: None, plots=True)
+    eos = report["edge_of_stability"]
+    print(json.dumps(eos, indent=1))  # the numbers, in the test's output
+    assert eos["threshold"] == pytest.approx(10.0)
+    assert eos["last_third"]["within_band"] == 1.0
+    assert abs(eos["last_third"]["median"] - 10.0) <= 2.0
+    assert eos["reached"] and eos["reached_at_step"] > 0 and eos["before"] < 10.0
+    with h5py.File(tmp_path / "runs/eos/series.h5") as f:
+        sharpness = f["top_eigenvalues"][:, 0]
+    first_third = sharpness[1:len(sharpness) // 3 + 1]  # after the first step's catapult: below the line
+    assert first_third.min() < 0.95 * 10.0 < sharpness.max()
+    assert {"plots/series_sharpness_flow.png", "plots/series.html"} <= set(report["outputs"])
+
+
+def test_eos_summary_finds_the_crossing_from_below() -> None:
+    from landscape_job.stages.series_stage import eos_summary
+
+    steps = np.arange(0, 90, 10)
+    sharpness = np.array([12.0, 6.0, 8.0, 9.5, 10.4, 10.1, 9.9, 10.2, 9.8])  # a catapult, sharpening, EoS
+    eos = eos_summary(steps, sharpness, 10.0)
+    assert eos["reached_at_step"] == 40 and eos["before"] == 9.5 and eos["at"] == 10.4
+    assert eos["after"] == pytest.approx(10.1) and eos["start"] == 12.0
+    assert eos["last_third"] == {"min": 9.8, "max": 10.2, "median": 9.9, "within_band": 1.0}
+    never = eos_summary(steps, np.linspace(1, 5, 9), 10.0)
+    assert not never["reached"] and never["last_third"]["within_band"] == 0.0
