@@ -62,7 +62,7 @@ _STRINGS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)
 class ModelSpec:
     arch: str = key(description="zoo name (mlp, cnn, resnet56, ...) | torchvision:<name> | "
                                 "python:package.module:function")
-    checkpoint: str = key(kind=(str, dict), json=INPUT_SCHEMA,
+    checkpoint: str = key(kind=(str, dict), json=INPUT_SCHEMA, computed="with series: its last checkpoint",
                           description="θ*: a path, s3://bucket/key, or {url: https://..., sha256: ...}")
     kwargs: dict[str, Any] = key(default_factory=dict, kind=dict,
                                  description="passed to the model's constructor / factory")
@@ -354,7 +354,8 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian" and series is None:
         raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
                         "add one of them or remove this section")
-    compute = _parse_compute(top.section(Spec, "compute"), grid)
+    # A series' glob left for the pods to expand (files not checked here) has no count yet.
+    compute = _parse_compute(top.section(Spec, "compute"), grid, series is None or series.listed)
     storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
     plot = _parse_plot(top.section(Spec, "plot"))
     kubernetes = top.read(Spec, "kubernetes")
@@ -551,11 +552,11 @@ def _parse_trajectory(s: Section, kind: str, base_dir: Path, check_files: bool,
     return tuple(list_checkpoints(raw, "directions.trajectory", base_dir, check_files, pins))
 
 
-def _parse_compute(s: Section, grid: Grid) -> ComputeSpec:
+def _parse_compute(s: Section, grid: Grid, counted: bool = True) -> ComputeSpec:
     values = s.read_all(ComputeSpec)
     s.finish()
     shards = values["shards"]
-    if shards > grid.size:
+    if shards > grid.size and counted:
         raise UserError(f"compute.shards: {shards} shards for a grid of {grid.size} points; "
                         f"use at most {grid.size} (one point a shard)")
     return ComputeSpec(**values)

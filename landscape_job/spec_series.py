@@ -68,6 +68,11 @@ class SeriesSpec:
                                                   "middle, last)")
 
     @property
+    def listed(self) -> bool:
+        """Every checkpoint is known: no glob is left for the pods to expand (an unchecked cluster spec)."""
+        return not any(glob.has_magic(c) for c in self.checkpoints if "://" not in c)
+
+    @property
     def threshold(self) -> float:
         """(2 + 2β)/η: the largest stable curvature of (heavy-ball) GD on a quadratic."""
         return (2.0 + 2.0 * self.momentum) / self.lr
