@@ -19,6 +19,7 @@ import torch
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import hessian_parameters, hessian_split
 from landscape_job.errors import StageError
+from landscape_job.feed import ResidentSplit
 from landscape_job.inputs import Fetcher, localize
 from landscape_job.precision import PrecisionChoice
 from landscape_job.records import Manifest
@@ -76,8 +77,10 @@ class SeriesEvaluator:
                                                 "reduced precision is noise)")
         self.dtype = torch.float64 if fp64 else torch.float32
         self.model = build_centre_model(local).to(device, self.dtype).eval()
-        self.splits = load_splits(local)
-        check_outputs(self.model, self.splits[0], local)
+        splits = load_splits(local)
+        check_outputs(self.model, splits[0], local)
+        # Held whole, as the surface's evaluator holds data on the device (its ``size`` for the estimate).
+        self.splits = [ResidentSplit(s.name, s.inputs, s.labels) for s in splits]
         self.samples = hessian_split(local)
         self.batch_size = spec.hessian.batch_size or (spec.compute.batch_size
                                                       if isinstance(spec.compute.batch_size, int) else 1024)
@@ -86,6 +89,12 @@ class SeriesEvaluator:
         self.curvature = True if "top_eigenvalues" in self.keys else None
         self.unconverged = 0
         self.nonfinite: list[tuple[float, float, int]] = []
+
+    def resident_bytes(self) -> int:
+        """The model's tensors and every split's samples, held for the whole shard (``launcher estimate``)."""
+        tensors = [*self.model.parameters(), *self.model.buffers(),
+                   *(t for s in (*self.splits, self.samples) for t in (s.inputs, s.labels))]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
 
     def metric_names(self) -> list[str]:
         return list(self.columns)

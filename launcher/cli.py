@@ -167,7 +167,7 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
 def _submit(args: argparse.Namespace) -> None:
     from landscape_job.errors import UserError
     from landscape_job.location import check_run_id
-    from landscape_job.stages import REPORT_KEY, SURFACE_KEY
+    from landscape_job.stages import REPORT_KEY, SERIES_KEY, SURFACE_KEY
 
     from launcher.local import submit_local
 
@@ -183,7 +183,7 @@ def _submit(args: argparse.Namespace) -> None:
         check_run_id(args.run_id, "--run-id")
     spec, _ = checked_spec(args.spec, args.storage)
     run = submit_local(spec, run_id=args.run_id, workers=args.workers)
-    result = SURFACE_KEY if spec.series is None else "series.h5"
+    result = SURFACE_KEY if spec.series is None else SERIES_KEY
     print(f"done: {run.url}/{result}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
 
 
