@@ -100,8 +100,14 @@ def gradient_share_figure(series: Series) -> Figure:
     fig = Figure(figsize=(7.0, 3.5), layout="constrained")
     ax = fig.subplots()
     k = series.data["grad_components"].shape[1] if series.has("grad_components") else "k"
-    ax.plot(series.steps, series.data["top_k_share"], color="tab:green", lw=2.0)
-    ax.set_ylim(0.0, 1.05)
+    share = series.data["top_k_share"]
+    ax.plot(series.steps, share, color="tab:green", lw=2.0)
+    positive = share[np.isfinite(share) & (share > 0)]
+    if positive.size and positive.min() < 1e-2:  # stable GD drives it to ~0: only a log scale shows how far
+        ax.set_yscale("log")
+        ax.set_ylim(max(float(positive.min()) / 2, 1e-16), 2.0)
+    else:
+        ax.set_ylim(0.0, 1.05)
     ax.set_xlabel("step")
     ax.set_ylabel(f"share of ‖∇L‖² in the top-{k} subspace")
     ax.set_title(_title(series, "gradient in the top eigen-directions"))
