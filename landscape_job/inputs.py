@@ -407,6 +407,8 @@ def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
         yield f"directions.trajectory[{i}]", checkpoint, False
     if spec.directions.file:
         yield "directions.file", spec.directions.file, False
+    for i, checkpoint in enumerate(spec.series.checkpoints if spec.series is not None else ()):
+        yield f"series.checkpoints[{i}]", checkpoint, False  # fetched one by one by the shard that needs it
     if spec.data.root:
         yield "data.root", spec.data.root, True
 

@@ -153,12 +153,17 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
         lines.append(f"warning: {per_shard} points per shard: each shard also pays a process start-up and "
                      f"the model and data setup (seconds), likely more than its points unless a point costs "
                      f"seconds; consider compute.shards: {suggested} (launcher estimate measures both)")
+    if spec.series is not None:
+        lines[0] = (f"series: {grid.size} checkpoints (steps {spec.series.steps[0]}..{spec.series.steps[-1]}), "
+                    f"threshold (2 + 2β)/η = {spec.series.threshold:.6g}; metrics {', '.join(spec.series.metrics)}"
+                    if spec.series.steps else f"series: checkpoints listed by the pods ({spec.series.checkpoints[0]})")
     if data_sizes:
         samples = sum(data_sizes.values())
         lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
     if spec.uses_hessian:
         h = spec.hessian
         where = f"{grid.size} points and the centre" if "hessian" in spec.metrics else "the centre only"
+        where = f"each of the {grid.size} checkpoints" if spec.series is not None else where
         lines.append(f"hessian: up to {h.iterations} Hessian-vector products (each about 3 passes over "
                      f"the {h.split} split{f', {h.subset} samples' if h.subset else ''}) at {where}")
     return lines

@@ -198,3 +198,28 @@ def test_eos_summary_finds_the_crossing_from_below() -> None:
     assert eos["last_third"] == {"min": 9.8, "max": 10.2, "median": 9.9, "within_band": 1.0}
     never = eos_summary(steps, np.linspace(1, 5, 9), 10.0)
     assert not never["reached"] and never["last_third"]["within_band"] == 0.0
+
+
+def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
+    """A series with loss and hessian only: two figures (no noise, no gradient), and a page whose data
+    is the file's, non-finite values as null, no '</' that could end its script early."""
+    from landscape_job.plots.series_figures import plot_series
+    from landscape_job.series import load_series, series_bytes
+    from landscape_job.series_viewer import series_html
+
+    flat = {"train_loss": np.array([1.0, 0.5, np.nan]), "min_eig": np.array([-1.0, 0.0, 0.5]),
+            "top_eigenvalues[0]": np.array([3.0, 5.0, 4.0]), "top_eigenvalues[1]": np.array([1.0, 2.0, 2.5])}
+    path = tmp_path / "series.h5"
+    path.write_bytes(series_bytes(np.array([0, 5, 10]), ["a</script>", "b", "c"], flat,
+                                  {"name": "t", "threshold": 4.0, "momentum": 0.0}))
+    series = load_series(path)
+    assert series.data["top_eigenvalues"].tolist() == [[3.0, 1.0], [5.0, 2.0], [4.0, 2.5]]
+    written = {p.name for p in plot_series(series, tmp_path / "plots")}
+    assert written == {"series_sharpness_flow.png", "series_sharpness_flow.pdf", "series_spectrum.png",
+                       "series_spectrum.pdf"}
+    page = series_html(series)
+    data = json.loads(page.split("const D = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
+    assert data["steps"] == [0, 5, 10] and data["threshold"] == 4.0
+    assert data["fields"]["train_loss"]["values"] == [1.0, 0.5, None]
+    assert data["fields"]["top_eigenvalues"]["values"][1] == [5.0, 2.0]
+    assert "2/η = 4" in data["threshold_label"] and page.count("</script>") == 1
