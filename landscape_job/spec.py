@@ -255,6 +255,8 @@ class Spec:
         directions["file"] = input_out(self.directions.file, self.pins)
         model = asdict(self.model)
         model["checkpoint"] = input_out(self.model.checkpoint, self.pins)
+        if self.series is not None and self.model.checkpoint == self.series.checkpoints[-1]:
+            del model["checkpoint"]  # the default, taken again once a glob left for the pods is expanded
         python = {k: list(v) for k, v in asdict(self.python).items() if v}
         if self.directions.type == "file":
             # A direction file is used as written: these keys are refused for it on re-reading.

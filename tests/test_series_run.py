@@ -223,3 +223,15 @@ def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
     assert data["fields"]["train_loss"]["values"] == [1.0, 0.5, None]
     assert data["fields"]["top_eigenvalues"]["values"][1] == [5.0, 2.0]
     assert "2/η = 4" in data["threshold_label"] and page.count("</script>") == 1
+
+
+def test_a_glob_left_for_the_pods_is_expanded_by_them(tmp_path: Path, series_raw: dict) -> None:
+    """Unchecked (a cluster's spec), the glob stays a pattern; the pods' parse of the stored spec expands it."""
+    from landscape_job.spec import parse_spec
+
+    series_raw["compute"]["shards"] = 3
+    unchecked = parse_spec(series_raw, base_dir=tmp_path, check_files=False)
+    assert unchecked.series.checkpoints == (str(tmp_path / "ck" / "step_*.pt"),) and not unchecked.series.listed
+    on_a_pod = spec_from_yaml(unchecked.to_yaml(), "spec.yaml")
+    assert on_a_pod.series.steps == (0, 10, 20, 30, 100) and on_a_pod.grid.size == 5
+    assert on_a_pod.model.checkpoint == str(tmp_path / "ck" / "step_100.pt")
