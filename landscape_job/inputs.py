@@ -172,6 +172,17 @@ class Fetcher:
             raise UserError(f"{key}: a sha256 pin needs one file (an archive), not the S3 prefix {url!r}")
         return str(self._mirror(url, key))
 
+    def list_files(self, url: str, key: str, suffixes: tuple[str, ...]) -> list[str]:
+        """The ``s3://`` URLs of the objects under the S3 prefix ``url`` whose names end in ``suffixes``
+        (a series' checkpoints), in listing order; one line naming ``key`` when the prefix is empty."""
+        storage, bucket, name = self._s3_target(url, key)
+        prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+        found = [f"s3://{bucket}/{item['key']}" for item in self._list(storage, bucket, prefix, key, url)
+                 if item["key"].lower().endswith(suffixes)]
+        if not found:
+            raise UserError(f"{key}: no checkpoint ({', '.join(suffixes)}) under {url}; upload them or fix the URL")
+        return found
+
     def check(self, url: str, key: str, folder: bool = False) -> None:
         """Reachability without a download (one HEAD or list): for checks before a cluster submit."""
         if not is_remote(url):

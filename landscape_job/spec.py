@@ -33,13 +33,15 @@ import yaml
 from landscape_job.direction_types import AS_WRITTEN, DIRECTION_TYPES, FORCED, direction_type
 from landscape_job.errors import UserError, shown
 from landscape_job.grid import AXIS_PATTERN, MAX_POINTS, Axis, Grid
+from landscape_job.inputs import Fetcher
 from landscape_job.location import StorageLocation, local_path
 from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
 from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_input
-from landscape_job.spec_series import SeriesSpec, list_checkpoints, natural_key, parse_series, series_grid  # noqa: F401
+from landscape_job.spec_series import (CHECKPOINT_SUFFIXES, SeriesSpec, list_checkpoints, natural_key,  # noqa: F401
+                                       parse_series, series_grid)
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -330,7 +332,8 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                         f"with a letter or digit (it names Kubernetes objects); got {shown(name)}")
     pins: dict[str, str] = {}
     python = _parse_python(top.section(Spec, "python"), base_dir, check_files)
-    series = _series_layout(top, base_dir, check_files, pins)
+    storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
+    series = _series_layout(top, base_dir, check_files, pins, storage)
     model_section = top.section(Spec, "model")
     if series is not None and not model_section.has("checkpoint"):
         model_section.raw = {**model_section.raw, "checkpoint": series.checkpoints[-1]}  # the last: fits the arch
@@ -358,7 +361,6 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                         "add one of them or remove this section")
     # A series' glob left for the pods to expand (files not checked here) has no count yet.
     compute = _parse_compute(top.section(Spec, "compute"), grid, series is None or series.listed)
-    storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
     plot = _parse_plot(top.section(Spec, "plot"))
     kubernetes = top.read(Spec, "kubernetes")
     top.finish()
@@ -368,14 +370,17 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                 python=python, pins=pins, series=series)
 
 
-def _series_layout(top: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> SeriesSpec | None:
-    """``series:`` (``spec_series``), which stands in for grid, directions and metrics; None without it."""
+def _series_layout(top: Section, base_dir: Path, check_files: bool, pins: dict[str, str],
+                   storage: StorageLocation) -> SeriesSpec | None:
+    """``series:`` (``spec_series``), which stands in for grid, directions and metrics; None without it.
+    An S3 prefix among its checkpoints is listed with the storage's S3 options."""
     if not top.has("series"):
         return None
     for name in ("grid", "directions", "metrics"):
         if top.has(name):
             raise UserError(f"{name}: a series run evaluates each of series.checkpoints; remove {name}")
-    return parse_series(top.section(Spec, "series"), base_dir, check_files, pins)
+    return parse_series(top.section(Spec, "series"), base_dir, check_files, pins, lambda url, where:
+                        Fetcher(s3_options=storage.options).list_files(url, where, CHECKPOINT_SUFFIXES))
 
 
 def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:

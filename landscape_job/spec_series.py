@@ -8,7 +8,11 @@ list *is* a 1-D grid of indices 0..n−1 (``series_grid``), so shards, resume, m
 
 Checkpoints are listed as the PCA trajectory lists them (``list_checkpoints``, shared
 with ``directions.trajectory``): paths, URLs and local globs expanded in natural order
-(``epoch_2`` before ``epoch_10``). Each has a training step: the last number in its file
+(``epoch_2`` before ``epoch_10``), and for a series an S3 prefix (``s3://bucket/run/``,
+the trailing slash makes it one: its checkpoint objects, ``CHECKPOINT_SUFFIXES``).
+A glob or prefix is listed where files are checked (``launcher validate``, ``submit
+--local``, every pod); a cluster spec keeps it for the pods, which list it again, and a
+pod whose listing differs from prepare's stops (``series_evaluator``). Each has a training step: the last number in its file
 name, or ``series.steps`` given alongside. Rows are kept in step order.
 
 The optimiser's learning rate η and heavy-ball momentum β fix the stability threshold
@@ -22,7 +26,7 @@ import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from landscape_job.errors import UserError, shown
 from landscape_job.grid import Axis, Grid
@@ -34,6 +38,16 @@ from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, resolve_file, res
 MAX_TOP_K = 64
 #: Checkpoints of one series: far more is a glob that matched the wrong folder.
 MAX_CHECKPOINTS = 100_000
+#: The objects an S3 prefix (``s3://bucket/run/ckpt/``) contributes: checkpoint files by their suffix.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar", ".safetensors")
+
+#: Lists an S3 prefix: (url, key for messages) -> object URLs (``inputs.Fetcher.list_files``).
+Lister = Callable[[str, str], list[str]]
+
+
+def is_prefix(entry: str) -> bool:
+    """``s3://bucket/some/folder/``: every checkpoint under it (a trailing slash says "a folder")."""
+    return entry.startswith("s3://") and entry.endswith("/")
 
 _CHECKPOINTS_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_SCHEMA, "minItems": 1}]}
 _INTS_SCHEMA = {"type": "array", "items": {"type": "integer", "minimum": 0}}
@@ -44,8 +58,8 @@ class SeriesSpec:
     """What a series run measures at each checkpoint, and the optimiser that made them."""
 
     checkpoints: tuple[str, ...] = key(kind=(list, str), json=_CHECKPOINTS_SCHEMA,
-                                       description="the training run's checkpoints: a list, or a glob in natural "
-                                                   "order (\"ckpt/step_*.pt\")")
+                                       description="the training run's checkpoints: a list, a glob in natural "
+                                                   "order (\"ckpt/step_*.pt\") or an S3 prefix (\"s3://b/run/\")")
     steps: tuple[int, ...] = key((), kind=list, json=_INTS_SCHEMA,
                                  description="each checkpoint's training step (default: the last number in its "
                                              "file name)")
@@ -70,7 +84,7 @@ class SeriesSpec:
     @property
     def listed(self) -> bool:
         """Every checkpoint is known: no glob is left for the pods to expand (an unchecked cluster spec)."""
-        return not any(glob.has_magic(c) for c in self.checkpoints if "://" not in c)
+        return not any(is_prefix(c) or ("://" not in c and glob.has_magic(c)) for c in self.checkpoints)
 
     @property
     def threshold(self) -> float:
@@ -96,17 +110,23 @@ def natural_key(path: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def list_checkpoints(raw: object, name: str, base_dir: Path, check_files: bool, pins: dict[str, str]) -> list[str]:
+def list_checkpoints(raw: object, name: str, base_dir: Path, check_files: bool, pins: dict[str, str],
+                     lister: Lister | None = None) -> list[str]:
     """Checkpoint paths, URLs and/or local globs, in training order (``directions.trajectory``, ``series.checkpoints``).
 
     A glob is expanded (in natural order) when files are checked, so the stored spec
     names the very files used; unchecked (a cluster's paths) it is kept as an absolute
-    pattern and expanded by the pod that parses it.
+    pattern and expanded by the pod that parses it. With a ``lister``, an S3 prefix
+    (``s3://bucket/folder/``) is listed the same way (its checkpoint objects in natural
+    order); without one it is kept, for the pods to list.
     """
     entries = [raw] if isinstance(raw, str) else list(raw)  # type: ignore[arg-type]
     paths: list[str] = []
     for i, entry in enumerate(entries):
         where = f"{name}[{i}]" if isinstance(raw, list) else name
+        if isinstance(entry, str) and is_prefix(entry):
+            paths.extend(sorted(lister(entry, where), key=natural_key) if lister is not None and check_files else [entry])
+            continue
         if isinstance(entry, dict) or (isinstance(entry, str) and "://" in entry and not entry.startswith("file://")):
             paths.append(resolve_input(entry, where, base_dir, check_files, pins))  # a URL: never a glob
             continue
@@ -155,17 +175,18 @@ def _metrics(raw: object) -> tuple[str, ...]:
     return tuple(m for m in SERIES_CHOICES if m in items)
 
 
-def parse_series(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str]) -> SeriesSpec:
+def parse_series(s: Section, base_dir: Path, check_files: bool, pins: dict[str, str],
+                 lister: Lister | None = None) -> SeriesSpec:
     """``series:``: the checkpoints in step order with their steps, and what to measure."""
     raw = s.read(SeriesSpec, "checkpoints")
     if isinstance(raw, list) and not raw:
         raise UserError("series.checkpoints: list at least one checkpoint, or give a glob")
-    paths = list_checkpoints(raw, "series.checkpoints", base_dir, check_files, pins)
+    paths = list_checkpoints(raw, "series.checkpoints", base_dir, check_files, pins, lister)
     if len(paths) > MAX_CHECKPOINTS:
         raise UserError(f"series.checkpoints: {len(paths):,} checkpoints is more than the {MAX_CHECKPOINTS:,} "
                         "a series takes")
     steps = _integers(s, "steps")
-    expanded = check_files or not any(glob.has_magic(p) for p in paths)
+    expanded = not any(is_prefix(p) or ("://" not in p and glob.has_magic(p)) for p in paths)
     if steps and expanded and len(steps) != len(paths):
         raise UserError(f"series.steps: {len(steps)} steps for {len(paths)} checkpoints; give one per checkpoint "
                         "(or none: the step is read from each file name)")

@@ -235,3 +235,47 @@ def test_a_glob_left_for_the_pods_is_expanded_by_them(tmp_path: Path, series_raw
     on_a_pod = spec_from_yaml(unchecked.to_yaml(), "spec.yaml")
     assert on_a_pod.series.steps == (0, 10, 20, 30, 100) and on_a_pod.grid.size == 5
     assert on_a_pod.model.checkpoint == str(tmp_path / "ck" / "step_100.pt")
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
+    """A fresh moto bucket, dummy credentials, boto3 pointed at moto only (as tests/test_inputs.py)."""
+    import os
+    import uuid
+
+    import boto3
+
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name == "LANDSCAPE_STORAGE_OPTIONS":
+            monkeypatch.delenv(name)
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ns3 =\n    addressing_style = path\n")
+    for name, value in (("AWS_CONFIG_FILE", str(config)), ("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none")),
+                        ("AWS_EC2_METADATA_DISABLED", "true"), ("NO_PROXY", "127.0.0.1,localhost"),
+                        ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", moto_endpoint),
+                        ("LANDSCAPE_CACHE_DIR", str(tmp_path / "cache"))):
+        monkeypatch.setenv(name, value)
+    client = boto3.session.Session().client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    name = f"series-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return {"client": client, "name": name}
+
+
+def test_an_s3_prefix_lists_the_checkpoints_and_gives_the_local_series(tmp_path: Path, series_raw: dict,
+                                                                        bucket: dict) -> None:
+    series_raw["series"]["metrics"] = ["loss", "hessian"]
+    local = _series(tmp_path, series_raw, "local")
+    for path in (tmp_path / "ck").iterdir():
+        bucket["client"].put_object(Bucket=bucket["name"], Key=f"run7/ckpt/{path.name}", Body=path.read_bytes())
+    bucket["client"].put_object(Bucket=bucket["name"], Key="run7/ckpt/notes.txt", Body=b"not a checkpoint")
+    series_raw["series"]["checkpoints"] = f"s3://{bucket['name']}/run7/ckpt/"
+    spec = spec_from(tmp_path, series_raw)
+    assert spec.series.checkpoints[-1] == f"s3://{bucket['name']}/run7/ckpt/step_100.pt"
+    assert spec.series.steps == (0, 10, 20, 30, 100)
+    remote = _series(tmp_path, series_raw, "remote")
+    for name in ("train_loss", "test_loss", "top_eigenvalues", "min_eig"):
+        np.testing.assert_array_equal(remote[name], local[name], err_msg=name)
+    series_raw["series"]["checkpoints"] = f"s3://{bucket['name']}/elsewhere/"
+    with pytest.raises(UserError, match=r"series.checkpoints: no checkpoint"):
+        spec_from(tmp_path, series_raw)
