@@ -33,7 +33,8 @@ from landscape_job.errors import UserError
 from landscape_job.series_metrics import split_column
 from landscape_job.storage import h5_bytes
 
-__all__ = ["SERIES_KEY", "STEP", "CHECKPOINT", "LAYER_NAMES", "series_bytes", "stack_columns", "Series", "load_series"]
+__all__ = ["SERIES_KEY", "STEP", "CHECKPOINT", "LAYER_NAMES", "series_bytes", "stack_columns", "Series", "load_series",
+           "is_series_file"]
 
 SERIES_KEY = "series.h5"
 STEP = "step"
@@ -100,6 +101,15 @@ class Series:
         """λmax per row (NaN without hessian)."""
         top = self.data.get("top_eigenvalues")
         return top[:, 0] if top is not None and top.shape[1] else np.full(len(self.steps), np.nan)
+
+
+def is_series_file(path: str | Path) -> bool:
+    """Whether an HDF5 file is a series (it has ``step``), not a surface; False for anything unreadable."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return STEP in handle
+    except OSError:
+        return False
 
 
 def load_series(path: str | Path) -> Series:

@@ -246,6 +246,17 @@ def _plot(args: argparse.Namespace) -> None:
     if not args.surface.is_file():
         raise UserError(f"{args.surface}: surface file not found")
     out = args.out or args.surface.parent / "plots"
+    from landscape_job.series import is_series_file
+
+    if is_series_file(args.surface):  # series.h5: its own figures and page (the surface options do not apply)
+        from landscape_job.plots.series_figures import plot_series
+        from landscape_job.series import load_series
+        from landscape_job.series_viewer import write_series_html
+
+        series = load_series(args.surface)
+        written = [*plot_series(series, out), write_series_html(series, out / "series.html")]
+        print(f"{len(written)} plots in {out}")
+        return
     chosen = args.format or list(PLOT_FORMATS)
     figures = tuple(f for f in chosen if f not in EXPORT_FORMATS)
     exports = [f for f in chosen if f in EXPORT_FORMATS]

@@ -16,6 +16,7 @@ Matplotlib's object API (no pyplot): merge runs this in a pod without a display.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -140,7 +141,10 @@ def spectrum_figure(series: Series, plot_steps: Sequence[int]) -> Figure:
 
 
 def plot_series(series: Series, out_dir: Path, plot_steps: Sequence[int] = ()) -> list[Path]:
-    """Every figure the file's datasets allow; returns the files written."""
+    """Every figure the file's datasets allow; returns the files written.
+
+    ``plot_steps``: the spectrum's steps (default: the file's ``plot_steps`` attribute, the spec's)."""
+    plot_steps = list(plot_steps) or list(json.loads(str(series.attrs.get("plot_steps", "[]"))))
     written: list[Path] = []
     if series.has("top_eigenvalues"):
         written += _save(sharpness_flow(series), out_dir, "series_sharpness_flow")

@@ -152,7 +152,7 @@ def _attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
             "loss": spec.loss, "precision": "fp64" if spec.compute.precision == "fp64" else "fp32",
             "lr": spec.series.lr, "momentum": spec.series.momentum, "threshold": spec.series.threshold,
             "top_k": spec.series.top_k, "hessian_split": spec.hessian.split, "hessian_ignore": spec.hessian.ignore,
-            "noise_batch_size": spec.series.noise_batch_size}
+            "noise_batch_size": spec.series.noise_batch_size, "plot_steps": json.dumps(list(spec.series.plot_steps))}
 
 
 def _write_figures(run: Storage, series: Series, spec: Spec, tmp: Path) -> list[str]:
