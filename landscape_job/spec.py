@@ -40,8 +40,7 @@ from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
 from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_input
-from landscape_job.spec_series import (CHECKPOINT_SUFFIXES, SeriesSpec, list_checkpoints, natural_key,  # noqa: F401
-                                       parse_series, series_grid)
+from landscape_job.spec_series import CHECKPOINT_SUFFIXES, SeriesSpec, list_checkpoints, parse_series, series_grid
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")

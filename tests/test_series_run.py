@@ -188,7 +188,7 @@ def test_the_digits_example_reaches_the_edge_of_stability(tmp_path: Path) -> Non
 
 
 def test_eos_summary_finds_the_crossing_from_below() -> None:
-    from landscape_job.stages.series_stage import eos_summary
+    from landscape_job.stages.series_merge import eos_summary
 
     steps = np.arange(0, 90, 10)
     sharpness = np.array([12.0, 6.0, 8.0, 9.5, 10.4, 10.1, 9.9, 10.2, 9.8])  # a catapult, sharpening, EoS

@@ -25,7 +25,7 @@ from landscape_job.metrics import describe as describe_metric
 from landscape_job.records import Manifest, ShardRecord
 from landscape_job.shards import QUARANTINE_PREFIX, read_shard, shard_key
 from landscape_job.spec import Spec
-from landscape_job.stages.series_stage import merge_series
+from landscape_job.stages.series_merge import merge_series
 from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
                                             read_manifest, read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import Storage

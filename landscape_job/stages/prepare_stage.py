@@ -24,7 +24,7 @@ from landscape_job.inputs import localize
 from landscape_job.records import Manifest
 from landscape_job.spec import Spec, spec_from_yaml
 from landscape_job.stages.centre import build_centre_model
-from landscape_job.stages.series_stage import prepare_series
+from landscape_job.stages.series_prepare import prepare_series
 from landscape_job.stages.pinned import record_inputs, verify_inputs
 from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec,
                                             stderr_log)
