@@ -279,3 +279,21 @@ def test_an_s3_prefix_lists_the_checkpoints_and_gives_the_local_series(tmp_path:
     series_raw["series"]["checkpoints"] = f"s3://{bucket['name']}/elsewhere/"
     with pytest.raises(UserError, match=r"series.checkpoints: no checkpoint"):
         spec_from(tmp_path, series_raw)
+
+
+def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, series_raw: dict, capsys) -> None:
+    """`launcher submit --local` of a series: the same processes as a surface, series.h5 and the sharpness flow."""
+    from launcher.cli import main as launcher
+
+    series_raw["series"]["metrics"] = ["loss", "hessian"]
+    series_raw["compute"]["shards"] = 2
+    path = write_spec(tmp_path, series_raw)
+    assert launcher(["submit", str(path), "--local", "--run-id", "loc", "--workers", "2"]) == 0
+    run_dir = tmp_path / "runs" / "loc"
+    assert f"done: file://{run_dir}/series.h5" in capsys.readouterr().out
+    assert "shard 1 of 2" in (run_dir / "logs/evaluate-1.log").read_text()
+    assert (run_dir / "plots/series_sharpness_flow.png").stat().st_size > 10_000
+    in_process = _series(tmp_path, series_raw, "inproc")
+    with h5py.File(run_dir / "series.h5") as f:
+        np.testing.assert_allclose(f["top_eigenvalues"][()], in_process["top_eigenvalues"], rtol=1e-10)
+        np.testing.assert_array_equal(f["step"][()], in_process["step"])
