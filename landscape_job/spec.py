@@ -351,6 +351,9 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     metrics = _parse_metrics(top.read(Spec, "metrics"))
     hessian_raw = top.get("hessian", dict, None)
     hessian = _parse_hessian(Section(hessian_raw, "hessian"))
+    if series is not None and "hessian" in series.metrics and hessian.iterations <= series.top_k:
+        raise UserError(f"hessian.iterations: {hessian.iterations} Lanczos steps cannot give series.top_k = "
+                        f"{series.top_k} eigenpairs; use at least {2 * series.top_k}")
     directions, notes = _parse_directions(top.section(Spec, "directions"), base_dir, grid,
                                           check_files, pins, hessian)
     if directions.type == "pca" and check_files:

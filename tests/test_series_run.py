@@ -71,6 +71,8 @@ def test_the_spec_lists_checkpoints_in_step_order(tmp_path: Path, series_raw: di
     (lambda r: r["series"].update(checkpoints="nothing/*.pt"), "series.checkpoints: no checkpoint file matches"),
     (lambda r: r["series"].update(steps=[1, 1, 2, 3, 4]), "same step"),
     (lambda r: r["series"].update(typo=1), "series.typo: unknown key"),
+    (lambda r: r["series"].update(top_k=60), "hessian.iterations: 60 Lanczos steps cannot give series.top_k = 60"),
+    (lambda r: r.update(metrics=["loss"]), "metrics: a series run"),
 ])
 def test_a_bad_series_is_one_line_naming_the_key(tmp_path: Path, series_raw: dict, change, message: str) -> None:
     change(series_raw)
