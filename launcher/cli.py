@@ -153,10 +153,12 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
         lines.append(f"warning: {per_shard} points per shard: each shard also pays a process start-up and "
                      f"the model and data setup (seconds), likely more than its points unless a point costs "
                      f"seconds; consider compute.shards: {suggested} (launcher estimate measures both)")
+    if spec.series is not None and not spec.series.listed:  # a glob or S3 prefix the pods will list: no count yet
+        return [f"series: checkpoints listed by the pods ({', '.join(spec.series.checkpoints)})", lines[1],
+                f"shards: {shards}"]
     if spec.series is not None:
         lines[0] = (f"series: {grid.size} checkpoints (steps {spec.series.steps[0]}..{spec.series.steps[-1]}), "
-                    f"threshold (2 + 2β)/η = {spec.series.threshold:.6g}; metrics {', '.join(spec.series.metrics)}"
-                    if spec.series.steps else f"series: checkpoints listed by the pods ({spec.series.checkpoints[0]})")
+                    f"threshold (2 + 2β)/η = {spec.series.threshold:.6g}; metrics {', '.join(spec.series.metrics)}")
     if data_sizes:
         samples = sum(data_sizes.values())
         lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
