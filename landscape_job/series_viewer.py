@@ -85,8 +85,11 @@ def series_payload(series: Series) -> dict:
         for name in metric.dataset_names():
             labels[name] = (f"{name.split('_')[0]} {metric.label}" if metric.shape == "split" else metric.label) \
                 + (f" ({metric.unit})" if metric.unit else "")
-    fields = {name: {"label": labels.get(name, name), "columns": values.ndim == 2, "values": _jsonable(values)}
-              for name, values in series.data.items()}
+    # The sharpness first (what a series is for), then the registry's order, then fields no metric declares.
+    order = ["top_eigenvalues", *labels, *sorted(series.data)]
+    names = [n for n in dict.fromkeys(order) if n in series.data]
+    fields = {name: {"label": labels.get(name, name), "columns": series.data[name].ndim == 2,
+                     "values": _jsonable(series.data[name])} for name in names}
     momentum = float(series.attrs.get("momentum", 0.0) or 0.0)
     return {"steps": [int(s) for s in series.steps], "threshold": series.threshold, "fields": fields,
             "threshold_label": ("2/η" if momentum == 0 else "(2+2β)/η") + f" = {series.threshold:.4g}"}
