@@ -300,3 +300,18 @@ def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, 
     with h5py.File(run_dir / "series.h5") as f:
         np.testing.assert_allclose(f["top_eigenvalues"][()], in_process["top_eigenvalues"], rtol=1e-10)
         np.testing.assert_array_equal(f["step"][()], in_process["step"])
+
+
+def test_a_series_renders_for_the_cluster_with_gpus_for_its_shards_only(tmp_path: Path, series_raw: dict) -> None:
+    from launcher.k8s_spec import parse_kubernetes
+    from launcher.render import render_run
+
+    series_raw["compute"]["shards"] = 3
+    series_raw["storage"] = "s3://bucket/runs"
+    spec = spec_from(tmp_path, series_raw)
+    objects = render_run(spec, "s1", parse_kubernetes({}))
+    jobs = {o["metadata"]["labels"]["landscape.stage"]: o for o in objects if o["kind"] == "Job"}
+    assert jobs["evaluate"]["spec"]["completions"] == 3 and jobs["evaluate"]["spec"]["completionMode"] == "Indexed"
+    gpus = {stage: json.dumps(job["spec"]["template"]["spec"]["containers"][0]["resources"]).count("nvidia.com/gpu")
+            for stage, job in jobs.items()}
+    assert gpus["evaluate"] > 0 and gpus["prepare"] == 0 and gpus["merge"] == 0  # prepare only lists and hashes
