@@ -315,3 +315,17 @@ def test_a_series_renders_for_the_cluster_with_gpus_for_its_shards_only(tmp_path
     gpus = {stage: json.dumps(job["spec"]["template"]["spec"]["containers"][0]["resources"]).count("nvidia.com/gpu")
             for stage, job in jobs.items()}
     assert gpus["evaluate"] > 0 and gpus["prepare"] == 0 and gpus["merge"] == 0  # prepare only lists and hashes
+
+
+def test_listed_steps_order_the_rows_and_names_give_steps(tmp_path: Path, series_raw: dict) -> None:
+    from landscape_job.spec_series import step_of
+
+    assert step_of("/x/run-v2-step0120.pt", "k") == 120 and step_of("s3://b/ck/epoch_3.pth.tar", "k") == 3
+    with pytest.raises(UserError, match=r"k: no step number in the file name 'final.pt'; list series.steps"):
+        step_of("/x/final.pt", "k")
+    names = ["step_0.pt", "step_10.pt", "step_100.pt"]
+    series_raw["series"]["checkpoints"] = [f"ck/{n}" for n in names]
+    series_raw["series"]["steps"] = [5, 3, 4]  # listed steps win over the names, and order the rows
+    spec = spec_from(tmp_path, series_raw)
+    assert spec.series.steps == (3, 4, 5)
+    assert [Path(c).name for c in spec.series.checkpoints] == ["step_10.pt", "step_100.pt", "step_0.pt"]
