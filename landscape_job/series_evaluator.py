@@ -18,7 +18,7 @@ import torch
 
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import hessian_parameters, hessian_split
-from landscape_job.errors import StageError
+from landscape_job.errors import StageError, UserError
 from landscape_job.feed import ResidentSplit
 from landscape_job.inputs import Fetcher, localize
 from landscape_job.precision import PrecisionChoice
@@ -49,6 +49,24 @@ def layer_names(model: torch.nn.Module, spec: Spec) -> list[str]:
     """The parameter tensors the Hessian, gradient and noise are taken over, by name."""
     names = [n for n, _ in model.named_parameters()]
     return [names[i] for i in hessian_parameters(model, spec.hessian.ignore)]
+
+
+#: The noise matrix (minibatches x parameters, float64) a shard may hold: the estimator reads it whole.
+MAX_NOISE_BYTES = 4 << 30
+
+
+def check_noise_memory(spec: Spec, model: torch.nn.Module, samples: int) -> None:
+    """Refuses, before the first checkpoint, a noise matrix too large to hold (one line naming the keys)."""
+    assert spec.series is not None
+    params = dict(model.named_parameters())
+    width = sum(params[n].numel() for n in layer_names(model, spec))
+    batch = min(spec.series.noise_batch_size, samples)
+    rows = spec.series.noise_batches or max(samples // batch, 2)
+    size = rows * width * 8
+    if size > MAX_NOISE_BYTES:
+        raise UserError(f"series.noise_batches: {rows} minibatches x {width:,} parameters is {size / 2**30:.1f} GiB "
+                        f"of noise, more than the {MAX_NOISE_BYTES >> 30} GiB a shard holds; set series.noise_batches "
+                        f"(or hessian.subset) lower, or hessian.ignore: biasbn")
 
 
 class SeriesEvaluator:
@@ -85,6 +103,8 @@ class SeriesEvaluator:
         self.batch_size = spec.hessian.batch_size or (spec.compute.batch_size
                                                       if isinstance(spec.compute.batch_size, int) else 1024)
         self.columns = series_columns(spec, len(layer_names(self.model, spec)))
+        if "noise" in spec.series.metrics:
+            check_noise_memory(spec, self.model, len(self.samples.labels))
         self.keys = {m.key for m in selected(spec.series.metrics)}
         self.curvature = True if "top_eigenvalues" in self.keys else None
         self.unconverged = 0

@@ -329,3 +329,16 @@ def test_listed_steps_order_the_rows_and_names_give_steps(tmp_path: Path, series
     spec = spec_from(tmp_path, series_raw)
     assert spec.series.steps == (3, 4, 5)
     assert [Path(c).name for c in spec.series.checkpoints] == ["step_10.pt", "step_100.pt", "step_0.pt"]
+
+
+def test_a_noise_matrix_too_large_to_hold_is_refused_before_any_checkpoint(tmp_path: Path, series_raw: dict,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import landscape_job.series_evaluator as module
+
+    monkeypatch.setattr(module, "MAX_NOISE_BYTES", 10 * 53 * 8)  # 53 parameters: 10 minibatches fit, 12 do not
+    spec = spec_from(tmp_path, series_raw)  # 96 samples in minibatches of 8: 12
+    run = open_run(spec, "big")
+    stages.prepare(run, log=lambda _: None)
+    with pytest.raises(UserError, match=r"series.noise_batches: 12 minibatches x 53 parameters"):
+        stages.evaluate(run, 0, log=lambda _: None)
+    assert not run.list("shards/shard-0-of-1.partial")
