@@ -411,7 +411,8 @@ def _unpack(archive: Path, dest: Path, key: str) -> None:
 
 def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
     """``(key, url, is_folder)`` for every input a spec names."""
-    yield "model.checkpoint", spec.model.checkpoint, False
+    if not (spec.series is not None and spec.model.checkpoint.endswith("/")):  # a series' S3 prefix, listed below
+        yield "model.checkpoint", spec.model.checkpoint, False
     for i, target in enumerate(spec.directions.targets):
         yield f"directions.targets[{i}]", target, False
     for i, checkpoint in enumerate(spec.directions.trajectory):
@@ -419,7 +420,8 @@ def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
     if spec.directions.file:
         yield "directions.file", spec.directions.file, False
     for i, checkpoint in enumerate(spec.series.checkpoints if spec.series is not None else ()):
-        yield f"series.checkpoints[{i}]", checkpoint, False  # fetched one by one by the shard that needs it
+        # Fetched one by one by the shard that needs it; an S3 prefix (trailing "/") is checked by a listing.
+        yield f"series.checkpoints[{i}]", checkpoint, checkpoint.endswith("/")
     if spec.data.root:
         yield "data.root", spec.data.root, True
 

@@ -279,9 +279,15 @@ def test_an_s3_prefix_lists_the_checkpoints_and_gives_the_local_series(tmp_path:
     remote = _series(tmp_path, series_raw, "remote")
     for name in ("train_loss", "test_loss", "top_eigenvalues", "min_eig"):
         np.testing.assert_array_equal(remote[name], local[name], err_msg=name)
+    from landscape_job.inputs import check_reachable
+    from landscape_job.spec import parse_spec
+
+    check_reachable(parse_spec(series_raw, base_dir=tmp_path, check_files=False))  # a cluster submit's check
     series_raw["series"]["checkpoints"] = f"s3://{bucket['name']}/elsewhere/"
     with pytest.raises(UserError, match=r"series.checkpoints: no checkpoint"):
         spec_from(tmp_path, series_raw)
+    with pytest.raises(UserError, match=r"series.checkpoints\[0\]: no objects under"):
+        check_reachable(parse_spec(series_raw, base_dir=tmp_path, check_files=False))
 
 
 def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, series_raw: dict, capsys) -> None:
