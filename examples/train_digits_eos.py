@@ -5,7 +5,7 @@ The series example (``examples/digits-series.yaml``) reads the checkpoints this 
 error at learning rate η: the top Hessian eigenvalue (sharpness) rises during training
 (progressive sharpening) until it reaches 2/η, then hovers there while the loss keeps
 falling, non-monotonically (the edge of stability, Cohen et al., ICLR 2021). In float64
-on the whole train split (1,438 samples) 800 steps take about ten seconds on two cores.
+on the whole train split (1,438 samples) 800 steps take about six seconds on two idle cores.
 
 ``--sharpness N`` also prints λmax every N steps (a few power iterations on exact
 Hessian-vector products), to check a learning rate before building the series.
