@@ -37,6 +37,8 @@ from landscape_job.evaluator import Evaluator, resolve_device
 from landscape_job.inputs import localize
 from landscape_job.memory import CUDA_OVERHEAD_BYTES, Fit, LiveBytes, mib, peak_device_bytes, reset_device_peak
 from landscape_job.spec import Spec
+from landscape_job.records import Manifest
+from landscape_job.series_evaluator import SeriesEvaluator
 from landscape_job.stages import build_centre_model, build_evaluator
 
 
@@ -145,6 +147,8 @@ def _evaluator(spec: Spec, device: torch.device) -> Evaluator:
     A point costs the same along any direction: a type whose directions cost a run of
     their own (Hessian eigenvectors: Lanczos in prepare) is stood in for by another here.
     """
+    if spec.series is not None:  # a series' points are its checkpoints: timed as the shards measure them
+        return SeriesEvaluator(spec, Manifest(), device)  # type: ignore[return-value]
     local = localize(spec)
     model = build_centre_model(local)
     stand_in = direction_type(local.directions.type).estimate_as

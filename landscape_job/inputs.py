@@ -159,6 +159,17 @@ class Fetcher:
             raise UserError(f"{key}: a sha256 pin needs one file (an archive), not the S3 prefix {url!r}")
         return str(self._mirror(url, key))
 
+    def list_files(self, url: str, key: str, suffixes: tuple[str, ...]) -> list[str]:
+        """The ``s3://`` URLs of the objects under the S3 prefix ``url`` whose names end in ``suffixes``
+        (a series' checkpoints), in listing order; one line naming ``key`` when the prefix is empty."""
+        storage, bucket, name = self._s3_target(url, key)
+        prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+        found = [f"s3://{bucket}/{item['key']}" for item in self._list(storage, bucket, prefix, key, url)
+                 if item["key"].lower().endswith(suffixes)]
+        if not found:
+            raise UserError(f"{key}: no checkpoint ({', '.join(suffixes)}) under {url}; upload them or fix the URL")
+        return found
+
     def check(self, url: str, key: str, folder: bool = False) -> None:
         """Reachability without a download (one HEAD or list): for checks before a cluster submit."""
         if not is_remote(url):
@@ -372,13 +383,17 @@ def _unpack(archive: Path, dest: Path, key: str) -> None:
 
 def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
     """``(key, url, is_folder)`` for every input a spec names."""
-    yield "model.checkpoint", spec.model.checkpoint, False
+    if not (spec.series is not None and spec.model.checkpoint.endswith("/")):  # a series' S3 prefix, listed below
+        yield "model.checkpoint", spec.model.checkpoint, False
     for i, target in enumerate(spec.directions.targets):
         yield f"directions.targets[{i}]", target, False
     for i, checkpoint in enumerate(spec.directions.trajectory):
         yield f"directions.trajectory[{i}]", checkpoint, False
     if spec.directions.file:
         yield "directions.file", spec.directions.file, False
+    for i, checkpoint in enumerate(spec.series.checkpoints if spec.series is not None else ()):
+        # Fetched one by one by the shard that needs it; an S3 prefix (trailing "/") is checked by a listing.
+        yield f"series.checkpoints[{i}]", checkpoint, checkpoint.endswith("/")
     if spec.data.root:
         yield "data.root", spec.data.root, True
 

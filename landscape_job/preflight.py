@@ -16,7 +16,7 @@ from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.curvature import hessian_split
 from landscape_job.directions import read_direction_file
 from landscape_job.errors import UserError
-from landscape_job.inputs import localize
+from landscape_job.inputs import Fetcher, localize
 from landscape_job.spec import Spec
 from landscape_job.stages import build_centre_model, check_outputs, load_splits
 
@@ -45,6 +45,12 @@ def check_inputs(spec: Spec) -> dict[str, int]:
         load_into(copy.deepcopy(model), load_state_dict(target), f"directions.targets[{i}] {target}")
     for i, point in enumerate(spec.directions.trajectory):
         load_into(copy.deepcopy(model), load_state_dict(point), f"directions.trajectory[{i}] {point}")
+    if spec.series is not None:  # prepare checks them again (a cluster's files are the pods')
+        fetcher = Fetcher(s3_options=spec.storage.options)
+        for i, point in enumerate(spec.series.checkpoints):
+            where = f"series.checkpoints[{i}]"
+            load_into(copy.deepcopy(model), load_state_dict(fetcher.file(point, where, spec.pins.get(point))),
+                      f"{where} {point}")
     if spec.directions.type == "file":
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)

@@ -50,9 +50,12 @@ class Manifest:
     #: ``data.root`` file (as the spec names it) -> sha256, where the data files are few
     #: (an archive, a ``tensors`` folder); None in manifests from before, and where none are pinned.
     data_files: dict[str, str] | None = None
+    #: A series run: ``checkpoints`` and ``steps`` as prepare listed them, ``layer_names`` (the
+    #: tensors the Hessian, gradient and noise are taken over), ``threshold`` (2 + 2β)/η.
+    series: dict[str, Any] | None = None
 
     #: Left out of the JSON when None, as they always were.
-    _OPTIONAL = ("hessian", "pca", "data_files")
+    _OPTIONAL = ("hessian", "pca", "data_files", "series")
     #: The keys report.json's provenance copies.
     PROVENANCE = ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy", "code_version", "torch_version")
 

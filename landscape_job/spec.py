@@ -21,7 +21,6 @@ in ``spec_model``, ``storage`` in ``spec_storage``, the reading machinery in ``s
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import re
@@ -34,14 +33,16 @@ import yaml
 from landscape_job.direction_types import AS_WRITTEN, DIRECTION_TYPES, FORCED, direction_type
 from landscape_job.errors import UserError, shown
 from landscape_job.grid import AXIS_PATTERN, MAX_POINTS, Axis, Grid
+from landscape_job.inputs import Fetcher
 from landscape_job.location import StorageLocation, local_path
 from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
-from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_file, resolve_input
-from landscape_job.titles import MAX_TITLE_CHARS, checked_title
+from landscape_job.spec_inputs import INPUT_SCHEMA, input_out, read_input, resolve_input
 from landscape_job.spec_model import ModelSpec, model_out, parse_model
+from landscape_job.spec_series import CHECKPOINT_SUFFIXES, SeriesSpec, list_checkpoints, parse_series, series_grid
+from landscape_job.titles import MAX_TITLE_CHARS, checked_title
 
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -198,7 +199,7 @@ class Spec:
                     json={"anyOf": [{"enum": list(LOSSES)}, {"type": "string", "pattern": "^python:"}]},
                     description="cross_entropy | mse (softmax vs one-hot, as in the paper) | python:pkg.mod:fn")
     directions: DirectionsSpec = key(default_factory=DirectionsSpec, kind=DirectionsSpec)
-    grid: Grid = key(json=_GRID_SCHEMA)
+    grid: Grid = key(json=_GRID_SCHEMA, computed="with series: one point per checkpoint")
     compute: ComputeSpec = key(default_factory=ComputeSpec, kind=ComputeSpec)
     #: Where the run's results go: the URL and its options (S3 endpoint, region, ...).
     storage: StorageLocation = key(computed="./runs in the current directory",
@@ -220,10 +221,14 @@ class Spec:
                              description="where python: models, data sets and losses come from")
     #: sha256 pins of inputs, by normalised URL (``{url: ..., sha256: ...}`` in the spec).
     pins: dict[str, str] = field(default_factory=dict)
+    #: A series run over a training run's checkpoints instead of a grid (``spec_series``).
+    series: SeriesSpec | None = key(None, kind=SeriesSpec, description="a run over checkpoints (sharpness, "
+                                    "gradient spectrum, noise); replaces grid, directions and metrics")
 
     @property
     def uses_hessian(self) -> bool:
-        return "hessian" in self.metrics or self.directions.type == "hessian"
+        """A series takes its curvature, gradient and noise over the ``hessian`` section's samples."""
+        return "hessian" in self.metrics or self.directions.type == "hessian" or self.series is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised spec: every default filled in, paths absolute, re-parseable."""
@@ -245,22 +250,26 @@ class Spec:
             del directions["trajectory"]  # written only for pca, so older specs keep their hash
         directions["file"] = input_out(self.directions.file, self.pins)
         model = model_out(self.model, self.pins)
+        if self.series is not None and self.model.checkpoint == self.series.checkpoints[-1]:
+            del model["checkpoint"]  # the default, taken again once a glob left for the pods is expanded
         python = {k: list(v) for k, v in asdict(self.python).items() if v}
         if self.directions.type == "file":
             # A direction file is used as written: these keys are refused for it on re-reading.
             for name in ("dir_type", "norm", "ignore"):
                 directions.pop(name)
+        # A series has no grid, directions or per-point metrics: its checkpoints are the grid.
+        layout = ({"series": self.series.to_dict(self.pins)} if self.series is not None else
+                  {"directions": directions, "grid": grid})
         return {
             "name": self.name,
             "model": model,
             "data": data,
             "loss": self.loss,
-            "directions": directions,
-            "grid": grid,
+            **layout,
             "compute": asdict(self.compute),
             "storage": self.storage.to_spec(),
             "plot": asdict(self.plot),
-            "metrics": list(self.metrics),
+            **({"metrics": list(self.metrics)} if self.series is None else {}),
             # Only where it is used: an unused hessian section is refused by parse_spec.
             **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
@@ -278,8 +287,8 @@ class Spec:
         running it elsewhere does not make its shards foreign.
         """
         content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes")}
-        if tuple(content["metrics"]) == DEFAULT_METRICS:
-            del content["metrics"]  # so the hash of every spec from before metrics existed is unchanged
+        if tuple(content.get("metrics", DEFAULT_METRICS)) == DEFAULT_METRICS:
+            content.pop("metrics", None)  # so the hash of every spec from before metrics existed is unchanged
         content["compute"] = {k: v for k, v in content["compute"].items() if k not in SPEED_KEYS}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
@@ -316,34 +325,58 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                         f"with a letter or digit (it names Kubernetes objects); got {shown(name)}")
     pins: dict[str, str] = {}
     python = _parse_python(top.section(Spec, "python"), base_dir, check_files)
-    model = parse_model(top.section(Spec, "model"), base_dir, check_files, pins)
+    storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
+    series = _series_layout(top, base_dir, check_files, pins, storage)
+    model_section = top.section(Spec, "model")
+    if series is not None and not model_section.has("checkpoint"):
+        model_section.raw = {**model_section.raw, "checkpoint": series.checkpoints[-1]}  # the last: fits the arch
+    model = parse_model(model_section, base_dir, check_files, pins)
     data = _parse_data(top.section(Spec, "data"), base_dir, check_files, pins)
     loss = _parse_loss(top)
-    grid_section = top.section(Spec, "grid")
-    grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
-                Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
-    grid_section.finish()
+    if series is not None:
+        grid = series_grid(series)
+    else:
+        grid_section = top.section(Spec, "grid")
+        grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
+                    Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
+        grid_section.finish()
     if grid.size > MAX_POINTS:
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
     metrics = _parse_metrics(top.read(Spec, "metrics"))
     hessian_raw = top.get("hessian", dict, None)
     hessian = _parse_hessian(Section(hessian_raw, "hessian"))
+    if series is not None and "hessian" in series.metrics and hessian.iterations <= series.top_k:
+        raise UserError(f"hessian.iterations: {hessian.iterations} Lanczos steps cannot give series.top_k = "
+                        f"{series.top_k} eigenpairs; use at least {2 * series.top_k}")
     directions, notes = _parse_directions(top.section(Spec, "directions"), base_dir, grid,
                                           check_files, pins, hessian)
     if directions.type == "pca" and check_files:
         _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
-    if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian":
+    if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian" and series is None:
         raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
                         "add one of them or remove this section")
-    compute = _parse_compute(top.section(Spec, "compute"), grid)
-    storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
+    # A series' glob left for the pods to expand (files not checked here) has no count yet.
+    compute = _parse_compute(top.section(Spec, "compute"), grid, series is None or series.listed)
     plot = _parse_plot(top.section(Spec, "plot"))
     kubernetes = top.read(Spec, "kubernetes")
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot,
-                kubernetes=kubernetes, notes=tuple(notes), metrics=metrics, hessian=hessian,
-                python=python, pins=pins)
+                kubernetes=kubernetes, notes=tuple(notes) if series is None else (), metrics=metrics, hessian=hessian,
+                python=python, pins=pins, series=series)
+
+
+def _series_layout(top: Section, base_dir: Path, check_files: bool, pins: dict[str, str],
+                   storage: StorageLocation) -> SeriesSpec | None:
+    """``series:`` (``spec_series``), which stands in for grid, directions and metrics; None without it.
+    An S3 prefix among its checkpoints is listed with the storage's S3 options."""
+    if not top.has("series"):
+        return None
+    for name in ("grid", "directions", "metrics"):
+        if top.has(name):
+            raise UserError(f"{name}: a series run evaluates each of series.checkpoints; remove {name}")
+    return parse_series(top.section(Spec, "series"), base_dir, check_files, pins, lambda url, where:
+                        Fetcher(s3_options=storage.options).list_files(url, where, CHECKPOINT_SUFFIXES))
 
 
 def _named_metrics() -> list[str]:
@@ -509,19 +542,9 @@ def _check_trajectory_size(trajectory: tuple[str, ...], final: str, grid: Grid) 
                         f"checkpoint(s) besides model.checkpoint; got {len(others)}")
 
 
-def natural_key(path: str) -> list[object]:
-    """Sort key that orders digit runs by value, so epoch_2 comes before epoch_10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
-
-
 def _parse_trajectory(s: Section, kind: str, base_dir: Path, check_files: bool,
                       pins: dict[str, str]) -> tuple[str, ...]:
-    """``directions.trajectory``: checkpoint paths, URLs and/or local globs, in training order.
-
-    A glob is expanded (in natural order) when files are checked, so the stored spec
-    names the very files the directions came from; unchecked (a cluster's paths) it is
-    kept as an absolute pattern and expanded by the pod that parses it.
-    """
+    """``directions.trajectory``: listed as ``spec_series.list_checkpoints`` lists a series' checkpoints."""
     raw = s.read(DirectionsSpec, "trajectory")
     entries = [raw] if isinstance(raw, str) else list(raw)
     if kind != "pca":
@@ -531,33 +554,14 @@ def _parse_trajectory(s: Section, kind: str, base_dir: Path, check_files: bool,
     if not entries:
         raise UserError("directions.trajectory: type pca needs the training trajectory's checkpoints, "
                         "a list of paths or a glob such as \"checkpoints/epoch_*.pt\"")
-    paths: list[str] = []
-    for i, entry in enumerate(entries):
-        key = f"directions.trajectory[{i}]" if isinstance(raw, list) else "directions.trajectory"
-        if isinstance(entry, dict) or (isinstance(entry, str) and "://" in entry and not entry.startswith("file://")):
-            paths.append(resolve_input(entry, key, base_dir, check_files, pins))  # a URL: never a glob
-            continue
-        if not isinstance(entry, str):
-            raise UserError(f"{key}: expected a checkpoint path, URL or glob, got {type_name(entry)}")
-        if not glob.has_magic(entry):
-            paths.append(resolve_file(entry, key, base_dir, check_files))
-            continue
-        pattern = resolve_file(entry, key, base_dir, must_exist=False)
-        if not check_files:
-            paths.append(pattern)
-            continue
-        matches = sorted((m for m in glob.glob(pattern) if Path(m).is_file()), key=natural_key)
-        if not matches:
-            raise UserError(f"{key}: no checkpoint file matches {pattern}")
-        paths.extend(matches)
-    return tuple(paths)
+    return tuple(list_checkpoints(raw, "directions.trajectory", base_dir, check_files, pins))
 
 
-def _parse_compute(s: Section, grid: Grid) -> ComputeSpec:
+def _parse_compute(s: Section, grid: Grid, counted: bool = True) -> ComputeSpec:
     values = s.read_all(ComputeSpec)
     s.finish()
     shards = values["shards"]
-    if shards > grid.size:
+    if shards > grid.size and counted:
         raise UserError(f"compute.shards: {shards} shards for a grid of {grid.size} points; "
                         f"use at most {grid.size} (one point a shard)")
     return ComputeSpec(**values)

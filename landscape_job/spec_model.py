@@ -25,7 +25,7 @@ OUTPUT_SCHEMA = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer
 class ModelSpec:
     arch: str = key(description="zoo name (mlp, cnn, resnet56, ...) | torchvision:<name> | "
                                 "python:package.module:function")
-    checkpoint: str = key(kind=(str, dict), json=INPUT_SCHEMA,
+    checkpoint: str = key(kind=(str, dict), json=INPUT_SCHEMA, computed="with series: its last checkpoint",
                           description="θ*: a path (.pt, .pth, .safetensors), s3://bucket/key, or "
                                       "{url: https://..., sha256: ...}")
     kwargs: dict[str, Any] = key(default_factory=dict, kind=dict,

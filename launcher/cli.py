@@ -172,12 +172,19 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
         lines.append(f"warning: {per_shard} points per shard: each shard also pays a process start-up and "
                      f"the model and data setup (seconds), likely more than its points unless a point costs "
                      f"seconds; consider compute.shards: {suggested} (launcher estimate measures both)")
+    if spec.series is not None and not spec.series.listed:  # a glob or S3 prefix the pods will list: no count yet
+        return [f"series: checkpoints listed by the pods ({', '.join(spec.series.checkpoints)})", lines[1],
+                f"shards: {shards}"]
+    if spec.series is not None:
+        lines[0] = (f"series: {grid.size} checkpoints (steps {spec.series.steps[0]}..{spec.series.steps[-1]}), "
+                    f"threshold (2 + 2β)/η = {spec.series.threshold:.6g}; metrics {', '.join(spec.series.metrics)}")
     if data_sizes:
         samples = sum(data_sizes.values())
         lines.append(f"forward samples: {grid.size} x {samples:,} = {grid.size * samples:,}")
     if spec.uses_hessian:
         h = spec.hessian
         where = f"{grid.size} points and the centre" if "hessian" in spec.metrics else "the centre only"
+        where = f"each of the {grid.size} checkpoints" if spec.series is not None else where
         lines.append(f"hessian: up to {h.iterations} Hessian-vector products (each about 3 passes over "
                      f"the {h.split} split{f', {h.subset} samples' if h.subset else ''}) at {where}")
     return lines
@@ -186,7 +193,7 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
 def _submit(args: argparse.Namespace) -> None:
     from landscape_job.errors import UserError
     from landscape_job.location import check_run_id
-    from landscape_job.stages import REPORT_KEY, SURFACE_KEY
+    from landscape_job.stages import REPORT_KEY, SERIES_KEY, SURFACE_KEY
 
     from launcher.local import RunInterrupted, submit_local
 
@@ -206,7 +213,8 @@ def _submit(args: argparse.Namespace) -> None:
     except RunInterrupted as stop:
         raise KeyboardInterrupt(f"run {stop.run_id} is kept; resume it with: {resume_command(args, stop.run_id)}") \
             from None
-    print(f"done: {run.url}/{SURFACE_KEY}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
+    result = SURFACE_KEY if spec.series is None else SERIES_KEY
+    print(f"done: {run.url}/{result}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
 
 
 def resume_command(args: argparse.Namespace, run_id: str) -> str:
@@ -284,6 +292,17 @@ def _plot(args: argparse.Namespace) -> None:
     if not args.surface.is_file():
         raise UserError(f"{args.surface}: surface file not found")
     out = args.out or args.surface.parent / "plots"
+    from landscape_job.series import is_series_file
+
+    if is_series_file(args.surface):  # series.h5: its own figures and page (the surface options do not apply)
+        from landscape_job.plots.series_figures import plot_series
+        from landscape_job.series import load_series
+        from landscape_job.series_viewer import write_series_html
+
+        series = load_series(args.surface)
+        written = [*plot_series(series, out), write_series_html(series, out / "series.html")]
+        print(f"{len(written)} plots in {out}")
+        return
     chosen = args.format or list(PLOT_FORMATS)
     figures = tuple(f for f in chosen if f not in EXPORT_FORMATS)
     exports = [f for f in chosen if f in EXPORT_FORMATS]

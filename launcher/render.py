@@ -266,7 +266,7 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
     volumes = k8s.volumes if stage != "merge" else ()
     # A prepare that runs Lanczos at θ* (Hessian metrics or directions) does an evaluate
     # pod's work, on the data: it gets an evaluate pod's GPU, CPU and memory.
-    shaped = evaluate or (stage == "prepare" and spec.uses_hessian)
+    shaped = evaluate or (stage == "prepare" and spec.uses_hessian and spec.series is None)  # a series' prepare lists
     gpus = k8s.gpus if shaped else 0
     cpu = k8s.cpu if shaped else k8s.prepare_merge_cpu
     memory = k8s.memory if shaped else k8s.prepare_merge_memory

@@ -14,8 +14,8 @@ package's interface; the pod entrypoint, the launcher and the tests import them 
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log,
-                                            read_manifest, read_run_spec, stderr_log, wait_for)
+from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, REPORT_KEY, SERIES_KEY, SPEC_KEY, SURFACE_KEY,
+                                            Log, read_manifest, read_run_spec, stderr_log, wait_for)
 
 #: Each name's module, imported on first use: the merge stage and the launcher need no
 #: torch (1.5-5 s to import), so ``from landscape_job import stages`` must not bring it.
@@ -43,7 +43,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DIRECTIONS_KEY", "MANIFEST_KEY", "REPORT_KEY", "SPEC_KEY", "SURFACE_KEY", "Log",
+    "DIRECTIONS_KEY", "MANIFEST_KEY", "REPORT_KEY", "SERIES_KEY", "SPEC_KEY", "SURFACE_KEY", "Log",
     "build_centre_model", "build_evaluator", "check_outputs", "collect_shards", "describe_evaluator", "evaluate",
     "load_splits", "merge", "prepare", "read_manifest", "read_run_spec", "seed_spec", "stderr_log", "wait_for",
     "write_plots",

@@ -31,6 +31,7 @@ from landscape_job.memory import MemorySnapshot, mib, peak_device_bytes, peak_ho
 from landscape_job.records import Manifest, ProgressRecord, ShardRecord
 from landscape_job.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, segment_key,
                                   segment_prefix, shard_bytes, shard_key)
+from landscape_job.series_evaluator import SeriesEvaluator
 from landscape_job.spec import Spec
 from landscape_job.stages.centre import build_evaluator, describe_evaluator
 from landscape_job.stages.pinned import verify_inputs
@@ -160,7 +161,7 @@ class _ShardWork:
     #: The values by position in the shard, resumed ones included.
     results: _Results
     resumed: int
-    evaluator: Evaluator
+    evaluator: Evaluator | SeriesEvaluator
     names: list[str]
     device: torch.device
     host: str
@@ -216,7 +217,8 @@ def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: 
     for the prepare stage's output.
     """
     if wait_seconds > 0:
-        wait_for(run, [SPEC_KEY, MANIFEST_KEY, DIRECTIONS_KEY], wait_seconds, "the prepare stage", log)
+        # Prepare writes the manifest last (after directions.h5; a series has none), so it marks the end.
+        wait_for(run, [SPEC_KEY, MANIFEST_KEY], wait_seconds, "the prepare stage", log)
     spec = read_run_spec(run)
     num_shards = spec.compute.shards
     if not 0 <= shard < num_shards:
@@ -225,9 +227,9 @@ def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: 
     complete = _already_complete(run, spec, shard, manifest.direction_hash, log)
     if complete is not None:
         return complete
-    directions = _checked_directions(run, manifest)
+    directions = _checked_directions(run, manifest) if spec.series is None else None
     verify_inputs(spec, localize(spec), manifest, "evaluate")  # the inputs the directions were built from
-    work = _resume(run, spec, shard, directions, log)
+    work = _resume(run, spec, shard, directions, manifest, log)
     try:
         _loop(work, progress_seconds, log_points, log)
     except Terminated:
@@ -283,7 +285,8 @@ def _checked_directions(run: Storage, manifest: Manifest) -> Directions:
     return directions
 
 
-def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: Log) -> _ShardWork:
+def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None, manifest: Manifest,
+            log: Log) -> _ShardWork:
     """What a previous attempt finished (from its checkpoint), the warmed-up evaluator, this attempt's record."""
     started = time.time()
     num_shards = spec.compute.shards
@@ -292,17 +295,20 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions, log: L
     snapshot = MemorySnapshot(spec.compute.memory_snapshot, device)  # before the data and weights arrive
     if spec.compute.memory_snapshot and not snapshot.active:
         log(f"evaluate: compute.memory_snapshot records CUDA allocations only; nothing to record on {device}")
-    evaluator = build_evaluator(spec, directions, device)
+    # A series' points are its checkpoints (series_evaluator); its "direction hash" is the manifest's.
+    evaluator = build_evaluator(spec, directions, device) if directions is not None else \
+        SeriesEvaluator(spec, manifest, device)
+    direction_hash = manifest.direction_hash
     names = evaluator.metric_names()
     results = _Results(points, names)
-    for piece in _load_partial(run, shard, num_shards, spec.hash, directions.hash, names, log):
+    for piece in _load_partial(run, shard, num_shards, spec.hash, direction_hash, names, log):
         results.put_many(piece)
     evaluator.warm_up()  # chooses points_per_forward, compiles: never part of a point's time
     reset_device_peak(device)  # the peak of the points, not of the K search
     host = socket.gethostname()
     attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
     record = ShardRecord(
-        spec_hash=spec.hash, direction_hash=directions.hash, shard=shard, num_shards=num_shards,
+        spec_hash=spec.hash, direction_hash=direction_hash, shard=shard, num_shards=num_shards,
         precision=evaluator.precision, device=str(device), host=host, code_version=landscape_job.__version__,
         attempts=attempt, points_per_forward=evaluator.points_per_forward or 1,
         compile_seconds=evaluator.compile_seconds, data_on_device=evaluator.data_resident,

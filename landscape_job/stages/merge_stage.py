@@ -25,6 +25,7 @@ from landscape_job.metrics import describe as describe_metric
 from landscape_job.records import Manifest, ShardRecord
 from landscape_job.shards import QUARANTINE_PREFIX, read_shard, shard_key
 from landscape_job.spec import Spec
+from landscape_job.stages.series_merge import merge_series
 from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
                                             read_manifest, read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import Storage
@@ -143,6 +144,8 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     if wait_seconds > 0:
         wait_for(run, [SPEC_KEY], wait_seconds, "the run's spec", log)
     spec = read_run_spec(run)
+    if spec.series is not None:
+        return merge_series(run, spec, log, collect_shards, plots=plots, wait_seconds=wait_seconds, abort=abort)
     if wait_seconds > 0:
         shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
         wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)

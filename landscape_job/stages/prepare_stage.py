@@ -24,6 +24,7 @@ from landscape_job.inputs import localize
 from landscape_job.records import Manifest
 from landscape_job.spec import Spec, spec_from_yaml
 from landscape_job.stages.centre import build_centre_model
+from landscape_job.stages.series_prepare import prepare_series
 from landscape_job.stages.pinned import record_inputs, verify_inputs
 from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec,
                                             stderr_log)
@@ -53,6 +54,8 @@ def prepare(run: Storage, log: Log = stderr_log, spec_file: str | None = None) -
     if spec_file:
         seed_spec(run, spec_file)
     spec = read_run_spec(run)
+    if spec.series is not None:
+        return prepare_series(run, spec, log)
     kept = _kept_manifest(run, spec, log)
     if kept is not None:
         return kept

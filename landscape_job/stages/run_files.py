@@ -13,6 +13,7 @@ from typing import Callable
 
 from landscape_job.errors import StageError, UpstreamFailed, UserError
 from landscape_job.records import Manifest
+from landscape_job.series import SERIES_KEY as SERIES_FILE
 from landscape_job.spec import Spec, spec_from_yaml
 from landscape_job.storage import NotFound, Storage
 
@@ -20,6 +21,8 @@ SPEC_KEY = "spec.yaml"
 MANIFEST_KEY = "manifest.json"
 DIRECTIONS_KEY = "directions.h5"
 SURFACE_KEY = "surface.h5"
+#: A series run's result instead of the surface (its format: ``landscape_job.series``).
+SERIES_KEY = SERIES_FILE
 REPORT_KEY = "report.json"
 
 Log = Callable[[str], None]

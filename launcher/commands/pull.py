@@ -74,18 +74,19 @@ def _pull_source(args: argparse.Namespace) -> tuple[Storage, str]:
 
 def pulled_keys(available: set[str], shards: bool) -> list[str]:
     """What a pull fetches, in order: the surface, report and spec first, then the plots (and shards)."""
-    from landscape_job.stages import REPORT_KEY, SPEC_KEY, SURFACE_KEY
+    from landscape_job.stages import REPORT_KEY, SERIES_KEY, SPEC_KEY, SURFACE_KEY
 
-    keys = [k for k in (SURFACE_KEY, REPORT_KEY, SPEC_KEY) if k in available]
+    keys = [k for k in (SURFACE_KEY, SERIES_KEY, REPORT_KEY, SPEC_KEY) if k in available]
     return keys + sorted(k for k in available if k.startswith("plots/") or (shards and k.startswith("shards/")))
 
 
 def run(args: argparse.Namespace) -> None:
-    from landscape_job.stages import SURFACE_KEY
+    from landscape_job.stages import SERIES_KEY, SURFACE_KEY
 
     storage, run_id = _pull_source(args)
     available = set(storage.list())
-    if SURFACE_KEY not in available:
+    result = SERIES_KEY if SERIES_KEY in available else SURFACE_KEY  # a series run merges into series.h5
+    if result not in available:
         raise UserError(f"{storage.url}: no {SURFACE_KEY} (yet): the run has not merged; see launcher status {run_id}")
     keys = pulled_keys(available, args.shards)
     for key in keys:  # before anything is written
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
         _move_in(staging, dest, keys)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(shown / SURFACE_KEY)
+    print(shown / result)
 
 
 def _inside(root: Path, key: str) -> Path:

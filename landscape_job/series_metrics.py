@@ -1,0 +1,155 @@
+"""The per-checkpoint metric registry of a series run: every quantity a ``series.h5`` row can hold, declared once.
+
+A series evaluates each checkpoint of a training run once (``spec_series``); what it
+measures is chosen by the spec's ``series.metrics`` items, each of which turns on the
+metrics registered with that ``choice``. A metric declares its dataset name in
+``series.h5``, its label and unit for plots and the viewer, and its *shape* per row:
+
+* ``scalar``: one value per checkpoint, shape (n,);
+* ``split``: one per data split, datasets ``<split>_<key>``, shape (n,) each;
+* ``top_k``: one per top Hessian eigen-direction, shape (n, k), descending eigenvalue;
+* ``layers``: one per parameter tensor, shape (n, L); the names are the file's
+  ``layer_names`` attribute.
+
+Which computation fills it is ``source``: the probe in ``series_probe`` that produces
+it (``evaluation``, ``lanczos``, ``gradient``, ``noise``); several metrics share one
+probe run, so the Hessian is diagonalised once per checkpoint for all of its metrics.
+``needs`` names other choices a metric cannot do without (the gradient's components
+need the eigenvectors). This module imports no torch: the spec and the launcher read it.
+
+In a shard file a row's values are flat columns: a scalar is ``key``, a vector's entry
+i is ``key[i]`` (``column_name``); ``series.py`` stacks them back into (n, width).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["SHAPES", "SOURCES", "SeriesMetric", "register", "registered", "get", "choices", "selected",
+           "column_name", "split_column", "SERIES_CHOICES", "DEFAULT_SERIES_METRICS", "needs_of"]
+
+#: What one checkpoint's value of a metric is: see the module's docstring.
+SHAPES = ("scalar", "split", "top_k", "layers")
+#: The computations of ``series_probe``, each run at most once per checkpoint.
+SOURCES = ("evaluation", "lanczos", "gradient", "noise")
+#: The data splits of a ``split`` metric.
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class SeriesMetric:
+    """One per-checkpoint metric: its dataset name, words, shape, source, and the choices it needs."""
+
+    key: str
+    choice: str
+    label: str
+    shape: str
+    source: str
+    unit: str = ""
+    needs: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"series metric {self.key}: shape must be one of {SHAPES}, got {self.shape!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"series metric {self.key}: source must be one of {SOURCES}, got {self.source!r}")
+
+    def dataset_names(self, splits: tuple[str, ...] = SPLITS) -> tuple[str, ...]:
+        """Its datasets in ``series.h5``: ``train_loss``, ``test_loss`` for a split metric, else ``key``."""
+        return tuple(f"{s}_{self.key}" for s in splits) if self.shape == "split" else (self.key,)
+
+
+_BUILT_IN = (
+    SeriesMetric("loss", "loss", "loss", "split", "evaluation",
+                 description="mean loss over the split (the run's loss, eval mode)"),
+    SeriesMetric("acc", "accuracy", "accuracy", "split", "evaluation", unit="%",
+                 description="accuracy over the split, in percent"),
+    SeriesMetric("top_eigenvalues", "hessian", "Hessian top-k eigenvalues", "top_k", "lanczos",
+                 description="the k largest eigenvalues of the Hessian of the mean loss, descending (Lanczos, "
+                             "full reorthogonalisation, exact Hessian-vector products)"),
+    SeriesMetric("min_eig", "hessian", "Hessian λmin", "scalar", "lanczos",
+                 description="the smallest (most negative) eigenvalue of the same Hessian"),
+    SeriesMetric("lanczos_iterations", "hessian", "Lanczos steps", "scalar", "lanczos",
+                 description="Hessian-vector products the eigensolve took"),
+    SeriesMetric("lanczos_converged", "hessian", "Lanczos converged", "scalar", "lanczos",
+                 description="1 when every watched Ritz pair met hessian.tolerance, else 0"),
+    SeriesMetric("grad_norm", "gradient", "‖∇L‖", "scalar", "gradient",
+                 description="norm of the full-batch gradient of the mean loss (the Hessian's samples and tensors)"),
+    SeriesMetric("grad_components", "gradient", "cᵢ = ⟨∇L, uᵢ⟩", "top_k", "gradient", needs=("hessian",),
+                 description="the gradient's component on each top-k eigenvector uᵢ (sign fixed so uᵢ's largest "
+                             "entry is positive)"),
+    SeriesMetric("top_k_share", "gradient", "share of ‖∇L‖² in the top-k subspace", "scalar", "gradient",
+                 needs=("hessian",), description="Σᵢ cᵢ² / ‖∇L‖²"),
+    SeriesMetric("predicted_delta", "gradient", "predicted ΔLᵢ", "top_k", "gradient", needs=("hessian",),
+                 description="each direction's quadratic contribution to a GD step's loss change at η: "
+                             "cᵢ²(η²λᵢ/2 − η)"),
+    SeriesMetric("tail_index", "noise", "gradient-noise tail index α", "scalar", "noise",
+                 description="α of minibatch gradient − full gradient over all noise coordinates "
+                             "(Mohammadi et al. 2014, Cor. 2.4); 2 for Gaussian noise"),
+    SeriesMetric("noise_norm", "noise", "‖noise‖", "scalar", "noise",
+                 description="mean over the minibatches of ‖minibatch gradient − full gradient‖"),
+    SeriesMetric("tail_index_layers", "noise", "α per layer", "layers", "noise",
+                 description="α of each parameter tensor's noise coordinates (series.noise_per_layer)"),
+)
+
+_REGISTRY: dict[str, SeriesMetric] = {}
+
+
+def register(metric: SeriesMetric) -> SeriesMetric:
+    """Adds a metric; its dataset names must be new. Returns it."""
+    if metric.key in _REGISTRY:
+        raise ValueError(f"series metric {metric.key!r} is already registered")
+    taken = {n for m in _REGISTRY.values() for n in m.dataset_names()}
+    if taken.intersection(metric.dataset_names()):
+        raise ValueError(f"series metric {metric.key!r}: its dataset names are another metric's")
+    _REGISTRY[metric.key] = metric
+    return metric
+
+
+for _metric in _BUILT_IN:
+    register(_metric)
+
+
+def registered() -> tuple[SeriesMetric, ...]:
+    return tuple(_REGISTRY.values())
+
+
+def get(key: str) -> SeriesMetric:
+    return _REGISTRY[key]
+
+
+def choices() -> tuple[str, ...]:
+    """The spec's ``series.metrics`` items, in registration order."""
+    return tuple(dict.fromkeys(m.choice for m in _REGISTRY.values()))
+
+
+def needs_of(choice: str) -> tuple[str, ...]:
+    """The other choices that ``choice``'s metrics need to be computed in full."""
+    return tuple(dict.fromkeys(n for m in _REGISTRY.values() if m.choice == choice for n in m.needs))
+
+
+def selected(chosen: tuple[str, ...] | list[str]) -> tuple[SeriesMetric, ...]:
+    """The metrics the chosen items turn on, less those whose needs are not chosen too."""
+    wanted = set(chosen)
+    return tuple(m for m in _REGISTRY.values() if m.choice in wanted and wanted.issuperset(m.needs))
+
+
+def column_name(key: str, index: int | None = None) -> str:
+    """A shard column: ``key`` for a scalar, ``key[i]`` for entry i of a vector."""
+    return key if index is None else f"{key}[{index}]"
+
+
+_COLUMN = re.compile(r"^(?P<key>[A-Za-z0-9_]+)\[(?P<index>\d+)\]$")
+
+
+def split_column(name: str) -> tuple[str, int | None]:
+    """``key[3]`` -> (key, 3); ``key`` -> (key, None)."""
+    match = _COLUMN.match(name)
+    return (match["key"], int(match["index"])) if match else (name, None)
+
+
+#: The ``series.metrics`` items (a snapshot: the registry is fixed once the package is imported).
+SERIES_CHOICES: tuple[str, ...] = choices()
+DEFAULT_SERIES_METRICS: tuple[str, ...] = ("loss", "accuracy", "hessian", "gradient")
