@@ -10,12 +10,12 @@ documented in the README, stable: new keys may come, none goes or changes meanin
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 from landscape_job.records import ProgressRecord
 from landscape_job.shards import shard_key
-from landscape_job.stages import MANIFEST_KEY, SURFACE_KEY
+from landscape_job.stages import MANIFEST_KEY, SERIES_KEY, SURFACE_KEY
 
 from launcher.job_state import end_condition, indexes, job_state, spec_of
 from launcher.local_record import CANCELLED, FAILED, RUNNING, LocalRunRecord
@@ -138,7 +138,19 @@ def cluster_status(run_id: str, namespace: str, url: str, jobs: dict[str, dict[s
     """The run as the cluster shows it; ``events`` by stage (its Job's and its shown pods')."""
     stages = tuple(cluster_stage(stage, jobs.get(stage), [p for p in pods if p.stage == stage],
                                  events.get(stage, [])) for stage in STAGES)
-    return RunStatus(run_id, "cluster", url, overall_state(stages), stages, shards, progress, namespace=namespace)
+    return RunStatus(run_id, "cluster", url, overall_state(stages), gated(stages), shards, progress,
+                     namespace=namespace)
+
+
+def gated(stages: tuple[StageStatus, ...]) -> tuple[StageStatus, ...]:
+    """Says why evaluate and merge are suspended when nothing else does: they wait for prepare
+    to release them (``launcher.gate``), or never will, prepare having failed."""
+    prepare = next((s for s in stages if s.stage == "prepare"), None)
+    failed = prepare is not None and prepare.state == "Failed"
+    why = ("NotStarted", "prepare failed: never released") if failed else \
+        ("Gated", "released by prepare once its output is written")
+    return tuple(replace(s, reason=why[0], message=why[1])
+                 if s.stage != "prepare" and s.state == "Suspended" and not s.reason else s for s in stages)
 
 
 # -- from storage alone ---------------------------------------------------------------------
@@ -155,7 +167,7 @@ def stored_status(run_id: str, url: str, keys: set[str], shards: int, progress: 
     complete = sum(1 for shard in range(shards) if shard_key(shard, shards) in keys)
     workers = record.workers if record and alive else {}
     failed_stage = _failed_stage(record)
-    outputs = {"prepare": MANIFEST_KEY in keys, "evaluate": complete == shards, "merge": SURFACE_KEY in keys}
+    outputs = {"prepare": MANIFEST_KEY in keys, "evaluate": complete == shards, "merge": SURFACE_KEY in keys or SERIES_KEY in keys}
     stages = []
     for stage in STAGES:
         if outputs[stage]:

@@ -61,6 +61,7 @@ def test_a_failed_prepare_starts_no_evaluate_pod_and_fails_the_run_within_a_minu
     assert launcher(["status", "nogo"]) == 0
     out = capsys.readouterr().out
     assert "prepare   Failed" in out and "evaluate  Suspended" in out and "merge     Suspended" in out
+    assert "NotStarted: prepare failed: never released" in out
     assert launcher(["list"]) == 0
     assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("nogo ")).split()[1] \
         == "Failed"

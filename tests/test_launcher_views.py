@@ -181,3 +181,19 @@ def test_on_a_terminal_the_bar_redraws_one_line() -> None:
         progress.advance_to(bar, 4)
     text = terminal.getvalue()
     assert text.count("\n") == 1 and text.endswith("\n") and "\r" in text and "4/4 points" in text
+
+
+def test_suspended_stages_say_they_wait_for_prepare_or_never_start():
+    from launcher.run_status import StageStatus, gated
+
+    def stages(prepare: str, kueue: str | None = None) -> dict[str, tuple]:
+        merge = StageStatus("merge", "Suspended", "Kueue" if kueue else None, kueue)
+        shown = gated((StageStatus("prepare", prepare), StageStatus("evaluate", "Suspended"), merge))
+        return {s.stage: (s.state, s.reason, s.message) for s in shown}
+
+    running = stages("Running")
+    assert running["prepare"] == ("Running", None, None)
+    assert running["evaluate"] == ("Suspended", "Gated", "released by prepare once its output is written")
+    failed = stages("Failed")
+    assert failed["evaluate"] == failed["merge"] == ("Suspended", "NotStarted", "prepare failed: never released")
+    assert stages("Complete", kueue="in queue q")["merge"] == ("Suspended", "Kueue", "in queue q")  # Kueue's word stays

@@ -302,6 +302,11 @@ def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, 
     assert f"done: file://{run_dir}/series.h5" in capsys.readouterr().out
     assert "shard 1 of 2" in (run_dir / "logs/evaluate-1.log").read_text()
     assert (run_dir / "plots/series_sharpness_flow.png").stat().st_size > 10_000
+    # managed like a surface run: merged means series.h5, which status, wait and pull name
+    assert launcher(["status", str(run_dir), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "Complete"
+    assert launcher(["wait", str(run_dir), "--timeout", "5"]) == 0
+    assert f"done: file://{run_dir}/series.h5" in capsys.readouterr().out
     in_process = _series(tmp_path, series_raw, "inproc")
     with h5py.File(run_dir / "series.h5") as f:
         np.testing.assert_allclose(f["top_eigenvalues"][()], in_process["top_eigenvalues"], rtol=1e-10)

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from landscape_job.errors import StageError
+from landscape_job.stages import SERIES_KEY
 from landscape_job.storage import Storage
 
 from launcher.commands.cluster_run import jobs_by_stage, read_progress
@@ -37,7 +38,7 @@ def follow(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int
     except KeyboardInterrupt:
         print(f"stopped following; run {run_id} goes on in the cluster (launcher status {run_id})", file=sys.stderr)
         raise
-    print(done_lines(run.url))
+    print(done_lines(run.url, series=run.exists(SERIES_KEY)))
 
 
 def stop_error(run_id: str, jobs: dict[str, dict[str, Any]]) -> str | None:

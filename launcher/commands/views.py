@@ -181,11 +181,12 @@ def job_failure(job: dict[str, Any], stage: str) -> str:
     return f"the {stage} Job failed ({condition.get('reason', '?')}: {condition.get('message', '')}){shards}"
 
 
-def done_lines(url: str) -> str:
-    """Where a merged run's results are."""
-    from landscape_job.stages import REPORT_KEY, SURFACE_KEY
+def done_lines(url: str, series: bool = False) -> str:
+    """Where a merged run's results are: ``surface.h5``, or ``series.h5`` for a series run."""
+    from landscape_job.stages import REPORT_KEY, SERIES_KEY, SURFACE_KEY
 
-    return f"done: {url}/{SURFACE_KEY}\n      {url}/plots/\n      {url}/{REPORT_KEY}"
+    result = SERIES_KEY if series else SURFACE_KEY
+    return f"done: {url}/{result}\n      {url}/plots/\n      {url}/{REPORT_KEY}"
 
 
 # -- launcher pull ------------------------------------------------------------------------

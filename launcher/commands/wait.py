@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from landscape_job.errors import StageError, UserError
+from landscape_job.stages import SERIES_KEY
 from landscape_job.storage import run_storage
 
 from launcher.commands.cluster_run import add_cluster_options, connect, jobs_by_stage, run_config_map, storage_of
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 return True, f"run {ref.run_id}: {status.state.lower()}: {error}"
             return False, None
 
-        return _poll(check, args, storage.url)
+        return _poll(check, args, storage.url, lambda: storage.exists(SERIES_KEY))
     cluster = connect(args)
     try:
         raw = spec_of(run_config_map(cluster, ref.run_id))
@@ -78,12 +79,12 @@ def run(args: argparse.Namespace) -> int:
             error = stop_error(ref.run_id, jobs)
             return (True, error) if error else (merged(jobs), None)
 
-        return _poll(check_cluster, args, url)
+        return _poll(check_cluster, args, url, lambda: "series" in raw)
     finally:
         cluster.close()
 
 
-def _poll(check: Check, args: argparse.Namespace, url: str) -> int:
+def _poll(check: Check, args: argparse.Namespace, url: str, series: Callable[[], bool]) -> int:
     """Asks ``check`` every interval until it says the run ended (with an error, or None for success)."""
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     while True:
@@ -91,7 +92,7 @@ def _poll(check: Check, args: argparse.Namespace, url: str) -> int:
         if ended:
             if error:
                 raise StageError(error)
-            print(done_lines(url))
+            print(done_lines(url, series=series()))
             return 0
         if deadline is not None and time.monotonic() >= deadline:
             print(f"launcher: run {args.run} has not ended after {args.timeout:g} s (timed out; it goes on)",
