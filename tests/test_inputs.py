@@ -434,7 +434,7 @@ def test_cache_dir_is_rendered_as_an_emptydir(tmp_path: Path, linear_spec: dict)
     raw["storage"] = "s3://bucket/runs"
     raw["kubernetes"] = {"cache_size": "20Gi"}
     spec = spec_from(tmp_path, raw)
-    for job in render_run(spec, "r1", parse_kubernetes(spec.kubernetes))[1:]:
+    for job in (o for o in render_run(spec, "r1", parse_kubernetes(spec.kubernetes)) if o["kind"] == "Job"):
         pod = job["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert {"name": "inputs-cache", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
@@ -456,7 +456,7 @@ def test_a_cache_claim_is_shared_by_every_pod(tmp_path: Path, linear_spec: dict)
     raw["storage"] = "s3://bucket/runs"
     raw["kubernetes"] = {"cache_claim": "landscape-cache"}
     spec = spec_from(tmp_path, raw)
-    jobs = render_run(spec, "r1", parse_kubernetes(spec.kubernetes))[1:]
+    jobs = [o for o in render_run(spec, "r1", parse_kubernetes(spec.kubernetes)) if o["kind"] == "Job"]
     assert len(jobs) == 3
     for job in jobs:
         pod = job["spec"]["template"]["spec"]
