@@ -215,9 +215,8 @@ def _contention(workers: int) -> float:
 
 def _merge_seconds(spec: Spec) -> float:
     """merge's figures and exports for this grid, drawn from a stand-in bowl of the same shape."""
-    from landscape_job.exports import write_exports
+    from landscape_job.exports import write_outputs
     from landscape_job.metrics import SPLITS
-    from landscape_job.plots import PlotOptions, plot_surface
     from landscape_job.surface import surface_bytes
 
     began = time.perf_counter()
@@ -229,9 +228,7 @@ def _merge_seconds(spec: Spec) -> float:
     with tempfile.TemporaryDirectory(prefix="landscape-estimate-") as tmp:
         surface = Path(tmp) / "surface.h5"
         surface.write_bytes(surface_bytes(spec.grid, flat, {"name": spec.name}))
-        options = PlotOptions.from_spec(spec.plot)
-        plot_surface(surface, Path(tmp) / "plots", options)
-        write_exports(surface, Path(tmp) / "plots", options=options)
+        write_outputs(surface, Path(tmp) / "plots", spec.plot)
     return time.perf_counter() - began
 
 

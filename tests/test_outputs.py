@@ -1,0 +1,73 @@
+"""``plot.formats``: merge writes the outputs the spec names, and only those (issue 16: at 10^6
+points the PDFs and the VTK file cost most of a merge, so a run can leave them out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import spec_from, write_spec
+from landscape_job import stages
+from landscape_job.errors import UserError
+from landscape_job.spec import spec_from_yaml
+from launcher.cli import main as launcher
+from launcher.local import open_run
+
+
+def record_figures(monkeypatch) -> list[tuple[str, ...]]:
+    """The matplotlib figures (test_plots.py draws them, seconds each) replaced by a recorder of the formats asked."""
+    asked: list[tuple[str, ...]] = []
+
+    def record(surface_path, out_dir, options):
+        asked.append(options.formats)
+        return []
+
+    monkeypatch.setattr("landscape_job.plots.plot_surface", record)
+    return asked
+
+
+def merged_outputs(tmp_path: Path, raw: dict, run_id: str) -> list[str]:
+    run = open_run(spec_from(tmp_path, raw), run_id)
+    quiet = lambda _msg: None  # noqa: E731
+    stages.prepare(run, log=quiet)
+    stages.evaluate(run, 0, log=quiet)
+    return stages.merge(run, log=quiet)["outputs"]
+
+
+def test_merge_writes_only_the_formats_named(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
+    asked = record_figures(monkeypatch)
+    linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}
+    linear_spec["plot"] = {"formats": ["png", "html"]}
+    outputs = merged_outputs(tmp_path, linear_spec, "png-html")
+    assert asked == [("png",)]  # no PDF drawn
+    assert "plots/surface.html" in outputs and "plots/surface.vtp" not in outputs
+    assert (tmp_path / "runs/png-html/plots/surface.html").is_file()
+    assert not (tmp_path / "runs/png-html/plots/surface.vtp").exists()
+
+    linear_spec["plot"] = {"formats": "vtp"}  # one name, no figures at all
+    outputs = merged_outputs(tmp_path, linear_spec, "vtp-only")
+    assert asked == [("png",)]  # plot_surface not called again
+    assert outputs == ["surface.h5", "plots/surface.vtp"]
+
+    del linear_spec["plot"]  # unset: every output, as before the key existed
+    outputs = merged_outputs(tmp_path, linear_spec, "default")
+    assert asked[-1] == ("png", "pdf") and {"plots/surface.vtp", "plots/surface.html"} <= set(outputs)
+
+
+def test_plot_formats_checked_and_kept_through_the_stored_spec(tmp_path: Path, linear_spec: dict, capsys) -> None:
+    linear_spec["plot"] = {"formats": ["html", "png", "html"]}
+    spec = spec_from(tmp_path, linear_spec)
+    assert spec.plot.formats == ("html", "png")  # each once, in the order given
+    assert spec_from_yaml(spec.to_yaml(), "stored").plot.formats == ("html", "png")
+    assert spec.hash == spec_from(tmp_path, {**linear_spec, "plot": {}}).hash  # outputs do not change the numbers
+    assert "formats" not in spec_from(tmp_path, {**linear_spec, "plot": {}}).to_dict()["plot"]  # unset: not written
+
+    for bad, shown in ((["png", "jpg"], "'jpg'"), ([], "name at least one"), ({"a": 1}, "expected")):
+        linear_spec["plot"] = {"formats": bad}
+        with pytest.raises(UserError, match=r"^plot\.formats: .*" + shown):
+            spec_from(tmp_path, linear_spec)
+    linear_spec["plot"] = {"formats": ["PDF"]}
+    assert launcher(["validate", str(write_spec(tmp_path, linear_spec))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "plot.formats: unknown format 'PDF'" in err
