@@ -19,6 +19,11 @@ FIGURE_FORMATS = ("png", "pdf", "svg", "eps", "ps")
 EXPORT_FORMATS = ("vtp", "html")
 #: What merge writes when ``plot.formats`` is unset (and what ``launcher plot`` draws by default).
 DEFAULT_OUTPUTS = ("png", "pdf", "vtp", "html")
+#: Above this many grid lines on an axis the figures are drawn thinned (``plots.figures.MAX_DRAWN``,
+#: the same number; a test holds them equal), so a PDF is no longer every point, and at 10^6
+#: points it was the largest part of a merge (8.6 s of ~14 s, docs/performance.md): unset
+#: ``plot.formats`` leaves PDF out there. Naming ``pdf`` in ``plot.formats`` still draws it.
+PDF_DEFAULT_MAX_LINES = 501
 
 
 def checked_outputs(raw: object, where: str = "plot.formats") -> tuple[str, ...]:
@@ -39,7 +44,12 @@ def checked_outputs(raw: object, where: str = "plot.formats") -> tuple[str, ...]
     return tuple(out)
 
 
-def split_outputs(outputs: Iterable[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(figure formats, exports) of ``outputs``; None: the defaults."""
-    chosen = tuple(DEFAULT_OUTPUTS if outputs is None else outputs)
+def default_outputs(lines: int) -> tuple[str, ...]:
+    """What merge writes with ``plot.formats`` unset, for a grid of at most ``lines`` lines an axis."""
+    return tuple(f for f in DEFAULT_OUTPUTS if f != "pdf" or lines <= PDF_DEFAULT_MAX_LINES)
+
+
+def split_outputs(outputs: Iterable[str] | None, lines: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(figure formats, exports) of ``outputs``; None: the defaults for ``lines`` lines an axis."""
+    chosen = tuple(default_outputs(lines) if outputs is None else outputs)
     return (tuple(f for f in chosen if f in FIGURE_FORMATS), tuple(f for f in chosen if f in EXPORT_FORMATS))

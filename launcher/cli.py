@@ -172,6 +172,11 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     if (spec.kubernetes or {}).get("parallelism") is None and shards > DEFAULT_PARALLELISM_CAP:
         lines.append(f"on a cluster: kubernetes.parallelism unset, so {evaluate_parallelism(None, shards)} "
                      f"of the {shards} evaluate pods at once (set it to change)")
+    from landscape_job.outputs import PDF_DEFAULT_MAX_LINES
+
+    if spec.plot.formats is None and grid.ndim == 2 and max(grid.nx, grid.ny) > PDF_DEFAULT_MAX_LINES:
+        lines.append(f"plot: no PDF by default above {PDF_DEFAULT_MAX_LINES} lines an axis (the figures are drawn "
+                     f"thinned there); plot.formats: [png, pdf, vtp, html] draws it")
     if shards > 1 and per_shard < MIN_POINTS_PER_SHARD:
         suggested = max(1, grid.size // MIN_POINTS_PER_SHARD)
         lines.append(f"warning: {per_shard} points per shard: by a rule of thumb each shard also pays about "

@@ -71,3 +71,44 @@ def test_plot_formats_checked_and_kept_through_the_stored_spec(tmp_path: Path, l
     assert launcher(["validate", str(write_spec(tmp_path, linear_spec))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "plot.formats: unknown format 'PDF'" in err
+
+
+def write_grid(path: Path, nx: int, ny: int | None) -> Path:
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"] = np.linspace(-1, 1, nx)
+        shape = (nx,) if ny is None else (ny, nx)
+        if ny is not None:
+            f["ycoordinates"] = np.linspace(-1, 1, ny)
+        f["train_loss"] = np.linspace(0.5, 2.0, nx * (ny or 1)).reshape(shape)
+    return path
+
+
+def test_pdf_left_out_by_default_where_the_figures_are_thinned(tmp_path: Path, linear_spec: dict,
+                                                                monkeypatch) -> None:
+    from landscape_job.exports import write_outputs
+    from landscape_job.outputs import PDF_DEFAULT_MAX_LINES, split_outputs
+    from landscape_job.plots.figures import MAX_DRAWN
+    from landscape_job.spec import PlotSpec
+    from launcher.cli import describe_work
+
+    assert PDF_DEFAULT_MAX_LINES == MAX_DRAWN  # one threshold: a PDF stops being every point there
+    assert split_outputs(None, 501) == (("png", "pdf"), ("vtp", "html"))
+    assert split_outputs(None, 502) == (("png",), ("vtp", "html"))
+    assert split_outputs(("pdf", "vtp"), 1001) == (("pdf",), ("vtp",))  # named: drawn at any size
+
+    asked = record_figures(monkeypatch)
+    wide = write_grid(tmp_path / "wide.h5", 502, 3)
+    names = [p.name for p in write_outputs(wide, tmp_path / "wide", PlotSpec())]
+    assert asked == [("png",)] and names == ["surface.vtp", "surface.html"]
+    write_outputs(wide, tmp_path / "wide-pdf", PlotSpec(formats=("png", "pdf")))
+    write_outputs(write_grid(tmp_path / "line.h5", 600, None), tmp_path / "line", PlotSpec())
+    assert asked[1:] == [("png", "pdf"), ("png", "pdf")]  # asked for; a 1-D curve is never thinned
+
+    linear_spec["grid"] = {"x": "-1:1:502", "y": "-1:1:3"}
+    notes = [line for line in describe_work(spec_from(tmp_path, linear_spec)) if line.startswith("plot:")]
+    assert len(notes) == 1 and "no PDF by default above 501 lines" in notes[0]
+    linear_spec["plot"] = {"formats": ["png", "pdf"]}
+    assert not [line for line in describe_work(spec_from(tmp_path, linear_spec)) if line.startswith("plot:")]
