@@ -112,3 +112,32 @@ def test_pdf_left_out_by_default_where_the_figures_are_thinned(tmp_path: Path, l
     assert len(notes) == 1 and "no PDF by default above 501 lines" in notes[0]
     linear_spec["plot"] = {"formats": ["png", "pdf"]}
     assert not [line for line in describe_work(spec_from(tmp_path, linear_spec)) if line.startswith("plot:")]
+
+
+def test_large_surface_files_are_compressed_and_read_back_the_same(tmp_path: Path, linear_spec: dict) -> None:
+    import h5py
+    import numpy as np
+
+    from landscape_job.storage.base import open_h5
+    from landscape_job.surface import COMPRESS_ABOVE_POINTS, surface_bytes
+
+    for side, packed in ((316, False), (317, True)):  # 99,856 and 100,489 points
+        linear_spec["grid"] = {"x": f"-1:1:{side}", "y": f"-1:1:{side}"}
+        grid = spec_from(tmp_path, linear_spec).grid
+        assert (grid.size > COMPRESS_ABOVE_POINTS) is packed
+        rng = np.random.default_rng(side)
+        loss = 1 + np.add.outer(np.linspace(-1, 1, side) ** 2, np.linspace(-1, 1, side) ** 2).ravel()
+        noisy = loss * (1 + 1e-3 * rng.standard_normal(grid.size))  # evaluation noise in every digit
+        flat = {"train_loss": noisy, "train_acc": np.round(1797 * np.clip(1 - noisy / 3, 0, 1)) * 100 / 1797}
+        raw = surface_bytes(grid, flat, {"name": "t"})
+        with open_h5(raw) as f:
+            for name, values in flat.items():  # the paper's layout: same names, shape (ny, nx), float64
+                assert f[name].shape == (side, side) and f[name].dtype == np.float64
+                np.testing.assert_array_equal(f[name][()], values.reshape(side, side))
+                assert (f[name].compression == "gzip") is packed and (f[name].chunks is not None) is packed
+        if packed:  # it pays: noisy losses and k/N accuracies (smooth, as a real surface's) shrink
+            plain = h5py.File(tmp_path / "plain.h5", "w")
+            for name, values in flat.items():
+                plain[name] = values.reshape(side, side)
+            plain.close()
+            assert len(raw) < 0.8 * (tmp_path / "plain.h5").stat().st_size
