@@ -2,9 +2,9 @@
 ``plot.formats`` checked once.
 
 Why a key: at 10^6 points the PDFs and the VTK file cost most of a merge (docs/performance.md,
-issue 16), and a run that only wants the viewer or the PNGs should not pay for them. The
-default keeps every output, so a run without the key writes what it always did. No
-matplotlib here: ``spec`` checks the key without loading it.
+issue 16), and a run that only wants the viewer or the PNGs should not pay for them. Unset,
+merge writes what it always did, except PDF for 2-D grids whose figures are drawn thinned
+(``PDF_DEFAULT_MAX_LINES``). No matplotlib here: ``spec`` checks the key without loading it.
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ class PlotSpec:
                             description="the figures' subject (default: model on data, or name)")
     formats: tuple[str, ...] | None = key(None, kind=(list, str),
                                           json=one_or_list({"enum": [*FIGURE_FORMATS, *EXPORT_FORMATS]}),
-                                          description="merge's outputs (default png, pdf, vtp, html)")
+                                          description="merge's outputs (default png, pdf, vtp, html; "
+                                                      "no pdf above 501 lines an axis)")
 
 
 @dataclass(frozen=True)
