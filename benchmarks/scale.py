@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                               # 101², 317², 1001² and the end-to-end run
     python benchmarks/scale.py --sizes 101,317 --end-to-end 0  # per-point costs only
+    python benchmarks/scale.py --outputs 1001                  # merge's outputs alone, from a stand-in 1001² surface
 
 The model is ``nn.Linear(4, 2)`` (a ``python:`` factory) on 16 ``tensors`` samples, so
 what remains of a point's time is the stage's own: setting θ, the loop, checkpoints,
@@ -16,6 +17,11 @@ progress objects. Prints
 - end to end: ``launcher submit --local`` of the ``--end-to-end`` grid, its wall time and
   points per second, then merge by output on that run (verifying and reading the
   shards, surface.h5, the plots, surface.vtp, surface.html) with each output's size.
+
+``--outputs N`` times only merge's outputs, from a stand-in N×N surface (a bowl with
+evaluation noise, accuracies k/N·100 as a real split gives): surface.h5 plain and
+gzip-compressed (chunked, shuffled: is compression worth it?), the figures in PNG alone and
+in PDF alone (what leaving PDF out of ``plot.formats`` saves), surface.vtp and surface.html.
 
 Timings are wall-clock on whatever else the machine is doing: run it on a quiet machine,
 or read the ratios, which come from the same run.
@@ -171,15 +177,70 @@ def merge_by_output(folder: Path, spec_path: Path, run_id: str) -> None:
     print(f"  the run's own merge stage (report.json merge_seconds): {report['merge_seconds']:.2f}s")
 
 
+def stand_in_surface(n: int) -> dict:
+    """An n×n surface with what a real one has: smooth losses with evaluation noise in every
+    digit, and accuracies that are multiples of 100/samples (1,797 samples, as digits)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = np.linspace(-1, 1, n)
+    xx, yy = np.meshgrid(x, x)
+    loss = (0.05 + xx ** 2 + 0.5 * yy ** 2) * (1 + 1e-3 * rng.standard_normal((n, n)))
+    acc = np.round(1797 * np.clip(1 - loss / 3, 0, 1)) * 100 / 1797
+    return {"x": x, "metrics": {"train_loss": loss, "test_loss": 1.1 * loss, "train_acc": acc, "test_acc": acc}}
+
+
+def outputs(n: int) -> None:
+    import h5py
+
+    from landscape_job.exports import write_exports
+    from landscape_job.plots import PlotOptions, plot_surface
+
+    stand_in = stand_in_surface(n)
+    print(f"merge's outputs from a stand-in {n}x{n} surface ({n * n} points, 4 metrics):")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, options in (("plain (the layout merge writes)", {}),
+                               ("chunked, shuffle + gzip 1", {"chunks": True, "shuffle": True,
+                                                              "compression": "gzip", "compression_opts": 1})):
+            path = Path(tmp) / "surface.h5"
+            began = time.perf_counter()
+            with h5py.File(path, "w") as f:
+                f["xcoordinates"] = stand_in["x"]
+                f["ycoordinates"] = stand_in["x"]
+                for name, values in stand_in["metrics"].items():
+                    f.create_dataset(name, data=values, **options)
+            wrote = time.perf_counter() - began
+            began = time.perf_counter()
+            with h5py.File(path, "r") as f:
+                for name in stand_in["metrics"]:
+                    f[name][()]
+            print(f"  surface.h5 {label}: {path.stat().st_size / 1e6:.1f} MB, written in {wrote:.2f}s, "
+                  f"read in {time.perf_counter() - began:.2f}s")
+        surface = Path(tmp) / "surface.h5"  # the compressed one: h5py reads it as the plain one
+        for fmt in ("png", "pdf"):
+            began = time.perf_counter()
+            written = plot_surface(surface, Path(tmp) / fmt, PlotOptions(formats=(fmt,)))
+            print(f"  figures in {fmt} alone: {time.perf_counter() - began:.2f}s, {len(written)} files, "
+                  f"{sum(p.stat().st_size for p in written) / 1e6:.1f} MB")
+        for fmt in ("vtp", "html"):
+            began = time.perf_counter()
+            out = write_exports(surface, Path(tmp) / "exports", formats=[fmt])
+            print(f"  surface.{fmt}: {time.perf_counter() - began:.2f}s, "
+                  f"{sum(p.stat().st_size for p in out) / 1e6:.1f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="101,317,1001", help="grid side lengths for the per-point costs")
     parser.add_argument("--shard-points", type=int, default=130_000, help="the most points a shard holds")
     parser.add_argument("--end-to-end", type=int, default=1001, help="side of the end-to-end grid (0: skip)")
+    parser.add_argument("--outputs", type=int, default=0, help="only time merge's outputs at this side (0: off)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one local worker's share of a 2-core machine
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.outputs:
+        return outputs(args.outputs)
     with tempfile.TemporaryDirectory(prefix="landscape-scale-") as tmp:
         folder = Path(tmp)
         _setup(folder)

@@ -67,12 +67,16 @@ class Estimate:
 
     def wall_for(self, seconds_per_point: float) -> float:
         """The launcher's pre-check and prepare, the shards ``parallel`` at a time (the slowest
-        shard's points, its start-up and setup, per wave), then merge."""
+        shard's points, its start-up and setup, per wave), then merge.
+
+        ``contention`` slows a wave's start-up and setup as much as its points: the workers of a
+        wave start together and import and build their models side by side (measured alone,
+        start-up and setup came out 1.5-2x short of a run's on the shared 2-core machine)."""
         per_shard = -(-self.points // self.shards)
         waves = -(-self.shards // self.parallel)
         fixed = 3 * self.startup_seconds + self.setup_seconds + self.merge_seconds  # pre-check, prepare, merge
-        return fixed + waves * (per_shard * seconds_per_point * self.contention + self.setup_seconds
-                                + self.startup_seconds)
+        return fixed + waves * self.contention * (per_shard * seconds_per_point + self.setup_seconds
+                                                  + self.startup_seconds)
 
     @property
     def wall_seconds(self) -> float:
@@ -131,14 +135,17 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: 
     finally:
         torch.set_num_threads(threads)
     times.sort()
-    return Estimate(seconds_per_point=statistics.median(times), points=spec.grid.size, shards=spec.compute.shards,
+    # The mean, not the median: a shard takes the sum of its points' times, and a few slow
+    # points (another process's burst on a shared core) lengthen it by their full cost.
+    mean = statistics.fmean(times)
+    return Estimate(seconds_per_point=mean, points=spec.grid.size, shards=spec.compute.shards,
                     parallel=min(parallel or spec.compute.shards, spec.compute.shards), device=str(device),
                     setup_seconds=setup, startup_seconds=_startup_seconds() if fixed_costs else 0.0,
                     merge_seconds=_merge_seconds(spec) if fixed_costs else 0.0,
                     contention=_contention(min(parallel or spec.compute.shards, spec.compute.shards))
                     if fixed_costs and local_threads else 1.0,
-                    seconds_per_point_low=times[int(0.1 * (len(times) - 1))],
-                    seconds_per_point_high=times[int(round(0.9 * (len(times) - 1)))])
+                    seconds_per_point_low=min(mean, times[int(0.1 * (len(times) - 1))]),
+                    seconds_per_point_high=max(mean, times[int(round(0.9 * (len(times) - 1)))]))
 
 
 def _evaluator(spec: Spec, device: torch.device) -> Evaluator:
@@ -215,9 +222,8 @@ def _contention(workers: int) -> float:
 
 def _merge_seconds(spec: Spec) -> float:
     """merge's figures and exports for this grid, drawn from a stand-in bowl of the same shape."""
-    from landscape_job.exports import write_exports
+    from landscape_job.exports import write_outputs
     from landscape_job.metrics import SPLITS
-    from landscape_job.plots import PlotOptions, plot_surface
     from landscape_job.surface import surface_bytes
 
     began = time.perf_counter()
@@ -229,9 +235,7 @@ def _merge_seconds(spec: Spec) -> float:
     with tempfile.TemporaryDirectory(prefix="landscape-estimate-") as tmp:
         surface = Path(tmp) / "surface.h5"
         surface.write_bytes(surface_bytes(spec.grid, flat, {"name": spec.name}))
-        options = PlotOptions.from_spec(spec.plot)
-        plot_surface(surface, Path(tmp) / "plots", options)
-        write_exports(surface, Path(tmp) / "plots", options=options)
+        write_outputs(surface, Path(tmp) / "plots", spec.plot)
     return time.perf_counter() - began
 
 
@@ -246,7 +250,7 @@ def _duration(seconds: float) -> str:
 def describe(est: Estimate) -> list[str]:
     low, high = est.wall_range
     return [
-        f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (median of the timed points), "
+        f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (mean of the timed points), "
         f"setup {est.setup_seconds:.1f} s per worker, start-up {est.startup_seconds:.1f} s per process, "
         f"merge {est.merge_seconds:.1f} s, {est.parallel} workers at once {est.contention:.2f}x slower than one",
         f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",

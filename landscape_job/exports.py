@@ -12,16 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import h5py
+
 from landscape_job.errors import UserError
-from landscape_job.plots.options import PlotOptions
-from landscape_job.surface import Surface, load_surface
+from landscape_job.outputs import EXPORT_FORMATS, split_outputs
+from landscape_job.plots.options import PlotOptions, PlotSettings
+from landscape_job.surface import X_COORDINATES, Y_COORDINATES, Surface, load_surface
 from landscape_job.viewer import read_extras, write_viewer
 from landscape_job.vtk import write_vtp
 
-__all__ = ["EXPORT_FORMATS", "write_exports", "height_metric"]
-
-#: The export formats, written by ``write_exports`` (the matplotlib ones are plots.SUPPORTED_FORMATS).
-EXPORT_FORMATS = ("vtp", "html")
+__all__ = ["EXPORT_FORMATS", "write_exports", "write_outputs", "height_metric"]
 
 
 def height_metric(surface: Surface) -> str:
@@ -55,3 +55,17 @@ def write_exports(surface_path: str | Path, out_dir: str | Path, formats: Iterab
     if "html" in chosen:
         written.append(write_viewer(out / "surface.html", surface, extras, options))
     return written
+
+
+def write_outputs(surface_path: str | Path, out_dir: str | Path, plot: PlotSettings) -> list[Path]:
+    """merge's outputs as the spec's ``plot`` section asks: the figures in ``plot.formats``'
+    figure formats, then its exports (unset: png, pdf, vtp and html, without pdf above
+    ``outputs.PDF_DEFAULT_MAX_LINES`` lines an axis). Returns the paths written."""
+    from landscape_job.plots import plot_surface  # matplotlib: loaded only where figures are drawn
+
+    with h5py.File(surface_path, "r") as f:  # a 2-D grid's size decides the default (1-D curves are never thinned)
+        lines = max(f[X_COORDINATES].shape[0], f[Y_COORDINATES].shape[0]) if Y_COORDINATES in f else 0
+    figures, exports = split_outputs(getattr(plot, "formats", None), lines)
+    options = PlotOptions.from_spec(plot, formats=figures or None)
+    written = plot_surface(surface_path, out_dir, options) if figures else []
+    return written + (write_exports(surface_path, out_dir, exports, options) if exports else [])

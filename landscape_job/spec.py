@@ -36,6 +36,7 @@ from landscape_job.grid import AXIS_PATTERN, MAX_POINTS, Axis, Grid
 from landscape_job.inputs import Fetcher
 from landscape_job.location import StorageLocation, local_path
 from landscape_job.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
+from landscape_job.outputs import EXPORT_FORMATS, FIGURE_FORMATS, checked_outputs
 from landscape_job.pyref import is_ref as is_python_ref
 from landscape_job.pyref import split_ref
 from landscape_job.schema import MAX_YAML_BYTES, Section, default_of, key, load_yaml, one_or_list, type_name
@@ -146,6 +147,10 @@ class PlotSpec:
     log: bool | None = key(None, kind=bool, description="log10 loss scale; null: when the loss spans decades")
     title: str | None = key(None, kind=str, json={"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS},
                             description="the figures' subject (default: model on data, or name)")
+    formats: tuple[str, ...] | None = key(None, kind=(list, str),
+                                          json=one_or_list({"enum": [*FIGURE_FORMATS, *EXPORT_FORMATS]}),
+                                          description="merge's outputs (default png, pdf, vtp, html; "
+                                                      "no pdf above 501 lines an axis)")
 
 
 @dataclass(frozen=True)
@@ -268,7 +273,7 @@ class Spec:
             **layout,
             "compute": asdict(self.compute),
             "storage": self.storage.to_spec(),
-            "plot": asdict(self.plot),
+            "plot": {k: v for k, v in asdict(self.plot).items() if v is not None or k != "formats"},
             **({"metrics": list(self.metrics)} if self.series is None else {}),
             # Only where it is used: an unused hessian section is refused by parse_spec.
             **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
@@ -570,7 +575,8 @@ def _parse_compute(s: Section, grid: Grid, counted: bool = True) -> ComputeSpec:
 def _parse_plot(s: Section) -> PlotSpec:
     plot = PlotSpec(**s.read_all(PlotSpec))
     s.finish()
-    plot = replace(plot, title=checked_title(plot.title))
+    formats = None if plot.formats is None else checked_outputs(plot.formats)
+    plot = replace(plot, title=checked_title(plot.title), formats=formats)
     if plot.vmin is not None and plot.vmax is not None and plot.vmin >= plot.vmax:
         raise UserError(f"plot.vmin: must be below plot.vmax ({plot.vmin} >= {plot.vmax})")
     return plot

@@ -145,7 +145,12 @@ def _validate(args: argparse.Namespace) -> None:
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
 
 
-#: Below this many points a shard's start-up and setup (seconds) likely outweigh its compute.
+#: A rule of thumb, not a measurement of the spec at hand: a shard's process start-up and
+#: model/data setup, about 3-5 s for the digits example on this project's 2 CPU cores
+#: (docs/performance.md; a cluster pod adds scheduling and CUDA initialisation).
+SHARD_START_SECONDS = 5.0
+#: Below this many points a shard's start-up and setup likely outweigh its compute: it takes
+#: a point of SHARD_START_SECONDS / 16 (~0.3 s) or more for the points to cost as much.
 MIN_POINTS_PER_SHARD = 16
 
 
@@ -167,11 +172,17 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     if (spec.kubernetes or {}).get("parallelism") is None and shards > DEFAULT_PARALLELISM_CAP:
         lines.append(f"on a cluster: kubernetes.parallelism unset, so {evaluate_parallelism(None, shards)} "
                      f"of the {shards} evaluate pods at once (set it to change)")
+    from landscape_job.outputs import PDF_DEFAULT_MAX_LINES
+
+    if spec.plot.formats is None and grid.ndim == 2 and max(grid.nx, grid.ny) > PDF_DEFAULT_MAX_LINES:
+        lines.append(f"plot: no PDF by default above {PDF_DEFAULT_MAX_LINES} lines an axis (the figures are drawn "
+                     f"thinned there); plot.formats: [png, pdf, vtp, html] draws it")
     if shards > 1 and per_shard < MIN_POINTS_PER_SHARD:
         suggested = max(1, grid.size // MIN_POINTS_PER_SHARD)
-        lines.append(f"warning: {per_shard} points per shard: each shard also pays a process start-up and "
-                     f"the model and data setup (seconds), likely more than its points unless a point costs "
-                     f"seconds; consider compute.shards: {suggested} (launcher estimate measures both)")
+        lines.append(f"warning: {per_shard} points per shard: by a rule of thumb each shard also pays about "
+                     f"{SHARD_START_SECONDS:.0f} s of process start-up and model and data setup, more than its "
+                     f"points unless a point costs over {SHARD_START_SECONDS / MIN_POINTS_PER_SHARD:.1f} s; "
+                     f"consider compute.shards: {suggested} (launcher estimate measures both)")
     if spec.series is not None and not spec.series.listed:  # a glob or S3 prefix the pods will list: no count yet
         return [f"series: checkpoints listed by the pods ({', '.join(spec.series.checkpoints)})", lines[1],
                 f"shards: {shards}"]

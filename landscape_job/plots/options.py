@@ -15,13 +15,14 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from landscape_job.errors import UserError
+from landscape_job.outputs import FIGURE_FORMATS
 from landscape_job.plots.levels import spans_decades
 from landscape_job.titles import checked_title
 
 __all__ = ["SUPPORTED_FORMATS", "PlotSettings", "PlotOptions"]
 
-#: Output formats accepted in ``PlotOptions.formats`` (all vector or lossless).
-SUPPORTED_FORMATS = ("png", "pdf", "svg", "eps", "ps")
+#: Output formats accepted in ``PlotOptions.formats`` (all vector or lossless; named in ``outputs``).
+SUPPORTED_FORMATS = FIGURE_FORMATS
 
 
 class PlotSettings(Protocol):

@@ -238,17 +238,15 @@ def _report(run: Storage, spec: Spec, manifest: Manifest, flat: dict[str, np.nda
 def write_plots(run: Storage, spec: Spec) -> list[str]:
     """Renders the surface's plots locally and stores each under plots/.
 
-    Beside the figures: ``surface.html`` (the offline viewer) and, for 2-D, ``surface.vtp``.
+    Beside the figures: ``surface.html`` (the offline viewer) and, for 2-D, ``surface.vtp``;
+    ``plot.formats`` chooses among them (at 10^6 points the PDFs cost most of a merge).
     """
-    from landscape_job.exports import write_exports
-    from landscape_job.plots import PlotOptions, plot_surface
+    from landscape_job.exports import write_outputs
 
-    options = PlotOptions.from_spec(spec.plot)
     with tempfile.TemporaryDirectory() as tmp:
         surface = Path(tmp) / SURFACE_KEY
         surface.write_bytes(run.get(SURFACE_KEY))
-        written = plot_surface(surface, Path(tmp) / "plots", options)
-        written += write_exports(surface, Path(tmp) / "plots", options=options)
+        written = write_outputs(surface, Path(tmp) / "plots", spec.plot)
         keys = []
         for path in written:
             key = f"plots/{path.name}"
