@@ -8,8 +8,10 @@ check under test can refuse it.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -167,21 +169,31 @@ def test_a_damaged_shard_is_named(run, spec) -> None:
 @pytest.mark.parametrize("metric", ["train_loss", "test_acc"])
 def test_a_changed_value_under_the_old_checksum_is_named(run, spec, metric: str) -> None:
     """The checksum covers every metric's values, not only the indices."""
-    import io
-
-    import h5py
-
     key = shard_key(1, SHARDS)
     points = list(spec.grid.shard_range(1, SHARDS))
     values = _values(points)
     original = ShardData(indices=np.array(points, dtype=np.int64), metrics=values).checksum()
     values[metric][2] += 0.5
     _put(run, spec, 1, points, values)
-    buffer = io.BytesIO(run.get(key))
-    with h5py.File(buffer, "r+") as f:
-        f.attrs["checksum"] = original
-    run.put(key, buffer.getvalue())
+    _edit_attrs(run, key, lambda attrs: attrs.__setitem__("checksum", original))
     with pytest.raises(StageError, match=r"shard-1-of-3\.h5: checksum mismatch; the shard is corrupted"
                                          + SET_ASIDE.format(i=1)):
         collect_shards(run, spec, DIRECTIONS, log=lambda _: None)
     _set_aside(run, 1)
+
+
+def test_a_shard_without_a_checksum_is_named(run, spec) -> None:
+    """No writer makes one, but a shard stripped of its checksum is refused in one line, not a KeyError."""
+    _edit_attrs(run, shard_key(1, SHARDS), lambda attrs: attrs.__delitem__("checksum"))
+    with pytest.raises(StageError, match=r"shard-1-of-3\.h5: checksum mismatch; the shard is corrupted"
+                                         + SET_ASIDE.format(i=1)):
+        collect_shards(run, spec, DIRECTIONS, log=lambda _: None)
+    _set_aside(run, 1)
+
+
+def _edit_attrs(run, key: str, edit) -> None:
+    """Rewrites a stored shard's HDF5 attributes in place (``edit`` gets h5py's attribute set)."""
+    buffer = io.BytesIO(run.get(key))
+    with h5py.File(buffer, "r+") as f:
+        edit(f.attrs)
+    run.put(key, buffer.getvalue())
