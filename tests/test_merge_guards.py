@@ -9,6 +9,7 @@ check under test can refuse it.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import h5py
@@ -185,10 +186,15 @@ def test_a_changed_value_under_the_old_checksum_is_named(run, spec, metric: str)
 def test_a_shard_without_a_checksum_is_named(run, spec) -> None:
     """No writer makes one, but a shard stripped of its checksum is refused in one line, not a KeyError."""
     _edit_attrs(run, shard_key(1, SHARDS), lambda attrs: attrs.__delitem__("checksum"))
+    logged: list[str] = []
     with pytest.raises(StageError, match=r"shard-1-of-3\.h5: checksum mismatch; the shard is corrupted"
                                          + SET_ASIDE.format(i=1)):
-        collect_shards(run, spec, DIRECTIONS, log=lambda _: None)
+        collect_shards(run, spec, DIRECTIONS, log=logged.append)
     _set_aside(run, 1)
+    # The merge pod's log says where the shard went and why.
+    assert len(logged) == 1 and re.fullmatch(
+        rf"moved {re.escape(run.url)}/shards/shard-1-of-3\.h5 aside to shards/quarantine/shard-1-of-3\.h5\.\S+: "
+        rf"merge: {re.escape(run.url)}/shards/shard-1-of-3\.h5: checksum mismatch; the shard is corrupted", logged[0])
 
 
 def _edit_attrs(run, key: str, edit) -> None:
