@@ -19,7 +19,7 @@ import pytest
 from conftest import spec_from
 from landscape_job.errors import StageError
 from landscape_job.records import ShardRecord
-from landscape_job.shards import ShardData, shard_bytes, shard_key
+from landscape_job.shards import ShardData, segment_key, segment_prefix, shard_bytes, shard_key
 from landscape_job.stages.merge_stage import collect_shards
 from landscape_job.storage import open_storage
 
@@ -203,3 +203,14 @@ def _edit_attrs(run, key: str, edit) -> None:
     with h5py.File(buffer, "r+") as f:
         edit(f.attrs)
     run.put(key, buffer.getvalue())
+
+
+@pytest.mark.parametrize("shard,num_shards", [(0, 1), (3, 12)])
+def test_a_shard_s_checkpoint_segments_are_listed_under_its_own_prefix(shard: int, num_shards: int) -> None:
+    """Resume finds a shard's checkpoint segments by listing ``segment_prefix``: a segment's key
+    must fall under its own shard's prefix and no other's, and sort by its first point."""
+    key = segment_key(shard, num_shards, 42)
+    assert key == f"shards/shard-{shard}-of-{num_shards}.partial-000000000042.h5"
+    assert key.startswith(segment_prefix(shard, num_shards))
+    assert not key.startswith(segment_prefix(shard + 1, num_shards))
+    assert key < segment_key(shard, num_shards, 1000)
