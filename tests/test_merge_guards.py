@@ -19,7 +19,8 @@ import pytest
 from conftest import spec_from
 from landscape_job.errors import StageError
 from landscape_job.records import ShardRecord
-from landscape_job.shards import ShardData, segment_key, segment_prefix, shard_bytes, shard_key
+from landscape_job import shards
+from landscape_job.shards import ShardData, read_shard, segment_key, segment_prefix, shard_bytes, shard_key
 from landscape_job.stages.merge_stage import collect_shards
 from landscape_job.storage import open_storage
 
@@ -214,3 +215,14 @@ def test_a_shard_s_checkpoint_segments_are_listed_under_its_own_prefix(shard: in
     assert key.startswith(segment_prefix(shard, num_shards))
     assert not key.startswith(segment_prefix(shard + 1, num_shards))
     assert key < segment_key(shard, num_shards, 1000)
+
+
+def test_a_shard_reader_s_error_is_named_and_cut_at_200_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """h5py's reason is shown (it says what is wrong with the file), but never unbounded."""
+    def unreadable(raw: bytes):
+        raise OSError("x" * 500)
+
+    monkeypatch.setattr(shards, "open_h5", unreadable)
+    with pytest.raises(StageError) as caught:
+        read_shard(b"", "s3://b/r/shards/shard-0-of-1.h5")
+    assert str(caught.value) == f"s3://b/r/shards/shard-0-of-1.h5: unreadable or truncated shard ({'x' * 200})"
