@@ -24,6 +24,8 @@ from conftest import run_all, spec_from, write_spec
 from landscape_job.errors import StageError, UserError
 from landscape_job.storage import (STORAGE_OPTIONS_ENV, NotFound, h5_bytes, open_h5, open_storage, run_storage,
                                    storage_options_from_env)
+from landscape_job.location import StorageLocation
+from landscape_job.storage.files import FileStorage
 from landscape_job.storage.retry import BACKOFF_ENV, RetryPolicy
 from landscape_job.storage.s3 import S3Storage
 from launcher.local import open_run
@@ -562,3 +564,23 @@ class TestFileStorage:
         with pytest.raises(PermissionError, match="Permission denied"):
             store.put("surface.h5", b"x")
         assert [p.name for p in (tmp_path / "run").iterdir()] == []
+
+    def test_a_write_that_fails_leaves_nothing(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A full disk at fsync: the error goes to the caller and no temporary file stays behind."""
+        def full(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        store = open_storage(str(tmp_path / "run"))
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(OSError, match="No space left"):
+            store.put("shards/shard-0-of-1.h5", b"x")
+        assert list((tmp_path / "run/shards").iterdir()) == []
+
+    def test_an_existing_folder_is_opened_a_file_is_refused(self, tmp_path: Path) -> None:
+        open_storage(str(tmp_path / "run")).put("spec.yaml", b"a: 1")
+        assert open_storage(str(tmp_path / "run")).get("spec.yaml") == b"a: 1"
+        location = StorageLocation.parse(str(tmp_path / "plain"))  # which refuses a file in its own words
+        (tmp_path / "plain").write_bytes(b"")  # a file where the folder was to be
+        with pytest.raises(UserError) as caught:
+            FileStorage(location)
+        assert str(caught.value) == f"storage: {tmp_path / 'plain'} exists and is not a folder"
