@@ -97,6 +97,7 @@ def test_local_path_takes_off_file_scheme_only() -> None:
     assert local_path("a/b") == "a/b"
     assert local_path("s3://b/k") == "s3://b/k"
     assert split_s3_url("s3://bucket//deep/prefix/") == ("bucket", "deep/prefix")
+    assert split_s3_url("s3://bucket/Xdata/runsX/") == ("bucket", "Xdata/runsX")  # only slashes are trimmed
 
 
 # -- refused, one line each -----------------------------------------------------------------

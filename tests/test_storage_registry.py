@@ -111,3 +111,12 @@ def test_a_registered_scheme_takes_no_s3_options_and_needs_a_location(mem_backen
         StorageLocation.from_spec({"url": "mem://lab", "region": "eu-west-1"}, Path("/"))
     with pytest.raises(UserError, match=r"^storage: expected mem://<location>, got 'mem://'$"):
         StorageLocation.parse("mem://")
+
+
+def test_a_url_s_options_reach_its_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``open_storage(url, options)``: the backend gets the location with the options, not the URL alone."""
+    opened: list[StorageLocation] = []
+    monkeypatch.setitem(location.BACKENDS, "s3", opened.append)
+    open_storage("s3://bucket/runs/", {"region": "eu-west-1", "addressing_style": "path"})
+    assert opened == [StorageLocation("s3://bucket/runs",
+                                      location.StorageOptions(region="eu-west-1", addressing_style="path"))]
