@@ -165,3 +165,10 @@ def test_a_file_run_never_imports_boto3(tmp_path: Path) -> None:
             "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unset_option_is_no_option_for_a_folder(tmp_path: Path) -> None:
+    """An option left empty (None, or "" as from an empty environment variable) is no option:
+    a folder refuses only the options that are set."""
+    for unset in (None, ""):
+        assert StorageLocation.parse(str(tmp_path), {"region": unset}) == StorageLocation(f"file://{tmp_path}")
