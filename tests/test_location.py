@@ -172,3 +172,11 @@ def test_an_unset_option_is_no_option_for_a_folder(tmp_path: Path) -> None:
     a folder refuses only the options that are set."""
     for unset in (None, ""):
         assert StorageLocation.parse(str(tmp_path), {"region": unset}) == StorageLocation(f"file://{tmp_path}")
+
+
+def test_a_file_named_as_storage_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain").write_bytes(b"")
+    with pytest.raises(UserError) as caught:
+        StorageLocation.parse("plain")
+    assert str(caught.value) == "storage: 'plain' is a file, not a folder; name a folder for the runs"
