@@ -112,6 +112,7 @@ def test_a_registered_scheme_takes_no_s3_options_and_needs_a_location(mem_backen
     for bare in ("mem://", "mem:///"):
         with pytest.raises(UserError, match=rf"^storage: expected mem://<location>, got '{bare}'$"):
             StorageLocation.parse(bare)
+    assert StorageLocation.parse("mem://X/").url == "mem://X"  # a one-letter location is one
 
 
 def test_a_url_s_options_reach_its_backend(monkeypatch: pytest.MonkeyPatch) -> None:
