@@ -180,3 +180,8 @@ def test_a_file_named_as_storage_is_named(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(UserError) as caught:
         StorageLocation.parse("plain")
     assert str(caught.value) == "storage: 'plain' is a file, not a folder; name a folder for the runs"
+
+
+def test_the_scheme_is_what_comes_before_the_first_separator(tmp_path: Path) -> None:
+    """``file:///data/odd://name`` is a folder (POSIX allows ``odd:``), not a scheme ``file:///data/odd``."""
+    assert StorageLocation.parse(f"file://{tmp_path}/odd://name").url == f"file://{tmp_path}/odd:/name"
