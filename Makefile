@@ -49,6 +49,8 @@ kubectl:
 # pyproject's [tool.mutmut] names the files and the tests; GUARDS the functions mutated.
 GUARDS := \
 	'landscape_job.stages.merge_stage.x_collect_shards__*' \
+	'landscape_job.stages.merge_stage.x__check_shard__*' \
+	'landscape_job.stages.merge_stage.x__set_aside__*' \
 	'landscape_job.shards.*' \
 	'landscape_job.records.x*ShardRecord*from_attrs__*' \
 	'landscape_job.records.x*ProgressRecord*from_json__*' \

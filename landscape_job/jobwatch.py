@@ -65,14 +65,12 @@ def failure_check(reader: JobReader, log: Callable[[str], None]) -> Callable[[],
             if err.code in (403, 404):
                 gone = "is gone (deleted; the run cancelled?)" if err.code == 404 else "is out of reach (forbidden)"
                 return f"the evaluate Job {gone}: {err.message}"
-            if not warned:
-                log(f"merge: cannot read the evaluate Job's status ({err}); waiting on storage alone")
-                warned = True
-            return None
+            trouble: Exception = err
         except (OSError, ValueError) as err:
-            if not warned:
-                log(f"merge: cannot read the evaluate Job's status ({err}); waiting on storage alone")
-                warned = True
-            return None
+            trouble = err
+        if not warned:
+            log(f"merge: cannot read the evaluate Job's status ({trouble}); waiting on storage alone")
+            warned = True
+        return None
 
     return check

@@ -97,6 +97,7 @@ def test_local_path_takes_off_file_scheme_only() -> None:
     assert local_path("a/b") == "a/b"
     assert local_path("s3://b/k") == "s3://b/k"
     assert split_s3_url("s3://bucket//deep/prefix/") == ("bucket", "deep/prefix")
+    assert split_s3_url("s3://bucket/Xdata/runsX/") == ("bucket", "Xdata/runsX")  # only slashes are trimmed
 
 
 # -- refused, one line each -----------------------------------------------------------------
@@ -164,3 +165,23 @@ def test_a_file_run_never_imports_boto3(tmp_path: Path) -> None:
             "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unset_option_is_no_option_for_a_folder(tmp_path: Path) -> None:
+    """An option left empty (None, or "" as from an empty environment variable) is no option:
+    a folder refuses only the options that are set."""
+    for unset in (None, ""):
+        assert StorageLocation.parse(str(tmp_path), {"region": unset}) == StorageLocation(f"file://{tmp_path}")
+
+
+def test_a_file_named_as_storage_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain").write_bytes(b"")
+    with pytest.raises(UserError) as caught:
+        StorageLocation.parse("plain")
+    assert str(caught.value) == "storage: 'plain' is a file, not a folder; name a folder for the runs"
+
+
+def test_the_scheme_is_what_comes_before_the_first_separator(tmp_path: Path) -> None:
+    """``file:///data/odd://name`` is a folder (POSIX allows ``odd:``), not a scheme ``file:///data/odd``."""
+    assert StorageLocation.parse(f"file://{tmp_path}/odd://name").url == f"file://{tmp_path}/odd:/name"

@@ -8,15 +8,19 @@ check under test can refuse it.
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from conftest import spec_from
 from landscape_job.errors import StageError
 from landscape_job.records import ShardRecord
-from landscape_job.shards import ShardData, shard_bytes, shard_key
+from landscape_job import shards
+from landscape_job.shards import ShardData, read_shard, segment_key, segment_prefix, shard_bytes, shard_key
 from landscape_job.stages.merge_stage import collect_shards
 from landscape_job.storage import open_storage
 
@@ -167,21 +171,58 @@ def test_a_damaged_shard_is_named(run, spec) -> None:
 @pytest.mark.parametrize("metric", ["train_loss", "test_acc"])
 def test_a_changed_value_under_the_old_checksum_is_named(run, spec, metric: str) -> None:
     """The checksum covers every metric's values, not only the indices."""
-    import io
-
-    import h5py
-
     key = shard_key(1, SHARDS)
     points = list(spec.grid.shard_range(1, SHARDS))
     values = _values(points)
     original = ShardData(indices=np.array(points, dtype=np.int64), metrics=values).checksum()
     values[metric][2] += 0.5
     _put(run, spec, 1, points, values)
-    buffer = io.BytesIO(run.get(key))
-    with h5py.File(buffer, "r+") as f:
-        f.attrs["checksum"] = original
-    run.put(key, buffer.getvalue())
+    _edit_attrs(run, key, lambda attrs: attrs.__setitem__("checksum", original))
     with pytest.raises(StageError, match=r"shard-1-of-3\.h5: checksum mismatch; the shard is corrupted"
                                          + SET_ASIDE.format(i=1)):
         collect_shards(run, spec, DIRECTIONS, log=lambda _: None)
     _set_aside(run, 1)
+
+
+def test_a_shard_without_a_checksum_is_named(run, spec) -> None:
+    """No writer makes one, but a shard stripped of its checksum is refused in one line, not a KeyError."""
+    _edit_attrs(run, shard_key(1, SHARDS), lambda attrs: attrs.__delitem__("checksum"))
+    logged: list[str] = []
+    with pytest.raises(StageError, match=r"shard-1-of-3\.h5: checksum mismatch; the shard is corrupted"
+                                         + SET_ASIDE.format(i=1)):
+        collect_shards(run, spec, DIRECTIONS, log=logged.append)
+    _set_aside(run, 1)
+    # The merge pod's log says where the shard went and why.
+    assert len(logged) == 1 and re.fullmatch(
+        rf"moved {re.escape(run.url)}/shards/shard-1-of-3\.h5 aside to shards/quarantine/shard-1-of-3\.h5\.\S+: "
+        rf"merge: {re.escape(run.url)}/shards/shard-1-of-3\.h5: checksum mismatch; the shard is corrupted", logged[0])
+
+
+def _edit_attrs(run, key: str, edit) -> None:
+    """Rewrites a stored shard's HDF5 attributes in place (``edit`` gets h5py's attribute set)."""
+    buffer = io.BytesIO(run.get(key))
+    with h5py.File(buffer, "r+") as f:
+        edit(f.attrs)
+    run.put(key, buffer.getvalue())
+
+
+@pytest.mark.parametrize("shard,num_shards", [(0, 1), (3, 12)])
+def test_a_shard_s_checkpoint_segments_are_listed_under_its_own_prefix(shard: int, num_shards: int) -> None:
+    """Resume finds a shard's checkpoint segments by listing ``segment_prefix``: a segment's key
+    must fall under its own shard's prefix and no other's, and sort by its first point."""
+    key = segment_key(shard, num_shards, 42)
+    assert key == f"shards/shard-{shard}-of-{num_shards}.partial-000000000042.h5"
+    assert key.startswith(segment_prefix(shard, num_shards))
+    assert not key.startswith(segment_prefix(shard + 1, num_shards))
+    assert key < segment_key(shard, num_shards, 1000)
+
+
+def test_a_shard_reader_s_error_is_named_and_cut_at_200_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """h5py's reason is shown (it says what is wrong with the file), but never unbounded."""
+    def unreadable(raw: bytes):
+        raise OSError("x" * 500)
+
+    monkeypatch.setattr(shards, "open_h5", unreadable)
+    with pytest.raises(StageError) as caught:
+        read_shard(b"", "s3://b/r/shards/shard-0-of-1.h5")
+    assert str(caught.value) == f"s3://b/r/shards/shard-0-of-1.h5: unreadable or truncated shard ({'x' * 200})"

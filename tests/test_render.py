@@ -399,6 +399,7 @@ def test_prepare_and_merge_pods(rendered):
     for stage in ("prepare", "merge"):
         job = jobs(objects)[stage]["spec"]
         assert "completionMode" not in job and job["completions"] == 1
+        assert job["parallelism"] == 1  # one pod; the manifest says so rather than relying on the controller
         assert job["backoffLimit"] == 4
         assert job["podReplacementPolicy"] == "Failed"
         actions = {r["action"] for r in job["podFailurePolicy"]["rules"]}

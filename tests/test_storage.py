@@ -7,6 +7,7 @@ boto3, and a proxy in between injects the failures a real object store and netwo
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -23,6 +24,8 @@ from conftest import run_all, spec_from, write_spec
 from landscape_job.errors import StageError, UserError
 from landscape_job.storage import (STORAGE_OPTIONS_ENV, NotFound, h5_bytes, open_h5, open_storage, run_storage,
                                    storage_options_from_env)
+from landscape_job.location import StorageLocation
+from landscape_job.storage.files import FileStorage
 from landscape_job.storage.retry import BACKOFF_ENV, RetryPolicy
 from landscape_job.storage.s3 import S3Storage
 from launcher.local import open_run
@@ -510,23 +513,74 @@ def test_an_s3_url_without_a_bucket_is_refused_not_taken_for_a_folder(url: str) 
         run_storage(url, "run")
 
 
-def test_file_results_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
-    """Results are ordinary files (0644 under umask 022), not mkstemp's private 0600."""
-    from landscape_job.storage import files
+class TestFileStorage:
+    """``file://`` beyond the contract: how a write is made whole (in ``make mutation``'s selection)."""
 
-    run = open_storage(str(tmp_path / "run"))
-    run.put("surface.h5", b"x")
-    assert run.put_if_absent("plots/surface.html", b"<html>")
-    expected = 0o666 & ~files._UMASK
-    for key in ("surface.h5", "plots/surface.html"):
-        assert (tmp_path / "run" / key).stat().st_mode & 0o777 == expected, key
+    def test_results_are_readable_as_the_umask_allows(self, tmp_path: Path) -> None:
+        """Results are ordinary files (0644 under umask 022), not mkstemp's private 0600."""
+        from landscape_job.storage import files
 
+        run = open_storage(str(tmp_path / "run"))
+        run.put("surface.h5", b"x")
+        assert run.put_if_absent("plots/surface.html", b"<html>")
+        expected = 0o666 & ~files._UMASK
+        for key in ("surface.h5", "plots/surface.html"):
+            assert (tmp_path / "run" / key).stat().st_mode & 0o777 == expected, key
 
-def test_a_file_write_in_progress_is_not_listed(tmp_path: Path) -> None:
-    """A put writes a hidden temporary file beside the key first (moved into place
-    whole); a writer killed before the move leaves it behind. It is not an object."""
-    store = open_storage(str(tmp_path / "run"))
-    store.put("shards/shard-0-of-2.h5", b"whole")
-    (tmp_path / "run/shards/.shard-1-of-2.h5.x1y2.tmp").write_bytes(b"half")
-    assert store.list() == ["shards/shard-0-of-2.h5"]
-    assert store.list("shards/") == ["shards/shard-0-of-2.h5"]
+    def test_a_write_in_progress_is_not_listed(self, tmp_path: Path) -> None:
+        """A put writes a hidden temporary file beside the key first (moved into place
+        whole); a writer killed before the move leaves it behind. It is not an object."""
+        store = open_storage(str(tmp_path / "run"))
+        store.put("shards/shard-0-of-2.h5", b"whole")
+        (tmp_path / "run/shards/.shard-1-of-2.h5.x1y2.tmp").write_bytes(b"half")
+        assert store.list() == ["shards/shard-0-of-2.h5"]
+        assert store.list("shards/") == ["shards/shard-0-of-2.h5"]
+
+    def test_the_bytes_are_moved_into_place_from_a_hidden_file_beside_the_key(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Beside it: ``os.replace`` is atomic only within one file system. Hidden and named
+        ``.<name>.<random>.tmp``: what ``list`` skips and what a person recognises."""
+        moves: list[tuple[str, str]] = []
+        replace = os.replace
+
+        def spy(src, dst) -> None:
+            moves.append((str(src), str(dst)))
+            replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", spy)
+        open_storage(str(tmp_path / "run")).put("shards/shard-0-of-2.h5", b"whole")
+        [(src, dst)] = moves
+        assert dst == str(tmp_path / "run/shards/shard-0-of-2.h5")
+        assert Path(src).parent == Path(dst).parent
+        assert re.fullmatch(r"\.shard-0-of-2\.h5\.[^/]+\.tmp", Path(src).name), src
+
+    def test_a_put_that_cannot_move_its_file_into_place_leaves_nothing(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        def refuse(src, dst) -> None:
+            raise PermissionError(13, "Permission denied", str(dst))
+
+        store = open_storage(str(tmp_path / "run"))
+        monkeypatch.setattr(os, "replace", refuse)
+        with pytest.raises(PermissionError, match="Permission denied"):
+            store.put("surface.h5", b"x")
+        assert [p.name for p in (tmp_path / "run").iterdir()] == []
+
+    def test_a_write_that_fails_leaves_nothing(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A full disk at fsync: the error goes to the caller and no temporary file stays behind."""
+        def full(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        store = open_storage(str(tmp_path / "run"))
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(OSError, match="No space left"):
+            store.put("shards/shard-0-of-1.h5", b"x")
+        assert list((tmp_path / "run/shards").iterdir()) == []
+
+    def test_an_existing_folder_is_opened_a_file_is_refused(self, tmp_path: Path) -> None:
+        open_storage(str(tmp_path / "run")).put("spec.yaml", b"a: 1")
+        assert open_storage(str(tmp_path / "run")).get("spec.yaml") == b"a: 1"
+        location = StorageLocation.parse(str(tmp_path / "plain"))  # which refuses a file in its own words
+        (tmp_path / "plain").write_bytes(b"")  # a file where the folder was to be
+        with pytest.raises(UserError) as caught:
+            FileStorage(location)
+        assert str(caught.value) == f"storage: {tmp_path / 'plain'} exists and is not a folder"

@@ -109,5 +109,16 @@ def test_an_unregistered_scheme_is_refused_where_the_spec_is_read(tmp_path: Path
 def test_a_registered_scheme_takes_no_s3_options_and_needs_a_location(mem_backend) -> None:
     with pytest.raises(UserError, match=r"^storage.region: only for s3:// storage$"):
         StorageLocation.from_spec({"url": "mem://lab", "region": "eu-west-1"}, Path("/"))
-    with pytest.raises(UserError, match=r"^storage: expected mem://<location>, got 'mem://'$"):
-        StorageLocation.parse("mem://")
+    for bare in ("mem://", "mem:///"):
+        with pytest.raises(UserError, match=rf"^storage: expected mem://<location>, got '{bare}'$"):
+            StorageLocation.parse(bare)
+    assert StorageLocation.parse("mem://X/").url == "mem://X"  # a one-letter location is one
+
+
+def test_a_url_s_options_reach_its_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``open_storage(url, options)``: the backend gets the location with the options, not the URL alone."""
+    opened: list[StorageLocation] = []
+    monkeypatch.setitem(location.BACKENDS, "s3", opened.append)
+    open_storage("s3://bucket/runs/", {"region": "eu-west-1", "addressing_style": "path"})
+    assert opened == [StorageLocation("s3://bucket/runs",
+                                      location.StorageOptions(region="eu-west-1", addressing_style="path"))]
