@@ -41,6 +41,14 @@ def show(*argv: str) -> int:
     return code
 
 
+def _shard_0_done(fake: FakeCluster) -> bool:
+    """Prepare's Job complete and evaluate's index 0 counted complete by the controller."""
+    jobs = {j["metadata"]["labels"].get("landscape.stage"): j for j in fake.of("jobs")}
+    prepare, evaluate = jobs.get("prepare"), jobs.get("evaluate")
+    complete = any(c["type"] == "Complete" for c in (prepare or {}).get("status", {}).get("conditions") or [])
+    return complete and (evaluate or {}).get("status", {}).get("completedIndexes") == "0"
+
+
 def main() -> None:
     os.environ.update({"AWS_ACCESS_KEY_ID": "fake", "AWS_SECRET_ACCESS_KEY": "fake", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1", "MPLBACKEND": "Agg",
@@ -72,8 +80,8 @@ def main() -> None:
             fake.secret_from_environ("landscape-s3")
             os.environ["KUBECONFIG"] = str(fake.write_kubeconfig(work / "kubeconfig"))
             show("submit", "surface.yaml", "--run-id", "demo-20261130-020000")
-            while not any(p["status"].get("conditions") for p in fake.of("pods")):
-                time.sleep(0.2)
+            while not (any(p["status"].get("conditions") for p in fake.of("pods")) and _shard_0_done(fake)):
+                time.sleep(0.2)  # shard 1 held, as on a cluster short of GPUs; prepare and shard 0 done
             show("status", "demo-20261130-020000")
             released.set()
             show("wait", "demo-20261130-020000", "--timeout", "600", "--interval", "1")
