@@ -46,8 +46,9 @@ BACKENDS = ("local", "cluster")
 
 @dataclass(frozen=True)
 class RunStatus:
-    """Where a run stands, from its storage: ``running``, ``succeeded`` or ``failed`` (local runs only:
-    a cluster's failures are the Jobs', see ``launcher status``)."""
+    """Where a run stands: ``running``, ``succeeded`` or ``failed``. Points and success come from
+    its storage; a failure from the local thread, or, for a cluster run, from its Jobs (asked as
+    ``launcher status`` asks them: a failed stage or Jobs gone)."""
 
     state: str
     points_done: int
@@ -102,7 +103,24 @@ class Run:
             return RunStatus("failed", self._points_done(), total, str(self._error).splitlines()[0])
         if self._thread is not None and not self._thread.is_alive():
             return RunStatus("failed", self._points_done(), total, "the local run stopped without a surface")
+        if self.backend == "cluster":
+            error = self._cluster_error()
+            if error is not None:
+                return RunStatus("failed", self._points_done(), total, error)
         return RunStatus("running", self._points_done(), total)
+
+    def _cluster_error(self) -> str | None:
+        """Why the run's Jobs say it failed (``launcher wait``'s reading), or None while it goes on."""
+        from launcher.cluster import Cluster
+        from launcher.commands.cluster_run import jobs_by_stage
+        from launcher.commands.follow import stop_error
+        from launcher.k8s_spec import parse_kubernetes
+
+        cluster = Cluster.connect(namespace=parse_kubernetes(self.spec.kubernetes).namespace)
+        try:
+            return stop_error(self.run_id, jobs_by_stage(cluster, self.run_id))
+        finally:
+            cluster.close()
 
     def wait(self, timeout: float | None = None, interval: float = 2.0) -> Run:
         """Blocks until the run succeeded; a failure raises (``StageError``) and so does ``timeout`` seconds."""

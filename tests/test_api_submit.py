@@ -16,7 +16,7 @@ import pytest
 from landscape_job import api as ls
 from landscape_job.checkpoints import load_into, load_state_dict
 from landscape_job.data import load_split
-from landscape_job.errors import UserError
+from landscape_job.errors import StageError, UserError
 from landscape_job.models import build_model
 from landscape_job.spec import DataSpec
 from launcher.api import submit
@@ -72,3 +72,19 @@ def test_submit_to_the_cluster_wait_pull(fake, bucket: str, moto_endpoint: str, 
     landscape = run.wait(timeout=600, interval=0.5).pull()
     assert run.status().state == "succeeded" and run.status().points_done == 20
     assert landscape["train_loss"].shape == (4, 5) and np.isfinite(landscape["train_loss"]).all()
+
+
+def test_a_cluster_run_that_fails_reads_failed_and_wait_raises(fake, bucket: str, moto_endpoint: str,
+                                                               linear_spec: dict, tmp_path: Path, monkeypatch) -> None:
+    """The handle asks the cluster, as ``launcher status`` does: a prepare that fails in its pod
+    (a checkpoint path that exists in no pod) is the run's failure, not a wait until the timeout."""
+    from test_cluster import cluster_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1)
+    spec["model"] = {**spec["model"], "checkpoint": "/data/checkpoints/missing.pt"}
+    run = submit(spec, backend="cluster", run_id="nb-fails")
+    with pytest.raises(StageError, match=r"run nb-fails failed: .*the prepare Job failed"):
+        run.wait(timeout=120, interval=0.2)
+    state = run.status()
+    assert state.state == "failed" and state.finished and state.points_done == 0
