@@ -23,6 +23,7 @@ import torch
 from landscape_job import metrics as registry
 from landscape_job import pyref
 from landscape_job.errors import UserError, shown
+from landscape_job.losses import user_batch_sum
 
 __all__ = ["is_python_metric", "register_python_metrics"]
 
@@ -32,15 +33,7 @@ def is_python_metric(item: str) -> bool:
 
 
 def _batch_sum(ref: str, fn, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    value = pyref.call(ref, "metrics", fn, outputs, labels)
-    if not isinstance(value, torch.Tensor):
-        raise UserError(f"metrics: {ref} returned {type(value).__name__}, not a tensor")
-    if value.dim() == 0:
-        return value * labels.shape[0]
-    if value.shape == (labels.shape[0],):
-        return value.sum()
-    raise UserError(f"metrics: {ref} returned shape {tuple(value.shape)}; return a scalar batch mean "
-                    f"or one value per sample ({labels.shape[0]},)")
+    return user_batch_sum("metrics", ref, fn, outputs, labels, each="value")
 
 
 def _from_function(ref: str, fn) -> registry.Metric:

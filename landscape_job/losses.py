@@ -107,12 +107,19 @@ def resolve_loss(ref: str) -> LossFn:
 
 def custom_loss_sum(logits: torch.Tensor, labels: torch.Tensor, ref: str) -> torch.Tensor:
     """The batch's summed loss from the user's function; a wrong return shape is one line naming ``loss``."""
-    value = pyref.call(ref, "loss", resolve_loss(ref), logits, labels)
+    return user_batch_sum("loss", ref, resolve_loss(ref), logits, labels, each="loss")
+
+
+def user_batch_sum(key: str, ref: str, fn: Callable, outputs: torch.Tensor, labels: torch.Tensor,
+                   each: str) -> torch.Tensor:
+    """A user's ``python:`` function (a loss, a metric) of a batch, as the batch's sum: it may return
+    the batch mean (a scalar) or one ``each`` per sample; anything else is one line naming ``key``."""
+    value = pyref.call(ref, key, fn, outputs, labels)
     if not isinstance(value, torch.Tensor):
-        raise UserError(f"loss: {ref} returned {type(value).__name__}, not a tensor")
+        raise UserError(f"{key}: {ref} returned {type(value).__name__}, not a tensor")
     if value.dim() == 0:
         return value * labels.shape[0]
     if value.shape == (labels.shape[0],):
         return value.sum()
-    raise UserError(f"loss: {ref} returned shape {tuple(value.shape)}; return a scalar batch mean "
-                    f"or one loss per sample ({labels.shape[0]},)")
+    raise UserError(f"{key}: {ref} returned shape {tuple(value.shape)}; return a scalar batch mean "
+                    f"or one {each} per sample ({labels.shape[0]},)")

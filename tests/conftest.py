@@ -63,6 +63,16 @@ def moto_endpoint():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU
+    (OpenMP threads spin against other processes); restored after the test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def linear_spec(tmp_path: Path) -> dict[str, Any]:
     """A valid 2-D spec for softmax regression; tests mutate it."""
     for name, seed in (("a.pt", 0), ("b.pt", 1), ("c.pt", 2)):

@@ -26,13 +26,7 @@ from launcher.local import open_run
 QUIET = lambda _msg: None  # noqa: E731
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _symmetric(eigenvalues: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

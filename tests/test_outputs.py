@@ -13,18 +13,7 @@ from landscape_job.errors import UserError
 from landscape_job.spec import spec_from_yaml
 from launcher.cli import main as launcher
 from launcher.local import open_run
-
-
-def record_figures(monkeypatch) -> list[tuple[str, ...]]:
-    """The matplotlib figures (test_plots.py draws them, seconds each) replaced by a recorder of the formats asked."""
-    asked: list[tuple[str, ...]] = []
-
-    def record(surface_path, out_dir, options):
-        asked.append(options.formats)
-        return []
-
-    monkeypatch.setattr("landscape_job.plots.plot_surface", record)
-    return asked
+from test_vtk import skip_figures
 
 
 def merged_outputs(tmp_path: Path, raw: dict, run_id: str) -> list[str]:
@@ -36,7 +25,7 @@ def merged_outputs(tmp_path: Path, raw: dict, run_id: str) -> list[str]:
 
 
 def test_merge_writes_only_the_formats_named(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
-    asked = record_figures(monkeypatch)
+    asked = skip_figures(monkeypatch)
     linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}
     linear_spec["plot"] = {"formats": ["png", "html"]}
     outputs = merged_outputs(tmp_path, linear_spec, "png-html")
@@ -99,7 +88,7 @@ def test_pdf_left_out_by_default_where_the_figures_are_thinned(tmp_path: Path, l
     assert split_outputs(None, 502) == (("png",), ("vtp", "html"))
     assert split_outputs(("pdf", "vtp"), 1001) == (("pdf",), ("vtp",))  # named: drawn at any size
 
-    asked = record_figures(monkeypatch)
+    asked = skip_figures(monkeypatch)
     wide = write_grid(tmp_path / "wide.h5", 502, 3)
     names = [p.name for p in write_outputs(wide, tmp_path / "wide", PlotSpec())]
     assert asked == [("png",)] and names == ["surface.vtp", "surface.html"]

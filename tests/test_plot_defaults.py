@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import h5py
 import matplotlib
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from landscape_job.plots.figures import figures
 from landscape_job.plots.levels import AUTO_LOG_DECADES, spans_decades
 from landscape_job.plots.style import RC, outside_figure
 from landscape_job.titles import checked_title, subject
+from test_plots import write_surface
 
 MINIMUM = 0.0118
 
@@ -33,22 +33,10 @@ def bowl(x, y):
     return MINIMUM + 9.0 * r2 + 2.5 * r2**2
 
 
-def write(path: Path, x, y=None, attrs=None, **metrics) -> Path:
-    with h5py.File(path, "w") as f:
-        f["xcoordinates"] = np.asarray(x, dtype=np.float64)
-        if y is not None:
-            f["ycoordinates"] = np.asarray(y, dtype=np.float64)
-        for name, values in metrics.items():
-            f[name] = np.asarray(values, dtype=np.float64)
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value
-    return path
-
-
 def bowl_surface(tmp_path: Path, attrs=None, n: int = 31):
     x = np.linspace(-1, 1, n)
     X, Y = np.meshgrid(x, x)
-    path = write(tmp_path / "surface.h5", x, x, attrs=attrs or {"arch": "cnn", "dataset": "digits",
+    path = write_surface(tmp_path / "surface.h5", x, x, attrs=attrs or {"arch": "cnn", "dataset": "digits",
                                                                 "xlabel": "x (random direction, filter-normalised)",
                                                                 "ylabel": "y (random direction, filter-normalised)"},
                  train_loss=bowl(X, Y))
@@ -109,7 +97,7 @@ def test_theta_star_is_marked_on_the_flat_maps_and_the_curves(tmp_path):
             assert len(marks) == 1 and list(marks[0].get_xydata()[0]) == [0.0, 0.0]
             assert any(t.get_text() == "θ*" for t in ax.texts)
         # A PCA plane: the path ends at θ* (the final model), whose end star then stands for it.
-        pca = load_surface(write(tmp_path / "pca.h5", surface.x, surface.y, train_loss=surface.metrics["train_loss"],
+        pca = load_surface(write_surface(tmp_path / "pca.h5", surface.x, surface.y, train_loss=surface.metrics["train_loss"],
                                  trajectory_x=[0.8, 0.3, 0.0], trajectory_y=[0.5, 0.2, 0.0],
                                  attrs={"trajectory_names": '["a", "b", "c"]', "explained_variance": "[0.9, 0.1]"}))
         ax = draw2d.fig_contour(pca, field, "t", dpi=40).axes[0]
@@ -117,11 +105,11 @@ def test_theta_star_is_marked_on_the_flat_maps_and_the_curves(tmp_path):
             "trajectory end"]
         assert any(t.get_text() == "θ*" for t in ax.texts)
         x = np.linspace(-0.5, 1.5, 9)
-        curve = load_surface(write(tmp_path / "c.h5", x, train_loss=(x - 0.2) ** 2 + 0.1))
+        curve = load_surface(write_surface(tmp_path / "c.h5", x, train_loss=(x - 0.2) ** 2 + 0.1))
         ax = draw1d.plot_1d(curve, PlotOptions(), log=False).axes[0]
         assert any(np.allclose(line.get_xdata(), 0.0) and line.get_linestyle() == ":" for line in ax.lines)
         # A grid that does not hold θ* gets no marker.
-        far = load_surface(write(tmp_path / "far.h5", x + 1, train_loss=x**2 + 0.1))
+        far = load_surface(write_surface(tmp_path / "far.h5", x + 1, train_loss=x**2 + 0.1))
         assert not any(t.get_text() == "θ*" for t in draw1d.plot_1d(far, PlotOptions(), log=False).axes[0].texts)
 
 
@@ -171,7 +159,7 @@ def test_the_heat_map_draws_a_clipping_arrow_only_when_values_are_clipped(tmp_pa
     loss = 1.0 + X**2 + Y**2
     if spike:
         loss[0, 0] = 1e4  # above the robust top: drawn in the top colour
-    surface = load_surface(write(tmp_path / "s.h5", x, x, train_loss=loss))
+    surface = load_surface(write_surface(tmp_path / "s.h5", x, x, train_loss=loss))
     field = fields.loss_field(surface, loss, PlotOptions())
     with matplotlib.rc_context(RC):
         fig = draw2d.fig_heat(surface, field, "t", dpi=40)
@@ -198,7 +186,7 @@ def test_train_and_test_share_the_scale_the_surface_chose(tmp_path):
     X, Y = np.meshgrid(x, x)
     train, test = bowl(X, Y), 0.5 + bowl(X, Y)  # test alone: 0.51 .. ~20, 1.6 decades
     assert not spans_decades(test) and spans_decades(train)
-    surface = load_surface(write(tmp_path / "s.h5", x, x, train_loss=train, test_loss=test))
+    surface = load_surface(write_surface(tmp_path / "s.h5", x, x, train_loss=train, test_loss=test))
     assert fields.loss_field(surface, test, PlotOptions()).log
     assert fields.loss_field(surface, train, PlotOptions()).log
     assert not fields.loss_field(surface, test, PlotOptions(log=False)).log

@@ -17,13 +17,7 @@ from landscape_job.spec import HessianSpec
 from landscape_job.spec_series import SeriesSpec
 from landscape_job.tail_index import block_size, tail_index, usable_count
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared, loaded machine more threads only make each op wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: The sample count of the example's noise (44 minibatches x 3,466 coordinates, ~152k):

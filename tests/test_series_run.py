@@ -21,13 +21,7 @@ from launcher.local import open_run
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: on a shared, loaded machine more threads only make each op wait (30 s vs 1.5 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from landscape_job.shards import QUARANTINE_PREFIX, read_shard, shard_key
 from landscape_job.spec import Spec
 from landscape_job.stages.series_merge import merge_series
 from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
-                                            read_manifest, read_run_spec, stderr_log, wait_for)
+                                            read_manifest, read_run_spec, stderr_log, store_plots, wait_for)
 from landscape_job.storage import Storage
 from landscape_job.surface import surface_bytes
 
@@ -246,10 +246,4 @@ def write_plots(run: Storage, spec: Spec) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         surface = Path(tmp) / SURFACE_KEY
         surface.write_bytes(run.get(SURFACE_KEY))
-        written = write_outputs(surface, Path(tmp) / "plots", spec.plot)
-        keys = []
-        for path in written:
-            key = f"plots/{path.name}"
-            run.put(key, path.read_bytes())
-            keys.append(key)
-    return keys
+        return store_plots(run, write_outputs(surface, Path(tmp) / "plots", spec.plot))

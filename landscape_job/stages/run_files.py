@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from landscape_job.errors import StageError, UpstreamFailed, UserError
@@ -47,6 +48,16 @@ def read_manifest(run: Storage) -> Manifest:
         return Manifest.from_json(run.get(MANIFEST_KEY))
     except NotFound:
         raise StageError(f"{run.url}/{MANIFEST_KEY} is missing; run the prepare stage first") from None
+
+
+def store_plots(run: Storage, written: list[Path]) -> list[str]:
+    """Stores each file a merge drew under ``plots/`` (its own name) and returns the keys, in order."""
+    keys = []
+    for path in written:
+        key = f"plots/{path.name}"
+        run.put(key, path.read_bytes())
+        keys.append(key)
+    return keys
 
 
 def quarantine(run: Storage, key: str, why: str, log: Log) -> str:

@@ -21,7 +21,8 @@ from landscape_job.records import Manifest
 from landscape_job.series import SERIES_KEY, Series, load_series, series_bytes
 from landscape_job.shards import QUARANTINE_PREFIX, shard_key
 from landscape_job.spec import Spec
-from landscape_job.stages.run_files import MANIFEST_KEY, REPORT_KEY, SPEC_KEY, Log, read_manifest, wait_for
+from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, Log, read_manifest, store_plots,
+                                            wait_for)
 from landscape_job.storage import Storage
 
 #: "At the edge of stability": λmax within this fraction of (2 + 2β)/η.
@@ -109,12 +110,7 @@ def _write_figures(run: Storage, series: Series, spec: Spec, tmp: Path) -> list[
     assert spec.series is not None
     written = plot_series(series, tmp / "plots", plot_steps=spec.series.plot_steps)
     written.append(write_series_html(series, tmp / "plots" / "series.html"))
-    keys = []
-    for path in written:
-        key = f"plots/{path.name}"
-        run.put(key, path.read_bytes())
-        keys.append(key)
-    return keys
+    return store_plots(run, written)
 
 
 def _report(run: Storage, spec: Spec, manifest: Manifest, series: Series, stats: list, plot_keys: list[str],
