@@ -2,7 +2,7 @@
 #
 # The landscape pod image: landscape_job on NVIDIA's PyTorch image. Only what the pods run:
 # the launcher and its Kubernetes client stay on the user's machine (pyproject's
-# [launcher] extra); the merge pod reads its Job's status with urllib (landscape_job/jobwatch.py).
+# [launcher] extra); the merge pod reads its Job's status with urllib (landscape_job/runtime/jobwatch.py).
 #
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t ghcr.io/landscape-dev/landscape:0.1.0 .
 #
@@ -16,7 +16,7 @@
 #     line are reported running on driver 580 in forward-compatibility mode). The
 #     forward-compatibility set-up is done by NVIDIA's entrypoint script, which is why it
 #     stays in front of ours (ENTRYPOINT below, and no `command:` in the rendered pods).
-#   * GPUs: compute capability 7.5 (Turing) and later; bf16 needs 8.0 (landscape_job/precision.py).
+#   * GPUs: compute capability 7.5 (Turing) and later; bf16 needs 8.0 (landscape_job/runtime/precision.py).
 # The digest is that of the multi-arch index of nvcr.io/nvidia/pytorch:26.09-py3 as two
 # independent public Dockerfiles pin it (the registry itself was not reachable here).
 # To re-pin, on a machine with registry access:
@@ -96,7 +96,7 @@ assert torch.from_numpy(numpy.arange(3.0)).numpy().sum() == 3.0; import landscap
  && rm -rf /opt/landscape/build /tmp/changed.txt
 
 # Pods run with a read-only root file system: HOME and every cache point into /tmp,
-# which Kubernetes mounts as an emptyDir (launcher/render.py sets the same variables).
+# which Kubernetes mounts as an emptyDir (launcher/kubernetes/render.py sets the same variables).
 ENV MPLBACKEND=Agg \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
@@ -110,6 +110,6 @@ ENV MPLBACKEND=Agg \
 USER 1000:1000
 WORKDIR /tmp
 # NVIDIA's script first (CUDA forward compatibility, its checks; it then execs its arguments),
-# so landscape-job is the container's main process and gets SIGTERM (landscape_job/termination.py).
+# so landscape-job is the container's main process and gets SIGTERM (landscape_job/base/termination.py).
 ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "landscape-job"]
 CMD ["--help"]

@@ -51,23 +51,23 @@ GUARDS := \
 	'landscape_job.stages.merge_stage.x_collect_shards__*' \
 	'landscape_job.stages.merge_stage.x__check_shard__*' \
 	'landscape_job.stages.merge_stage.x__set_aside__*' \
-	'landscape_job.shards.*' \
-	'landscape_job.records.x*ShardRecord*from_attrs__*' \
-	'landscape_job.records.x*ProgressRecord*from_json__*' \
-	'landscape_job.jobwatch.x_job_failure__*' \
-	'landscape_job.jobwatch.x_failure_check__*' \
-	'landscape_job.losses.x__mse_sums__*' \
-	'landscape_job.losses.x__cross_entropy_sums__*' \
-	'landscape_job.losses.x_batch_loss_sums__*' \
-	'launcher.render.x__job__*' \
-	'launcher.render.x__disruption_rule__*' \
-	'launcher.render.x__user_error_rule__*' \
+	'landscape_job.run.shards.*' \
+	'landscape_job.run.records.x*ShardRecord*from_attrs__*' \
+	'landscape_job.run.records.x*ProgressRecord*from_json__*' \
+	'landscape_job.runtime.jobwatch.x_job_failure__*' \
+	'landscape_job.runtime.jobwatch.x_failure_check__*' \
+	'landscape_job.surface.losses.x__mse_sums__*' \
+	'landscape_job.surface.losses.x__cross_entropy_sums__*' \
+	'landscape_job.surface.losses.x_batch_loss_sums__*' \
+	'launcher.kubernetes.render.x__job__*' \
+	'launcher.kubernetes.render.x__disruption_rule__*' \
+	'launcher.kubernetes.render.x__user_error_rule__*' \
 	'landscape_job.storage.x_*' \
 	'landscape_job.storage.base.*' \
 	'landscape_job.storage.files.*' \
-	'landscape_job.location.x*StorageLocation*parse__*' \
-	'landscape_job.location.x_split_s3_url__*' \
-	'landscape_job.location.x__scheme_of__*'
+	'landscape_job.storage.location.x*StorageLocation*parse__*' \
+	'landscape_job.storage.location.x_split_s3_url__*' \
+	'landscape_job.storage.location.x__scheme_of__*'
 
 # mutmut 3.8.1 in a fresh mutants/ folder stops after its first stats pass ("could not find
 # any test case for any mutant"); the second invocation finds them, hence the retry.

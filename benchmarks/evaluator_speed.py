@@ -24,13 +24,13 @@ import time
 
 import torch
 
-from landscape_job.data import Split
-from landscape_job.direction_builders import build_directions
-from landscape_job.evaluator import Evaluator, configure_precision
+from landscape_job.datasets.builtin import Split
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.evaluator import Evaluator, configure_precision
 from landscape_job.models import build_model
-from landscape_job.errors import UserError
-from landscape_job.precision import AUTOCAST, device_capability, resolve_precision
-from landscape_job.spec import ComputeSpec, DirectionsSpec
+from landscape_job.base.errors import UserError
+from landscape_job.runtime.precision import AUTOCAST, device_capability, resolve_precision
+from landscape_job.spec.sections import ComputeSpec, DirectionsSpec
 
 
 def _sync(device: torch.device) -> None:

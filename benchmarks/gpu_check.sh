@@ -32,7 +32,7 @@ else
     DEVICE=cuda MODEL=${MODEL:-resnet56} IMAGES=${IMAGES:-50000} BATCHES=${BATCHES:-1024,2048,4096} POINTS=${POINTS:-10}
     if ! GPU=$($PY - <<'EOF'
 import sys, torch
-from landscape_job.gpu import cuda_problem
+from landscape_job.runtime.gpu import cuda_problem
 problem = cuda_problem()
 if problem is not None:
     sys.exit(f"gpu_check: no usable CUDA device: {problem}")

@@ -18,11 +18,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from landscape_job.direction_builders import build_directions
-from landscape_job.evaluator import resolve_device
-from landscape_job.inputs import localize
-from landscape_job.spec import load_spec
-from landscape_job.stages import build_centre_model, build_evaluator
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.evaluator import resolve_device
+from landscape_job.spec.localize import localize
+from landscape_job.spec.parse import load_spec
+from landscape_job.surface.centre import build_centre_model, build_evaluator
 
 
 def spread_points(size: int, points: int) -> np.ndarray:

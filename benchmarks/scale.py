@@ -81,8 +81,8 @@ def _shards_for(n: int, shard_points: int) -> int:
 
 def per_point(folder: Path, sizes: list[int], shard_points: int) -> None:
     from landscape_job import stages
-    from landscape_job.spec import load_spec
-    from launcher.local import open_run
+    from landscape_job.spec.parse import load_spec
+    from launcher.local.runner import open_run
 
     quiet = lambda _msg: None  # noqa: E731
     print("per-point cost by shard size (shard 0, in this process, checkpoints included):")
@@ -111,8 +111,8 @@ def start_up(folder: Path) -> None:
         times.append(time.perf_counter() - began)
     print(f"  python -c 'import landscape_job.stages.evaluate_stage': {statistics.median(times):.2f}s")
     from landscape_job import stages
-    from landscape_job.spec import load_spec
-    from launcher.local import open_run
+    from landscape_job.spec.parse import load_spec
+    from launcher.local.runner import open_run
 
     spec = load_spec(_spec(folder, 3, 9, "startup"))
     run = open_run(spec, "startup")
@@ -140,13 +140,13 @@ def end_to_end(folder: Path, n: int, shard_points: int) -> None:
 
 
 def merge_by_output(folder: Path, spec_path: Path, run_id: str) -> None:
-    from landscape_job.exports import write_exports
+    from landscape_job.outputs.exports import write_exports
     from landscape_job.plots import PlotOptions, plot_surface
-    from landscape_job.spec import load_spec
+    from landscape_job.spec.parse import load_spec
     from landscape_job.stages import read_manifest
     from landscape_job.stages.merge_stage import _surface_attrs, collect_shards
-    from landscape_job.surface import surface_bytes
-    from launcher.local import open_run
+    from landscape_job.surface.file import surface_bytes
+    from launcher.local.runner import open_run
 
     spec = load_spec(spec_path)
     run = open_run(spec, run_id)
@@ -193,7 +193,7 @@ def stand_in_surface(n: int) -> dict:
 def outputs(n: int) -> None:
     import h5py
 
-    from landscape_job.exports import write_exports
+    from landscape_job.outputs.exports import write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
     stand_in = stand_in_surface(n)

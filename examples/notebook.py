@@ -20,10 +20,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # in Jupyter, drop this line: the figures then show inline
 
-from landscape_job import api as ls  # noqa: E402
-from landscape_job.checkpoints import save_checkpoint  # noqa: E402
-from landscape_job.data import load_split  # noqa: E402
-from landscape_job.spec import DataSpec  # noqa: E402
+from landscape_job import api as ls
+from landscape_job.models.checkpoints import save_checkpoint  # noqa: E402
+from landscape_job.datasets.builtin import load_split  # noqa: E402
+from landscape_job.spec.sections import DataSpec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_digits import fit  # noqa: E402

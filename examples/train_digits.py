@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from landscape_job.checkpoints import save_checkpoint
-from landscape_job.data import load_split
+from landscape_job.models.checkpoints import save_checkpoint
+from landscape_job.datasets.builtin import load_split
 from landscape_job.models import build_model
-from landscape_job.spec import DataSpec
+from landscape_job.spec.sections import DataSpec
 
 ARCH = "cnn"
 

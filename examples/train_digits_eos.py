@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent / "eos"))
 from eos_net import half_squared_error, tanh_mlp  # noqa: E402
 
-from landscape_job.checkpoints import save_checkpoint  # noqa: E402
-from landscape_job.data import load_split  # noqa: E402
-from landscape_job.spec import DataSpec  # noqa: E402
+from landscape_job.models.checkpoints import save_checkpoint  # noqa: E402
+from landscape_job.datasets.builtin import load_split  # noqa: E402
+from landscape_job.spec.sections import DataSpec  # noqa: E402
 
 HIDDEN = (32, 32)
 

@@ -6,8 +6,8 @@ by the local backend, so both exercise the same contract).
 
 Exit codes, which the Jobs' podFailurePolicy reads: 0 done; 2 the user's mistake (one
 line; FailIndex/FailJob, no retry); 1 a failure a retry may heal (one line; retried),
-a GPU pod without usable CUDA among them (landscape_job/gpu.py); 143 SIGTERM, after the
-evaluate worker saved its finished points (landscape_job/termination.py).
+a GPU pod without usable CUDA among them (landscape_job/runtime/gpu.py); 143 SIGTERM, after the
+evaluate worker saved its finished points (landscape_job/base/termination.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from landscape_job import termination, verbosity
-from landscape_job.errors import USER_ERROR_EXIT, StageError, UserError
-from landscape_job.location import RUN_ENV, StorageLocation
+from landscape_job.base import termination
+
+from landscape_job.base import verbosity
+from landscape_job.base.errors import USER_ERROR_EXIT, StageError, UserError
+from landscape_job.storage.location import RUN_ENV, StorageLocation
 
 STAGE_ERROR_EXIT = 1
 
@@ -119,8 +121,8 @@ def _estimate(spec_file: str | None, points: int) -> None:
     """Needs no storage: the spec comes from a file and nothing is written. Its relative paths
     are the spec file's folder's, as ``launcher`` reads them (a pod's normalised spec has
     absolute paths only)."""
-    from landscape_job.estimate import estimate
-    from landscape_job.spec import load_spec
+    from landscape_job.checks.estimate import estimate
+    from landscape_job.spec.parse import load_spec
 
     if not spec_file:
         raise UserError("estimate: give --spec-file or set LANDSCAPE_SPEC_FILE")
@@ -146,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbosity.set_from(args)
 
     def body() -> None:
-        from landscape_job import gpu
+        from landscape_job.runtime import gpu
 
         if gpu.gpu_required():  # a pod that holds a GPU: CUDA works, or one line and exit 1 before any work
             gpu.require_cuda()
@@ -158,14 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The run's URL, and the options of its storage that the launcher put in the environment.
         run = open_storage(StorageLocation.from_env(args.run))
         if args.stage == "prepare":
-            from landscape_job.release import release_next_stages
+            from landscape_job.runtime.release import release_next_stages
 
             stages.prepare(run, spec_file=args.spec_file)
             release_next_stages(stages.stderr_log)  # on a cluster: evaluate and merge start only now
         elif args.stage == "evaluate":
             stages.evaluate(run, _shard_index(args.shard), log_points=args.log_points, wait_seconds=args.wait)
         else:
-            from landscape_job.jobwatch import failure_check, in_cluster_reader
+            from landscape_job.runtime.jobwatch import failure_check, in_cluster_reader
 
             reader = in_cluster_reader(os.environ.get("LANDSCAPE_EVALUATE_JOB"), os.environ.get("LANDSCAPE_NAMESPACE"))
             abort = failure_check(reader, stages.stderr_log) if reader else None

@@ -3,16 +3,16 @@
     from launcher.api import submit
     run = submit("surface.yaml", backend="cluster")   # returns once the Jobs exist
     run.status()                                       # RunStatus(state='running', points_done=812, ...)
-    landscape = run.wait().pull("out/")                # a landscape_job.api_result.Landscape
+    landscape = run.wait().pull("out/")                # a landscape_job.api.result.Landscape
 
 A thin layer over the commands, not beside them: ``backend="local"`` runs
-``launcher.local.submit_local`` (the stages as local processes, as ``submit --local``) in a
+``launcher.local.runner.submit_local`` (the stages as local processes, as ``submit --local``) in a
 background thread, so a notebook stays usable; ``backend="cluster"`` is ``launcher submit``
 itself. Progress and the result are read from the run's storage, the one place both
 backends write (spec, progress records, shards, ``surface.h5``, ``report.json``).
 
 It lives in ``launcher`` because submitting is the launcher's job and ``landscape_job``
-never imports ``launcher``; the in-memory API (``landscape_job.api``) needs neither.
+never imports ``launcher``; the in-memory API (``landscape_job.api.compute``) needs neither.
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landscape_job.api_result import Landscape
-from landscape_job.errors import StageError, UserError
-from landscape_job.location import check_run_id
-from landscape_job.records import ProgressRecord
-from landscape_job.shards import progress_key, shard_key
-from landscape_job.spec import Spec, load_spec, parse_spec
+from landscape_job.api.result import Landscape
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.storage.location import check_run_id
+from landscape_job.run.records import ProgressRecord
+from landscape_job.run.shards import progress_key, shard_key
+from landscape_job.spec.sections import Spec
+from landscape_job.spec.parse import load_spec, parse_spec
 from landscape_job.stages import REPORT_KEY, SURFACE_KEY
 from landscape_job.storage import NotFound, Storage, run_storage
 
 from launcher.cli import checked_spec
 from launcher.cli import main as launcher_main
-from launcher.local import new_run_id, submit_local
+from launcher.local.runner import new_run_id, submit_local
 
 __all__ = ["BACKENDS", "Run", "RunStatus", "submit"]
 
@@ -111,10 +112,10 @@ class Run:
 
     def _cluster_error(self) -> str | None:
         """Why the run's Jobs say it failed (``launcher wait``'s reading), or None while it goes on."""
-        from launcher.cluster import Cluster
+        from launcher.kubernetes.cluster import Cluster
         from launcher.commands.cluster_run import jobs_by_stage
         from launcher.commands.follow import stop_error
-        from launcher.k8s_spec import parse_kubernetes
+        from launcher.kubernetes.section import parse_kubernetes
 
         cluster = Cluster.connect(namespace=parse_kubernetes(self.spec.kubernetes).namespace)
         try:

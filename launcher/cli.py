@@ -24,19 +24,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from landscape_job import verbosity
+from landscape_job.base import verbosity
 from landscape_job.cli import run_guarded
 from launcher.commands import cancel, logs, pull, runs, status, wait
 from launcher.commands import submit as cluster_submit
 from launcher.commands.cluster_run import add_cluster_options
-from launcher.render_cli import add_render_parser, run_render
+from launcher.kubernetes.render_cli import add_render_parser, run_render
 
 if TYPE_CHECKING:
-    from landscape_job.estimate import MemoryEstimate
-    from landscape_job.spec import Spec
+    from landscape_job.checks.estimate import MemoryEstimate
+    from landscape_job.spec.sections import Spec
 
 
-#: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.exports.
+#: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.outputs.exports.
 PLOT_FORMATS = ("png", "pdf", "vtp", "html")
 #: The commands that talk to a cluster or read a run's storage, in the order of --help.
 CLUSTER_COMMANDS = (status, wait, logs, runs, cancel, pull)
@@ -118,12 +118,12 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
     device if ``compute.device: cuda``, and the inputs (model builds, checkpoints fit,
     data loads). Nothing is written. Returns the spec and the samples per split.
     """
-    from landscape_job.preflight import check_device, check_inputs
-    from landscape_job.spec import load_spec
+    from landscape_job.checks.preflight import check_device, check_inputs
+    from landscape_job.spec.parse import load_spec
 
     spec = load_spec(path, storage_override=storage, check_files=not quick)
     if spec.kubernetes:
-        from launcher.k8s_spec import parse_kubernetes
+        from launcher.kubernetes.section import parse_kubernetes
 
         parse_kubernetes(spec.kubernetes)
     if quick:
@@ -159,7 +159,7 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     grid, shards = spec.grid, spec.compute.shards
     per_shard = -(-grid.size // shards)
     dims = f"{grid.nx}" if grid.ndim == 1 else f"{grid.nx} x {grid.ny}"
-    from landscape_job.precision import describe_precision
+    from landscape_job.runtime.precision import describe_precision
 
     lines = [
         f"grid: {dims} = {grid.size} points ({grid.ndim}-D)",
@@ -167,12 +167,12 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
         f"shards: {shards} ({per_shard} points per shard at most)",
         f"passes over the data: {grid.size} per split, splits: {', '.join(spec.data.splits)}",
     ]
-    from launcher.k8s_spec import DEFAULT_PARALLELISM_CAP, evaluate_parallelism
+    from launcher.kubernetes.section import DEFAULT_PARALLELISM_CAP, evaluate_parallelism
 
     if (spec.kubernetes or {}).get("parallelism") is None and shards > DEFAULT_PARALLELISM_CAP:
         lines.append(f"on a cluster: kubernetes.parallelism unset, so {evaluate_parallelism(None, shards)} "
                      f"of the {shards} evaluate pods at once (set it to change)")
-    from landscape_job.outputs import PDF_DEFAULT_MAX_LINES
+    from landscape_job.spec.outputs import PDF_DEFAULT_MAX_LINES
 
     if spec.plot.formats is None and grid.ndim == 2 and max(grid.nx, grid.ny) > PDF_DEFAULT_MAX_LINES:
         lines.append(f"plot: no PDF by default above {PDF_DEFAULT_MAX_LINES} lines an axis (the figures are drawn "
@@ -202,11 +202,11 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
 
 
 def _submit(args: argparse.Namespace) -> None:
-    from landscape_job.errors import UserError
-    from landscape_job.location import check_run_id
+    from landscape_job.base.errors import UserError
+    from landscape_job.storage.location import check_run_id
     from landscape_job.stages import REPORT_KEY, SERIES_KEY, SURFACE_KEY
 
-    from launcher.local import RunInterrupted, submit_local
+    from launcher.local.runner import RunInterrupted, submit_local
 
     if not args.local:
         return cluster_submit.run(args)
@@ -237,17 +237,17 @@ def resume_command(args: argparse.Namespace, run_id: str) -> str:
 
 
 def _estimate(args: argparse.Namespace) -> None:
-    from landscape_job.errors import UserError
-    from landscape_job.spec import load_spec
+    from landscape_job.base.errors import UserError
+    from landscape_job.spec.parse import load_spec
 
     from launcher.estimate import describe, estimate
-    from launcher.local import available_cores, local_workers, worker_threads
+    from launcher.local.runner import available_cores, local_workers, worker_threads
 
     for flag, value in (("--points", args.points), ("--parallel", args.parallel)):
         if value is not None and value < 1:
             raise UserError(f"{flag}: must be at least 1, got {value}")
     if args.cluster:
-        from launcher.estimate_cluster import run_estimate_cluster
+        from launcher.kubernetes.estimate import run_estimate_cluster
 
         if args.json:
             raise UserError("--json: not with --cluster (the pod's own line is JSON: landscape-job estimate)")
@@ -259,7 +259,7 @@ def _estimate(args: argparse.Namespace) -> None:
             raise UserError(f"{flag}: only with --cluster")
     spec = load_spec(args.spec)
     # Projected for a local run of this machine: as many workers as `submit --local` starts, each
-    # with its share of the cores (launcher.local: one rule for both).
+    # with its share of the cores (launcher.local.runner: one rule for both).
     parallel = local_workers(spec.compute.shards, args.parallel)
     threads = worker_threads(parallel)
     verbosity.info(f"timing points for {args.seconds:g} s with {threads} thread{'s' if threads > 1 else ''} "
@@ -280,11 +280,11 @@ def _estimate(args: argparse.Namespace) -> None:
 def _memory(spec: Spec) -> tuple[MemoryEstimate, list[str]]:
     """The estimate's memory part: a shard's peak against ``kubernetes.gpu_memory``, or else the
     GPU measured here (a CPU has none: then only the peak, and how to compare it)."""
-    from landscape_job.estimate import describe_memory, estimate_memory
-    from landscape_job.evaluator import resolve_device
-    from landscape_job.memory import device_total_bytes
+    from landscape_job.checks.estimate import describe_memory, estimate_memory
+    from landscape_job.surface.evaluator import resolve_device
+    from landscape_job.runtime.memory import device_total_bytes
 
-    from launcher.k8s_spec import parse_kubernetes, parse_quantity
+    from launcher.kubernetes.section import parse_kubernetes, parse_quantity
 
     memory = estimate_memory(spec)
     gpu_memory = parse_kubernetes(spec.kubernetes).gpu_memory if spec.kubernetes else None
@@ -296,19 +296,19 @@ def _memory(spec: Spec) -> tuple[MemoryEstimate, list[str]]:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    from landscape_job.errors import UserError
-    from landscape_job.exports import EXPORT_FORMATS, write_exports
+    from landscape_job.base.errors import UserError
+    from landscape_job.outputs.exports import EXPORT_FORMATS, write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
     if not args.surface.is_file():
         raise UserError(f"{args.surface}: surface file not found")
     out = args.out or args.surface.parent / "plots"
-    from landscape_job.series import is_series_file
+    from landscape_job.series.file import is_series_file
 
     if is_series_file(args.surface):  # series.h5: its own figures and page (the surface options do not apply)
-        from landscape_job.plots.series_figures import plot_series
-        from landscape_job.series import load_series
-        from landscape_job.series_viewer import write_series_html
+        from landscape_job.series.figures import plot_series
+        from landscape_job.series.file import load_series
+        from landscape_job.series.page import write_series_html
 
         series = load_series(args.surface)
         written = [*plot_series(series, out), write_series_html(series, out / "series.html")]

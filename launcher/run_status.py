@@ -13,14 +13,15 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
-from landscape_job.records import ProgressRecord
-from landscape_job.shards import shard_key
+from landscape_job.run.records import ProgressRecord
+from landscape_job.run.shards import shard_key
 from landscape_job.stages import MANIFEST_KEY, SERIES_KEY, SURFACE_KEY
 
-from launcher.job_state import end_condition, indexes, job_state, spec_of
-from launcher.local_record import CANCELLED, FAILED, RUNNING, LocalRunRecord
-from launcher.pod_state import Event, PodView, kueue_wait
-from launcher.render import RUN_LABEL, STAGE_LABEL, STAGES
+from launcher.kubernetes.job_state import end_condition, indexes, job_state, spec_of
+from launcher.local.record import CANCELLED, FAILED, RUNNING, LocalRunRecord
+from launcher.kubernetes.pod_state import Event, PodView, kueue_wait
+from launcher.kubernetes.render import STAGES
+from launcher.kubernetes.names import RUN_LABEL, STAGE_LABEL
 
 #: Pods listed under a stage; more are counted.
 PODS_SHOWN = 10
@@ -144,7 +145,7 @@ def cluster_status(run_id: str, namespace: str, url: str, jobs: dict[str, dict[s
 
 def gated(stages: tuple[StageStatus, ...]) -> tuple[StageStatus, ...]:
     """Says why evaluate and merge are suspended when nothing else does: they wait for prepare
-    to release them (``launcher.gate``), or never will, prepare having failed."""
+    to release them (``launcher.kubernetes.gate``), or never will, prepare having failed."""
     prepare = next((s for s in stages if s.stage == "prepare"), None)
     failed = prepare is not None and prepare.state == "Failed"
     why = ("NotStarted", "prepare failed: never released") if failed else \

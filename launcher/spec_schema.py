@@ -1,6 +1,6 @@
 """``launcher schema``: the spec's JSON Schema (draft 2020-12), for editors and CI checks.
 
-Generated from the same key declarations the parsers read (``landscape_job.schema``), so
+Generated from the same key declarations the parsers read (``landscape_job.base.schema``), so
 it cannot drift from what ``launcher validate`` accepts: types, choices, bounds, defaults
 and descriptions. It is assembled here, in the launcher, because the ``kubernetes:``
 section is declared by the launcher alone. Some rules stay with the parser only (files
@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from landscape_job.schema import object_schema
-from landscape_job.location import StorageOptions
-from landscape_job.spec import Spec
-from launcher.k8s_spec import kubernetes_schema
+from landscape_job.base.schema import object_schema
+from landscape_job.storage.location import StorageOptions
+from landscape_job.spec.sections import Spec
+from launcher.kubernetes.section import kubernetes_schema
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -13,7 +13,8 @@ import yaml
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from landscape_job.models import build_model  # noqa: E402
-from landscape_job.spec import Spec, load_spec  # noqa: E402
+from landscape_job.spec.sections import Spec
+from landscape_job.spec.parse import load_spec
 from landscape_job.storage import Storage  # noqa: E402
 
 #: A softmax regression on a small synthetic set: a model whose loss surface the tests
@@ -113,7 +114,7 @@ def checkpointed_points(run: Storage, shard: int, num_shards: int) -> int:
     """How many points a worker's checkpoint segments hold (0 when none)."""
     import numpy as np
 
-    from landscape_job.shards import read_shard, segment_prefix
+    from landscape_job.run.shards import read_shard, segment_prefix
 
     indices = [read_shard(run.get(k), k).indices for k in run.list(segment_prefix(shard, num_shards))]
     return len(np.unique(np.concatenate(indices))) if indices else 0

@@ -23,10 +23,11 @@ from torch import nn
 from conftest import SYNTHETIC, write_spec
 from landscape_job import api as ls
 from landscape_job.cli import main as pod
-from landscape_job.data import load_split
-from landscape_job.errors import UserError
-from landscape_job.spec import DataSpec, load_spec
-from launcher.local import open_run
+from landscape_job.datasets.builtin import load_split
+from landscape_job.base.errors import UserError
+from landscape_job.spec.sections import DataSpec
+from landscape_job.spec.parse import load_spec
+from launcher.local.runner import open_run
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Samples of each digits split the example and the CLI evaluate on (data.subset): seconds, not a minute.
@@ -84,7 +85,7 @@ def test_the_notebook_example_equals_the_cli(tmp_path: Path) -> None:
 
 
 def _load_cnn(path: Path) -> nn.Module:
-    from landscape_job.checkpoints import load_into, load_state_dict
+    from landscape_job.models.checkpoints import load_into, load_state_dict
     from landscape_job.models import build_model
 
     model = build_model("cnn", 10, (1, 8, 8))

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from landscape_job import api as ls
-from landscape_job.checkpoints import load_into, load_state_dict
-from landscape_job.data import load_split
-from landscape_job.errors import StageError, UserError
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.datasets.builtin import load_split
+from landscape_job.base.errors import StageError, UserError
 from landscape_job.models import build_model
-from landscape_job.spec import DataSpec
+from landscape_job.spec.sections import DataSpec
 from launcher.api import submit
 from test_cluster import aws_env, bucket, fake  # noqa: F401 - the fake cluster and S3 bucket fixtures
 

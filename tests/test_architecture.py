@@ -1,17 +1,44 @@
-"""The code's shape: no import circles among our modules, and no module too long to read.
+"""The code's shape: folders that import in one direction only, no import circles, no module
+too long to read, and no torch where merge and the launcher run.
 
-Imports inside functions count: a circle broken only by deferring an import is still a
-circle a reader has to untangle. ``TYPE_CHECKING`` blocks are left out (they never run).
+Imports inside functions count, and so do ``TYPE_CHECKING`` ones: a circle broken only by
+deferring an import, or by hiding it from the interpreter, is still a circle a reader has
+to untangle.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("landscape_job", "launcher")
-MAX_LINES = 600
+MAX_LINES = 500
+
+#: ``landscape_job``'s folders from the bottom up (docs/architecture.md draws them): a module
+#: may import its own folder and the floors below it, never above. Folders on one floor do
+#: not import each other. The package root (``__version__``) is the bottom; ``cli`` (the pod
+#: entrypoint) the top.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("",),
+    ("base",),
+    ("runtime", "storage"),
+    ("inputs",),
+    ("spec",),
+    ("run",),
+    ("datasets", "models"),
+    ("surface",),
+    ("plots",),
+    ("outputs",),
+    ("series",),
+    ("stages",),
+    ("checks", "api"),
+    ("cli",),
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -23,12 +50,6 @@ def _modules() -> dict[str, Path]:
                 parts.pop()
             found[".".join(parts)] = path
     return found
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _imports(module: str, path: Path, known: set[str]) -> set[str]:
@@ -45,10 +66,6 @@ def _imports(module: str, path: Path, known: set[str]) -> set[str]:
             targets.add(name)
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             for alias in node.names:
                 resolve(alias.name)
@@ -118,11 +135,62 @@ def test_the_cycle_finder_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_import_reader_counts_function_local_imports(tmp_path):
+def test_the_import_reader_counts_function_local_and_type_checking_imports(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from landscape_job import grid\n    import landscape_job.spec\n")
-    assert _imports("x.m", source, {"landscape_job.grid", "landscape_job.spec", "landscape_job"}) == {
-        "landscape_job.grid", "landscape_job.spec"}
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from landscape_job.run import records\n"
+                      "def f():\n    from landscape_job.spec import grid\n    import landscape_job.spec.sections\n")
+    known = {"landscape_job.spec.grid", "landscape_job.spec.sections", "landscape_job.run.records", "landscape_job"}
+    assert _imports("x.m", source, known) == known - {"landscape_job"}
+
+
+def _floor(module: str) -> int:
+    folder = module.split(".")[1] if module.count(".") else ""
+    for level, folders in enumerate(FLOORS):
+        if folder in folders:
+            return level
+    raise AssertionError(f"{module}: its folder {folder!r} is on no floor of FLOORS (tests/test_architecture.py)")
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a higher floor, or of another folder of the same floor."""
+    bad = []
+    for module, targets in graph.items():
+        if not module.startswith("landscape_job"):
+            continue
+        here = module.split(".")[1] if module.count(".") else ""
+        for target in targets:
+            if not target.startswith("landscape_job"):
+                continue
+            there = target.split(".")[1] if target.count(".") else ""
+            if there != here and _floor(target) >= _floor(module):
+                bad.append(f"{module} -> {target}")
+    return sorted(bad)
+
+
+def test_the_floor_check_sees_an_upward_import():
+    graph = {"landscape_job.spec.grid": {"landscape_job.surface.evaluator"},
+             "landscape_job.surface.evaluator": {"landscape_job.spec.grid"},
+             "landscape_job.datasets.builtin": {"landscape_job.models.checkpoints"}}
+    assert _upward(graph) == ["landscape_job.datasets.builtin -> landscape_job.models.checkpoints",
+                              "landscape_job.spec.grid -> landscape_job.surface.evaluator"]
+
+
+def test_folders_import_downward_only():
+    for module in _modules():
+        if module.startswith("landscape_job"):
+            _floor(module)
+    bad = _upward(_graph())
+    assert not bad, "imports against the floors (docs/architecture.md): " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("entry", ["landscape_job.stages.merge_stage", "landscape_job.series.merge", "launcher.cli",
+                                   "launcher.api", "landscape_job.spec"])
+def test_merge_and_the_launcher_never_import_torch(entry):
+    """Merge runs in a small CPU pod and the launcher on a laptop: importing torch costs seconds
+    and a GPU image. Checked by importing in a clean interpreter, so lazy faces count too."""
+    code = f"import sys, {entry}; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", f"importing {entry} imports {out.stdout.strip()}"
 
 
 def test_no_import_circles():

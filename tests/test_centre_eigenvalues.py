@@ -13,9 +13,9 @@ import torch
 from conftest import spec_from
 from test_hessian import _dense_hessian, _hessian_spec
 
-from landscape_job.curvature import SAFE_TOLERANCE, TOP_EIGENVALUES, centre_analysis
-from landscape_job.data import load_split
-from landscape_job.hessian import LanczosResult
+from landscape_job.surface.curvature import SAFE_TOLERANCE, TOP_EIGENVALUES, centre_analysis
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.hessian import LanczosResult
 from landscape_job.models import build_model
 
 
@@ -52,8 +52,8 @@ def test_a_loose_tolerance_or_a_cut_short_run_is_flagged(tmp_path):
 
 
 def test_a_run_over_the_whole_operator_is_exact_whatever_the_tolerance():
-    from landscape_job.curvature import lanczos_caution
-    from landscape_job.spec import HessianSpec
+    from landscape_job.surface.curvature import lanczos_caution
+    from landscape_job.spec.sections import HessianSpec
 
     exact = LanczosResult(max_eig=2.0, min_eig=-1.0, top_values=(2.0,), top_vectors=(), iterations=5,
                           converged=True, residual_max=0.0, residual_min=0.0)

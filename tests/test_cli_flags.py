@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import launcher.estimate
-import launcher.local
+import launcher.local.runner
 from landscape_job import cli as pod_cli
-from landscape_job import estimate as estimate_module
-from landscape_job.estimate import Estimate
-from landscape_job.spec import load_spec
+from landscape_job.checks import estimate as estimate_module
+from landscape_job.checks.estimate import Estimate
+from landscape_job.spec.parse import load_spec
 from launcher import cli
 
 from conftest import write_spec
@@ -35,7 +35,7 @@ def fake_estimate(calls: list[dict]):
 
 
 class FakeRunner:
-    """Stands in for ``launcher.local.LocalRunner``: records the workers, runs nothing."""
+    """Stands in for ``launcher.local.runner.LocalRunner``: records the workers, runs nothing."""
 
     made: list["FakeRunner"] = []
     interrupt = False
@@ -62,21 +62,21 @@ def fakes(monkeypatch):
     monkeypatch.setattr(launcher.estimate, "estimate", fake_estimate(calls))
     monkeypatch.setattr(estimate_module, "estimate", fake_estimate(calls))
     monkeypatch.setattr(cli, "_memory", lambda spec: (None, ["memory: (not measured in this test)"]))
-    monkeypatch.setattr(launcher.local, "LocalRunner", FakeRunner)
+    monkeypatch.setattr(launcher.local.runner, "LocalRunner", FakeRunner)
     return calls
 
 
 @pytest.mark.parametrize("cores, shards, workers", [(3, 4, 3), (8, 4, 4), (1, 4, 1)])
 def test_the_estimate_projects_the_workers_submit_local_starts(tmp_path, linear_spec, fakes, monkeypatch, capsys,
                                                                  cores, shards, workers):
-    monkeypatch.setattr(launcher.local, "available_cores", lambda: cores)
+    monkeypatch.setattr(launcher.local.runner, "available_cores", lambda: cores)
     spec_file = write_spec(tmp_path, {**linear_spec, "compute": {**linear_spec["compute"], "shards": shards}})
     assert cli.main(["estimate", str(spec_file)]) == 0
     out = capsys.readouterr()
     assert f"{workers} at a time" in out.out and f"{workers} workers at a time as submit --local" in out.err
     assert cli.main(["submit", str(spec_file), "--local"]) == 0
     assert FakeRunner.made[-1].workers == workers == fakes[-1]["parallel"]
-    assert fakes[-1]["threads"] == launcher.local.worker_threads(workers) == max(1, cores // workers)
+    assert fakes[-1]["threads"] == launcher.local.runner.worker_threads(workers) == max(1, cores // workers)
 
 
 def test_the_pod_estimate_reads_relative_paths_against_the_spec_files_folder(tmp_path, linear_spec, fakes,

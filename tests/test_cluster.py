@@ -21,7 +21,7 @@ import pytest
 
 from conftest import write_spec
 from fake_k8s import FakeCluster
-from landscape_job.release import release_next_stages
+from landscape_job.runtime.release import release_next_stages
 from landscape_job.storage import STORAGE_OPTIONS_ENV
 from launcher.cli import main as launcher
 from s3server import closed_port

@@ -1,4 +1,4 @@
-"""Tests for landscape_job.data: splits, subsets, synthetic data, local CIFAR/MNIST files.
+"""Tests for landscape_job.datasets.builtin: splits, subsets, synthetic data, local CIFAR/MNIST files.
 
 No data set is downloaded: CIFAR-10/100 and MNIST are built in tmp_path in their real
 on-disk formats, a few samples each.
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from landscape_job import data
-from landscape_job.errors import UserError
-from landscape_job.spec import DataSpec, parse_spec
+from landscape_job.datasets import builtin as data
+from landscape_job.base.errors import UserError
+from landscape_job.spec.sections import DataSpec
+from landscape_job.spec.parse import parse_spec
 
 
 # ---- digits -------------------------------------------------------------------------

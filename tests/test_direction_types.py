@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import spec_from
-from landscape_job import direction_types, spec as spec_module
-from landscape_job.direction_builders import BUILDERS
-from landscape_job.direction_types import DEFAULTED, DIRECTION_TYPES, TYPES, direction_type
-from landscape_job.spec import DirectionsSpec
+from landscape_job.spec import direction_types
+from landscape_job.spec import sections as spec_module
+from landscape_job.surface.direction_builders import BUILDERS
+from landscape_job.spec.direction_types import DEFAULTED, DIRECTION_TYPES, TYPES, direction_type
+from landscape_job.spec.sections import DirectionsSpec
 
 TARGETS = {"random": [], "interpolate": ["b.pt"], "plane": ["b.pt", "c.pt"], "pca": []}
 
@@ -72,7 +73,7 @@ def test_the_spec_takes_each_type_s_table_defaults(tmp_path: Path, linear_spec: 
 
 
 def test_a_type_s_dimensionality_is_enforced_from_the_table(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
-    from landscape_job.errors import UserError
+    from landscape_job.base.errors import UserError
 
     monkeypatch.setitem(direction_types.TYPES, "random",
                         dataclasses.replace(direction_type("random"), ndim=1, ndim_error="grid.y: 1-D only"))
@@ -94,7 +95,7 @@ def test_axis_labels() -> None:
 def test_hessian_directions_need_the_centre_analysis() -> None:
     from torch import nn
 
-    from landscape_job.direction_builders import build_directions
+    from landscape_job.surface.direction_builders import build_directions
 
     with pytest.raises(ValueError, match="the prepare stage builds them"):
         build_directions(DirectionsSpec(type="hessian"), nn.Linear(2, 2), two_d=False)

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from conftest import save_cnn_checkpoint
-from landscape_job.checkpoints import load_into, load_state_dict
-from landscape_job.direction_builders import build_directions
-from landscape_job.directions import (
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.directions import (
     Directions, direction_file_bytes, load_directions, named_tensors, read_direction_file)
-from landscape_job.errors import UserError
-from landscape_job.evaluator import Evaluator
+from landscape_job.base.errors import UserError
+from landscape_job.surface.evaluator import Evaluator
 from landscape_job.models import build_model
-from landscape_job.spec import ComputeSpec, DirectionsSpec
+from landscape_job.spec.sections import ComputeSpec, DirectionsSpec
 
 
 def _cnn(path: Path | None = None) -> torch.nn.Module:
@@ -108,7 +108,7 @@ def test_interpolation_moves_bn_statistics_only_with_states(tmp_path: Path, dir_
     a, b = _cnn(a_path), _cnn(b_path)
     d = build_directions(DirectionsSpec(type="interpolate", targets=(str(b_path),), dir_type=dir_type,
                                         norm="none", ignore="none"), a, two_d=False)
-    split = __import__("landscape_job.data", fromlist=["Split"]).Split(
+    split = __import__("landscape_job.datasets.builtin", fromlist=["Split"]).Split(
         torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), 4, "train")
     evaluator = Evaluator(a, d, [split], compute=ComputeSpec(precision="fp64"))
     evaluator.set_point(1.0)

@@ -17,10 +17,10 @@ import pytest
 
 from conftest import spec_from, write_spec
 from fake_k8s import FakeCluster
-from landscape_job.estimate import Estimate, from_log
+from landscape_job.checks.estimate import Estimate, from_log
 from launcher.cli import main as launcher
-from launcher.k8s_spec import parse_kubernetes
-from launcher.render import render_estimate, render_run
+from launcher.kubernetes.section import parse_kubernetes
+from launcher.kubernetes.render import render_estimate, render_run
 from test_cluster import aws_env, one_line_error  # noqa: F401  (aws_env is a fixture)
 from test_render import K8S_SECTION, env_of, restricted_violations, validate_all
 

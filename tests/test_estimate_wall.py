@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import spec_from
-from landscape_job import estimate as estimate_module
-from landscape_job.estimate import Estimate, estimate
+from landscape_job.checks import estimate as estimate_module
+from landscape_job.checks.estimate import Estimate, estimate
 
 
 def test_contention_slows_a_waves_start_up_and_setup_as_much_as_its_points() -> None:

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import save_cnn_checkpoint
-from landscape_job.checkpoints import load_into, load_state_dict
-from landscape_job.data import Split, load_split
-from landscape_job.direction_builders import build_directions
-from landscape_job.directions import named_tensors
-from landscape_job.evaluator import Evaluator
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.datasets.builtin import Split, load_split
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.directions import named_tensors
+from landscape_job.surface.evaluator import Evaluator
 from landscape_job.models import build_model
-from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec
+from landscape_job.spec.sections import ComputeSpec, DataSpec, DirectionsSpec
 
 OPTIONS = {"shape": [1, 8, 8], "classes": 4, "train_size": 300, "test_size": 50, "seed": 4}
 POINTS = [(0.0, 0.0), (0.3, -0.2), (-0.7, 0.5), (1.0, 1.0)]

@@ -34,7 +34,7 @@ from landscape_job.models import build_model
 from landscape_job.storage import run_storage
 from landscape_job.storage.retry import (ATTEMPTS_ENV, BACKOFF_ENV, BACKOFF_MAX_ENV, CONNECT_TIMEOUT_ENV,
                                          READ_TIMEOUT_ENV)
-from launcher.local import open_run
+from launcher.local.runner import open_run
 from s3server import FAULTS, OK, RESET, SLOW, FaultPlan, FlakyProxy
 from test_storage_faults import HARD_FAULTS
 from test_storage import _arrays, _assert_same_surface, aws_env, bucket, s3_options  # noqa: F401 - fixtures

@@ -16,7 +16,7 @@ import torch
 
 from conftest import run_all, spec_from
 from landscape_job.models import build_model
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 
 def _log_softmax_loss(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> float:

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import run_all, spec_from, write_spec
 from fake_k8s import FakeCluster, run_subprocess
-from landscape_job.release import release_next_stages
+from landscape_job.runtime.release import release_next_stages
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, s3, surface_arrays  # noqa: F401 (fixtures)
 
 GATED = ("evaluate", "merge")

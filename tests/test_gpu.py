@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from conftest import save_cnn_checkpoint
-from landscape_job.data import load_split
-from landscape_job.direction_builders import build_directions
-from landscape_job.evaluator import Evaluator
-from landscape_job.memory import MemorySnapshot, peak_device_bytes, reset_device_peak
-from landscape_job.precision import BF16_CAPABILITY, device_capability
-from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.runtime.memory import MemorySnapshot, peak_device_bytes, reset_device_peak
+from landscape_job.runtime.precision import BF16_CAPABILITY, device_capability
+from landscape_job.spec.sections import ComputeSpec, DataSpec, DirectionsSpec
 from test_precision import FP16_DEVIATION, OPTIONS, POINTS, _cnn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -84,11 +84,11 @@ def test_a_pod_that_requested_a_gpu_computes_on_it(tmp_path: Path, linear_spec: 
 
     from conftest import spec_from
     from landscape_job import stages
-    from landscape_job.evaluator import resolve_device
-    from landscape_job.gpu import REQUIRE_GPU_ENV, cuda_problem
-    from landscape_job.records import ShardRecord
-    from landscape_job.shards import read_shard, shard_key
-    from launcher.local import open_run
+    from landscape_job.surface.evaluator import resolve_device
+    from landscape_job.runtime.gpu import REQUIRE_GPU_ENV, cuda_problem
+    from landscape_job.run.records import ShardRecord
+    from landscape_job.run.shards import read_shard, shard_key
+    from launcher.local.runner import open_run
 
     monkeypatch.setenv(REQUIRE_GPU_ENV, "1")
     assert cuda_problem() is None and resolve_device("auto").type == "cuda"

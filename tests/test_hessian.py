@@ -14,14 +14,15 @@ from torch.func import functional_call
 
 from conftest import SYNTHETIC, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
-from landscape_job.curvature import CurvatureProbe
-from landscape_job.data import load_split
-from landscape_job.directions import parse_direction_file
-from landscape_job.errors import UserError
-from landscape_job.hessian import HessianOperator, hutchinson_trace, lanczos
+from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.directions import parse_direction_file
+from landscape_job.base.errors import UserError
+from landscape_job.surface.hessian import HessianOperator, hutchinson_trace, lanczos
 from landscape_job.models import build_model
-from landscape_job.spec import DataSpec, HessianSpec, load_spec
-from launcher.local import open_run
+from landscape_job.spec.sections import DataSpec, HessianSpec
+from landscape_job.spec.parse import load_spec
+from launcher.local.runner import open_run
 
 QUIET = lambda _msg: None  # noqa: E731
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import SYNTHETIC
-from landscape_job.directions import named_tensors, read_direction_file
-from landscape_job.errors import UserError
+from landscape_job.surface.directions import named_tensors, read_direction_file
+from landscape_job.base.errors import UserError
 from landscape_job.models import build_model
 from launcher.cli import main as launcher
 
@@ -105,7 +105,7 @@ def test_a_nan_direction_file_is_refused_by_validate_and_submit(tmp_path: Path, 
 
 def test_a_huge_declared_shape_without_a_model_is_refused_unread(tmp_path: Path) -> None:
     """The run's own directions.h5 is read without a model: its declared size is bounded first."""
-    from landscape_job.directions import parse_direction_file
+    from landscape_job.surface.directions import parse_direction_file
 
     path = _write(tmp_path / "dirs.h5", _replace("xdirection/0", shape=(10**6, 10**5), dtype="f4", chunks=(1, 1024)))
     with pytest.raises(UserError, match=r"declares more than 8,589,934,592 values"):

@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from conftest import write_spec
-from landscape_job.errors import UserError
-from landscape_job.spec import load_spec
+from landscape_job.base.errors import UserError
+from landscape_job.spec.parse import load_spec
 from launcher.cli import main as launcher
 
 BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"

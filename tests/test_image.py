@@ -320,7 +320,7 @@ def test_dockerfile_facts():
 
 
 def test_image_user_matches_rendered_pods():
-    from launcher.render import GID, UID
+    from launcher.kubernetes.render import GID, UID
 
     users = [args for keyword, args in instructions(DOCKERFILE.read_text()) if keyword == "USER"]
     assert users[-1] == f"{UID}:{GID}"

@@ -26,16 +26,19 @@ import pytest
 import torch
 
 from conftest import SYNTHETIC, run_all, save_cnn_checkpoint, save_linear_checkpoint, spec_from, write_spec
-from landscape_job import pyref, stages
-from landscape_job.cache import CACHE_ENV
-from landscape_job.data import load_split
-from landscape_job.errors import UserError
-from landscape_job.inputs import Fetcher, localize
-from landscape_job.preflight import check_inputs
-from landscape_job.spec import DataSpec, parse_spec
+from landscape_job import stages
+from landscape_job.base import pyref
+from landscape_job.base.cache import CACHE_ENV
+from landscape_job.datasets.builtin import load_split
+from landscape_job.base.errors import UserError
+from landscape_job.inputs.fetch import Fetcher
+from landscape_job.spec.localize import localize
+from landscape_job.checks.preflight import check_inputs
+from landscape_job.spec.sections import DataSpec
+from landscape_job.spec.parse import parse_spec
 from landscape_job.storage import open_h5
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -183,8 +186,8 @@ USER_CODE = '''
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from landscape_job.data import load_split
-from landscape_job.spec import DataSpec
+from landscape_job.datasets.builtin import load_split
+from landscape_job.spec.sections import DataSpec
 
 SYNTHETIC = {synthetic!r}
 
@@ -427,8 +430,8 @@ def test_pinned_inputs_and_user_code_round_trip_and_old_specs_are_unchanged(tmp_
 def test_cache_dir_is_rendered_as_an_emptydir(tmp_path: Path, linear_spec: dict) -> None:
     import kubernetes_validate
 
-    from launcher.k8s_spec import parse_kubernetes
-    from launcher.render import render_run
+    from launcher.kubernetes.section import parse_kubernetes
+    from launcher.kubernetes.render import render_run
 
     raw = copy.deepcopy(linear_spec)
     raw["storage"] = "s3://bucket/runs"
@@ -449,8 +452,8 @@ def test_a_cache_claim_is_shared_by_every_pod(tmp_path: Path, linear_spec: dict)
     """kubernetes.cache_claim replaces every pod's emptyDir cache with one ReadWriteMany claim."""
     import kubernetes_validate
 
-    from launcher.k8s_spec import parse_kubernetes
-    from launcher.render import render_run
+    from launcher.kubernetes.section import parse_kubernetes
+    from launcher.kubernetes.render import render_run
 
     raw = copy.deepcopy(linear_spec)
     raw["storage"] = "s3://bucket/runs"
@@ -542,10 +545,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_the_examples_parse_render_and_the_custom_data_set_is_the_builtin_one() -> None:
-    from landscape_job.spec import load_spec
-    from landscape_job.stages import load_splits
-    from launcher.k8s_spec import parse_kubernetes
-    from launcher.render import render_run
+    from landscape_job.spec.parse import load_spec
+    from landscape_job.surface.centre import load_splits
+    from launcher.kubernetes.section import parse_kubernetes
+    from launcher.kubernetes.render import render_run
 
     s3_spec = load_spec(EXAMPLES / "cifar10-s3.yaml", check_files=False)
     assert s3_spec.model.checkpoint in s3_spec.pins and s3_spec.data.root.endswith("cifar-10-python.tar.gz")
@@ -607,7 +610,7 @@ def test_malformed_input_keys_are_one_line(tmp_path: Path, linear_spec: dict, da
 
 
 def test_a_factory_may_return_tensors_or_a_mapping(tmp_path: Path) -> None:
-    from landscape_job.custom_data import load_custom
+    from landscape_job.datasets.custom import load_custom
 
     code = tmp_path / "factories"
     code.mkdir()
@@ -660,7 +663,7 @@ def test_a_pca_trajectory_in_s3_gives_the_local_surface_and_path(tmp_path: Path,
 def test_a_factory_may_return_a_data_loader_and_anything_else_is_one_line(tmp_path: Path) -> None:
     """A shuffling DataLoader gives its data set's samples in the data set's order (every worker,
     and data.subset, see the same samples); a factory returning something else is named."""
-    from landscape_job.custom_data import load_custom
+    from landscape_job.datasets.custom import load_custom
 
     code = tmp_path / "factories"
     code.mkdir()

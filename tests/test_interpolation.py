@@ -10,11 +10,11 @@ import pytest
 
 from conftest import spec_from, run_all
 from landscape_job import plots
-from landscape_job.grid import Axis, Grid
-from landscape_job.interpolation import curve_summary, interpolation_summary
+from landscape_job.spec.grid import Axis, Grid
+from landscape_job.surface.interpolation import curve_summary, interpolation_summary
 from landscape_job.plots import draw1d
-from landscape_job.surface import surface_bytes
-from launcher.local import open_run
+from landscape_job.surface.file import surface_bytes
+from launcher.local.runner import open_run
 
 #: α from -0.5 to 1.5 in steps of 1/8: holds 0, 1 and 3/8 exactly.
 ALPHAS = np.linspace(-0.5, 1.5, 17)

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import run_all, spec_from
 from landscape_job import stages
-from landscape_job.errors import StageError
-from landscape_job.jobwatch import failure_check, job_failure, job_reader
-from landscape_job.shards import shard_key
-from launcher.local import open_run
+from landscape_job.base.errors import StageError
+from landscape_job.runtime.jobwatch import failure_check, job_failure, job_reader
+from landscape_job.run.shards import shard_key
+from launcher.local.runner import open_run
 
 RUNNING = {"status": {"active": 2, "completedIndexes": "0-1"}}
 INDEX_FAILED = {"status": {"active": 1, "completedIndexes": "0,2", "failedIndexes": "1,3"}}
@@ -142,7 +142,7 @@ def test_a_failed_job_without_failed_indexes_is_named_exactly(condition: dict, w
 @pytest.mark.parametrize("code,final", [(404, "is gone (deleted; the run cancelled?)"), (403, "is out of reach (forbidden)"),
                                         (503, None), (429, None)])
 def test_a_deleted_or_forbidden_job_is_final_a_busy_server_is_not(code: int, final: str | None) -> None:
-    from landscape_job.kube import ApiError
+    from landscape_job.runtime.kube import ApiError
 
     def reader() -> dict:
         raise ApiError(code, "jobs.batch \"r-evaluate\" not found")

@@ -1,5 +1,5 @@
 """What the cluster commands print and the progress bar draws, without a cluster: pure functions of
-the server's objects (``launcher.job_state``, ``launcher.commands.views``) and the tqdm bar on a stream."""
+the server's objects (``launcher.kubernetes.job_state``, ``launcher.commands.views``) and the tqdm bar on a stream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from landscape_job.records import ProgressRecord
+from landscape_job.run.records import ProgressRecord
 from launcher import progress
 from launcher.commands.follow import merged, stop_error
 from launcher.commands.logs import latest_pods
@@ -16,7 +16,7 @@ from launcher.commands.pull import pulled_keys
 from launcher.commands.views import (SHARDS_SHOWN, failed_parts, failed_pod_heading, format_seconds, format_size,
                                      job_line, progress_lines, runs_table, status_head)
 from launcher.run_status import cluster_stage
-from launcher.job_state import INDEX_KEY, end_condition, exit_code, indexes, job_state, newest, pod_index
+from launcher.kubernetes.job_state import INDEX_KEY, end_condition, exit_code, indexes, job_state, newest, pod_index
 
 
 def job(stage: str, run: str = "r1", conditions: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from conftest import SYNTHETIC, checkpointed_points, run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import write_spec
 from launcher.cli import main as launcher
-from launcher.local_record import FAILED, RUNNING, LocalRunRecord
+from launcher.local.record import FAILED, RUNNING, LocalRunRecord
 from launcher.run_status import stored_status
 
 

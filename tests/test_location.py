@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from landscape_job.errors import UserError
-from landscape_job.location import (RUN_ENV, STORAGE_OPTIONS_ENV, StorageLocation, StorageOptions, local_path,
+from landscape_job.base.errors import UserError
+from landscape_job.storage.location import (RUN_ENV, STORAGE_OPTIONS_ENV, StorageLocation, StorageOptions, local_path,
                                     register_backend, split_s3_url)
 
 S3_OPTIONS = {"endpoint_url": "http://minio:9000", "addressing_style": "path"}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape_job.losses import BUILTIN, batch_loss_sum, batch_loss_sums
-from landscape_job.spec import LOSSES
+from landscape_job.surface.losses import BUILTIN, batch_loss_sum, batch_loss_sums
+from landscape_job.spec.sections import LOSSES
 
 
 def test_the_built_in_losses_are_the_spec_s_choices() -> None:

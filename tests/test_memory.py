@@ -1,7 +1,7 @@
 """Memory a user can plan with (issue 18): each shard's peaks in its record and report.json,
 ``launcher estimate``'s peak against the GPU's memory, the opt-in snapshot.
 
-No GPU here: the CUDA numbers come from one small function each in ``landscape_job.memory``;
+No GPU here: the CUDA numbers come from one small function each in ``landscape_job.runtime.memory``;
 the rest is tested with the CPU's own figures and fake device records.
 """
 
@@ -16,12 +16,12 @@ import torch
 
 from conftest import run_all, spec_from
 from landscape_job import stages
-from landscape_job.estimate import MemoryEstimate, describe_memory, estimate_memory
-from landscape_job.memory import GiB, MiB, Fit, LiveBytes, MemorySnapshot, device_total_bytes, peak_host_rss_bytes
-from landscape_job.records import ShardRecord
-from landscape_job.shards import ShardData, read_shard, shard_bytes, shard_key
+from landscape_job.checks.estimate import MemoryEstimate, describe_memory, estimate_memory
+from landscape_job.runtime.memory import GiB, MiB, Fit, LiveBytes, MemorySnapshot, device_total_bytes, peak_host_rss_bytes
+from landscape_job.run.records import ShardRecord
+from landscape_job.run.shards import ShardData, read_shard, shard_bytes, shard_key
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 
 def test_live_bytes_counts_what_operators_create_once_per_storage() -> None:

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import spec_from
-from landscape_job.errors import StageError
-from landscape_job.records import ShardRecord
-from landscape_job import shards
-from landscape_job.shards import ShardData, read_shard, segment_key, segment_prefix, shard_bytes, shard_key
+from landscape_job.base.errors import StageError
+from landscape_job.run.records import ShardRecord
+from landscape_job.run import shards
+from landscape_job.run.shards import ShardData, read_shard, segment_key, segment_prefix, shard_bytes, shard_key
 from landscape_job.stages.merge_stage import collect_shards
 from landscape_job.storage import open_storage
 

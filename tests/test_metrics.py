@@ -19,16 +19,17 @@ import torch
 import torch.nn.functional as F
 
 from conftest import SYNTHETIC, spec_from
-from landscape_job import metrics, stages
-from landscape_job.data import load_split
-from landscape_job.directions import parse_direction_file
-from landscape_job.errors import UserError
-from landscape_job.spec import DataSpec
-from landscape_job.exports import write_exports
+from landscape_job import stages
+from landscape_job.spec import metrics
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.directions import parse_direction_file
+from landscape_job.base.errors import UserError
+from landscape_job.spec.sections import DataSpec
+from landscape_job.outputs.exports import write_exports
 from landscape_job.plots import PlotOptions, plot_surface
-from landscape_job.surface import load_surface
-from landscape_job.viewer import viewer_payload
-from launcher.local import open_run
+from landscape_job.surface.file import load_surface
+from landscape_job.outputs.viewer import viewer_payload
+from launcher.local.runner import open_run
 
 
 def _entropy_sum(logits: torch.Tensor, labels: torch.Tensor, loss_sum) -> torch.Tensor:

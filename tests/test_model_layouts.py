@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from conftest import run_all, spec_from, write_spec
-from landscape_job.checkpoints import load_state_dict
-from landscape_job.errors import UserError
+from landscape_job.models.checkpoints import load_state_dict
+from landscape_job.base.errors import UserError
 from landscape_job.models.outputs import describe_output, pick_output
 from landscape_job.storage import run_storage
 from launcher.cli import main as launcher
@@ -150,7 +150,7 @@ def test_every_common_layout_loads_the_same_weights_and_says_how(tmp_path, caplo
     make, key, said = LAYOUTS[layout]
     path = tmp_path / "ckpt.pt"
     torch.save(make(), path)
-    with caplog.at_level(logging.INFO, logger="landscape_job.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="landscape_job.models.checkpoints"):
         sd = load_state_dict(path, key)
     assert list(sd) == list(_weights())
     for name, value in _weights().items():
@@ -164,7 +164,7 @@ def test_safetensors_checkpoints_load_without_pickle(tmp_path, caplog) -> None:
 
     path = tmp_path / "weights.safetensors"
     save_file(dict(_prefixed("module.")), str(path))
-    with caplog.at_level(logging.INFO, logger="landscape_job.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="landscape_job.models.checkpoints"):
         sd = load_state_dict(path)
     # safetensors keeps keys sorted; loading is by name, so the order does not matter
     assert all(torch.equal(sd[k], v) for k, v in _weights().items()) and sorted(sd) == sorted(_weights())

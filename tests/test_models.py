@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape_job.checkpoints import load_into, load_state_dict, save_checkpoint
-from landscape_job.errors import UserError
+from landscape_job.models.checkpoints import load_into, load_state_dict, save_checkpoint
+from landscape_job.base.errors import UserError
 from landscape_job.models import available_models, build_model
 
 CIFAR = (3, 32, 32)

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import spec_from, write_spec
 from landscape_job import stages
-from landscape_job.errors import UserError
-from landscape_job.spec import spec_from_yaml
+from landscape_job.base.errors import UserError
+from landscape_job.spec.parse import spec_from_yaml
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 from test_vtk import skip_figures
 
 
@@ -77,10 +77,10 @@ def write_grid(path: Path, nx: int, ny: int | None) -> Path:
 
 def test_pdf_left_out_by_default_where_the_figures_are_thinned(tmp_path: Path, linear_spec: dict,
                                                                 monkeypatch) -> None:
-    from landscape_job.exports import write_outputs
-    from landscape_job.outputs import PDF_DEFAULT_MAX_LINES, split_outputs
+    from landscape_job.outputs.exports import write_outputs
+    from landscape_job.spec.outputs import PDF_DEFAULT_MAX_LINES, split_outputs
     from landscape_job.plots.figures import MAX_DRAWN
-    from landscape_job.spec import PlotSpec
+    from landscape_job.spec.sections import PlotSpec
     from launcher.cli import describe_work
 
     assert PDF_DEFAULT_MAX_LINES == MAX_DRAWN  # one threshold: a PDF stops being every point there
@@ -108,7 +108,7 @@ def test_large_surface_files_are_compressed_and_read_back_the_same(tmp_path: Pat
     import numpy as np
 
     from landscape_job.storage.base import open_h5
-    from landscape_job.surface import COMPRESS_ABOVE_POINTS, surface_bytes
+    from landscape_job.surface.file import COMPRESS_ABOVE_POINTS, surface_bytes
 
     for side, packed in ((316, False), (317, True)):  # 99,856 and 100,489 points
         linear_spec["grid"] = {"x": f"-1:1:{side}", "y": f"-1:1:{side}"}

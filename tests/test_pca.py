@@ -12,13 +12,13 @@ import torch
 
 from conftest import save_cnn_checkpoint, save_linear_checkpoint, spec_from, run_all
 from landscape_job import plots
-from landscape_job.checkpoints import load_into, load_state_dict
-from landscape_job.errors import UserError
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.base.errors import UserError
 from landscape_job.models import build_model
-from landscape_job.pca import build_pca, project
+from landscape_job.surface.pca import build_pca, project
 from landscape_job.plots import draw2d, fields
-from landscape_job.spec import DirectionsSpec
-from launcher.local import open_run
+from landscape_job.spec.sections import DirectionsSpec
+from launcher.local.runner import open_run
 
 #: In-plane coefficients (a_e, b_e) of the synthetic trajectory, in training order.
 PLANE_COEFS = [(1.2, -0.8), (0.9, 0.3), (0.5, 0.6), (0.2, 0.1)]

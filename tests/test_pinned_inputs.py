@@ -15,10 +15,10 @@ import pytest
 
 from conftest import run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
-from landscape_job.errors import UserError
-from landscape_job.shards import shard_key
+from landscape_job.base.errors import UserError
+from landscape_job.run.shards import shard_key
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 
 def test_a_checkpoint_replaced_before_resume_is_refused(tmp_path: Path, linear_spec: dict, capsys) -> None:

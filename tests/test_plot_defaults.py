@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
-from landscape_job.errors import UserError
+from landscape_job.base.errors import UserError
 from landscape_job.plots import PlotOptions, draw1d, draw2d, fields, load_surface, plot_surface
 from landscape_job.plots.figures import figures
 from landscape_job.plots.levels import AUTO_LOG_DECADES, spans_decades
 from landscape_job.plots.style import RC, outside_figure
-from landscape_job.titles import checked_title, subject
+from landscape_job.spec.titles import checked_title, subject
 from test_plots import write_surface
 
 MINIMUM = 0.0118
@@ -170,7 +170,7 @@ def test_the_heat_map_draws_a_clipping_arrow_only_when_values_are_clipped(tmp_pa
 
 
 def test_the_viewer_starts_on_the_scale_the_figures_chose(tmp_path):
-    from landscape_job.viewer import viewer_payload
+    from landscape_job.outputs.viewer import viewer_payload
 
     surface = bowl_surface(tmp_path)
     assert viewer_payload(surface)["log"] is True

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from landscape_job import plots
-from landscape_job.errors import UserError
+from landscape_job.base.errors import UserError
 from landscape_job.plots import draw1d, draw2d, fields
 from landscape_job.plots import PlotOptions, plot_surface
 
@@ -332,7 +332,7 @@ def test_a_large_grid_is_drawn_thinned_with_its_ends(tmp_path):
     """Above MAX_DRAWN lines a side the figures draw every k-th line (both ends kept); the
     values drawn are the surface's own at those lines."""
     from landscape_job.plots.figures import MAX_DRAWN, drawn
-    from landscape_job.surface import load_surface
+    from landscape_job.surface.file import load_surface
 
     x, y = np.linspace(-1, 1, 2 * MAX_DRAWN + 7), np.linspace(-1, 1, 5)
     loss = np.add.outer(y, x) ** 2

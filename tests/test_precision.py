@@ -15,15 +15,16 @@ import torch
 from torch import nn
 
 from conftest import save_cnn_checkpoint
-from landscape_job.checkpoints import load_into, load_state_dict
-from landscape_job.data import Split, load_split
-from landscape_job.direction_builders import build_directions
-from landscape_job.directions import Directions
-from landscape_job.errors import UserError
-from landscape_job.evaluator import CPU_AUTO_BATCH, Evaluator, resolve_batch_size
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.datasets.builtin import Split, load_split
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.directions import Directions
+from landscape_job.base.errors import UserError
+from landscape_job.surface.evaluator import CPU_AUTO_BATCH, Evaluator, resolve_batch_size
 from landscape_job.models import build_model
-from landscape_job.precision import resolve_precision
-from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec, HessianSpec, parse_spec
+from landscape_job.runtime.precision import resolve_precision
+from landscape_job.spec.sections import ComputeSpec, DataSpec, DirectionsSpec, HessianSpec
+from landscape_job.spec.parse import parse_spec
 
 OPTIONS = {"shape": [1, 8, 8], "classes": 4, "train_size": 300, "test_size": 50, "seed": 4}
 POINTS = [(0.0, 0.0), (0.3, -0.2), (-0.7, 0.5), (1.0, 1.0)]

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from landscape_job.records import Manifest, ProgressRecord, ShardRecord
-from landscape_job.shards import ShardData, read_shard, shard_bytes
+from landscape_job.run.records import Manifest, ProgressRecord, ShardRecord
+from landscape_job.run.shards import ShardData, read_shard, shard_bytes
 
 #: manifest.json as the prepare stage wrote it before the records were typed (a run with metrics: hessian).
 HESSIAN_MANIFEST = """{

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import run_all, spec_from, write_spec
-from landscape_job import metrics as registry
+from landscape_job.spec import metrics as registry
 from landscape_job.storage import run_storage
 from launcher.cli import main as launcher
 

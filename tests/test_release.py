@@ -1,4 +1,4 @@
-"""The prepare pod's release of the gated Jobs (landscape_job.release), against the fake API server
+"""The prepare pod's release of the gated Jobs (landscape_job.runtime.release), against the fake API server
 with a pod's own token over TLS: allowed by the run's Role it works; otherwise one clear line."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fake_k8s import FakeCluster
-from landscape_job.errors import StageError
-from landscape_job.release import release_next_stages
+from landscape_job.base.errors import StageError
+from landscape_job.runtime.release import release_next_stages
 from test_fake_k8s import JOBS, api, job
 
 ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r-pods"},

@@ -22,11 +22,12 @@ from kubernetes_validate.utils import all_versions
 from packaging.version import Version
 
 from conftest import REQUIRE_TOOLS_ENV, missing_tool, spec_from, write_spec
-from landscape_job.errors import USER_ERROR_EXIT, UserError
-from landscape_job.spec import spec_from_yaml
-from launcher import render_cli
-from launcher.k8s_spec import DEFAULT_IMAGE, KubernetesSpec, parse_kubernetes
-from launcher.render import UID, object_names, render_run, run_selector, to_json, to_yaml, with_owner
+from landscape_job.base.errors import USER_ERROR_EXIT, UserError
+from landscape_job.spec.parse import spec_from_yaml
+from launcher.kubernetes import render_cli
+from launcher.kubernetes.section import DEFAULT_IMAGE, KubernetesSpec, parse_kubernetes
+from launcher.kubernetes.render import UID, render_run, to_json, to_yaml, with_owner
+from launcher.kubernetes.names import object_names, run_selector
 
 REPO = Path(__file__).resolve().parent.parent
 MIN_VERSION = Version("1.29")
@@ -225,7 +226,7 @@ def test_kustomize_output_validates(folder, namespace):
     def rules(role: dict) -> dict:
         return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
 
-    # The pods' account has no rights of its own: each run's Role grants them (launcher.gate).
+    # The pods' account has no rights of its own: each run's Role grants them (launcher.kubernetes.gate).
     # The launcher's: what submit/status/logs/cancel do (tests/test_rbac.py checks each is used).
     assert rules(named[("Role", "landscape-launcher")]) == {
         (("",), ("configmaps",)): {"create", "get", "list", "delete"},
@@ -391,7 +392,7 @@ def test_evaluate_pods_resources_gpu_shm_and_no_token(rendered):
     for name in ("HOME", "XDG_CACHE_HOME", "TORCH_HOME", "MPLCONFIGDIR"):
         assert env[name].startswith("/tmp"), name
     assert "NVIDIA_VISIBLE_DEVICES" not in env
-    assert env["LANDSCAPE_REQUIRE_GPU"] == "1"  # a GPU pod computes on its GPU or exits 1 (landscape_job/gpu.py)
+    assert env["LANDSCAPE_REQUIRE_GPU"] == "1"  # a GPU pod computes on its GPU or exits 1 (landscape_job/runtime/gpu.py)
 
 
 def test_prepare_and_merge_pods(rendered):
@@ -631,7 +632,7 @@ def test_parallelism_unset_is_capped_for_many_shards_and_validate_says_so(tmp_pa
     """1,000 shards without kubernetes.parallelism: 256 evaluate pods at once, not 1,000;
     validate's work lines say so, and warn of shards too small for their start-up."""
     from launcher.cli import describe_work
-    from launcher.k8s_spec import DEFAULT_PARALLELISM_CAP
+    from launcher.kubernetes.section import DEFAULT_PARALLELISM_CAP
 
     cluster_raw["grid"] = {"x": "-1:1:100", "y": "-1:1:50"}
     cluster_raw["compute"]["shards"] = 1000

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from conftest import spec_from
-from landscape_job.errors import UserError
-from launcher.deadlines import ATTEMPTS, SETUP_SECONDS, stage_deadlines
-from launcher.k8s_spec import parse_kubernetes, parse_quantity
-from launcher.render import render_run
+from landscape_job.base.errors import UserError
+from launcher.kubernetes.deadlines import ATTEMPTS, SETUP_SECONDS, stage_deadlines
+from launcher.kubernetes.section import parse_kubernetes, parse_quantity
+from launcher.kubernetes.render import render_run
 from test_render import K8S_SECTION, RUN_ID, SHARDS, env_of, jobs, restricted_violations, validate_all
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

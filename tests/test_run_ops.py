@@ -17,10 +17,10 @@ import yaml
 
 from conftest import write_spec
 from fake_k8s import FakeCluster
-from landscape_job.release import release_next_stages
+from landscape_job.runtime.release import release_next_stages
 from launcher.cli import main as launcher
 from launcher.commands.wait import TIMEOUT_EXIT
-from launcher.pod_state import Event, PodView
+from launcher.kubernetes.pod_state import Event, PodView
 from launcher.run_status import cluster_stage
 from test_cluster import aws_env, bucket  # noqa: F401  (fixtures: dummy credentials, a moto bucket)
 

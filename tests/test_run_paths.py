@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_all, spec_from, write_spec
-from landscape_job.errors import UserError
-from landscape_job.location import InvalidKey, check_key, check_run_id
+from landscape_job.base.errors import UserError
+from landscape_job.storage.location import InvalidKey, check_key, check_run_id
 from landscape_job.storage import open_storage, run_storage
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 from s3server import FaultPlan, FlakyProxy, put_directly
 from test_storage import aws_env, bucket, s3_options  # noqa: F401 - fixtures
 from test_storage_faults import HARD_FAULTS, short_clock  # noqa: F401 - fixtures

@@ -15,11 +15,12 @@ import jsonschema
 import pytest
 import yaml
 
-from landscape_job.errors import UserError
-from landscape_job.schema import REQUIRED, declared_keys, default_of
-from landscape_job.spec import ComputeSpec, DataSpec, HessianSpec, PlotSpec, parse_spec
+from landscape_job.base.errors import UserError
+from landscape_job.base.schema import REQUIRED, declared_keys, default_of
+from landscape_job.spec.sections import ComputeSpec, DataSpec, HessianSpec, PlotSpec
+from landscape_job.spec.parse import parse_spec
 from launcher.cli import main as launcher
-from launcher.k8s_spec import KubernetesSpec, parse_kubernetes
+from launcher.kubernetes.section import KubernetesSpec, parse_kubernetes
 from launcher.spec_schema import spec_json_schema
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))

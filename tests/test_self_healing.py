@@ -14,9 +14,9 @@ import pytest
 
 from conftest import run_all, spec_from
 from landscape_job import stages
-from landscape_job.errors import StageError
-from landscape_job.shards import partial_key, shard_key
-from launcher.local import open_run
+from landscape_job.base.errors import StageError
+from landscape_job.run.shards import partial_key, shard_key
+from launcher.local.runner import open_run
 
 QUIET = lambda _m: None  # noqa: E731
 

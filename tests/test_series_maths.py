@@ -9,13 +9,13 @@ import pytest
 import torch
 from scipy.stats import levy_stable
 
-from landscape_job.curvature import CurvatureProbe
-from landscape_job.hessian import HessianOperator, flatten
-from landscape_job.series_probe import (Spectrum, full_gradient, gradient_columns, minibatches, noise_columns,
+from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.surface.hessian import HessianOperator, flatten
+from landscape_job.series.probe import (Spectrum, full_gradient, gradient_columns, minibatches, noise_columns,
                                         top_spectrum)
-from landscape_job.spec import HessianSpec
-from landscape_job.spec_series import SeriesSpec
-from landscape_job.tail_index import block_size, tail_index, usable_count
+from landscape_job.spec.sections import HessianSpec
+from landscape_job.spec.series import SeriesSpec
+from landscape_job.series.tail_index import block_size, tail_index, usable_count
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -145,7 +145,7 @@ def test_predicted_loss_change_is_a_quadratics_gd_step_exactly() -> None:
         return 0.5 * t @ a @ t - b @ t
 
     operator = HessianOperator([theta], lambda: [loss(theta)])
-    from landscape_job.hessian import lanczos
+    from landscape_job.surface.hessian import lanczos
 
     result = lanczos(operator, dim, iterations=dim, tolerance=1e-12, top_k=dim)
     spectrum = Spectrum(values=np.array(result.top_values), vectors=torch.stack(result.top_vectors),

@@ -14,9 +14,9 @@ import torch
 
 from conftest import SYNTHETIC, checkpointed_points, run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
-from landscape_job.errors import UserError
-from landscape_job.spec import load_spec, spec_from_yaml
-from launcher.local import open_run
+from landscape_job.base.errors import UserError
+from landscape_job.spec.parse import load_spec, spec_from_yaml
+from launcher.local.runner import open_run
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -98,8 +98,8 @@ def test_sharded_equals_unsharded_and_h5py_reads_the_file(tmp_path: Path, series
     assert whole["attrs"]["threshold"] == pytest.approx(6.0)
     assert (np.diff(whole["top_eigenvalues"], axis=1) <= 0).all()  # descending
     # The row of step 30 is the checkpoint step_30.pt, measured on its own.
-    from landscape_job.series_probe import split_metrics
-    from landscape_job.data import load_split
+    from landscape_job.series.probe import split_metrics
+    from landscape_job.datasets.builtin import load_split
     from landscape_job.models import build_model
 
     model = build_model("mlp", 3, (6,), {"hidden": [5]}).double().eval()
@@ -115,7 +115,7 @@ def test_a_killed_shard_resumes_to_the_same_series(tmp_path: Path, series_raw: d
     spec = spec_from(tmp_path, series_raw)
     run = open_run(spec, "killed")
     stages.prepare(run, log=lambda _: None)
-    import landscape_job.series_evaluator as module
+    import landscape_job.series.evaluator as module
 
     original, calls = module.measure, {"n": 0}
 
@@ -184,7 +184,7 @@ def test_the_digits_example_reaches_the_edge_of_stability(tmp_path: Path) -> Non
 
 
 def test_eos_summary_finds_the_crossing_from_below() -> None:
-    from landscape_job.stages.series_merge import eos_summary
+    from landscape_job.series.merge import eos_summary
 
     steps = np.arange(0, 90, 10)
     sharpness = np.array([12.0, 6.0, 8.0, 9.5, 10.4, 10.1, 9.9, 10.2, 9.8])  # a catapult, sharpening, EoS
@@ -199,9 +199,9 @@ def test_eos_summary_finds_the_crossing_from_below() -> None:
 def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
     """A series with loss and hessian only: two figures (no noise, no gradient), and a page whose data
     is the file's, non-finite values as null, no '</' that could end its script early."""
-    from landscape_job.plots.series_figures import plot_series
-    from landscape_job.series import load_series, series_bytes
-    from landscape_job.series_viewer import series_html
+    from landscape_job.series.figures import plot_series
+    from landscape_job.series.file import load_series, series_bytes
+    from landscape_job.series.page import series_html
 
     flat = {"train_loss": np.array([1.0, 0.5, np.nan]), "min_eig": np.array([-1.0, 0.0, 0.5]),
             "top_eigenvalues[0]": np.array([3.0, 5.0, 4.0]), "top_eigenvalues[1]": np.array([1.0, 2.0, 2.5])}
@@ -224,7 +224,7 @@ def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
 
 def test_a_glob_left_for_the_pods_is_expanded_by_them(tmp_path: Path, series_raw: dict) -> None:
     """Unchecked (a cluster's spec), the glob stays a pattern; the pods' parse of the stored spec expands it."""
-    from landscape_job.spec import parse_spec
+    from landscape_job.spec.parse import parse_spec
 
     series_raw["compute"]["shards"] = 3
     unchecked = parse_spec(series_raw, base_dir=tmp_path, check_files=False)
@@ -273,8 +273,8 @@ def test_an_s3_prefix_lists_the_checkpoints_and_gives_the_local_series(tmp_path:
     remote = _series(tmp_path, series_raw, "remote")
     for name in ("train_loss", "test_loss", "top_eigenvalues", "min_eig"):
         np.testing.assert_array_equal(remote[name], local[name], err_msg=name)
-    from landscape_job.inputs import check_reachable
-    from landscape_job.spec import parse_spec
+    from landscape_job.spec.localize import check_reachable
+    from landscape_job.spec.parse import parse_spec
 
     check_reachable(parse_spec(series_raw, base_dir=tmp_path, check_files=False))  # a cluster submit's check
     series_raw["series"]["checkpoints"] = f"s3://{bucket['name']}/elsewhere/"
@@ -308,8 +308,8 @@ def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, 
 
 
 def test_a_series_renders_for_the_cluster_with_gpus_for_its_shards_only(tmp_path: Path, series_raw: dict) -> None:
-    from launcher.k8s_spec import parse_kubernetes
-    from launcher.render import render_run
+    from launcher.kubernetes.section import parse_kubernetes
+    from launcher.kubernetes.render import render_run
 
     series_raw["compute"]["shards"] = 3
     series_raw["storage"] = "s3://bucket/runs"
@@ -323,7 +323,7 @@ def test_a_series_renders_for_the_cluster_with_gpus_for_its_shards_only(tmp_path
 
 
 def test_listed_steps_order_the_rows_and_names_give_steps(tmp_path: Path, series_raw: dict) -> None:
-    from landscape_job.spec_series import step_of
+    from landscape_job.spec.series import step_of
 
     assert step_of("/x/run-v2-step0120.pt", "k") == 120 and step_of("s3://b/ck/epoch_3.pth.tar", "k") == 3
     with pytest.raises(UserError, match=r"k: no step number in the file name 'final.pt'; list series.steps"):
@@ -338,7 +338,7 @@ def test_listed_steps_order_the_rows_and_names_give_steps(tmp_path: Path, series
 
 def test_a_noise_matrix_too_large_to_hold_is_refused_before_any_checkpoint(tmp_path: Path, series_raw: dict,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import landscape_job.series_evaluator as module
+    import landscape_job.series.evaluator as module
 
     monkeypatch.setattr(module, "MAX_NOISE_BYTES", 10 * 53 * 8)  # 53 parameters: 10 minibatches fit, 12 do not
     spec = spec_from(tmp_path, series_raw)  # 96 samples in minibatches of 8: 12

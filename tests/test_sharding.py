@@ -11,10 +11,10 @@ import pytest
 
 from conftest import checkpointed_points, run_all, spec_from
 from landscape_job import stages
-from landscape_job.errors import StageError
-from landscape_job.grid import Axis, Grid
-from landscape_job.shards import shard_key
-from launcher.local import open_run
+from landscape_job.base.errors import StageError
+from landscape_job.spec.grid import Axis, Grid
+from landscape_job.run.shards import shard_key
+from launcher.local.runner import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -94,7 +94,7 @@ def test_merge_names_a_shard_from_another_spec(tmp_path: Path, three_shard_run, 
 
 def test_merge_detects_a_corrupted_value(three_shard_run) -> None:
     """Flip one stored value: the checksum names the shard."""
-    from landscape_job.shards import read_shard, shard_bytes
+    from landscape_job.run.shards import read_shard, shard_bytes
 
     run, _ = three_shard_run
     key = shard_key(1, 3)
@@ -111,7 +111,7 @@ def test_merge_detects_a_corrupted_value(three_shard_run) -> None:
 
 
 def test_merge_refuses_a_duplicated_point(three_shard_run) -> None:
-    from landscape_job.shards import read_shard, shard_bytes
+    from landscape_job.run.shards import read_shard, shard_bytes
 
     run, _ = three_shard_run
     key = shard_key(0, 3)
@@ -131,7 +131,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec
     run = open_run(spec, "killed")
     stages.prepare(run, log=lambda _: None)
 
-    import landscape_job.evaluator as evaluator_module
+    import landscape_job.surface.evaluator as evaluator_module
 
     original = evaluator_module.Evaluator.evaluate
     calls = {"n": 0}
@@ -278,7 +278,7 @@ def test_checkpoint_bytes_per_point_do_not_grow_with_the_shard(tmp_path: Path, l
 
 def test_a_checkpoint_from_before_segments_is_resumed(tmp_path: Path, linear_spec: dict) -> None:
     """A whole ``.partial.h5`` (the format before segments) still counts as done points."""
-    from landscape_job.shards import ShardData, partial_key, read_shard, shard_bytes
+    from landscape_job.run.shards import ShardData, partial_key, read_shard, shard_bytes
 
     reference = _surface(tmp_path, linear_spec, "whole")
     spec = spec_from(tmp_path, linear_spec)
@@ -321,7 +321,7 @@ class _RequestCountingStorage:
 def test_waiting_for_many_shards_costs_one_request_per_poll(monkeypatch) -> None:
     """merge --wait at 100 shards: one LIST for the first poll, while 99 are missing, never a
     HEAD per shard; then only the one still missing is asked for."""
-    from landscape_job.stages import run_files
+    from landscape_job.run import files as run_files
 
     monkeypatch.setattr(run_files.time, "sleep", lambda _s: None)
     keys = [shard_key(i, 100) for i in range(100)]
@@ -333,7 +333,7 @@ def test_waiting_for_many_shards_costs_one_request_per_poll(monkeypatch) -> None
 def _rewrite_shard(run, key: str, change) -> None:
     """Reads a shard, lets ``change`` edit it, and stores it with a valid checksum of the
     edited content (so only the guard under test can refuse it)."""
-    from landscape_job.shards import read_shard, shard_bytes
+    from landscape_job.run.shards import read_shard, shard_bytes
 
     data = read_shard(run.get(key), key)
     change(data)
@@ -420,7 +420,7 @@ def test_a_shard_finished_twice_with_the_same_values_keeps_the_first_copy(three_
 def test_a_shard_finished_twice_with_other_values_fails_the_attempt(three_shard_run) -> None:
     """The first copy's values differ from this attempt's (nondeterminism, or a stale pod
     of another computation): the run is inconsistent, and this attempt says so."""
-    from landscape_job.shards import read_shard, shard_bytes
+    from landscape_job.run.shards import read_shard, shard_bytes
 
     run, _ = three_shard_run
     key = shard_key(1, 3)

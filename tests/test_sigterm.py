@@ -22,9 +22,9 @@ import pytest
 
 from conftest import SYNTHETIC, save_linear_checkpoint, spec_from
 from landscape_job import stages
-from landscape_job.shards import read_shard, segment_prefix, shard_key
-from landscape_job.termination import TERMINATED_EXIT
-from launcher.local import open_run
+from landscape_job.run.shards import read_shard, segment_prefix, shard_key
+from landscape_job.base.termination import TERMINATED_EXIT
+from launcher.local.runner import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -117,7 +117,7 @@ def test_a_waiting_stage_exits_143_at_once_on_sigterm(tmp_path: Path, stage: str
 def test_a_sigterm_in_a_shielded_block_waits_for_its_end() -> None:
     """In this process: the handler raises between bytecodes, a shielded block defers it, deliver=False drops it,
     and the previous handler comes back after ``handled``."""
-    from landscape_job.termination import Terminated, handled, shielded
+    from landscape_job.base.termination import Terminated, handled, shielded
 
     before = signal.getsignal(signal.SIGTERM)
     steps: list[str] = []

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import spec_from, write_spec
-from landscape_job.spec import load_spec, parse_spec
+from landscape_job.spec.parse import load_spec, parse_spec
 from launcher.cli import main as launcher
 
 

@@ -39,8 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from landscape_job.models import build_model
-from landscape_job.spec import load_spec
-from launcher.k8s_spec import parse_kubernetes
+from landscape_job.spec.parse import load_spec
+from launcher.kubernetes.section import parse_kubernetes
 from launcher.cli import main as launcher
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -193,7 +193,7 @@ def _check(example: str, workspace: Path, text: str, deep: dict, accepted: list[
 def _runs(workspace: Path, text: str) -> None:
     """An accepted spec runs: prepare, its one shard and merge, on a 2-point grid."""
     from conftest import run_all
-    from launcher.local import open_run
+    from launcher.local.runner import open_run
 
     tree = yaml.safe_load(text)
     grid = tree["grid"]

@@ -17,14 +17,14 @@ import torch
 
 from conftest import checkpointed_points, run_all, spec_from
 from landscape_job import stages
-from landscape_job.data import load_split
-from landscape_job.direction_builders import build_directions
-from landscape_job.errors import UserError
-from landscape_job.evaluator import Evaluator, decide_channels_last
-from landscape_job.feed import decide_resident
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.base.errors import UserError
+from landscape_job.surface.evaluator import Evaluator, decide_channels_last
+from landscape_job.surface.feed import decide_resident
 from landscape_job.models import build_model
-from landscape_job.spec import ComputeSpec, DataSpec, DirectionsSpec
-from launcher.local import open_run
+from landscape_job.spec.sections import ComputeSpec, DataSpec, DirectionsSpec
+from launcher.local.runner import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 IMAGES = {"shape": [3, 8, 8], "classes": 4, "train_size": 70, "test_size": 20, "seed": 5}
@@ -133,7 +133,7 @@ def test_stages_group_points_and_give_the_same_surface(tmp_path: Path, linear_sp
 def test_stacked_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec: dict) -> None:
     """K = 4, checkpoint every 3 points: a worker killed in its third group has saved after
     each of the first two groups (8 points), and the resumed shard equals an unbroken run."""
-    from landscape_job.evaluator import Evaluator as EvaluatorClass
+    from landscape_job.surface.evaluator import Evaluator as EvaluatorClass
 
     linear_spec["compute"].update({"precision": "fp32", "checkpoint_every": 3, "points_per_forward": 4,
                                    "checkpoint_adapt": False})
@@ -220,7 +220,7 @@ BF16_DEVIATION = 1.7e-3
 
 def test_bf16_stacked_points_stay_within_the_benchmarked_deviation(tmp_path: Path) -> None:
     from conftest import save_cnn_checkpoint
-    from landscape_job.checkpoints import load_into, load_state_dict
+    from landscape_job.models.checkpoints import load_into, load_state_dict
 
     path = save_cnn_checkpoint(tmp_path / "a.pt", seed=0)
     split = load_split(DataSpec(dataset="synthetic", options={"shape": [1, 8, 8], "classes": 4, "train_size": 300,

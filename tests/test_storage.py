@@ -21,14 +21,14 @@ import pytest
 import yaml
 
 from conftest import run_all, spec_from, write_spec
-from landscape_job.errors import StageError, UserError
+from landscape_job.base.errors import StageError, UserError
 from landscape_job.storage import (STORAGE_OPTIONS_ENV, NotFound, h5_bytes, open_h5, open_storage, run_storage,
                                    storage_options_from_env)
-from landscape_job.location import StorageLocation
+from landscape_job.storage.location import StorageLocation
 from landscape_job.storage.files import FileStorage
 from landscape_job.storage.retry import BACKOFF_ENV, RetryPolicy
 from landscape_job.storage.s3 import S3Storage
-from launcher.local import open_run
+from launcher.local.runner import open_run
 from s3server import (DROP, DROP_AFTER, NOT_IMPLEMENTED, OK, SLOWDOWN, TRUNCATE, FlakyProxy, closed_port,
                       put_directly, seeded_faults)
 

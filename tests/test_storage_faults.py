@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from landscape_job.errors import StageError
+from landscape_job.base.errors import StageError
 from landscape_job.storage import NotFound
 from landscape_job.storage.retry import (ATTEMPTS_ENV, BACKOFF_ENV, BACKOFF_MAX_ENV, READ_TIMEOUT_ENV, RetryPolicy,
                                          fault_of)
@@ -122,7 +122,7 @@ def test_a_fault_that_outlasts_the_budget_is_one_line(moto_endpoint: str, bucket
 
 
 def test_retry_policy_from_env() -> None:
-    from landscape_job.errors import UserError
+    from landscape_job.base.errors import UserError
 
     policy = RetryPolicy.from_env({ATTEMPTS_ENV: "3", BACKOFF_ENV: "0.2", READ_TIMEOUT_ENV: "2.5"}, attempts=10)
     assert (policy.attempts, policy.backoff, policy.read_timeout, policy.backoff_max) == (3, 0.2, 2.5, 20.0)
@@ -139,8 +139,8 @@ def test_s3_inputs_are_fetched_through_faults(moto_endpoint: str, bucket: str, s
     """The inputs fetcher (a checkpoint, a data folder in S3) retries as the run's storage does."""
     from pathlib import Path
 
-    from landscape_job.inputs import Fetcher
-    from landscape_job.location import StorageOptions
+    from landscape_job.inputs.fetch import Fetcher
+    from landscape_job.storage.location import StorageOptions
 
     direct = S3Storage(f"s3://{bucket}", s3_options(moto_endpoint))
     direct.put("in/model.pt", b"weights" * 1000)

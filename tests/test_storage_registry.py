@@ -1,7 +1,7 @@
 """A storage backend is one class and one registry line: a toy ``mem://`` store runs a whole surface.
 
 The toy keeps objects in a dict; registered under its scheme, the spec accepts
-``mem://...`` as storage, ``launcher.local.open_run`` creates the run there and the pod
+``mem://...`` as storage, ``launcher.local.runner.open_run`` creates the run there and the pod
 entrypoint (``landscape-job --run mem://... prepare|evaluate|merge``) opens it from the
 URL alone, and the surface equals the one computed with ``file://`` storage, bit for bit.
 """
@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import run_all, spec_from
-from landscape_job import cli, location
-from landscape_job.errors import UserError
-from landscape_job.location import StorageLocation
+from landscape_job import cli
+from landscape_job.storage import location
+from landscape_job.base.errors import UserError
+from landscape_job.storage.location import StorageLocation
 from landscape_job.storage import NotFound, open_h5, open_storage
 from landscape_job.storage.base import check_key
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 
 class MemStorage:

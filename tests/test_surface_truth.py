@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import SYNTHETIC, run_all, spec_from
-from landscape_job.data import load_split
-from landscape_job.directions import parse_direction_file
-from landscape_job.spec import DataSpec
-from launcher.local import open_run
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.directions import parse_direction_file
+from landscape_job.spec.sections import DataSpec
+from launcher.local.runner import open_run
 
 
 def _softmax_regression(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, loss: str) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def test_interpolation_endpoints_reproduce_each_checkpoints_own_loss(tmp_path: P
     import torch.nn.functional as F
 
     from conftest import save_cnn_checkpoint
-    from landscape_job.checkpoints import load_into, load_state_dict
+    from landscape_job.models.checkpoints import load_into, load_state_dict
     from landscape_job.models import build_model
 
     options = {"shape": [1, 8, 8], "classes": 4, "train_size": 64, "test_size": 32, "seed": 1}

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from landscape_job.exports import write_exports
+from landscape_job.outputs.exports import write_exports
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import spec_from
 from landscape_job import stages
-from landscape_job.exports import write_exports
-from landscape_job.vtk import vtp_document
+from landscape_job.outputs.exports import write_exports
+from landscape_job.outputs.vtk import vtp_document
 from launcher.cli import main as launcher
-from launcher.local import open_run
+from launcher.local.runner import open_run
 
 
 def f_loss(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -141,7 +141,7 @@ def write_surface(path: Path, x: np.ndarray, y: np.ndarray | None, metrics: dict
 
 
 def test_exports_carry_hessian_fields_and_refuse_a_bad_one(tmp_path: Path) -> None:
-    from landscape_job.errors import UserError
+    from landscape_job.base.errors import UserError
 
     x, y, z = grid(5, 4)
     path = write_surface(tmp_path / "s.h5", x, y, {"train_loss": z, "max_eig": z + 1.0, "min_eig": -z / 10})

@@ -21,13 +21,13 @@ from typing import Iterator
 import pytest
 
 from conftest import write_spec
-from landscape_job.cache import CACHE_ENV
+from landscape_job.base.cache import CACHE_ENV
 from landscape_job.cli import main as landscape_job
 from landscape_job.cli import run_guarded
-from landscape_job.errors import StageError, UserError
-from landscape_job.inputs import Fetcher
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.inputs.fetch import Fetcher
 from landscape_job.storage.retry import RetryPolicy, retrying
-from landscape_job.web import retry_after, web_fault
+from landscape_job.inputs.web import retry_after, web_fault
 
 ATTEMPTS = 4
 BODY = b"the checkpoint's bytes " * 100

@@ -25,15 +25,15 @@ from typing import Any
 
 from torch import nn
 
-from .. import pyref
-from ..errors import UserError
-from .cifar_resnet import IMAGENET_LAYOUTS, CifarResNet, ResNet
-from .densenet import CONFIGS as DENSENET_CONFIGS
-from .densenet import DenseNet
-from .small import MLP, SmallCNN, flat_size
-from .vgg import CONFIGS as VGG_CONFIGS
-from .vgg import VGG
-from .wide_resnet import wide_resnet
+from landscape_job.base import pyref
+from landscape_job.base.errors import UserError
+from landscape_job.models.cifar_resnet import IMAGENET_LAYOUTS, CifarResNet, ResNet
+from landscape_job.models.densenet import CONFIGS as DENSENET_CONFIGS
+from landscape_job.models.densenet import DenseNet
+from landscape_job.models.small import MLP, SmallCNN, flat_size
+from landscape_job.models.vgg import CONFIGS as VGG_CONFIGS
+from landscape_job.models.vgg import VGG
+from landscape_job.models.wide_resnet import wide_resnet
 
 __all__ = ["available_models", "build_model"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape_job.errors import UserError, shown
+from landscape_job.base.errors import UserError, shown
 
 __all__ = ["describe_output", "pick_output", "select_output"]
 

@@ -10,7 +10,7 @@ Zagoruyko-Komodakis WRNs (no pre-activation, no dropout, 16k first conv).
 
 from __future__ import annotations
 
-from .cifar_resnet import CifarResNet
+from landscape_job.models.cifar_resnet import CifarResNet
 
 
 def wide_resnet(depth: int, k: int, num_classes: int, in_channels: int, shortcut: bool = True) -> CifarResNet:

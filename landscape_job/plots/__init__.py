@@ -7,7 +7,7 @@ The figures follow Li et al. (NeurIPS 2018). The package keeps its four jobs apa
 * ``fields``, ``style``, ``draw1d``, ``draw2d``: preparing and drawing one figure;
 * ``figures``: the table of figures and ``plot_surface``, which walks it.
 
-Reading the file is ``landscape_job.surface``'s job (``load_surface``, re-exported here).
+Reading the file is ``landscape_job.surface.file``'s job (``load_surface``, re-exported here).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from landscape_job.plots.levels import (contour_levels, convexity_ratio, curve_t
                                         loss_range)
 from landscape_job.plots.options import SUPPORTED_FORMATS, PlotOptions
 from landscape_job.plots.style import FIGSIZE_1D, FIGSIZE_2D, FIGSIZE_3D
-from landscape_job.surface import Surface, load_surface
+from landscape_job.surface.file import Surface, load_surface
 
 __all__ = [
     "PlotOptions",

@@ -14,13 +14,13 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from landscape_job.interpolation import curve_summary
-from landscape_job.metrics import SPLITS, Field
+from landscape_job.surface.interpolation import curve_summary
+from landscape_job.spec.metrics import SPLITS, Field
 from landscape_job.plots.levels import convexity_ratio, curve_top, loss_label
 from landscape_job.plots.options import PlotOptions
 from landscape_job.plots.style import FIGSIZE_1D, SPLIT_COLOURS, mark_centre_1d, new_figure
-from landscape_job.surface import Surface
-from landscape_job.titles import figure_title
+from landscape_job.surface.file import Surface
+from landscape_job.spec.titles import figure_title
 
 __all__ = ["plot_1d", "plot_1d_curvature", "plot_1d_fields"]
 

@@ -24,7 +24,7 @@ from landscape_job.plots.levels import equal_ranges, extend_arrows, heatmap_imag
 from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MARK_COLOURS, MASKED_FACE, MAX_3D_CELLS,
                                        PATH_STYLE, line_cmap, mark_centre_2d, masked_invalid, new_figure, note_masked,
                                        outside_figure, wrap)
-from landscape_job.surface import Surface
+from landscape_job.surface.file import Surface
 
 __all__ = ["fig_contour", "fig_contourf", "fig_heat", "fig_3d"]
 

@@ -16,9 +16,9 @@ from matplotlib import ticker
 
 from landscape_job.plots.levels import (contour_levels, formatter, log_contour_levels, log_label_fn, loss_range,
                                         widen)
-from landscape_job.metrics import SPLITS
+from landscape_job.spec.metrics import SPLITS
 from landscape_job.plots.options import PlotOptions
-from landscape_job.surface import Surface
+from landscape_job.surface.file import Surface
 
 __all__ = ["PlotField", "all_losses", "loss_field", "value_field", "log_ticks"]
 

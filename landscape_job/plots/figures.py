@@ -18,15 +18,15 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape_job import metrics as registry
+from landscape_job.spec import metrics as registry
 from landscape_job.plots.draw1d import plot_1d, plot_1d_curvature, plot_1d_fields
 from landscape_job.plots.draw2d import fig_3d, fig_contour, fig_contourf, fig_heat
 from landscape_job.plots.fields import loss_field, value_field
 from landscape_job.plots.levels import convexity_ratio
 from landscape_job.plots.options import PlotOptions
 from landscape_job.plots.style import CMAPS, FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, RC, placeholder_figure, save
-from landscape_job.surface import Surface, load_surface
-from landscape_job.titles import figure_title
+from landscape_job.surface.file import Surface, load_surface
+from landscape_job.spec.titles import figure_title
 
 __all__ = ["FigureKind", "FIGURES", "figures", "planned", "plot_surface"]
 

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from landscape_job.errors import UserError
+from landscape_job.base.errors import UserError
 
 __all__ = ["MAX_LEVELS", "TARGET_LEVELS", "AUTO_LOG_DECADES", "spans_decades", "VMAX_MEDIAN_FACTOR", "CURVE_P90_FACTOR", "loss_range", "curve_top",
            "contour_levels", "log_contour_levels", "heatmap_image", "convexity_ratio"]

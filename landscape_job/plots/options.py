@@ -14,10 +14,10 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from landscape_job.errors import UserError
-from landscape_job.outputs import FIGURE_FORMATS
+from landscape_job.base.errors import UserError
+from landscape_job.spec.outputs import FIGURE_FORMATS
 from landscape_job.plots.levels import spans_decades
-from landscape_job.titles import checked_title
+from landscape_job.spec.titles import checked_title
 
 __all__ = ["SUPPORTED_FORMATS", "PlotSettings", "PlotOptions"]
 

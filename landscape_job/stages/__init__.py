@@ -5,46 +5,35 @@ so a stage can be rerun at any time: prepare keeps directions that already match
 spec, evaluate resumes from its last checkpoint (or exits at once if its shard is
 complete), merge rebuilds the surface from the shards.
 
-One module a concept: ``run_files`` (the prefix's keys, reading the spec and manifest,
-waiting for objects), ``centre`` (the model, data and evaluator at θ*, shared with the
-estimate and the preflight), and one module per stage. The names below are the
-package's interface; the pod entrypoint, the launcher and the tests import them from here.
+One module per stage; the prefix's keys and the reading of the spec and manifest are
+``landscape_job.run.files``'s (re-exported here), the model and evaluator at θ* are
+``landscape_job.surface.centre``'s. The names below are the package's interface; the pod
+entrypoint, the launcher and the tests import them from here.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
-from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, REPORT_KEY, SERIES_KEY, SPEC_KEY, SURFACE_KEY,
-                                            Log, read_manifest, read_run_spec, stderr_log, wait_for)
+from landscape_job.base.lazy import lazy_names
+from landscape_job.run.files import (DIRECTIONS_KEY, MANIFEST_KEY, REPORT_KEY, SERIES_KEY, SPEC_KEY, SURFACE_KEY, Log,
+                                     read_manifest, read_run_spec, stderr_log, wait_for)
 
 #: Each name's module, imported on first use: the merge stage and the launcher need no
 #: torch (1.5-5 s to import), so ``from landscape_job import stages`` must not bring it.
 _LAZY = {
-    **dict.fromkeys(("build_centre_model", "build_evaluator", "check_outputs", "describe_evaluator", "load_splits"),
-                    "centre"),
     "evaluate": "evaluate_stage", "collect_shards": "merge_stage", "merge": "merge_stage",
     "write_plots": "merge_stage", "prepare": "prepare_stage", "seed_spec": "prepare_stage",
 }
 
 if TYPE_CHECKING:
-    from landscape_job.stages.centre import (build_centre_model, build_evaluator, check_outputs,
-                                             describe_evaluator, load_splits)
     from landscape_job.stages.evaluate_stage import evaluate
     from landscape_job.stages.merge_stage import collect_shards, merge, write_plots
     from landscape_job.stages.prepare_stage import prepare, seed_spec
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "DIRECTIONS_KEY", "MANIFEST_KEY", "REPORT_KEY", "SERIES_KEY", "SPEC_KEY", "SURFACE_KEY", "Log",
-    "build_centre_model", "build_evaluator", "check_outputs", "collect_shards", "describe_evaluator", "evaluate",
-    "load_splits", "merge", "prepare", "read_manifest", "read_run_spec", "seed_spec", "stderr_log", "wait_for",
+    "collect_shards", "evaluate",
+    "merge", "prepare", "read_manifest", "read_run_spec", "seed_spec", "stderr_log", "wait_for",
     "write_plots",
 ]

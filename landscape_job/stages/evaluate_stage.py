@@ -6,7 +6,7 @@ seconds a checkpoint segment of the points new since the last one, a progress ob
 every few seconds) and ``_finish`` (the complete shard, written once; a second attempt
 that finished first must agree with it).
 
-On SIGTERM (preemption, eviction, a drain: :mod:`landscape_job.termination`) the loop
+On SIGTERM (preemption, eviction, a drain: :mod:`landscape_job.base.termination`) the loop
 stops between K-batches' bookkeeping, the finished points not yet checkpointed are written
 as one more segment, and the worker exits 143: only the K-batch in flight is lost.
 """
@@ -23,22 +23,22 @@ import numpy as np
 import torch
 
 import landscape_job
-from landscape_job.directions import Directions, load_directions
-from landscape_job.errors import StageError, UserError
-from landscape_job.evaluator import Evaluator, resolve_device
-from landscape_job.inputs import localize
-from landscape_job.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
-from landscape_job.records import Manifest, ProgressRecord, ShardRecord
-from landscape_job.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, segment_key,
+from landscape_job.surface.directions import Directions, load_directions
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.surface.evaluator import Evaluator, resolve_device
+from landscape_job.spec.localize import localize
+from landscape_job.runtime.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
+from landscape_job.run.records import Manifest, ProgressRecord, ShardRecord
+from landscape_job.run.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, segment_key,
                                   segment_prefix, shard_bytes, shard_key)
-from landscape_job.series_evaluator import SeriesEvaluator
-from landscape_job.spec import Spec
-from landscape_job.stages.centre import build_evaluator, describe_evaluator
-from landscape_job.stages.pinned import verify_inputs
-from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, quarantine, read_manifest,
+from landscape_job.series.evaluator import SeriesEvaluator
+from landscape_job.spec.sections import Spec
+from landscape_job.surface.centre import build_evaluator, describe_evaluator
+from landscape_job.run.pinned import verify_inputs
+from landscape_job.run.files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, quarantine, read_manifest,
                                             read_run_spec, stderr_log, wait_for)
 from landscape_job.storage import NotFound, Storage
-from landscape_job.termination import Terminated, shielded
+from landscape_job.base.termination import Terminated, shielded
 
 Values = dict[str, float]
 

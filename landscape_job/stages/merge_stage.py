@@ -18,18 +18,18 @@ from typing import Callable
 import numpy as np
 
 import landscape_job
-from landscape_job.direction_types import direction_type
-from landscape_job.errors import StageError
-from landscape_job.interpolation import interpolation_summary
-from landscape_job.metrics import describe as describe_metric
-from landscape_job.records import Manifest, ShardRecord
-from landscape_job.shards import QUARANTINE_PREFIX, read_shard, shard_key
-from landscape_job.spec import Spec
-from landscape_job.stages.series_merge import merge_series
-from landscape_job.stages.run_files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
+from landscape_job.spec.direction_types import direction_type
+from landscape_job.base.errors import StageError
+from landscape_job.surface.interpolation import interpolation_summary
+from landscape_job.spec.metrics import describe as describe_metric
+from landscape_job.run.records import Manifest, ShardRecord
+from landscape_job.run.shards import QUARANTINE_PREFIX, read_shard, shard_key
+from landscape_job.spec.sections import Spec
+from landscape_job.series.merge import merge_series
+from landscape_job.run.files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
                                             read_manifest, read_run_spec, stderr_log, store_plots, wait_for)
 from landscape_job.storage import Storage
-from landscape_job.surface import surface_bytes
+from landscape_job.surface.file import surface_bytes
 
 
 def collect_shards(run: Storage, spec: Spec, direction_hash: str,
@@ -164,7 +164,7 @@ def surface_file(spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray]) ->
     """surface.h5 of a run's values (by flat point index) with its provenance and PCA path.
 
     The one writer of a run's surface: the merge stage stores it, the Python API
-    (``landscape_job.api``) keeps it in memory, so both give the same file.
+    (``landscape_job.api.compute``) keeps it in memory, so both give the same file.
     """
     return surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest), trajectory=_surface_trajectory(manifest.pca))
 
@@ -241,7 +241,7 @@ def write_plots(run: Storage, spec: Spec) -> list[str]:
     Beside the figures: ``surface.html`` (the offline viewer) and, for 2-D, ``surface.vtp``;
     ``plot.formats`` chooses among them (at 10^6 points the PDFs cost most of a merge).
     """
-    from landscape_job.exports import write_outputs
+    from landscape_job.outputs.exports import write_outputs
 
     with tempfile.TemporaryDirectory() as tmp:
         surface = Path(tmp) / SURFACE_KEY

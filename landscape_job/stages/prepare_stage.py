@@ -16,17 +16,18 @@ import torch
 from torch import nn
 
 import landscape_job
-from landscape_job.curvature import centre_analysis, hessian_split
-from landscape_job.direction_builders import BuildContext, BuiltDirections, build
-from landscape_job.directions import direction_file_bytes
-from landscape_job.errors import StageError, UserError
-from landscape_job.inputs import localize
-from landscape_job.records import Manifest
-from landscape_job.spec import Spec, spec_from_yaml
-from landscape_job.stages.centre import build_centre_model
-from landscape_job.stages.series_prepare import prepare_series
-from landscape_job.stages.pinned import record_inputs, verify_inputs
-from landscape_job.stages.run_files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec,
+from landscape_job.surface.curvature import centre_analysis, hessian_split
+from landscape_job.surface.direction_builders import BuildContext, BuiltDirections, build
+from landscape_job.surface.directions import direction_file_bytes
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.spec.localize import localize
+from landscape_job.run.records import Manifest
+from landscape_job.spec.sections import Spec
+from landscape_job.spec.parse import spec_from_yaml
+from landscape_job.surface.centre import build_centre_model
+from landscape_job.series.prepare import prepare_series
+from landscape_job.run.pinned import record_inputs, verify_inputs
+from landscape_job.run.files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec,
                                             stderr_log)
 from landscape_job.storage import Storage
 

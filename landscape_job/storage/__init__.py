@@ -1,7 +1,7 @@
 """Where a run lives: one narrow interface over whole objects, keyed relative to a run prefix.
 
-:func:`open_storage` turns a :class:`~landscape_job.location.StorageLocation` into the
-backend its scheme names in ``landscape_job.location.BACKENDS``; a backend's module is
+:func:`open_storage` turns a :class:`~landscape_job.storage.location.StorageLocation` into the
+backend its scheme names in ``landscape_job.storage.location.BACKENDS``; a backend's module is
 imported only then, so a ``file://`` run never imports boto3. The contract every
 backend keeps is :class:`Storage` (``base.py``); the backends are ``files.py``
 (``file://``) and ``s3.py`` (``s3://``).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Mapping
 
-from landscape_job.location import BACKENDS, STORAGE_OPTIONS_ENV, StorageLocation, storage_options_from_env
+from landscape_job.storage.location import BACKENDS, STORAGE_OPTIONS_ENV, StorageLocation, storage_options_from_env
 from landscape_job.storage.base import NotFound, Storage, h5_attrs, h5_bytes, open_h5
 
 __all__ = ["NotFound", "STORAGE_OPTIONS_ENV", "Storage", "StorageLocation", "backend_for", "h5_attrs", "h5_bytes",
@@ -32,7 +32,7 @@ def open_storage(location: StorageLocation | str, options: Mapping[str, str] | N
     """The storage at a location; a URL (``s3://bucket/prefix``, ``file:///path``, a folder) is parsed first.
 
     ``options`` go with a URL only (the spec's storage options, see
-    ``landscape_job.location.StorageOptions``); a parsed location carries its own.
+    ``landscape_job.storage.location.StorageOptions``); a parsed location carries its own.
     """
     location = StorageLocation.of(location, options)
     return backend_for(location.scheme)(location)

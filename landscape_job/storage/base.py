@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 import h5py
 
 # The one check of keys and run ids lives with the location; backends take it from here.
-from landscape_job.location import InvalidKey, check_key  # noqa: F401 - re-exported
+from landscape_job.storage.location import InvalidKey, check_key  # noqa: F401 - re-exported
 
 
 class NotFound(KeyError):
@@ -24,8 +24,8 @@ class NotFound(KeyError):
 class Storage(Protocol):
     """A run's prefix in some object store.
 
-    A backend is a class whose constructor takes a ``landscape_job.location.StorageLocation``
-    and which keeps this protocol; ``landscape_job.location.BACKENDS`` names it by scheme.
+    A backend is a class whose constructor takes a ``landscape_job.storage.location.StorageLocation``
+    and which keeps this protocol; ``landscape_job.storage.location.BACKENDS`` names it by scheme.
     """
 
     url: str

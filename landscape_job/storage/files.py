@@ -11,8 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from landscape_job.errors import UserError
-from landscape_job.location import StorageLocation, check_key, file_url
+from landscape_job.base.errors import UserError
+from landscape_job.storage.location import StorageLocation, check_key, file_url
 from landscape_job.storage.base import NotFound
 
 

@@ -19,7 +19,7 @@ launcher's), so a test or an impatient user can shorten them:
 * ``LANDSCAPE_S3_CONNECT_TIMEOUT`` and ``LANDSCAPE_S3_READ_TIMEOUT`` in seconds
   (defaults 10 and 60)
 
-The same policy and loop serve the web inputs (:mod:`landscape_job.web`), with their own
+The same policy and loop serve the web inputs (:mod:`landscape_job.inputs.web`), with their own
 classifier of faults and their own variables (``LANDSCAPE_HTTP_ATTEMPTS``, ...): one model of
 "how often, how patiently", two vocabularies of what a passing fault looks like.
 """
@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.base.errors import StageError, UserError
 
 T = TypeVar("T")
 

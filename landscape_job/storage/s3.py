@@ -1,6 +1,6 @@
 """``s3://bucket/prefix``: a run's storage in S3 or an S3-compatible store (MinIO, Ceph, R2), through boto3.
 
-Options come from the spec's ``storage`` mapping (``landscape_job.location.StorageOptions``),
+Options come from the spec's ``storage`` mapping (``landscape_job.storage.location.StorageOptions``),
 all optional:
 
 * ``endpoint_url``: the S3 endpoint, e.g. ``http://minio.minio:9000``. Unset, boto3's own
@@ -56,8 +56,8 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
-from landscape_job.errors import StageError, UserError
-from landscape_job.location import S3, StorageLocation, StorageOptions, check_key, split_s3_url
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.storage.location import S3, StorageLocation, StorageOptions, check_key, split_s3_url
 from landscape_job.storage.base import NotFound
 from landscape_job.storage.retry import Corrupt, RetryPolicy, retrying
 

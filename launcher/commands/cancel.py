@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.base.errors import StageError, UserError
 
 from launcher.commands.cluster_run import add_cluster_options, connect
 from launcher.commands.run_ref import RunRef, add_run_arguments, resolve_run
 from launcher.commands.stored_run import local_record, stored_spec
-from launcher.local_record import CANCELLED, LOCAL_KEY, alive, here, stop
-from launcher.render import object_names, run_selector
+from launcher.local.record import CANCELLED, LOCAL_KEY, alive, here, stop
+from launcher.kubernetes.names import object_names, run_selector
 
 NAME = "cancel"
 

@@ -12,16 +12,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from landscape_job.errors import UserError
-from landscape_job.location import StorageLocation
-from landscape_job.records import ProgressRecord
-from landscape_job.shards import progress_key
+from landscape_job.base.errors import UserError
+from landscape_job.storage.location import StorageLocation
+from landscape_job.run.records import ProgressRecord
+from landscape_job.run.shards import progress_key
 from landscape_job.storage import Storage
 
-from launcher.render import STAGE_LABEL, check_run_id, object_names, run_selector
+from launcher.kubernetes.names import STAGE_LABEL, check_run_id, object_names, run_selector
 
 if TYPE_CHECKING:  # the kubernetes client loads only for the commands that talk to a cluster
-    from launcher.cluster import Cluster
+    from launcher.kubernetes.cluster import Cluster
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def connect(args: argparse.Namespace, namespace: str | None = None) -> Cluster:
     """The cluster the flags of ``add_cluster_options`` name; ``namespace``: the spec's, below ``-n``."""
-    from launcher.cluster import Cluster
+    from launcher.kubernetes.cluster import Cluster
 
     return Cluster.connect(args.kubeconfig, args.context, args.namespace or namespace)
 

@@ -11,20 +11,20 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from landscape_job.errors import StageError
+from landscape_job.base.errors import StageError
 from landscape_job.stages import SERIES_KEY
 from landscape_job.storage import Storage
 
 from launcher.commands.cluster_run import jobs_by_stage, read_progress
 from launcher.commands.views import done_lines, job_failure
-from launcher.job_state import job_state
+from launcher.kubernetes.job_state import job_state
 from launcher.progress import advance_to, points_bar
-from launcher.render import STAGES
+from launcher.kubernetes.render import STAGES
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from launcher.cluster import Cluster
+    from launcher.kubernetes.cluster import Cluster
 
 
 def follow(cluster: Cluster, run: Storage, run_id: str, shards: int, points: int, interval: float) -> None:

@@ -17,15 +17,16 @@ import sys
 import time
 from typing import Any, Iterable, Iterator
 
-from landscape_job.errors import UserError
+from landscape_job.base.errors import UserError
 from landscape_job.storage import NotFound, Storage
 
 from launcher.commands.cluster_run import add_cluster_options, connect
 from launcher.commands.run_ref import RunRef, add_run_arguments, resolve_run
 from launcher.commands.stored_run import local_record
-from launcher.job_state import attempt_order, pod_index
-from launcher.local_record import LOGS_PREFIX, alive
-from launcher.render import CONTAINER, STAGE_LABEL, STAGES, run_selector
+from launcher.kubernetes.job_state import attempt_order, pod_index
+from launcher.local.record import LOGS_PREFIX, alive
+from launcher.kubernetes.render import CONTAINER, STAGES
+from launcher.kubernetes.names import STAGE_LABEL, run_selector
 
 NAME = "logs"
 #: Seconds between reads of a local worker's log with -f.

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from landscape_job.errors import UserError
-from landscape_job.location import StorageLocation, check_key, check_run_id
+from landscape_job.base.errors import UserError
+from landscape_job.storage.location import StorageLocation, check_key, check_run_id
 from landscape_job.storage import Storage, open_storage, run_storage
 
 from launcher.commands.cluster_run import add_cluster_options, check_run, connect, run_config_map, storage_of
 from launcher.commands.run_ref import RUN_HELP, resolve_run
 from launcher.commands.views import pull_line
-from launcher.job_state import spec_of
+from launcher.kubernetes.job_state import spec_of
 
 NAME = "pull"
 

@@ -12,7 +12,7 @@
 
 A run found in storage needs no kubeconfig: what the commands know of it is what its
 prefix holds (spec, manifest, progress and shard records, logs, and for a local run its
-``local.json``, see ``launcher.local_record``).
+``local.json``, see ``launcher.local.record``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from landscape_job.errors import UserError, shown
-from landscape_job.location import StorageLocation, check_run_id, file_url, storage_options_from_env
+from landscape_job.base.errors import UserError, shown
+from landscape_job.storage.location import StorageLocation, check_run_id, file_url, storage_options_from_env
 from landscape_job.stages import SPEC_KEY
 from landscape_job.storage import Storage, open_storage, run_storage
 
 from launcher.commands.cluster_run import check_run
 
-#: Where ``submit --local`` puts runs when the spec names no storage (``landscape_job.location``).
+#: Where ``submit --local`` puts runs when the spec names no storage (``landscape_job.storage.location``).
 DEFAULT_LOCAL_STORAGE = Path("runs")
 RUN_HELP = ("a run id (on the cluster; a local run when ./runs/<id> holds one and no -n, --context or --kubeconfig "
             "is given), the run's folder (runs/<id>) or its storage URL (file:///.../<id>, s3://bucket/prefix/<id>)")

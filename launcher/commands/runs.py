@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from landscape_job.errors import UserError, shown
-from landscape_job.location import StorageLocation, storage_options_from_env
+from landscape_job.base.errors import UserError, shown
+from landscape_job.storage.location import StorageLocation, storage_options_from_env
 from landscape_job.storage import open_storage, run_storage
 
 from launcher.commands.cluster_run import add_cluster_options, connect

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from landscape_job.errors import UserError
+from landscape_job.base.errors import UserError
 from landscape_job.storage import run_storage
 
 from launcher.commands.cluster_run import (add_cluster_options, connect, jobs_by_stage, read_progress,
@@ -23,13 +23,14 @@ from launcher.commands.cluster_run import (add_cluster_options, connect, jobs_by
 from launcher.commands.run_ref import add_run_arguments, resolve_run
 from launcher.commands.stored_run import read_stored_status
 from launcher.commands.views import OUTPUTS, failed_parts, failed_pod_heading, formatted, status_lines
-from launcher.job_state import newest, pod_index, spec_of
-from launcher.pod_state import Event, PodView
-from launcher.render import CONTAINER, STAGE_LABEL, run_selector
+from launcher.kubernetes.job_state import newest, pod_index, spec_of
+from launcher.kubernetes.pod_state import Event, PodView
+from launcher.kubernetes.render import CONTAINER
+from launcher.kubernetes.names import STAGE_LABEL, run_selector
 from launcher.run_status import RunStatus, cluster_status
 
 if TYPE_CHECKING:
-    from launcher.cluster import Cluster
+    from launcher.kubernetes.cluster import Cluster
 
 NAME = "status"
 #: Lines of a failed pod's log shown under it.

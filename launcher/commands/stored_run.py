@@ -3,7 +3,7 @@
 What ``status``, ``list``, ``logs`` and ``cancel`` know of such a run is what its prefix
 holds: ``spec.yaml`` (the shards), ``manifest.json``, the shard files and their progress
 records, ``surface.h5``, and for a local run ``local.json`` and ``logs/`` (see
-``launcher.local_record``). The I/O is here; ``launcher.run_status`` turns it into a record.
+``launcher.local.record``). The I/O is here; ``launcher.run_status`` turns it into a record.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.base.errors import StageError, UserError
 from landscape_job.stages import SPEC_KEY
 from landscape_job.storage import NotFound, Storage
 
 from launcher.commands.cluster_run import read_progress
-from launcher.local_record import LOCAL_KEY, LocalRunRecord, alive
+from launcher.local.record import LOCAL_KEY, LocalRunRecord, alive
 from launcher.run_status import RunStatus, stored_status
 
 

@@ -18,10 +18,10 @@ import os
 import sys
 from typing import Any
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.base.errors import StageError, UserError
 
 from launcher.commands.cluster_run import add_cluster_options, connect
-from launcher.render import object_names, run_selector
+from launcher.kubernetes.names import object_names, run_selector
 
 
 def add_options(submit: argparse.ArgumentParser) -> None:
@@ -35,8 +35,9 @@ def add_options(submit: argparse.ArgumentParser) -> None:
 
 def check_inputs_here(spec: Any) -> str:
     """``check_inputs`` where the model and data files are on this machine; on a cluster they may be pod paths."""
-    from landscape_job.inputs import check_reachable, is_remote
-    from landscape_job.preflight import check_inputs
+    from landscape_job.inputs.fetch import is_remote
+    from landscape_job.spec.localize import check_reachable
+    from landscape_job.checks.preflight import check_inputs
 
     check_reachable(spec)  # one HEAD per s3:// or https:// input: a missing object fails here, not in a pod
     paths = [spec.model.checkpoint, *spec.directions.targets, spec.directions.file, spec.data.root]
@@ -48,13 +49,13 @@ def check_inputs_here(spec: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    from landscape_job.spec import load_spec
+    from landscape_job.spec.parse import load_spec
 
     from launcher.commands.follow import follow
-    from launcher.k8s_spec import parse_kubernetes
-    from launcher.local import check_storage, new_run_id, open_run
-    from launcher.render import render_run, with_owner
-    from launcher.render_cli import default_run_id
+    from launcher.kubernetes.section import parse_kubernetes
+    from launcher.local.runner import check_storage, new_run_id, open_run
+    from launcher.kubernetes.render import render_run, with_owner
+    from launcher.kubernetes.render_cli import default_run_id
 
     if args.workers is not None:
         raise UserError("--workers: only with --local")

@@ -2,7 +2,7 @@
 
 The commands fetch (``cluster_run``), these turn what was fetched into lines, and the
 commands print them: the text can be read and tested without a cluster, as
-``launcher.render`` turns a spec into objects without one.
+``launcher.kubernetes.render`` turns a spec into objects without one.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any, Iterable
 
 import yaml
 
-from landscape_job.errors import USER_ERROR_EXIT
-from landscape_job.records import ProgressRecord
+from landscape_job.base.errors import USER_ERROR_EXIT
+from landscape_job.run.records import ProgressRecord
 
-from launcher.job_state import end_condition, exit_code, indexes
-from launcher.pod_state import Event, PodView, latest_events
-from launcher.render import STAGES
+from launcher.kubernetes.job_state import end_condition, exit_code, indexes
+from launcher.kubernetes.pod_state import Event, PodView, latest_events
+from launcher.kubernetes.render import STAGES
 from launcher.run_status import RunRow, RunStatus, StageStatus, cluster_rows, cluster_stage
 
 #: Shards listed one per line by ``launcher status``; more are counted, not listed.

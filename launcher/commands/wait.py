@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from landscape_job.errors import StageError, UserError
+from landscape_job.base.errors import StageError, UserError
 from landscape_job.stages import SERIES_KEY
 from landscape_job.storage import run_storage
 
@@ -28,7 +28,7 @@ from launcher.commands.follow import merged, stop_error
 from launcher.commands.run_ref import add_run_arguments, resolve_run
 from launcher.commands.stored_run import read_stored_status
 from launcher.commands.views import done_lines
-from launcher.job_state import spec_of
+from launcher.kubernetes.job_state import spec_of
 
 NAME = "wait"
 #: Exit code when --timeout passes before the run ends (timeout(1)'s).

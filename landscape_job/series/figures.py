@@ -1,0 +1,156 @@
+"""The figures of a series file: sharpness flow, tail index, gradient share, eigenvalue spectra.
+
+* ``series_sharpness_flow``: the loss over the steps above; below, the top-k Hessian
+  eigenvalues over the steps (λ1 bold) and the stability threshold (2 + 2β)/η dashed,
+  the picture of Cohen et al. (ICLR 2021): progressive sharpening up to the line, then
+  the edge of stability along it.
+* ``series_tail_index``: the gradient noise's α over the steps (2 is Gaussian), per
+  tensor too when measured.
+* ``series_gradient_share``: the share of ‖∇L‖² in the top-k eigen-subspace.
+* ``series_spectrum``: the top-k eigenvalues by rank at chosen steps (``series.plot_steps``;
+  default the first, middle and last), with the threshold.
+
+A figure whose datasets the file lacks is not drawn. Each is saved as PNG and PDF.
+Matplotlib's object API (no pyplot): merge runs this in a pod without a display.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from landscape_job.series.file import Series
+
+FORMATS = ("png", "pdf")
+DPI = 150
+
+
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in FORMATS:
+        path = out_dir / f"{stem}.{fmt}"
+        fig.savefig(path, format=fmt, dpi=DPI, facecolor="white", metadata={"Creator": "landscape"} if fmt == "pdf"
+                    else None)
+        paths.append(path)
+    return paths
+
+
+def threshold_label(series: Series) -> str:
+    momentum = float(series.attrs.get("momentum", 0.0) or 0.0)
+    return ("2/η" if momentum == 0 else "(2 + 2β)/η") + f" = {series.threshold:.4g}"
+
+
+def _title(series: Series, what: str) -> str:
+    name = series.attrs.get("name", "")
+    return f"{name}: {what}" if name else what
+
+
+def sharpness_flow(series: Series) -> Figure:
+    fig = Figure(figsize=(7.0, 6.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.4))
+    steps = series.steps
+    for split, style in (("train", "-"), ("test", "--")):
+        if series.has(f"{split}_loss"):
+            top.plot(steps, series.data[f"{split}_loss"], style, color="tab:blue", label=f"{split} loss")
+    top.set_ylabel("loss")
+    if top.lines:
+        top.legend(loc="upper right", frameon=False)
+    top.set_title(_title(series, "sharpness flow"))
+    eigenvalues = series.data["top_eigenvalues"]
+    k = eigenvalues.shape[1]
+    for i in range(k - 1, -1, -1):
+        bottom.plot(steps, eigenvalues[:, i], color="tab:orange" if i == 0 else "0.6",
+                    lw=2.0 if i == 0 else 0.8, label="λ1 (sharpness)" if i == 0 else ("λ2..λk" if i == 1 else None))
+    bottom.axhline(series.threshold, color="k", ls="--", lw=1.2, label=threshold_label(series))
+    bottom.set_xlabel("step")
+    bottom.set_ylabel(f"top-{k} Hessian eigenvalues")
+    finite = eigenvalues[np.isfinite(eigenvalues)]
+    upper = max(series.threshold, float(finite.max()) if finite.size else series.threshold) * 1.1
+    bottom.set_ylim(min(0.0, float(finite.min()) if finite.size else 0.0), upper)
+    bottom.legend(loc="lower right", frameon=False)
+    return fig
+
+
+def tail_index_figure(series: Series) -> Figure:
+    fig = Figure(figsize=(7.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    layers = series.data.get("tail_index_layers")
+    if layers is not None:
+        names = series.layer_names
+        for j in range(layers.shape[1]):
+            ax.plot(series.steps, layers[:, j], lw=0.8, alpha=0.7,
+                    label=names[j] if j < len(names) and layers.shape[1] <= 8 else None)
+    ax.plot(series.steps, series.data["tail_index"], color="k", lw=2.0, label="all coordinates")
+    ax.axhline(2.0, color="0.5", ls=":", lw=1.0)
+    finite = series.data["tail_index"][np.isfinite(series.data["tail_index"])]
+    ax.set_ylim(0.0, max(2.1, float(finite.max()) + 0.1 if finite.size else 2.1))
+    ax.set_xlabel("step")
+    ax.set_ylabel("tail index α")
+    batch = series.attrs.get("noise_batch_size")
+    ax.set_title(_title(series, "gradient-noise tail index" + (f" (batch {batch})" if batch else "")))
+    ax.legend(loc="lower right", frameon=False, fontsize="small")
+    return fig
+
+
+def gradient_share_figure(series: Series) -> Figure:
+    fig = Figure(figsize=(7.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    k = series.data["grad_components"].shape[1] if series.has("grad_components") else "k"
+    share = series.data["top_k_share"]
+    ax.plot(series.steps, share, color="tab:green", lw=2.0)
+    positive = share[np.isfinite(share) & (share > 0)]
+    if positive.size and positive.min() < 1e-2:  # stable GD drives it to ~0: only a log scale shows how far
+        ax.set_yscale("log")
+        ax.set_ylim(max(float(positive.min()) / 2, 1e-16), 2.0)
+    else:
+        ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"share of ‖∇L‖² in the top-{k} subspace")
+    ax.set_title(_title(series, "gradient in the top eigen-directions"))
+    return fig
+
+
+def chosen_rows(series: Series, plot_steps: Sequence[int]) -> list[int]:
+    """Rows of the asked steps (the nearest present), else the first, middle and last."""
+    steps = series.steps
+    if not len(steps):
+        return []
+    if plot_steps:
+        return sorted({int(np.argmin(np.abs(steps - s))) for s in plot_steps})
+    return sorted({0, len(steps) // 2, len(steps) - 1})
+
+
+def spectrum_figure(series: Series, plot_steps: Sequence[int]) -> Figure:
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    eigenvalues = series.data["top_eigenvalues"]
+    ranks = np.arange(1, eigenvalues.shape[1] + 1)
+    for row in chosen_rows(series, plot_steps):
+        ax.plot(ranks, eigenvalues[row], "o-", ms=3, label=f"step {int(series.steps[row])}")
+    ax.axhline(series.threshold, color="k", ls="--", lw=1.0, label=threshold_label(series))
+    ax.set_xlabel("rank i")
+    ax.set_ylabel("λi")
+    ax.set_title(_title(series, "top of the Hessian spectrum"))
+    ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_series(series: Series, out_dir: Path, plot_steps: Sequence[int] = ()) -> list[Path]:
+    """Every figure the file's datasets allow; returns the files written.
+
+    ``plot_steps``: the spectrum's steps (default: the file's ``plot_steps`` attribute, the spec's)."""
+    plot_steps = list(plot_steps) or list(json.loads(str(series.attrs.get("plot_steps", "[]"))))
+    written: list[Path] = []
+    if series.has("top_eigenvalues"):
+        written += _save(sharpness_flow(series), out_dir, "series_sharpness_flow")
+        written += _save(spectrum_figure(series, plot_steps), out_dir, "series_spectrum")
+    if series.has("tail_index"):
+        written += _save(tail_index_figure(series), out_dir, "series_tail_index")
+    if series.has("top_k_share"):
+        written += _save(gradient_share_figure(series), out_dir, "series_gradient_share")
+    return written

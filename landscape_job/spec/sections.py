@@ -1,0 +1,293 @@
+"""The surface spec: the one input of a run, parsed strictly into typed dataclasses.
+
+Every mistake is reported as one ``UserError`` naming the key path
+(``grid.y: expected "min:max:num", got "1:2"``), before anything is written. Relative
+paths are resolved against the spec file's folder, so a spec means the same thing
+whatever the current directory; the normalised spec (``Spec.to_dict``) holds absolute
+paths and all defaults filled in, and is what a run stores as ``spec.yaml``.
+
+Inputs (checkpoints, direction files, data roots) may also be ``s3://`` or pinned
+``https://`` URLs, or ``{url: ..., sha256: ...}``: the spec keeps them as given and each
+stage fetches them (``landscape_job.inputs.fetch``). Keys added later (``data.classes``,
+``data.download``, ``python``, pins) are written by ``to_dict`` only when set, so the
+hash of an existing spec does not change.
+
+A key is added in one place: a field of its section's record below, declared with
+``schema.key`` (default, type, choices, bounds, description). The section's parser reads
+it from there and ``launcher schema`` describes it; only a rule that ties keys together
+is written by hand, in the parser. Input forms live in ``spec_inputs``, the model section
+in ``spec_model``, ``storage`` in ``spec_storage``, the reading machinery in ``schema``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+
+from landscape_job.base.schema import default_of, key, one_or_list
+from landscape_job.spec.direction_types import DIRECTION_TYPES
+from landscape_job.spec.grid import AXIS_PATTERN, Grid
+from landscape_job.spec.inputs import INPUT_SCHEMA, input_out
+from landscape_job.spec.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
+from landscape_job.spec.model import ModelSpec, model_out
+from landscape_job.spec.outputs import EXPORT_FORMATS, FIGURE_FORMATS
+from landscape_job.spec.series import SeriesSpec
+from landscape_job.spec.titles import MAX_TITLE_CHARS
+from landscape_job.storage.location import StorageLocation
+
+DIR_TYPES = ("weights", "states")
+NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
+IGNORES = ("biasbn", "none")
+LOSSES = ("cross_entropy", "mse")
+#: fp16 and auto came later: the stored value is the word itself, so existing specs keep their hash.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp64", "auto")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_METRICS = ("loss", "accuracy")
+#: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
+DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+FIXED_CLASSES = ("digits", "synthetic", *DOWNLOADABLE)
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+_STRINGS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = key(description="digits | synthetic | cifar10 | cifar100 | mnist | fashion_mnist | "
+                                   "imagefolder | tensors | python:package.module:function")
+    root: str | None = key(None, kind=(str, dict), json=INPUT_SCHEMA,
+                           description="a folder, an archive (.tar.gz, .zip), an s3:// prefix or archive")
+    splits: tuple[str, ...] = key(SPLITS, kind=(list, str), json=one_or_list({"enum": list(SPLITS)}))
+    subset: int | None = key(None, kind=int, minimum=1, description="a seeded random subset of each split")
+    subset_seed: int = key(0, kind=int)
+    options: dict[str, Any] = key(default_factory=dict, kind=dict,
+                                  description="arguments of the data set (synthetic, imagefolder, python:)")
+    #: Classes of a ``tensors`` or ``python:`` data set; None: the largest label + 1.
+    classes: int | None = key(None, kind=int, minimum=2, description="tensors / imagefolder / python: the class "
+                                                                     "count (default: largest label + 1)")
+    #: Let torchvision download a missing built-in data set (clusters with internet only).
+    download: bool = key(False, kind=bool, description="true: torchvision downloads a missing built-in set")
+
+
+@dataclass(frozen=True)
+class DirectionsSpec:
+    type: str = key("random", choices=DIRECTION_TYPES)
+    targets: tuple[str, ...] = key((), kind=(list, str, dict), json=one_or_list(INPUT_SCHEMA, choices=False),
+                                   description="interpolate: [θ2] (x = θ2 − θ1); plane: [θ2, θ3]")
+    file: str | None = key(None, kind=(str, dict), json=INPUT_SCHEMA,
+                           description="type file: a direction file in the paper's layout")
+    dir_type: str = key("weights", choices=DIR_TYPES, description="states also moves BN running statistics "
+                                                                  "(default follows type)")
+    norm: str = key("filter", choices=NORMS, description="default follows type")
+    ignore: str = key("biasbn", choices=IGNORES, description="biasbn: zero bias/BN directions (default by type)")
+    seed: int = key(0, kind=int)
+    same_dir: bool = key(False, kind=bool, description="y = x")
+    orthogonalize: bool = key(False, kind=bool, description="remove y's component along x, keep its norm")
+    #: type pca: the training trajectory's checkpoints, in order (globs expanded when checked).
+    trajectory: tuple[str, ...] = key((), kind=(list, str),
+                                      json={"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_SCHEMA}]},
+                                      description="type pca: the training run's checkpoints, a list or a glob")
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    shards: int = key(1, kind=int, minimum=1, description="the evaluate stage's parallel pieces")
+    precision: str = key("fp32", choices=PRECISIONS, description="auto: bf16 on CUDA >= 8.0, fp16 on older "
+                                                                 "CUDA, fp32 on CPU (decided by each worker)")
+    batch_size: int | str = key(1024, kind=int, auto=True, description="auto: the largest batch whose forward "
+                                                                       "fits the GPU (CPU: 1024)")
+    device: str = key("auto", choices=DEVICES)
+    checkpoint_every: int = key(64, kind=int, minimum=1, description="a worker saves its results every K points")
+    checkpoint_seconds: float = key(60.0, kind=float, positive=True, description="... or T seconds, if sooner")
+    #: Stretch the K-point interval (never the T-second one) while a save would cost more
+    #: than 5% of the compute since the last: a cheap model's points come faster than saves.
+    checkpoint_adapt: bool = key(True, kind=bool, description="save less often than every K points while a save "
+                                 "costs over 5% of the compute (never less often than every T seconds)")
+    #: "auto" or K: grid points evaluated together in one vmapped forward pass.
+    points_per_forward: int | str = key("auto", kind=int, auto=True, description="grid points per vmapped "
+                                        "forward pass (auto: timed on CUDA, 1 on CPU)")
+    #: "auto", True or False: keep the data on the device, or stream it from pinned host memory.
+    data_on_device: str | bool = key("auto", kind=bool, auto=True, description="false: stream from host memory")
+    #: "auto", True or False: NHWC memory layout for image models.
+    channels_last: str | bool = key("auto", kind=bool, auto=True, description="auto: on CUDA for 2-D conv models")
+    #: torch.compile the forward pass (compile time is reported apart from the per-point time).
+    compile: bool = key(False, kind=bool, description="torch.compile the forward")
+    #: Record CUDA's allocation history and store it with each shard (for pytorch.org/memory_viz).
+    memory_snapshot: bool = key(False, kind=bool, description="CUDA: store each shard's memory snapshot "
+                                                              "(shards/*.memory.pickle)")
+
+
+#: ``compute`` keys that change how fast the numbers come (or what is recorded beside them),
+#: not the numbers beyond float rounding (summation order inside kernels): they are left
+#: out of the spec hash, so a run resumed or re-sharded with other settings still merges.
+#: ``precision`` changes the numbers and stays in. ``batch_size`` changes them by rounding
+#: only, but was in the hash from the first release, so it stays (taking it out would
+#: change every existing run's hash); an OOM's halving happens inside a worker and never
+#: touches the spec.
+SPEED_KEYS = ("points_per_forward", "data_on_device", "channels_last", "compile", "memory_snapshot",
+              "checkpoint_adapt")
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    vmin: float | None = key(None, kind=float)
+    vmax: float | None = key(None, kind=float)
+    vlevel: float | None = key(None, kind=float, positive=True, description="spacing of the contour levels")
+    log: bool | None = key(None, kind=bool, description="log10 loss scale; null: when the loss spans decades")
+    title: str | None = key(None, kind=str, json={"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS},
+                            description="the figures' subject (default: model on data, or name)")
+    formats: tuple[str, ...] | None = key(None, kind=(list, str),
+                                          json=one_or_list({"enum": [*FIGURE_FORMATS, *EXPORT_FORMATS]}),
+                                          description="merge's outputs (default png, pdf, vtp, html; "
+                                                      "no pdf above 501 lines an axis)")
+
+
+@dataclass(frozen=True)
+class HessianSpec:
+    """How the Hessian of the mean loss is probed (``metrics: [.., hessian]``, ``directions.type: hessian``).
+
+    ``ignore: biasbn`` (the default, as in the paper's code) takes the Hessian over the
+    tensors of dim > 1 only. ``tolerance`` bounds each extreme eigenvalue's error relative
+    to the largest |eigenvalue| (a Lanczos residual bound); ``iterations`` caps the
+    Hessian-vector products per point. ``subset`` (None: the loss's samples, i.e.
+    ``data.subset``) trades accuracy for time: every product is a double-backward pass.
+    """
+
+    split: str = key("train", choices=SPLITS, description="the samples the Hessian is taken over")
+    subset: int | None = key(None, kind=int, minimum=1, description="a seeded subset of that split "
+                                                                    "(default: data.subset)")
+    subset_seed: int = key(0, kind=int)
+    iterations: int = key(100, kind=int, minimum=2, description="cap on Lanczos steps (Hessian-vector products) "
+                                                                "per point")
+    tolerance: float = key(1e-3, kind=float, json={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                           description="stop when both extreme Ritz residuals are <= tolerance · max|λ|")
+    ignore: str = key("biasbn", choices=IGNORES, description="biasbn: tensors of dim > 1 only | none: all")
+    trace_samples: int = key(20, kind=int, minimum=0, description="Hutchinson probes for tr(H) at the centre")
+    seed: int = key(0, kind=int, description="Lanczos start vector and Hutchinson probes")
+    batch_size: int | None = key(None, kind=int, minimum=1, description="default compute.batch_size")
+
+
+@dataclass(frozen=True)
+class PythonSpec:
+    """Where the user's ``python:`` code comes from: folders (mounted volumes) and pip requirements."""
+
+    path: tuple[str, ...] = key((), kind=(list, str), json=_STRINGS_SCHEMA,
+                                description="folders put first on sys.path (relative to the spec file)")
+    requirements: tuple[str, ...] = key((), kind=(list, str), json=_STRINGS_SCHEMA,
+                                        description="pip requirements installed into the input cache")
+
+
+_GRID_SCHEMA = {"type": "object", "properties": {
+    "x": {"description": "min:max:num", "type": "string", "pattern": AXIS_PATTERN},
+    "y": {"description": "min:max:num; omit for a 1-D curve", "type": ["string", "null"], "pattern": AXIS_PATTERN}},
+    "required": ["x"], "additionalProperties": False}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    name: str = key(json={"type": "string", "pattern": _NAME_RE.pattern}, computed="the spec file's name",
+                    description="lowercase, digits, '-'; names the run and its Kubernetes objects")
+    model: ModelSpec = key(kind=ModelSpec)
+    data: DataSpec = key(kind=DataSpec)
+    loss: str = key("cross_entropy", kind=str,
+                    json={"anyOf": [{"enum": list(LOSSES)}, {"type": "string", "pattern": "^python:"}]},
+                    description="cross_entropy | mse (softmax vs one-hot, as in the paper) | python:pkg.mod:fn")
+    directions: DirectionsSpec = key(default_factory=DirectionsSpec, kind=DirectionsSpec)
+    grid: Grid = key(json=_GRID_SCHEMA, computed="with series: one point per checkpoint")
+    compute: ComputeSpec = key(default_factory=ComputeSpec, kind=ComputeSpec)
+    #: Where the run's results go: the URL and its options (S3 endpoint, region, ...).
+    storage: StorageLocation = key(computed="./runs in the current directory",
+                                   description="a folder, file:///path or s3://bucket/prefix, or {url: ..., S3 options}")
+    plot: PlotSpec = key(default_factory=PlotSpec, kind=PlotSpec)
+    #: The cluster settings; parsed by the launcher, which alone renders Kubernetes objects.
+    kubernetes: dict[str, Any] = key(default_factory=dict, kind=dict,
+                                     description="cluster settings, read only by the launcher")
+    #: Why each direction default was chosen; shown by ``launcher validate``.
+    notes: tuple[str, ...] = ()
+    #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
+    metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list(
+        {"anyOf": [{"enum": list(METRIC_CHOICES)}, {"type": "string", "pattern": "^python:"}]}),
+        description="add hessian for λmax/λmin at every point; python:pkg.mod:fn for your own")
+    hessian: HessianSpec = key(HessianSpec(), kind=HessianSpec, description="only with metrics [.., hessian] or "
+                                                                           "directions.type hessian")
+    #: The user's code for ``python:`` models, data sets and losses.
+    python: PythonSpec = key(default_factory=PythonSpec, kind=PythonSpec,
+                             description="where python: models, data sets and losses come from")
+    #: sha256 pins of inputs, by normalised URL (``{url: ..., sha256: ...}`` in the spec).
+    pins: dict[str, str] = field(default_factory=dict)
+    #: A series run over a training run's checkpoints instead of a grid (``spec_series``).
+    series: SeriesSpec | None = key(None, kind=SeriesSpec, description="a run over checkpoints (sharpness, "
+                                    "gradient spectrum, noise); replaces grid, directions and metrics")
+
+    @property
+    def uses_hessian(self) -> bool:
+        """A series takes its curvature, gradient and noise over the ``hessian`` section's samples."""
+        return "hessian" in self.metrics or self.directions.type == "hessian" or self.series is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised spec: every default filled in, paths absolute, re-parseable."""
+        grid = {"x": str(self.grid.x)}
+        if self.grid.y is not None:
+            grid["y"] = str(self.grid.y)
+        data = asdict(self.data)
+        data["splits"] = list(self.data.splits)
+        data["root"] = input_out(self.data.root, self.pins)
+        # Keys added after the first release are written only when set, so the spec
+        # (and its hash) of an existing run stays exactly what it was.
+        for name in ("classes", "download"):
+            if data[name] == default_of(DataSpec, name):
+                del data[name]
+        directions = asdict(self.directions)
+        directions["targets"] = [input_out(t, self.pins) for t in self.directions.targets]
+        directions["trajectory"] = [input_out(t, self.pins) for t in self.directions.trajectory]
+        if not directions["trajectory"]:
+            del directions["trajectory"]  # written only for pca, so older specs keep their hash
+        directions["file"] = input_out(self.directions.file, self.pins)
+        model = model_out(self.model, self.pins)
+        if self.series is not None and self.model.checkpoint == self.series.checkpoints[-1]:
+            del model["checkpoint"]  # the default, taken again once a glob left for the pods is expanded
+        python = {k: list(v) for k, v in asdict(self.python).items() if v}
+        if self.directions.type == "file":
+            # A direction file is used as written: these keys are refused for it on re-reading.
+            for name in ("dir_type", "norm", "ignore"):
+                directions.pop(name)
+        # A series has no grid, directions or per-point metrics: its checkpoints are the grid.
+        layout = ({"series": self.series.to_dict(self.pins)} if self.series is not None else
+                  {"directions": directions, "grid": grid})
+        return {
+            "name": self.name,
+            "model": model,
+            "data": data,
+            "loss": self.loss,
+            **layout,
+            "compute": asdict(self.compute),
+            "storage": self.storage.to_spec(),
+            "plot": {k: v for k, v in asdict(self.plot).items() if v is not None or k != "formats"},
+            **({"metrics": list(self.metrics)} if self.series is None else {}),
+            # Only where it is used: an unused hessian section is refused by parse_spec.
+            **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
+            **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
+            **({"python": python} if python else {}),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def hash(self) -> str:
+        """Identity of the computation: everything that changes the numbers.
+
+        Storage, plot and cluster options are left out: moving a run, re-plotting it or
+        running it elsewhere does not make its shards foreign.
+        """
+        content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes")}
+        if tuple(content.get("metrics", DEFAULT_METRICS)) == DEFAULT_METRICS:
+            content.pop("metrics", None)  # so the hash of every spec from before metrics existed is unchanged
+        content["compute"] = {k: v for k, v in content["compute"].items() if k not in SPEED_KEYS}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,126 @@
+"""What every stage builds at θ*: the centre model, the data splits, the evaluator.
+
+The estimate and the launcher's preflight build them the same way, so a mistake in the
+inputs fails there exactly as it would in a pod.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.surface.curvature import hessian_split
+from landscape_job.datasets.custom import is_custom
+from landscape_job.surface.custom_metrics import register_python_metrics
+from landscape_job.datasets.builtin import Split, dataset_info, load_split
+from landscape_job.surface.directions import Directions
+from landscape_job.base.errors import UserError
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.spec.localize import localize
+from landscape_job.surface.losses import PYTHON_PREFIX, batch_loss_sum
+from landscape_job.spec.metrics import selected
+from landscape_job.models import build_model
+from landscape_job.models.outputs import describe_output, select_output
+from landscape_job.base.pyref import one_line
+from landscape_job.spec.sections import Spec
+
+_log = logging.getLogger(__name__)
+
+
+def build_centre_model(spec: Spec) -> nn.Module:
+    """The model at θ*, on the CPU, in float64 for ``precision: fp64``; ``spec`` must be localized."""
+    d = spec.data
+    input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
+    model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
+    if spec.compute.precision == "fp64":
+        model = model.double()  # before loading: a float64 checkpoint's values are kept, not rounded to float32
+    load_into(model, load_state_dict(spec.model.checkpoint, spec.model.checkpoint_key), spec.model.checkpoint)
+    return select_output(model, spec.model.output).eval()
+
+
+def load_splits(spec: Spec) -> list[Split]:
+    return [load_split(spec.data, name) for name in spec.data.splits]
+
+
+def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
+    """The model's outputs on two samples fit the data set's classes (and a python: loss takes them).
+
+    Run by the launcher's preflight and again by every shard before its first point, so a
+    data set whose labels do not fit the model is one line naming it, never a traceback
+    from inside the loss.
+    """
+    sample = split.inputs[:2].to(next(iter(model.parameters()), torch.empty(0)).dtype)
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except UserError:
+        raise  # model.output naming something the model does not return
+    except Exception as e:  # noqa: BLE001 - the user's model on the user's data
+        raise UserError(f"model.arch: {spec.model.arch} fails on {spec.data.dataset} samples of shape "
+                        f"{tuple(split.inputs.shape[1:])} ({one_line(e)})") from None
+    if not isinstance(outputs, torch.Tensor):
+        raise UserError(f"model.output: {spec.model.arch} returned {describe_output(outputs)}; set model.output "
+                        "to the key, attribute or index of its predictions")
+    custom = register_python_metrics(spec.metrics)
+    if not split.classes:
+        _check_regression(outputs, split, spec)
+    elif outputs.ndim != 2 or outputs.shape[1] != split.num_classes:
+        if is_custom(spec.data.dataset):
+            raise UserError(f"data.dataset: {spec.data.dataset} has {split.num_classes} classes but model.arch "
+                            f"{spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample; set data.classes "
+                            f"to the model's output count or fix the labels")
+        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, "
+                        f"but {spec.data.dataset} has {split.num_classes} classes")
+    labels = split.labels[:2]
+    with torch.no_grad():
+        if spec.loss.startswith(PYTHON_PREFIX):
+            batch_loss_sum(outputs.float(), labels, spec.loss)
+        for metric in custom:
+            metric.statistic.one(outputs.float(), labels, None)
+
+
+def _check_regression(outputs: torch.Tensor, split: Split, spec: Spec) -> None:
+    """Float targets: the outputs have the targets' width, the loss is not a classifier's;
+    the metrics that need classes are skipped (the evaluator leaves them out), and said so."""
+    width = split.num_classes
+    if outputs.ndim < 1 or outputs[0].numel() != width:
+        raise UserError(f"model.arch: {spec.model.arch} outputs shape {tuple(outputs.shape[1:])} per sample, but "
+                        f"{spec.data.dataset}'s float targets have {width} value(s) per sample")
+    if spec.loss == "cross_entropy":
+        raise UserError(f"loss: cross_entropy needs class labels, but {spec.data.dataset}'s labels are float "
+                        "targets (regression); use loss: mse or python:package.module:function")
+    skipped = [m.choice for m in selected(spec.metrics) if m.needs_classes]
+    if skipped and all(m.needs_classes for m in selected(spec.metrics)):
+        raise UserError(f"metrics: {', '.join(skipped)} needs class labels, but {spec.data.dataset}'s labels are "
+                        "float targets (regression); add loss to metrics")
+    if skipped:
+        _log.info("metrics: %s skipped: %s's labels are float targets, not classes", ", ".join(skipped),
+                  spec.data.dataset)
+
+
+def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
+                    model: nn.Module | None = None) -> Evaluator:
+    """The evaluator of a run's spec at θ*, as every evaluate pod (and the estimate) builds it.
+
+    Inputs are fetched (or found in the cache) first, and the model's outputs are checked
+    against the data set's classes, so a mismatch is one line before the first point.
+    ``model``: the centre model, when the caller has built it already (the estimate builds
+    it for its directions); the evaluator takes it over.
+    """
+    local = localize(spec)
+    model, splits = model if model is not None else build_centre_model(local), load_splits(local)
+    check_outputs(model, splits[0], local)
+    return Evaluator(model, directions, splits, compute=spec.compute, device=device, loss=spec.loss,
+                     metrics=spec.metrics, hessian=spec.hessian,
+                     hessian_split=hessian_split(local) if "hessian" in spec.metrics else None)
+
+
+def describe_evaluator(evaluator: Evaluator) -> str:
+    """One log phrase with the speed settings in effect, so a slow run can be explained."""
+    compiled = f", compiled in {evaluator.compile_seconds:.1f}s" if evaluator.compile_seconds else ""
+    return (f"{evaluator.points_per_forward or 1} point(s) per forward, data "
+            f"{'on the device' if evaluator.data_resident else 'streamed from host memory'}"
+            f"{', channels_last' if evaluator.channels_last else ''}{compiled}")

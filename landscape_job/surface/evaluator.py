@@ -1,0 +1,454 @@
+"""Loss and accuracy of θ* + a·δ + b·η at grid points, one forward pass per point or less.
+
+A grid point is one forward pass over each split; nothing else should cost anything.
+So the data is decoded and normalised once and kept on the device (or streamed from
+pinned host memory when it does not fit, see ``feed``), the directions live on the
+device next to the weights, and each point sets θ in place from a saved copy of θ* with
+fused foreach operations (recomputed from θ* each time, so no error accumulates over
+thousands of points). With ``points_per_forward`` K > 1, K points' parameters are stacked
+and one vmapped forward evaluates all K on each batch, which reads every batch once per K
+points and fills a large GPU better than one small model can. Loss is the exact mean over
+the split, summed in float64."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Sequence, TypeVar
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.surface.custom_metrics import register_python_metrics
+from landscape_job.datasets.builtin import Split
+from landscape_job.surface.directions import Directions, named_tensors
+from landscape_job.surface.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes, place_split,
+                                 split_bytes)
+from landscape_job.surface.losses import batch_loss_sum, batch_loss_sums
+from landscape_job.spec.metrics import Metric, selected
+from landscape_job.runtime.gpu import gpu_required, required_device
+from landscape_job.runtime.precision import AUTOCAST, compute_dtype, device_capability, resolve_precision
+from landscape_job.spec.sections import DEFAULT_METRICS, ComputeSpec, HessianSpec
+
+
+def resolve_device(name: str) -> torch.device:
+    """``compute.device`` here; in a pod that requested a GPU always CUDA, or a ``GpuUnavailable`` (landscape_job.runtime.gpu)."""
+    if gpu_required():
+        return required_device(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from landscape_job.base.errors import UserError
+
+        raise UserError("compute.device: cuda was asked for but no CUDA device is visible; use auto or cpu")
+    return torch.device(name)
+
+
+def configure_precision(precision: str) -> None:
+    """TF32 only when asked for: fp32 must mean fp32 on Ampere and later too."""
+    allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+
+
+_T = TypeVar("_T")
+
+#: ``batch_size: auto`` on a CPU: no device memory to fill, and larger batches are not faster there
+#: (docs/performance.md: ResNet-20 was fastest at 500, slower at 1000).
+CPU_AUTO_BATCH = 1024
+#: ``batch_size: auto`` on CUDA starts here (or at the largest split) and halves until a forward fits.
+CUDA_AUTO_BATCH_START = 32768
+
+
+def resolve_batch_size(setting: int | str, device_type: str) -> int:
+    """``compute.batch_size``: a number as given; ``auto`` starts at the most a device could want
+    (``warm_up`` halves it on CUDA until a forward pass fits)."""
+    if setting != "auto":
+        return int(setting)
+    return CUDA_AUTO_BATCH_START if device_type == "cuda" else CPU_AUTO_BATCH
+
+
+def _nan_if(values: dict[str, float], nonfinite: int) -> dict[str, float]:
+    """A split's values, NaN when some sample's fp16 logits overflowed: a mean over an inf is not a
+    loss, and an accuracy over garbage logits is not an accuracy (the point is reported instead)."""
+    return {name: float("nan") for name in values} if nonfinite else values
+
+
+#: The K that ``points_per_forward: auto`` tries on CUDA.
+AUTO_CANDIDATES = (1, 2, 4, 8)
+
+
+def has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def decide_channels_last(setting: str | bool, device_type: str, input_ndim: int, conv2d: bool) -> bool:
+    """``compute.channels_last``: auto turns it on on CUDA for 4-D image inputs into a model
+    with 2-D convolutions (cuDNN's NHWC kernels, tensor cores); elsewhere it rarely helps."""
+    if setting != "auto":
+        return bool(setting)
+    return device_type == "cuda" and input_ndim == 4 and conv2d
+
+
+def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """forward(stacked params, inputs) -> (K, batch, classes): the model run once per stacked
+    parameter set, vmapped so that K points share one read of each batch. Tensors not in
+    the dict (e.g. BatchNorm running statistics under dir_type weights) are the module's own."""
+
+    def one(params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, params, (inputs,))
+
+    return vmap(one, in_dims=(0, None))
+
+
+class Evaluator:
+    """Evaluates the model at points of the plane spanned by the directions through θ*.
+
+    ``compute`` is the spec's section as a whole: precision, batch size and the speed
+    settings (see docs/performance.md for their rules). ``compute.points_per_forward``
+    K > 1 evaluates K grid points in one vmapped forward pass with stacked parameters (each
+    batch is read once for K points); ``auto`` resolves it in ``warm_up``. ``device`` is
+    apart from it because the caller resolves ``compute.device`` (``auto``) once per process.
+    """
+
+    def __init__(self, model: nn.Module, directions: Directions, splits: list[Split], *,
+                 compute: ComputeSpec = ComputeSpec(), device: torch.device | str = "cpu",
+                 loss: str = "cross_entropy", metrics: tuple[str, ...] = DEFAULT_METRICS,
+                 hessian: HessianSpec | None = None, hessian_split: Split | None = None):
+        points_per_forward = compute.points_per_forward
+        self.device = torch.device(device)
+        self.loss = loss
+        #: The precision in use (``auto`` decided for this device) and why; UserError for bf16 on pre-Ampere.
+        self.precision_choice = resolve_precision(compute.precision, self.device.type,
+                                                  device_capability(self.device))
+        precision = self.precision = self.precision_choice.precision
+        #: The batch size in use: ``auto`` is decided in ``warm_up``; an OOM halves it (``oom_halvings``).
+        self.batch_size: int = resolve_batch_size(compute.batch_size, self.device.type)
+        self.oom_halvings = 0
+        #: Of the points evaluated, those with non-finite fp16 logits (their values are NaN): (a, b, samples).
+        self.nonfinite: list[tuple[float, float, int]] = []
+        dtype = compute_dtype(precision)
+        configure_precision(precision)
+        if self.device.type == "cuda":
+            # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
+            torch.backends.cudnn.benchmark = True
+        model = model.to(self.device, dtype).eval()
+        self.channels_last = decide_channels_last(compute.channels_last, self.device.type,
+                                                  splits[0].inputs.dim() if splits else 0, has_conv2d(model))
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.data_resident = decide_resident(compute.data_on_device, split_bytes(splits, dtype),
+                                             free_device_bytes(self.device))
+        self.splits = [place_split(s, dtype, self.device, self.data_resident, self.channels_last) for s in splits]
+        named = named_tensors(self.model, directions.dir_type)
+        if len(named) != len(directions.x):
+            raise ValueError(f"directions hold {len(directions.x)} tensors, the model {len(named)}")
+        # Only floating-point tensors move; integer buffers (num_batches_tracked) stay.
+        keep = [i for i, (_, t) in enumerate(named) if torch.is_floating_point(t)]
+        self._names = [named[i][0] for i in keep]
+        self._targets = [named[i][1] for i in keep]
+        self._centre = [t.detach().clone() for t in self._targets]
+        self._dx = [directions.x[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)]
+        self._dy = (None if directions.y is None else
+                    [directions.y[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)])
+        register_python_metrics(metrics)
+        # Accuracy and the like are skipped when the labels are regression targets (check_outputs says so).
+        classes = all(s.classes for s in splits)
+        chosen = tuple(m for m in selected(metrics) if classes or not m.needs_classes)
+        #: The per-split metrics (batch statistics of one forward pass), in registry order.
+        self._statistics: list[Metric] = [m for m in chosen if m.per_split]
+        #: The per-point metrics (a probe's results), in registry order.
+        self._probed: list[Metric] = [m for m in chosen if not m.per_split]
+        if not self._statistics:
+            self.splits = []  # metrics: [hessian] alone needs no forward pass over the splits
+        self.curvature: CurvatureProbe | None = None
+        #: Points whose Lanczos run hit hessian.iterations before its tolerance.
+        self.unconverged = 0
+        if any(m.probe.probe == "lanczos" for m in self._probed):
+            if hessian is None or hessian_split is None:
+                raise ValueError("metrics has hessian but no hessian options or split were given")
+            self.curvature = CurvatureProbe(
+                model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
+                labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
+                batch_size=hessian.batch_size or self.batch_size)
+        self._requested_k = points_per_forward
+        self._auto_batch = compute.batch_size == "auto"
+        self._compile = compute.compile
+        self._single: Callable[[torch.Tensor], torch.Tensor] = self.model
+        self._stacked = make_stacked_forward(self.model)
+        #: The K in use; None until ``warm_up`` resolves ``auto``.
+        self.points_per_forward: int | None = points_per_forward if isinstance(points_per_forward, int) else None
+        #: Seconds spent compiling (torch.compile) in ``warm_up``; kept out of the per-point time.
+        self.compile_seconds = 0.0
+        self._warm = False
+
+    def resident_bytes(self) -> int:
+        """Bytes the evaluator holds for the whole run: the model's tensors, θ*'s copy, the
+        directions and (when resident) the data. A point's forward pass needs more on top."""
+        tensors = [*self.model.parameters(), *self.model.buffers(), *self._centre, *self._dx, *(self._dy or [])]
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        if self.data_resident:
+            total += sum(s.inputs.numel() * s.inputs.element_size() + s.labels.numel() * s.labels.element_size()
+                         for s in self.splits if isinstance(s, ResidentSplit))
+        return int(total)
+
+    def metric_names(self) -> list[str]:
+        """The names of the values each point gets: each split's metrics, then the per-point ones."""
+        names = [f"{s.name}_{m.key}" for s in self.splits for m in self._statistics]
+        return names + [m.key for m in self._probed]
+
+    # -- one point: θ set in place ------------------------------------------------------
+
+    @torch.no_grad()
+    def set_point(self, a: float, b: float = 0.0) -> None:
+        """θ = θ* + a·δ + b·η, computed from θ* (not from the previous point)."""
+        torch._foreach_copy_(self._targets, self._centre)
+        if a != 0.0:
+            torch._foreach_add_(self._targets, self._dx, alpha=a)
+        if b != 0.0 and self._dy is not None:
+            torch._foreach_add_(self._targets, self._dy, alpha=b)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        torch._foreach_copy_(self._targets, self._centre)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = AUTOCAST.get(self.precision)
+        if dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return contextlib.nullcontext()
+
+    def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return batch_loss_sum(logits, labels, self.loss)
+
+    def _loss_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return batch_loss_sums(logits, labels, self.loss)
+
+    def _nonfinite_samples(self, logits: torch.Tensor) -> torch.Tensor:
+        """Samples whose fp16 logits overflowed (|x| > 65504 is inf in fp16): (…, B, C) -> (…,)."""
+        return (~torch.isfinite(logits)).any(dim=-1).sum(dim=-1)
+
+    def _halving(self, run: Callable[[], _T]) -> _T:
+        """``run()`` (one split's sums at the point(s) set), halving the batch on a CUDA out-of-memory
+        error until it fits, instead of failing the shard. The sums restart from zero, so the
+        values differ from the unhalved batch's only by float rounding (the exact mean over the
+        split either way); the halving stays inside this worker and never touches the spec or
+        its hash. A compiled forward recompiles once for the new shape."""
+        while True:
+            try:
+                return run()
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size <= 1:
+                    raise
+            # Outside the except block, so the failed attempt's tensors are freed first.
+            self.batch_size = max(1, self.batch_size // 2)
+            self.oom_halvings += 1
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    @torch.no_grad()
+    def _evaluate_split(self, split: ResidentSplit | StreamedSplit) -> tuple[dict[str, float], int]:
+        """Each per-split metric's batch sums, added up in float64, times its scale over N; and
+        (fp16 only) how many samples had non-finite logits."""
+        check = self.precision == "fp16"
+
+        def run() -> tuple[dict[str, float], int]:
+            totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in self._statistics]
+            bad = torch.zeros((), dtype=torch.float64, device=self.device)
+            with self._autocast():
+                for inputs, labels in split.batches(self.batch_size):
+                    logits = self._single(inputs)
+                    for total, metric in zip(totals, self._statistics):
+                        total += metric.statistic.one(logits, labels, self._loss_sum).double()
+                    if check:
+                        bad += self._nonfinite_samples(logits)
+            n = split.size
+            # One synchronisation per split, not per batch.
+            *sums, nonfinite = torch.stack(totals + [bad]).tolist()
+            return ({f"{split.name}_{m.key}": m.statistic.scale * s / n for m, s in zip(self._statistics, sums)},
+                    int(nonfinite))
+
+        return self._halving(run)
+
+    def _probe_point(self) -> dict[str, float]:
+        """The per-point metrics at θ as set_point left it (the Hessian's extremes, by Lanczos)."""
+        if self.curvature is None:
+            return {}
+        # Gradients are enabled inside the probe only.
+        found = self.curvature.extremes()
+        self.unconverged += int(not found.converged and found.max_eig == found.max_eig)  # NaN: diverged, not slow
+        return {m.key: getattr(found, m.probe.result) for m in self._probed}
+
+    def evaluate(self, a: float, b: float = 0.0) -> dict[str, float]:
+        """Every chosen metric at (a, b): per split, then per point; inf/NaN are kept, not raised."""
+        self.set_point(a, b)
+        try:
+            results: dict[str, float] = {}
+            nonfinite = 0
+            for split in self.splits:
+                values, bad = self._evaluate_split(split)
+                results.update(_nan_if(values, bad))
+                nonfinite += bad
+            if nonfinite:
+                self.nonfinite.append((a, b, nonfinite))
+            results.update(self._probe_point())
+            return results
+        finally:
+            self.restore()
+
+    # -- K points: stacked parameters, one vmapped forward --------------------------------
+
+    @torch.no_grad()
+    def stacked_point_params(self, points: Sequence[tuple[float, float]]) -> dict[str, torch.Tensor]:
+        """θ* + a_k·δ + b_k·η for every point k, stacked on a new leading dimension."""
+        a = torch.tensor([p[0] for p in points], dtype=torch.float64)
+        b = torch.tensor([p[1] for p in points], dtype=torch.float64)
+        stacked = {}
+        for i, (name, centre) in enumerate(zip(self._names, self._centre)):
+            shape = (len(points),) + (1,) * centre.dim()
+            value = centre.unsqueeze(0) + a.to(self.device, centre.dtype).view(shape) * self._dx[i].unsqueeze(0)
+            if self._dy is not None:
+                value = value + b.to(self.device, centre.dtype).view(shape) * self._dy[i].unsqueeze(0)
+            stacked[name] = value
+        return stacked
+
+    @torch.no_grad()
+    def _evaluate_split_stacked(self, split: ResidentSplit | StreamedSplit, params: dict[str, torch.Tensor],
+                                k: int) -> tuple[dict[str, list[float]], list[int]]:
+        """As ``_evaluate_split`` for K stacked points: each metric's K values, each point's non-finite samples."""
+        check = self.precision == "fp16"
+
+        def run() -> tuple[dict[str, list[float]], list[int]]:
+            totals = [torch.zeros(k, dtype=torch.float64, device=self.device) for _ in self._statistics]
+            bad = torch.zeros(k, dtype=torch.float64, device=self.device)
+            with self._autocast():
+                for inputs, labels in split.batches(self.batch_size):
+                    logits = self._stacked(params, inputs)  # (K, batch, classes)
+                    for total, metric in zip(totals, self._statistics):
+                        total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
+                    if check:
+                        bad += self._nonfinite_samples(logits)
+            n = split.size
+            return ({f"{split.name}_{m.key}": (m.statistic.scale * total / n).tolist()
+                     for m, total in zip(self._statistics, totals)}, [int(x) for x in bad.tolist()])
+
+        return self._halving(run)
+
+    def evaluate_many(self, points: Sequence[tuple[float, float]]) -> list[dict[str, float]]:
+        """The metrics of each point, in order, computed ``points_per_forward`` points a pass."""
+        self.warm_up()
+        k = self.points_per_forward or 1
+        results: list[dict[str, float]] = []
+        if k == 1 or self.curvature is not None:
+            # The Hessian's Lanczos runs are per point: K only groups the forward passes.
+            return [self.evaluate(a, b) for a, b in points]
+        for start in range(0, len(points), k):
+            group = list(points[start:start + k])
+            # A short last group is padded to K with copies of its last point: every forward
+            # then has the same shapes (no recompilation, no new cuDNN autotuning).
+            params = self.stacked_point_params(group + [group[-1]] * (k - len(group)))
+            metrics: list[dict[str, float]] = [{} for _ in group]
+            nonfinite = [0] * len(group)
+            for split in self.splits:
+                stacked, bad = self._evaluate_split_stacked(split, params, k)
+                for i, point in enumerate(metrics):
+                    point.update(_nan_if({name: values[i] for name, values in stacked.items()}, bad[i]))
+                    nonfinite[i] += bad[i]
+            self.nonfinite.extend((a, b, n) for (a, b), n in zip(group, nonfinite) if n)
+            results.extend(metrics)
+        return results
+
+    # -- warm-up: choose K, compile ------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Resolves ``points_per_forward: auto`` and compiles, before any point is timed."""
+        if self._warm:
+            return
+        self._warm = True
+        if self._auto_batch and self.device.type == "cuda":
+            self._fit_batch()
+        if self.points_per_forward is None:
+            self.points_per_forward = self._choose_points_per_forward()
+        if self._compile:
+            self._compile_forward()
+
+    @torch.no_grad()
+    def _fit_batch(self) -> None:
+        """``batch_size: auto`` on CUDA: the largest batch (from the split's size or
+        CUDA_AUTO_BATCH_START, halving) whose forward pass at the chosen K fits in memory."""
+        sizes = [s.size for s in self.splits]
+        if not sizes:
+            return
+        self.batch_size = min(self.batch_size, max(sizes))
+        k = self.points_per_forward or 1
+        params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
+
+        def forward() -> None:
+            inputs = self._first_batch()
+            with self._autocast():
+                self._stacked(params, inputs) if params is not None else self._single(inputs)
+            torch.cuda.synchronize(self.device)
+
+        self._halving(forward)
+        self.oom_halvings = 0  # the search's halvings are not the run's
+
+    def _first_batch(self) -> torch.Tensor | None:
+        for split in self.splits:
+            for inputs, _ in split.batches(self.batch_size):
+                return inputs
+        return None
+
+    def _choose_points_per_forward(self) -> int:
+        """CPU: 1 (measured: the vmapped grouped convolutions are slower per point there).
+        CUDA: the fastest per point of AUTO_CANDIDATES, timed on the first batch; a K that
+        runs out of memory ends the search."""
+        inputs = self._first_batch()
+        if self.device.type != "cuda" or inputs is None:
+            return 1
+        times: dict[int, float] = {}
+        for k in AUTO_CANDIDATES:
+            try:
+                times[k] = self._time_forward(inputs, k) / k
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                break
+        return min(times, key=times.get) if times else 1
+
+    @torch.no_grad()
+    def _time_forward(self, inputs: torch.Tensor, k: int, repeats: int = 2) -> float:
+        params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
+        best = float("inf")
+        with self._autocast():
+            for i in range(repeats + 1):  # the first call builds kernels and is not counted
+                torch.cuda.synchronize(self.device)
+                start = time.perf_counter()
+                self._stacked(params, inputs) if params is not None else self._single(inputs)
+                torch.cuda.synchronize(self.device)
+                if i:
+                    best = min(best, time.perf_counter() - start)
+        return best
+
+    @torch.no_grad()
+    def _compile_forward(self) -> None:
+        """Compiles the forward in use and runs it on every distinct batch shape once, so all
+        compilation happens here and is measured apart from the points."""
+        started = time.perf_counter()
+        k = self.points_per_forward or 1
+        if k == 1:
+            self._single = torch.compile(self.model, dynamic=False)
+        else:
+            self._stacked = torch.compile(self._stacked, dynamic=False)
+        params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
+        with self._autocast():
+            for split in self.splits:
+                shapes: dict[tuple[int, ...], torch.Tensor] = {}
+                for inputs, _ in split.batches(self.batch_size):
+                    shapes.setdefault(tuple(inputs.shape), inputs)
+                for inputs in shapes.values():
+                    self._stacked(params, inputs) if params is not None else self._single(inputs)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.compile_seconds = time.perf_counter() - started

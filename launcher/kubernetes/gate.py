@@ -1,0 +1,79 @@
+"""Stage gating: no GPU pod exists before prepare has succeeded.
+
+The evaluate and merge Jobs are created with ``suspend: true``: the Job controller makes
+no pod for a suspended Job, and does not count its ``activeDeadlineSeconds`` (it counts
+from ``status.startTime``, which it sets when the Job resumes). The prepare pod, once
+its work is in storage, releases them with one merge patch each (``landscape_job.runtime.release``),
+through a Role of the run (``<run>-pods``) that allows exactly that:
+
+* ``patch`` on ``jobs`` limited by ``resourceNames`` to this run's evaluate and merge Jobs
+  (the prepare pod's release);
+* ``get`` on ``jobs`` limited to this run's evaluate Job (the merge pod's watch, which ends
+  merge as soon as evaluate fails, is deleted or is out of reach).
+
+``patch`` cannot be narrowed to the ``suspend`` field by RBAC: a pod holding it could also
+change what a suspended Job still lets change (parallelism, deadline, scheduling
+directives), of its own run only. A ValidatingAdmissionPolicy that lets this account's
+patches touch nothing but ``spec.suspend`` and the queue label would close that, where an
+admin wants it.
+
+It is bound to the run's service account (``kubernetes.service_account``), not to a
+per-run account: the pods keep the identity a cluster may tie cloud access to (workload
+identity), and the pods of other runs under that account gain only the right to release
+or read this run's Jobs, which they could already disturb through the shared storage and
+S3 credentials. Both objects are dependents of the run's ConfigMap, so cancelling the run
+removes them. Evaluate pods mount no token at all.
+
+If prepare fails, nothing releases evaluate and merge: they stay suspended, without pods,
+and the run reads as failed from prepare's ``Failed`` condition (``launcher status``,
+``list``, ``submit --wait``); ``launcher cancel`` removes them with the run.
+
+Under Kueue (``kubernetes.kueue_queue``) Kueue owns ``suspend``: it admits a Job carrying
+the queue-name label by un-suspending it. So evaluate and merge are created suspended and
+*without* that label (a Kueue with the default ``manageJobsWithoutQueueName: false``
+ignores them), and prepare's release adds the label instead of un-suspending: Kueue then
+queues and admits them under the run's quota, and their deadlines count from admission.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from launcher.kubernetes.section import KubernetesSpec
+
+#: Where the prepare pod finds what to release and how (``landscape_job.runtime.release`` reads it).
+RELEASE_ENV = "LANDSCAPE_RELEASE"
+KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RBAC_API = "rbac.authorization.k8s.io/v1"
+
+
+def release_patch(k8s: KubernetesSpec) -> dict[str, Any]:
+    """The merge patch that releases a gated Job: un-suspend it, or under Kueue, hand it to the queue."""
+    if k8s.kueue_queue:
+        return {"metadata": {"labels": {KUEUE_LABEL: k8s.kueue_queue}}}
+    return {"spec": {"suspend": False}}
+
+
+def release_env(k8s: KubernetesSpec, names: dict[str, str]) -> dict[str, str]:
+    """The prepare pod's ``LANDSCAPE_RELEASE``: the Jobs to release, in order, and the patch."""
+    return {"name": RELEASE_ENV, "value": json.dumps(
+        {"jobs": [names["evaluate"], names["merge"]], "patch": release_patch(k8s)}, sort_keys=True)}
+
+
+def pods_role(metadata: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The run's Role: release evaluate and merge, read evaluate; nothing else."""
+    return {"apiVersion": RBAC_API, "kind": "Role", "metadata": {**metadata, "name": names["pods"]},
+            "rules": [
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["patch"],
+                 "resourceNames": [names["evaluate"], names["merge"]]},
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"],
+                 "resourceNames": [names["evaluate"]]},
+            ]}
+
+
+def pods_role_binding(metadata: dict[str, Any], names: dict[str, str], k8s: KubernetesSpec) -> dict[str, Any]:
+    """Binds the run's Role to the account its prepare and merge pods run as."""
+    return {"apiVersion": RBAC_API, "kind": "RoleBinding", "metadata": {**metadata, "name": names["pods"]},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": names["pods"]},
+            "subjects": [{"kind": "ServiceAccount", "name": k8s.service_account, "namespace": k8s.namespace}]}

@@ -1,0 +1,257 @@
+"""The local backend: the run's three stages as local processes, through the pod entrypoint.
+
+Each stage is ``python -m landscape_job.cli --run URL <stage>`` with
+``JOB_COMPLETION_INDEX`` set for evaluate, exactly as in an Indexed Job, so every local
+run exercises the pod contract. Workers split the machine's cores between them:
+``local_workers`` and ``worker_threads`` are the one rule for how many start, which
+``launcher estimate`` projects with too.
+
+The run keeps its own record in its storage (``local.json``: this process, its workers,
+how it ended; ``launcher.local.record``) and each worker's log under ``logs/``, so that
+``launcher status|logs|cancel runs/<id>`` manage a local run as the cluster commands do a
+cluster's, with no kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from landscape_job.base import verbosity
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.storage.location import StorageLocation
+from landscape_job.run.records import ProgressRecord
+from landscape_job.run.shards import progress_key
+from landscape_job.spec.sections import Spec
+from landscape_job.spec.localize import localize
+from landscape_job.stages import MANIFEST_KEY, SPEC_KEY, read_manifest, read_run_spec
+from landscape_job.run.pinned import verify_inputs
+from landscape_job.storage import Storage, open_storage, run_storage
+from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
+from launcher.progress import advance_to, points_bar
+from launcher.kubernetes.render_cli import default_run_id
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its affinity mask where the OS has one (a container's
+    cpuset), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def local_workers(shards: int, requested: int | None = None) -> int:
+    """Evaluate processes a local run keeps going at once: ``requested`` (``--workers``) or
+    the cores, never more than the shards."""
+    return max(1, min(requested or available_cores(), shards))
+
+
+def worker_threads(workers: int) -> int:
+    """Each worker's share of the cores (its torch threads)."""
+    return max(1, available_cores() // workers)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a local run: what is stored so far stays, and ``run_id`` resumes it."""
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def check_storage(spec: Spec) -> None:
+    """Fails with one line, before anything is written, when the storage cannot be used."""
+    storage = open_storage(spec.storage)
+    check = getattr(storage, "check_access", None)
+    if check is not None:
+        check()
+
+
+def new_run_id(name: str, location: StorageLocation) -> str:
+    """``<name>-<UTC time>``, with a ``-<n>`` suffix if that run exists already under ``location``."""
+    base = default_run_id(name)
+    run_id, n = base, 1
+    while run_storage(location, run_id).exists(SPEC_KEY):
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def open_run(spec: Spec, run_id: str) -> Storage:
+    """Creates the run's prefix with its spec, or reopens it to resume if the spec is the same."""
+    run = run_storage(spec.storage, run_id)
+    if run.exists(SPEC_KEY):
+        existing = read_run_spec(run)
+        if existing.hash != spec.hash:
+            raise UserError(f"--run-id {run_id}: that run exists with a different spec; choose another run id")
+        if run.exists(MANIFEST_KEY):  # a resume: the inputs must be the files the run began with
+            verify_inputs(spec, localize(spec), read_manifest(run), "resume")
+    else:
+        run.put(SPEC_KEY, spec.to_yaml().encode())
+    return run
+
+
+@dataclass
+class _Worker:
+    shard: int
+    process: subprocess.Popen
+    log_path: Path
+    log_file: TextIO = field(repr=False)
+
+
+class LocalRunner:
+    """Runs the stages of one run as subprocesses and keeps their logs in the run's storage."""
+
+    def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO,
+                 live_logs: bool = False):
+        """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload."""
+        self.run, self.spec, self.workers = run, spec, workers
+        self.log_dir, self.stream, self.live_logs = log_dir, stream, live_logs
+        self.record = LocalRunRecord.start()
+        self.live: dict[str, int] = {}
+        self._write_record()
+
+    def _write_record(self) -> None:
+        self.run.put(LOCAL_KEY, self.record.to_json())
+
+    def _workers_changed(self) -> None:
+        self.record = self.record.with_workers(self.live)
+        self._write_record()
+
+    def end(self, state: str, error: str | None = None) -> None:
+        """Records how the run ended (``launcher status`` reads it)."""
+        self.record = self.record.ended(state, error)
+        self._write_record()
+
+    def _env(self, threads: int, shard: int | None = None) -> dict[str, str]:
+        # The stages find the run as a pod does: its URL and the storage's options.
+        location = StorageLocation.parse(self.run.url, self.spec.storage.options)
+        env = dict(os.environ, **location.env(), OMP_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+        if shard is not None:
+            env["JOB_COMPLETION_INDEX"] = str(shard)
+        return env
+
+    def _start(self, stage: str, threads: int, shard: int | None = None) -> _Worker:
+        log_path = self.log_dir / log_key(stage, shard).rsplit("/", 1)[-1]
+        log_file = open(log_path, "w")
+        process = subprocess.Popen([sys.executable, "-m", "landscape_job.cli", stage],
+                                   env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT)
+        self.live[log_path.stem] = process.pid
+        self._workers_changed()
+        return _Worker(shard if shard is not None else -1, process, log_path, log_file)
+
+    def _finish(self, worker: _Worker, stage: str) -> None:
+        worker.log_file.close()
+        self.live.pop(worker.log_path.stem, None)
+        self._workers_changed()
+        text = worker.log_path.read_text()
+        if not self.live_logs:
+            self.run.put(f"logs/{worker.log_path.name}", text.encode())
+        if verbosity.level() >= verbosity.VERBOSE and worker.shard >= 0:
+            print("".join(f"  [shard {worker.shard}] {line}\n" for line in text.strip().splitlines()),
+                  end="", file=self.stream)
+        if worker.process.returncode != 0:
+            tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
+            raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); "
+                             f"log: {self.run.url}/logs/{worker.log_path.name}\n{tail}")
+
+    def run_stage(self, stage: str) -> None:
+        worker = self._start(stage, threads=available_cores())
+        try:
+            worker.process.wait()
+        except KeyboardInterrupt:  # the stage must not outlive the launcher
+            worker.process.kill()
+            worker.process.wait()
+            worker.log_file.close()
+            raise
+        self._finish(worker, stage)
+        for line in worker.log_path.read_text().strip().splitlines():
+            print(f"  {line}", file=self.stream)
+
+    def _shard_points(self, shard: int) -> int:
+        return len(self.spec.grid.shard_range(shard, self.spec.compute.shards))
+
+    def _running_points(self, running: list[_Worker]) -> int:
+        """Points done by the running workers, from their progress objects: one read per worker,
+        so a poll costs the same for 10 shards or 10,000 (finished shards are counted whole). A progress
+        object that is missing, unreadable or (after the storage's retries) unreachable counts nothing
+        this time: the workers' own exits decide."""
+        total = 0
+        for worker in running:
+            try:
+                key = progress_key(worker.shard, self.spec.compute.shards)
+                total += ProgressRecord.from_json(self.run.get(key)).done
+            except (KeyError, ValueError, TypeError, OSError, StageError):
+                pass
+        return total
+
+    def run_evaluate(self) -> None:
+        """Runs every shard, at most ``workers`` at a time, with a progress bar over all of them."""
+        shards = list(range(self.spec.compute.shards))
+        threads = worker_threads(self.workers)
+        running: list[_Worker] = []
+        finished = 0
+        with points_bar(self.spec.grid.size, self.stream) as bar:
+            try:
+                while shards or running:
+                    while shards and len(running) < self.workers:
+                        running.append(self._start("evaluate", threads, shards.pop(0)))
+                    time.sleep(0.25)
+                    for worker in [w for w in running if w.process.poll() is not None]:
+                        running.remove(worker)
+                        self._finish(worker, f"evaluate (shard {worker.shard})")
+                        finished += self._shard_points(worker.shard)
+                    advance_to(bar, finished + self._running_points(running))
+            finally:
+                for worker in running:
+                    worker.process.kill()
+                    worker.process.wait()
+                    worker.log_file.close()
+            advance_to(bar, finished)
+
+
+def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
+                 stream: TextIO | None = None) -> Storage:
+    """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
+    stream = stream or verbosity.stream()
+    check_storage(spec)
+    run_id = run_id or new_run_id(spec.name, spec.storage)
+    run = open_run(spec, run_id)
+    workers = local_workers(spec.compute.shards, workers)
+    print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
+          f"{workers} local worker{'s' if workers > 1 else ''} -> {run.url}", file=stream)
+    with tempfile.TemporaryDirectory(prefix="landscape-logs-") as tmp:
+        live = spec.storage.scheme == "file"  # a folder: the workers write their logs straight into it
+        log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
+        try:
+            runner.run_stage("prepare")
+            runner.run_evaluate()
+            runner.run_stage("merge")
+        except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
+            first, newline, rest = str(err).partition("\n")
+            _end_quietly(runner, FAILED, first)
+            raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
+                             f"{newline}{rest}") from None
+        except KeyboardInterrupt:  # Ctrl-C: the workers are stopped (run_evaluate); the run stays
+            _end_quietly(runner, CANCELLED, "interrupted")
+            raise RunInterrupted(run_id) from None
+        runner.end(SUCCEEDED)
+    return run
+
+
+def _end_quietly(runner: LocalRunner, state: str, error: str) -> None:
+    """Records the end; a storage that fails here must not hide the error that ended the run."""
+    try:
+        runner.end(state, error)
+    except (StageError, UserError, OSError):
+        pass
