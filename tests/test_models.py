@@ -495,3 +495,22 @@ def test_checkpoint_without_num_batches_tracked_loads() -> None:
     target = build_model("cnn", 10, DIGITS)
     load_into(target, old, "old.t7")
     _assert_same({k: v for k, v in target.state_dict().items() if k in old}, old)
+
+
+def test_a_model_family_registers_where_it_is_defined(monkeypatch):
+    """A family is one register() call in its own module: build_model and available_models follow."""
+    import re
+
+    from torch import nn
+
+    from landscape_job.models import registry
+
+    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+    built = lambda arch, num_classes, input_shape, width=3: nn.Linear(input_shape[0], width)  # noqa: E731
+    registry.register(registry.Family("toy", {"toy": built}, re.compile(r"toy(\d+)"),
+                                      lambda m: lambda arch, n, shape: nn.Linear(shape[0], int(m[1]))))
+    assert "toy" in available_models()
+    assert build_model("toy", 2, (5,), {"width": 4}).out_features == 4
+    assert build_model("toy7", 2, (5,)).out_features == 7
+    with pytest.raises(ValueError, match="already in family 'toy'"):
+        registry.register(registry.Family("copy", {"toy": built}))

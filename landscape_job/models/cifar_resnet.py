@@ -25,11 +25,15 @@ the two are the same operation; on other sizes the paper's code fails, this one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from landscape_job.base.errors import UserError
+from landscape_job.models.registry import Builder, Family, image_shape, register
 
 
 def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
@@ -163,3 +167,47 @@ class ResNet(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
+
+
+def cifar_builder(depth: int, width: int, shortcut: bool) -> Builder:
+    """``resnet<depth>`` (width 1) or ``wrn<depth>_<width>`` in the CIFAR layout."""
+    def build(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        c, _, _ = image_shape(arch, input_shape)
+        if width < 1:
+            raise UserError(f"model.arch: '{arch}': width factor {width} must be at least 1")
+        try:
+            return CifarResNet(depth, num_classes=num_classes, in_channels=c, width=width, shortcut=shortcut)
+        except ValueError as e:
+            raise UserError(f"model.arch: '{arch}': {e}") from None
+    return build
+
+
+def _imagenet_builder(depth: int, shortcut: bool) -> Builder:
+    def build(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        c, _, _ = image_shape(arch, input_shape)
+        return ResNet(depth, num_classes=num_classes, in_channels=c, shortcut=shortcut)
+    return build
+
+
+def _resnet_names() -> dict[str, Builder]:
+    """The names of the paper's model_loader.py."""
+    names: dict[str, Builder] = {}
+    for depth in IMAGENET_LAYOUTS:
+        names[f"resnet{depth}"] = _imagenet_builder(depth, True)
+        names[f"resnet{depth}_noshort"] = _imagenet_builder(depth, False)
+    for depth in (20, 56, 110):
+        names[f"resnet{depth}"] = cifar_builder(depth, 1, True)
+    for depth in (20, 32, 44, 56, 110):
+        names[f"resnet{depth}_noshort"] = cifar_builder(depth, 1, False)
+    names["resnet50_16_noshort"] = cifar_builder(50, 1, False)  # CIFAR layout; "16" is its base width
+    return names
+
+
+def _resnet_from_match(m: re.Match[str]) -> Builder:
+    depth, cifar, noshort = int(m[1]), bool(m[2]), bool(m[3])
+    if depth in IMAGENET_LAYOUTS and not cifar:
+        return _imagenet_builder(depth, not noshort)
+    return cifar_builder(depth, 1, not noshort)
+
+
+register(Family("resnet", _resnet_names(), re.compile(r"resnet(\d+)(_16)?(_noshort)?"), _resnet_from_match))

@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from landscape_job.base.errors import UserError
+from landscape_job.models.registry import Builder, Family, image_shape, register
+
 # name -> (blocks per dense stage, growth rate). The paper's file also defines 169/201/161
 # and densenet_cifar, but its model_loader.py exposes (and its checkpoints use) only 121.
 CONFIGS: dict[str, tuple[tuple[int, int, int, int], int]] = {
@@ -86,3 +89,17 @@ class DenseNet(nn.Module):
                 out = getattr(self, f"trans{stage}")(out)
         out = F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
         return self.linear(out)
+
+
+def _builder(name: str) -> Builder:
+    def build(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        c, h, w = image_shape(arch, input_shape)
+        if min(h, w) < 8:
+            # Three 2x2 average pools: anything smaller vanishes before the classifier.
+            raise UserError(f"model.arch: '{arch}' needs images of at least 8x8, the data's are {h}x{w}")
+        nblocks, growth = CONFIGS[name]
+        return DenseNet(nblocks, growth_rate=growth, num_classes=num_classes, in_channels=c)
+    return build
+
+
+register(Family("densenet", {name: _builder(name) for name in CONFIGS}))

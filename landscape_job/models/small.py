@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from landscape_job.base.errors import UserError
+from landscape_job.models.registry import Family, image_shape, register
+
 
 class MLP(nn.Module):
     """flatten -> [Linear -> ReLU]* -> Linear.
@@ -62,3 +65,22 @@ class SmallCNN(nn.Module):
 def flat_size(input_shape: Sequence[int]) -> int:
     """Number of input features once a sample is flattened."""
     return int(math.prod(input_shape))
+
+
+def _mlp(arch: str, num_classes: int, input_shape: tuple[int, ...], hidden: int | list[int] = 64) -> nn.Module:
+    widths = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
+    if not isinstance(widths, (list, tuple)) or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in widths):
+        raise UserError(f"model.kwargs.hidden: expected a positive integer or a list of them, got {hidden!r}")
+    return MLP(flat_size(input_shape), num_classes, hidden=list(widths))
+
+
+def _cnn(arch: str, num_classes: int, input_shape: tuple[int, ...], channels: Sequence[int] = (16, 32)) -> nn.Module:
+    c, _, _ = image_shape(arch, input_shape)
+    if not (isinstance(channels, (list, tuple)) and len(channels) == 2
+            and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in channels)):
+        raise UserError(f"model.kwargs.channels: expected two positive integers like [16, 32], got {channels!r}")
+    return SmallCNN(c, num_classes, channels=tuple(channels))
+
+
+register(Family("small", {"mlp": _mlp, "cnn": _cnn}))

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from landscape_job.models.registry import Builder, Family, image_shape, register
+
 # Entries are conv output channels; 'M' is a max pool. The paper's file also defines VGG16
 # and VGG19, but its model_loader.py exposes (and its checkpoints use) only vgg9.
 CONFIGS: dict[str, list[int | str]] = {
@@ -54,3 +56,13 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x).flatten(1)
         return self.classifier(self.fc(out))
+
+
+def _builder(name: str) -> Builder:
+    def build(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        c, h, w = image_shape(arch, input_shape)
+        return VGG(CONFIGS[name], num_classes=num_classes, in_channels=c, spatial=(h, w))
+    return build
+
+
+register(Family("vgg", {name: _builder(name) for name in CONFIGS}))

@@ -10,7 +10,10 @@ Zagoruyko-Komodakis WRNs (no pre-activation, no dropout, 16k first conv).
 
 from __future__ import annotations
 
-from landscape_job.models.cifar_resnet import CifarResNet
+import re
+
+from landscape_job.models.cifar_resnet import CifarResNet, cifar_builder
+from landscape_job.models.registry import Builder, Family, register
 
 
 def wide_resnet(depth: int, k: int, num_classes: int, in_channels: int, shortcut: bool = True) -> CifarResNet:
@@ -18,3 +21,17 @@ def wide_resnet(depth: int, k: int, num_classes: int, in_channels: int, shortcut
     if k < 1:
         raise ValueError(f"width factor {k} must be at least 1")
     return CifarResNet(depth, num_classes=num_classes, in_channels=in_channels, width=k, shortcut=shortcut)
+
+
+def _names() -> dict[str, Builder]:
+    names: dict[str, Builder] = {}
+    for k in (2, 4, 8):
+        names[f"wrn56_{k}"] = cifar_builder(56, k, True)
+        names[f"wrn56_{k}_noshort"] = cifar_builder(56, k, False)
+    for k in (2, 4):
+        names[f"wrn110_{k}_noshort"] = cifar_builder(110, k, False)
+    return names
+
+
+register(Family("wrn", _names(), re.compile(r"wrn(\d+)_(\d+)(_noshort)?"),
+                lambda m: cifar_builder(int(m[1]), int(m[2]), not m[3])))
