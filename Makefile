@@ -48,9 +48,9 @@ kubectl:
 # have a test that fails when the branch is broken. Not in CI (tens of minutes on 2 cores).
 # pyproject's [tool.mutmut] names the files and the tests; GUARDS the functions mutated.
 GUARDS := \
-	'landscape_job.stages.merge_stage.x_collect_shards__*' \
-	'landscape_job.stages.merge_stage.x__check_shard__*' \
-	'landscape_job.stages.merge_stage.x__set_aside__*' \
+	'landscape_job.run.collect.x_collect_shards__*' \
+	'landscape_job.run.collect.x__check_shard__*' \
+	'landscape_job.run.collect.x__set_aside__*' \
 	'landscape_job.run.shards.*' \
 	'landscape_job.run.records.x*ShardRecord*from_attrs__*' \
 	'landscape_job.run.records.x*ProgressRecord*from_json__*' \

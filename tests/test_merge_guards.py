@@ -21,7 +21,7 @@ from landscape_job.base.errors import StageError
 from landscape_job.run.records import ShardRecord
 from landscape_job.run import shards
 from landscape_job.run.shards import ShardData, read_shard, segment_key, segment_prefix, shard_bytes, shard_key
-from landscape_job.stages.merge_stage import collect_shards
+from landscape_job.run.collect import collect_shards
 from landscape_job.storage import open_storage
 
 DIRECTIONS = "d" * 64

@@ -14,8 +14,8 @@ from typing import Callable
 
 from landscape_job.base.errors import StageError, UpstreamFailed, UserError
 from landscape_job.run.records import Manifest
-from landscape_job.spec.sections import Spec
 from landscape_job.spec.parse import spec_from_yaml
+from landscape_job.spec.sections import Spec
 from landscape_job.storage import NotFound, Storage
 
 SPEC_KEY = "spec.yaml"

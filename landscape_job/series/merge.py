@@ -1,7 +1,7 @@
 """A series run's merge: verified shards -> ``series.h5``, the figures and page, ``report.json``.
 
-The shards are checked as a surface's (``merge_stage.collect_shards``, passed in: every
-checkpoint once, each shard of this run and of this series' checkpoints); the report
+The shards are checked as a surface's (``run.collect``: every checkpoint once, each shard
+of this run and of this series' checkpoints); the report
 carries the edge-of-stability numbers (``eos_summary``). No torch here, as in the
 surface's merge: a merge pod only reads HDF5 and draws.
 """
@@ -17,12 +17,12 @@ from typing import Callable
 import numpy as np
 
 import landscape_job
+from landscape_job.run.collect import collect_shards, wait_for_shards
+from landscape_job.run.files import REPORT_KEY, SPEC_KEY, Log, read_manifest, store_plots
 from landscape_job.run.records import Manifest
+from landscape_job.run.shards import QUARANTINE_PREFIX
 from landscape_job.series.file import SERIES_KEY, Series, load_series, series_bytes
-from landscape_job.run.shards import QUARANTINE_PREFIX, shard_key
 from landscape_job.spec.sections import Spec
-from landscape_job.run.files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, Log, read_manifest, store_plots,
-                                            wait_for)
 from landscape_job.storage import Storage
 
 #: "At the edge of stability": λmax within this fraction of (2 + 2β)/η.
@@ -62,20 +62,15 @@ def eos_summary(steps: np.ndarray, sharpness: np.ndarray, threshold: float, band
     return out
 
 
-def merge_series(run: Storage, spec: Spec, log: Log, collect: Callable, plots: bool = True,
+def merge_series(run: Storage, spec: Spec, log: Log, plots: bool = True,
                  wait_seconds: float = 0.0, abort: Callable[[], str | None] | None = None) -> dict:
-    """Verified shards -> series.h5, the figures and viewer, report.json.
-
-    ``collect``: ``merge_stage.collect_shards``, passed in by the merge stage that calls
-    this (so the two modules import each other in one direction only).
-    """
+    """Verified shards -> series.h5, the figures and viewer, report.json."""
     assert spec.series is not None
     started = time.time()
     if wait_seconds > 0:
-        shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
-        wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
+        wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
-    flat, stats = collect(run, spec, str(manifest.direction_hash), log)
+    flat, stats = collect_shards(run, spec, str(manifest.direction_hash), log)
     layers = list((manifest.series or {}).get("layer_names", []))
     run.put(SERIES_KEY, series_bytes(np.asarray(spec.series.steps), list(spec.series.checkpoints), flat,
                                      _attrs(spec, manifest), layer_names=layers))

@@ -23,22 +23,40 @@ import numpy as np
 import torch
 
 import landscape_job
-from landscape_job.surface.directions import Directions, load_directions
 from landscape_job.base.errors import StageError, UserError
-from landscape_job.surface.evaluator import Evaluator, resolve_device
-from landscape_job.spec.localize import localize
-from landscape_job.runtime.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
-from landscape_job.run.records import Manifest, ProgressRecord, ShardRecord
-from landscape_job.run.shards import (ShardData, memory_snapshot_key, partial_key, progress_key, read_shard, segment_key,
-                                  segment_prefix, shard_bytes, shard_key)
-from landscape_job.series.evaluator import SeriesEvaluator
-from landscape_job.spec.sections import Spec
-from landscape_job.surface.centre import build_evaluator, describe_evaluator
-from landscape_job.run.pinned import verify_inputs
-from landscape_job.run.files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, quarantine, read_manifest,
-                                            read_run_spec, stderr_log, wait_for)
-from landscape_job.storage import NotFound, Storage
 from landscape_job.base.termination import Terminated, shielded
+from landscape_job.run.files import (
+    DIRECTIONS_KEY,
+    MANIFEST_KEY,
+    SPEC_KEY,
+    Log,
+    quarantine,
+    read_manifest,
+    read_run_spec,
+    stderr_log,
+    wait_for,
+)
+from landscape_job.run.pinned import verify_inputs
+from landscape_job.run.records import Manifest, ProgressRecord, ShardRecord
+from landscape_job.run.shards import (
+    ShardData,
+    memory_snapshot_key,
+    partial_key,
+    progress_key,
+    read_shard,
+    segment_key,
+    segment_prefix,
+    shard_bytes,
+    shard_key,
+)
+from landscape_job.runtime.memory import MemorySnapshot, mib, peak_device_bytes, peak_host_rss_bytes, reset_device_peak
+from landscape_job.series.evaluator import SeriesEvaluator
+from landscape_job.spec.localize import localize
+from landscape_job.spec.sections import Spec
+from landscape_job.storage import NotFound, Storage
+from landscape_job.surface.centre import build_evaluator, describe_evaluator
+from landscape_job.surface.directions import Directions, load_directions
+from landscape_job.surface.evaluator import Evaluator, resolve_device
 
 Values = dict[str, float]
 
@@ -273,8 +291,8 @@ def _already_complete(run: Storage, spec: Spec, shard: int, direction_hash: str 
 
 def _checked_directions(run: Storage, manifest: Manifest) -> Directions:
     """The run's directions, which must be those the manifest (and every shard) was made with."""
-    way_out = (f"restore the directions.h5 prepare wrote, or start a new run (a new --run-id); the run's "
-               f"shards were computed with the original directions, so a new file cannot join them")
+    way_out = ("restore the directions.h5 prepare wrote, or start a new run (a new --run-id); the run's "
+               "shards were computed with the original directions, so a new file cannot join them")
     try:
         directions = load_directions(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
     except UserError as err:

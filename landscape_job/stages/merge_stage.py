@@ -11,94 +11,33 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 import landscape_job
-from landscape_job.spec.direction_types import direction_type
-from landscape_job.base.errors import StageError
-from landscape_job.surface.interpolation import interpolation_summary
-from landscape_job.spec.metrics import describe as describe_metric
+from landscape_job.run.collect import collect_shards, wait_for_shards
+from landscape_job.run.files import (
+    REPORT_KEY,
+    SPEC_KEY,
+    SURFACE_KEY,
+    Log,
+    read_manifest,
+    read_run_spec,
+    stderr_log,
+    store_plots,
+    wait_for,
+)
 from landscape_job.run.records import Manifest, ShardRecord
-from landscape_job.run.shards import QUARANTINE_PREFIX, read_shard, shard_key
-from landscape_job.spec.sections import Spec
+from landscape_job.run.shards import QUARANTINE_PREFIX
 from landscape_job.series.merge import merge_series
-from landscape_job.run.files import (MANIFEST_KEY, REPORT_KEY, SPEC_KEY, SURFACE_KEY, Log, quarantine,
-                                            read_manifest, read_run_spec, stderr_log, store_plots, wait_for)
+from landscape_job.spec.direction_types import direction_type
+from landscape_job.spec.metrics import describe as describe_metric
+from landscape_job.spec.sections import Spec
 from landscape_job.storage import Storage
 from landscape_job.surface.file import surface_bytes
-
-
-def collect_shards(run: Storage, spec: Spec, direction_hash: str,
-                   log: Log = stderr_log) -> tuple[dict[str, np.ndarray], list[ShardRecord]]:
-    """All shards' values as flat arrays; refuses missing, foreign, damaged or overlapping shards.
-
-    A damaged or foreign shard is moved aside (``shards/quarantine/``, kept for inspection)
-    before the refusal, so the next evaluate of that shard (a resume) recomputes it
-    instead of the run refusing until someone deletes it by hand.
-    """
-    num_shards = spec.compute.shards
-    present = set(run.list("shards/"))  # one listing, not a request per shard
-    missing = [i for i in range(num_shards) if shard_key(i, num_shards) not in present]
-    if missing:
-        listed = ", ".join(str(i) for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
-        raise StageError(f"merge: {len(missing)} of {num_shards} shards missing: {listed} "
-                         f"(expected {run.url}/{shard_key(missing[0], num_shards)})")
-    flat: dict[str, np.ndarray] = {}
-    seen = np.zeros(spec.grid.size, dtype=np.int64)
-    stats = []
-    keys = [shard_key(i, num_shards) for i in range(num_shards)]
-    # Fetched a few at a time (on S3 each is a round trip), checked in order as they come.
-    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-        raws = pool.map(run.get, keys)
-        for i, (key, raw) in enumerate(zip(keys, raws)):
-            try:
-                data = read_shard(raw, f"{run.url}/{key}")
-            except StageError as err:
-                _set_aside(run, key, f"merge: {err}", log)
-            _check_shard(run, spec, direction_hash, i, key, data, flat, seen, stats, log)
-    absent = np.flatnonzero(seen == 0)
-    if absent.size:
-        owners = sorted({i for i in range(num_shards) for p in absent[:100] if p in spec.grid.shard_range(i, num_shards)})
-        raise StageError(f"merge: {absent.size} grid points missing, e.g. flat index {absent[0]}; "
-                         f"incomplete shards: {owners}")
-    return flat, stats
-
-
-def _set_aside(run: Storage, key: str, why: str, log: Log) -> None:
-    """Moves a bad shard aside and stops the merge with one line saying where it went and what to do."""
-    moved = quarantine(run, key, why, log)
-    raise StageError(f"{why}; moved aside to {run.url}/{moved}; resume the run (evaluate recomputes the shard), "
-                     "then merge")
-
-
-#: Shards fetched at once by merge.
-FETCH_THREADS = 8
-
-
-def _check_shard(run: Storage, spec: Spec, direction_hash: str, i: int, key: str, data, flat: dict[str, np.ndarray],
-                 seen: np.ndarray, stats: list[ShardRecord], log: Log) -> None:
-    """Adds shard ``i``'s values to ``flat``; a foreign shard is set aside, one out of place refused."""
-    source = f"{run.url}/{key}"
-    record = ShardRecord.from_attrs(data.attrs)
-    if record.spec_hash != spec.hash:
-        _set_aside(run, key, f"merge: {source} was computed for another spec (spec hash "
-                             f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})", log)
-    if record.direction_hash != direction_hash:
-        _set_aside(run, key, f"merge: {source} was computed with other directions", log)
-    allowed = spec.grid.shard_range(i, spec.compute.shards)
-    stray = data.indices[(data.indices < allowed.start) | (data.indices >= allowed.stop)]
-    if stray.size:
-        raise StageError(f"merge: {source} holds points outside its range: {stray[:5].tolist()}")
-    if len(np.unique(data.indices)) != len(data.indices):
-        raise StageError(f"merge: {source} holds a point more than once")
-    for name, values in data.metrics.items():
-        flat.setdefault(name, np.full(spec.grid.size, np.nan))[data.indices] = values
-    seen[data.indices] += 1
-    stats.append(record)
+from landscape_job.surface.interpolation import interpolation_summary
 
 
 def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
@@ -145,10 +84,9 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
         wait_for(run, [SPEC_KEY], wait_seconds, "the run's spec", log)
     spec = read_run_spec(run)
     if spec.series is not None:
-        return merge_series(run, spec, log, collect_shards, plots=plots, wait_seconds=wait_seconds, abort=abort)
+        return merge_series(run, spec, log, plots=plots, wait_seconds=wait_seconds, abort=abort)
     if wait_seconds > 0:
-        shards = [shard_key(i, spec.compute.shards) for i in range(spec.compute.shards)]
-        wait_for(run, [MANIFEST_KEY, *shards], wait_seconds, "the evaluate stage's shards", log, abort=abort)
+        wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
     flat, stats = collect_shards(run, spec, manifest.direction_hash, log)
     run.put(SURFACE_KEY, surface_file(spec, manifest, flat))

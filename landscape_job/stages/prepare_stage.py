@@ -16,20 +16,19 @@ import torch
 from torch import nn
 
 import landscape_job
+from landscape_job.base.errors import StageError, UserError
+from landscape_job.run.files import DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec, stderr_log
+from landscape_job.run.pinned import record_inputs, verify_inputs
+from landscape_job.run.records import Manifest
+from landscape_job.series.prepare import prepare_series
+from landscape_job.spec.localize import localize
+from landscape_job.spec.parse import spec_from_yaml
+from landscape_job.spec.sections import Spec
+from landscape_job.storage import Storage
+from landscape_job.surface.centre import build_centre_model
 from landscape_job.surface.curvature import centre_analysis, hessian_split
 from landscape_job.surface.direction_builders import BuildContext, BuiltDirections, build
 from landscape_job.surface.directions import direction_file_bytes
-from landscape_job.base.errors import StageError, UserError
-from landscape_job.spec.localize import localize
-from landscape_job.run.records import Manifest
-from landscape_job.spec.sections import Spec
-from landscape_job.spec.parse import spec_from_yaml
-from landscape_job.surface.centre import build_centre_model
-from landscape_job.series.prepare import prepare_series
-from landscape_job.run.pinned import record_inputs, verify_inputs
-from landscape_job.run.files import (DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log, read_run_spec,
-                                            stderr_log)
-from landscape_job.storage import Storage
 
 
 def seed_spec(run: Storage, spec_file: str) -> None:
