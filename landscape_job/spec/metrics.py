@@ -21,9 +21,11 @@ a spec.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable
+
+from landscape_job.base.registry import LiveChoices, Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -164,60 +166,31 @@ _BUILT_IN = (
     Metric("min_eig", "hessian", "Hessian λmin", per_split=False, probe=PointProbe("lanczos", "min_eig")),
 )
 
-_REGISTRY: dict[str, Metric] = {}
-
-
-def register(metric: Metric) -> Metric:
-    """Adds a metric; its dataset names must not clash with another's. Returns it."""
-    if metric.key in _REGISTRY:
-        raise ValueError(f"metric {metric.key!r} is already registered")
-    taken = {name for m in _REGISTRY.values() for name in m.dataset_names()}
-    clash = taken.intersection(metric.dataset_names())
-    if clash:
-        raise ValueError(f"metric {metric.key!r}: dataset names {sorted(clash)} are another metric's")
-    if metric.choice in {m.choice for m in _REGISTRY.values() if m.per_split != metric.per_split}:
+def _one_way_per_choice(metric: Metric, others) -> None:
+    """A spec item turns on metrics computed one way: per split, or per point."""
+    if metric.choice in {m.choice for m in others if m.per_split != metric.per_split}:
         raise ValueError(f"metric {metric.key!r}: spec choice {metric.choice!r} already turns on "
                          f"metrics computed another way")
-    _REGISTRY[metric.key] = metric
-    return metric
 
 
-def unregister(key: str) -> None:
-    """Removes a metric added by ``register`` (tests, plugins that unload)."""
-    if any(m.key == key for m in _BUILT_IN):
-        raise ValueError(f"metric {key!r} is built in")
-    _REGISTRY.pop(key, None)
-
-
+#: Every per-point metric: a ``base.registry.Registry`` (one registry type, as for a series' metrics).
+METRICS: Registry[Metric] = Registry("metric", check=_one_way_per_choice)
 for _metric in _BUILT_IN:
-    register(_metric)
+    METRICS.register(_metric, built_in=True)
 
-
-def registered() -> tuple[Metric, ...]:
-    """All metrics, in registration order (the built-ins first)."""
-    return tuple(_REGISTRY.values())
-
-
-def get(key: str) -> Metric:
-    return _REGISTRY[key]
-
-
-def choices() -> tuple[str, ...]:
-    """The spec's ``metrics:`` items, in registration order."""
-    return tuple(dict.fromkeys(m.choice for m in _REGISTRY.values()))
-
-
-def selected(chosen: Iterable[str]) -> tuple[Metric, ...]:
-    """The metrics the spec's ``metrics:`` items turn on, in registration order."""
-    wanted = set(chosen)
-    return tuple(m for m in _REGISTRY.values() if m.choice in wanted)
+register = METRICS.register
+unregister = METRICS.unregister
+registered = METRICS.registered
+get = METRICS.get
+choices = METRICS.choices
+selected = METRICS.selected
 
 
 def dataset_order() -> tuple[str, ...]:
     """Every registered dataset name in the order files are read and drawn: each split's
     per-split metrics (``train_loss, train_acc, test_loss, test_acc``), then per-point ones."""
-    per_split = [m for m in _REGISTRY.values() if m.per_split]
-    per_point = [m.key for m in _REGISTRY.values() if not m.per_split]
+    per_split = [m for m in METRICS.registered() if m.per_split]
+    per_point = [m.key for m in METRICS.registered() if not m.per_split]
     return tuple(f"{s}_{m.key}" for s in SPLITS for m in per_split) + tuple(per_point)
 
 
@@ -227,7 +200,7 @@ def describe(name: str) -> Field:
     A generic field is labelled by its name; ``<split>_<rest>`` keeps its split (so it is
     drawn beside the split's other fields) and neither end is "best".
     """
-    for metric in _REGISTRY.values():
+    for metric in METRICS.registered():
         if metric.per_split:
             split, _, key = name.partition("_")
             if key == metric.key and split in SPLITS:
@@ -241,18 +214,5 @@ def describe(name: str) -> Field:
     return Field(name, generic, split, known=False)
 
 
-class _Choices(Sequence):
-    """``spec.METRIC_CHOICES``: a live view of ``choices()``, so a metric registered after
-    the spec module was imported (a plugin, a test) is accepted by the spec's parser."""
-
-    def __getitem__(self, index):
-        return choices()[index]
-
-    def __len__(self) -> int:
-        return len(choices())
-
-    def __repr__(self) -> str:
-        return repr(choices())
-
-
-METRIC_CHOICES: Sequence[str] = _Choices()
+#: ``spec.METRIC_CHOICES``: the live choices, so a metric registered later is accepted too.
+METRIC_CHOICES: Sequence[str] = LiveChoices(METRICS)

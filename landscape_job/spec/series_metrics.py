@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from landscape_job.base.registry import Registry
+
 __all__ = ["SHAPES", "SOURCES", "SeriesMetric", "register", "registered", "get", "choices", "selected",
            "column_name", "split_column", "SERIES_CHOICES", "DEFAULT_SERIES_METRICS", "needs_of"]
 
@@ -94,46 +96,26 @@ _BUILT_IN = (
                  description="α of each parameter tensor's noise coordinates (series.noise_per_layer)"),
 )
 
-_REGISTRY: dict[str, SeriesMetric] = {}
-
-
-def register(metric: SeriesMetric) -> SeriesMetric:
-    """Adds a metric; its dataset names must be new. Returns it."""
-    if metric.key in _REGISTRY:
-        raise ValueError(f"series metric {metric.key!r} is already registered")
-    taken = {n for m in _REGISTRY.values() for n in m.dataset_names()}
-    if taken.intersection(metric.dataset_names()):
-        raise ValueError(f"series metric {metric.key!r}: its dataset names are another metric's")
-    _REGISTRY[metric.key] = metric
-    return metric
-
-
+#: Every per-checkpoint metric: the same ``base.registry.Registry`` type as the per-point metrics.
+SERIES_METRICS: Registry[SeriesMetric] = Registry("series metric")
 for _metric in _BUILT_IN:
-    register(_metric)
+    SERIES_METRICS.register(_metric, built_in=True)
 
-
-def registered() -> tuple[SeriesMetric, ...]:
-    return tuple(_REGISTRY.values())
-
-
-def get(key: str) -> SeriesMetric:
-    return _REGISTRY[key]
-
-
-def choices() -> tuple[str, ...]:
-    """The spec's ``series.metrics`` items, in registration order."""
-    return tuple(dict.fromkeys(m.choice for m in _REGISTRY.values()))
+register = SERIES_METRICS.register
+registered = SERIES_METRICS.registered
+get = SERIES_METRICS.get
+choices = SERIES_METRICS.choices
 
 
 def needs_of(choice: str) -> tuple[str, ...]:
     """The other choices that ``choice``'s metrics need to be computed in full."""
-    return tuple(dict.fromkeys(n for m in _REGISTRY.values() if m.choice == choice for n in m.needs))
+    return tuple(dict.fromkeys(n for m in SERIES_METRICS.registered() if m.choice == choice for n in m.needs))
 
 
 def selected(chosen: tuple[str, ...] | list[str]) -> tuple[SeriesMetric, ...]:
     """The metrics the chosen items turn on, less those whose needs are not chosen too."""
     wanted = set(chosen)
-    return tuple(m for m in _REGISTRY.values() if m.choice in wanted and wanted.issuperset(m.needs))
+    return tuple(m for m in SERIES_METRICS.selected(wanted) if wanted.issuperset(m.needs))
 
 
 def column_name(key: str, index: int | None = None) -> str:
