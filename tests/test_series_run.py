@@ -222,6 +222,27 @@ def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
     assert "2/η = 4" in data["threshold_label"] and page.count("</script>") == 1
 
 
+def test_series_figures_follow_plot_formats_and_are_reproducible(tmp_path: Path) -> None:
+    """The series figures go through the surface's saver: plot.formats' figure formats only,
+    and the same file drawn twice gives the same bytes (no creation date in the PDF)."""
+    from landscape_job.plots.options import PlotOptions
+    from landscape_job.series.figures import plot_series
+    from landscape_job.series.file import load_series, series_bytes
+
+    flat = {"top_eigenvalues[0]": np.array([3.0, 5.0, 4.0]), "train_loss": np.array([1.0, 0.5, 0.4])}
+    path = tmp_path / "series.h5"
+    path.write_bytes(series_bytes(np.array([0, 5, 10]), ["a", "b", "c"], flat, {"name": "t", "threshold": 4.0}))
+    series = load_series(path)
+    options = PlotOptions(formats=("svg", "pdf"), dpi=72)
+    first = plot_series(series, tmp_path / "one", options=options)
+    second = plot_series(series, tmp_path / "two", options=options)
+    assert sorted(p.name for p in first) == ["series_sharpness_flow.pdf", "series_sharpness_flow.svg",
+                                             "series_spectrum.pdf", "series_spectrum.svg"]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    assert b"CreationDate" not in first[1].read_bytes()
+
+
 def test_a_glob_left_for_the_pods_is_expanded_by_them(tmp_path: Path, series_raw: dict) -> None:
     """Unchecked (a cluster's spec), the glob stays a pattern; the pods' parse of the stored spec expands it."""
     from landscape_job.spec.parse import parse_spec

@@ -76,16 +76,27 @@ def note_masked(fig: Figure, count: int, total: int, what: str = "non-finite") -
         )
 
 
+#: Per format, the metadata that keeps a file's bytes a function of its data alone.
+_METADATA: dict[str, dict[str, object]] = {
+    "pdf": {"Creator": "landscape", "CreationDate": None},
+    "png": {"Software": "landscape"},
+    "svg": {"Creator": "landscape", "Date": None},
+    "ps": {"Creator": "landscape", "CreationDate": None},
+    "eps": {"Creator": "landscape", "CreationDate": None},
+}
+
+
 def save(fig: Figure, out_dir: Path, stem: str, options: PlotOptions) -> list[Path]:
+    """The one figure saver (a surface's and a series' figures): ``<stem>.<fmt>`` for each of
+    ``options.formats``, at ``options.dpi``, reproducible: no creation date in a PDF, no
+    matplotlib version in a PNG, so the same data give the same bytes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in options.formats:
         target = out_dir / f"{stem}.{fmt}"
-        metadata: dict[str, object] | None = None
-        if fmt == "pdf":
-            metadata = {"Creator": "landscape", "CreationDate": None}
-        elif fmt == "png":
-            metadata = {"Software": "landscape"}
-        fig.savefig(target, format=fmt, dpi=options.dpi, metadata=metadata, facecolor="white")
+        # matplotlib's SVG ids are random unless salted, and its SVG/PS carry a date unless told not to.
+        with matplotlib.rc_context({"svg.hashsalt": stem}):
+            fig.savefig(target, format=fmt, dpi=options.dpi, metadata=_METADATA.get(fmt), facecolor="white")
         written.append(target)
     fig.clear()
     return written

@@ -10,7 +10,8 @@
 * ``series_spectrum``: the top-k eigenvalues by rank at chosen steps (``series.plot_steps``;
   default the first, middle and last), with the threshold.
 
-A figure whose datasets the file lacks is not drawn. Each is saved as PNG and PDF.
+A figure whose datasets the file lacks is not drawn. Each is saved in ``plot.formats``' figure
+formats by the surface's saver (``plots.style.save``: reproducible bytes).
 Matplotlib's object API (no pyplot): merge runs this in a pod without a display.
 """
 
@@ -23,22 +24,9 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from landscape_job.plots.options import PlotOptions
+from landscape_job.plots.style import save
 from landscape_job.series.file import Series
-
-FORMATS = ("png", "pdf")
-DPI = 150
-
-
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=DPI, facecolor="white", metadata={"Creator": "landscape"} if fmt == "pdf"
-                    else None)
-        paths.append(path)
-    return paths
-
 
 def threshold_label(series: Series) -> str:
     momentum = float(series.attrs.get("momentum", 0.0) or 0.0)
@@ -140,17 +128,18 @@ def spectrum_figure(series: Series, plot_steps: Sequence[int]) -> Figure:
     return fig
 
 
-def plot_series(series: Series, out_dir: Path, plot_steps: Sequence[int] = ()) -> list[Path]:
-    """Every figure the file's datasets allow; returns the files written.
+def plot_series(series: Series, out_dir: Path, plot_steps: Sequence[int] = (),
+                options: PlotOptions = PlotOptions()) -> list[Path]:
+    """Every figure the file's datasets allow, in ``options.formats``; returns the files written.
 
     ``plot_steps``: the spectrum's steps (default: the file's ``plot_steps`` attribute, the spec's)."""
     plot_steps = list(plot_steps) or list(json.loads(str(series.attrs.get("plot_steps", "[]"))))
     written: list[Path] = []
     if series.has("top_eigenvalues"):
-        written += _save(sharpness_flow(series), out_dir, "series_sharpness_flow")
-        written += _save(spectrum_figure(series, plot_steps), out_dir, "series_spectrum")
+        written += save(sharpness_flow(series), out_dir, "series_sharpness_flow", options)
+        written += save(spectrum_figure(series, plot_steps), out_dir, "series_spectrum", options)
     if series.has("tail_index"):
-        written += _save(tail_index_figure(series), out_dir, "series_tail_index")
+        written += save(tail_index_figure(series), out_dir, "series_tail_index", options)
     if series.has("top_k_share"):
-        written += _save(gradient_share_figure(series), out_dir, "series_gradient_share")
+        written += save(gradient_share_figure(series), out_dir, "series_gradient_share", options)
     return written

@@ -22,6 +22,7 @@ from landscape_job.run.files import REPORT_KEY, SPEC_KEY, Log, read_manifest, st
 from landscape_job.run.records import Manifest
 from landscape_job.run.shards import QUARANTINE_PREFIX
 from landscape_job.series.file import SERIES_KEY, Series, load_series, series_bytes
+from landscape_job.spec.outputs import split_outputs
 from landscape_job.spec.sections import Spec
 from landscape_job.storage import Storage
 
@@ -99,12 +100,17 @@ def _attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
 
 
 def _write_figures(run: Storage, series: Series, spec: Spec, tmp: Path) -> list[str]:
+    """The figures in ``plot.formats``' figure formats and, where it names html (or is unset), the page."""
+    from landscape_job.plots.options import PlotOptions
     from landscape_job.series.figures import plot_series
     from landscape_job.series.page import write_series_html
 
     assert spec.series is not None
-    written = plot_series(series, tmp / "plots", plot_steps=spec.series.plot_steps)
-    written.append(write_series_html(series, tmp / "plots" / "series.html"))
+    figures, exports = split_outputs(spec.plot.formats)
+    options = PlotOptions.from_spec(spec.plot, formats=figures or None)
+    written = plot_series(series, tmp / "plots", plot_steps=spec.series.plot_steps, options=options) if figures else []
+    if "html" in exports:
+        written.append(write_series_html(series, tmp / "plots" / "series.html"))
     return store_plots(run, written)
 
 
