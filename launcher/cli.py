@@ -100,9 +100,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                       help="repeatable (default: all of png, pdf, vtp (ParaView), html (viewer))")
     _add_plot_options(plot)
     add_render_parser(sub)
-    sub.add_parser("schema", help="print the spec's JSON Schema (draft 2020-12), for editors and CI checks",
-                   description="Point VS Code's YAML extension at the output with a first line "
-                               "'# yaml-language-server: $schema=./surface.schema.json' in the spec.")
+    schema = sub.add_parser("schema", help="print the spec's JSON Schema (draft 2020-12), for editors and CI checks",
+                            description="Point VS Code's YAML extension at the output with a first line "
+                                        "'# yaml-language-server: $schema=./surface.schema.json' in the spec.")
+    schema.add_argument("--markdown", action="store_true",
+                        help="print the spec reference (docs/spec-reference.md) instead")
     for command in CLUSTER_COMMANDS:
         command.add_parser(sub)
     handlers = {command.NAME: command.run for command in CLUSTER_COMMANDS}
@@ -325,6 +327,11 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _schema(args: argparse.Namespace) -> None:
+    if args.markdown:
+        from launcher.spec_reference import spec_reference
+
+        print(spec_reference(), end="")
+        return
     from launcher.spec_schema import print_schema
 
     print_schema()
