@@ -214,12 +214,12 @@ def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
     assert written == {"series_sharpness_flow.png", "series_sharpness_flow.pdf", "series_spectrum.png",
                        "series_spectrum.pdf"}
     page = series_html(series)
-    data = json.loads(page.split("const D = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
+    data = json.loads(page.split('<script id="series-data" type="application/json">', 1)[1].split("</script>", 1)[0])
     assert data["steps"] == [0, 5, 10] and data["threshold"] == 4.0
     assert list(data["fields"]) == ["top_eigenvalues", "train_loss", "min_eig"]  # sharpness first, then the registry's order
     assert data["fields"]["train_loss"]["values"] == [1.0, 0.5, None]
     assert data["fields"]["top_eigenvalues"]["values"][1] == [5.0, 2.0]
-    assert "2/η = 4" in data["threshold_label"] and page.count("</script>") == 1
+    assert "2/η = 4" in data["threshold_label"] and page.count("</script>") == 2  # the data's and the script's
 
 
 def test_series_figures_follow_plot_formats_and_are_reproducible(tmp_path: Path) -> None:

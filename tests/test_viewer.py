@@ -395,3 +395,26 @@ def test_a_one_dimensional_page_draws_both_splits_and_marks_the_barriers(browser
     text, _ = v.hover(0.5, 0.5)
     assert "train loss = " in text and "test loss = " in text  # both values under the cursor
     v.close()
+
+
+def test_the_series_page_runs_its_script_from_the_template(browser, tmp_path: Path) -> None:
+    """series.html (templates/series.html + series.js, data inlined): the script runs without an
+    error, offers each field and the spectrum, and draws the sharpness with its threshold."""
+    from landscape_job.series.file import load_series, series_bytes
+    from landscape_job.series.page import write_series_html
+
+    flat = {"train_loss": np.array([1.0, 0.5, np.nan]), "top_eigenvalues[0]": np.array([3.0, 5.0, 4.0]),
+            "top_eigenvalues[1]": np.array([1.0, 2.0, 2.5])}
+    source = tmp_path / "series.h5"
+    source.write_bytes(series_bytes(np.array([0, 5, 10]), ["a", "b", "c</script>"], flat,
+                                    {"name": "t<b>", "threshold": 4.0, "momentum": 0.0}))
+    path = write_series_html(load_series(source), tmp_path / "series.html")
+    v = Viewer(browser, path)
+    options = v.page.eval_on_selector_all("#field option", "os => os.map(o => o.value)")
+    assert options == ["top_eigenvalues", "train_loss", "__spectrum__"]
+    assert v.page.eval_on_selector_all("#step option", "os => os.map(o => o.textContent)") == ["0", "5", "10"]
+    assert v.text("#note") == "over the training steps" and v.text("h2") == "t<b>: series over 3 checkpoints"
+    assert colours(v.shot()) > 3  # the λ curves (orange, grey), the threshold, the frame
+    v.page.select_option("#field", "__spectrum__")
+    assert v.text("#note") == "top eigenvalues at step 0"
+    v.close()

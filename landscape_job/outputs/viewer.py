@@ -34,6 +34,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from landscape_job.base.errors import UserError
+from landscape_job.outputs.pages import inline_page
 from landscape_job.surface.interpolation import curve_summary
 from landscape_job.spec.metrics import SPLITS, Field
 from landscape_job.plots.fields import all_losses
@@ -55,8 +56,6 @@ _CMAPS = {"loss": "viridis", "acc": "magma", "plain": "viridis", "hessian": "pla
 _KINDS = {"loss": "loss", "accuracy": "acc", "plain": "plain"}
 #: The Hessian's extremes, shown together as their ratio.
 _EIGENVALUES = ("max_eig", "min_eig")
-_DATA_MARK = "__LANDSCAPE_DATA__"
-_SCRIPT_MARK = "/*__LANDSCAPE_SCRIPT__*/"
 
 
 @dataclass(frozen=True)
@@ -247,17 +246,9 @@ def _barriers(surface: Surface) -> dict[str, dict[str, float]]:
     return out
 
 
-def _template(name: str) -> str:
-    return resources.files("landscape_job.outputs").joinpath("templates", name).read_text(encoding="utf-8")
-
-
 def viewer_html(payload: dict) -> str:
-    """The page with script and data inlined; ``<`` is escaped so no data can close the tag."""
-    data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    script = _template("viewer.js").replace("</", "<\\/")
-    page = _template("viewer.html")
-    return page.replace(_SCRIPT_MARK, script).replace(_DATA_MARK, data)
+    """The page with script and data inlined (``outputs.pages``)."""
+    return inline_page("landscape_job.outputs", "viewer", payload)
 
 
 def write_viewer(path: str | Path, surface: Surface, extras: Extras = Extras(),
