@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape_job.surface.direction_builders import build_directions
-from landscape_job.spec.direction_types import direction_type
-from landscape_job.surface.evaluator import Evaluator, resolve_device
-from landscape_job.spec.localize import localize
-from landscape_job.runtime.memory import CUDA_OVERHEAD_BYTES, Fit, LiveBytes, mib, peak_device_bytes, reset_device_peak
-from landscape_job.spec.sections import Spec
 from landscape_job.run.records import Manifest
+from landscape_job.runtime.memory import CUDA_OVERHEAD_BYTES, Fit, LiveBytes, mib, peak_device_bytes, reset_device_peak
 from landscape_job.series.evaluator import SeriesEvaluator
+from landscape_job.spec.direction_types import direction_type
+from landscape_job.spec.localize import localize
+from landscape_job.spec.sections import Spec
 from landscape_job.surface.centre import build_centre_model, build_evaluator
+from landscape_job.surface.direction_builders import build_directions
+from landscape_job.surface.evaluator import resolve_device
+from landscape_job.surface.point_evaluator import PointEvaluator
 
 
 @dataclass(frozen=True)
@@ -148,14 +149,14 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: 
                     seconds_per_point_high=max(mean, times[int(round(0.9 * (len(times) - 1)))]))
 
 
-def _evaluator(spec: Spec, device: torch.device) -> Evaluator:
+def _evaluator(spec: Spec, device: torch.device) -> PointEvaluator:
     """The spec's evaluator at θ*, as a shard builds it, along directions that cost nothing to build.
 
     A point costs the same along any direction: a type whose directions cost a run of
     their own (Hessian eigenvectors: Lanczos in prepare) is stood in for by another here.
     """
     if spec.series is not None:  # a series' points are its checkpoints: timed as the shards measure them
-        return SeriesEvaluator(spec, Manifest(), device)  # type: ignore[return-value]
+        return SeriesEvaluator(spec, Manifest(), device)
     local = localize(spec)
     model = build_centre_model(local)
     stand_in = direction_type(local.directions.type).estimate_as
@@ -164,9 +165,9 @@ def _evaluator(spec: Spec, device: torch.device) -> Evaluator:
     return build_evaluator(local, directions, device, model)
 
 
-def _time_points(spec: Spec, evaluator, points: int, seconds: float) -> list[float]:
+def _time_points(spec: Spec, evaluator: PointEvaluator, points: int, seconds: float) -> list[float]:
     """Seconds per point of whole groups of K points spread over the grid, the first (warm-up) left out."""
-    k = evaluator.points_per_forward or 1
+    k = evaluator.how().points_per_forward
     rng = np.random.default_rng(0)
     times: list[float] = []
     budget_end = time.perf_counter() + seconds
@@ -292,7 +293,7 @@ class MemoryEstimate:
         return max(0, int(room / per_sample)) if per_sample > 0 else 0
 
 
-def measure_memory(evaluator: Evaluator, coords: list[tuple[float, float]]) -> MemoryEstimate:
+def measure_memory(evaluator: PointEvaluator, coords: list[tuple[float, float]]) -> MemoryEstimate:
     """Runs one group of K points (``coords``, after ``warm_up``) and takes its memory peak."""
     evaluator.warm_up()
     device = evaluator.device
@@ -307,8 +308,8 @@ def measure_memory(evaluator: Evaluator, coords: list[tuple[float, float]]) -> M
             evaluator.evaluate_many(coords)
         working, method = counted.peak, "counted tensor bytes"
     return MemoryEstimate(peak_bytes=resident + working, resident_bytes=resident, working_bytes=working,
-                          batch_size=evaluator.batch_size, precision=evaluator.precision,
-                          points_per_forward=evaluator.points_per_forward or 1, device=str(device), method=method,
+                          batch_size=evaluator.batch_size, precision=evaluator.how().precision,
+                          points_per_forward=evaluator.how().points_per_forward, device=str(device), method=method,
                           samples=max((s.size for s in evaluator.splits), default=0))
 
 
@@ -316,7 +317,7 @@ def estimate_memory(spec: Spec) -> MemoryEstimate:
     """``launcher estimate``'s memory part: the spec's evaluator, as a shard builds it, one group of points."""
     evaluator = _evaluator(spec, resolve_device(spec.compute.device))
     evaluator.warm_up()
-    k = evaluator.points_per_forward or 1
+    k = evaluator.how().points_per_forward
     xs, ys = spec.grid.coordinates(np.linspace(0, spec.grid.size - 1, k).astype(np.int64))
     return measure_memory(evaluator, [(float(a), float(b)) for a, b in zip(xs, ys)])
 

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import torch
 
-from landscape_job.models.checkpoints import load_into, load_state_dict
-from landscape_job.surface.curvature import hessian_parameters, hessian_split
 from landscape_job.base.errors import StageError, UserError
-from landscape_job.surface.feed import ResidentSplit
 from landscape_job.inputs.fetch import Fetcher
-from landscape_job.spec.localize import localize
-from landscape_job.runtime.precision import PrecisionChoice
+from landscape_job.models.checkpoints import load_into, load_state_dict
 from landscape_job.run.records import Manifest
-from landscape_job.spec.series_metrics import column_name, selected
+from landscape_job.runtime.precision import PrecisionChoice
 from landscape_job.series.probe import measure
+from landscape_job.spec.localize import localize
 from landscape_job.spec.sections import Spec
+from landscape_job.spec.series_metrics import column_name, selected
 from landscape_job.surface.centre import build_centre_model, check_outputs, load_splits
+from landscape_job.surface.curvature import hessian_parameters, hessian_split
+from landscape_job.surface.feed import ResidentSplit
+from landscape_job.surface.point_evaluator import HowEvaluated
 
 
 def series_columns(spec: Spec, layers: int) -> list[str]:
@@ -73,10 +74,7 @@ def check_noise_memory(spec: Spec, model: torch.nn.Module, samples: int) -> None
 class SeriesEvaluator:
     """Measures checkpoints by index; the attributes are those the evaluate stage reads and records."""
 
-    points_per_forward = 1
-    compile_seconds = 0.0
-    data_resident = True
-    channels_last = False
+    #: One checkpoint at a time, the whole batch always (no halving): the ``PointEvaluator`` counts.
     oom_halvings = 0
 
     def __init__(self, spec: Spec, manifest: Manifest, device: torch.device):
@@ -107,7 +105,7 @@ class SeriesEvaluator:
         if "noise" in spec.series.metrics:
             check_noise_memory(spec, self.model, len(self.samples.labels))
         self.keys = {m.key for m in selected(spec.series.metrics)}
-        self.curvature = True if "top_eigenvalues" in self.keys else None
+        self.eigensolve = "top_eigenvalues" in self.keys
         self.unconverged = 0
         self.nonfinite: list[tuple[float, float, int]] = []
 
@@ -123,6 +121,12 @@ class SeriesEvaluator:
     def warm_up(self) -> None:
         """Nothing to choose or compile: one checkpoint is one measurement."""
 
+    def how(self) -> HowEvaluated:
+        return HowEvaluated(precision=self.precision, precision_reason=self.precision_choice.reason)
+
+    def unconverged_points(self) -> int | None:
+        return self.unconverged if self.eigensolve else None
+
     def load(self, index: int) -> None:
         """The weights of checkpoint ``index`` in the model, from a file whose sha256 is the manifest's."""
         url = self.series.checkpoints[index]
@@ -136,7 +140,7 @@ class SeriesEvaluator:
             self.load(int(round(a)))
             values = measure(self.model, self.splits, self.samples, self.series, self.spec.hessian, self.spec.loss,
                              self.batch_size, self.keys)
-            if self.curvature is not None and values.get("lanczos_converged", 1.0) < 1.0:
+            if self.eigensolve and values.get("lanczos_converged", 1.0) < 1.0:
                 self.unconverged += 1
             out.append({name: values.get(name, float("nan")) for name in self.columns})
         return out

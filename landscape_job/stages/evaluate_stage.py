@@ -54,9 +54,10 @@ from landscape_job.series.evaluator import SeriesEvaluator
 from landscape_job.spec.localize import localize
 from landscape_job.spec.sections import Spec
 from landscape_job.storage import NotFound, Storage
-from landscape_job.surface.centre import build_evaluator, describe_evaluator
+from landscape_job.surface.centre import build_evaluator
 from landscape_job.surface.directions import Directions, load_directions
-from landscape_job.surface.evaluator import Evaluator, resolve_device
+from landscape_job.surface.evaluator import resolve_device
+from landscape_job.surface.point_evaluator import PointEvaluator
 
 Values = dict[str, float]
 
@@ -179,7 +180,7 @@ class _ShardWork:
     #: The values by position in the shard, resumed ones included.
     results: _Results
     resumed: int
-    evaluator: Evaluator | SeriesEvaluator
+    evaluator: PointEvaluator
     names: list[str]
     device: torch.device
     host: str
@@ -212,8 +213,8 @@ class _ShardWork:
         progress = ProgressRecord(
             shard=self.shard, num_shards=self.num_shards, done=done, total=len(self.points), rate=rate,
             eta_s=remaining / rate if rate > 0 else None, host=self.host, device=str(self.device), state=state,
-            updated=time.time(), attempt=self.attempt, points_per_forward=self.evaluator.points_per_forward or 1,
-            compile_seconds=self.evaluator.compile_seconds)
+            updated=time.time(), attempt=self.attempt, points_per_forward=self.record.points_per_forward,
+            compile_seconds=self.record.compile_seconds)
         self.run.put(progress_key(self.shard, self.num_shards), progress.to_json())
 
     def save_partial(self) -> None:
@@ -314,7 +315,7 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None,
     if spec.compute.memory_snapshot and not snapshot.active:
         log(f"evaluate: compute.memory_snapshot records CUDA allocations only; nothing to record on {device}")
     # A series' points are its checkpoints (series_evaluator); its "direction hash" is the manifest's.
-    evaluator = build_evaluator(spec, directions, device) if directions is not None else \
+    evaluator: PointEvaluator = build_evaluator(spec, directions, device) if directions is not None else \
         SeriesEvaluator(spec, manifest, device)
     direction_hash = manifest.direction_hash
     names = evaluator.metric_names()
@@ -322,23 +323,22 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None,
     for piece in _load_partial(run, shard, num_shards, spec.hash, direction_hash, names, log):
         results.put_many(piece)
     evaluator.warm_up()  # chooses points_per_forward, compiles: never part of a point's time
+    how = evaluator.how()
     reset_device_peak(device)  # the peak of the points, not of the K search
     host = socket.gethostname()
     attempt = _previous_attempts(run, progress_key(shard, num_shards)) + 1
     record = ShardRecord(
         spec_hash=spec.hash, direction_hash=direction_hash, shard=shard, num_shards=num_shards,
-        precision=evaluator.precision, device=str(device), host=host, code_version=landscape_job.__version__,
-        attempts=attempt, points_per_forward=evaluator.points_per_forward or 1,
-        compile_seconds=evaluator.compile_seconds, data_on_device=evaluator.data_resident,
-        channels_last=evaluator.channels_last, precision_reason=evaluator.precision_choice.reason,
+        precision=how.precision, device=str(device), host=host, code_version=landscape_job.__version__,
+        attempts=attempt, points_per_forward=how.points_per_forward, compile_seconds=how.compile_seconds,
+        data_on_device=how.data_on_device, channels_last=how.channels_last, precision_reason=how.precision_reason,
         batch_size=evaluator.batch_size)
     work = _ShardWork(run=run, spec=spec, shard=shard, points=points, results=results, resumed=len(results),
                       evaluator=evaluator, names=names, device=device, host=host,
                       attempt=attempt, record=record, started=started, snapshot=snapshot)
     log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
         + (f", {work.resumed} already done (resumed)" if work.resumed else "")
-        + f"; {describe_evaluator(evaluator)}; precision {evaluator.precision} ({evaluator.precision_choice.reason}), "
-        f"batch {evaluator.batch_size}")
+        + f"; {how.describe()}; precision {how.precision} ({how.precision_reason}), batch {evaluator.batch_size}")
     return work
 
 
@@ -352,7 +352,7 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
     work.loop_start = time.monotonic()
     last_progress = 0.0
     work.report("running")
-    group = work.evaluator.points_per_forward or 1
+    group = work.record.points_per_forward or 1
     for start in range(0, len(todo), group):
         chunk = todo[start:start + group]
         halvings, overflowed = work.evaluator.oom_halvings, len(work.evaluator.nonfinite)
@@ -361,7 +361,7 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
         if work.evaluator.oom_halvings != halvings:
             log(f"evaluate: out of device memory; batch size halved to {work.evaluator.batch_size}")
         for a, b, samples in work.evaluator.nonfinite[overflowed:]:
-            log(f"evaluate: point ({a:g}, {b:g}): {samples} samples with non-finite {work.evaluator.precision} "
+            log(f"evaluate: point ({a:g}, {b:g}): {samples} samples with non-finite {work.record.precision} "
                 "logits; its values are NaN (fp16 overflows above 65504: use bf16 or fp32 for this region)")
         with shielded():  # a point is recorded, queued for the checkpoint and logged, or none of these
             for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
@@ -390,7 +390,7 @@ def _finish(work: _ShardWork, log: Log) -> ShardRecord:
     record = replace(work.record, elapsed_s=elapsed, points_computed=computed, points_resumed=work.resumed,
                      seconds_per_point=loop_seconds / computed if computed else 0.0,
                      # Of the points computed by this attempt (a resumed point's count is not kept).
-                     hessian_unconverged=evaluator.unconverged if evaluator.curvature is not None else None,
+                     hessian_unconverged=evaluator.unconverged_points(),
                      batch_size=evaluator.batch_size, oom_halvings=evaluator.oom_halvings,
                      peak_device_bytes=peak_device_bytes(work.device), peak_host_rss_bytes=peak_host_rss_bytes(),
                      nonfinite_points=len(evaluator.nonfinite))

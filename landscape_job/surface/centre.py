@@ -11,21 +11,21 @@ import logging
 import torch
 from torch import nn
 
-from landscape_job.models.checkpoints import load_into, load_state_dict
-from landscape_job.surface.curvature import hessian_split
-from landscape_job.datasets.custom import is_custom
-from landscape_job.surface.custom_metrics import register_python_metrics
-from landscape_job.datasets.builtin import Split, dataset_info, load_split
-from landscape_job.surface.directions import Directions
 from landscape_job.base.errors import UserError
-from landscape_job.surface.evaluator import Evaluator
-from landscape_job.spec.localize import localize
-from landscape_job.surface.losses import PYTHON_PREFIX, batch_loss_sum
-from landscape_job.spec.metrics import selected
-from landscape_job.models import build_model
-from landscape_job.models.outputs import describe_output, select_output
 from landscape_job.base.pyref import one_line
+from landscape_job.datasets.builtin import Split, dataset_info, load_split
+from landscape_job.datasets.custom import is_custom
+from landscape_job.models import build_model
+from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.models.outputs import describe_output, select_output
+from landscape_job.spec.localize import localize
+from landscape_job.spec.metrics import selected
 from landscape_job.spec.sections import Spec
+from landscape_job.surface.curvature import hessian_split
+from landscape_job.surface.custom_metrics import register_python_metrics
+from landscape_job.surface.directions import Directions
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.surface.losses import PYTHON_PREFIX, batch_loss_sum
 
 _log = logging.getLogger(__name__)
 
@@ -116,11 +116,3 @@ def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
     return Evaluator(model, directions, splits, compute=spec.compute, device=device, loss=spec.loss,
                      metrics=spec.metrics, hessian=spec.hessian,
                      hessian_split=hessian_split(local) if "hessian" in spec.metrics else None)
-
-
-def describe_evaluator(evaluator: Evaluator) -> str:
-    """One log phrase with the speed settings in effect, so a slow run can be explained."""
-    compiled = f", compiled in {evaluator.compile_seconds:.1f}s" if evaluator.compile_seconds else ""
-    return (f"{evaluator.points_per_forward or 1} point(s) per forward, data "
-            f"{'on the device' if evaluator.data_resident else 'streamed from host memory'}"
-            f"{', channels_last' if evaluator.channels_last else ''}{compiled}")

@@ -16,13 +16,19 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from landscape_job.datasets.builtin import Split, subset_indices
-from landscape_job.surface.directions import Directions
 from landscape_job.base.errors import UserError
-from landscape_job.surface.hessian import HessianOperator, LanczosResult, TraceEstimate, hutchinson_trace, lanczos, unflatten
-from landscape_job.surface.losses import batch_loss_sum
+from landscape_job.datasets.builtin import Split, subset_indices
 from landscape_job.spec.sections import HessianSpec, Spec
-
+from landscape_job.surface.directions import Directions
+from landscape_job.surface.hessian import (
+    HessianOperator,
+    LanczosResult,
+    TraceEstimate,
+    hutchinson_trace,
+    lanczos,
+    unflatten,
+)
+from landscape_job.surface.losses import batch_loss_sum
 
 #: The largest eigenvalues recorded at θ* (``top_eigenvalues``), whatever the directions.
 TOP_EIGENVALUES = 3

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 import torch
 
-from landscape_job.spec import metrics as registry
 from landscape_job.base import pyref
 from landscape_job.base.errors import UserError, shown
+from landscape_job.spec import metrics as registry
 from landscape_job.surface.losses import user_batch_sum
 
 __all__ = ["is_python_metric", "register_python_metrics"]

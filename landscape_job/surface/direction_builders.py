@@ -21,10 +21,17 @@ import torch
 from torch import nn
 
 from landscape_job.spec.direction_types import DIRECTION_TYPES
-from landscape_job.surface.directions import (Directions, named_tensors, normalize_direction, orthogonalize, random_direction,
-                                      read_direction_file, target_direction)
-from landscape_job.surface.pca import PcaPlane, build_pca
 from landscape_job.spec.sections import DirectionsSpec
+from landscape_job.surface.directions import (
+    Directions,
+    named_tensors,
+    normalize_direction,
+    orthogonalize,
+    random_direction,
+    read_direction_file,
+    target_direction,
+)
+from landscape_job.surface.pca import PcaPlane, build_pca
 
 
 @dataclass(frozen=True)

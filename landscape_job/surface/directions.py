@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape_job.models.checkpoints import load_into, load_state_dict
 from landscape_job.base.errors import UserError, shown
+from landscape_job.models.checkpoints import load_into, load_state_dict
 from landscape_job.storage import h5_attrs, h5_bytes, open_h5
 
 _EPS = 1e-10

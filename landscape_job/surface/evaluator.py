@@ -20,17 +20,24 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from landscape_job.surface.curvature import CurvatureProbe
-from landscape_job.surface.custom_metrics import register_python_metrics
 from landscape_job.datasets.builtin import Split
-from landscape_job.surface.directions import Directions, named_tensors
-from landscape_job.surface.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes, place_split,
-                                 split_bytes)
-from landscape_job.surface.losses import batch_loss_sum, batch_loss_sums
-from landscape_job.spec.metrics import Metric, selected
 from landscape_job.runtime.gpu import gpu_required, required_device
 from landscape_job.runtime.precision import AUTOCAST, compute_dtype, device_capability, resolve_precision
+from landscape_job.spec.metrics import Metric, selected
 from landscape_job.spec.sections import DEFAULT_METRICS, ComputeSpec, HessianSpec
+from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.surface.custom_metrics import register_python_metrics
+from landscape_job.surface.directions import Directions, named_tensors
+from landscape_job.surface.feed import (
+    ResidentSplit,
+    StreamedSplit,
+    decide_resident,
+    free_device_bytes,
+    place_split,
+    split_bytes,
+)
+from landscape_job.surface.losses import batch_loss_sum, batch_loss_sums
+from landscape_job.surface.point_evaluator import HowEvaluated
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +201,15 @@ class Evaluator:
             total += sum(s.inputs.numel() * s.inputs.element_size() + s.labels.numel() * s.labels.element_size()
                          for s in self.splits if isinstance(s, ResidentSplit))
         return int(total)
+
+    def how(self) -> HowEvaluated:
+        """The settings in effect, as a shard records them (``point_evaluator.PointEvaluator``)."""
+        return HowEvaluated(precision=self.precision, precision_reason=self.precision_choice.reason,
+                            points_per_forward=self.points_per_forward or 1, compile_seconds=self.compile_seconds,
+                            data_on_device=self.data_resident, channels_last=self.channels_last)
+
+    def unconverged_points(self) -> int | None:
+        return self.unconverged if self.curvature is not None else None
 
     def metric_names(self) -> list[str]:
         """The names of the values each point gets: each split's metrics, then the per-point ones."""

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from landscape_job.spec import metrics as registry
 from landscape_job.base.errors import UserError
+from landscape_job.spec import metrics as registry
 from landscape_job.spec.grid import Grid
 from landscape_job.storage import h5_bytes
 

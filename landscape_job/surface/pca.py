@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape_job.models.checkpoints import load_into, load_state_dict
-from landscape_job.surface.directions import Directions, named_tensors, normalize_direction, orthogonalize
 from landscape_job.base.errors import UserError
+from landscape_job.models.checkpoints import load_into, load_state_dict
 from landscape_job.spec.sections import DirectionsSpec
+from landscape_job.surface.directions import Directions, named_tensors, normalize_direction, orthogonalize
 
 #: Columns per float64 block when forming the Gram matrix and the directions.
 _CHUNK = 1 << 20
