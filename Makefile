@@ -1,6 +1,7 @@
 # The two commands of the README, each setting up what it needs:
 #   make demo   - train two small digits CNNs, compute a 2-D surface and a 1-D interpolation into ./runs/
 #   make test   - the test suite
+#   make test-fast - the suite less its slow, browser and outside-tool tests (the edit loop)
 #   make mutation - mutation testing of the guard modules (docs/testing.md; not in CI)
 # Each creates .venv with every package pinned by requirements/constraints.txt.
 
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean browser kubectl mutation
+.PHONY: demo test test-fast lint clean browser kubectl mutation
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser kubectl
 	MPLBACKEND=Agg $(PY) -m pytest
+
+# The edit loop: everything but the slow, browser and outside-tool tests (markers in pyproject.toml).
+test-fast: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest -m "not slow and not browser and not tools"
 
 # The viewer's tests drive Debian's chromium (never a downloaded browser). Installed here
 # when missing and apt-get is usable as root; otherwise those tests skip, naming why

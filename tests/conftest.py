@@ -53,6 +53,13 @@ def missing_tool(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the ``browser`` fixture is a ``browser`` test, wherever it is written."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """moto's standalone S3 server on 127.0.0.1, one for the whole session."""
