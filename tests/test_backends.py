@@ -63,6 +63,7 @@ def exit_and_err(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_wait_status_list_and_pull_say_done_only_when_merge_has_written_everything(
         tmp_path: Path, linear_spec: dict, no_cluster: Path, capsys: pytest.CaptureFixture) -> None:
     spec = load_spec(write_spec(tmp_path, linear_spec))
