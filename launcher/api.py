@@ -5,11 +5,13 @@
     run.status()                                       # RunStatus(state='running', points_done=812, ...)
     landscape = run.wait().pull("out/")                # a landscape_job.api.result.Landscape
 
-A thin layer over the commands, not beside them: ``backend="local"`` runs
-``launcher.local.runner.submit_local`` (the stages as local processes, as ``submit --local``) in a
-background thread, so a notebook stays usable; ``backend="cluster"`` is ``launcher submit``
-itself. Progress and the result are read from the run's storage, the one place both
-backends write (spec, progress records, shards, ``surface.h5``, ``report.json``).
+A thin layer over the backends (``launcher.backends``), as the commands are: the same
+``checked_spec``, ``plan`` and ``submit`` as ``launcher submit``; a backend that runs the
+stages in this process (``local``: as ``submit --local``) does so in a background thread, so a
+notebook stays usable. ``status`` is the backend's (``launcher status``'s state); progress
+and the result are read from the run's storage, the one place every backend writes (spec,
+progress records, shards, ``surface.h5``, ``report.json``), and the run has succeeded only
+once merge has written every output (``launcher.backends.done``).
 
 It lives in ``launcher`` because submitting is the launcher's job and ``landscape_job``
 never imports ``launcher``; the in-memory API (``landscape_job.api.compute``) needs neither.
@@ -28,28 +30,26 @@ from typing import Any
 
 from landscape_job.api.result import Landscape
 from landscape_job.base.errors import StageError, UserError
-from landscape_job.storage.location import check_run_id
 from landscape_job.run.records import ProgressRecord
 from landscape_job.run.shards import progress_key, shard_key
+from landscape_job.spec.parse import parse_spec
 from landscape_job.spec.sections import Spec
-from landscape_job.spec.parse import load_spec, parse_spec
-from landscape_job.stages import REPORT_KEY, SURFACE_KEY
+from landscape_job.stages import SERIES_KEY, SURFACE_KEY
 from landscape_job.storage import NotFound, Storage, run_storage
+from landscape_job.storage.location import check_run_id
 
-from launcher.cli import checked_spec
-from launcher.cli import main as launcher_main
-from launcher.local.runner import new_run_id, submit_local
+from launcher.backends.base import BACKENDS, Backend, make_backend
+from launcher.backends.done import describe_missing, run_missing
+from launcher.local.runner import new_run_id
 
 __all__ = ["BACKENDS", "Run", "RunStatus", "submit"]
-
-BACKENDS = ("local", "cluster")
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    """Where a run stands: ``running``, ``succeeded`` or ``failed``. Points and success come from
-    its storage; a failure from the local thread, or, for a cluster run, from its Jobs (asked as
-    ``launcher status`` asks them: a failed stage or Jobs gone)."""
+    """Where a run stands: ``running``, ``succeeded`` or ``failed``. Points come from its storage;
+    success and failure from its backend, as ``launcher status`` reads them (succeeded: Complete,
+    every output written), and from the thread of a run that runs here."""
 
     state: str
     points_done: int
@@ -62,11 +62,12 @@ class RunStatus:
 
 
 class Run:
-    """A submitted run: ``status()``, ``wait()`` and ``pull()``."""
+    """A submitted run: ``status()``, ``wait()`` and ``pull()``, through the backend that submitted it."""
 
-    def __init__(self, spec: Spec, run_id: str, backend: str, thread: threading.Thread | None = None,
+    def __init__(self, spec: Spec, run_id: str, backend: Backend, thread: threading.Thread | None = None,
                  log: io.StringIO | None = None):
-        self.spec, self.run_id, self.backend = spec, run_id, backend
+        self.spec, self.run_id, self._backend = spec, run_id, backend
+        self.backend: str = backend.name
         self.storage: Storage = run_storage(spec.storage, run_id)
         self._thread, self._log = thread, log
         self._error: BaseException | None = None
@@ -98,30 +99,23 @@ class Run:
 
     def status(self) -> RunStatus:
         total = self.spec.grid.size
-        if self.storage.exists(SURFACE_KEY) and self.storage.exists(REPORT_KEY):
+        try:
+            current = self._backend.status(self.run_id)
+        except UserError:  # its spec.yaml not written yet: only a run starting in this process's thread
+            if self._thread is None or not self._thread.is_alive():
+                raise
+            return RunStatus("running", 0, total)
+        if current.complete:
             return RunStatus("succeeded", total, total)
         if self._error is not None:
             return RunStatus("failed", self._points_done(), total, str(self._error).splitlines()[0])
-        if self._thread is not None and not self._thread.is_alive():
-            return RunStatus("failed", self._points_done(), total, "the local run stopped without a surface")
-        if self.backend == "cluster":
-            error = self._cluster_error()
-            if error is not None:
-                return RunStatus("failed", self._points_done(), total, error)
+        if self._thread is not None:  # the run's own process is this one: its thread is the truth
+            if not self._thread.is_alive():
+                return RunStatus("failed", self._points_done(), total, "the local run stopped without its outputs")
+            return RunStatus("running", self._points_done(), total)
+        if current.ended:
+            return RunStatus("failed", self._points_done(), total, current.error or current.state.lower())
         return RunStatus("running", self._points_done(), total)
-
-    def _cluster_error(self) -> str | None:
-        """Why the run's Jobs say it failed (``launcher wait``'s reading), or None while it goes on."""
-        from launcher.kubernetes.cluster import Cluster
-        from launcher.commands.cluster_run import jobs_by_stage
-        from launcher.commands.follow import stop_error
-        from launcher.kubernetes.section import parse_kubernetes
-
-        cluster = Cluster.connect(namespace=parse_kubernetes(self.spec.kubernetes).namespace)
-        try:
-            return stop_error(self.run_id, jobs_by_stage(cluster, self.run_id))
-        finally:
-            cluster.close()
 
     def wait(self, timeout: float | None = None, interval: float = 2.0) -> Run:
         """Blocks until the run succeeded; a failure raises (``StageError``) and so does ``timeout`` seconds."""
@@ -140,21 +134,22 @@ class Run:
                 time.sleep(interval)
 
     def pull(self, dest: str | Path | None = None) -> Landscape:
-        """The merged surface; with ``dest``, also ``surface.h5``, ``report.json`` and ``plots/`` written there."""
-        if not self.storage.exists(SURFACE_KEY):
-            raise UserError(f"run {self.run_id}: no {SURFACE_KEY} yet ({self.status().state}); wait() first")
-        data = self.storage.get(SURFACE_KEY)
+        """The merged surface of a Complete run; with ``dest``, also everything it wrote (``surface.h5``,
+        ``report.json``, ``plots/``), copied there whole or not at all (``launcher pull``)."""
         if dest is not None:
-            folder = Path(dest)
-            for key in [SURFACE_KEY, REPORT_KEY, *self.storage.list("plots/")]:
-                target = folder / key
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data if key == SURFACE_KEY else self.storage.get(key))
-        return Landscape.from_bytes(data, f"{self.url}/{SURFACE_KEY}")
+            path = self._backend.pull(self.run_id, Path(dest))
+            return Landscape.from_bytes(path.read_bytes(), f"{self.url}/{path.name}")
+        missing = run_missing(self.storage)
+        if SURFACE_KEY in missing or (missing and not self.storage.exists(SURFACE_KEY)
+                                      and not self.storage.exists(SERIES_KEY)):
+            raise UserError(f"run {self.run_id}: no {SURFACE_KEY} yet ({self.status().state}); wait() first")
+        if missing:
+            raise StageError(f"run {self.run_id} is not complete: missing {describe_missing(missing)}; wait() first")
+        return Landscape.from_bytes(self.storage.get(SURFACE_KEY), f"{self.url}/{SURFACE_KEY}")
 
 
 def _spec_file(spec: str | Path | Mapping[str, Any], folder: Path, storage: str | None) -> tuple[Path, str | None]:
-    """The spec as a file the commands read, and the storage override still to apply.
+    """The spec as a file the backends read, and the storage override still to apply.
 
     A mapping is parsed against the current folder (relative paths are the notebook's) and
     written normalised (absolute paths, storage included) into ``folder``.
@@ -170,42 +165,32 @@ def submit(spec: str | Path | Mapping[str, Any], backend: str = "local", *, run_
            storage: str | None = None, workers: int | None = None) -> Run:
     """Starts a run of ``spec`` (a file, or its contents as a dict) and returns at once.
 
-    ``backend="local"``: this machine, the stages as processes (``workers`` evaluate
-    processes at once). ``backend="cluster"``: Jobs on the cluster of the current
-    kubeconfig context, as ``launcher submit`` (the spec's ``kubernetes:`` section applies).
-    A mistake in the spec raises ``UserError`` before anything starts.
+    ``backend``: a name of ``launcher.backends.BACKENDS``. ``"local"``: this machine, the
+    stages as processes (``workers`` evaluate processes at once). ``"cluster"``: Jobs on the
+    cluster of the current kubeconfig context, as ``launcher submit`` (the spec's
+    ``kubernetes:`` section applies). A mistake in the spec raises ``UserError`` before
+    anything starts.
     """
-    if backend not in BACKENDS:
-        raise UserError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    log = io.StringIO()
+    options = {"stream": log, **({"workers": workers} if workers is not None else {})}
+    chosen = make_backend(backend, **options)
     if run_id is not None:
         check_run_id(run_id, "run_id")
-    if backend == "cluster":
-        return _submit_cluster(spec, run_id, storage)
     with tempfile.TemporaryDirectory(prefix="landscape-submit-") as tmp:
-        checked = checked_spec(*_spec_file(spec, Path(tmp), storage))[0]  # as validate and submit --local check
-    chosen = run_id or new_run_id(checked.name, checked.storage)
-    log = io.StringIO()
+        checked = chosen.checked_spec(*_spec_file(spec, Path(tmp), storage))  # as launcher submit checks it
+    plan = chosen.plan(checked, run_id or new_run_id(checked.name, checked.storage))
+    if not getattr(chosen, "runs_here", False):
+        chosen.submit(plan)  # returns once the run exists where it runs
+        return Run(checked, plan.run_id, chosen)
     holder: dict[str, Run] = {}
 
     def body() -> None:
         try:
-            submit_local(checked, run_id=chosen, workers=workers, stream=log)
+            chosen.submit(plan)
         except BaseException as err:  # noqa: BLE001 - kept for status(); the thread must not die loudly
             holder["run"]._error = err
 
-    thread = threading.Thread(target=body, name=f"landscape-{chosen}", daemon=True)
-    holder["run"] = run = Run(checked, chosen, "local", thread, log)
+    thread = threading.Thread(target=body, name=f"landscape-{plan.run_id}", daemon=True)
+    holder["run"] = run = Run(checked, plan.run_id, chosen, thread, log)
     thread.start()
     return run
-
-
-def _submit_cluster(spec: str | Path | Mapping[str, Any], run_id: str | None, storage: str | None) -> Run:
-    """``launcher submit`` itself, with a run id chosen here so the handle knows it."""
-    with tempfile.TemporaryDirectory(prefix="landscape-submit-") as tmp:
-        path, storage = _spec_file(spec, Path(tmp), storage)
-        checked = load_spec(path, storage_override=storage, check_files=False)
-        chosen = run_id or new_run_id(checked.name, checked.storage)
-        argv = ["submit", str(path), "--run-id", chosen, *(["--storage", storage] if storage else [])]
-        if launcher_main(argv) != 0:
-            raise UserError(f"launcher submit {path.name} failed; its message is above")
-    return Run(checked, chosen, "cluster")

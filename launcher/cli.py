@@ -74,6 +74,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                                          "with the same spec is resumed")
     submit.add_argument("--workers", type=int, help="local evaluate processes at once (default: the cores this "
                                                     "process may use, at most the shards)")
+    submit.add_argument("--dry-run", action="store_true",
+                        help="print the plan (run id, storage, spec hash, each stage's command; -o json|yaml: with "
+                             "the objects) and create nothing")
+    submit.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text",
+                        help="with --dry-run: the plan as a record")
     cluster_submit.add_options(submit)
 
     estimate = sub.add_parser("estimate", help="time a few points here and project the run's cost")
@@ -204,30 +209,38 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
 
 
 def _submit(args: argparse.Namespace) -> None:
+    """One plan, made once and then created: ``--dry-run`` prints it instead (``launcher.backends``)."""
     from landscape_job.base.errors import UserError
     from landscape_job.storage.location import check_run_id
-    from landscape_job.stages import REPORT_KEY, SERIES_KEY, SURFACE_KEY
 
-    from launcher.local.runner import RunInterrupted, submit_local
+    from launcher.backends.base import make_backend
+    from launcher.backends.choose import submit_backend
+    from launcher.local.runner import RunInterrupted, new_run_id
 
-    if not args.local:
-        return cluster_submit.run(args)
-    for flag, given in (("--server-dry-run", args.server_dry_run), ("--wait", args.wait), ("-n", args.namespace),
-                        ("--context", args.context), ("--kubeconfig", args.kubeconfig)):
-        if given:
-            raise UserError(f"{flag}: only for the cluster, not with --local")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers: must be at least 1, got {args.workers}")
+    if args.output != "text" and not args.dry_run:
+        raise UserError("-o: only with --dry-run")
+    backend = make_backend(submit_backend(args), args)  # a flag of the other backend: one line, exit 2
     if args.run_id is not None:
         check_run_id(args.run_id, "--run-id")
-    spec, _ = checked_spec(args.spec, args.storage)
+    spec = backend.checked_spec(args.spec, args.storage)
+    plan = backend.plan(spec, args.run_id or new_run_id(spec.name, spec.storage))
+    if args.dry_run:
+        print("\n".join(plan.lines()) if args.output == "text" else formatted_plan(plan, args.output))
+        return
     try:
-        run = submit_local(spec, run_id=args.run_id, workers=args.workers)
+        told = backend.submit(plan)
     except RunInterrupted as stop:
         raise KeyboardInterrupt(f"run {stop.run_id} is kept; resume it with: {resume_command(args, stop.run_id)}") \
             from None
-    result = SURFACE_KEY if spec.series is None else SERIES_KEY
-    print(f"done: {run.url}/{result}\n      {run.url}/plots/\n      {run.url}/{REPORT_KEY}")
+    if told:
+        print(told)
+
+
+def formatted_plan(plan, output: str) -> str:
+    """``submit --dry-run -o json|yaml``: the plan as a record, its objects as rendered."""
+    from launcher.commands.views import formatted
+
+    return formatted(plan.to_dict(), output)
 
 
 def resume_command(args: argparse.Namespace, run_id: str) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from landscape_job.run.records import ProgressRecord
 from landscape_job.run.shards import shard_key
 from landscape_job.stages import MANIFEST_KEY, SERIES_KEY, SURFACE_KEY
 
+from launcher.backends.done import missing_outputs
 from launcher.kubernetes.job_state import end_condition, indexes, job_state, spec_of
 from launcher.local.record import CANCELLED, FAILED, RUNNING, LocalRunRecord
 from launcher.kubernetes.pod_state import Event, PodView, kueue_wait
@@ -25,6 +26,8 @@ from launcher.kubernetes.names import RUN_LABEL, STAGE_LABEL
 
 #: Pods listed under a stage; more are counted.
 PODS_SHOWN = 10
+#: A run's states that are an end without a result.
+FAILED_STATES = ("Failed", "Cancelled", "Stopped", "Gone")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,23 @@ class RunStatus:
     namespace: str | None = None
     local: LocalRunRecord | None = None
     local_alive: bool = False
+    #: Why the run failed, in one line (``wait``'s and the Python handle's error); not in ``to_dict``.
+    error: str | None = field(default=None, compare=False)
+    #: A series run (its result is ``series.h5``); not in ``to_dict``.
+    series: bool = field(default=False, compare=False)
+    #: What the run lacks to be Complete (``launcher.backends.done``); not in ``to_dict``.
+    missing: tuple[str, ...] = field(default=(), compare=False)
+    #: Lines printed after the status text: the last log lines of failed pods; not in ``to_dict``.
+    failure_logs: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "Complete"
+
+    @property
+    def ended(self) -> bool:
+        """Complete, or ended without its result (failed, cancelled, its processes or Jobs gone)."""
+        return self.state in ("Complete", *FAILED_STATES)
 
     def to_dict(self) -> dict[str, Any]:
         progress = self.progress.values()
@@ -135,12 +155,22 @@ def overall_state(stages: tuple[StageStatus, ...]) -> str:
 
 def cluster_status(run_id: str, namespace: str, url: str, jobs: dict[str, dict[str, Any]],
                    pods: list[PodView], events: dict[str, list[Event]], progress: dict[int, ProgressRecord],
-                   shards: int) -> RunStatus:
-    """The run as the cluster shows it; ``events`` by stage (its Job's and its shown pods')."""
-    stages = tuple(cluster_stage(stage, jobs.get(stage), [p for p in pods if p.stage == stage],
-                                 events.get(stage, [])) for stage in STAGES)
-    return RunStatus(run_id, "cluster", url, overall_state(stages), gated(stages), shards, progress,
-                     namespace=namespace)
+                   shards: int, missing: Sequence[str] | None = None, series: bool = False,
+                   error: str | None = None) -> RunStatus:
+    """The run as the cluster shows it; ``events`` by stage (its Job's and its shown pods').
+
+    The merge Job's Complete condition is the run's completion marker here: its pod exits 0 only
+    after writing every output, ``report.json`` last (``launcher.backends.done``). ``missing``:
+    what storage lacks of the outputs, when read (None: not read); it decides only for a run
+    whose Jobs are all gone (``ttlSecondsAfterFinished``): Complete if nothing is missing.
+    """
+    stages = gated(tuple(cluster_stage(stage, jobs.get(stage), [p for p in pods if p.stage == stage],
+                                       events.get(stage, [])) for stage in STAGES))
+    state = overall_state(stages)
+    if state == "Gone" and missing is not None and not missing:
+        state = "Complete"
+    return RunStatus(run_id, "cluster", url, state, stages, shards, progress, namespace=namespace,
+                     error=error if state in FAILED_STATES else None, series=series, missing=tuple(missing or ()))
 
 
 def gated(stages: tuple[StageStatus, ...]) -> tuple[StageStatus, ...]:
@@ -157,10 +187,12 @@ def gated(stages: tuple[StageStatus, ...]) -> tuple[StageStatus, ...]:
 # -- from storage alone ---------------------------------------------------------------------
 
 def stored_status(run_id: str, url: str, keys: set[str], shards: int, progress: dict[int, ProgressRecord],
-                  record: LocalRunRecord | None, alive: bool) -> RunStatus:
-    """The run as its storage prefix shows it: ``keys`` are the prefix's keys.
+                  record: LocalRunRecord | None, alive: bool, report: Mapping[str, Any] | None = None) -> RunStatus:
+    """The run as its storage prefix shows it: ``keys`` are the prefix's keys, ``report`` its parsed
+    ``report.json`` if read (then every output it lists must exist too).
 
-    A stage is Complete when its output exists (manifest, every shard file, surface.h5);
+    A stage is Complete when its output exists (manifest, every shard file; for merge every
+    output, ``report.json`` last: ``launcher.backends.done``);
     Running when the run's launcher process is alive and a worker of the stage runs; the
     stage a failed local run names is Failed. A run whose record says ``running`` but whose
     process is gone was killed: ``Stopped``.
@@ -168,7 +200,8 @@ def stored_status(run_id: str, url: str, keys: set[str], shards: int, progress: 
     complete = sum(1 for shard in range(shards) if shard_key(shard, shards) in keys)
     workers = record.workers if record and alive else {}
     failed_stage = _failed_stage(record)
-    outputs = {"prepare": MANIFEST_KEY in keys, "evaluate": complete == shards, "merge": SURFACE_KEY in keys or SERIES_KEY in keys}
+    missing = missing_outputs(keys, report)
+    outputs = {"prepare": MANIFEST_KEY in keys, "evaluate": complete == shards, "merge": not missing}
     stages = []
     for stage in STAGES:
         if outputs[stage]:
@@ -184,6 +217,8 @@ def stored_status(run_id: str, url: str, keys: set[str], shards: int, progress: 
             active = sum(1 for name in workers if name.startswith("evaluate-"))
             extra = dict(shards_total=shards, shards_complete=complete, active=active)
         message = record.error if record and state == "Failed" else None
+        if stage == "merge" and state != "Complete" and (SURFACE_KEY in keys or SERIES_KEY in keys):
+            message = f"not yet written: {', '.join(missing)}"
         stages.append(StageStatus(stage, state, message=message, **extra))
     if outputs["merge"]:
         state = "Complete"
@@ -195,9 +230,16 @@ def stored_status(run_id: str, url: str, keys: set[str], shards: int, progress: 
         state = "Failed"
     elif record.state == CANCELLED:
         state = "Cancelled"
-    else:
-        state = "Stopped" if record.state == RUNNING else record.state.capitalize()
-    return RunStatus(run_id, "storage", url, state, tuple(stages), shards, progress, local=record, local_alive=alive)
+    elif record.state == RUNNING:
+        state = "Stopped"
+    else:  # succeeded by its record, yet an output is missing (removed since?)
+        state = "Incomplete"
+    error = None
+    if state in FAILED_STATES:
+        error = f"run {run_id}: {state.lower()}: " + (record.error if record and record.error else
+                                                       "its processes are gone")
+    return RunStatus(run_id, "storage", url, state, tuple(stages), shards, progress, local=record, local_alive=alive,
+                     error=error, series=SERIES_KEY in keys, missing=tuple(missing))
 
 
 def _failed_stage(record: LocalRunRecord | None) -> str | None:

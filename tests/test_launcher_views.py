@@ -12,7 +12,7 @@ from landscape_job.run.records import ProgressRecord
 from launcher import progress
 from launcher.commands.follow import merged, stop_error
 from launcher.commands.logs import latest_pods
-from launcher.commands.pull import pulled_keys
+from launcher.backends.pulling import pulled_keys
 from launcher.commands.views import (SHARDS_SHOWN, failed_parts, failed_pod_heading, format_seconds, format_size,
                                      job_line, progress_lines, runs_table, status_head)
 from launcher.run_status import cluster_stage

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from landscape_job.base.errors import StageError, UserError
-
-from launcher.commands.cluster_run import add_cluster_options, connect
-from launcher.commands.run_ref import RunRef, add_run_arguments, resolve_run
-from launcher.commands.stored_run import local_record, stored_spec
-from launcher.local.record import CANCELLED, LOCAL_KEY, alive, here, stop
-from launcher.kubernetes.names import object_names, run_selector
+from launcher.backends.choose import run_backend
+from launcher.commands.cluster_run import add_cluster_options
+from launcher.commands.run_ref import add_run_arguments
 
 NAME = "cancel"
 
@@ -33,56 +29,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    ref = resolve_run(args)
-    if ref.storage is not None:
-        return _cancel_stored(ref)
-    cluster = connect(args)
-    try:
-        propagation = args.cascade.capitalize()
-        jobs = cluster.list_jobs(run_selector(ref.run_id))
-        names = object_names(ref.run_id, 1)
-        config_map = cluster.get_config_map(names["spec"])
-        if not jobs and config_map is None:
-            raise UserError(f"run {ref.run_id}: no configmap {names['spec']} in namespace {cluster.namespace}, and "
-                            f"no Jobs labelled {run_selector(ref.run_id)} (launcher list shows the runs there; -n "
-                            f"picks another namespace)")
-        deleted = [f"job/{j['metadata']['name']}" for j in jobs
-                   if cluster.delete_job(j["metadata"]["name"], propagation)]
-        try:
-            deleted += cluster.delete_rbac(run_selector(ref.run_id))
-        except UserError as err:  # an account that may not touch Roles: the run is stopped all the same
-            print(f"note: the run's Roles, if any, are left: {err}")
-        if config_map is not None:
-            cluster.delete_config_map(names["spec"], propagation=propagation,
-                                      on_404=f"run {ref.run_id}: configmap {names['spec']} went away meanwhile")
-            deleted.append(f"configmap/{names['spec']}")
-        print(f"run {ref.run_id} cancelled in namespace {cluster.namespace}: deleted {', '.join(deleted) or 'nothing'}"
-              f"; their pods are garbage-collected. Its storage is kept: submit again with --run-id {ref.run_id} "
-              f"to resume")
-    finally:
-        cluster.close()
-
-
-def _cancel_stored(ref: RunRef) -> None:
-    """Stops a local run's processes if they run; a run in storage with no live process is said so."""
-    storage = ref.storage
-    assert storage is not None
-    stored_spec(storage)  # a folder that is no run: one line, exit 2
-    record = local_record(storage)
-    if record is None:
-        raise UserError(f"run {ref.run_id}: {storage.url} has no {LOCAL_KEY}: not a local run; a run on the "
-                        f"cluster is cancelled by its id (launcher cancel {ref.run_id} -n NAMESPACE)")
-    if not here(record):
-        raise UserError(f"run {ref.run_id} was started on host {record.host}, not here; cancel it there "
-                        f"(its processes cannot be reached from this machine)")
-    if not alive(record):
-        print(f"run {ref.run_id} is not running (it {record.state if record.state != 'running' else 'stopped'}; "
-              f"launcher pid {record.pid} on {record.host} is gone); nothing to cancel")
-        return
-    pids = stop(record)
-    try:
-        storage.put(LOCAL_KEY, record.ended(CANCELLED, "cancelled").to_json())
-    except (StageError, OSError) as err:
-        raise StageError(f"run {ref.run_id}: stopped, but its record could not be written: {err}") from None
-    print(f"run {ref.run_id} cancelled: stopped {len(pids)} processes ({', '.join(map(str, pids))}). Its storage is "
-          f"kept: submit again with --run-id {ref.run_id} to resume")
+    backend, run_id = run_backend(args)
+    print(backend.cancel(run_id))

@@ -18,7 +18,7 @@ from landscape_job.run.records import ProgressRecord
 from landscape_job.run.shards import progress_key
 from landscape_job.storage import Storage
 
-from launcher.kubernetes.names import STAGE_LABEL, check_run_id, object_names, run_selector
+from launcher.kubernetes.names import STAGE_LABEL, object_names, run_selector
 
 if TYPE_CHECKING:  # the kubernetes client loads only for the commands that talk to a cluster
     from launcher.kubernetes.cluster import Cluster
@@ -37,14 +37,6 @@ def connect(args: argparse.Namespace, namespace: str | None = None) -> Cluster:
     from launcher.kubernetes.cluster import Cluster
 
     return Cluster.connect(args.kubeconfig, args.context, args.namespace or namespace)
-
-
-def check_run(run_id: str) -> None:
-    """A run id given on the command line, checked as render checks ``--run-id`` but named as what it is here."""
-    try:
-        check_run_id(run_id)
-    except UserError as err:
-        raise UserError(str(err).replace("--run-id: expected", f"run id {run_id!r}: expected", 1)) from None
 
 
 def run_config_map(cluster: Cluster, run_id: str) -> dict[str, Any]:

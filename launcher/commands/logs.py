@@ -13,24 +13,18 @@ workers' logs under ``logs/`` of its prefix: ``logs/prepare.log``, ``logs/evalua
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from landscape_job.base.errors import UserError
-from landscape_job.storage import NotFound, Storage
 
-from launcher.commands.cluster_run import add_cluster_options, connect
-from launcher.commands.run_ref import RunRef, add_run_arguments, resolve_run
-from launcher.commands.stored_run import local_record
+from launcher.backends.choose import run_backend
+from launcher.commands.cluster_run import add_cluster_options
+from launcher.commands.run_ref import add_run_arguments
 from launcher.kubernetes.job_state import attempt_order, pod_index
-from launcher.local.record import LOGS_PREFIX, alive
-from launcher.kubernetes.render import CONTAINER, STAGES
-from launcher.kubernetes.names import STAGE_LABEL, run_selector
+from launcher.kubernetes.names import STAGE_LABEL
+from launcher.kubernetes.render import STAGES
 
 NAME = "logs"
-#: Seconds between reads of a local worker's log with -f.
-FOLLOW_INTERVAL = 0.5
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -90,104 +84,6 @@ def run(args: argparse.Namespace) -> None:
         raise UserError("--index: only with --stage evaluate (the default with --index)")
     if args.follow and args.previous:
         raise UserError("-f: a previous attempt has ended; nothing to follow")
-    ref = resolve_run(args)
-    if ref.storage is not None:
-        return _stored_logs(ref, stage, args)
-    cluster = connect(args)
-    try:
-        selector = run_selector(ref.run_id) + (f",{STAGE_LABEL}={stage}" if stage else "")
-        found = cluster.list_pods(selector)
-        chosen = previous_attempts(found, args.shard) if args.previous else \
-            [(p, False) for p in latest_pods(found, args.shard)]
-        if not chosen:
-            what = f" for shard {args.shard}" if args.shard is not None else f" in stage {stage}" if stage else ""
-            earlier = "no earlier attempts" if args.previous and found else "no pods"
-            raise UserError(f"run {ref.run_id}: {earlier}{what} in namespace {cluster.namespace} (not started yet, "
-                            f"or removed with their Job; see launcher status {ref.run_id})")
-        if args.follow and len(chosen) > 1:
-            raise UserError("-f: follows one pod; give --index I or --stage prepare|merge")
-        for pod, previous in chosen:
-            labels = pod["metadata"]["labels"]
-            tag = prefix(labels.get(STAGE_LABEL, "?"), pod_index(pod)) if len(chosen) > 1 else None
-            lines = cluster.pod_log(pod["metadata"]["name"], CONTAINER, tail=args.tail, follow=args.follow,
-                                    previous=previous)
-            _print(lines, tag, args.follow)
-    finally:
-        cluster.close()
-
-
-def _print(lines: Iterable[str], tag: str | None, flush: bool) -> None:
-    for line in lines:
-        print(f"{tag} {line}" if tag else line, flush=flush)
-
-
-# -- a run in storage ------------------------------------------------------------------------
-
-def stored_logs(keys: Iterable[str], stage: str | None, shard: int | None) -> list[tuple[str, str, int | None]]:
-    """(key, stage, shard) of the worker logs under ``logs/`` that match, in stage then shard order."""
-    found = []
-    for key in keys:
-        if not (key.startswith(LOGS_PREFIX) and key.endswith(".log")):
-            continue
-        name = key[len(LOGS_PREFIX):-len(".log")]
-        base, _, index = name.partition("-")
-        if base not in STAGES or (index and not index.isdigit()):
-            continue
-        found.append((key, base, int(index) if index else None))
-    chosen = [f for f in found if (stage is None or f[1] == stage) and (shard is None or f[2] == shard)]
-    return sorted(chosen, key=lambda f: (STAGES.index(f[1]), f[2] or 0))
-
-
-def _stored_logs(ref: RunRef, stage: str | None, args: argparse.Namespace) -> None:
-    storage = ref.storage
-    assert storage is not None
-    if args.previous:
-        raise UserError(f"--previous: run {ref.run_id} is read from storage, which keeps each worker's latest log "
-                        f"only")
-    chosen = stored_logs(storage.list(LOGS_PREFIX), stage, args.shard)
-    if not chosen:
-        what = f" for shard {args.shard}" if args.shard is not None else f" of stage {stage}" if stage else ""
-        raise UserError(f"run {ref.run_id}: no logs{what} in {storage.url}/{LOGS_PREFIX} (not started yet; see "
-                        f"launcher status {ref.run_id})")
-    if args.follow and len(chosen) > 1:
-        raise UserError("-f: follows one worker; give --index I or --stage prepare|merge")
-    for key, key_stage, index in chosen:
-        tag = prefix(key_stage, index) if len(chosen) > 1 else None
-        lines = _follow(storage, key) if args.follow else _read(storage, key, args.tail)
-        _print(lines, tag, args.follow)
-
-
-def _read(storage: Storage, key: str, tail: int | None) -> list[str]:
-    try:
-        lines = storage.get(key).decode("utf-8", "replace").splitlines()
-    except NotFound:
-        return []
-    return lines[-tail:] if tail else ([] if tail == 0 else lines)
-
-
-def _follow(storage: Storage, key: str) -> Iterator[str]:
-    """A local worker's log as it grows, until its run no longer runs it (or the run ends)."""
-    sent = 0
-    pending = ""
-    while True:
-        record = local_record(storage)
-        running = record is not None and alive(record) and log_key_name(key) in record.workers
-        try:
-            text = storage.get(key).decode("utf-8", "replace")
-        except NotFound:
-            text = ""
-        pending += text[sent:]
-        sent = len(text)
-        *lines, pending = pending.split("\n")
-        yield from lines
-        if not running:
-            if pending:
-                yield pending
-            return
-        sys.stdout.flush()
-        time.sleep(FOLLOW_INTERVAL)
-
-
-def log_key_name(key: str) -> str:
-    """``logs/evaluate-3.log`` -> ``evaluate-3``, the worker's name in ``local.json``."""
-    return key[len(LOGS_PREFIX):-len(".log")]
+    backend, run_id = run_backend(args)
+    for line in backend.logs(run_id, stage, args.shard, tail=args.tail, follow=args.follow, previous=args.previous):
+        print(line, flush=args.follow)

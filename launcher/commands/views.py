@@ -104,7 +104,7 @@ def status_lines(status: RunStatus) -> list[str]:
         if events:
             lines.append("      events:")
             lines += [event_line(e) for e in events]
-    return lines + progress_lines(status.progress, status.shards)
+    return lines + progress_lines(status.progress, status.shards) + list(status.failure_logs)
 
 
 def shard_line(shard: int, progress: ProgressRecord) -> str:

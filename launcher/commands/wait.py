@@ -1,6 +1,7 @@
 """``launcher wait <run> [--timeout S]``: block until the run ends; the exit code says how.
 
-    0    the run succeeded (merge complete); where the results are is printed
+    0    the run succeeded: merge has written every output, report.json last; where the
+         results are is printed
     1    the run failed (a stage failed, its Jobs were deleted, a local run failed, was
          cancelled or its processes are gone): one line says why
     2    the command was wrong (no such run, a bad flag)
@@ -15,26 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
-from typing import Callable
 
-from landscape_job.base.errors import StageError, UserError
-from landscape_job.stages import SERIES_KEY
-from landscape_job.storage import run_storage
+from landscape_job.base.errors import UserError
 
-from launcher.commands.cluster_run import add_cluster_options, connect, jobs_by_stage, run_config_map, storage_of
-from launcher.commands.follow import merged, stop_error
-from launcher.commands.run_ref import add_run_arguments, resolve_run
-from launcher.commands.stored_run import read_stored_status
+from launcher.backends.choose import run_backend
+from launcher.commands.cluster_run import add_cluster_options
+from launcher.commands.run_ref import add_run_arguments
 from launcher.commands.views import done_lines
-from launcher.kubernetes.job_state import spec_of
 
 NAME = "wait"
 #: Exit code when --timeout passes before the run ends (timeout(1)'s).
 TIMEOUT_EXIT = 124
-#: A local run's states that are an end, and not a success.
-STORED_ENDS = ("Failed", "Cancelled", "Stopped")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,55 +39,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_cluster_options(wait)
 
 
-Check = Callable[[], "tuple[bool, str | None]"]
+def check_wait_flags(timeout: float | None, interval: float) -> None:
+    if timeout is not None and timeout < 0:
+        raise UserError(f"--timeout: must be at least 0, got {timeout:g}")
+    if interval <= 0:
+        raise UserError(f"--interval: must be more than 0, got {interval:g}")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.timeout is not None and args.timeout < 0:
-        raise UserError(f"--timeout: must be at least 0, got {args.timeout:g}")
-    if args.interval <= 0:
-        raise UserError(f"--interval: must be more than 0, got {args.interval:g}")
-    ref = resolve_run(args)
-    if ref.storage is not None:
-        storage = ref.storage
-
-        def check() -> tuple[bool, str | None]:
-            status = read_stored_status(ref.run_id, storage)
-            if status.state == "Complete":
-                return True, None
-            if status.state in STORED_ENDS:
-                error = status.local.error if status.local and status.local.error else "its processes are gone"
-                return True, f"run {ref.run_id}: {status.state.lower()}: {error}"
-            return False, None
-
-        return _poll(check, args, storage.url, lambda: storage.exists(SERIES_KEY))
-    cluster = connect(args)
+    check_wait_flags(args.timeout, args.interval)
+    backend, run_id = run_backend(args)
     try:
-        raw = spec_of(run_config_map(cluster, ref.run_id))
-        url = run_storage(storage_of(raw.get("storage"), Path.cwd()), ref.run_id).url
-
-        def check_cluster() -> tuple[bool, str | None]:
-            jobs = jobs_by_stage(cluster, ref.run_id)
-            error = stop_error(ref.run_id, jobs)
-            return (True, error) if error else (merged(jobs), None)
-
-        return _poll(check_cluster, args, url, lambda: "series" in raw)
-    finally:
-        cluster.close()
-
-
-def _poll(check: Check, args: argparse.Namespace, url: str, series: Callable[[], bool]) -> int:
-    """Asks ``check`` every interval until it says the run ended (with an error, or None for success)."""
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    while True:
-        ended, error = check()
-        if ended:
-            if error:
-                raise StageError(error)
-            print(done_lines(url, series=series()))
-            return 0
-        if deadline is not None and time.monotonic() >= deadline:
-            print(f"launcher: run {args.run} has not ended after {args.timeout:g} s (timed out; it goes on)",
-                  file=sys.stderr)
-            return TIMEOUT_EXIT
-        time.sleep(args.interval if deadline is None else max(0.0, min(args.interval, deadline - time.monotonic())))
+        status = backend.wait(run_id, args.timeout, args.interval)
+    except TimeoutError:
+        print(f"launcher: run {args.run} has not ended after {args.timeout:g} s (timed out; it goes on)",
+              file=sys.stderr)
+        return TIMEOUT_EXIT
+    print(done_lines(status.storage, series=status.series))
+    return 0

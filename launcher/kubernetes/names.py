@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 from landscape_job.base.errors import UserError
 
@@ -54,3 +55,11 @@ def check_run_id(run_id: str) -> None:
     if len(run_id) > MAX_NAME or not _RUN_ID.match(run_id):
         raise UserError(f"--run-id: expected at most {MAX_NAME} lowercase letters, digits or '-', starting and "
                         f"ending with a letter or digit (it is a Kubernetes label value); got {run_id!r}")
+
+
+def default_run_id(name: str, now: float | None = None) -> str:
+    """``<name>-<UTC time>``: sortable, readable, and short enough for Kubernetes names.
+
+    ``launcher.local.runner.new_run_id`` adds a suffix when storage already holds that run.
+    """
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"

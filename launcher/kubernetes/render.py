@@ -367,6 +367,18 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
     for cluster settings that contradict the spec.
     """
     check_run_id(run_id)
+    check_cluster_spec(spec, k8s)
+    names = object_names(run_id, spec.compute.shards)
+    config_map = _spec_config_map(names["spec"], run_id, "spec", spec, k8s)
+    rbac_metadata = _metadata(names["pods"], run_id, "pods", spec, k8s, stage=False)
+    deadlines = stage_deadlines(spec, k8s)
+    return ([config_map, pods_role(rbac_metadata, names), pods_role_binding(rbac_metadata, names, k8s)]
+            + [_job(stage, spec, run_id, k8s, names, deadlines) for stage in CREATION_ORDER])
+
+
+def check_cluster_spec(spec: Spec, k8s: KubernetesSpec) -> None:
+    """What ``render_run`` refuses of a spec whatever the run id, checked alone: ``submit`` asks it
+    before any I/O, and renders once, when the run id is chosen."""
     if spec.storage.scheme != S3:
         raise UserError(f"storage: pods on a cluster cannot reach {spec.storage.url}; give s3://bucket/prefix "
                         f"in the spec's storage or with --storage")
@@ -377,12 +389,6 @@ def render_run(spec: Spec, run_id: str, k8s: KubernetesSpec) -> list[dict[str, A
     if k8s.max_failed_indexes is not None and k8s.max_failed_indexes > shards:
         raise UserError(f"kubernetes.max_failed_indexes: {k8s.max_failed_indexes} is more than the "
                         f"{shards} shards (compute.shards)")
-    names = object_names(run_id, shards)
-    config_map = _spec_config_map(names["spec"], run_id, "spec", spec, k8s)
-    rbac_metadata = _metadata(names["pods"], run_id, "pods", spec, k8s, stage=False)
-    deadlines = stage_deadlines(spec, k8s)
-    return ([config_map, pods_role(rbac_metadata, names), pods_role_binding(rbac_metadata, names, k8s)]
-            + [_job(stage, spec, run_id, k8s, names, deadlines) for stage in CREATION_ORDER])
 
 
 def _spec_config_map(name: str, run_id: str, component: str, spec: Spec, k8s: KubernetesSpec) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """``launcher render surface.yaml``: print the Kubernetes objects of a run, create nothing.
 
+The objects of the cluster backend's ``Plan`` (``launcher.backends``): what ``submit`` creates.
+
     launcher render surface.yaml                       # YAML, for kubectl apply -f -
     launcher render surface.yaml -o json --run-id r1   # a v1 List
     launcher render surface.yaml --storage s3://bucket/runs
@@ -12,17 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
-
-def default_run_id(name: str, now: float | None = None) -> str:
-    """``<name>-<UTC time>``: sortable, readable, and short enough for Kubernetes names.
-
-    ``launcher.local.runner.new_run_id`` adds a suffix when storage already holds that run.
-    """
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
+from launcher.kubernetes.names import default_run_id
 
 
 def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,13 +34,12 @@ def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def run_render(args: argparse.Namespace) -> None:
     """Prints the manifests; raises ``UserError`` (one line at the CLI edge) for any mistake."""
     from landscape_job.spec.parse import load_spec
-    from launcher.kubernetes.render import render_run, to_json, to_yaml
-    from launcher.kubernetes.section import parse_kubernetes
+    from launcher.backends.base import make_backend
+    from launcher.kubernetes.render import to_json, to_yaml
 
     spec = load_spec(args.spec, storage_override=args.storage, check_files=False)
-    k8s = parse_kubernetes(spec.kubernetes)
-    objects = render_run(spec, args.run_id or default_run_id(spec.name), k8s)
-    sys.stdout.write(to_json(objects) if args.output == "json" else to_yaml(objects))
+    plan = make_backend("cluster").plan(spec, args.run_id or default_run_id(spec.name))
+    sys.stdout.write(to_json(plan.objects) if args.output == "json" else to_yaml(plan.objects))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

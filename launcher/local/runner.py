@@ -35,7 +35,7 @@ from landscape_job.run.pinned import verify_inputs
 from landscape_job.storage import Storage, open_storage, run_storage
 from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
-from launcher.kubernetes.render_cli import default_run_id
+from launcher.kubernetes.names import default_run_id
 
 
 def available_cores() -> int:
@@ -56,6 +56,11 @@ def local_workers(shards: int, requested: int | None = None) -> int:
 def worker_threads(workers: int) -> int:
     """Each worker's share of the cores (its torch threads)."""
     return max(1, available_cores() // workers)
+
+
+def stage_command(stage: str) -> list[str]:
+    """What a local worker of ``stage`` runs: the pod entrypoint (the run's URL comes in its environment)."""
+    return [sys.executable, "-m", "landscape_job.cli", stage]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -142,7 +147,7 @@ class LocalRunner:
     def _start(self, stage: str, threads: int, shard: int | None = None) -> _Worker:
         log_path = self.log_dir / log_key(stage, shard).rsplit("/", 1)[-1]
         log_file = open(log_path, "w")
-        process = subprocess.Popen([sys.executable, "-m", "landscape_job.cli", stage],
+        process = subprocess.Popen(stage_command(stage),
                                    env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT)
         self.live[log_path.stem] = process.pid
         self._workers_changed()
