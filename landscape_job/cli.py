@@ -1,8 +1,9 @@
 """``landscape-job``: the pod entrypoint, one subcommand per stage.
 
 The run's storage prefix comes from ``--run`` or ``LANDSCAPE_RUN``; the evaluate stage
-takes its shard from ``--shard`` or ``JOB_COMPLETION_INDEX`` (set by an Indexed Job, and
-by the local backend, so both exercise the same contract).
+takes its shard from ``--shard``, ``JOB_COMPLETION_INDEX`` (set by an Indexed Job, and
+by the local backend, so both exercise the same contract) or ``SLURM_ARRAY_TASK_ID`` (a
+Slurm array task, ``launcher submit --slurm``).
 
 Exit codes, which the Jobs' podFailurePolicy reads: 0 done; 2 the user's mistake (one
 line; FailIndex/FailJob, no retry); 1 a failure a retry may heal (one line; retried),
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
                               "(default: $LANDSCAPE_SPEC_FILE; the prepare pod's mounted ConfigMap)")
     evaluate = sub.add_parser("evaluate", help="evaluate one shard of the grid")
     evaluate.add_argument("--shard", type=int, default=None,
-                          help="shard index (default: $JOB_COMPLETION_INDEX)")
+                          help="shard index (default: $JOB_COMPLETION_INDEX, else $SLURM_ARRAY_TASK_ID)")
     evaluate.add_argument("--log-points", action="store_true", help="log every finished grid point")
     evaluate.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                           help="wait up to SECONDS for the prepare stage's output (default: fail at once)")
@@ -131,16 +132,22 @@ def _estimate(spec_file: str | None, points: int) -> None:
     print(estimate(load_spec(spec_file), points).to_json_line(), flush=True)
 
 
+#: Where a shard's index comes from when ``--shard`` is not given, in order: an Indexed Job's
+#: pod (and the local backend's workers), a Slurm array task.
+SHARD_INDEX_ENVS = ("JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
+
+
 def _shard_index(value: int | None) -> int:
     if value is not None:
         return value
-    env = os.environ.get("JOB_COMPLETION_INDEX")
-    if env is None:
-        raise UserError("evaluate: give --shard or set JOB_COMPLETION_INDEX")
+    name = next((n for n in SHARD_INDEX_ENVS if os.environ.get(n) is not None), None)
+    if name is None:
+        raise UserError(f"evaluate: give --shard or set {' or '.join(SHARD_INDEX_ENVS)}")
+    env = os.environ[name]
     try:
         return int(env)
     except ValueError:
-        raise UserError(f"JOB_COMPLETION_INDEX: expected an integer, got {env!r}") from None
+        raise UserError(f"{name}: expected an integer, got {env!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

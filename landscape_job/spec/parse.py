@@ -109,10 +109,11 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     compute = _parse_compute(top.section(Spec, "compute"), grid, series is None or series.listed)
     plot = _parse_plot(top.section(Spec, "plot"))
     kubernetes = top.read(Spec, "kubernetes")
+    slurm = top.read(Spec, "slurm")
     top.finish()
     return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot,
-                kubernetes=kubernetes, notes=tuple(notes) if series is None else (), metrics=metrics, hessian=hessian,
+                kubernetes=kubernetes, slurm=slurm, notes=tuple(notes) if series is None else (), metrics=metrics, hessian=hessian,
                 python=python, pins=pins, series=series)
 
 

@@ -208,6 +208,9 @@ class Spec:
     #: The cluster settings; parsed by the launcher, which alone renders Kubernetes objects.
     kubernetes: dict[str, Any] = key(default_factory=dict, kind=dict,
                                      description="cluster settings, read only by the launcher")
+    #: The Slurm settings (``launcher submit --slurm``); parsed by the launcher alone, as ``kubernetes``.
+    slurm: dict[str, Any] = key(default_factory=dict, kind=dict,
+                                description="Slurm settings (partitions, account, code mode), read only by the launcher")
     #: Why each direction default was chosen; shown by ``launcher validate``.
     notes: tuple[str, ...] = ()
     #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
@@ -273,6 +276,7 @@ class Spec:
             # Only where it is used: an unused hessian section is refused by parse_spec.
             **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
+            **({"slurm": self.slurm} if self.slurm else {}),
             **({"python": python} if python else {}),
         }
 
@@ -286,7 +290,7 @@ class Spec:
         Storage, plot and cluster options are left out: moving a run, re-plotting it or
         running it elsewhere does not make its shards foreign.
         """
-        content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes")}
+        content = {k: v for k, v in self.to_dict().items() if k not in ("storage", "plot", "name", "kubernetes", "slurm")}
         if tuple(content.get("metrics", DEFAULT_METRICS)) == DEFAULT_METRICS:
             content.pop("metrics", None)  # so the hash of every spec from before metrics existed is unchanged
         content["compute"] = {k: v for k, v in content["compute"].items() if k not in SPEED_KEYS}
