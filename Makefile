@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint clean browser kubectl mutation
+.PHONY: demo test test-fast lint clean browser kubectl slurm mutation
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/launcher submit examples/digits.yaml --local
 	$(VENV)/bin/launcher submit examples/digits-interp.yaml --local
 
-test: $(STAMP) browser kubectl
+test: $(STAMP) browser kubectl slurm
 	MPLBACKEND=Agg $(PY) -m pytest
 
 # The edit loop: everything but the slow, browser and outside-tool tests (markers in pyproject.toml).
@@ -47,6 +47,18 @@ kubectl:
 		echo "installing Debian's kubectl for the kustomize tests"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; } \
 			|| echo "could not install kubectl: the kustomize tests will be skipped"; \
+	fi
+
+# tests/test_slurm.py runs a real one-node Slurm (tests/slurm_cluster.py starts munged, slurmctld
+# and slurmd with a generated slurm.conf): Debian's slurm-wlm and munge (22.05), installed here when
+# missing and apt-get is usable as root; otherwise those tests skip, naming why (or fail, with
+# LANDSCAPE_REQUIRE_TOOLS=1 as CI sets it). The packages' own services are not started.
+slurm:
+	@if ! { command -v slurmctld && command -v slurmd && command -v munged; } >/dev/null 2>&1 \
+			&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's slurm-wlm and munge for the Slurm tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } \
+			|| echo "could not install slurm-wlm and munge: the Slurm tests will be skipped"; \
 	fi
 
 # Mutation testing of the guards (docs/testing.md): every refusal and recovery branch must

@@ -125,3 +125,28 @@ def checkpointed_points(run: Storage, shard: int, num_shards: int) -> int:
 
     indices = [read_shard(run.get(k), k).indices for k in run.list(segment_prefix(shard, num_shards))]
     return len(np.unique(np.concatenate(indices))) if indices else 0
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real one-node Slurm (``tests/slurm_cluster.py``) for the session; ``SLURM_CONF`` points the
+    launcher's ``sbatch``, ``scontrol`` and ``scancel`` at it. Needs Debian's ``slurm-wlm`` and
+    ``munge`` (``make slurm`` installs them) and root (slurmd); skips naming what is missing, or fails
+    where ``LANDSCAPE_REQUIRE_TOOLS`` is set."""
+    from slurm_cluster import missing_tools, start_cluster
+
+    missing = missing_tools()
+    if missing:
+        missing_tool(f"Slurm is not installed ({', '.join(missing)} missing): make slurm installs Debian's "
+                     f"slurm-wlm and munge")
+    if os.getuid() != 0:
+        missing_tool("the test Slurm cluster runs slurmd, which needs root")
+    cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    previous = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    yield cluster
+    cluster.stop()
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous

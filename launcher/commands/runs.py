@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     runs.add_argument("-l", "--selector", help="label selector, as kubectl's (key=value,key!=value,key)")
     runs.add_argument("--storage", help="list the runs under this storage base (a folder such as ./runs, file:// or "
                                         "s3:// URL), read from storage: no cluster")
+    runs.add_argument("--slurm", action="store_true", help="the runs among your Slurm jobs (squeue)")
     runs.add_argument("-o", "--output", choices=OUTPUTS, default="text",
                       help="json or yaml: a list of records (keys in the README)")
     add_cluster_options(runs)
@@ -45,6 +46,10 @@ def check_selector(selector: str) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.slurm:
+        from launcher.slurm.cli import list_runs
+
+        return list_runs()
     if args.storage:
         for flag, given in (("-A", args.all_namespaces), ("-l", args.selector)):
             if given:

@@ -28,11 +28,17 @@ def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="multi-document YAML (default) or a JSON v1 List")
     parser.add_argument("--run-id", help="name the run (default: <name>-<UTC time>)")
     parser.add_argument("--storage", help="override the spec's storage (an s3:// URL the pods can reach)")
+    parser.add_argument("--slurm", action="store_true",
+                        help="print the run's Slurm batch scripts and the sbatch commands instead (docs/slurm.md)")
     return parser
 
 
 def run_render(args: argparse.Namespace) -> None:
     """Prints the manifests; raises ``UserError`` (one line at the CLI edge) for any mistake."""
+    if args.slurm:
+        from launcher.slurm.cli import render_scripts
+
+        return render_scripts(args)
     from landscape_job.spec.parse import load_spec
     from launcher.backends.base import make_backend
     from launcher.kubernetes.render import to_json, to_yaml

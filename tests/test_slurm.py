@@ -1,0 +1,263 @@
+"""Issue 27 end to end: runs submitted with ``--slurm`` to a real one-node Slurm (``slurm_cluster``).
+
+The cluster is Debian's slurmctld and slurmd with a ``gpu`` partition of two dummy GRES
+devices, so the evaluate array really is scheduled one GPU a task (two at once); the jobs
+run this checkout's virtualenv (``slurm.code: venv``). Each test drives the launcher as a
+user does (``launcher submit --slurm``, ``status``, ``wait``, ``cancel``) and checks the
+scheduler itself with ``scontrol`` and ``squeue``.
+
+The time-limit run is submitted by a module fixture at the start, so that its minute of
+Slurm time overlaps the other runs instead of adding to them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+from conftest import run_all, spec_from
+from launcher.cli import main as launcher
+from launcher.local.runner import open_run
+from launcher.slurm.record import SLURM_KEY
+
+#: A digits MLP whose forward optionally sleeps: the same numbers, at a pace a test can catch mid-shard.
+MODEL_SOURCE = """
+import time
+import torch.nn as nn
+
+class Pause(nn.Module):
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x):
+        if self.seconds:
+            time.sleep(self.seconds)
+        return x
+
+def mlp(delay=0.0):
+    return nn.Sequential(Pause(delay), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+"""
+SLURM = {"partition": "gpu", "cpu_partition": "cpu", "cpus": 1, "memory": "1000M", "prepare_merge_cpus": 1,
+         "prepare_merge_memory": "1000M"}
+
+
+def digits_spec(folder: Path, name: str, delay: float = 0.0, shards: int = 2, grid: int = 5,
+                **slurm: Any) -> dict[str, Any]:
+    """A 5 x 5 digits surface of a small MLP, stored in ``folder/runs``, for the test Slurm."""
+    (folder / "slurm_models.py").write_text(textwrap.dedent(MODEL_SOURCE))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    torch.save(model.state_dict(), folder / "mlp.pt")
+    return {"name": name, "python": {"path": [str(folder)]},
+            "model": {"arch": "python:slurm_models:mlp", "checkpoint": str(folder / "mlp.pt"),
+                      "kwargs": {"delay": delay}},
+            "data": {"dataset": "digits", "splits": ["train", "test"]},
+            "grid": {"x": f"-1:1:{grid}", "y": f"-1:1:{grid}"},
+            "compute": {"shards": shards, "device": "cpu", "points_per_forward": 1, "checkpoint_every": 2,
+                        "checkpoint_adapt": False},
+            "storage": str(folder / "runs"), "slurm": {**SLURM, **slurm}}
+
+
+def write(folder: Path, raw: dict[str, Any]) -> Path:
+    path = folder / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def surface_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a surface file."""
+    arrays: dict[str, np.ndarray] = {}
+    with h5py.File(path) as handle:
+        handle.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset)
+                          else None)
+    return arrays
+
+
+def assert_same_surface(a: Path, b: Path) -> None:
+    first, second = surface_arrays(a), surface_arrays(b)
+    assert {"xcoordinates", "ycoordinates", "train_loss", "test_acc"} <= set(first) and set(first) == set(second)
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def record(run: Path) -> dict[str, Any]:
+    return json.loads((run / SLURM_KEY).read_text())
+
+
+def scontrol(cluster, job: str) -> list[dict[str, str]]:
+    """``scontrol show job -o`` as dicts (only the simple fields the tests read)."""
+    out = cluster.run("scontrol", "show", "job", "-o", job)
+    return [dict(kv.split("=", 1) for kv in line.split() if "=" in kv) for line in out.splitlines()]
+
+
+def until(condition, seconds: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def progress_done(run: Path, shard: int, shards: int) -> int:
+    path = run / "shards" / f"shard-{shard}-of-{shards}.progress.json"
+    try:
+        return json.loads(path.read_text())["done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("slurm-runs")
+
+
+@pytest.fixture(scope="module")
+def time_limit_run(slurm_cluster, work: Path) -> Path:
+    """A run whose one shard needs more than its 1-minute limit (a point takes 1.5 s of pauses, 25 points);
+    submitted first, checked last. ``signal_seconds: 30``: the stage is warned 30 s before the limit
+    (Slurm checks every ~30 s, so between 30 and 60 s into the task: points are done by then)."""
+    folder = work / "limit"
+    folder.mkdir()
+    raw = digits_spec(folder, "limit", delay=0.5, shards=1, evaluate_time=1, signal_seconds=30)
+    assert launcher(["submit", str(write(folder, raw)), "--slurm", "--run-id", "limit"]) == 0
+    return folder / "runs" / "limit"
+
+
+def test_a_slurm_surface_equals_the_local_one_bit_for_bit(slurm_cluster, time_limit_run: Path, work: Path,
+                                                          capsys) -> None:
+    folder = work / "same"
+    folder.mkdir()
+    raw = digits_spec(folder, "same")
+    path = write(folder, raw)
+    # The --local run of the same spec, in a thread while Slurm runs its copy.
+    local = threading.Thread(target=launcher, args=(["submit", str(path), "--local", "--run-id", "here",
+                                                     "--workers", "1"],))
+    assert launcher(["submit", str(path), "--slurm", "--run-id", "there"]) == 0
+    local.start()
+    out = capsys.readouterr().out
+    run = folder / "runs" / "there"
+    jobs = record(run)
+    assert f"evaluate {jobs['evaluate']} (array)" in out
+
+    # While prepare runs, merge waits on its dependency (and so does the array).
+    assert launcher(["status", str(run)]) == 0
+    status = capsys.readouterr().out
+    assert "merge: Pending (Dependency)" in status, status
+    evaluate = scontrol(slurm_cluster, jobs["evaluate"])
+    assert evaluate[0]["ArrayTaskId"].startswith("0-1") and evaluate[0]["JobState"] == "PENDING"
+    assert scontrol(slurm_cluster, jobs["merge"])[0]["Dependency"].startswith(f"afterok:{jobs['evaluate']}")
+
+    assert launcher(["wait", str(run), "--interval", "0.5", "--timeout", "240"]) == 0
+    local.join(240)
+    assert not local.is_alive()
+    assert_same_surface(run / "surface.h5", folder / "runs" / "here" / "surface.h5")
+    # Each shard ran as an array task on a "GPU" of the gpu partition, its index from SLURM_ARRAY_TASK_ID.
+    for shard in (0, 1):
+        task = scontrol(slurm_cluster, f"{jobs['evaluate']}_{shard}")[0]
+        assert task["JobState"] == "COMPLETED" and task["Partition"] == "gpu" and task["TresPerTask"] == "gres:gpu:1"
+        assert f"shard {shard} of 2" in (run / "logs" / f"evaluate-{shard}.log").read_text()
+    capsys.readouterr()
+    assert launcher(["status", str(run), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "Complete"
+
+
+def test_a_failed_prepare_ends_the_run_at_once_and_evaluate_never_starts(slurm_cluster, work: Path, capsys) -> None:
+    folder = work / "broken"
+    folder.mkdir()
+    raw = digits_spec(folder, "broken")
+    raw["model"]["checkpoint"] = str(folder / "not-there.pt")  # a path only "the nodes" would have
+    assert launcher(["submit", str(write(folder, raw)), "--slurm", "--run-id", "broken"]) == 0
+    run = folder / "runs" / "broken"
+    jobs = record(run)
+    capsys.readouterr()
+    started = time.monotonic()
+    assert launcher(["wait", str(run), "--interval", "0.5", "--timeout", "120"]) == 1
+    err = capsys.readouterr().err
+    prepare_ended = scontrol(slurm_cluster, jobs["prepare"])[0]
+    assert prepare_ended["JobState"] == "FAILED" and prepare_ended["ExitCode"] == "2:0"
+    assert "prepare" in err and "exit 2: a user error" in err and "not-there.pt" in err, err
+    # The array is cancelled by --kill-on-invalid-dep (about a second after prepare) without a task ever
+    # starting; merge too.
+    for stage in ("evaluate", "merge"):
+        job = until(lambda: next((j for j in scontrol(slurm_cluster, jobs[stage]) if j["JobState"] != "PENDING"),
+                                 None), 10, f"{stage} to leave the queue")
+        assert job["JobState"] == "CANCELLED" and job["Reason"] == "DependencyNeverSatisfied", job
+        assert job["StartTime"] == job["EndTime"]  # cancelled while pending: no run time at all
+    assert not list((run / "logs").glob("evaluate-*.log"))
+    assert time.monotonic() - started < 60  # the prepare itself is most of it; Slurm ends the rest in ~1 s
+
+
+def test_a_requeued_evaluate_task_resumes_and_the_surface_is_bit_identical(slurm_cluster, work: Path,
+                                                                           capsys) -> None:
+    folder = work / "requeue"
+    folder.mkdir()
+    raw = digits_spec(folder, "requeue", delay=0.1, shards=1)
+    path = write(folder, raw)
+    assert launcher(["submit", str(path), "--slurm", "--run-id", "requeue"]) == 0
+    run = folder / "runs" / "requeue"
+    task = f"{record(run)['evaluate']}_0"
+    # The reference, in this process, while Slurm runs its copy (the same spec: the same pauses).
+    (folder / "ref").mkdir()
+    reference = threading.Thread(target=run_all, args=(open_run(spec_from(folder / "ref", raw), "ref"), 1))
+    reference.start()
+    until(lambda: progress_done(run, 0, 1) >= 4, 180, "two checkpoint segments of shard 0")
+    slurm_cluster.run("scontrol", "requeue", task)
+    # Slurm holds a requeued job back for two minutes (BeginTime); release it now, as an admin may.
+    until(lambda: scontrol(slurm_cluster, task)[0]["JobState"] == "PENDING", 60, "the task back in the queue")
+    slurm_cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
+    assert launcher(["wait", str(run), "--interval", "0.5", "--timeout", "240"]) == 0
+    reference.join(120)
+    log = (run / "logs" / "evaluate-0.log").read_text()
+    assert "attempt 1" in log and "attempt 2" in log, log
+    assert "resum" in log.split("attempt 2")[1].lower(), log  # the second attempt started from the segments
+    assert scontrol(slurm_cluster, task)[0]["Restarts"] == "1"
+    assert_same_surface(run / "surface.h5", folder / "runs" / "ref" / "surface.h5")
+
+
+def test_cancel_removes_every_job_of_the_run(slurm_cluster, work: Path, capsys) -> None:
+    folder = work / "cancel"
+    folder.mkdir()
+    raw = digits_spec(folder, "cancel", delay=1.0, shards=2)
+    assert launcher(["submit", str(write(folder, raw)), "--slurm", "--run-id", "cancel"]) == 0
+    run = folder / "runs" / "cancel"
+    ids = list(record(run)[k] for k in ("prepare", "evaluate", "merge"))
+    live = lambda: slurm_cluster.run("squeue", "-h", "-r", "-j", ",".join(ids), "-t", "PENDING,RUNNING,COMPLETING",  # noqa: E731
+                                     "-o", "%i")
+    assert len(live().split()) == 4  # prepare, the two array tasks, merge
+    assert launcher(["cancel", str(run)]) == 0
+    until(lambda: live().strip() == "", 30, "no job of the run left in squeue")
+    for job in ids:
+        assert {t["JobState"] for t in scontrol(slurm_cluster, job)} == {"CANCELLED"}
+    capsys.readouterr()
+    assert launcher(["wait", str(run), "--timeout", "10"]) == 1
+    assert "cancelled" in capsys.readouterr().err
+
+
+def test_a_task_over_its_time_limit_is_reported_and_not_requeued(slurm_cluster, time_limit_run: Path,
+                                                                 capsys) -> None:
+    run = time_limit_run
+    capsys.readouterr()
+    assert launcher(["wait", str(run), "--interval", "1", "--timeout", "150"]) == 1
+    err = capsys.readouterr().err
+    assert "evaluate task 0" in err and "time limit" in err and "--signal=B:TERM@30" in err, err
+    task = scontrol(slurm_cluster, f"{record(run)['evaluate']}_0")[0]
+    assert task["JobState"] == "FAILED" and task["ExitCode"] == "143:0" and task["Restarts"] == "0"
+    # The warning came in time: the finished points were saved as a segment, for a resubmission to resume.
+    assert progress_done(run, 0, 1) >= 1 and list((run / "shards").glob("shard-0-of-1.partial-*.h5"))
+    assert launcher(["status", str(run)]) == 0
+    assert "shard 0: FAILED (time limit: stopped by the --signal" in capsys.readouterr().out
