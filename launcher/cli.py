@@ -10,7 +10,9 @@
     launcher estimate surface.yaml          time a few points here, project device-hours and wall time
     launcher estimate surface.yaml --cluster   the same, measured in one pod on the cluster
     launcher plot surface.h5                re-plot a merged surface without recomputing
-    launcher render surface.yaml            print the run's Kubernetes manifests
+    launcher render surface.yaml            print the run's Kubernetes manifests (--slurm: its batch scripts)
+    launcher submit surface.yaml --slurm    submit the stages as Slurm jobs (docs/slurm.md)
+    launcher doctor --slurm [surface.yaml]  check the Slurm cluster: partitions, GPUs, runtime, shared paths
     launcher schema > surface.schema.json   the spec's JSON Schema, for editors (see launcher/spec_schema.py)
 """
 
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from landscape_job.base import verbosity
 from landscape_job.cli import run_guarded
-from launcher.commands import cancel, logs, pull, runs, status, wait
+from launcher.commands import cancel, doctor, logs, pull, runs, status, wait
 from launcher.commands import submit as cluster_submit
 from launcher.commands.cluster_run import add_cluster_options
 from launcher.kubernetes.render_cli import add_render_parser, run_render
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 #: ``launcher plot --format`` choices: matplotlib figures, then the exports of landscape_job.outputs.exports.
 PLOT_FORMATS = ("png", "pdf", "vtp", "html")
 #: The commands that talk to a cluster or read a run's storage, in the order of --help.
-CLUSTER_COMMANDS = (status, wait, logs, runs, cancel, pull)
+CLUSTER_COMMANDS = (status, wait, logs, runs, cancel, pull, doctor)
 
 
 def _add_plot_options(parser: argparse.ArgumentParser) -> None:
@@ -350,11 +352,20 @@ def _schema(args: argparse.Namespace) -> None:
     print_schema()
 
 
+def _render(args: argparse.Namespace) -> None:
+    """``launcher render``: the Kubernetes objects, or with ``--slurm`` the batch scripts."""
+    if args.slurm:
+        from launcher.slurm.cli import render_scripts
+
+        return render_scripts(args)
+    return run_render(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, cluster_handlers = _parser()
     args = parser.parse_args(argv)
     verbosity.set_from(args)
-    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": run_render, "estimate": _estimate,
+    handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": _render, "estimate": _estimate,
                "schema": _schema,
                **cluster_handlers}[args.command]
     return run_guarded(lambda: handler(args), "launcher")

@@ -129,8 +129,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def time_limit_run(slurm_cluster, work: Path) -> Path:
     """A run whose one shard needs more than its 1-minute limit (a point takes 1.5 s of pauses, 25 points);
-    submitted first, checked last. ``signal_seconds: 30``: the stage is warned 30 s before the limit
-    (Slurm checks every ~30 s, so between 30 and 60 s into the task: points are done by then)."""
+    submitted first, checked last. ``signal_seconds: 30``: the stage is warned 30 s before the limit, or
+    earlier: Slurm may send it up to 60 s early, which for a 1-minute limit can be as soon as it starts."""
     folder = work / "limit"
     folder.mkdir()
     raw = digits_spec(folder, "limit", delay=0.5, shards=1, evaluate_time=1, signal_seconds=30)
@@ -257,7 +257,6 @@ def test_a_task_over_its_time_limit_is_reported_and_not_requeued(slurm_cluster, 
     assert "evaluate task 0" in err and "time limit" in err and "--signal=B:TERM@30" in err, err
     task = scontrol(slurm_cluster, f"{record(run)['evaluate']}_0")[0]
     assert task["JobState"] == "FAILED" and task["ExitCode"] == "143:0" and task["Restarts"] == "0"
-    # The warning came in time: the finished points were saved as a segment, for a resubmission to resume.
-    assert progress_done(run, 0, 1) >= 1 and list((run / "shards").glob("shard-0-of-1.partial-*.h5"))
+    assert "stopped by SIGTERM" in (run / "logs" / "evaluate-0.log").read_text()  # the stage got the warning
     assert launcher(["status", str(run)]) == 0
     assert "shard 0: FAILED (time limit: stopped by the --signal" in capsys.readouterr().out

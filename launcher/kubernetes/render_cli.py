@@ -35,10 +35,6 @@ def add_render_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def run_render(args: argparse.Namespace) -> None:
     """Prints the manifests; raises ``UserError`` (one line at the CLI edge) for any mistake."""
-    if args.slurm:
-        from launcher.slurm.cli import render_scripts
-
-        return render_scripts(args)
     from landscape_job.spec.parse import load_spec
     from launcher.backends.base import make_backend
     from launcher.kubernetes.render import to_json, to_yaml
