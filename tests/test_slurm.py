@@ -28,6 +28,7 @@ import torch.nn as nn
 import yaml
 
 from conftest import run_all, spec_from
+from launcher.api import submit
 from launcher.cli import main as launcher
 from launcher.local.runner import open_run
 from launcher.slurm.record import SLURM_KEY
@@ -174,6 +175,13 @@ def test_a_slurm_surface_equals_the_local_one_bit_for_bit(slurm_cluster, time_li
     capsys.readouterr()
     assert launcher(["status", str(run), "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "Complete"
+    # Every array task's log, tagged; pull fetches what merge wrote.
+    assert launcher(["logs", str(run)]) == 0
+    logs = capsys.readouterr().out
+    assert all(tag in logs for tag in ("[prepare] ", "[shard 0] landscape: evaluate shard 0",
+                                       "[shard 1] landscape: evaluate shard 1", "[merge] "))
+    assert launcher(["pull", str(run), str(folder / "pulled")]) == 0
+    assert_same_surface(folder / "pulled" / "surface.h5", run / "surface.h5")
 
 
 def test_a_failed_prepare_ends_the_run_at_once_and_evaluate_never_starts(slurm_cluster, work: Path, capsys) -> None:
@@ -207,9 +215,10 @@ def test_a_requeued_evaluate_task_resumes_and_the_surface_is_bit_identical(slurm
     folder = work / "requeue"
     folder.mkdir()
     raw = digits_spec(folder, "requeue", delay=0.1, shards=1)
-    path = write(folder, raw)
-    assert launcher(["submit", str(path), "--slurm", "--run-id", "requeue"]) == 0
+    # Through the Python handle this time: submit(spec, backend="slurm").
+    handle = submit(raw, backend="slurm", run_id="requeue")
     run = folder / "runs" / "requeue"
+    assert handle.status().state == "running"
     task = f"{record(run)['evaluate']}_0"
     # The reference, in this process, while Slurm runs its copy (the same spec: the same pauses).
     (folder / "ref").mkdir()
@@ -220,13 +229,14 @@ def test_a_requeued_evaluate_task_resumes_and_the_surface_is_bit_identical(slurm
     # Slurm holds a requeued job back for two minutes (BeginTime); release it now, as an admin may.
     until(lambda: scontrol(slurm_cluster, task)[0]["JobState"] == "PENDING", 60, "the task back in the queue")
     slurm_cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
-    assert launcher(["wait", str(run), "--interval", "0.5", "--timeout", "240"]) == 0
+    landscape = handle.wait(timeout=240, interval=0.5).pull()
     reference.join(120)
     log = (run / "logs" / "evaluate-0.log").read_text()
     assert "attempt 1" in log and "attempt 2" in log, log
     assert "resum" in log.split("attempt 2")[1].lower(), log  # the second attempt started from the segments
     assert scontrol(slurm_cluster, task)[0]["Restarts"] == "1"
     assert_same_surface(run / "surface.h5", folder / "runs" / "ref" / "surface.h5")
+    np.testing.assert_array_equal(landscape["train_loss"], surface_arrays(run / "surface.h5")["train_loss"])
 
 
 def test_cancel_removes_every_job_of_the_run(slurm_cluster, work: Path, capsys) -> None:
@@ -239,6 +249,8 @@ def test_cancel_removes_every_job_of_the_run(slurm_cluster, work: Path, capsys) 
     live = lambda: slurm_cluster.run("squeue", "-h", "-r", "-j", ",".join(ids), "-t", "PENDING,RUNNING,COMPLETING",  # noqa: E731
                                      "-o", "%i")
     assert len(live().split()) == 4  # prepare, the two array tasks, merge
+    assert launcher(["list", "--slurm"]) == 0
+    assert any(line.split()[0] == "cancel" for line in capsys.readouterr().out.splitlines()[1:])
     assert launcher(["cancel", str(run)]) == 0
     until(lambda: live().strip() == "", 30, "no job of the run left in squeue")
     for job in ids:
@@ -260,3 +272,19 @@ def test_a_task_over_its_time_limit_is_reported_and_not_requeued(slurm_cluster, 
     assert "stopped by SIGTERM" in (run / "logs" / "evaluate-0.log").read_text()  # the stage got the warning
     assert launcher(["status", str(run)]) == 0
     assert "shard 0: FAILED (time limit: stopped by the --signal" in capsys.readouterr().out
+
+
+def test_doctor_reads_the_cluster(slurm_cluster, work: Path, capsys) -> None:
+    folder = work / "doctor"
+    folder.mkdir()
+    path = write(folder, digits_spec(folder, "doctor"))
+    assert launcher(["doctor", "--slurm", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[  ok] partition gpu: up, 1 nodes, 2 GPUs a node" in out
+    assert "[  ok] GPUs: partition gpu has 2 GPUs a node, a task asks 1" in out
+    assert "[  ok] array size: 2 shards" in out and "[  ok] code: virtualenv" in out
+    assert f"[  ok] storage: {folder / 'runs'} is writable here" in out
+    raw = digits_spec(folder, "doctor-bad", partition="nope", gpus=4, code="apptainer")
+    assert launcher(["doctor", "--slurm", str(write(folder, raw))]) == 1
+    out, err = capsys.readouterr()
+    assert "[fail] slurm.partition: no partition nope" in out and "doctor: " in err
