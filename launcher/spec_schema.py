@@ -23,6 +23,7 @@ from landscape_job.base.schema import object_schema
 from landscape_job.storage.location import StorageOptions
 from landscape_job.spec.sections import Spec
 from launcher.kubernetes.section import kubernetes_schema
+from launcher.slurm.section import slurm_schema
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -37,7 +38,8 @@ def _storage_schema() -> dict[str, Any]:
 
 def spec_json_schema() -> dict[str, Any]:
     """The whole spec file's JSON Schema."""
-    body = object_schema(Spec, overrides={"storage": _storage_schema(), "kubernetes": kubernetes_schema()})
+    body = object_schema(Spec, overrides={"storage": _storage_schema(), "kubernetes": kubernetes_schema(),
+                                                 "slurm": slurm_schema()})
     return {"$schema": DIALECT, "title": "landscape surface spec",
             "description": "A loss-landscape run: model, data, directions, grid, compute, storage. "
                            "See the README's 'The spec'.", **body}
