@@ -247,8 +247,8 @@ def test_cancel_removes_every_job_of_the_run(slurm_cluster, work: Path, capsys) 
     assert launcher(["submit", str(write(folder, raw)), "--slurm", "--run-id", "cancel"]) == 0
     run = folder / "runs" / "cancel"
     ids = list(record(run)[k] for k in ("prepare", "evaluate", "merge"))
-    live = lambda: slurm_cluster.run("squeue", "-h", "-r", "-j", ",".join(ids), "-t", "PENDING,RUNNING,COMPLETING",  # noqa: E731
-                                     "-o", "%i")
+    live = lambda: slurm_cluster.run("squeue", "-h", "-r", "-j", ",".join(ids),  # noqa: E731
+                                     "-t", "PENDING,RUNNING,COMPLETING", "-o", "%i")
     assert len(live().split()) == 4  # prepare, the two array tasks, merge
     assert launcher(["list", "--slurm"]) == 0
     assert any(line.split()[0] == "cancel" for line in capsys.readouterr().out.splitlines()[1:])
@@ -289,3 +289,15 @@ def test_doctor_reads_the_cluster(slurm_cluster, work: Path, capsys) -> None:
     assert launcher(["doctor", "--slurm", str(write(folder, raw))]) == 1
     out, err = capsys.readouterr()
     assert "[fail] slurm.partition: no partition nope" in out and "doctor: " in err
+
+
+def test_what_the_controller_refuses_is_exit_2_before_any_job(slurm_cluster, work: Path, capsys) -> None:
+    folder = work / "refused"
+    folder.mkdir()
+    before = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i").split()
+    path = write(folder, digits_spec(folder, "refused", partition="nope"))
+    assert launcher(["submit", str(path), "--slurm", "--run-id", "refused"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("launcher: error: sbatch: ") and "invalid partition" in err.lower(), err
+    assert slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i").split() == before  # sbatch --test-only only
+    assert not (folder / "runs" / "refused").exists()  # nothing written either

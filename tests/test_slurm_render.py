@@ -54,7 +54,8 @@ def test_the_evaluate_array_holds_one_gpu_a_task_and_ends_with_the_run(tmp_path:
     text = run.script("evaluate").text
     assert "export LANDSCAPE_RUN=file:///shared/runs/r1" in text and "export LANDSCAPE_REQUIRE_GPU=1" in text
     # The batch shell becomes srun, so --signal=B:TERM reaches the stage through it; the run folder is mounted.
-    assert text.rstrip().endswith("exec srun --ntasks=1 '--container-image=ghcr.io#landscape-dev/landscape:0.1.0' "
+    assert text.rstrip().endswith("exec srun --ntasks=1 --cpus-per-task=8 "
+                                  "'--container-image=ghcr.io#landscape-dev/landscape:0.1.0' "
                                   "--container-mounts=/shared/runs landscape-job evaluate")
     for stage in ("prepare", "merge"):
         light = options(run.script(stage).text)
@@ -189,7 +190,8 @@ def test_status_names_the_pending_reasons_and_the_failed_task(tmp_path: Path) ->
     status = run_status(record, "file:///runs/r1", jobs, {"manifest.json"}, {},
                         lambda stage, shard: last_log_line(record, stage, shard))
     lines = "\n".join(status_lines(status))
-    assert status.state == "Running" and "shard 2: PENDING (Priority)" in lines and "merge: Pending (Dependency)" in lines
+    assert status.state == "Running" and "shard 2: PENDING (Priority)" in lines
+    assert "merge: Pending (Dependency)" in lines
     assert "shard 1: UNKNOWN" in lines  # neither Slurm nor storage knows it
     jobs["evaluate"].append(parse_show_job(_job(ArrayTaskId="1")))
     failed = run_status(record, "file:///runs/r1", jobs, {"manifest.json"}, {},

@@ -3,7 +3,9 @@ operations every backend offers (submit, status, wait, logs, list, cancel, pull)
 
 ``submit`` checks everything before the first ``sbatch``: the spec and its ``slurm:``
 section, the scripts (rendered, ``launcher.slurm.render``), the inputs where they are on
-this machine, the storage, and with ``code: venv`` the virtualenv's ``landscape-job``. It
+this machine, the storage, with ``code: venv`` the virtualenv's ``landscape-job``, and
+each script with ``sbatch --test-only`` (an unknown partition, account or QOS, a request
+no node can hold: exit 2, no job). It
 then writes ``spec.yaml``, creates the log folder, submits prepare, the evaluate array
 (``afterok`` on prepare) and merge (``afterok`` on evaluate), and records their ids in
 ``slurm.json``; a later ``sbatch`` that fails cancels the jobs already submitted. After
@@ -95,11 +97,13 @@ class SlurmBackend:
         check_storage(spec)
         run_id = run_id or new_run_id(spec.name, spec.storage)
         scripts = render_scripts(spec, run_id, settings)
+        for script in scripts.scripts:  # the controller's own check of each: nothing is written or submitted yet
+            self.slurm.check(script.text)
         run = open_run(spec, run_id)
         previous = read_record(run)
         if previous is not None and self._active(previous):
-            raise UserError(f"--run-id {run_id}: that run still has jobs in Slurm ({', '.join(previous.job_ids.values())}); "
-                            f"launcher cancel it first, or choose another run id")
+            raise UserError(f"--run-id {run_id}: that run still has jobs in Slurm "
+                            f"({', '.join(previous.job_ids.values())}); launcher cancel it first, or choose another")
         Path(scripts.log_dir).mkdir(parents=True, exist_ok=True)
         jobs: dict[str, str] = {}
         try:

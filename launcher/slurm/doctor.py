@@ -75,7 +75,8 @@ def _runtime(settings: SlurmSpec, slurm: Slurm) -> Check:
         path = Path(settings.venv or "", "bin", "landscape-job")
         return Check("code", OK if path.exists() else FAIL,
                      f"virtualenv {settings.venv}: landscape-job found" if path.exists() else
-                     f"{path} not found: give slurm.venv, a virtualenv on the shared filesystem with landscape installed")
+                     f"{path} not found: give slurm.venv, a virtualenv on the shared filesystem with landscape "
+                     f"installed")
     if settings.code == "apptainer":
         found = shutil.which("apptainer") or shutil.which("singularity")
         return Check("code", OK if found else FAIL, f"apptainer found: {found}" if found else

@@ -125,15 +125,16 @@ def apptainer_image(image: str) -> str:
     return image if image.startswith("/") or "://" in image or image.endswith(".sif") else f"docker://{image}"
 
 
-def _command(spec: Spec, run_id: str, slurm: SlurmSpec, stage: str, logs: str, gpus: bool) -> list[str]:
-    """The stage's command, ``exec``\\ ed by the batch shell (so ``--signal=B:TERM`` reaches it)."""
+def _command(spec: Spec, run_id: str, slurm: SlurmSpec, stage: str, logs: str, gpus: bool, cpus: int) -> list[str]:
+    """The stage's command, ``exec``\\ ed by the batch shell (so ``--signal=B:TERM`` reaches it). ``srun``
+    is given the task's CPUs again: since 22.05 it no longer takes them from ``SLURM_CPUS_PER_TASK``."""
     if slurm.code == "venv":
         if not slurm.venv:
             raise UserError("slurm.venv: required with code: venv (the virtualenv every node sees)")
         return [f"{slurm.venv}/bin/landscape-job", stage]
     mounts = _mounts(spec, run_id, slurm, logs)
     if slurm.code == "pyxis":
-        words = ["srun", "--ntasks=1", f"--container-image={pyxis_image(slurm.image)}"]
+        words = ["srun", "--ntasks=1", f"--cpus-per-task={cpus}", f"--container-image={pyxis_image(slurm.image)}"]
         words += [f"--container-mounts={','.join(mounts)}"] if mounts else []
         return [*words, "landscape-job", stage]
     words = ["apptainer", "exec", *(["--nv"] if gpus else [])]
@@ -182,7 +183,7 @@ def _script(spec: Spec, run_id: str, slurm: SlurmSpec, stage: str, logs: str, ti
                   f"export LANDSCAPE_SPEC_FILE={shlex.quote(spec_file)}"]
     lines += [f'echo "landscape: {stage} {shard}job ${{SLURM_JOB_ID}}, attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) '
               f'on $(hostname)"',
-              "exec " + shlex.join(_command(spec, run_id, slurm, stage, logs, gpus))]
+              "exec " + shlex.join(_command(spec, run_id, slurm, stage, logs, gpus, cpus))]
     return BatchScript(stage, "\n".join(lines) + "\n", log)
 
 

@@ -92,7 +92,8 @@ def parse_show_job(line: str) -> SlurmJob:
                     tasks=task_indexes(fields["ArrayTaskId"]) if array else (),
                     name=fields.get("JobName", ""), state=fields.get("JobState", "UNKNOWN"),
                     reason=fields.get("Reason", "None"), exit_code=int(exit_code or 0), signal=int(signal or 0),
-                    restarts=int(fields.get("Restarts", "0") or 0), run_seconds=_seconds(fields.get("RunTime", "")) or 0,
+                    restarts=int(fields.get("Restarts", "0") or 0),
+                    run_seconds=_seconds(fields.get("RunTime", "")) or 0,
                     limit_seconds=_seconds(fields.get("TimeLimit", "")),
                     comment=fields.get("Comment", "(null)").replace("(null)", ""))
 
@@ -133,6 +134,11 @@ class Slurm:
         if not job_id.isdigit():
             raise StageError(f"sbatch: expected a job id, got {shown(out)}")
         return job_id
+
+    def check(self, script: str) -> None:
+        """``sbatch --test-only``: the controller checks the script (partition, account, QOS, resources,
+        limits) and submits nothing; a refusal is the user's to fix, before any job exists."""
+        self._run(["sbatch", "--test-only"], stdin=script)
 
     def jobs(self, job_id: str) -> list[SlurmJob]:
         """Every record of ``job_id`` (an array's tasks each); [] once the controller has forgotten it."""
