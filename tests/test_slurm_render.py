@@ -201,3 +201,14 @@ def test_status_names_the_pending_reasons_and_the_failed_task(tmp_path: Path) ->
                             "landscape-job: error: data.root: /x not found")
     waiting = stage_status("evaluate", [TaskView(0, "5_0", "PENDING", "Resources")], lambda s, i: None)
     assert (waiting.state, waiting.reason) == ("Waiting", "Resources")
+
+
+def test_a_run_whose_jobs_slurm_forgot_ends_instead_of_waiting_forever(tmp_path: Path) -> None:
+    record = SlurmRunRecord.new("r1", {"prepare": "4", "evaluate": "5", "merge": "6"}, 2, str(tmp_path), 300)
+    keys = {"manifest.json", "shards/shard-0-of-2.h5"}  # shard 1 never finished; Slurm has forgotten all
+    status = run_status(record, "file:///runs/r1", {}, keys, {}, lambda stage, shard: None)
+    assert status.state == "Gone" and status.stage("evaluate").state == "Gone"
+    assert "no longer known to Slurm" in status.error
+    merged = run_status(record, "file:///runs/r1", {}, keys | {"shards/shard-1-of-2.h5", "surface.h5", "report.json"},
+                        {}, lambda stage, shard: None)
+    assert merged.state == "Complete"

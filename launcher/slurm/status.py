@@ -158,8 +158,7 @@ def stage_status(stage: str, tasks: Sequence[TaskView], log_line: Callable[[str,
     if any(s == "CANCELLED" for s in states):
         reason = next(t.reason for t in tasks if t.state == "CANCELLED")
         return SlurmStageStatus(stage, "Cancelled", reason, tasks=tuple(tasks))
-    if any(s in ("COMPLETED", STORED) for s in states):  # some done, the rest forgotten: no one to ask
-        return SlurmStageStatus(stage, "Running", tasks=tuple(tasks))
+    # Tasks neither Slurm nor storage knows (forgotten after MinJobAge, never finished): none will come.
     return SlurmStageStatus(stage, "Gone", "no longer known to Slurm", tasks=tuple(tasks))
 
 
@@ -183,7 +182,7 @@ def run_status(record: SlurmRunRecord, url: str, jobs: Mapping[str, Sequence[Slu
                                f": {next(s.stage for s in stages if s.state == 'Cancelled')} was cancelled in Slurm")
     elif words[-1] == "Complete":
         state, error = "Failed", "merge completed without a surface and report in storage"
-    elif all(w in ("Gone", "Complete") for w in words):
+    elif "Gone" in words and not any(w in ("Running", "Waiting") for w in words):
         state, error = "Gone", "its jobs are no longer known to Slurm and storage holds no surface"
     else:
         state = next((w for w in ("Running", "Waiting", "Pending") if w in words), "Pending")
