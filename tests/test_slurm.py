@@ -51,6 +51,8 @@ class Pause(nn.Module):
 def mlp(delay=0.0):
     return nn.Sequential(Pause(delay), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
 """
+pytestmark = [pytest.mark.tools, pytest.mark.slow]  # a real Slurm, and whole runs in processes
+
 SLURM = {"partition": "gpu", "cpu_partition": "cpu", "cpus": 1, "memory": "1000M", "prepare_merge_cpus": 1,
          "prepare_merge_memory": "1000M"}
 
