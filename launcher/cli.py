@@ -69,6 +69,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
 
     submit = sub.add_parser("submit", help="start a run")
     submit.add_argument("spec", type=Path)
+    submit.add_argument("--slurm", action="store_true",
+                        help="submit the stages as Slurm batch jobs (the spec's slurm: section; docs/slurm.md)")
     submit.add_argument("--local", action="store_true",
                         help="run the stages as local processes instead of Jobs on the cluster")
     submit.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
@@ -135,6 +137,10 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
         from launcher.kubernetes.section import parse_kubernetes
 
         parse_kubernetes(spec.kubernetes)
+    if spec.slurm:
+        from launcher.slurm.section import parse_slurm
+
+        parse_slurm(spec.slurm)
     if quick:
         return spec, None
     check_device(spec)

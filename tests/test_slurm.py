@@ -13,6 +13,7 @@ Slurm time overlaps the other runs instead of adding to them.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 import threading
@@ -161,7 +162,7 @@ def test_a_slurm_surface_equals_the_local_one_bit_for_bit(slurm_cluster, time_li
     # While prepare runs, merge waits on its dependency (and so does the array).
     assert launcher(["status", str(run)]) == 0
     status = capsys.readouterr().out
-    assert "merge: Pending (Dependency)" in status, status
+    assert re.search(r"^  merge +Pending +Dependency", status, re.M), status
     evaluate = scontrol(slurm_cluster, jobs["evaluate"])
     assert evaluate[0]["ArrayTaskId"].startswith("0-1") and evaluate[0]["JobState"] == "PENDING"
     assert scontrol(slurm_cluster, jobs["merge"])[0]["Dependency"].startswith(f"afterok:{jobs['evaluate']}")

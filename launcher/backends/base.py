@@ -141,6 +141,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, str | type] = {
     "local": "launcher.backends.local:LocalBackend",
     "cluster": "launcher.backends.kubernetes:KubernetesBackend",
+    "slurm": "launcher.slurm.backend:SlurmBackend",
 }
 
 

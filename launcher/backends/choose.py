@@ -6,6 +6,8 @@ A command names a run as
   ``/abs/<id>``): that prefix, read from storage (``local``; S3 options from
   ``$LANDSCAPE_STORAGE_OPTIONS``, as for a pod);
 - a run id with ``--storage BASE``: the run ``BASE/<id>``, read from storage;
+- a run submitted with ``--slurm`` is named in the same ways: its prefix holds ``slurm.json``,
+  and the Slurm backend asks the scheduler about the jobs it names;
 - a run id alone: ``./runs/<id>`` when it holds a run and no cluster flag (``-n``,
   ``--context``, ``--kubeconfig``) is given; else the cluster when there is a kubeconfig
   (a flag, ``$KUBECONFIG``, ``~/.kube/config``, or in a pod); else it is not found, and the
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from landscape_job.base.errors import UserError, shown
 from landscape_job.stages import SPEC_KEY
-from landscape_job.storage import open_storage
+from landscape_job.storage import Storage, open_storage, run_storage
 from landscape_job.storage.location import StorageLocation, check_run_id, file_url, storage_options_from_env
 
 from launcher.backends.base import Backend, backend_class
@@ -31,7 +33,7 @@ from launcher.backends.base import Backend, backend_class
 #: Where ``submit --local`` puts runs when the spec names no storage (``landscape_job.storage.location``).
 DEFAULT_LOCAL_STORAGE = Path("runs")
 #: The backend of a run found in storage, and of a cluster run; ``submit`` picks by ``--local``.
-STORED, CLUSTER = "local", "cluster"
+STORED, CLUSTER, SLURM = "local", "cluster", "slurm"
 _CLUSTER_FLAGS = ("namespace", "context", "kubeconfig")
 
 
@@ -71,6 +73,16 @@ def stored_backend(base: StorageLocation | str | None = None) -> Backend:
     return backend_class(STORED)(base=base)
 
 
+def _in_storage(storage: Storage, run_id: str) -> Backend:
+    """The backend of the run at ``storage``: Slurm's when the prefix holds its ``slurm.json`` (the run's
+    jobs are then asked about), else the one that reads storage alone."""
+    from launcher.slurm.record import SLURM_KEY
+
+    backend = backend_class(SLURM)() if storage.exists(SLURM_KEY) else stored_backend()
+    backend.known[run_id] = storage  # type: ignore[attr-defined]
+    return backend
+
+
 def check_run(run_id: str) -> None:
     """A run id given on the command line, checked as render checks ``--run-id`` but named as what it is here."""
     from launcher.kubernetes.names import check_run_id as check_k8s_run_id
@@ -99,10 +111,11 @@ def run_backend(args: argparse.Namespace) -> tuple[Backend, str]:
         return _at(StorageLocation.parse(file_url(folder.resolve())), run_id), run_id
     check_run(text)
     if getattr(args, "storage", None):
-        return stored_backend(StorageLocation.parse(args.storage, _env_options(args.storage))), text
+        base = StorageLocation.parse(args.storage, _env_options(args.storage))
+        return _in_storage(run_storage(base, text), text), text
     local = DEFAULT_LOCAL_STORAGE / text
     if not cluster_flags(args) and (local / SPEC_KEY).is_file():
-        return stored_backend(StorageLocation.parse(file_url(DEFAULT_LOCAL_STORAGE.resolve()))), text
+        return _in_storage(open_storage(StorageLocation.parse(file_url(local.resolve()))), text), text
     if has_kubeconfig(args):
         return backend_class(CLUSTER).from_args(args), text
     raise UserError(f"run {text}: not in {local.absolute()} (local runs), and {_no_kubeconfig()} for the cluster; "
@@ -110,10 +123,8 @@ def run_backend(args: argparse.Namespace) -> tuple[Backend, str]:
 
 
 def _at(location: StorageLocation, run_id: str) -> Backend:
-    """The stored-run backend that knows ``run_id`` to be at ``location`` (a URL or folder given whole)."""
-    backend = stored_backend()
-    backend.known[run_id] = open_storage(location)
-    return backend
+    """The backend that knows ``run_id`` to be at ``location`` (a URL or folder given whole)."""
+    return _in_storage(open_storage(location), run_id)
 
 
 def list_backend(args: argparse.Namespace) -> Backend:
@@ -133,5 +144,8 @@ def local_default_note(args: argparse.Namespace) -> str | None:
 
 
 def submit_backend(args: argparse.Namespace) -> str:
-    """The backend ``launcher submit`` uses: this machine with ``--local``, else the cluster."""
+    """The backend ``launcher submit`` uses: this machine with ``--local``, Slurm with ``--slurm``, else the
+    cluster (both flags: the Slurm backend names the mistake)."""
+    if getattr(args, "slurm", False):
+        return SLURM
     return STORED if getattr(args, "local", False) else CLUSTER

@@ -15,6 +15,7 @@ import sys
 from landscape_job.base.errors import UserError, shown
 
 from launcher.backends.choose import list_backend, local_default_note
+from launcher.backends.base import make_backend
 from launcher.commands.cluster_run import add_cluster_options
 from launcher.commands.views import OUTPUTS, formatted, rows_table
 
@@ -46,17 +47,13 @@ def check_selector(selector: str) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.slurm:
-        from launcher.slurm.cli import list_runs
-
-        return list_runs()
     if args.storage:
         for flag, given in (("-A", args.all_namespaces), ("-l", args.selector)):
             if given:
                 raise UserError(f"{flag}: only for runs on the cluster, not with --storage")
     if args.selector:
         args.selector = check_selector(args.selector)
-    backend = list_backend(args)
+    backend = make_backend("slurm") if args.slurm else list_backend(args)
     note = local_default_note(args)
     if note:
         print(f"launcher: {note}", file=sys.stderr)
