@@ -300,7 +300,8 @@ def test_what_the_controller_refuses_is_exit_2_before_any_job(slurm_cluster, wor
     before = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i").split()
     path = write(folder, digits_spec(folder, "refused", partition="nope"))
     assert launcher(["submit", str(path), "--slurm", "--run-id", "refused"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("launcher: error: sbatch: ") and "invalid partition" in err.lower(), err
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == "launcher: error: sbatch: invalid partition specified: nope allocation failure: Invalid partition " \
+                  "name specified", err
     assert slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i").split() == before  # sbatch --test-only only
     assert not (folder / "runs" / "refused").exists()  # nothing written either

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -199,7 +199,14 @@ class SlurmBackend:
                           lambda stage, shard: last_log_line(record, stage, shard))
 
     def status(self, run: str) -> RunStatus:
-        return as_run_status(self.slurm_status(run), self.storage(run).exists(SERIES_KEY))
+        """The common record; Complete only once merge's job is and every output ``report.json`` lists
+        exists (``launcher.backends.done``), as for every backend."""
+        from launcher.backends.done import run_missing
+
+        storage = self.storage(run)
+        found = as_run_status(self.slurm_status(run), storage.exists(SERIES_KEY))
+        missing = tuple(run_missing(storage)) if found.complete else ()
+        return replace(found, state="Running", missing=missing) if missing else found
 
     def wait(self, run: str, timeout: float | None = None, interval: float = 5.0) -> RunStatus:
         self.record(run)  # not a Slurm run: one line, exit 2, before any wait

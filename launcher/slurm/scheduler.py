@@ -121,10 +121,11 @@ class Slurm:
     @staticmethod
     def error(command: str, stderr: str) -> Exception:
         """A failed command as the error it is: the controller (retry) or the request (the user's)."""
-        text = " ".join(stderr.split()) or "no message"
+        text = " ".join(stderr.replace(f"{command}: error: ", "").split()) or "no message"
+        text = text if len(text) <= 300 else text[:297] + "..."  # Slurm's own words, bounded
         if any(t.lower() in text.lower() for t in _TRANSIENT):
-            return StageError(f"{command}: the Slurm controller did not answer: {shown(text, 300)}; try again")
-        return UserError(f"{command}: {shown(text, 300)}")
+            return StageError(f"{command}: the Slurm controller did not answer: {text}; try again")
+        return UserError(f"{command}: {text}")
 
     def submit(self, script: str, after: str | None = None) -> str:
         """``sbatch --parsable`` with the script on stdin (``after``: ``afterok`` on that job); the job id."""
