@@ -53,7 +53,7 @@ def test_mistakes_raise_before_anything_is_written(tmp_path: Path, linear_spec: 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"grid.x: "):
         submit({**linear_spec, "grid": {"x": "1:0:3"}}, backend="local")
-    with pytest.raises(UserError, match=r"backend: expected one of local, cluster, got 'gpu'"):
+    with pytest.raises(UserError, match=r"backend: expected one of local, cluster, slurm, got 'gpu'"):
         submit(linear_spec, backend="gpu")
     with pytest.raises(UserError, match=r"model.checkpoint|a\.pt"):
         submit({**linear_spec, "model": {**linear_spec["model"], "checkpoint": "missing.pt"}}, backend="local")
