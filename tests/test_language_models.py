@@ -105,8 +105,17 @@ def test_the_api_takes_ids_dicts_and_a_hugging_face_dataloader() -> None:
     expected = transformers_loss(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, batch=8)
     assert abs(centre(from_ids, "train_loss") - expected) < 1e-6
     data = padded_tokens(n=10, length=12)
-    rows = [{"input_ids": data["input_ids"][i], "attention_mask": data["attention_mask"][i]} for i in range(10)]
-    loader = torch.utils.data.DataLoader(rows, batch_size=3, shuffle=True)  # a shuffling loader: read in order
+    lengths = data["attention_mask"].sum(1).tolist()
+    rows = [{"input_ids": data["input_ids"][i, :n]} for i, n in enumerate(lengths)]
+
+    def collate(batch):  # as a Hugging Face collator: each batch padded to its own longest row
+        width = max(len(r["input_ids"]) for r in batch)
+        ids = torch.stack([torch.nn.functional.pad(r["input_ids"], (0, width - len(r["input_ids"]))) for r in batch])
+        mask = torch.stack([(torch.arange(width) < len(r["input_ids"])).long() for r in batch])
+        return {"input_ids": ids, "attention_mask": mask}
+
+    # A shuffling loader (read in order) whose batches have different lengths.
+    loader = torch.utils.data.DataLoader(rows, batch_size=3, shuffle=True, collate_fn=collate)
     from_loader = ls.line(model, {"train": loader, "test": data}, x="-1:1:3", task="causal_lm", progress=False)
     np.testing.assert_allclose(from_loader["train_loss"], from_loader["test_loss"], rtol=0, atol=1e-6)
     assert abs(centre(from_loader, "train_loss") - transformers_loss(model, data, batch=10)) < 1e-6
