@@ -7,6 +7,7 @@
     plane.save("surface.h5")               # the paper's layout, as a run's merge writes it
     curve = ls.interpolate(model, other, data)
     ls.hessian(model, data).max_eig        # sharpness at θ*
+    ls.plane(gpt2, ids, task="causal_lm")  # token ids (N, T), {"input_ids", "attention_mask"} or a DataLoader
 
 There is no second implementation here: the arguments become a spec (parsed by
 ``spec.parse_spec``, so defaults, rules and error messages are the CLI's, named by their
@@ -51,7 +52,9 @@ from landscape_job.models.outputs import select_output
 from landscape_job.run.records import Manifest
 from landscape_job.spec.sections import Spec
 from landscape_job.spec.parse import parse_spec
-from landscape_job.surface.centre import check_outputs
+from landscape_job.surface.centre import check_outputs, check_tokens
+from landscape_job.datasets.tokens import token_split
+from landscape_job.models.hf import select_logits
 from landscape_job.stages.merge_stage import surface_file
 
 __all__ = ["Curvature", "Landscape", "hessian", "interpolate", "line", "plane", "surface"]
@@ -74,12 +77,22 @@ def _tensors(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     return split_tensors(data, where)
 
 
-def _splits(data: Data, classes: int | None) -> list[Split]:
-    """``data`` as the evaluator's splits: one data set is ``train``; a mapping names its splits."""
-    given = dict(data) if isinstance(data, Mapping) else {"train": data}
+def _splits(data: Data, classes: int | None, task: str = "classification") -> list[Split]:
+    """``data`` as the evaluator's splits: one data set is ``train``; a mapping names its splits.
+    For a language-model task, each split is token data (``datasets.tokens.token_split``)."""
+    one = not isinstance(data, Mapping) or "input_ids" in data
+    given = {"train": data} if one else dict(data)
     unknown = [name for name in given if name not in SPLITS]
     if unknown or not given:
         raise UserError(f"data: name the splits {' and '.join(SPLITS)}, got {unknown or 'none'}")
+    if task != "classification":
+        return [token_split(given[name], name, task, classes) for name in SPLITS if name in given]
+    for name, split in given.items():
+        first = split[0] if isinstance(split, (tuple, list)) and split else split
+        if isinstance(first, Mapping) or (isinstance(first, torch.Tensor) and not first.is_floating_point()
+                                          and first.dim() == 2):
+            raise UserError(f"data[{name!r}]: integer token ids; name the language-model task: task='causal_lm' "
+                            "(or masked_lm, sequence_classification)")
     pairs = {name: _tensors(given[name], f"data[{name!r}]") for name in SPLITS if name in given}
     found = assemble("the data", pairs, classes)
     return [Split(inputs=x, labels=y, num_classes=found.num_classes, name=name, classes=found.classes)
@@ -126,8 +139,9 @@ def _spec(model: nn.Module, splits: list[Split], folder: Path, *, x: str, y: str
         "model": {"arch": type(model).__name__, "checkpoint": "in-memory",
                   **({"output": settings["output"]} if settings.get("output") is not None else {})},
         "data": {"dataset": "in-memory data", "splits": [s.name for s in splits]},
+        **({"task": settings["task"]} if settings.get("task", "classification") != "classification" else {}),
         "loss": settings.get("loss", "cross_entropy"),
-        "metrics": list(settings.get("metrics", ("loss", "accuracy"))),
+        **({"metrics": list(settings["metrics"])} if settings.get("metrics") is not None else {}),
         "directions": directions,
         "grid": {"x": x, **({"y": y} if y is not None else {})},
         "compute": {k: settings[k] for k in ("precision", "batch_size", "device", "points_per_forward")
@@ -146,6 +160,10 @@ def _centre(model: nn.Module, spec: Spec) -> nn.Module:
     centre = copy.deepcopy(model).cpu()
     if spec.compute.precision == "fp64":
         centre = centre.double()
+    if spec.task != "classification" and spec.model.output is None:
+        if getattr(getattr(centre, "config", None), "use_cache", None):
+            centre.config.use_cache = False  # a loss needs no key/value cache
+        return select_logits(centre).eval()
     return select_output(centre, spec.model.output).eval()
 
 
@@ -201,7 +219,7 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
             directions: str | Directions | Path = "random", targets: Sequence[Weights] = (),
             trajectory: Sequence[Weights] = (), seed: int = 0, dir_type: str | None = None, norm: str | None = None,
             ignore: str | None = None, same_dir: bool | None = None, orthogonalize: bool | None = None,
-            loss: str = "cross_entropy", metrics: Sequence[str] = ("loss", "accuracy"),
+            loss: str = "cross_entropy", metrics: Sequence[str] | None = None, task: str = "classification",
             hessian: Mapping[str, Any] | None = None, precision: str | None = None, batch_size: int | str | None = None,
             device: str | None = None, points_per_forward: int | str | None = None, output: str | int | None = None,
             classes: int | None = None, name: str = "notebook", progress: bool = True) -> Landscape:
@@ -216,8 +234,13 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
     ``precision``, ``batch_size``, ``device``, ``points_per_forward`` are ``compute.*``;
     ``output`` is ``model.output``; ``classes`` is ``data.classes``. The model is copied,
     never changed. ``progress`` shows a bar (a widget in Jupyter).
+
+    ``task`` is the spec's ``task``: ``causal_lm``, ``masked_lm`` or ``sequence_classification``
+    take token data (integer ids (N, T), a dict of ``input_ids``/``attention_mask``/``labels``, or a
+    Hugging Face DataLoader of such dicts) and a Hugging Face model (its ``.logits`` are used);
+    ``metrics`` (None) are then loss, perplexity and token_accuracy, else loss and accuracy.
     """
-    splits = _splits(data, classes)
+    splits = _splits(data, classes, task)
     with tempfile.TemporaryDirectory(prefix="landscape-api-") as tmp:
         folder = Path(tmp)
         section = _directions_section(directions, folder, targets, trajectory,
@@ -225,8 +248,9 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
                                        "same_dir": same_dir, "orthogonalize": orthogonalize})
         spec = _spec(model, splits, folder, x=x, y=y, directions=section, settings=dict(
             name=name, output=output, loss=loss, metrics=metrics, hessian=hessian, precision=precision,
-            batch_size=batch_size, device=device, points_per_forward=points_per_forward))
+            batch_size=batch_size, device=device, points_per_forward=points_per_forward, task=task))
         centre = _centre(model, spec)
+        check_tokens(centre, splits, spec)
         check_outputs(centre, splits[0], spec)
         hessian_split = _hessian_split(splits, spec) if spec.uses_hessian else None
         eigen, summary = _centre_hessian(centre, hessian_split, spec) if hessian_split is not None else (None, None)
@@ -234,7 +258,8 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
     manifest = _manifest(spec, built.directions, summary, built.pca)
     evaluator = Evaluator(centre, built.directions, splits, compute=spec.compute,
                           device=resolve_device(spec.compute.device), loss=spec.loss, metrics=spec.metrics,
-                          hessian=spec.hessian, hessian_split=hessian_split if "hessian" in spec.metrics else None)
+                          hessian=spec.hessian, hessian_split=hessian_split if "hessian" in spec.metrics else None,
+                          task=spec.task)
     flat = _evaluate(evaluator, spec, progress)
     return Landscape.from_bytes(surface_file(spec, manifest, flat), f"<{spec.name}: surface.h5>", hessian=summary)
 

@@ -19,7 +19,7 @@ from landscape_job.base.errors import UserError
 from landscape_job.inputs.fetch import Fetcher
 from landscape_job.spec.localize import localize
 from landscape_job.spec.sections import Spec
-from landscape_job.surface.centre import build_centre_model, check_outputs, load_splits
+from landscape_job.surface.centre import build_centre_model, check_outputs, check_tokens, load_splits
 
 
 def check_device(spec: Spec) -> None:
@@ -55,6 +55,7 @@ def check_inputs(spec: Spec) -> dict[str, int]:
     if spec.directions.type == "file":
         read_direction_file(spec.directions.file, model, two_d=spec.grid.ndim == 2)
     splits = load_splits(spec)
+    check_tokens(model, splits, spec)
     check_outputs(model, splits[0], spec)
     if spec.uses_hessian:
         hessian_split(spec)  # hessian.subset larger than its split is named here, not in the prepare pod

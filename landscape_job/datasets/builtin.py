@@ -54,6 +54,10 @@ class Split:
     name: str  # "train" or "test"
     #: False: the labels are float regression targets; metrics that need classes (accuracy) are skipped.
     classes: bool = True
+    #: Token data (``datasets.tokens``): ``inputs`` are int64 token ids (N, T), this is their (N, T)
+    #: attention mask (1: a real token, 0: padding), and batches reach the model as
+    #: ``model(input_ids=..., attention_mask=...)``. None for every other data set.
+    attention_mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

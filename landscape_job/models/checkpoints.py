@@ -8,6 +8,11 @@ state_dict, the paper's ``{'state_dict': ..., 'epoch': ..., 'acc': ...}``, PyTor
 tutorial ``{'model_state_dict': ...}``, ``{'model': ...}``, or any entry named by
 ``model.checkpoint_key``; DataParallel's ``module.`` and torch.compile's ``_orig_mod.``
 prefixes are removed. Which was used is logged.
+
+Tied weights (a language model's output layer that *is* its input embedding) are one
+tensor under two names in ``state_dict()``; ``save_pretrained`` and
+``safetensors.torch.save_model`` store it once. ``load_into`` takes a checkpoint that has
+one name of each tied group (``tied_aliases``) and refuses one whose copies differ.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from torch import nn
 
 from landscape_job.base.errors import UserError
 
-__all__ = ["load_state_dict", "load_into", "save_checkpoint"]
+__all__ = ["load_state_dict", "load_into", "save_checkpoint", "tied_aliases"]
 
 _LIST_LIMIT = 5
 
@@ -196,6 +201,47 @@ def _short(items: list[str]) -> str:
     return head if len(items) <= _LIST_LIMIT else f"{head} and {len(items) - _LIST_LIMIT} more"
 
 
+def tied_aliases(model: nn.Module) -> dict[str, str]:
+    """``state_dict`` names that are the same tensor as an earlier name: alias -> the first name.
+    (``named_parameters`` lists a tied parameter once, under the first name.)"""
+    first: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if tensor.numel() == 0:
+            continue
+        where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+        if where in first:
+            aliases[name] = first[where]
+        else:
+            first[where] = name
+    return aliases
+
+
+def _fill_tied(sd: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> Mapping[str, torch.Tensor]:
+    """The checkpoint with every tied name present: a name it lacks takes its group's stored tensor."""
+    aliases = tied_aliases(model)
+    if not aliases:
+        return sd
+    groups: dict[str, list[str]] = {}
+    for alias, kept in aliases.items():
+        groups.setdefault(kept, [kept]).append(alias)
+    out = OrderedDict(sd.items())
+    for names in groups.values():
+        present = [n for n in names if n in sd]
+        if not present:
+            continue
+        for other in present[1:]:
+            if sd[other].shape == sd[present[0]].shape and not torch.equal(sd[other], sd[present[0]]):
+                raise UserError(f"{source}: {present[0]} and {other} are one tied tensor in the model but differ in "
+                                "the checkpoint; it was saved from an untied model")
+        for name in names:
+            out.setdefault(name, sd[present[0]])
+    meta = getattr(sd, "_metadata", None)
+    if isinstance(meta, dict):
+        out._metadata = meta  # type: ignore[attr-defined]
+    return out
+
+
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Load strictly, or raise one UserError naming ``source`` and everything that does not fit.
 
@@ -203,7 +249,7 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: 
     PyTorch before 0.4.1 did not save it, the paper's checkpoints predate it, and it
     takes no part in evaluation; the model's own value is kept.
     """
-    sd = _strip_prefix(state_dict)
+    sd = _fill_tied(_strip_prefix(state_dict), model, source)
     own = model.state_dict()
     missing = [k for k in own if k not in sd and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]

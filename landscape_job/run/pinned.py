@@ -26,12 +26,16 @@ from landscape_job.spec.sections import Spec
 
 #: The files of a ``tensors`` folder that the loader reads (custom_data).
 _TENSOR_FILES = ("train.pt", "test.pt", "train.npz", "test.npz")
+#: The files of a ``tokens`` folder that the loader may read (datasets.tokens).
+_TOKEN_FILES = tuple(f"{split}{suffix}" for split in ("train", "test") for suffix in (".bin", ".npy", ".npz", ".txt",
+                                                                                       ".jsonl"))
 
 
 def checkpoint_inputs(spec: Spec) -> list[tuple[str, str]]:
     """(spec key, input) of every checkpoint-like input, in the manifest's order."""
     d = spec.directions
-    return [("model.checkpoint", spec.model.checkpoint),
+    own = [] if spec.model.checkpoint == spec.model.hf else [("model.checkpoint", spec.model.checkpoint)]
+    return [*own,
             *((f"directions.targets[{i}]", t) for i, t in enumerate(d.targets)),
             *((f"directions.trajectory[{i}]", t) for i, t in enumerate(d.trajectory)),
             *([("directions.file", d.file)] if d.file else [])]
@@ -44,16 +48,27 @@ def data_files(spec: Spec, local: Spec) -> dict[str, str]:
         return {}
     if os.path.isfile(local_root):
         return {root: local_root}
-    if spec.data.dataset == "tensors" and os.path.isdir(local_root):
-        return {f"{root}/{name}": str(Path(local_root) / name) for name in _TENSOR_FILES
+    names = {"tensors": _TENSOR_FILES, "tokens": _TOKEN_FILES}.get(spec.data.dataset, ())
+    if names and os.path.isdir(local_root):
+        return {f"{root}/{name}": str(Path(local_root) / name) for name in names
                 if (Path(local_root) / name).is_file()}
     return {}
+
+
+def model_files(spec: Spec, local: Spec) -> dict[str, str]:
+    """``model.hf``'s config.json and safetensors weights (label under the spec's URL -> local file)."""
+    if spec.model.hf is None or local.model.hf is None or not os.path.isdir(local.model.hf):
+        return {}
+    return {f"{spec.model.hf.rstrip('/')}/{name}": str(Path(local.model.hf) / name)
+            for name in sorted(os.listdir(local.model.hf))
+            if name == "config.json" or name.endswith(".safetensors") or name == "model.safetensors.index.json"}
 
 
 def record_inputs(spec: Spec, local: Spec) -> tuple[dict[str, str], dict[str, str]]:
     """The manifest's ``checkpoints`` and ``data_files``: sha256 of each local copy, keyed by the spec's URL."""
     checkpoints = {url: file_sha256(path) for (_, url), (_, path) in zip(checkpoint_inputs(spec),
                                                                           checkpoint_inputs(local))}
+    checkpoints.update({label: file_sha256(path) for label, path in model_files(spec, local).items()})
     return checkpoints, {label: file_sha256(path) for label, path in data_files(spec, local).items()}
 
 
@@ -64,6 +79,7 @@ def verify_inputs(spec: Spec, local: Spec, manifest: Manifest, stage: str) -> No
     """
     pinned = [(key, url, path, manifest.checkpoints.get(url))
               for (key, url), (_, path) in zip(checkpoint_inputs(spec), checkpoint_inputs(local))]
+    pinned += [("model.hf", label, path, manifest.checkpoints.get(label)) for label, path in model_files(spec, local).items()]
     pinned += [("data.root", label, path, (manifest.data_files or {}).get(label))
                for label, path in data_files(spec, local).items()]
     for key, url, path, recorded in pinned:

@@ -16,7 +16,11 @@ from landscape_job.spec.sections import Spec
 
 def spec_inputs(spec: Spec) -> Iterator[tuple[str, str, bool]]:
     """``(key, url, is_folder)`` for every input a spec names."""
-    if not (spec.series is not None and spec.model.checkpoint.endswith("/")):  # a series' S3 prefix, listed below
+    if spec.model.hf is not None:
+        yield "model.hf", spec.model.hf, True
+    if spec.model.checkpoint == spec.model.hf:
+        pass  # the model folder's own weights
+    elif not (spec.series is not None and spec.model.checkpoint.endswith("/")):  # a series' S3 prefix, listed below
         yield "model.checkpoint", spec.model.checkpoint, False
     for i, target in enumerate(spec.directions.targets):
         yield f"directions.targets[{i}]", target, False
@@ -49,7 +53,11 @@ def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:
     pyref.activate(spec.python.path, spec.python.requirements)
     fetcher = fetcher or Fetcher(s3_options=spec.storage.options)
     pins = spec.pins
-    checkpoint = fetcher.file(spec.model.checkpoint, "model.checkpoint", pins.get(spec.model.checkpoint))
+    hf = spec.model.hf
+    if hf is not None:
+        hf = fetcher.folder(hf, "model.hf", pins.get(hf))
+    checkpoint = (hf if spec.model.checkpoint == spec.model.hf else
+                  fetcher.file(spec.model.checkpoint, "model.checkpoint", pins.get(spec.model.checkpoint)))
     targets = tuple(fetcher.file(t, f"directions.targets[{i}]", pins.get(t))
                     for i, t in enumerate(spec.directions.targets))
     trajectory = tuple(fetcher.file(t, f"directions.trajectory[{i}]", pins.get(t))
@@ -63,7 +71,7 @@ def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:
         root = str(fetcher.cache / "downloads")
     return dataclasses.replace(
         spec,
-        model=dataclasses.replace(spec.model, checkpoint=checkpoint),
+        model=dataclasses.replace(spec.model, checkpoint=checkpoint, hf=hf),
         directions=dataclasses.replace(spec.directions, targets=targets, trajectory=trajectory, file=file),
         data=dataclasses.replace(spec.data, root=root),
     )

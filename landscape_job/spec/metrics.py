@@ -21,6 +21,7 @@ a spec.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     #: The run's loss summed over a batch: (logits, labels) -> scalar, or (K,) for stacked logits.
     LossSum = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["SPLITS", "BETTER", "COLOURS", "BatchStatistic", "PointProbe", "Metric", "Field", "register",
+__all__ = ["LANGUAGE_METRICS", "use_language_metrics", "SPLITS", "BETTER", "COLOURS", "BatchStatistic", "PointProbe", "Metric", "Field", "register",
            "unregister", "registered", "get", "choices", "selected", "dataset_order", "describe", "METRIC_CHOICES"]
 
 #: The data splits a per-split metric is computed on, in the order files and plots use.
@@ -55,12 +56,23 @@ class BatchStatistic:
     is the same for K points evaluated in one vmapped pass: logits (K, B, C) -> (K,); left
     out, ``one`` is vmapped over the K points (a statistic that calls ``loss_sum`` should
     give its own, since a ``python:`` loss need not vmap). The metric's value is
-    ``scale * (sum over the split's batches) / N``.
+    ``scale * (sum over the split's batches) / N``, passed through ``finish`` when it has one
+    (perplexity is exp of the mean loss: the mean is taken first, over the whole split).
+
+    N is the split's count: its samples, or for a token task (causal_lm, masked_lm) its
+    predicted tokens, whose logits and labels reach ``one`` flattened to (tokens, V) and
+    (tokens,). So a token metric is token-weighted over the split, whatever the batches.
     """
 
     one: Callable[..., "Tensor"]
     stacked: Callable[..., "Tensor"] | None = None
     scale: float = 1.0
+    finish: Callable[[float], float] | None = None
+
+    def value(self, total: float, count: float) -> float:
+        """The metric of a split from its summed batch statistics and its count N."""
+        mean = self.scale * total / count
+        return self.finish(mean) if self.finish is not None else mean
 
     def sum_stacked(self, logits: "Tensor", labels: "Tensor", loss_sum: "LossSum", loss_sums: "LossSum") -> "Tensor":
         """The (K,) batch sums of K stacked points; ``loss_sums`` is the stacked loss."""
@@ -156,6 +168,14 @@ def _count_correct_stacked(logits, labels, _loss_sums):
     return (logits.argmax(dim=2) == labels.unsqueeze(0)).sum(dim=1)
 
 
+def _exp(mean: float) -> float:
+    """exp of a mean loss; inf beyond float range (a diverged point), NaN kept."""
+    try:
+        return math.exp(mean)
+    except OverflowError:
+        return math.inf
+
+
 _BUILT_IN = (
     Metric("loss", "loss", "loss", per_split=True, better="min", colours="loss",
            statistic=BatchStatistic(one=_sum_loss, stacked=_sum_loss)),
@@ -184,6 +204,27 @@ registered = METRICS.registered
 get = METRICS.get
 choices = METRICS.choices
 selected = METRICS.selected
+
+#: The language-model metrics (``task: causal_lm`` / ``masked_lm``), over the split's predicted
+#: tokens. Registered by ``use_language_metrics`` when a spec has a token task, so the choices
+#: and file layouts of every other run are exactly what they were.
+LANGUAGE_METRICS = (
+    Metric("perplexity", "perplexity", "perplexity", per_split=True, better="min", colours="loss",
+           statistic=BatchStatistic(one=_sum_loss, stacked=_sum_loss, finish=_exp)),
+    Metric("token_acc", "token_accuracy", "token accuracy", per_split=True, better="max", unit="%",
+           colours="accuracy", needs_classes=True,
+           statistic=BatchStatistic(one=lambda logits, labels, _loss_sum: _count_correct(logits, labels),
+                                    stacked=_count_correct_stacked, scale=100.0)),
+)
+
+
+def use_language_metrics() -> tuple[Metric, ...]:
+    """Registers the language-model metrics (once per process); the spec parser calls it for a token task."""
+    known = {m.key for m in METRICS.registered()}
+    for metric in LANGUAGE_METRICS:
+        if metric.key not in known:
+            METRICS.register(metric)
+    return LANGUAGE_METRICS
 
 
 def dataset_order() -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from landscape_job.spec.direction_types import AS_WRITTEN, FORCED, direction_typ
 from landscape_job.spec.grid import MAX_POINTS, Axis, Grid
 from landscape_job.spec.inputs import read_input, resolve_input
 from landscape_job.spec.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
+from landscape_job.spec.metrics import use_language_metrics
 from landscape_job.spec.model import parse_model
 from landscape_job.spec.outputs import checked_outputs
 from landscape_job.spec.sections import (
@@ -30,6 +31,8 @@ from landscape_job.spec.sections import (
     IGNORES,
     LOSSES,
     NORMS,
+    TOKEN_METRICS,
+    TOKEN_TASKS,
     ComputeSpec,
     DataSpec,
     DirectionsSpec,
@@ -83,6 +86,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     model = parse_model(model_section, base_dir, check_files, pins)
     data = _parse_data(top.section(Spec, "data"), base_dir, check_files, pins)
     loss = _parse_loss(top)
+    task = top.read(Spec, "task")
     if series is not None:
         grid = series_grid(series)
     else:
@@ -92,7 +96,11 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
         grid_section.finish()
     if grid.size > MAX_POINTS:
         raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
-    metrics = _parse_metrics(top.read(Spec, "metrics"))
+    if task in TOKEN_TASKS:
+        use_language_metrics()
+    metrics = _parse_metrics(top.read(Spec, "metrics") if top.has("metrics") or task not in TOKEN_TASKS
+                             else TOKEN_METRICS, task)
+    _check_task(task, model, data, loss, metrics, series is not None)
     hessian_raw = top.get("hessian", dict, None)
     hessian = _parse_hessian(Section(hessian_raw, "hessian"))
     if series is not None and "hessian" in series.metrics and hessian.iterations <= series.top_k:
@@ -100,6 +108,8 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                         f"{series.top_k} eigenpairs; use at least {2 * series.top_k}")
     directions, notes = _parse_directions(top.section(Spec, "directions"), base_dir, grid,
                                           check_files, pins, hessian)
+    if task != "classification" and ("hessian" in metrics or directions.type == "hessian"):
+        raise UserError(f"metrics: the Hessian is not yet computed for task {task}; remove hessian")
     if directions.type == "pca" and check_files:
         _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
     if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian" and series is None:
@@ -111,7 +121,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     kubernetes = top.read(Spec, "kubernetes")
     slurm = top.read(Spec, "slurm")
     top.finish()
-    return Spec(name=name, model=model, data=data, loss=loss, directions=directions, grid=grid,
+    return Spec(name=name, model=model, data=data, task=task, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot,
                 kubernetes=kubernetes, slurm=slurm, notes=tuple(notes) if series is None else (), metrics=metrics, hessian=hessian,
                 python=python, pins=pins, series=series)
@@ -130,26 +140,52 @@ def _series_layout(top: Section, base_dir: Path, check_files: bool, pins: dict[s
                         Fetcher(s3_options=storage.options).list_files(url, where, CHECKPOINT_SUFFIXES))
 
 
-def _named_metrics() -> list[str]:
-    """The registry's choices a spec names by word (the python: ones this process registered left out)."""
-    return [c for c in METRIC_CHOICES if not is_python_ref(c)]
+def _named_metrics(task: str = "classification") -> list[str]:
+    """The registry's choices a spec names by word for ``task`` (the python: ones this process
+    registered left out)."""
+    refused = (*_PER_SAMPLE_ONLY, "hessian") if task in TOKEN_TASKS else _PER_TOKEN_ONLY
+    return [c for c in METRIC_CHOICES if not is_python_ref(c) and c not in refused]
 
 
-def _parse_metrics(raw: list | tuple | str) -> tuple[str, ...]:
+def _parse_metrics(raw: list | tuple | str, task: str = "classification") -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else list(raw)
     if not items:
-        raise UserError(f"metrics: name at least one of {', '.join(_named_metrics())}")
+        raise UserError(f"metrics: name at least one of {', '.join(_named_metrics(task))}")
     for i, item in enumerate(items):
         if is_python_ref(item):
             split_ref(item, f"metrics[{i}]")
         elif item not in METRIC_CHOICES:
-            raise UserError(f"metrics[{i}]: expected one of {', '.join(_named_metrics())} or "
+            raise UserError(f"metrics[{i}]: expected one of {', '.join(_named_metrics(task))} or "
                             f"python:package.module:function; got {shown(item)}")
     if len(set(items)) != len(items):
         raise UserError(f"metrics: a metric is listed twice: {items}")
     # The registry's order, then the user's metrics in the order given (registered or not yet).
     return tuple(m for m in METRIC_CHOICES if m in items and not is_python_ref(m)) + \
         tuple(m for m in items if is_python_ref(m))
+
+
+#: Metrics of one sample each: meaningless per token (accuracy), and per token for samples (token_accuracy).
+_PER_SAMPLE_ONLY, _PER_TOKEN_ONLY = ("accuracy",), ("perplexity", "token_accuracy")
+
+
+def _check_task(task: str, model, data: DataSpec, loss: str, metrics: tuple[str, ...], series: bool) -> None:
+    """The rules that tie ``task`` to the data, the model, the loss and the metrics."""
+    tokens = task in TOKEN_TASKS
+    if data.dataset == "tokens" and task == "classification":
+        raise UserError("task: data.dataset tokens is token data; set task to causal_lm, masked_lm or "
+                        "sequence_classification")
+    if model.hf is not None and task == "classification":
+        raise UserError("task: model.hf needs a language-model task (causal_lm, masked_lm or "
+                        "sequence_classification); add task")
+    if tokens and loss != "cross_entropy":
+        raise UserError(f"loss: task {task} is next-token (or masked-token) cross entropy; remove loss "
+                        f"({shown(loss)})")
+    wrong = [m for m in metrics if m in (_PER_SAMPLE_ONLY if tokens else _PER_TOKEN_ONLY)]
+    if wrong:
+        raise UserError(f"metrics: {wrong[0]} is not computed for task {task}; choose from "
+                        f"{', '.join(_named_metrics(task))}")
+    if (tokens or task == "sequence_classification") and series:
+        raise UserError(f"series: not yet for task {task}; use grid and directions")
 
 
 def _parse_hessian(s: Section) -> HessianSpec:
@@ -210,9 +246,16 @@ def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, s
             raise UserError(f"data.splits: expected train and/or test, got {shown(split)}")
     if len(set(splits)) != len(splits):
         raise UserError(f"data.splits: a split is listed twice: {list(splits)}")
-    subset, subset_seed, options, classes, download = s.read_all(
-        DataSpec, ("subset", "subset_seed", "options", "classes", "download")).values()
+    subset, subset_seed, options, classes, download, context, sequences = s.read_all(
+        DataSpec, ("subset", "subset_seed", "options", "classes", "download", "context", "sequences")).values()
     s.finish()
+    if dataset != "tokens":
+        for name, value in (("context", context), ("sequences", sequences)):
+            if value is not None:
+                raise UserError(f"data.{name}: only for data.dataset tokens (token data); remove it")
+    elif subset is not None:
+        raise UserError("data.subset: token data takes data.sequences (a seeded selection of sequences); "
+                        "use that instead")
     if download and dataset not in DOWNLOADABLE:
         raise UserError(f"data.download: only for {', '.join(DOWNLOADABLE)} (torchvision's downloads), "
                         f"not {shown(dataset)}; remove it")
@@ -220,7 +263,8 @@ def _parse_data(s: Section, base_dir: Path, check_files: bool, pins: dict[str, s
         raise UserError(f"data.classes: {dataset} has a fixed number of classes; remove it (it is for "
                         "tensors, imagefolder and python: data sets)")
     return DataSpec(dataset=dataset, root=root, splits=tuple(sorted(splits, key=SPLITS.index)),
-                    subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download)
+                    subset=subset, subset_seed=subset_seed, options=options, classes=classes, download=download,
+                    context=context, sequences=sequences)
 
 
 def _parse_directions(s: Section, base_dir: Path, grid: Grid, check_files: bool,

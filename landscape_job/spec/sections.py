@@ -34,6 +34,7 @@ from landscape_job.spec.direction_types import DIRECTION_TYPES
 from landscape_job.spec.grid import AXIS_PATTERN, Grid
 from landscape_job.spec.inputs import INPUT_SCHEMA, input_out
 from landscape_job.spec.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
+from landscape_job.spec.metrics import LANGUAGE_METRICS  # perplexity, token_accuracy: registered for a token task
 from landscape_job.spec.model import ModelSpec, model_out
 from landscape_job.spec.outputs import EXPORT_FORMATS, FIGURE_FORMATS
 from landscape_job.spec.series import SeriesSpec
@@ -44,6 +45,13 @@ DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
 LOSSES = ("cross_entropy", "mse")
+#: What the model is asked to do: ``classification`` (today's: class labels, or float targets for
+#: regression), or a language-model task on token data (docs/language-models.md).
+TASKS = ("classification", "causal_lm", "masked_lm", "sequence_classification")
+#: The tasks whose loss and metrics are per predicted token, not per sample.
+TOKEN_TASKS = ("causal_lm", "masked_lm")
+#: The metrics a token task computes when the spec names none.
+TOKEN_METRICS = ("loss", "perplexity", "token_accuracy")
 #: fp16 and auto came later: the stored value is the word itself, so existing specs keep their hash.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp64", "auto")
 DEVICES = ("auto", "cpu", "cuda")
@@ -73,6 +81,12 @@ class DataSpec:
                                                                      "count (default: largest label + 1)")
     #: Let torchvision download a missing built-in data set (clusters with internet only).
     download: bool = key(False, kind=bool, description="true: torchvision downloads a missing built-in set")
+    #: Token data (``dataset: tokens``): the tokens of one sequence; a flat stream is cut into such windows.
+    context: int | None = key(None, kind=int, minimum=2, description="tokens: tokens per sequence (a flat .bin/.npy/"
+                                                                       ".txt stream is cut into windows of this many)")
+    #: Token data: a seeded selection (``subset_seed``) of this many sequences per split.
+    sequences: int | None = key(None, kind=int, minimum=1, description="tokens: a seeded selection of this many "
+                                                                       "sequences per split (default: all)")
 
 
 @dataclass(frozen=True)
@@ -195,6 +209,9 @@ class Spec:
                     description="lowercase, digits, '-'; names the run and its Kubernetes objects")
     model: ModelSpec = key(kind=ModelSpec)
     data: DataSpec = key(kind=DataSpec)
+    task: str = key("classification", choices=TASKS,
+                    description="classification (class labels, or float targets: regression) | causal_lm | "
+                                "masked_lm | sequence_classification (docs/language-models.md)")
     loss: str = key("cross_entropy", kind=str,
                     json={"anyOf": [{"enum": list(LOSSES)}, {"type": "string", "pattern": "^python:"}]},
                     description="cross_entropy | mse (softmax vs one-hot, as in the paper) | python:pkg.mod:fn")
@@ -215,7 +232,8 @@ class Spec:
     notes: tuple[str, ...] = ()
     #: What each grid point computes: loss, accuracy (one forward pass), hessian (Lanczos).
     metrics: tuple[str, ...] = key(DEFAULT_METRICS, kind=(list, str), json=one_or_list(
-        {"anyOf": [{"enum": list(METRIC_CHOICES)}, {"type": "string", "pattern": "^python:"}]}),
+        {"anyOf": [{"enum": list(dict.fromkeys([*METRIC_CHOICES, *(m.choice for m in LANGUAGE_METRICS)]))},
+                   {"type": "string", "pattern": "^python:"}]}),
         description="add hessian for λmax/λmin at every point; python:pkg.mod:fn for your own")
     hessian: HessianSpec = key(HessianSpec(), kind=HessianSpec, description="only with metrics [.., hessian] or "
                                                                            "directions.type hessian")
@@ -243,7 +261,7 @@ class Spec:
         data["root"] = input_out(self.data.root, self.pins)
         # Keys added after the first release are written only when set, so the spec
         # (and its hash) of an existing run stays exactly what it was.
-        for name in ("classes", "download"):
+        for name in ("classes", "download", "context", "sequences"):
             if data[name] == default_of(DataSpec, name):
                 del data[name]
         directions = asdict(self.directions)
@@ -267,6 +285,7 @@ class Spec:
             "name": self.name,
             "model": model,
             "data": data,
+            **({"task": self.task} if self.task != default_of(Spec, "task") else {}),
             "loss": self.loss,
             **layout,
             "compute": asdict(self.compute),

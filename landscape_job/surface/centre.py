@@ -16,7 +16,9 @@ from landscape_job.base.pyref import one_line
 from landscape_job.datasets.builtin import Split, dataset_info, load_split
 from landscape_job.datasets.custom import is_custom
 from landscape_job.models import build_model
+from landscape_job.datasets.tokens import load_token_split
 from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.models.hf import load_hf, select_logits
 from landscape_job.models.outputs import describe_output, select_output
 from landscape_job.spec.localize import localize
 from landscape_job.spec.metrics import selected
@@ -32,17 +34,76 @@ _log = logging.getLogger(__name__)
 
 def build_centre_model(spec: Spec) -> nn.Module:
     """The model at θ*, on the CPU, in float64 for ``precision: fp64``; ``spec`` must be localized."""
+    if spec.model.hf is not None:
+        return _hf_centre(spec)
     d = spec.data
+    if d.dataset == "tokens" and not spec.model.arch.startswith(PYTHON_PREFIX):
+        raise UserError(f"model.arch: token data needs a language model: model.hf, or python:package.module:function "
+                        f"(not {spec.model.arch})")
     input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
     if spec.compute.precision == "fp64":
         model = model.double()  # before loading: a float64 checkpoint's values are kept, not rounded to float32
     load_into(model, load_state_dict(spec.model.checkpoint, spec.model.checkpoint_key), spec.model.checkpoint)
+    if spec.task != "classification" and spec.model.output is None:
+        return select_logits(model).eval()
     return select_output(model, spec.model.output).eval()
 
 
+def _hf_centre(spec: Spec) -> nn.Module:
+    """``model.hf``: the folder's model for the task; ``model.checkpoint``, when it names other weights
+    of the same model (a fine-tune's model.safetensors), loaded over it."""
+    model = load_hf(spec.model.hf, spec.task, spec.model.trust_remote_code)
+    if spec.compute.precision == "fp64":
+        model = model.double()
+    if spec.model.checkpoint != spec.model.hf:
+        load_into(model, load_state_dict(spec.model.checkpoint, spec.model.checkpoint_key), spec.model.checkpoint)
+    return select_logits(model)
+
+
 def load_splits(spec: Spec) -> list[Split]:
+    if spec.data.dataset == "tokens":
+        return [load_token_split(spec.data, name, spec.task, spec.model.hf) for name in spec.data.splits]
     return [load_split(spec.data, name) for name in spec.data.splits]
+
+
+def _positions(model: nn.Module) -> int | None:
+    """The longest sequence the model takes (its config's n_positions / max_position_embeddings), if it says."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _vocabulary(model: nn.Module) -> int | None:
+    """The ids the model embeds: its config's vocab_size, or its first Embedding's rows."""
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(size, int) and size > 0:
+        return size
+    embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+    return None if embedding is None else embedding.num_embeddings
+
+
+def check_tokens(model: nn.Module, splits: list[Split], spec: Spec) -> None:
+    """Token data fits the model: every id below its vocabulary, every sequence within its positions.
+    One line naming the split before any forward pass (an id past the embedding is an IndexError deep
+    inside the model, a context past the positions garbage or a CUDA assert)."""
+    vocabulary, positions = _vocabulary(model), _positions(model)
+    for split in splits:
+        if split.attention_mask is None:
+            continue
+        where = f"data.root: the {split.name} split" if spec.data.root else f"data[{split.name!r}]"
+        top = int(split.inputs.max())
+        if vocabulary is not None and top >= vocabulary:
+            raise UserError(f"{where} holds token id {top}, but the model's vocabulary has {vocabulary} ids "
+                            f"(0..{vocabulary - 1}); tokenize with the model's own tokenizer")
+        length = split.inputs.shape[1]
+        if positions is not None and length > positions:
+            key = "data.context" if spec.data.context is not None else where
+            raise UserError(f"{key}: sequences of {length} tokens, but the model takes at most {positions} "
+                            f"(its config's n_positions / max_position_embeddings); use a shorter context")
 
 
 def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
@@ -52,6 +113,8 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
     data set whose labels do not fit the model is one line naming it, never a traceback
     from inside the loss.
     """
+    if split.attention_mask is not None:
+        return _check_token_outputs(model, split, spec)
     sample = split.inputs[:2].to(next(iter(model.parameters()), torch.empty(0)).dtype)
     try:
         with torch.no_grad():
@@ -80,6 +143,31 @@ def check_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
             batch_loss_sum(outputs.float(), labels, spec.loss)
         for metric in custom:
             metric.statistic.one(outputs.float(), labels, None)
+
+
+def _check_token_outputs(model: nn.Module, split: Split, spec: Spec) -> None:
+    """Token data: the model's logits on two sequences are (2, T, vocabulary) for a token task,
+    (2, classes) for sequence_classification, with the data's labels in range."""
+    check_tokens(model, [split], spec)
+    try:
+        with torch.no_grad():
+            outputs = model(input_ids=split.inputs[:2], attention_mask=split.attention_mask[:2])
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's model on the user's data
+        raise UserError(f"model.arch: {spec.model.hf or spec.model.arch} fails on {spec.task} sequences of "
+                        f"{split.inputs.shape[1]} tokens ({one_line(e)})") from None
+    if not isinstance(outputs, torch.Tensor):
+        raise UserError(f"model.output: the model returned {describe_output(outputs)}; set model.output to its logits")
+    shape = tuple(outputs.shape)
+    if spec.task == "sequence_classification":
+        if outputs.ndim != 2 or shape[1] <= int(split.labels.max()):
+            raise UserError(f"data.classes: the {split.name} labels reach {int(split.labels.max())}, but the model "
+                            f"gives logits of shape {shape} (num_labels in its config.json)")
+    elif outputs.ndim != 3 or shape[:2] != tuple(split.inputs[:2].shape):
+        raise UserError(f"model.output: task {spec.task} needs logits of shape (batch, tokens, vocabulary); the model "
+                        f"gave {shape} for inputs {tuple(split.inputs[:2].shape)}")
+    register_python_metrics(spec.metrics)
 
 
 def _check_regression(outputs: torch.Tensor, split: Split, spec: Spec) -> None:
@@ -112,7 +200,8 @@ def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
     """
     local = localize(spec)
     model, splits = model if model is not None else build_centre_model(local), load_splits(local)
+    check_tokens(model, splits, local)
     check_outputs(model, splits[0], local)
     return Evaluator(model, directions, splits, compute=spec.compute, device=device, loss=spec.loss,
-                     metrics=spec.metrics, hessian=spec.hessian,
+                     metrics=spec.metrics, hessian=spec.hessian, task=spec.task,
                      hessian_split=hessian_split(local) if "hessian" in spec.metrics else None)

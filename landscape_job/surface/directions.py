@@ -55,10 +55,24 @@ class Directions:
 
 
 def named_tensors(model: nn.Module, dir_type: str) -> list[tuple[str, torch.Tensor]]:
-    """The tensors a direction perturbs, in the order of the direction file."""
+    """The tensors a direction perturbs, in the order of the direction file.
+
+    A tied tensor (a language model's output layer that is its input embedding) is one
+    tensor under two ``state_dict`` names: it is listed once, under its first name, as
+    ``named_parameters`` lists it; listed twice, a point would move it twice."""
     if dir_type == "weights":
         return [(name, p.data) for name, p in model.named_parameters()]
-    return list(model.state_dict().items())
+    seen: set[tuple[int, int, tuple[int, ...], tuple[int, ...]]] = set()
+    named = []
+    for name, tensor in model.state_dict().items():
+        if tensor.numel():
+            where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                     tuple(tensor.stride()))
+            if where in seen:
+                continue
+            seen.add(where)
+        named.append((name, tensor))
+    return named
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:

@@ -8,7 +8,13 @@ fused foreach operations (recomputed from θ* each time, so no error accumulates
 thousands of points). With ``points_per_forward`` K > 1, K points' parameters are stacked
 and one vmapped forward evaluates all K on each batch, which reads every batch once per K
 points and fills a large GPU better than one small model can. Loss is the exact mean over
-the split, summed in float64."""
+the split, summed in float64.
+
+Token data (``task: causal_lm``, ``masked_lm``, ``sequence_classification``) reaches the
+model as keyword arguments (``input_ids``, ``attention_mask``) and is evaluated one point
+per forward pass: a language model is large enough to fill a device alone, and
+``points_per_forward`` is 1 for it whatever the spec says. A token task's metrics are
+means over the split's predicted tokens (``losses.token_view``)."""
 
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from landscape_job.surface.feed import (
     place_split,
     split_bytes,
 )
-from landscape_job.surface.losses import batch_loss_sum, batch_loss_sums
+from landscape_job.surface.losses import TOKEN_TASKS, batch_loss_sum, batch_loss_sums, predicted_tokens, token_view
 from landscape_job.surface.point_evaluator import HowEvaluated
 
 
@@ -99,6 +105,15 @@ def decide_channels_last(setting: str | bool, device_type: str, input_ndim: int,
     return device_type == "cuda" and input_ndim == 4 and conv2d
 
 
+def call(forward: Callable, inputs: "torch.Tensor | dict[str, torch.Tensor]") -> torch.Tensor:
+    """``forward(inputs)``, or ``forward(**inputs)`` for token data's dict of model arguments."""
+    return forward(**inputs) if isinstance(inputs, dict) else forward(inputs)
+
+
+def _shape(inputs: "torch.Tensor | dict[str, torch.Tensor]") -> tuple[int, ...]:
+    return tuple((inputs["input_ids"] if isinstance(inputs, dict) else inputs).shape)
+
+
 def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
     """forward(stacked params, inputs) -> (K, batch, classes): the model run once per stacked
     parameter set, vmapped so that K points share one read of each batch. Tensors not in
@@ -123,8 +138,12 @@ class Evaluator:
     def __init__(self, model: nn.Module, directions: Directions, splits: list[Split], *,
                  compute: ComputeSpec = ComputeSpec(), device: torch.device | str = "cpu",
                  loss: str = "cross_entropy", metrics: tuple[str, ...] = DEFAULT_METRICS,
-                 hessian: HessianSpec | None = None, hessian_split: Split | None = None):
+                 hessian: HessianSpec | None = None, hessian_split: Split | None = None,
+                 task: str = "classification"):
         points_per_forward = compute.points_per_forward
+        self.task = task
+        if any(s.attention_mask is not None for s in splits):
+            points_per_forward = 1  # token data: one point per forward (the module docstring says why)
         self.device = torch.device(device)
         self.loss = loss
         #: The precision in use (``auto`` decided for this device) and why; UserError for bf16 on pre-Ampere.
@@ -150,6 +169,9 @@ class Evaluator:
         self.data_resident = decide_resident(compute.data_on_device, split_bytes(splits, dtype),
                                              free_device_bytes(self.device))
         self.splits = [place_split(s, dtype, self.device, self.data_resident, self.channels_last) for s in splits]
+        #: Each split's N: its samples, or for a token task its predicted tokens (the mean's denominator).
+        self._counts = {s.name: predicted_tokens(s.labels, task) if task in TOKEN_TASKS else len(s.labels)
+                        for s in splits}
         named = named_tensors(self.model, directions.dir_type)
         if len(named) != len(directions.x):
             raise ValueError(f"directions hold {len(directions.x)} tensors, the model {len(named)}")
@@ -199,6 +221,7 @@ class Evaluator:
         total = sum(t.numel() * t.element_size() for t in tensors)
         if self.data_resident:
             total += sum(s.inputs.numel() * s.inputs.element_size() + s.labels.numel() * s.labels.element_size()
+                         + (0 if s.mask is None else s.mask.numel() * s.mask.element_size())
                          for s in self.splits if isinstance(s, ResidentSplit))
         return int(total)
 
@@ -276,15 +299,17 @@ class Evaluator:
             bad = torch.zeros((), dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    logits = self._single(inputs)
+                    logits = call(self._single, inputs)
+                    if self.task in TOKEN_TASKS:
+                        logits, labels = token_view(logits, labels, self.task)
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.one(logits, labels, self._loss_sum).double()
                     if check:
                         bad += self._nonfinite_samples(logits)
-            n = split.size
+            n = self._counts[split.name]
             # One synchronisation per split, not per batch.
             *sums, nonfinite = torch.stack(totals + [bad]).tolist()
-            return ({f"{split.name}_{m.key}": m.statistic.scale * s / n for m, s in zip(self._statistics, sums)},
+            return ({f"{split.name}_{m.key}": m.statistic.value(s, n) for m, s in zip(self._statistics, sums)},
                     int(nonfinite))
 
         return self._halving(run)
@@ -347,8 +372,8 @@ class Evaluator:
                         total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
                     if check:
                         bad += self._nonfinite_samples(logits)
-            n = split.size
-            return ({f"{split.name}_{m.key}": (m.statistic.scale * total / n).tolist()
+            n = self._counts[split.name]
+            return ({f"{split.name}_{m.key}": [m.statistic.value(t, n) for t in total.tolist()]
                      for m, total in zip(self._statistics, totals)}, [int(x) for x in bad.tolist()])
 
         return self._halving(run)
@@ -405,13 +430,13 @@ class Evaluator:
         def forward() -> None:
             inputs = self._first_batch()
             with self._autocast():
-                self._stacked(params, inputs) if params is not None else self._single(inputs)
+                self._stacked(params, inputs) if params is not None else call(self._single, inputs)
             torch.cuda.synchronize(self.device)
 
         self._halving(forward)
         self.oom_halvings = 0  # the search's halvings are not the run's
 
-    def _first_batch(self) -> torch.Tensor | None:
+    def _first_batch(self) -> "torch.Tensor | dict[str, torch.Tensor] | None":
         for split in self.splits:
             for inputs, _ in split.batches(self.batch_size):
                 return inputs
@@ -441,7 +466,7 @@ class Evaluator:
             for i in range(repeats + 1):  # the first call builds kernels and is not counted
                 torch.cuda.synchronize(self.device)
                 start = time.perf_counter()
-                self._stacked(params, inputs) if params is not None else self._single(inputs)
+                self._stacked(params, inputs) if params is not None else call(self._single, inputs)
                 torch.cuda.synchronize(self.device)
                 if i:
                     best = min(best, time.perf_counter() - start)
@@ -460,11 +485,11 @@ class Evaluator:
         params = self.stacked_point_params([(0.0, 0.0)] * k) if k > 1 else None
         with self._autocast():
             for split in self.splits:
-                shapes: dict[tuple[int, ...], torch.Tensor] = {}
+                shapes: dict[tuple[int, ...], torch.Tensor | dict[str, torch.Tensor]] = {}
                 for inputs, _ in split.batches(self.batch_size):
-                    shapes.setdefault(tuple(inputs.shape), inputs)
+                    shapes.setdefault(_shape(inputs), inputs)
                 for inputs in shapes.values():
-                    self._stacked(params, inputs) if params is not None else self._single(inputs)
+                    self._stacked(params, inputs) if params is not None else call(self._single, inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.compile_seconds = time.perf_counter() - started

@@ -10,7 +10,7 @@ copy hides behind compute rather than adding to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Union
 
 import torch
 
@@ -20,13 +20,23 @@ from landscape_job.datasets.builtin import Split
 #: the rest is left for activations (times points_per_forward) and the stacked parameters.
 RESIDENT_SHARE = 0.5
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+#: A batch's model inputs: one tensor, or for token data ``{"input_ids", "attention_mask"}`` (the
+#: keyword arguments of a Hugging Face model, as its DataLoaders give them).
+Inputs = Union[torch.Tensor, dict[str, torch.Tensor]]
+Batch = tuple[Inputs, torch.Tensor]
+
+
+def _inputs(ids: torch.Tensor, mask: torch.Tensor | None) -> Inputs:
+    return ids if mask is None else {"input_ids": ids, "attention_mask": mask}
 
 
 def split_bytes(splits: list[Split], dtype: torch.dtype) -> int:
     """Bytes the splits take on the device in the evaluation dtype."""
     item = torch.empty((), dtype=dtype).element_size()
-    return sum(s.inputs.numel() * item + s.labels.numel() * s.labels.element_size() for s in splits)
+    return sum(s.inputs.numel() * (item if s.inputs.is_floating_point() else s.inputs.element_size())
+               + s.labels.numel() * s.labels.element_size()
+               + (0 if s.attention_mask is None else s.attention_mask.numel() * s.attention_mask.element_size())
+               for s in splits)
 
 
 def decide_resident(setting: str | bool, data_bytes: int, free_bytes: int | None) -> bool:
@@ -59,6 +69,8 @@ class ResidentSplit:
     name: str
     inputs: torch.Tensor
     labels: torch.Tensor
+    #: Token data's attention mask (then batches are dicts); None otherwise.
+    mask: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -66,7 +78,9 @@ class ResidentSplit:
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, self.size, batch_size):
-            yield self.inputs[start:start + batch_size], self.labels[start:start + batch_size]
+            end = start + batch_size
+            yield (_inputs(self.inputs[start:end], None if self.mask is None else self.mask[start:end]),
+                   self.labels[start:end])
 
 
 @dataclass
@@ -77,6 +91,7 @@ class StreamedSplit:
     inputs: torch.Tensor
     labels: torch.Tensor
     device: torch.device
+    mask: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -84,6 +99,13 @@ class StreamedSplit:
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         starts = range(0, self.size, batch_size)
+        if self.mask is not None:
+            # Token batches are small next to the model's compute: copied plainly, no side stream.
+            for start in starts:
+                end = start + batch_size
+                yield (_inputs(self.inputs[start:end].to(self.device), self.mask[start:end].to(self.device)),
+                       self.labels[start:end].to(self.device))
+            return
         if self.device.type != "cuda":
             # No copy engine to overlap with: copy each batch, so that this path computes on
             # the same values as the resident one and is tested on CPU.
@@ -120,7 +142,13 @@ class StreamedSplit:
 
 def place_split(split: Split, dtype: torch.dtype, device: torch.device, resident: bool,
                 channels_last: bool) -> ResidentSplit | StreamedSplit:
-    """Converts a split once to the evaluation dtype and layout, on the device or pinned on the host."""
+    """Converts a split once to the evaluation dtype and layout, on the device or pinned on the host.
+    Token ids stay integers (and their mask comes along)."""
+    if split.attention_mask is not None:
+        if resident:
+            return ResidentSplit(split.name, split.inputs.to(device), split.labels.to(device),
+                                 split.attention_mask.to(device))
+        return StreamedSplit(split.name, split.inputs, split.labels, device, split.attention_mask)
     if resident:
         return ResidentSplit(split.name, _layout(split.inputs.to(device, dtype), channels_last),
                              split.labels.to(device))

@@ -16,6 +16,15 @@ batch size. Half-precision logits are summed in float32.
 the outputs themselves with the targets for float targets (regression): per sample the
 mean over the target's width of (output − target)².
 
+For the language-model tasks (``task: causal_lm``, ``masked_lm``) the model's logits are
+(batch, T, vocabulary) and the labels (batch, T) token ids, -100 where nothing is predicted
+(padding, unmasked positions): ``token_view`` turns them into the predicted tokens' rows,
+(tokens, vocabulary) and (tokens,), shifted by one for ``causal_lm`` as ``transformers``
+does with ``labels=input_ids``, and everything after it (the loss switch, the metrics)
+works on those rows as on a classifier's samples. The evaluator divides by the split's
+predicted tokens (``predicted_tokens``), so the mean is token-weighted over the split
+exactly as ``transformers`` weights one batch.
+
 ``loss: python:package.module:function`` is the user's loss besides the built-ins. The
 function is called as ``fn(logits, labels)`` on each batch, like
 ``torch.nn.functional.cross_entropy``. It may return per-sample losses (shape ``(B,)``,
@@ -37,6 +46,30 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: The prefix of a loss taken from the user's code.
 PYTHON_PREFIX = "python:"
+#: A label position that takes no part in the loss (transformers' and PyTorch's convention).
+IGNORE_INDEX = -100
+#: The tasks whose labels are per token (spec.TOKEN_TASKS names the same).
+TOKEN_TASKS = ("causal_lm", "masked_lm")
+
+
+def _predicted(labels: torch.Tensor, task: str) -> torch.Tensor:
+    """The labels each position is scored against: causal_lm predicts token t + 1 at position t."""
+    return labels[:, 1:] if task == "causal_lm" else labels
+
+
+def token_view(logits: torch.Tensor, labels: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A token task's (batch, T, V) logits and (batch, T) labels as the predicted tokens' rows:
+    (tokens, V) and (tokens,), positions labelled IGNORE_INDEX dropped."""
+    if task == "causal_lm":
+        logits = logits[:, :-1]
+    labels = _predicted(labels, task)
+    keep = labels != IGNORE_INDEX
+    return logits[keep], labels[keep]
+
+
+def predicted_tokens(labels: torch.Tensor, task: str) -> int:
+    """How many tokens of a split a token task scores: the denominator of its mean loss."""
+    return int((_predicted(labels, task) != IGNORE_INDEX).sum())
 
 
 def _cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
