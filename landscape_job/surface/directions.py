@@ -34,10 +34,14 @@ class Directions:
     names: list[str]
     x: list[torch.Tensor]
     y: list[torch.Tensor] | None = None
+    #: Seeded directions (``surface.seeded``): the hash taken over the values as they were generated.
+    known_hash: str | None = None
 
     @property
     def hash(self) -> str:
         """Identity of the directions, for checking that shards agree on them."""
+        if self.known_hash is not None:
+            return self.known_hash
         digest = hashlib.sha256(self.dir_type.encode())
         # float32 bytes, as always; an fp64 run's directions (any tensor float64) by their float64 bytes.
         dtype = torch.float64 if any(t.dtype == torch.float64 for t in [*self.x, *(self.y or [])]) else torch.float32

@@ -110,6 +110,15 @@ def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor],
     return vmap(one, in_dims=(0, None))
 
 
+def no_cache(model: nn.Module) -> None:
+    """``use_cache=False`` for a Hugging Face model (any module with a ``config.use_cache``): a grid
+    point is one forward pass over whole sequences, and the key/value cache would only hold memory."""
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "use_cache", None):
+            config.use_cache = False
+
+
 class Evaluator:
     """Evaluates the model at points of the plane spanned by the directions through θ*.
 
@@ -136,7 +145,10 @@ class Evaluator:
         self.oom_halvings = 0
         #: Of the points evaluated, those with non-finite fp16 logits (their values are NaN): (a, b, samples).
         self.nonfinite: list[tuple[float, float, int]] = []
-        dtype = compute_dtype(precision)
+        dtype = compute_dtype(precision, compute.weights)
+        #: bf16/fp16 weights (``compute.weights``): logits are cast to float32 before the loss and metrics.
+        self._half_weights = dtype in (torch.bfloat16, torch.float16)
+        no_cache(model)
         configure_precision(precision)
         if self.device.type == "cuda":
             # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
@@ -237,6 +249,10 @@ class Evaluator:
             return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
+    def _wide(self, logits: torch.Tensor) -> torch.Tensor:
+        """Half-precision weights give half-precision logits: the loss and metrics see float32."""
+        return logits.float() if self._half_weights and torch.is_floating_point(logits) else logits
+
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return batch_loss_sum(logits, labels, self.loss)
 
@@ -276,7 +292,7 @@ class Evaluator:
             bad = torch.zeros((), dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    logits = self._single(inputs)
+                    logits = self._wide(self._single(inputs))
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.one(logits, labels, self._loss_sum).double()
                     if check:
@@ -325,10 +341,12 @@ class Evaluator:
         stacked = {}
         for i, (name, centre) in enumerate(zip(self._names, self._centre)):
             shape = (len(points),) + (1,) * centre.dim()
-            value = centre.unsqueeze(0) + a.to(self.device, centre.dtype).view(shape) * self._dx[i].unsqueeze(0)
+            # Half-precision weights: summed in float32 and rounded once, as set_point's foreach ops do.
+            work = torch.float32 if self._half_weights else centre.dtype
+            value = centre.to(work).unsqueeze(0) + a.to(self.device, work).view(shape) * self._dx[i].to(work).unsqueeze(0)
             if self._dy is not None:
-                value = value + b.to(self.device, centre.dtype).view(shape) * self._dy[i].unsqueeze(0)
-            stacked[name] = value
+                value = value + b.to(self.device, work).view(shape) * self._dy[i].to(work).unsqueeze(0)
+            stacked[name] = value.to(centre.dtype)
         return stacked
 
     @torch.no_grad()
@@ -342,7 +360,7 @@ class Evaluator:
             bad = torch.zeros(k, dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    logits = self._stacked(params, inputs)  # (K, batch, classes)
+                    logits = self._wide(self._stacked(params, inputs))  # (K, batch, classes)
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
                     if check:
