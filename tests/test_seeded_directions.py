@@ -225,3 +225,31 @@ def test_auto_is_the_file_for_small_models_and_seeded_above_a_gibibyte() -> None
     assert uses_seeded(DirectionsSpec(), Big(), two_d=True)
     assert not uses_seeded(DirectionsSpec(), Big(), two_d=False)
     assert not uses_seeded(DirectionsSpec(storage="file"), Big(), two_d=True)
+
+
+# -- planes through fine-tunes of one base model (task vectors), streamed ------------------------------
+
+
+def test_task_vector_plane_is_the_fine_tunes_minus_the_base_streamed(tmp_path: Path) -> None:
+    from landscape_job.surface.directions import _skeleton
+
+    base = _tiny_lm(0)
+    tunes = []
+    for seed in (1, 2):
+        tuned = _tiny_lm(0)
+        with torch.no_grad():
+            for p in tuned.parameters():
+                p.add_(0.01 * seed * torch.randn_like(p))
+        torch.save({"state_dict": tuned.state_dict()}, tmp_path / f"ft{seed}.pt")
+        tunes.append(tuned.state_dict())
+    params = ParamsSpec(exclude=("transformer.wte.*",))
+    spec = DirectionsSpec(type="plane", targets=(str(tmp_path / "ft1.pt"), str(tmp_path / "ft2.pt")),
+                          dir_type="states", norm="none", ignore="none", params=params)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    directions = build_directions(spec, base, two_d=True)
+    for group, tuned in ((directions.x, tunes[0]), (directions.y, tunes[1])):
+        for name, d in zip(directions.names, group):
+            expected = torch.zeros_like(d) if name.startswith("transformer.wte.") else tuned[name] - before[name]
+            assert torch.equal(d, expected), name
+    assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())  # the base is untouched
+    assert all(t.device.type == "meta" for t in _skeleton(base).state_dict().values())
