@@ -253,3 +253,24 @@ def test_task_vector_plane_is_the_fine_tunes_minus_the_base_streamed(tmp_path: P
             assert torch.equal(d, expected), name
     assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())  # the base is untouched
     assert all(t.device.type == "meta" for t in _skeleton(base).state_dict().values())
+
+
+# -- compute.weights: bf16 weights, float32 loss ----------------------------------------------------------
+
+
+def test_half_weights_hold_bf16_and_take_the_loss_in_float32() -> None:
+    from landscape_job.datasets.builtin import Split
+    from landscape_job.spec.sections import ComputeSpec
+    from lm_models import tokens
+
+    model = _tiny_lm()
+    inputs, labels = tokens(64, 8, 12).tensors
+    reference = _tiny_lm().to(torch.bfloat16)  # θ* in bf16, the loss over its logits in float32
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(reference(inputs.to(torch.bfloat16)).float(), labels)
+    directions = build_directions(DirectionsSpec(storage="seeded"), model, two_d=False)
+    evaluator = Evaluator(model, directions, [Split(inputs=inputs, labels=labels, num_classes=64, name="train")],
+                          compute=ComputeSpec(batch_size=5, weights="bf16", points_per_forward=1))
+    assert all(p.dtype == torch.bfloat16 for p in evaluator.model.parameters())
+    assert all(d.dtype == torch.bfloat16 for d in evaluator._dx)
+    assert evaluator.evaluate(0.0)["train_loss"] == pytest.approx(float(expected), rel=1e-6)
