@@ -146,7 +146,7 @@ class Evaluator:
         #: Of the points evaluated, those with non-finite fp16 logits (their values are NaN): (a, b, samples).
         self.nonfinite: list[tuple[float, float, int]] = []
         dtype = compute_dtype(precision, compute.weights)
-        #: bf16/fp16 weights (``compute.weights``): logits are cast to float32 before the loss and metrics.
+        #: bf16/fp16 weights (``compute.weights``): θ is summed in float32 (losses cast the logits to float32).
         self._half_weights = dtype in (torch.bfloat16, torch.float16)
         no_cache(model)
         configure_precision(precision)
@@ -249,10 +249,6 @@ class Evaluator:
             return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
-    def _wide(self, logits: torch.Tensor) -> torch.Tensor:
-        """Half-precision weights give half-precision logits: the loss and metrics see float32."""
-        return logits.float() if self._half_weights and torch.is_floating_point(logits) else logits
-
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return batch_loss_sum(logits, labels, self.loss)
 
@@ -292,7 +288,7 @@ class Evaluator:
             bad = torch.zeros((), dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    logits = self._wide(self._single(inputs))
+                    logits = self._single(inputs)
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.one(logits, labels, self._loss_sum).double()
                     if check:
@@ -360,7 +356,7 @@ class Evaluator:
             bad = torch.zeros(k, dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    logits = self._wide(self._stacked(params, inputs))  # (K, batch, classes)
+                    logits = self._stacked(params, inputs)  # (K, batch, classes)
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
                     if check:
