@@ -274,3 +274,15 @@ def test_half_weights_hold_bf16_and_take_the_loss_in_float32() -> None:
     assert all(p.dtype == torch.bfloat16 for p in evaluator.model.parameters())
     assert all(d.dtype == torch.bfloat16 for d in evaluator._dx)
     assert evaluator.evaluate(0.0)["train_loss"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_a_seeded_run_keeps_the_centre_hessian(tmp_path: Path, linear_spec: dict) -> None:
+    linear_spec["directions"]["storage"] = "seeded"
+    linear_spec["metrics"] = ["loss", "hessian"]
+    linear_spec["hessian"] = {"iterations": 5, "trace_samples": 0}
+    spec = spec_from(tmp_path, linear_spec)
+    from landscape_job import stages
+
+    manifest = stages.prepare(open_run(spec, "h"), log=lambda _: None)
+    assert manifest.direction_storage == "seeded" and manifest.hessian is not None
+    assert np.isfinite(manifest.hessian["max_eig"])
