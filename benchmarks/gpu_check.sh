@@ -7,6 +7,12 @@
 #   PRECISIONS="fp32 tf32 bf16 fp16" benchmarks/gpu_check.sh      # fp16 too (GPUs before Ampere)
 #   MODEL=resnet20 IMAGES=10000 POINTS=5 benchmarks/gpu_check.sh  # a shorter run
 #   benchmarks/gpu_check.sh --smoke                   # on a CPU: the same pipeline on a tiny model, no GPU tests
+#   LM=0 benchmarks/gpu_check.sh                      # without the language-model rows
+#
+# Then a ~1.1B-parameter Llama-style model (random init, bf16 weights; benchmarks/lm_speed.py), with
+# seeded directions and with a direction file: setup, s/point over LM_SEQUENCES x LM_CONTEXT tokens
+# (default 8 x 2048), tokens/s, peak memory, MFU. A bare GPU machine with only PyTorch needs the
+# project's other wheels: benchmarks/fetch_wheels.sh here, then carry .wheels/ (docs/directions.md).
 #
 # Table rows go to stdout; everything else (tests, each benchmark's full output) to stderr.
 # It fails loudly: no CUDA device (exit 3, one line saying why), a GPU test failing, or a
@@ -68,5 +74,27 @@ for precision in $PRECISIONS; do
     fi
     $PY benchmarks/gpu_rows.py "$LABEL" "$precision" <<<"$out"
 done
+if [ "${LM:-1}" = 1 ]; then
+    if [ "$SMOKE" = 1 ]; then
+        LM_ARGS="--smoke --points 1"; LM_LABEL="tiny llama-style, 2 x 32 tokens, $GPU"
+    else
+        LM_ARGS="--sequences ${LM_SEQUENCES:-8} --context ${LM_CONTEXT:-2048} --points ${LM_POINTS:-5}"
+        LM_LABEL="llama-style 1.1B bf16, ${LM_SEQUENCES:-8} x ${LM_CONTEXT:-2048} tokens, $GPU"
+    fi
+    echo
+    echo "| model, tokens a point, GPU | directions | setup (s) | s/point | tokens/s | peak memory | MFU |"
+    echo "|---|---|---|---|---|---|---|"
+    for directions in seeded file; do
+        code=0
+        # shellcheck disable=SC2086 # LM_ARGS is a list of flags
+        out=$($PY benchmarks/lm_speed.py $LM_ARGS --directions "$directions" 2>&1) || code=$?
+        echo "$out" >&2
+        if [ "$code" != 0 ]; then
+            echo "gpu_check: the language-model benchmark with $directions directions failed (exit $code)" >&2
+            failed=1
+        fi
+        $PY benchmarks/gpu_rows.py --lm "$LM_LABEL" "$directions" <<<"$out"
+    done
+fi
 echo "gpu_check: done in $((SECONDS - started)) s" >&2
 exit "$failed"

@@ -144,7 +144,36 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
     if quick:
         return spec, None
     check_device(spec)
-    return spec, check_inputs(spec)
+    sizes = check_inputs(spec)
+    _planned_memory(spec, check=True)
+    return spec, sizes
+
+
+def _planned_memory(spec: Spec, check: bool) -> list[str]:
+    """The memory plan's lines (model + θ* + directions + activations, counted on the meta device);
+    with ``check``, a spec that cannot fit ``kubernetes.gpu_memory`` is refused in one line. A
+    model the meta device cannot run forward is not planned (said at -v), never refused."""
+    from landscape_job.base.errors import UserError
+    from landscape_job.checks.memory_plan import check_fits, plan_memory, planned_lines
+    from landscape_job.spec.localize import localize
+
+    from launcher.kubernetes.section import parse_kubernetes, parse_quantity
+
+    if spec.series is not None:
+        return []
+    gpu_memory = parse_kubernetes(spec.kubernetes).gpu_memory if spec.kubernetes else None
+    total = int(parse_quantity(gpu_memory)) if gpu_memory is not None else None
+    source = f"kubernetes.gpu_memory {gpu_memory}"
+    try:
+        plan = plan_memory(localize(spec))
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's model on the meta device
+        verbosity.info(f"memory plan: not available for this model on the meta device ({type(err).__name__})")
+        return []
+    if check and total is not None:
+        check_fits(spec, plan, total, source)
+    return planned_lines(plan, total, source)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -158,6 +187,8 @@ def _validate(args: argparse.Namespace) -> None:
     print(spec.to_yaml().rstrip())
     print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
+    for line in [] if args.quick else _planned_memory(spec, check=False):
+        print(f"#   {line}")
 
 
 #: A rule of thumb, not a measurement of the spec at hand: a shard's process start-up and
@@ -288,8 +319,10 @@ def _estimate(args: argparse.Namespace) -> None:
     verbosity.info(f"timing points for {args.seconds:g} s with {threads} thread{'s' if threads > 1 else ''} "
                    f"(a local worker's share of {available_cores()} cores), {parallel} workers at a time as "
                    f"submit --local runs them, then the fixed costs ...")
+    plan_lines = _planned_memory(spec, check=True)  # a shard that cannot fit its GPU: refused before timing
     measured = estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads)
     memory, memory_lines = _memory(spec)
+    memory_lines += plan_lines
     if args.json:
         print(json.dumps({"estimate": {**asdict(measured), "compute_hours": measured.compute_hours,
                                        "wall_seconds": measured.wall_seconds,

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,8 +104,9 @@ def _is_safetensors(p: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
 
 
-def _read_file(p: Path) -> Any:
-    """The file's object: a safetensors file's tensors, or torch.load's weights-only result."""
+def _read_file(p: Path, mmap: bool = False) -> Any:
+    """The file's object: a safetensors file's tensors, or torch.load's weights-only result
+    (``mmap``: a zip-format file's tensors mapped from the file, read as they are touched)."""
     if _is_safetensors(p):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -114,7 +116,7 @@ def _read_file(p: Path) -> Any:
         except (SafetensorError, OSError, ValueError) as e:
             raise UserError(f"{p}: cannot read safetensors checkpoint ({_refusal_reason(e)})") from None
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(p))
     except Exception as e:  # noqa: BLE001 - any failure to read a user's file is the user's
         raise UserError(f"{p}: cannot read checkpoint ({_refusal_reason(e)}); it must be a state_dict "
                         "saved with torch.save (weights-only loadable) or a .safetensors file, e.g. "
@@ -154,7 +156,8 @@ def _choose(obj: Mapping, key: str | None, p: Path) -> tuple[Any, list[str]]:
     return obj, []
 
 
-def load_state_dict(path: str | os.PathLike, key: str | None = None) -> OrderedDict[str, torch.Tensor]:
+def load_state_dict(path: str | os.PathLike, key: str | None = None,
+                    mmap: bool = False) -> OrderedDict[str, torch.Tensor]:
     """The state_dict in ``path``, on the CPU, without wrappers' prefixes.
 
     ``key`` (``model.checkpoint_key``) names the entry that holds it; without one, a bare
@@ -165,7 +168,7 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> OrderedD
     if not p.is_file():
         what = "is a folder, not a file" if p.is_dir() else "does not exist"
         raise UserError(f"{p}: checkpoint {what}; check the path in the spec")
-    obj: Any = _read_file(p)
+    obj: Any = _read_file(p, mmap)
     if not isinstance(obj, Mapping):
         raise UserError(f"{p}: checkpoint holds a {type(obj).__name__}, not a state_dict; save "
                         "model.state_dict() (or {'state_dict': model.state_dict()}) instead")

@@ -53,9 +53,13 @@ class Manifest:
     #: A series run: ``checkpoints`` and ``steps`` as prepare listed them, ``layer_names`` (the
     #: tensors the Hessian, gradient and noise are taken over), ``threshold`` (2 + 2β)/η.
     series: dict[str, Any] | None = None
+    #: ``seeded`` when directions.h5 holds a recipe (each pod regenerates the values); None: the values.
+    direction_storage: str | None = None
+    #: ``directions.params``: how many of ``parameters`` the directions move (None: all of them).
+    perturbed: int | None = None
 
     #: Left out of the JSON when None, as they always were.
-    _OPTIONAL = ("hessian", "pca", "data_files", "series")
+    _OPTIONAL = ("hessian", "pca", "data_files", "series", "direction_storage", "perturbed")
     #: The keys report.json's provenance copies.
     PROVENANCE = ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy", "code_version", "torch_version")
 

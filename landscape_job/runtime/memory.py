@@ -138,15 +138,24 @@ class LiveBytes(TorchDispatchMode):
             del self._users[key]
             self.live -= self._sizes.pop(key)
 
+    #: Count tensors on the meta device too (``MetaBytes``): shapes without memory, keyed by storage.
+    meta = False
+
+    def _key(self, tensor: torch.Tensor) -> int:
+        storage = tensor.untyped_storage()
+        return storage._cdata if tensor.device.type == "meta" else storage.data_ptr()
+
+    def _counted(self, tensor: object) -> bool:
+        return isinstance(tensor, torch.Tensor) and (self.meta or tensor.device.type != "meta")
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - the dispatch protocol
         out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor) and t.device.type != "meta"}
+        inputs = {self._key(t) for t in tree_flatten((args, kwargs))[0] if self._counted(t)}
         for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+            if not self._counted(tensor):
                 continue
             storage = tensor.untyped_storage()
-            key, size = storage.data_ptr(), storage.nbytes()
+            key, size = self._key(tensor), storage.nbytes()
             if not size or (key in inputs and key not in self._users):
                 continue  # a view of (or in-place into) memory that existed before: not new
             if key not in self._users:
@@ -156,3 +165,56 @@ class LiveBytes(TorchDispatchMode):
             self._users[key] += 1
             weakref.finalize(tensor, self._free, key)
         return out
+
+
+class MetaBytes(LiveBytes):
+    """``LiveBytes`` over a forward pass on the meta device: the activation bytes of a model far
+    too large for this machine, from its shapes alone (no memory, no arithmetic), for the plan
+    ``launcher validate`` and ``estimate`` check against ``kubernetes.gpu_memory``."""
+
+    meta = True
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """A shard's device memory from counts: the evaluator holds the model, θ*'s copy and the
+    directions (``resident``), and a forward pass adds activations linear in the batch
+    (``per_sample_bytes``, measured at batch 1 on the meta device, the fp32 logits and the
+    loss's copies included)."""
+
+    parameters: int
+    weight_bytes: int
+    directions: int
+    per_sample_bytes: int
+    batch_size: int
+    #: Extra stacked parameter sets of ``points_per_forward`` K > 1 (K model copies).
+    stacked: int = 0
+    #: Tokens (or values) per sample, for the message: "batch 8 × 1,024".
+    sample_size: int | None = None
+
+    @property
+    def model_bytes(self) -> int:
+        return self.parameters * self.weight_bytes
+
+    @property
+    def resident_bytes(self) -> int:
+        return self.model_bytes * (2 + self.directions + self.stacked)
+
+    def working_bytes(self, batch: int) -> int:
+        return self.per_sample_bytes * batch * max(1, self.stacked)
+
+    def peak_bytes(self, batch: int | None = None) -> int:
+        return self.resident_bytes + self.working_bytes(self.batch_size if batch is None else batch)
+
+    def largest_batch(self, total_bytes: int, overhead_bytes: int = CUDA_OVERHEAD_BYTES) -> int:
+        room = total_bytes - overhead_bytes - self.resident_bytes
+        per = self.per_sample_bytes * max(1, self.stacked)
+        return max(0, room // per) if per > 0 else (1 << 30 if room >= 0 else 0)
+
+    def describe(self, batch: int | None = None) -> str:
+        batch = self.batch_size if batch is None else batch
+        tokens = f" × {self.sample_size:,}" if self.sample_size else ""
+        return (f"{mib(self.peak_bytes(batch))} = model {mib(self.model_bytes)} + θ* copy {mib(self.model_bytes)} + "
+                f"{self.directions} direction(s) {mib(self.model_bytes * self.directions)}"
+                + (f" + {self.stacked} stacked point(s) {mib(self.model_bytes * self.stacked)}" if self.stacked else "")
+                + f" + activations {mib(self.working_bytes(batch))} at batch {batch:,}{tokens}")

@@ -86,6 +86,13 @@ def describe_precision(precision: str) -> str:
     return DESCRIPTIONS.get(precision, precision)
 
 
-def compute_dtype(precision: str) -> torch.dtype:
-    """The dtype of the weights and data: float64 for fp64, else float32 (autocast lowers per op)."""
-    return torch.float64 if precision == "fp64" else torch.float32
+def compute_dtype(precision: str, weights: str = "fp32") -> torch.dtype:
+    """The dtype of the weights and data: float64 for fp64; ``compute.weights`` bf16/fp16 hold them
+    in half the memory; else float32 (autocast lowers per op)."""
+    if precision == "fp64":
+        return torch.float64
+    return WEIGHT_DTYPES.get(weights, torch.float32)
+
+
+#: ``compute.weights`` and the dtype the model, θ* and the directions are held in on the device.
+WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -37,6 +37,7 @@ from landscape_job.spec.sections import (
     DataSpec,
     DirectionsSpec,
     HessianSpec,
+    ParamsSpec,
     PlotSpec,
     PythonSpec,
     Spec,
@@ -312,7 +313,12 @@ def _parse_directions(s: Section, base_dir: Path, grid: Grid, check_files: bool,
     seed = s.read(DirectionsSpec, "seed")
     same_dir = s.read(DirectionsSpec, "same_dir")
     orthogonalize = s.read(DirectionsSpec, "orthogonalize")
+    storage = s.read(DirectionsSpec, "storage")
+    params = _parse_params(s.read(DirectionsSpec, "params"), kind)
     s.finish()
+    if storage == "seeded" and kind != "random":
+        raise UserError(f"directions.storage: seeded regenerates random directions from their seed; type {kind} "
+                        "has values only a file can hold (use file or auto)")
 
     if facts.ndim is not None and grid.ndim != facts.ndim:
         raise UserError(facts.ndim_error)
@@ -325,7 +331,36 @@ def _parse_directions(s: Section, base_dir: Path, grid: Grid, check_files: bool,
     if orthogonalize and same_dir:
         raise UserError("directions.orthogonalize: cannot orthogonalize y against x when same_dir is true")
     return DirectionsSpec(type=kind, targets=targets, file=file, dir_type=dir_type, norm=norm, ignore=ignore,
-                          seed=seed, same_dir=same_dir, orthogonalize=orthogonalize, trajectory=trajectory), notes
+                          seed=seed, same_dir=same_dir, orthogonalize=orthogonalize, trajectory=trajectory,
+                          storage=storage, params=params), notes
+
+
+#: The direction types whose tensors ``directions.params`` can leave at θ* (a file, PCA and the
+#: Hessian's eigenvectors are over the tensors as computed).
+_PARAMS_TYPES = ("random", "interpolate", "plane")
+
+
+def _parse_params(raw: dict | None, kind: str) -> ParamsSpec | None:
+    """``directions.params``: ``{include: globs, exclude: globs}``, each a string or a list of strings."""
+    if raw is None:
+        return None
+    if kind not in _PARAMS_TYPES:
+        raise UserError(f"directions.params: type {kind} uses its directions as computed; params is for "
+                        f"{', '.join(_PARAMS_TYPES)}")
+    unknown = sorted(set(raw) - {"include", "exclude"})
+    if unknown:
+        raise UserError(f"directions.params.{unknown[0]}: unknown key; expected include and/or exclude")
+    patterns: dict[str, tuple[str, ...]] = {}
+    for name in ("include", "exclude"):
+        value = raw.get(name) or []
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(p, str) and p.strip() for p in items):
+            raise UserError(f"directions.params.{name}: expected glob patterns on tensor names (a string or a "
+                            f"list of strings), got {shown(value)}")
+        patterns[name] = tuple(items)
+    if not patterns["include"] and not patterns["exclude"]:
+        raise UserError("directions.params: give include and/or exclude patterns, or remove the key")
+    return ParamsSpec(**patterns)
 
 
 def _check_trajectory_size(trajectory: tuple[str, ...], final: str, grid: Grid) -> None:
@@ -355,6 +390,9 @@ def _parse_trajectory(s: Section, kind: str, base_dir: Path, check_files: bool,
 def _parse_compute(s: Section, grid: Grid, counted: bool = True) -> ComputeSpec:
     values = s.read_all(ComputeSpec)
     s.finish()
+    if values["weights"] != "fp32" and values["precision"] == "fp64":
+        raise UserError(f"compute.weights: {values['weights']} weights cannot compute in precision fp64; "
+                        "use weights fp32 or another precision")
     shards = values["shards"]
     if shards > grid.size and counted:
         raise UserError(f"compute.shards: {shards} shards for a grid of {grid.size} points; "

@@ -44,6 +44,11 @@ from landscape_job.storage.location import StorageLocation
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
 IGNORES = ("biasbn", "none")
+#: ``directions.storage``: file (the paper's directions.h5 of values), seeded (the recipe only: each
+#: pod regenerates the values per tensor from (seed, tensor name)), auto (seeded above a size).
+STORAGES = ("auto", "file", "seeded")
+#: ``compute.weights``: the dtype the model, θ* and the directions are held in on the device.
+WEIGHTS = ("fp32", "bf16", "fp16")
 LOSSES = ("cross_entropy", "mse")
 #: What the model is asked to do: ``classification`` (today's: class labels, or float targets for
 #: regression), or a language-model task on token data (docs/language-models.md).
@@ -89,6 +94,33 @@ class DataSpec:
                                                                        "sequences per split (default: all)")
 
 
+_PATTERNS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)
+_PARAMS_SCHEMA = {"type": "object", "properties": {"include": _PATTERNS_SCHEMA, "exclude": _PATTERNS_SCHEMA},
+                  "additionalProperties": False}
+
+
+@dataclass(frozen=True)
+class ParamsSpec:
+    """``directions.params``: the tensors the directions move, by ``fnmatch`` globs on their names
+    (``named_parameters()`` or ``state_dict()`` names, as ``dir_type`` says). A tensor moves when it
+    matches an ``include`` pattern (none given: every tensor) and no ``exclude`` pattern."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def selects(self, name: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        included = not self.include or any(fnmatchcase(name, p) for p in self.include)
+        return included and not any(fnmatchcase(name, p) for p in self.exclude)
+
+    def describe(self) -> str:
+        """For titles and logs: "only attn.*; not *.wte.*"."""
+        parts = ([f"only {', '.join(self.include)}"] if self.include else []) + \
+                ([f"not {', '.join(self.exclude)}"] if self.exclude else [])
+        return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class DirectionsSpec:
     type: str = key("random", choices=DIRECTION_TYPES)
@@ -107,6 +139,14 @@ class DirectionsSpec:
     trajectory: tuple[str, ...] = key((), kind=(list, str),
                                       json={"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_SCHEMA}]},
                                       description="type pca: the training run's checkpoints, a list or a glob")
+    #: Where the directions live between prepare and evaluate (docs/directions.md).
+    storage: str = key("auto", choices=STORAGES, description="file: directions.h5 holds the values (the paper's "
+                       "layout) | seeded: it holds the recipe, each pod regenerates the values (type random) | "
+                       "auto: seeded when the file would exceed 1 GiB")
+    #: Which parameters the directions move (glob patterns on tensor names); None: all.
+    params: ParamsSpec | None = key(None, kind=dict, json=_PARAMS_SCHEMA,
+                                    description="{include: [globs], exclude: [globs]} on tensor names; "
+                                                "the others stay at θ*")
 
 
 @dataclass(frozen=True)
@@ -135,6 +175,9 @@ class ComputeSpec:
     #: Record CUDA's allocation history and store it with each shard (for pytorch.org/memory_viz).
     memory_snapshot: bool = key(False, kind=bool, description="CUDA: store each shard's memory snapshot "
                                                               "(shards/*.memory.pickle)")
+    #: bf16/fp16 hold model, θ* and directions in half the memory; the loss is still summed in float64.
+    weights: str = key("fp32", choices=WEIGHTS, description="the dtype of the weights, θ* and directions on the "
+                        "device (bf16/fp16: half the memory; logits cast to fp32 for the loss)")
 
 
 #: ``compute`` keys that change how fast the numbers come (or what is recorded beside them),
@@ -269,6 +312,11 @@ class Spec:
         directions["trajectory"] = [input_out(t, self.pins) for t in self.directions.trajectory]
         if not directions["trajectory"]:
             del directions["trajectory"]  # written only for pca, so older specs keep their hash
+        for name in ("storage", "params"):  # later keys: written only when set
+            if directions[name] == default_of(DirectionsSpec, name):
+                del directions[name]
+        if self.directions.params is not None:
+            directions["params"] = {k: list(v) for k, v in directions["params"].items() if v}
         directions["file"] = input_out(self.directions.file, self.pins)
         model = model_out(self.model, self.pins)
         if self.series is not None and self.model.checkpoint == self.series.checkpoints[-1]:
@@ -288,7 +336,7 @@ class Spec:
             **({"task": self.task} if self.task != default_of(Spec, "task") else {}),
             "loss": self.loss,
             **layout,
-            "compute": asdict(self.compute),
+            "compute": _compute_out(self.compute),
             "storage": self.storage.to_spec(),
             "plot": {k: v for k, v in asdict(self.plot).items() if v is not None or k != "formats"},
             **({"metrics": list(self.metrics)} if self.series is None else {}),
@@ -314,3 +362,11 @@ class Spec:
             content.pop("metrics", None)  # so the hash of every spec from before metrics existed is unchanged
         content["compute"] = {k: v for k, v in content["compute"].items() if k not in SPEED_KEYS}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _compute_out(compute: ComputeSpec) -> dict[str, Any]:
+    """The compute section; ``weights`` (a later key) only when set, so older hashes stay."""
+    out = asdict(compute)
+    if out["weights"] == default_of(ComputeSpec, "weights"):
+        del out["weights"]
+    return out

@@ -38,14 +38,35 @@ def _readable(name: str | None) -> bool:
     return bool(name) and not any(c in name for c in ":/\\")
 
 
+#: The most of a title the ``directions.params`` part may take (a long pattern list is cut with "…").
+MAX_PARAMS_CHARS = 48
+
+
 def subject(attrs: Mapping[str, str]) -> str:
-    """What a figure is of: ``title``, else "arch on dataset" (built-in names), else the run's name."""
+    """What a figure is of: ``title``, else "arch on dataset" (built-in names), else the run's name;
+    then which parameters moved when ``directions.params`` chose them ("cnn on digits [only fc.*]")."""
+    return _join(_who(attrs), _params(attrs))
+
+
+def _who(attrs: Mapping[str, str]) -> str:
     if attrs.get("title"):
         return attrs["title"]
     arch, dataset, name = attrs.get("arch"), attrs.get("dataset"), attrs.get("name")
     if _readable(arch) and _readable(dataset):
         return f"{arch} on {dataset}"
     return name or next((v for v in (arch, dataset) if _readable(v)), "") or ""
+
+
+def _params(attrs: Mapping[str, str]) -> str:
+    """The surface's ``params`` attribute ("only h.0.*; not *.bias"), cut to fit beside a title."""
+    text = " ".join(str(attrs.get("params") or "").split())
+    if len(text) > MAX_PARAMS_CHARS:
+        text = text[:MAX_PARAMS_CHARS - 1] + "…"
+    return f"[{text}]" if text else ""
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
 
 
 def figure_title(what: str, attrs: Mapping[str, str]) -> str:

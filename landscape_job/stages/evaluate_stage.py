@@ -24,6 +24,8 @@ import torch
 
 import landscape_job
 from landscape_job.base.errors import StageError, UserError
+from landscape_job.runtime.precision import compute_dtype
+from landscape_job.surface.seeded import SeededRecipe, materialize, read_recipe
 from landscape_job.base.termination import Terminated, shielded
 from landscape_job.run.files import (
     DIRECTIONS_KEY,
@@ -54,9 +56,9 @@ from landscape_job.series.evaluator import SeriesEvaluator
 from landscape_job.spec.localize import localize
 from landscape_job.spec.sections import Spec
 from landscape_job.storage import NotFound, Storage
-from landscape_job.surface.centre import build_evaluator
+from landscape_job.surface.centre import build_centre_model, build_evaluator
 from landscape_job.surface.directions import Directions, load_directions
-from landscape_job.surface.evaluator import resolve_device
+from landscape_job.surface.evaluator import Evaluator, resolve_device
 from landscape_job.surface.point_evaluator import PointEvaluator
 
 Values = dict[str, float]
@@ -290,10 +292,17 @@ def _already_complete(run: Storage, spec: Spec, shard: int, direction_hash: str 
     return None
 
 
-def _checked_directions(run: Storage, manifest: Manifest) -> Directions:
-    """The run's directions, which must be those the manifest (and every shard) was made with."""
-    way_out = ("restore the directions.h5 prepare wrote, or start a new run (a new --run-id); the run's "
-               "shards were computed with the original directions, so a new file cannot join them")
+_WAY_OUT = ("restore the directions.h5 prepare wrote, or start a new run (a new --run-id); the run's "
+            "shards were computed with the original directions, so a new file cannot join them")
+
+
+def _checked_directions(run: Storage, manifest: Manifest) -> Directions | SeededRecipe:
+    """The run's directions, which must be those the manifest (and every shard) was made with; a
+    seeded run's recipe (its values are generated and checked in ``_resume``, on the device)."""
+    way_out = _WAY_OUT
+    recipe = read_recipe(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
+    if recipe is not None:
+        return recipe
     try:
         directions = load_directions(run.get(DIRECTIONS_KEY), f"{run.url}/{DIRECTIONS_KEY}")
     except UserError as err:
@@ -302,6 +311,22 @@ def _checked_directions(run: Storage, manifest: Manifest) -> Directions:
         raise StageError(f"{run.url}/{DIRECTIONS_KEY} was changed after prepare (its hash is not the manifest's "
                          f"direction_hash); {way_out}")
     return directions
+
+
+def _seeded_evaluator(run: Storage, spec: Spec, recipe: SeededRecipe, manifest: Manifest, device: torch.device,
+                      log: Log) -> Evaluator:
+    """The evaluator of a seeded run: its directions generated tensor by tensor onto ``device``,
+    their hash checked against the one prepare recorded (bit-identical in every pod, or none runs)."""
+    started = time.monotonic()
+    model = build_centre_model(localize(spec))
+    dtype = compute_dtype(spec.compute.precision, spec.compute.weights)
+    directions = materialize(recipe, model, device, dtype)
+    if directions.hash != manifest.direction_hash:
+        raise StageError(f"{run.url}/{DIRECTIONS_KEY}: the seeded directions generated here differ from those "
+                         "prepare hashed (another torch version's generator?); run evaluate with the image that "
+                         f"ran prepare; {_WAY_OUT}")
+    log(f"evaluate: seeded directions generated on {device} in {time.monotonic() - started:.1f}s")
+    return build_evaluator(spec, directions, device, model)
 
 
 def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None, manifest: Manifest,
@@ -315,8 +340,12 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None,
     if spec.compute.memory_snapshot and not snapshot.active:
         log(f"evaluate: compute.memory_snapshot records CUDA allocations only; nothing to record on {device}")
     # A series' points are its checkpoints (series_evaluator); its "direction hash" is the manifest's.
-    evaluator: PointEvaluator = build_evaluator(spec, directions, device) if directions is not None else \
-        SeriesEvaluator(spec, manifest, device)
+    evaluator: PointEvaluator
+    if isinstance(directions, SeededRecipe):
+        evaluator = _seeded_evaluator(run, spec, directions, manifest, device, log)
+    else:
+        evaluator = build_evaluator(spec, directions, device) if directions is not None else \
+            SeriesEvaluator(spec, manifest, device)
     direction_hash = manifest.direction_hash
     names = evaluator.metric_names()
     results = _Results(points, names)

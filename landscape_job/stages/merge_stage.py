@@ -116,6 +116,13 @@ def _surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
              "direction_type": spec.directions.type, "dir_type": manifest.dir_type,
              "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
              "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.cosine_xy, "title": spec.plot.title}
+    if spec.directions.params is not None:  # which tensors moved: recorded, and shown in the titles
+        attrs.update({"params": spec.directions.params.describe(),
+                      "params_include": json.dumps(list(spec.directions.params.include)),
+                      "params_exclude": json.dumps(list(spec.directions.params.exclude)),
+                      "perturbed": manifest.perturbed})
+    if manifest.direction_storage is not None:
+        attrs["direction_storage"] = manifest.direction_storage
     hessian = manifest.hessian
     if hessian is not None:
         attrs.update({"sharpness": hessian["sharpness"], "hessian_trace": hessian["trace"],

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from landscape_job.spec.direction_types import DIRECTION_TYPES
+from landscape_job.base.errors import UserError
 from landscape_job.spec.sections import DirectionsSpec
 from landscape_job.surface.directions import (
     Directions,
@@ -32,6 +33,7 @@ from landscape_job.surface.directions import (
     target_direction,
 )
 from landscape_job.surface.pca import PcaPlane, build_pca
+from landscape_job.surface.seeded import SeededRecipe, final_recipe, materialize, uses_seeded
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class BuiltDirections:
     directions: Directions
     #: The principal plane and the trajectory's path in it (type pca): the manifest records them.
     pca: PcaPlane | None = None
+    #: Seeded random directions: the recipe every pod regenerates them from.
+    recipe: SeededRecipe | None = None
 
 
 Builder = Callable[[DirectionsSpec, nn.Module, BuildContext], BuiltDirections]
@@ -66,6 +70,12 @@ def _finish(spec: DirectionsSpec, names: list[str], centre: list[torch.Tensor], 
     x = normalize_direction(x, centre, spec.norm, spec.ignore, small_from_weights)
     if y is not None:
         y = normalize_direction(y, centre, spec.norm, spec.ignore, small_from_weights)
+    if spec.params is not None:
+        keep = _selected(spec, names)
+        for direction in (x, y or []):
+            for moved, d in zip(keep, direction):
+                if not moved:
+                    d.zero_()
     if two_d and spec.same_dir:
         y = [t.clone() for t in x]
     if y is not None and spec.orthogonalize:
@@ -73,8 +83,24 @@ def _finish(spec: DirectionsSpec, names: list[str], centre: list[torch.Tensor], 
     return BuiltDirections(Directions(dir_type=spec.dir_type, names=names, x=x, y=y))
 
 
+def _selected(spec: DirectionsSpec, names: list[str]) -> list[bool]:
+    """Which tensors ``directions.params`` moves; none at all is the user's mistake, named."""
+    keep = [spec.params.selects(n) for n in names] if spec.params is not None else [True] * len(names)
+    if not any(keep):
+        raise UserError(f"directions.params: {spec.params.describe()} matches none of the model's {len(names)} "
+                        f"tensors (e.g. {', '.join(names[:3])})")
+    return keep
+
+
 def _random(spec: DirectionsSpec, model: nn.Module, ctx: BuildContext) -> BuiltDirections:
-    """Gaussian draws seeded by the spec; dim <= 1 tensors copy the weights unless ignored (the paper's rule)."""
+    """Gaussian draws seeded by the spec; dim <= 1 tensors copy the weights unless ignored (the paper's rule).
+
+    Seeded storage (``surface.seeded``): one generator per tensor, from (seed, name); here
+    materialised on the CPU (the Python API, which keeps nothing on disk anyway).
+    """
+    if uses_seeded(spec, model, ctx.two_d):
+        recipe = final_recipe(spec, model, ctx.two_d)
+        return BuiltDirections(materialize(recipe, model), recipe=recipe)
     names, centre = _centre(model, spec.dir_type)
     generator = torch.Generator(device="cpu").manual_seed(spec.seed)
     x = random_direction(centre, generator)

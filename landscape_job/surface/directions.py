@@ -12,8 +12,10 @@ tensor names, seed, normalisation, hash) that those tools ignore.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 
 import h5py
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from landscape_job.base.errors import UserError, shown
-from landscape_job.models.checkpoints import load_into, load_state_dict
+from landscape_job.models.checkpoints import load_into, load_state_dict, strip_prefixes
 from landscape_job.storage import h5_attrs, h5_bytes, open_h5
 
 _EPS = 1e-10
@@ -34,10 +36,14 @@ class Directions:
     names: list[str]
     x: list[torch.Tensor]
     y: list[torch.Tensor] | None = None
+    #: Seeded directions (``surface.seeded``): the hash taken over the values as they were generated.
+    known_hash: str | None = None
 
     @property
     def hash(self) -> str:
         """Identity of the directions, for checking that shards agree on them."""
+        if self.known_hash is not None:
+            return self.known_hash
         digest = hashlib.sha256(self.dir_type.encode())
         # float32 bytes, as always; an fp64 run's directions (any tensor float64) by their float64 bytes.
         dtype = torch.float64 if any(t.dtype == torch.float64 for t in [*self.x, *(self.y or [])]) else torch.float32
@@ -133,16 +139,27 @@ def _wide(w: torch.Tensor) -> torch.dtype:
 
 
 def target_direction(model: nn.Module, centre: list[torch.Tensor], checkpoint: str, dir_type: str) -> list[torch.Tensor]:
-    """θ_target − θ_centre, read through the model so that the checkpoint must fit it."""
-    state = load_state_dict(checkpoint)
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    try:
-        load_into(model, state, checkpoint)
-        target = [t.detach().clone() for _, t in named_tensors(model, dir_type)]
-    finally:
-        model.load_state_dict(original)
-    return [(t.to(_wide(c)) - c.to(_wide(c))) if torch.is_floating_point(c) else torch.zeros(c.shape)
-            for t, c in zip(target, centre)]
+    """θ_target − θ_centre, streamed tensor by tensor: the checkpoint is memory-mapped (a zip-format
+    torch file; a safetensors file is read whole), checked against the model on the meta device
+    (the same one-line refusal as loading it), and each difference made from one of its tensors,
+    so no second model is ever built or copied (task vectors of a large base model and its fine-tunes)."""
+    state = load_state_dict(checkpoint, mmap=True)
+    with warnings.catch_warnings():  # loading into meta tensors is a no-op, as meant here
+        warnings.simplefilter("ignore")
+        load_into(_skeleton(model), state, checkpoint)  # keys and shapes: the values stay where they are
+    stripped, _ = strip_prefixes(state)
+    names = [n for n, _ in named_tensors(model, dir_type)]
+    return [(stripped[n].to(_wide(c)) - c.to(_wide(c))) if torch.is_floating_point(c) and n in stripped
+            else torch.zeros(c.shape, dtype=_wide(c) if torch.is_floating_point(c) else torch.float32)
+            for n, c in zip(names, centre)]
+
+
+def _skeleton(model: nn.Module) -> nn.Module:
+    """A copy of the model on the meta device, made without copying a single value."""
+    memo: dict[int, object] = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+                               for p in model.parameters()}
+    memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
+    return copy.deepcopy(model, memo)
 
 
 def orthogonalize(x: list[torch.Tensor], y: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -125,6 +125,15 @@ def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor],
     return vmap(one, in_dims=(0, None))
 
 
+def no_cache(model: nn.Module) -> None:
+    """``use_cache=False`` for a Hugging Face model (any module with a ``config.use_cache``): a grid
+    point is one forward pass over whole sequences, and the key/value cache would only hold memory."""
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "use_cache", None):
+            config.use_cache = False
+
+
 class Evaluator:
     """Evaluates the model at points of the plane spanned by the directions through θ*.
 
@@ -155,7 +164,10 @@ class Evaluator:
         self.oom_halvings = 0
         #: Of the points evaluated, those with non-finite fp16 logits (their values are NaN): (a, b, samples).
         self.nonfinite: list[tuple[float, float, int]] = []
-        dtype = compute_dtype(precision)
+        dtype = compute_dtype(precision, compute.weights)
+        #: bf16/fp16 weights (``compute.weights``): θ is summed in float32 (losses cast the logits to float32).
+        self._half_weights = dtype in (torch.bfloat16, torch.float16)
+        no_cache(model)
         configure_precision(precision)
         if self.device.type == "cuda":
             # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
@@ -350,10 +362,12 @@ class Evaluator:
         stacked = {}
         for i, (name, centre) in enumerate(zip(self._names, self._centre)):
             shape = (len(points),) + (1,) * centre.dim()
-            value = centre.unsqueeze(0) + a.to(self.device, centre.dtype).view(shape) * self._dx[i].unsqueeze(0)
+            # Half-precision weights: summed in float32 and rounded once, as set_point's foreach ops do.
+            work = torch.float32 if self._half_weights else centre.dtype
+            value = centre.to(work).unsqueeze(0) + a.to(self.device, work).view(shape) * self._dx[i].to(work).unsqueeze(0)
             if self._dy is not None:
-                value = value + b.to(self.device, centre.dtype).view(shape) * self._dy[i].unsqueeze(0)
-            stacked[name] = value
+                value = value + b.to(self.device, work).view(shape) * self._dy[i].to(work).unsqueeze(0)
+            stacked[name] = value.to(centre.dtype)
         return stacked
 
     @torch.no_grad()
