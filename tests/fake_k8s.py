@@ -164,6 +164,8 @@ class FakeCluster:
         self.stopping = False
         #: Nodes, claims, classes, the version (tests/fake_inventory.py) and Kueue (tests/fake_kueue.py).
         self.inventory = Inventory()
+        #: The Job controller's retry back-off base in seconds (tests/fake_jobs.py); 0: a retry starts at once.
+        self.backoff_seconds = 0.0
         self.kueue = FakeKueue(self)
         self._server = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
         self._server.daemon_threads = True

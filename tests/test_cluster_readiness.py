@@ -170,7 +170,7 @@ def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
     """The kubelet evicts the shard's pod (DisruptionTarget, TerminationByKubelet) with its disk full; the
     one retry of the index reads why and fails it (exit 2), instead of being retried until the deadline."""
     raw = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1, tmp_size="1Gi", cache_size="1Gi")
-    raw["grid"] = {"x": "-1:1:61", "y": "-1:1:61"}  # long enough to be evicted mid-way
+    raw["grid"] = {"x": "-1:1:41", "y": "-1:1:41"}  # long enough to be evicted mid-way
     path = write_spec(tmp_path, raw)
     result: list[int] = []
     submit = threading.Thread(target=lambda: result.append(
@@ -197,7 +197,7 @@ def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
 def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto_endpoint: str,
                                             linear_spec: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     raw = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1)
-    raw["grid"] = {"x": "-1:1:61", "y": "-1:1:61"}
+    raw["grid"] = {"x": "-1:1:41", "y": "-1:1:41"}
     path = write_spec(tmp_path, raw)
     result: list[int] = []
     submit = threading.Thread(target=lambda: result.append(
@@ -376,3 +376,27 @@ def test_doctor_skips_what_the_account_may_not_read(fake: FakeCluster, tmp_path:
     raw = cluster_spec(linear_spec, bucket, moto_endpoint, gpus=1, cpu="64")  # fits no node, but none readable
     assert launcher(["submit", str(write_spec(tmp_path, raw)), "--run-id", "blind", "--server-dry-run"]) == 0
     assert "preflight: not checked (not readable with your account): nodes" in capsys.readouterr().err
+
+
+def test_the_fake_job_controller_backs_off_between_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          aws_env: None, bucket: str, moto_endpoint: str,
+                                                          linear_spec: dict) -> None:
+    """A counted failure delays the index's next pod by base x 2^(failures-1); the fake models it for the tests
+    that need the real controller's pace (tests/fake_jobs.py)."""
+    starts: list[float] = []
+
+    def runner(fake: FakeCluster, pod: dict, env: dict) -> int:
+        if stage_of(pod) != "prepare":
+            return 0
+        starts.append(time.monotonic())
+        return 1 if len(starts) < 3 else 0
+
+    with FakeCluster(tmp_path / "cluster", runner=runner) as fake:
+        fake.backoff_seconds = 0.3
+        fake.secret_from_environ("landscape-s3")
+        monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
+        path = write_spec(tmp_path, cluster_spec(linear_spec, bucket, moto_endpoint))
+        assert launcher(["submit", str(path), "--run-id", "boff", "--no-preflight"]) == 0
+        fake.wait_idle()
+    assert len(starts) == 3
+    assert starts[1] - starts[0] >= 0.3 and starts[2] - starts[1] >= 0.6, starts

@@ -65,7 +65,8 @@ def test_evaluate_and_merge_are_gated_and_prepare_releases_them(tmp_path, raw):
     assert role["rules"] == [
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["patch"],
          "resourceNames": [f"{RUN_ID}-evaluate", f"{RUN_ID}-merge"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"], "resourceNames": [f"{RUN_ID}-evaluate"]}]
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"], "resourceNames": [f"{RUN_ID}-evaluate"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{RUN_ID}-pods"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "landscape", "namespace": "team-a"}]
     # the token only where the API is called: prepare (release), merge (watch); never evaluate

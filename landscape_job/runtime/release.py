@@ -19,6 +19,7 @@ import time
 from typing import Callable, Mapping
 
 from landscape_job.base.errors import StageError
+from landscape_job.runtime.events import post_event
 from landscape_job.runtime.kube import MERGE_PATCH, ApiError, in_cluster, job_path
 
 RELEASE_ENV = "LANDSCAPE_RELEASE"
@@ -60,3 +61,5 @@ def release_next_stages(log: Callable[[str], None], sleep: Callable[[float], Non
                         from None
             sleep(2.0 ** attempt)
         log(f"prepare: released job {name}")
+        post_event(name, "Released", f"released by pod {environ.get('HOSTNAME', '?')}: its stage may start", log,
+                   environ=environ)

@@ -9,7 +9,9 @@ through a Role of the run (``<run>-pods``) that allows exactly that:
 * ``patch`` on ``jobs`` limited by ``resourceNames`` to this run's evaluate and merge Jobs
   (the prepare pod's release);
 * ``get`` on ``jobs`` limited to this run's evaluate Job (the merge pod's watch, which ends
-  merge as soon as evaluate fails, is deleted or is out of reach).
+  merge as soon as evaluate fails, is deleted or is out of reach);
+* ``create`` on ``events``: the run's stage transitions as Events on its Jobs
+  (``landscape_job.runtime.events``), for ``kubectl describe`` and alerting.
 
 ``patch`` cannot be narrowed to the ``suspend`` field by RBAC: a pod holding it could also
 change what a suspended Job still lets change (parallelism, deadline, scheduling
@@ -93,6 +95,9 @@ def pods_role(metadata: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
                  "resourceNames": [names["evaluate"], names["merge"]]},
                 {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"],
                  "resourceNames": [names["evaluate"]]},
+                # the Released / ShardsFailed / Merged events on the run's Jobs (landscape_job.runtime.events);
+                # RBAC cannot narrow create by name
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
             ]}
 
 

@@ -133,6 +133,7 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str],
         env.append(release_env(k8s, names))  # what prepare releases once its work is in storage
     if stage == "merge":
         env.append({"name": "LANDSCAPE_EVALUATE_JOB", "value": names["evaluate"]})
+        env.append({"name": "LANDSCAPE_JOB_NAME", "value": names["merge"]})  # its Merged event (runtime/events)
     if stage == "evaluate":  # a shard stopped full fails within its Job, not a resubmitted run's (stages/shard_stops)
         env.append({"name": "LANDSCAPE_JOB_UID", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}})
