@@ -40,8 +40,9 @@ class Counting:
 
 def measure(folder: Path, shards: int) -> dict[str, tuple[int, float]]:
     from launcher.api import Run
+    from launcher.backends.local import LocalBackend
     from launcher.commands.cluster_run import read_progress
-    from launcher.commands.stored_run import read_stored_status
+    from launcher.backends.local import read_stored_status
 
     spec = parse_spec({"name": "poll", "model": {"arch": "mlp", "checkpoint": "a.pt"},
                        "data": {"dataset": "synthetic"}, "grid": {"x": "-1:1:101", "y": "-1:1:101"},
@@ -60,7 +61,7 @@ def measure(folder: Path, shards: int) -> dict[str, tuple[int, float]]:
             pass
         for first in range(3):
             run.put(segment_key(shard, shards, first), b"segment")
-    handle = Run(spec, "r", "local")
+    handle = Run(spec, "r", LocalBackend())
     readers = {"launcher (submit --wait, cluster status)": lambda s: read_progress(s, shards),
                "stored run status / wait": lambda s: read_stored_status("r", s),
                "Python handle": lambda s: (setattr(handle, "storage", s), handle._points_done())}

@@ -307,6 +307,7 @@ def requests_per_poll(tmp_path: Path, linear_spec: dict, shards: int) -> dict[st
     from landscape_job.run.tally import TallyWriter
     from landscape_job.storage import run_storage
     from launcher.api import Run
+    from launcher.backends.local import LocalBackend
     from launcher.commands.cluster_run import read_progress
     from launcher.backends.local import read_stored_status
 
@@ -329,7 +330,7 @@ def requests_per_poll(tmp_path: Path, linear_spec: dict, shards: int) -> dict[st
     counting = Counting(run)
     assert read_stored_status("r", counting).progress[0].done == 3
     counts["status / wait of a stored run"] = len(counting.calls)
-    handle = Run(spec, "r", "local")
+    handle = Run(spec, "r", LocalBackend())
     handle.storage = counting = Counting(run)
     assert handle._points_done() == 3 * shards
     counts["Python handle"] = len(counting.calls)

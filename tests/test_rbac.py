@@ -29,6 +29,7 @@ UNUSED_BY_DESIGN = {
     ("patch", "batch", "jobs"): "kubectl patch job ... suspend: false for kubernetes.suspend; and RBAC's "
                                 "escalation check: binding the pods' Role needs the launcher to hold it",
     ("get", "", "pods"): "kubectl logs and kubectl describe pod, which submit's output points to",
+    ("create", "", "events"): "RBAC's escalation check: the pods' Role lets them post events on the run's Jobs",
     ("get", "", "persistentvolumeclaims"): "submit's preflight reads the claims a spec mounts (this one has none)",
     ("get", "kueue.x-k8s.io", "localqueues"): "submit's preflight reads the spec's queue (this run has none)",
 }

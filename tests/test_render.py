@@ -236,7 +236,7 @@ def test_kustomize_output_validates(folder, namespace):
         (("rbac.authorization.k8s.io",), ("roles", "rolebindings")): {"create", "list", "delete"},
         (("",), ("pods",)): {"get", "list"},
         (("",), ("pods/log",)): {"get"},
-        (("",), ("events",)): {"list"},
+        (("",), ("events",)): {"list", "create"},
         (("",), ("persistentvolumeclaims",)): {"get"},
         (("kueue.x-k8s.io",), ("localqueues",)): {"get", "list"}}
     assert all(o["kind"] != "Secret" for o in objects)
