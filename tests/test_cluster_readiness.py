@@ -197,7 +197,7 @@ def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
 def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto_endpoint: str,
                                             linear_spec: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     raw = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1)
-    raw["grid"] = {"x": "-1:1:41", "y": "-1:1:41"}
+    raw["grid"] = {"x": "-1:1:21", "y": "-1:1:21"}  # evicted mid-way, then all of it again on a loaded machine
     path = write_spec(tmp_path, raw)
     result: list[int] = []
     submit = threading.Thread(target=lambda: result.append(
@@ -205,7 +205,7 @@ def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto
     submit.start()
     evaluate = wait_for_log(fake, "evaluate", "points on")
     fake.evict(evaluate, "Preempted in order to admit critical pod", reason="PreemptionByScheduler", grace=10)
-    submit.join(timeout=240)
+    submit.join(timeout=600)
     assert result == [0], (capsys.readouterr().err, fake.logs)
 
 
