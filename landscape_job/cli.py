@@ -176,9 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from landscape_job.runtime.jobwatch import failure_check, in_cluster_reader
 
-            reader = in_cluster_reader(os.environ.get("LANDSCAPE_EVALUATE_JOB"), os.environ.get("LANDSCAPE_NAMESPACE"))
-            abort = failure_check(reader, stages.stderr_log) if reader else None
+            from landscape_job.runtime.events import JOB_NAME_ENV, post_event
+
+            evaluate_job = os.environ.get("LANDSCAPE_EVALUATE_JOB")
+            reader = in_cluster_reader(evaluate_job, os.environ.get("LANDSCAPE_NAMESPACE"))
+            abort = failure_check(reader, stages.stderr_log, evaluate_job) if reader else None
             stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait, abort=abort)
+            post_event(os.environ.get(JOB_NAME_ENV, ""), "Merged", f"merged: {run.url}", stages.stderr_log)
 
     # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored).
     with termination.handled():

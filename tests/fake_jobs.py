@@ -18,8 +18,12 @@ what our rendered Jobs use:
   ``maxFailedIndexes`` and ``backoffLimit``; the conditions ``FailureTarget`` /
   ``SuccessCriteriaMet`` before ``Failed`` / ``Complete``.
 
-Not modelled (docs/testing.md lists these): the exponential back-off delay between
-retries (a retry starts at once), ``podReplacementPolicy`` beyond "the old pod has ended",
+The retry back-off: after a counted failure an index's next pod waits ``backoff_seconds x
+2^(failures - 1)``, at most 36 times that (10 s doubling to 6 min on a real controller;
+``FakeCluster.backoff_seconds`` is 0 unless a test sets it). Disruptions (Ignore) are not delayed.
+
+Not modelled (docs/testing.md lists these): the back-off's reset after a success and its
+sharing across the indexes of a non-indexed Job, ``podReplacementPolicy`` beyond "the old pod has ended",
 ``successPolicy``, elastic Indexed Jobs, ``managedBy``, pod ``ready``/``terminating``
 counts, finalizers and the uncounted-pods bookkeeping.
 """
@@ -157,6 +161,8 @@ class JobRun:
         self.running: dict[str, int | None] = {}  # pod -> index, with a live worker thread
         self.parked: dict[str, int | None] = {}  # pod -> index, left running by the runner
         self.killed: set[str] = set()
+        #: index -> time.monotonic() before which its next pod may not start (the retry back-off).
+        self.not_before: dict[int | None, float] = {}
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"job-{name}")
 
     def start(self) -> None:
@@ -220,7 +226,10 @@ class JobRun:
             if time.monotonic() >= deadline_at:
                 return self._end(("DeadlineExceeded", "Job was active longer than specified deadline"))
             while pending and len(self.running) + len(self.parked) < spec.get("parallelism", 1):
-                self._start_pod(spec, pending.pop(0))
+                ready = [i for i, index in enumerate(pending) if self.not_before.get(index, 0) <= time.monotonic()]
+                if not ready:  # every pending index is in its retry back-off
+                    break
+                self._start_pod(spec, pending.pop(ready[0]))
             self._status(active=len(self.running) + len(self.parked))
             self.busy = bool(self.running) or bool(pending and spec.get("parallelism", 1))
             try:
@@ -263,6 +272,10 @@ class JobRun:
             elif failed > spec.get("backoffLimit", 6):
                 return self._end(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
             else:
+                # the controller's back-off before the index's next pod: base x 2^(failures - 1), at most 36 x base
+                # (10 s doubling to 6 min on a real controller; FakeCluster.backoff_seconds, 0 by default)
+                base = self.fake.backoff_seconds
+                self.not_before[index] = time.monotonic() + min(base * 2 ** (index_failures[index] - 1), 36 * base)
                 pending.insert(0, index)
 
     def _start_pod(self, spec: dict[str, Any], index: int | None) -> None:

@@ -51,7 +51,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+import fake_inventory
+from fake_inventory import Inventory
 from fake_jobs import JobRun, default_job, index_ranges, now, validate_job, validate_job_update
+from fake_kueue import FakeKueue
 from fake_rbac import Call, Identity, allows, covers, launcher_role, rules_of
 
 __all__ = ["FakeCluster", "index_ranges", "now", "selector_matches"]
@@ -159,6 +162,11 @@ class FakeCluster:
         self._version = 1000
         self.runs: dict[tuple[str, str], JobRun] = {}
         self.stopping = False
+        #: Nodes, claims, classes, the version (tests/fake_inventory.py) and Kueue (tests/fake_kueue.py).
+        self.inventory = Inventory()
+        #: The Job controller's retry back-off base in seconds (tests/fake_jobs.py); 0: a retry starts at once.
+        self.backoff_seconds = 0.0
+        self.kueue = FakeKueue(self)
         self._server = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
@@ -323,6 +331,9 @@ class FakeCluster:
         identity = self.tokens.get(token)
         if identity is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        answer = fake_inventory.handle(self, identity, method, path, body)
+        if answer is not None:
+            return (201 if method == "POST" else 200), answer, {}
         every = _ALL_NAMESPACES_PATH.match(path)
         if every and method == "GET" and (every["resource"] == "jobs") == bool(every["group"]):
             with self.lock:
@@ -377,7 +388,8 @@ class FakeCluster:
                                                                "application/strategic-merge-patch+json")):
             raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
         patched = _merge_patch(copy.deepcopy(job), patch)
-        errors = validate_job_update(job["spec"], patched["spec"]) + validate_job(patched["spec"])
+        errors = (validate_job_update(job["spec"], patched["spec"]) + validate_job(patched["spec"])
+                  + self.kueue.check_update(job, patched))
         if errors:
             raise ApiError(422, "Invalid", f'Job.batch "{name}" is invalid: '
                            + ", ".join(f"{field}: {message}" for field, message in errors),
@@ -420,6 +432,7 @@ class FakeCluster:
             for field in unknown:
                 warnings[field] = body["spec"].pop(field)
             default_job(body.setdefault("spec", {}))
+            self.kueue.on_create(ns, body)
             errors = validate_job(body["spec"])
             if errors:
                 raise ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: '
@@ -569,6 +582,27 @@ class FakeCluster:
         if process is not None:
             process.kill()
 
+    def evict(self, name: str, message: str, reason: str = "TerminationByKubelet", grace: float = 1.0,
+              namespace: str = "landscape") -> None:
+        """Evicts a running pod as the kubelet does under node pressure: the ``DisruptionTarget`` condition
+        (reason ``TerminationByKubelet``, the eviction's message), SIGTERM, and SIGKILL ``grace`` seconds later
+        (the kubelet's hard-eviction grace period); its Evicted event."""
+        with self.lock:
+            pod = self.objects[("pods", namespace, name)]
+            pod["status"].setdefault("conditions", []).append({
+                "type": "DisruptionTarget", "status": "True", "reason": reason, "message": message,
+                "lastTransitionTime": now()})
+            self.touch(pod)
+            process = self.processes.get(name)
+        self.add_event("Pod", name, "Evicted", message, namespace=namespace)
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
     def _set_pod(self, ns: str, name: str, phase: str, state: dict) -> None:
         with self.lock:
             pod = self.objects.get(("pods", ns, name))
@@ -652,6 +686,9 @@ class FakeCluster:
                 env[item["name"]] = pod["metadata"]["namespace"]
             elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[item["name"]] = pod["metadata"]["name"]
+            elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath", "").startswith("metadata.labels['"):
+                label = item["valueFrom"]["fieldRef"]["fieldPath"][len("metadata.labels['"):-2]
+                env[item["name"]] = pod["metadata"]["labels"].get(label, "")
         index = pod["metadata"]["annotations"].get(INDEX_KEY)
         if index is not None:
             env["JOB_COMPLETION_INDEX"] = index

@@ -1,7 +1,8 @@
 """RBAC for the fake API server (tests/fake_k8s.py): who is asking, and do the Roles allow it.
 
 The real authorizer, reduced to what our objects use: Roles and RoleBindings in a
-namespace (no ClusterRoles, no aggregation), rules matched on API group, resource (with
+namespace (no ClusterRoles, no aggregation), bound to Users, ServiceAccounts or Groups
+(an identity's own groups, ``system:serviceaccounts[:<ns>]`` and ``system:authenticated``), rules matched on API group, resource (with
 ``resource/subresource``), verb and ``resourceNames`` (which, as in the real authorizer,
 can only match requests that name an object: get, update, patch, delete, never list or
 create). Every request is recorded as a ``Call`` with its identity, so a test can check
@@ -27,6 +28,15 @@ class Identity:
     kind: str  # "User" or "ServiceAccount"
     name: str
     namespace: str = ""
+    #: The groups the authenticator put the user in (a kubeconfig user's from its credentials).
+    groups: tuple[str, ...] = ()
+
+    @property
+    def all_groups(self) -> tuple[str, ...]:
+        """Its own groups and those every request of its kind carries, as the real authenticators add them."""
+        implied = (("system:serviceaccounts", f"system:serviceaccounts:{self.namespace}")
+                   if self.kind == "ServiceAccount" else ())
+        return (*self.groups, *implied, "system:authenticated")
 
     @property
     def username(self) -> str:
@@ -65,6 +75,8 @@ def subject_matches(subject: dict[str, Any], identity: Identity, namespace: str)
     if subject.get("kind") == "ServiceAccount":
         return (identity.kind == "ServiceAccount" and subject.get("name") == identity.name
                 and subject.get("namespace", namespace) == identity.namespace)
+    if subject.get("kind") == "Group":
+        return subject.get("name") in identity.all_groups
     return subject.get("kind") == identity.kind == "User" and subject.get("name") == identity.name
 
 

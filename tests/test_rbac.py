@@ -29,6 +29,9 @@ UNUSED_BY_DESIGN = {
     ("patch", "batch", "jobs"): "kubectl patch job ... suspend: false for kubernetes.suspend; and RBAC's "
                                 "escalation check: binding the pods' Role needs the launcher to hold it",
     ("get", "", "pods"): "kubectl logs and kubectl describe pod, which submit's output points to",
+    ("create", "", "events"): "RBAC's escalation check: the pods' Role lets them post events on the run's Jobs",
+    ("get", "", "persistentvolumeclaims"): "submit's preflight reads the claims a spec mounts (this one has none)",
+    ("get", "kueue.x-k8s.io", "localqueues"): "submit's preflight reads the spec's queue (this run has none)",
 }
 
 
@@ -67,8 +70,10 @@ def test_every_call_of_a_run_is_allowed_and_every_grant_is_used(
         assert launcher(["pull", "rbac", str(tmp_path / "pulled")]) == 0
         assert launcher(["cancel", "rbac", "--cascade", "foreground"]) == 0
         calls = list(fake.calls)
+        events = [e for e in fake.of("events") if e["source"]["component"] == "landscape"]
         tokened = set(fake.token_pods.values())  # the pods the kubelet mounted a token in
-        assert fake.objects == {}  # cancel took the Role and RoleBinding along
+        # cancel took the Role and RoleBinding along (events stay, as on a real server, until their TTL)
+        assert {key for key in fake.objects if key[0] != "events"} == set()
 
     refused = [c for c in calls if not c.allowed]
     assert refused == []
@@ -79,10 +84,14 @@ def test_every_call_of_a_run_is_allowed_and_every_grant_is_used(
     assert tokened == {c.pod for c in by_pods}
     assert sorted(name.rsplit("-", 2)[1] for name in tokened) == ["merge", "prepare"]
 
-    # the pods: the prepare pod released both gated Jobs, the merge pod read its evaluate Job; nothing else
+    # the pods: the prepare pod released both gated Jobs, the merge pod read its evaluate Job, both posted
+    # events; nothing else
     assert grants(pods_role) == used(by_pods, named=True) == {
         ("patch", "batch", "jobs", "rbac-evaluate"), ("patch", "batch", "jobs", "rbac-merge"),
-        ("get", "batch", "jobs", "rbac-evaluate")}
+        ("get", "batch", "jobs", "rbac-evaluate"), ("create", "", "events", "")}
+    # and the stage transitions are on the Jobs as Events (kubectl describe job, alerting)
+    assert {(e["involvedObject"]["name"], e["reason"]) for e in events} >= {
+        ("rbac-evaluate", "Released"), ("rbac-merge", "Released"), ("rbac-merge", "Merged")}
 
     # the launcher: everything it called is granted (above), everything granted is called or explained
     granted = {g[:3] for g in grants(launcher_role())}

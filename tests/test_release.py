@@ -41,7 +41,10 @@ def test_release_through_the_run_s_role(tmp_path: Path) -> None:
         assert api(fake, "POST", f"{RBAC}/rolebindings", BINDING)[0] == 201
         lines: list[str] = []
         release_next_stages(lines.append, environ=env)
-        assert lines == ["prepare: released job r-evaluate", "prepare: released job r-merge"]
+        # released; the Released events could not be posted (this Role has no events: create), which is only noted
+        assert [line for line in lines if not line.startswith("note: event Released")] == \
+            ["prepare: released job r-evaluate", "prepare: released job r-merge"]
+        assert len(lines) == 4 and "cannot create resource \"events\"" in lines[1]
         assert [fake.get("jobs", n)["spec"]["suspend"] for n in ("r-evaluate", "r-merge", "other-evaluate")] == \
             [False, False, True]
         with pytest.raises(StageError, match="not allowed to release job other-evaluate"):  # another run's Job

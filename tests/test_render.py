@@ -9,6 +9,7 @@ template is checked against the ``restricted`` Pod Security rules explicitly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -235,7 +236,9 @@ def test_kustomize_output_validates(folder, namespace):
         (("rbac.authorization.k8s.io",), ("roles", "rolebindings")): {"create", "list", "delete"},
         (("",), ("pods",)): {"get", "list"},
         (("",), ("pods/log",)): {"get"},
-        (("",), ("events",)): {"list"}}
+        (("",), ("events",)): {"list", "create"},
+        (("",), ("persistentvolumeclaims",)): {"get"},
+        (("kueue.x-k8s.io",), ("localqueues",)): {"get", "list"}}
     assert all(o["kind"] != "Secret" for o in objects)
 
 
@@ -321,9 +324,9 @@ def test_names_labels_and_creation_order(rendered):
     for stage, job in jobs(objects).items():
         for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
             assert labels["app.kubernetes.io/component"] == labels["landscape.stage"] == stage
-        # Kueue admits prepare; evaluate and merge reach the queue only when prepare releases them
+        # Kueue admits prepare; evaluate and merge wait in a queue that does not exist until released
         queued = job["metadata"]["labels"].get("kueue.x-k8s.io/queue-name")
-        assert queued == ("team-a-gpus" if stage == "prepare" else None), stage
+        assert queued == ("team-a-gpus" if stage == "prepare" else "landscape-held-until-released"), stage
         assert job["metadata"]["namespace"] == "team-a"
         assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
         assert job["spec"]["suspend"] is True  # Kueue's guidance (prepare), the gate (evaluate, merge)
@@ -366,8 +369,8 @@ def test_evaluate_is_an_indexed_job_with_a_pod_failure_policy(rendered):
     assert rules.index(ignore[0]) < rules.index(fail_index[0])
 
 
-def test_evaluate_pods_resources_gpu_shm_and_no_token(rendered):
-    _, _, objects = rendered
+def test_evaluate_pods_resources_gpu_shm_and_token_only_under_kueue(rendered):
+    _, k8s, objects = rendered
     pod = jobs(objects)["evaluate"]["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
@@ -377,8 +380,11 @@ def test_evaluate_pods_resources_gpu_shm_and_no_token(rendered):
     assert {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == K8S_SECTION["node_selector"]
     assert pod["affinity"] == K8S_SECTION["affinity"]
-    assert pod["automountServiceAccountToken"] is False
-    assert "serviceAccountName" not in pod
+    # under Kueue the last shard releases merge (launcher.kubernetes.gate): the pods mount the run's account
+    assert k8s.kueue_queue and pod["automountServiceAccountToken"] is True and pod["serviceAccountName"] == "landscape"
+    no_kueue = jobs(render_run(rendered[0], RUN_ID, dataclasses.replace(k8s, kueue_queue=None)))["evaluate"]
+    assert no_kueue["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in no_kueue["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}

@@ -17,6 +17,7 @@ from conftest import spec_from
 from landscape_job.base.errors import UserError
 from launcher.kubernetes.deadlines import ATTEMPTS, SETUP_SECONDS, stage_deadlines
 from launcher.kubernetes.section import parse_kubernetes, parse_quantity
+from launcher.kubernetes.placement import off_gpu_nodes
 from launcher.kubernetes.render import render_run
 from test_render import K8S_SECTION, RUN_ID, SHARDS, env_of, jobs, restricted_violations, validate_all
 
@@ -64,7 +65,8 @@ def test_evaluate_and_merge_are_gated_and_prepare_releases_them(tmp_path, raw):
     assert role["rules"] == [
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["patch"],
          "resourceNames": [f"{RUN_ID}-evaluate", f"{RUN_ID}-merge"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"], "resourceNames": [f"{RUN_ID}-evaluate"]}]
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"], "resourceNames": [f"{RUN_ID}-evaluate"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{RUN_ID}-pods"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "landscape", "namespace": "team-a"}]
     # the token only where the API is called: prepare (release), merge (watch); never evaluate
@@ -80,11 +82,16 @@ def test_under_kueue_every_job_is_suspended_and_the_release_hands_the_gated_ones
     assert all(job["spec"]["suspend"] is True for job in by_stage.values())
     labels = {stage: job["metadata"]["labels"] for stage, job in by_stage.items()}
     assert labels["prepare"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
-    assert "kueue.x-k8s.io/queue-name" not in labels["evaluate"] and "kueue.x-k8s.io/queue-name" not in labels["merge"]
+    # held in a queue that does not exist: Kueue's webhook cannot default them into a `default` LocalQueue
+    assert labels["evaluate"]["kueue.x-k8s.io/queue-name"] == labels["merge"]["kueue.x-k8s.io/queue-name"] \
+        == "landscape-held-until-released"
     assert all(labels[stage]["kueue.x-k8s.io/priority-class"] == "low" for stage in labels)
     assert all(pod(objects, stage)["priorityClassName"] == "batch" for stage in by_stage)
     release = json.loads(env_of(by_stage["prepare"]["spec"]["template"])["LANDSCAPE_RELEASE"])
     assert release["patch"] == {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "team-a-gpus"}}}
+    assert release["jobs"] == [by_stage["evaluate"]["metadata"]["name"]]  # merge: by the last shard
+    merge = json.loads(env_of(by_stage["evaluate"]["spec"]["template"])["LANDSCAPE_RELEASE_MERGE"])
+    assert merge == {"jobs": [by_stage["merge"]["metadata"]["name"]], "patch": release["patch"]}
     validate_all(objects)
 
 
@@ -98,8 +105,9 @@ def test_gpu_placement_on_gpu_pods_cpu_placement_on_cpu_pods(tmp_path, raw):
         assert cpu["tolerations"] == CPU_PLACEMENT["cpu_tolerations"]
         assert "runtimeClassName" not in cpu
     bare = render(tmp_path, raw)
-    for stage in ("prepare", "merge"):  # nothing given for CPU pods: none of the GPU pool's placement
-        assert not {"nodeSelector", "affinity", "tolerations", "runtimeClassName"} & set(pod(bare, stage)), stage
+    for stage in ("prepare", "merge"):  # nothing given for CPU pods: none of the GPU pool's, only off GPU nodes
+        assert not {"nodeSelector", "tolerations", "runtimeClassName"} & set(pod(bare, stage)), stage
+        assert pod(bare, stage)["affinity"] == off_gpu_nodes(), stage
     validate_all(objects)
 
 

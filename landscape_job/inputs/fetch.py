@@ -169,19 +169,22 @@ class Fetcher:
             raise UserError(f"{key}: no checkpoint ({', '.join(suffixes)}) under {url}; upload them or fix the URL")
         return found
 
-    def check(self, url: str, key: str, folder: bool = False) -> None:
-        """Reachability without a download (one HEAD or list): for checks before a cluster submit."""
+    def check(self, url: str, key: str, folder: bool = False, sized: bool = False) -> int | None:
+        """Reachability without a download (one HEAD or list): for checks before a cluster submit.
+
+        Returns the bytes the input takes in the cache where that is known (None for a local
+        path or a server that does not say); ``sized``: an S3 prefix is listed whole for it."""
         if not is_remote(url):
-            return
+            return None
         if url.startswith("s3://"):
             client, bucket, name = self._s3_target(url, key)
             if folder and not is_archive(url):
-                if not self._list(client, bucket, name.rstrip("/") + "/", key, url, limit=1):
+                items = self._list(client, bucket, name.rstrip("/") + "/", key, url, limit=None if sized else 1)
+                if not items:
                     raise UserError(f"{key}: no objects under {url}; upload the data set there or fix the URL")
-            else:
-                self._head(client, bucket, name, key, url)
-            return
-        web.head(url, key)
+                return sum(item["size"] for item in items) if sized else None
+            return self._head(client, bucket, name, key, url)["size"]
+        return web.head(url, key)
 
     # -- S3 ---------------------------------------------------------------------------------
 

@@ -159,6 +159,10 @@ class ProgressRecord:
     attempt: int = 1
     points_per_forward: int = 1
     compile_seconds: float = 0.0
+    #: Why the attempt was stopped, where its disk or memory was full at SIGTERM (``runtime.disk``).
+    stopped_for: str | None = None
+    #: The UID of the Job whose pod wrote it (a verdict counts only within that Job).
+    job: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()

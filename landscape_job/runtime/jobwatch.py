@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from landscape_job.runtime.events import post_event
 from landscape_job.runtime.kube import ApiError, InCluster, in_cluster, job_path
 
 JobReader = Callable[[], dict]
@@ -52,15 +53,19 @@ def in_cluster_reader(job_name: str | None, namespace: str | None) -> JobReader 
     return lambda: api.request("GET", path)
 
 
-def failure_check(reader: JobReader, log: Callable[[str], None]) -> Callable[[], str | None]:
+def failure_check(reader: JobReader, log: Callable[[str], None], job: str | None = None) -> Callable[[], str | None]:
     """Wraps a reader for the merge stage's wait: API hiccups (unreachable, 5xx, 429) are logged once,
-    never fatal; a Job deleted (404) or forbidden (403) is final."""
+    never fatal; a Job deleted (404) or forbidden (403) is final. A failure found is posted as a
+    ``ShardsFailed`` event on the Job ``job`` (the evaluate Job)."""
     warned = False
 
     def check() -> str | None:
         nonlocal warned
         try:
-            return job_failure(reader())
+            failure = job_failure(reader())
+            if failure and job:
+                post_event(job, "ShardsFailed", failure, log, warning=True)
+            return failure
         except ApiError as err:
             if err.code in (403, 404):
                 gone = "is gone (deleted; the run cancelled?)" if err.code == 404 else "is out of reach (forbidden)"

@@ -19,24 +19,27 @@ import time
 from typing import Callable, Mapping
 
 from landscape_job.base.errors import StageError
+from landscape_job.runtime.events import post_event
 from landscape_job.runtime.kube import MERGE_PATCH, ApiError, in_cluster, job_path
 
 RELEASE_ENV = "LANDSCAPE_RELEASE"
+#: Under Kueue, what the evaluate pod finishing the last shard releases (merge), in the same form.
+MERGE_RELEASE_ENV = "LANDSCAPE_RELEASE_MERGE"
 #: Tries of one patch against an API server that does not answer (it restarts, say).
 TRIES = 5
 
 
 def release_next_stages(log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
-                        environ: Mapping[str, str] = os.environ) -> None:
-    """Releases the Jobs ``LANDSCAPE_RELEASE`` names; nothing to do where it is unset (a local run)."""
-    raw = environ.get(RELEASE_ENV)
+                        environ: Mapping[str, str] = os.environ, env_name: str = RELEASE_ENV) -> None:
+    """Releases the Jobs ``LANDSCAPE_RELEASE`` (or ``env_name``) names; nothing to do where it is unset (a local run)."""
+    raw = environ.get(env_name)
     if not raw:
         return
     plan = json.loads(raw)
     namespace = environ.get("LANDSCAPE_NAMESPACE", "")
     api = in_cluster(environ)
     if api is None:
-        raise StageError(f"prepare: {RELEASE_ENV} is set but this pod has no service-account token to release "
+        raise StageError(f"prepare: {env_name} is set but this pod has no service-account token to release "
                          f"{', '.join(plan['jobs'])} with (automountServiceAccountToken?)")
     for name in plan["jobs"]:
         for attempt in range(TRIES):
@@ -58,3 +61,5 @@ def release_next_stages(log: Callable[[str], None], sleep: Callable[[float], Non
                         from None
             sleep(2.0 ** attempt)
         log(f"prepare: released job {name}")
+        post_event(name, "Released", f"released by pod {environ.get('HOSTNAME', '?')}: its stage may start", log,
+                   environ=environ)

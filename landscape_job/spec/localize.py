@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-from landscape_job.inputs.fetch import Fetcher
+from landscape_job.base.errors import UserError
+from landscape_job.inputs.fetch import Fetcher, is_archive
 from landscape_job.spec.sections import Spec
 
 
@@ -40,6 +41,29 @@ def check_reachable(spec: Spec) -> None:
     fetcher = Fetcher(s3_options=spec.storage.options)
     for key, url, folder in spec_inputs(spec):
         fetcher.check(url, key, folder)
+
+
+def check_cache_fits(spec: Spec, limit: int, fetcher: Fetcher | None = None) -> int:
+    """The bytes the spec's remote inputs take in a pod's cache (one HEAD or listing each); a UserError
+    naming ``kubernetes.cache_size`` where they exceed ``limit``, before a byte is downloaded.
+
+    An archive counts twice: it is kept beside its extracted tree. Local paths (a claim) take no cache.
+    """
+    fetcher = fetcher or Fetcher(s3_options=spec.storage.options)
+    sizes: dict[str, int] = {}
+    for key, url, folder in spec_inputs(spec):
+        if key.startswith("series."):  # one checkpoint at a time, by the shard that needs it
+            continue
+        size = fetcher.check(url, key, folder, sized=True)
+        if size:
+            sizes[key] = size * (2 if is_archive(url) else 1)
+    total = sum(sizes.values())
+    if total > limit:
+        largest = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+        raise UserError(f"kubernetes.cache_size: the inputs take {total / 2**30:.2f} GiB in each pod's cache "
+                        f"({largest}), more than its {limit / 2**30:.2f} GiB; raise kubernetes.cache_size (the "
+                        f"node's disk must hold it too) or use kubernetes.cache_claim")
+    return total
 
 
 def localize(spec: Spec, fetcher: Fetcher | None = None) -> Spec:

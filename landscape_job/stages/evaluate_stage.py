@@ -60,6 +60,9 @@ from landscape_job.surface.centre import build_centre_model, build_evaluator
 from landscape_job.surface.directions import Directions, load_directions
 from landscape_job.surface.evaluator import Evaluator, resolve_device
 from landscape_job.surface.point_evaluator import PointEvaluator
+from landscape_job.run.tally import TallyWriter
+from landscape_job.stages.last_shard import release_merge_if_last
+from landscape_job.stages.shard_stops import record_stop, refuse_after_full_stop
 
 Values = dict[str, float]
 
@@ -197,6 +200,7 @@ class _ShardWork:
     snapshot: MemorySnapshot | None = None
     #: Positions finished since the last checkpoint, in the order computed.
     unsaved: list[int] = field(default_factory=list)
+    tally: TallyWriter | None = None
 
     @property
     def num_shards(self) -> int:
@@ -218,6 +222,9 @@ class _ShardWork:
             updated=time.time(), attempt=self.attempt, points_per_forward=self.record.points_per_forward,
             compile_seconds=self.record.compile_seconds)
         self.run.put(progress_key(self.shard, self.num_shards), progress.to_json())
+        if self.tally is None:
+            self.tally = TallyWriter(self.run, self.shard, self.num_shards)
+        self.tally.write(progress)  # what pollers list (landscape_job.run.tally)
 
     def save_partial(self) -> None:
         """Writes the points finished since the last checkpoint as one new segment object."""
@@ -246,8 +253,19 @@ def evaluate(run: Storage, shard: int, log: Log = stderr_log, progress_seconds: 
         raise UserError(f"shard index {shard} is out of range: the spec has compute.shards = {num_shards}")
     manifest = read_manifest(run)
     complete = _already_complete(run, spec, shard, manifest.direction_hash, log)
-    if complete is not None:
-        return complete
+    if complete is None:
+        refuse_after_full_stop(run, shard, num_shards)  # a disk or memory that was full fails the index
+        try:
+            complete = _compute(run, spec, shard, manifest, progress_seconds, log_points, log)
+        except Terminated:
+            record_stop(run, shard, num_shards, log)
+            raise
+    release_merge_if_last(run, num_shards, log)  # under Kueue only (launcher.kubernetes.gate)
+    return complete
+
+
+def _compute(run: Storage, spec: Spec, shard: int, manifest: Manifest, progress_seconds: float,
+             log_points: bool, log: Log) -> ShardRecord:
     directions = _checked_directions(run, manifest) if spec.series is None else None
     verify_inputs(spec, localize(spec), manifest, "evaluate")  # the inputs the directions were built from
     work = _resume(run, spec, shard, directions, manifest, log)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from landscape_job.run.files import DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log,
 from landscape_job.run.pinned import record_inputs, verify_inputs
 from landscape_job.run.records import Manifest
 from landscape_job.series.prepare import prepare_series
-from landscape_job.spec.localize import localize
+from landscape_job.spec.localize import check_cache_fits, localize
 from landscape_job.spec.parse import spec_from_yaml
 from landscape_job.spec.sections import Spec
 from landscape_job.storage import Storage
@@ -30,6 +31,7 @@ from landscape_job.surface.curvature import centre_analysis, hessian_split
 from landscape_job.surface.direction_builders import BuildContext, BuiltDirections, build
 from landscape_job.surface.directions import Directions, direction_file_bytes
 from landscape_job.surface.seeded import recipe_file_bytes, summarize, uses_seeded
+from landscape_job.runtime.disk import CACHE_LIMIT_ENV
 
 
 def seed_spec(run: Storage, spec_file: str) -> None:
@@ -55,6 +57,8 @@ def prepare(run: Storage, log: Log = stderr_log, spec_file: str | None = None) -
     if spec_file:
         seed_spec(run, spec_file)
     spec = read_run_spec(run)
+    if os.environ.get(CACHE_LIMIT_ENV):  # a cluster pod: its inputs must fit its cache before any download
+        check_cache_fits(spec, int(os.environ[CACHE_LIMIT_ENV]))
     if spec.series is not None:
         return prepare_series(run, spec, log)
     kept = _kept_manifest(run, spec, log)

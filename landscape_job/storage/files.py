@@ -95,7 +95,11 @@ class FileStorage:
         if not self.root.is_dir():
             return []
         keys = []
-        for path in self.root.rglob("*"):
+        # walk only the folder the prefix names (``progress/of-8/`` need not visit every checkpoint segment)
+        folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not folder.is_dir():
+            return []
+        for path in folder.rglob("*"):
             if path.is_file() and not path.name.startswith("."):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

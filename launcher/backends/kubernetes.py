@@ -42,6 +42,17 @@ LOG_LINES = 10
 EVENT_PODS = 3
 
 
+def _preflighted(cluster: Cluster, spec: Spec, run_id: str, k8s: KubernetesSpec,
+                 objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plan's objects after submit's preflight, rendered again where it found the run's queue
+    (a ``default`` LocalQueue) that the plan did not know."""
+    from launcher.kubernetes.doctor import preflight
+    from launcher.kubernetes.render import render_run
+
+    checked = preflight(cluster, spec, k8s, run_id)
+    return objects if checked == k8s else render_run(spec, run_id, checked)
+
+
 class KubernetesBackend:
     """Jobs on the cluster of a kubeconfig (its current context, or ``context``), in ``namespace``."""
 
@@ -49,8 +60,10 @@ class KubernetesBackend:
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None,
                  all_namespaces: bool = False, selector: str | None = None, cascade: str = "background",
-                 server_dry_run: bool = False, follow: bool = False, interval: float = 5.0):
+                 server_dry_run: bool = False, follow: bool = False, interval: float = 5.0, preflight: bool = True):
         self.kubeconfig, self.context, self.namespace = kubeconfig, context, namespace
+        #: submit checks the cluster's nodes, claims and queue first (launcher.kubernetes.doctor.preflight)
+        self.preflight = preflight
         self.all_namespaces, self.selector, self.cascade = all_namespaces, selector, cascade
         self.server_dry_run, self.follow, self.interval = server_dry_run, follow, interval
         self._where = f"in namespace {namespace}" if namespace else "on the cluster"
@@ -64,7 +77,8 @@ class KubernetesBackend:
         return cls(getattr(args, "kubeconfig", None), getattr(args, "context", None), getattr(args, "namespace", None),
                    bool(getattr(args, "all_namespaces", False)), getattr(args, "selector", None) or None,
                    getattr(args, "cascade", None) or "background", bool(getattr(args, "server_dry_run", False)),
-                   bool(getattr(args, "wait", False)), getattr(args, "interval", None) or 5.0)
+                   bool(getattr(args, "wait", False)), getattr(args, "interval", None) or 5.0,
+                   not getattr(args, "no_preflight", False))
 
     def where(self) -> str:
         return self._where
@@ -126,6 +140,8 @@ class KubernetesBackend:
         namespace = plan.options["namespace"]
         cluster = self.connect(namespace)
         try:
+            if self.preflight:  # what would stall the run, refused before anything exists (launcher doctor)
+                objects = _preflighted(cluster, spec, run_id, self._k8s(spec), objects)
             names = object_names(run_id, spec.compute.shards)
             taken = f"run {run_id} already exists in namespace {namespace}; choose another --run-id"
             checked = cluster.create(objects[0], dry_run=True, on_409=taken)

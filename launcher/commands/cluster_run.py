@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from landscape_job.base.errors import UserError
 from landscape_job.storage.location import StorageLocation
 from landscape_job.run.records import ProgressRecord
-from landscape_job.run.shards import progress_key
+from landscape_job.run.tally import read_tallies
 from landscape_job.storage import Storage
 
 from launcher.kubernetes.names import STAGE_LABEL, object_names, run_selector
@@ -56,18 +56,9 @@ def jobs_by_stage(cluster: Cluster, run_id: str) -> dict[str, dict[str, Any]]:
 
 
 def read_progress(run: Storage, shards: int) -> dict[int, ProgressRecord]:
-    """The shards' ``.progress.json`` records that exist and parse, by shard."""
-
-    keys = set(run.list("shards/"))
-    result = {}
-    for shard in range(shards):
-        key = progress_key(shard, shards)
-        if key in keys:
-            try:
-                result[shard] = ProgressRecord.from_json(run.get(key))
-            except (KeyError, ValueError, TypeError):
-                pass
-    return result
+    """Every started shard's progress, by shard, from one listing of the progress tally
+    (``landscape_job.run.tally``): O(1) requests a poll whatever the number of shards."""
+    return read_tallies(run, shards)
 
 
 def storage_of(raw: object, base_dir: Path) -> StorageLocation:

@@ -1,33 +1,69 @@
-"""``launcher doctor --slurm [spec.yaml]``: check this machine and its cluster before a first run.
+"""``launcher doctor [spec.yaml]``: is the cluster ready for a run, one line a check.
 
-One line a check (``[  ok]``, ``[warn]``, ``[fail]``) and what to do; exit 1 when one
-fails (a setting or the cluster to fix, then run it again), 2 for a wrong spec or flag.
-The Slurm checks live in ``launcher.slurm.doctor``; a Kubernetes mode joins them here.
+    launcher doctor                     # Kubernetes: API, version, RBAC, GPU nodes, Kueue
+    launcher doctor surface.yaml        # and that spec's run: pod shapes, claims, runtime class, queue
+    launcher doctor surface.yaml -o json
+    launcher doctor --slurm [spec.yaml] # this login node's Slurm cluster
+
+This module only parses and dispatches: the Kubernetes checks are ``launcher.kubernetes.doctor``,
+the Slurm ones ``launcher.slurm.doctor``. Exit 1 when a check is not ready (a setting or the
+cluster to fix, then run it again), 2 for a wrong spec or flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from pathlib import Path
 
-from landscape_job.base.errors import StageError, UserError
+from landscape_job.base.errors import StageError
+
+from launcher.commands.cluster_run import add_cluster_options, connect
 
 NAME = "doctor"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    doctor = sub.add_parser(NAME, help="check that this machine can submit runs (--slurm: partitions, GPUs, "
-                                       "container runtime, shared paths)")
-    doctor.add_argument("spec", nargs="?", type=Path, help="check for this spec's settings (default: the defaults)")
+    doctor = sub.add_parser(NAME, help="check that the cluster (and a spec's run) is ready: Kubernetes API, RBAC, "
+                                       "GPU nodes, pod shapes, claims, Kueue; --slurm: partitions, GPUs, "
+                                       "container runtime, shared paths")
+    doctor.add_argument("spec", nargs="?", type=Path, help="also check this spec's run (default: the cluster only)")
     doctor.add_argument("--slurm", action="store_true", help="check the Slurm cluster of this login node")
     doctor.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
+    add_cluster_options(doctor)
+    doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.slurm:
-        raise UserError("doctor: give --slurm (the Slurm checks; the Kubernetes ones are not written yet)")
-    import sys
+    return _slurm(args) if args.slurm else _kubernetes(args)
 
+
+def _kubernetes(args: argparse.Namespace) -> int:
+    from launcher.kubernetes import doctor
+
+    spec = k8s = None
+    if args.spec:
+        from landscape_job.spec.parse import load_spec
+        from launcher.kubernetes.section import parse_kubernetes
+
+        spec = load_spec(args.spec, storage_override=args.storage, check_files=False)
+        k8s = parse_kubernetes(spec.kubernetes)
+        if args.namespace:
+            k8s = dataclasses.replace(k8s, namespace=args.namespace)
+    cluster = connect(args, k8s.namespace if k8s else None)
+    try:
+        checks = doctor.doctor(cluster, spec, k8s)
+    finally:
+        cluster.close()
+    print(doctor.to_json(checks) if args.output == "json" else "\n".join(doctor.lines(checks)))
+    ready = not any(c.state == doctor.NOT_READY for c in checks)
+    if not ready and args.output == "text":
+        print("not ready: see the lines above", file=sys.stderr)
+    return 0 if ready else 1
+
+
+def _slurm(args: argparse.Namespace) -> int:
     from launcher.slurm.backend import slurm_settings
     from launcher.slurm.doctor import FAIL, Check, run_checks, shared_paths
     from launcher.slurm.section import parse_slurm, with_defaults

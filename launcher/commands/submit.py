@@ -27,6 +27,8 @@ def add_options(submit: argparse.ArgumentParser) -> None:
                         help="have the API server check every object; create nothing, write nothing")
     submit.add_argument("--wait", action="store_true", help="follow the run until merge completes or a stage fails")
     submit.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --wait")
+    submit.add_argument("--no-preflight", action="store_true",
+                        help="skip the checks of the cluster's nodes, claims and Kueue queue (launcher doctor)")
 
 
 def check_inputs_here(spec: Any) -> str:

@@ -43,6 +43,8 @@ DEFAULT_NAMESPACE = "landscape"
 RUNS_SELECTOR = "app.kubernetes.io/part-of=landscape,app.kubernetes.io/component=spec"
 #: (connect, read) seconds: a black-holed API server fails in seconds, not minutes.
 TIMEOUT = (10, 60)
+#: Kueue's API group and version, as ``CustomObjectsApi`` takes them.
+KUEUE = ("kueue.x-k8s.io", "v1beta1")
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _RESOURCES = {"ConfigMap": "configmaps", "Job": "jobs", "Role": "roles", "RoleBinding": "rolebindings"}
 
@@ -272,3 +274,51 @@ class Cluster:
         """Deletes the ConfigMap; its dependents (a run's Jobs, their pods) are garbage-collected."""
         self._json(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
                    verb="delete", resource="configmaps", name=name, on_404=on_404)
+
+    # -- what launcher doctor and submit's preflight read (launcher.kubernetes.inventory) ------
+
+    def read(self, what: str, name: str | None = None) -> tuple[int, Any]:
+        """One GET (a list where ``name`` is None) of a cluster fact, as (HTTP status, JSON or None).
+
+        ``what`` names it: ``version``, ``nodes``, ``persistentvolumeclaims``, ``storageclasses``,
+        ``runtimeclasses``, ``localqueues``, ``clusterqueues``. A 403 or a 404 is an answer here,
+        not an error: doctor says what it could not read, and submit's preflight skips that check.
+        Anything else (unreachable, 401, 5xx) is the usual one-line error.
+        """
+        custom = client.CustomObjectsApi(self.api)
+        calls: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {
+            "version": (client.VersionApi(self.api).get_code, ()),
+            "nodes": (self.core.list_node, ()),
+            "persistentvolumeclaims": (self.core.read_namespaced_persistent_volume_claim, (name, self.namespace)),
+            "storageclasses": (client.StorageV1Api(self.api).read_storage_class, (name,)),
+            "runtimeclasses": (client.NodeV1Api(self.api).read_runtime_class, (name,)),
+            "localqueues": ((custom.get_namespaced_custom_object, (*KUEUE, self.namespace, "localqueues", name))
+                            if name else (custom.list_namespaced_custom_object,
+                                          (*KUEUE, self.namespace, "localqueues"))),
+            "clusterqueues": (custom.get_cluster_custom_object, (*KUEUE, "clusterqueues", name)),
+        }
+        fn, args = calls[what]
+        try:
+            response = fn(*args, _preload_content=False, _request_timeout=TIMEOUT)
+        except ApiException as err:
+            if err.status in (403, 404):
+                return err.status, None
+            raise self._api_error(err, "get", what, name, None, None) from None
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise UserError(f"cannot reach the Kubernetes API at {self.host} (kubeconfig context {self.context}): "
+                            f"{_one_line(reason, 160)}; check that the cluster is up and the context is right "
+                            f"(--context, kubectl config current-context)") from None
+        return 200, json.loads(response.data)
+
+    def can_i(self, verb: str, resource: str, group: str = "", namespaced: bool = True) -> bool:
+        """Whether this account may ``verb`` the ``resource`` (a SelfSubjectAccessReview, as ``kubectl auth can-i``)."""
+        resource, _, subresource = resource.partition("/")
+        attributes = {"verb": verb, "resource": resource, "group": group,
+                      **({"namespace": self.namespace} if namespaced else {}),
+                      **({"subresource": subresource} if subresource else {})}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
+        answer = self._json(client.AuthorizationV1Api(self.api).create_self_subject_access_review, body,
+                            verb="create", resource="selfsubjectaccessreviews")
+        return bool((answer.get("status") or {}).get("allowed"))

@@ -43,7 +43,8 @@ def stage_deadlines(spec: Spec, k8s: KubernetesSpec) -> StageDeadlines:
 
     evaluate: the waves of shards (``completions / parallelism``), each shard its points
     and a start-up, ``ATTEMPTS`` times. merge is released together with evaluate and waits
-    for its shards, so its bound is evaluate's plus its own work.
+    for its shards, so its bound is evaluate's plus its own work; under Kueue the last shard
+    releases it (``launcher.kubernetes.gate``), so its deadline counts from then and bounds its own work only.
     """
     shards = spec.compute.shards
     per_shard = ceil(spec.grid.size / shards)
@@ -54,4 +55,4 @@ def stage_deadlines(spec: Spec, k8s: KubernetesSpec) -> StageDeadlines:
     return StageDeadlines(
         prepare=k8s.prepare_deadline_seconds or k8s.active_deadline_seconds or prepare,
         evaluate=evaluate,
-        merge=k8s.merge_deadline_seconds or evaluate + 2 * SETUP_SECONDS)
+        merge=k8s.merge_deadline_seconds or (0 if k8s.kueue_queue else evaluate) + 2 * SETUP_SECONDS)

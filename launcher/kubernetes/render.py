@@ -51,12 +51,14 @@ import yaml
 
 import landscape_job
 from landscape_job.base.cache import CACHE_ENV
+from landscape_job.runtime.disk import CACHE_LIMIT_ENV, DISK_LIMIT_ENV
 from landscape_job.base.errors import UPSTREAM_FAILED_EXIT, USER_ERROR_EXIT, UserError
 from landscape_job.runtime.gpu import REQUIRE_GPU_ENV
 from landscape_job.spec.sections import Spec
 from landscape_job.storage.location import RUN_ENV, S3, STORAGE_OPTIONS_ENV
 from launcher.kubernetes.deadlines import StageDeadlines, stage_deadlines
-from launcher.kubernetes.gate import KUEUE_LABEL, pods_role, pods_role_binding, release_env
+from launcher.kubernetes.gate import HELD_QUEUE, KUEUE_LABEL, merge_release_env, pods_role, pods_role_binding, release_env
+from launcher.kubernetes.placement import GPU_RESOURCE, place
 from launcher.kubernetes.names import RUN_LABEL, STAGE_LABEL, check_run_id, object_name, object_names
 from launcher.kubernetes.section import KubernetesSpec, evaluate_parallelism, parse_quantity
 
@@ -72,7 +74,6 @@ KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 SPEC_HASH_ANNOTATION = "landscape.spec-hash"
 #: The numeric USER of the Dockerfile; runAsNonRoot needs a number to check.
 UID = GID = 1000
-GPU_RESOURCE = "nvidia.com/gpu"
 #: The API server's bound on completions (and parallelism) of an Indexed Job with backoffLimitPerIndex.
 MAX_INDEXED_COMPLETIONS = 100_000
 _OWNER_API_VERSIONS = {"ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1"}
@@ -132,6 +133,17 @@ def _env(stage: str, spec: Spec, run_id: str, gpus: int, names: dict[str, str],
         env.append(release_env(k8s, names))  # what prepare releases once its work is in storage
     if stage == "merge":
         env.append({"name": "LANDSCAPE_EVALUATE_JOB", "value": names["evaluate"]})
+        env.append({"name": "LANDSCAPE_JOB_NAME", "value": names["merge"]})  # its Merged event (runtime/events)
+    if stage == "evaluate":  # a shard stopped full fails within its Job, not a resubmitted run's (stages/shard_stops)
+        env.append({"name": "LANDSCAPE_JOB_UID", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}})
+    if stage == "evaluate" and merge_release_env(k8s, names):
+        env.append(merge_release_env(k8s, names))  # under Kueue the last shard releases merge
+    if stage != ESTIMATE and k8s.ephemeral_storage:
+        # what the pod may use of its node's disk: its stages say so when a SIGTERM finds it full (runtime/disk)
+        env.append({"name": DISK_LIMIT_ENV, "value": str(int(parse_quantity(_ephemeral_storage(k8s))))})
+    if not k8s.cache_claim:
+        env.append({"name": CACHE_LIMIT_ENV, "value": str(int(parse_quantity(k8s.cache_size)))})
     if gpus:
         # The pod holds a GPU: it computes on it or exits 1 saying why, never on the CPU (landscape_job/runtime/gpu.py).
         env.append({"name": REQUIRE_GPU_ENV, "value": "1"})
@@ -188,30 +200,6 @@ def _ephemeral_storage(k8s: KubernetesSpec) -> str:
     return _sum_quantities(*disks, POD_OVERHEAD_STORAGE)
 
 
-def _placement(pod: dict[str, Any], k8s: KubernetesSpec, shaped: bool, gpus: int) -> None:
-    """The evaluate-shaped pods (evaluate, and a prepare that computes the Hessian) get the main
-    placement, and where they request GPUs the ``nvidia.com/gpu`` toleration and the runtime
-    class; the light pods (merge, a plain prepare) get the ``cpu_*`` placement, so they neither
-    wait for nor hold a GPU node."""
-    if shaped:
-        selector, tolerations, affinity = k8s.node_selector, list(copy.deepcopy(k8s.tolerations)), k8s.affinity
-        if gpus:
-            tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-            if k8s.runtime_class:
-                pod["runtimeClassName"] = k8s.runtime_class
-    else:
-        selector, tolerations, affinity = (k8s.cpu_node_selector, list(copy.deepcopy(k8s.cpu_tolerations)),
-                                           k8s.cpu_affinity)
-    if selector:
-        pod["nodeSelector"] = dict(selector)
-    if tolerations:
-        pod["tolerations"] = tolerations
-    if affinity:
-        pod["affinity"] = copy.deepcopy(affinity)
-    if k8s.priority_class:
-        pod["priorityClassName"] = k8s.priority_class
-
-
 def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, names: dict[str, str],
                   deadlines: StageDeadlines | None = None, estimate_points: int = 3) -> dict[str, Any]:
     # The estimate pod measures what an evaluate pod will do, so it gets the same shape.
@@ -227,10 +215,11 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
     memory = k8s.memory if shaped else k8s.prepare_merge_memory
     # /dev/shm counts against the memory limit: a small pod keeps at least half its memory for itself.
     shm = k8s.shm_size if shaped else _min_quantity(k8s.shm_size, f"{int(parse_quantity(memory) // 2**21)}Mi")
-    storage = _ephemeral_storage(k8s)
-    requests: dict[str, Any] = {"cpu": cpu, "memory": memory, "ephemeral-storage": storage}
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
     # no CPU limit: throttling only slows a shard down
-    limits: dict[str, Any] = {"memory": memory, "ephemeral-storage": storage}
+    limits: dict[str, Any] = {"memory": memory}
+    if k8s.ephemeral_storage:  # off where a Kueue ClusterQueue does not cover it
+        requests["ephemeral-storage"] = limits["ephemeral-storage"] = _ephemeral_storage(k8s)
     if gpus:
         requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
 
@@ -281,14 +270,15 @@ def _pod_template(stage: str, spec: Spec, run_id: str, k8s: KubernetesSpec, name
         + [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}}
            for i, v in enumerate(volumes)],
     }
-    if evaluate:
-        # Shard pods only read and write storage; they need no Kubernetes API access.
+    if evaluate and not (stage == "evaluate" and k8s.kueue_queue):
+        # Shard pods only read and write storage; they need no Kubernetes API access (under Kueue the
+        # last one releases merge, so they mount the run's account's token).
         pod["automountServiceAccountToken"] = False
     else:
         # prepare releases evaluate and merge, merge watches evaluate: both through the run's Role (launcher.kubernetes.gate).
         pod["serviceAccountName"] = k8s.service_account
         pod["automountServiceAccountToken"] = True
-    _placement(pod, k8s, shaped, gpus)
+    place(pod, k8s, shaped, gpus)
     if k8s.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     return {
@@ -319,9 +309,9 @@ def _user_error_rule(action: str, *also: int) -> dict[str, Any]:
 
 
 def _kueue_labels(metadata: dict[str, Any], k8s: KubernetesSpec, queued: bool) -> None:
-    """Kueue's labels: the queue (on a gated Job, prepare adds it at release) and the workload priority."""
-    if k8s.kueue_queue and queued:
-        metadata["labels"][KUEUE_LABEL] = k8s.kueue_queue
+    """Kueue's labels: the queue (a gated Job's is ``HELD_QUEUE`` until its release) and the workload priority."""
+    if k8s.kueue_queue:
+        metadata["labels"][KUEUE_LABEL] = k8s.kueue_queue if queued else HELD_QUEUE
     if k8s.kueue_queue and k8s.kueue_priority_class:
         metadata["labels"][KUEUE_PRIORITY_LABEL] = k8s.kueue_priority_class
 

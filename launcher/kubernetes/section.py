@@ -31,6 +31,9 @@ run: one GPU a shard in the ``landscape`` namespace, the image of this version.
       cache_size: 50Gi              # bound on each pod's input cache (emptyDir at /var/cache/landscape)
       tmp_size: 4Gi                 # bound on each pod's /tmp; both set the ephemeral-storage request = limit
       # cache_claim: landscape-cache  # or: a ReadWriteMany PVC as the cache, shared by every pod and stage
+      ephemeral_storage: true       # request = limit the pods' local disk; false where a Kueue ClusterQueue does not cover it
+      one_node: false               # true: every pod runs on one node, so ReadWriteOnce claims are fine
+      light_pods_on_gpu_nodes: false  # true: prepare and merge may land on GPU nodes (default: kept off them)
 """
 
 from __future__ import annotations
@@ -177,6 +180,15 @@ class KubernetesSpec:
     #: and retried pod (on any node) then reuses what one pod fetched.
     cache_claim: str | None = key(None, json=_DNS_NAME_SCHEMA, description="a ReadWriteMany PVC as the input "
                                                                           "cache, shared by every pod")
+    #: Request (= limit) ``ephemeral-storage``: the scheduler then places pods only where their disk fits,
+    #: and the kubelet evicts a pod past it. A Kueue ClusterQueue must then cover it (false: no request).
+    ephemeral_storage: bool = key(True, kind=bool, description="request and limit the pods' ephemeral storage "
+                                                               "(false where a Kueue ClusterQueue does not cover it)")
+    #: Every pod runs on one node (a one-node cluster): ReadWriteOnce claims are then fine (preflight).
+    one_node: bool = key(False, kind=bool, description="every pod runs on one node: ReadWriteOnce claims are fine")
+    #: Let prepare and merge (CPU pods) land on GPU nodes; by default a required node affinity keeps them off
+    #: nodes labelled as GPU nodes, so they neither take a GPU node's room nor keep it from scaling down.
+    light_pods_on_gpu_nodes: bool = key(False, kind=bool, description="let prepare and merge run on GPU nodes")
 
 
 def kubernetes_schema() -> dict[str, Any]:
@@ -380,6 +392,8 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
     cache_size = _quantity(s, "cache_size")
     tmp_size = _quantity(s, "tmp_size")
     cache_claim = _name(s, "cache_claim")
+    ephemeral_storage, one_node, light_on_gpu = s.read_all(
+        KubernetesSpec, ("ephemeral_storage", "one_node", "light_pods_on_gpu_nodes")).values()
     if cache_claim is not None and s.has("cache_size"):
         raise UserError("kubernetes.cache_size: bounds the per-pod emptyDir cache, which kubernetes.cache_claim "
                         "replaces; the claim's own size bounds it; remove one of the two")
@@ -395,4 +409,5 @@ def parse_kubernetes(raw: object) -> KubernetesSpec:
         cpu_tolerations=cpu_tolerations, cpu_affinity=cpu_affinity, runtime_class=runtime_class,
         priority_class=priority_class, kueue_priority_class=kueue_priority_class, service_account=service_account,
         s3_secret=s3_secret, kueue_queue=kueue_queue, suspend=suspend, labels=labels, annotations=annotations,
-        volumes=volumes, cache_size=cache_size, tmp_size=tmp_size, cache_claim=cache_claim)
+        volumes=volumes, cache_size=cache_size, tmp_size=tmp_size, cache_claim=cache_claim,
+        ephemeral_storage=ephemeral_storage, one_node=one_node, light_pods_on_gpu_nodes=light_on_gpu)
