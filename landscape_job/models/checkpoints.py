@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from landscape_job.base.errors import UserError
+from landscape_job.runtime.memory import storage_key
 
 __all__ = ["load_state_dict", "load_into", "save_checkpoint", "tied_aliases"]
 
@@ -212,7 +213,7 @@ def tied_aliases(model: nn.Module) -> dict[str, str]:
     for name, tensor in model.state_dict(keep_vars=True).items():
         if tensor.numel() == 0:
             continue
-        where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+        where = (storage_key(tensor), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
         if where in first:
             aliases[name] = first[where]
         else:

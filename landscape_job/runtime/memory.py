@@ -142,8 +142,7 @@ class LiveBytes(TorchDispatchMode):
     meta = False
 
     def _key(self, tensor: torch.Tensor) -> int:
-        storage = tensor.untyped_storage()
-        return storage._cdata if tensor.device.type == "meta" else storage.data_ptr()
+        return storage_key(tensor)
 
     def _counted(self, tensor: object) -> bool:
         return isinstance(tensor, torch.Tensor) and (self.meta or tensor.device.type != "meta")
@@ -218,3 +217,10 @@ class MemoryPlan:
                 f"{self.directions} direction(s) {mib(self.model_bytes * self.directions)}"
                 + (f" + {self.stacked} stacked point(s) {mib(self.model_bytes * self.stacked)}" if self.stacked else "")
                 + f" + activations {mib(self.working_bytes(batch))} at batch {batch:,}{tokens}")
+
+
+def storage_key(tensor: torch.Tensor) -> int:
+    """Which memory a tensor lives in: its storage's address, or for a meta tensor (no memory,
+    every address 0) the storage object itself, so that two meta tensors are one only when tied."""
+    storage = tensor.untyped_storage()
+    return storage._cdata if tensor.device.type == "meta" else storage.data_ptr()

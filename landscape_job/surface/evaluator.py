@@ -33,7 +33,8 @@ from landscape_job.spec.metrics import Metric, selected
 from landscape_job.spec.sections import DEFAULT_METRICS, ComputeSpec, HessianSpec
 from landscape_job.surface.curvature import CurvatureProbe
 from landscape_job.surface.custom_metrics import register_python_metrics
-from landscape_job.surface.directions import Directions, named_tensors
+from landscape_job.surface.directions import Directions
+from landscape_job.surface.displacement import Displacement
 from landscape_job.surface.feed import (
     ResidentSplit,
     StreamedSplit,
@@ -184,17 +185,8 @@ class Evaluator:
         #: Each split's N: its samples, or for a token task its predicted tokens (the mean's denominator).
         self._counts = {s.name: predicted_tokens(s.labels, task) if task in TOKEN_TASKS else len(s.labels)
                         for s in splits}
-        named = named_tensors(self.model, directions.dir_type)
-        if len(named) != len(directions.x):
-            raise ValueError(f"directions hold {len(directions.x)} tensors, the model {len(named)}")
-        # Only floating-point tensors move; integer buffers (num_batches_tracked) stay.
-        keep = [i for i, (_, t) in enumerate(named) if torch.is_floating_point(t)]
-        self._names = [named[i][0] for i in keep]
-        self._targets = [named[i][1] for i in keep]
-        self._centre = [t.detach().clone() for t in self._targets]
-        self._dx = [directions.x[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)]
-        self._dy = (None if directions.y is None else
-                    [directions.y[i].to(self.device, self._targets[k].dtype) for k, i in enumerate(keep)])
+        #: θ = θ* + a·δ + b·η on the model's tensors, in place or stacked for K points.
+        self.displacement = Displacement(self.model, directions, self.device, half_weights=self._half_weights)
         register_python_metrics(metrics)
         # Accuracy and the like are skipped when the labels are regression targets (check_outputs says so).
         classes = all(s.classes for s in splits)
@@ -229,7 +221,7 @@ class Evaluator:
     def resident_bytes(self) -> int:
         """Bytes the evaluator holds for the whole run: the model's tensors, θ*'s copy, the
         directions and (when resident) the data. A point's forward pass needs more on top."""
-        tensors = [*self.model.parameters(), *self.model.buffers(), *self._centre, *self._dx, *(self._dy or [])]
+        tensors = [*self.model.parameters(), *self.model.buffers(), *self.displacement.held()]
         total = sum(t.numel() * t.element_size() for t in tensors)
         if self.data_resident:
             total += sum(s.inputs.numel() * s.inputs.element_size() + s.labels.numel() * s.labels.element_size()
@@ -253,18 +245,12 @@ class Evaluator:
 
     # -- one point: θ set in place ------------------------------------------------------
 
-    @torch.no_grad()
     def set_point(self, a: float, b: float = 0.0) -> None:
         """θ = θ* + a·δ + b·η, computed from θ* (not from the previous point)."""
-        torch._foreach_copy_(self._targets, self._centre)
-        if a != 0.0:
-            torch._foreach_add_(self._targets, self._dx, alpha=a)
-        if b != 0.0 and self._dy is not None:
-            torch._foreach_add_(self._targets, self._dy, alpha=b)
+        self.displacement.set(a, b)
 
-    @torch.no_grad()
     def restore(self) -> None:
-        torch._foreach_copy_(self._targets, self._centre)
+        self.displacement.restore()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         dtype = AUTOCAST.get(self.precision)
@@ -354,21 +340,9 @@ class Evaluator:
 
     # -- K points: stacked parameters, one vmapped forward --------------------------------
 
-    @torch.no_grad()
     def stacked_point_params(self, points: Sequence[tuple[float, float]]) -> dict[str, torch.Tensor]:
         """θ* + a_k·δ + b_k·η for every point k, stacked on a new leading dimension."""
-        a = torch.tensor([p[0] for p in points], dtype=torch.float64)
-        b = torch.tensor([p[1] for p in points], dtype=torch.float64)
-        stacked = {}
-        for i, (name, centre) in enumerate(zip(self._names, self._centre)):
-            shape = (len(points),) + (1,) * centre.dim()
-            # Half-precision weights: summed in float32 and rounded once, as set_point's foreach ops do.
-            work = torch.float32 if self._half_weights else centre.dtype
-            value = centre.to(work).unsqueeze(0) + a.to(self.device, work).view(shape) * self._dx[i].to(work).unsqueeze(0)
-            if self._dy is not None:
-                value = value + b.to(self.device, work).view(shape) * self._dy[i].to(work).unsqueeze(0)
-            stacked[name] = value.to(centre.dtype)
-        return stacked
+        return self.displacement.stacked(points)
 
     @torch.no_grad()
     def _evaluate_split_stacked(self, split: ResidentSplit | StreamedSplit, params: dict[str, torch.Tensor],
