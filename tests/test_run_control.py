@@ -112,7 +112,7 @@ def _identical(got: dict, want: dict) -> None:
 def _resume(command_line: str, storage: Path) -> subprocess.CompletedProcess:
     words = shlex.split(command_line)
     assert words[:2] == ["launcher", "submit"] and "--run-id" in words and str(storage) in words
-    return subprocess.run([*LAUNCHER, *words[2:]], env=_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run([*LAUNCHER, *words[1:]], env=_env(), capture_output=True, text=True, timeout=600)
 
 
 # --- one runner per run ---------------------------------------------------------------------
@@ -266,3 +266,38 @@ def test_a_full_disk_ends_the_run_in_one_line_and_the_resume_is_bit_identical(sl
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     _identical(_surface(folder), reference)
+
+
+def test_the_lease_on_s3_is_a_conditional_create(moto_endpoint: str, monkeypatch) -> None:
+    """On S3 the generation is created with If-None-Match: * (moto honours it): a second runner is refused."""
+    from test_storage import new_bucket, s3_options
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    bucket = new_bucket(moto_endpoint)
+    storage = open_storage(f"s3://{bucket}/runs/r", s3_options(moto_endpoint))
+    held = Lease.acquire(storage, "r", ttl=30)
+    assert storage.conditional_writes is True  # the atomic path, not the HEAD-then-PUT fallback
+    with pytest.raises(LeaseHeld, match=f"run r is being run by launcher pid {os.getpid()}"):
+        Lease.acquire(storage, "r", ttl=30)
+    held.release()
+    assert Lease.acquire(storage, "r", ttl=30).record.generation == 2
+
+
+def test_merge_checks_its_outputs_fit_before_writing_any(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
+    from conftest import spec_from
+    from landscape_job import stages
+    from landscape_job.storage.files import FileStorage
+    from launcher.local.runner import open_run
+
+    run = open_run(spec_from(tmp_path, linear_spec), "room")
+    stages.prepare(run, log=lambda _: None)
+    stages.evaluate(run, 0, log=lambda _: None)
+    monkeypatch.setattr(FileStorage, "free_bytes", lambda self: 50_000)
+    with pytest.raises(NoSpace, match=r"no space left on device writing .*surface.h5 and plots/: .* needed, 48.8 KiB "
+                                      r"free"):
+        stages.merge(run, log=lambda _: None, plots=True)
+    assert not run.exists("surface.h5") and not run.list("plots/")
+    monkeypatch.undo()
+    stages.merge(run, log=lambda _: None, plots=False)
+    assert run.exists("surface.h5")

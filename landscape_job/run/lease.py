@@ -42,6 +42,8 @@ LEASE_PREFIX = "lease/"
 CANCEL_KEY = "cancel.json"
 TTL_ENV = "LANDSCAPE_LEASE_TTL"
 DEFAULT_TTL = 60.0
+#: Why a runner stopped when ``launcher cancel`` asked it to.
+CANCELLED = "cancelled (launcher cancel)"
 
 
 def lease_ttl() -> float:
@@ -164,16 +166,19 @@ class Lease:
             self.lost = (f"its lease was taken over by another runner (generation {self.record.generation + 1}) "
                          f"after {self.record.ttl:.0f} s without renewal")
             return
-        if self.storage.exists(CANCEL_KEY):
-            try:
-                asked = json.loads(self.storage.get(CANCEL_KEY)).get("generation")
-            except (ValueError, KeyError, AttributeError):
-                asked = None
-            if asked == self.record.generation:
-                self.lost = "cancelled (launcher cancel)"
-                return
+        if self.storage.exists(CANCEL_KEY) and self.cancel_requested():
+            self.lost = CANCELLED
+            return
         self.record = replace(self.record, renewed=time.time())
         self.storage.put(lease_key(self.record.generation), self.record.to_json())
+
+    def cancel_requested(self) -> bool:
+        """``launcher cancel`` asked this generation to stop (its SIGTERM may arrive before the heartbeat reads it)."""
+        try:
+            asked = json.loads(self.storage.get(CANCEL_KEY)).get("generation")
+        except Exception:  # noqa: BLE001 - no request, or none readable: not cancelled
+            return False
+        return asked == self.record.generation
 
     def start(self, on_lost: Callable[[str], None]) -> None:
         """Renews every ``ttl / 4`` s in a daemon thread; calls ``on_lost(reason)`` once if the lease is lost.

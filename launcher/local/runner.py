@@ -35,7 +35,7 @@ from landscape_job.run.shards import progress_key
 from landscape_job.spec.sections import Spec
 from landscape_job.spec.localize import localize
 from landscape_job.stages import MANIFEST_KEY, SPEC_KEY, read_manifest, read_run_spec
-from landscape_job.run.lease import Lease
+from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
 from landscape_job.base.termination import PARENT_ENV
 from landscape_job.storage import Storage, open_storage, run_storage
@@ -351,7 +351,8 @@ def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int 
                 finally:
                     stages_running.clear()
         except _Stopped as stop:  # the workers are stopped (run_stage, run_evaluate); the run stays
-            interrupted = RunInterrupted(run_id, stop.signum, lost[0] if lost else None)
+            reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
+            interrupted = RunInterrupted(run_id, stop.signum, reason)
             _end_quietly(runner, CANCELLED, interrupted.reason)
             raise interrupted from None
         except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
