@@ -24,7 +24,7 @@ import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from landscape_job.base import verbosity
 from landscape_job.cli import run_guarded
@@ -123,7 +123,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, handlers
 
 
-def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[Spec, dict[str, int] | None]:
+def checked_spec(path: Path, storage: str | None, quick: bool = False,
+                 before_code: Callable[[Spec], None] | None = None) -> tuple[Spec, dict[str, int] | None]:
     """The one check behind ``validate`` and ``submit --local``: what one refuses, the other refuses too.
 
     The spec (strict YAML, every key), its ``kubernetes:`` section (a typo there is named
@@ -145,6 +146,8 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
         parse_slurm(spec.slurm)
     if quick:
         return spec, None
+    if before_code is not None:  # what follows imports and runs the spec's code (validate names it first)
+        before_code(spec)
     check_device(spec)
     return spec, check_inputs(spec)
 
@@ -152,11 +155,13 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
 def _validate(args: argparse.Namespace) -> None:
     from landscape_job.spec.user_code import user_code
 
-    if not args.static:  # the full check imports and calls the spec's code: say which first
-        spec, _ = checked_spec(args.spec, args.storage, quick=True)
-        for code in user_code(spec):
-            verbosity.info(f"validate: executing user code, {code.describe()}")
-    spec, sizes = checked_spec(args.spec, args.storage, quick=args.static)
+    def announce(parsed: Spec) -> None:  # the full check imports and calls the spec's code: say which first
+        # (stdout, as comments of the text output; stderr with --json), so a refusal stays stderr's one line
+        for code in user_code(parsed):
+            print(f"# validate: executing user code, {code.describe()}", flush=True,
+                  file=sys.stderr if args.json else sys.stdout)
+
+    spec, sizes = checked_spec(args.spec, args.storage, quick=args.static, before_code=announce)
     code = [c.describe() for c in user_code(spec)]
     if args.json:
         print(json.dumps({"valid": True, "spec_file": str(args.spec), "spec_hash": spec.hash, "spec": spec.to_dict(),

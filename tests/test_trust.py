@@ -55,7 +55,7 @@ def test_validate_static_executes_nothing_from_the_spec(tmp_path: Path) -> None:
 
     full = subprocess.run([sys.executable, "-m", "launcher.cli", "validate", str(spec)],
                           capture_output=True, text=True, env=env, timeout=120)
-    said = full.stderr.index("validate: executing user code, model.arch: imports os and calls system")
+    said = full.stdout.index("# validate: executing user code, model.arch: imports os and calls system")
     assert said == 0 and marker.exists()  # a spec is code: that is why --static exists
 
 
