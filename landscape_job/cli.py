@@ -20,7 +20,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from landscape_job.base import termination
+from landscape_job.base import diskspace, termination
 
 from landscape_job.base import verbosity
 from landscape_job.base.errors import USER_ERROR_EXIT, StageError, UserError
@@ -79,6 +79,12 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
         _trace()
         print(f"{prog}: interrupted{'; ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+    except OSError as err:
+        if not diskspace.is_full(err):
+            raise
+        _trace()  # a full disk or quota met outside the storage's own check: one line, exit 1, a retry heals it
+        print(f"{prog}: {diskspace.no_space(err)}", file=sys.stderr)
+        return STAGE_ERROR_EXIT
     except termination.Terminated:
         print(f"{prog}: stopped by SIGTERM; a retry resumes from the saved checkpoint", file=sys.stderr)
         return termination.TERMINATED_EXIT
@@ -186,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored).
     with termination.handled():
+        termination.watch_parent()
         return run_guarded(body, "landscape-job")
 
 

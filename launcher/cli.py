@@ -24,7 +24,7 @@ import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from landscape_job.base import verbosity
 from landscape_job.cli import run_guarded
@@ -61,9 +61,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     validate = sub.add_parser("validate", help="check a spec and print the normalised spec and its work")
     validate.add_argument("spec", type=Path)
     validate.add_argument("--storage", help="override the spec's storage (folder, file:// or s3:// URL)")
-    validate.add_argument("--quick", action="store_true",
-                          help="check the spec only: no model build, no data load, no look for local files "
-                               "(for cluster specs whose paths are on the pods' volumes)")
+    validate.add_argument("--static", "--quick", dest="static", action="store_true",
+                          help="check the spec only, executing nothing from it: no user code imported, no pip, "
+                               "no model build, no data load, no look for local files (a spec from elsewhere; "
+                               "a cluster spec whose paths are on the pods' volumes); lists the user code a full "
+                               "validate and the run would execute (docs/security.md)")
     validate.add_argument("--json", action="store_true",
                           help="print one JSON object (spec, hash, defaults chosen, work) instead of YAML")
 
@@ -121,7 +123,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, handlers
 
 
-def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[Spec, dict[str, int] | None]:
+def checked_spec(path: Path, storage: str | None, quick: bool = False,
+                 before_code: Callable[[Spec], None] | None = None) -> tuple[Spec, dict[str, int] | None]:
     """The one check behind ``validate`` and ``submit --local``: what one refuses, the other refuses too.
 
     The spec (strict YAML, every key), its ``kubernetes:`` section (a typo there is named
@@ -143,6 +146,8 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False) -> tuple[
         parse_slurm(spec.slurm)
     if quick:
         return spec, None
+    if before_code is not None:  # what follows imports and runs the spec's code (validate names it first)
+        before_code(spec)
     check_device(spec)
     sizes = check_inputs(spec)
     _planned_memory(spec, check=True)
@@ -177,18 +182,30 @@ def _planned_memory(spec: Spec, check: bool) -> list[str]:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    spec, sizes = checked_spec(args.spec, args.storage, quick=args.quick)
+    from landscape_job.spec.user_code import user_code
+
+    def announce(parsed: Spec) -> None:  # the full check imports and calls the spec's code: say which first
+        # (stdout, as comments of the text output; stderr with --json), so a refusal stays stderr's one line
+        for code in user_code(parsed):
+            print(f"# validate: executing user code, {code.describe()}", flush=True,
+                  file=sys.stderr if args.json else sys.stdout)
+
+    spec, sizes = checked_spec(args.spec, args.storage, quick=args.static, before_code=announce)
+    code = [c.describe() for c in user_code(spec)]
     if args.json:
         print(json.dumps({"valid": True, "spec_file": str(args.spec), "spec_hash": spec.hash, "spec": spec.to_dict(),
                           "defaults_chosen": list(spec.notes), "work": describe_work(spec, sizes),
-                          "samples": sizes}, default=str))
+                          "samples": sizes, "static": args.static, "user_code": code}, default=str))
         return
     print(f"# {args.spec}: valid (spec hash {spec.hash[:12]})")
     print(spec.to_yaml().rstrip())
     print("\n# defaults chosen:" if spec.notes else "", *(f"#   {n}" for n in spec.notes), sep="\n")
     print("# work:", *(f"#   {line}" for line in describe_work(spec, sizes)), sep="\n")
-    for line in [] if args.quick else _planned_memory(spec, check=False):
+    for line in [] if args.static else _planned_memory(spec, check=False):
         print(f"#   {line}")
+    if code:
+        said = "not executed (--static); a run executes" if args.static else "executed by this check and by a run"
+        print(f"# user code, {said}:", *(f"#   {line}" for line in code), sep="\n")
 
 
 #: A rule of thumb, not a measurement of the spec at hand: a shard's process start-up and
@@ -247,7 +264,7 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     return lines
 
 
-def _submit(args: argparse.Namespace) -> None:
+def _submit(args: argparse.Namespace) -> int | None:
     """One plan, made once and then created: ``--dry-run`` prints it instead (``launcher.backends``)."""
     from landscape_job.base.errors import UserError
     from landscape_job.storage.location import check_run_id
@@ -268,11 +285,13 @@ def _submit(args: argparse.Namespace) -> None:
         return
     try:
         told = backend.submit(plan)
-    except RunInterrupted as stop:
-        raise KeyboardInterrupt(f"run {stop.run_id} is kept; resume it with: {resume_command(args, stop.run_id)}") \
-            from None
+    except RunInterrupted as stop:  # its workers stopped and saved what they finished: say how to go on
+        print(f"launcher: {stop.reason}; run {stop.run_id} is kept; resume it with: "
+              f"{resume_command(args, stop.run_id)}", file=sys.stderr)
+        return 128 + int(stop.signum)
     if told:
         print(told)
+    return None
 
 
 def formatted_plan(plan, output: str) -> str:

@@ -215,7 +215,8 @@ def test_kustomize_output_validates(folder, namespace):
     named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
     expected = {("Namespace", namespace), ("ServiceAccount", "landscape"), ("Role", "landscape-launcher")}
     if folder.endswith("example"):
-        expected.add(("RoleBinding", "landscape-launcher-team-a"))
+        expected |= {("RoleBinding", "landscape-launcher-team-a"), ("NetworkPolicy", "landscape-stages"),
+                     ("NetworkPolicy", "landscape-api-access")}
     assert set(named) == expected
     validate_all(objects)
     ns = named[("Namespace", namespace)]

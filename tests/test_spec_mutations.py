@@ -191,8 +191,9 @@ def _check(example: str, workspace: Path, text: str, deep: dict, accepted: list[
 
 
 def _runs(workspace: Path, text: str) -> None:
-    """An accepted spec runs: prepare, its one shard and merge, on a 2-point grid."""
-    from conftest import run_all
+    """An accepted spec runs: prepare, its one shard and merge with its plots, on a 2-point grid; its other
+    values (batch size, plot levels, checkpoint intervals, ...) are kept as the mutation left them."""
+    from landscape_job import stages
     from launcher.local.runner import open_run
 
     tree = yaml.safe_load(text)
@@ -210,8 +211,22 @@ def _runs(workspace: Path, text: str) -> None:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     spec = load_spec(path)
     run = open_run(spec, f"s{abs(hash(text)) % 10**8}")
-    run_all(run, 1)
-    assert run.exists("surface.h5")
+    quiet = lambda _msg: None  # noqa: E731
+    stages.prepare(run, log=quiet)
+    stages.evaluate(run, 0, log=quiet)
+    stages.merge(run, log=quiet, plots=True)  # the plot section's values are drawn, not only parsed
+    assert run.exists("surface.h5") and run.exists("report.json")
+
+
+#: Accepted mutations per local example run through merge (validate = run): the first, then those that
+#: changed a value of compute, plot or hessian, whose mistakes used to surface only after the compute.
+RUN_SAMPLE = int(os.environ.get("LANDSCAPE_MUTATION_RUNS", "3"))
+
+
+def _run_sample(tree: dict, accepted: list[str]) -> list[str]:
+    changed = [text for text in accepted[1:]
+               if any((yaml.safe_load(text) or {}).get(key) != tree.get(key) for key in ("compute", "plot", "hessian"))]
+    return (accepted[:1] + changed)[:RUN_SAMPLE]
 
 
 #: Mutations per local example that the spec accepts and that are then checked in full (inputs
@@ -246,4 +261,5 @@ def test_every_mutation_is_accepted_and_runs_or_refused_alike(example: str, work
     if remote:
         return
     assert accepted, f"{example}: no mutation was accepted in full; the generator is too hostile"
-    _runs(workspace, accepted[0])
+    for text in _run_sample(tree, accepted):
+        _runs(workspace, text)

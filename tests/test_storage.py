@@ -566,13 +566,15 @@ class TestFileStorage:
         assert [p.name for p in (tmp_path / "run").iterdir()] == []
 
     def test_a_write_that_fails_leaves_nothing(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A full disk at fsync: the error goes to the caller and no temporary file stays behind."""
+        """A full disk at fsync: one line naming the object (base.diskspace), no temporary file behind."""
+        from landscape_job.base.diskspace import NoSpace
+
         def full(fd: int) -> None:
             raise OSError(28, "No space left on device")
 
         store = open_storage(str(tmp_path / "run"))
         monkeypatch.setattr(os, "fsync", full)
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(NoSpace, match="no space left on device writing .*shard-0-of-1.h5: 1 bytes needed"):
             store.put("shards/shard-0-of-1.h5", b"x")
         assert list((tmp_path / "run/shards").iterdir()) == []
 

@@ -69,6 +69,41 @@ def call(ref: str, key: str, factory: Callable[..., Any], *args: Any, **kwargs: 
         raise UserError(f"{key}: {ref} raised {one_line(e)}") from None
 
 
+#: What the JSON Schema allows in ``python.requirements`` (the parser below is the authority): no
+#: leading ``-`` nor one after a space (a pip option), no ``/`` or ``\\`` (a path), no ``@`` (a direct URL reference).
+REQUIREMENT_PATTERN = r"^(?!.*\s-)[A-Za-z0-9][^@/\\]*$"
+
+
+def check_requirement(text: str, key: str) -> str:
+    """One ``python.requirements`` item: a requirement specifier (name, extras, versions, marker), else one line.
+
+    Items go on pip's command line, so an option (``--index-url=...``, ``-e``), a direct
+    URL (``pkg @ https://...``) or a path (``./pkg``) would change where code comes from
+    or how pip runs: all are refused. Parsed by the ``packaging`` library, pip's own
+    grammar (PEP 508), with direct references and anything not starting with a name refused.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    stripped = text.strip()
+    why = ""
+    if stripped.startswith("-"):
+        why = "a pip option"
+    else:
+        try:
+            requirement = Requirement(stripped)
+        except InvalidRequirement:
+            why = "not a requirement specifier"
+        else:
+            if requirement.url:
+                why = "a direct URL reference"
+            elif "/" in stripped or "\\" in stripped:
+                why = "a path"
+    if why:
+        raise UserError(f"{key}: {shown(text)} is {why}; python.requirements takes only requirement specifiers "
+                        "(name[extras] version ; marker, e.g. 'mypkg[extra]>=1.2')")
+    return stripped
+
+
 def activate(paths: Sequence[str], requirements: Sequence[str], cache: Path | None = None) -> None:
     """Makes the spec's user code importable: its folders first on ``sys.path``, its pip requirements installed.
 
@@ -80,13 +115,14 @@ def activate(paths: Sequence[str], requirements: Sequence[str], cache: Path | No
         if folder not in sys.path:
             sys.path.insert(0, folder)
     if requirements:
+        requirements = [check_requirement(r, f"python.requirements[{i}]") for i, r in enumerate(requirements)]
         base = cache or cache_dir()
         digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:24]
         target = base / "pip" / digest
         if not (target / ".complete").is_file():
             target.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
-                       "--target", str(target), *requirements]
+                       "--target", str(target), "--", *requirements]
             result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_NO_CACHE_DIR": "1"})
             if result.returncode != 0:
                 tail = " ".join((result.stderr or result.stdout).split())[-300:]

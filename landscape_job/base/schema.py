@@ -53,6 +53,15 @@ def type_name(value: object) -> str:
     return KIND_NAMES.get(type(value), type(value).__name__)
 
 
+#: The largest value of an integer key that declares none: 2**31 - 1, what a C ``int`` holds
+#: (counts and sizes beyond it overflow inside torch, numpy or h5py after the compute began).
+MAX_INTEGER = 2**31 - 1
+
+
+def _maximum(spec: "Key") -> int:
+    return spec.maximum if spec.maximum is not None else MAX_INTEGER
+
+
 @dataclass(frozen=True)
 class Key:
     """What a spec key accepts, declared on the record field it fills.
@@ -73,16 +82,20 @@ class Key:
     positive: bool = False
     auto: bool = False
     description: str = ""
+    #: The largest integer: every integer key has one (default ``MAX_INTEGER``), so that no
+    #: value validate accepts overflows a C integer in torch, numpy or h5py after the compute.
+    maximum: int | None = None
     json: Mapping[str, Any] | None = None
     computed: str = ""
 
 
 def key(default: Any = REQUIRED, *, default_factory: Any = None, kind: type | tuple[type, ...] = str,
         choices: tuple[str, ...] = (), minimum: int | None = None, positive: bool = False, auto: bool = False,
-        description: str = "", json: Mapping[str, Any] | None = None, computed: str = "") -> Any:
+        description: str = "", json: Mapping[str, Any] | None = None, computed: str = "",
+        maximum: int | None = None) -> Any:
     """A dataclass field that is also a spec key: its default is the key's default, once."""
     metadata = {_METADATA: Key(kind=kind, choices=choices, minimum=minimum, positive=positive, auto=auto,
-                               description=description, json=json, computed=computed)}
+                               description=description, json=json, computed=computed, maximum=maximum)}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     if default is REQUIRED:
@@ -295,10 +308,13 @@ class Section:
             raise UserError(f"{self.key(name)}: expected one of {', '.join(choices)}; got {shown(value)}")
         return value
 
-    def integer(self, name: str, default: Any = REQUIRED, minimum: int | None = None) -> Any:
+    def integer(self, name: str, default: Any = REQUIRED, minimum: int | None = None,
+                maximum: int | None = MAX_INTEGER) -> Any:
         value = self.get(name, int, default)
         if value is not None and minimum is not None and value < minimum:
-            raise UserError(f"{self.key(name)}: must be at least {minimum}, got {value}")
+            raise UserError(f"{self.key(name)}: must be at least {minimum}, got {shown(value)}")
+        if value is not None and maximum is not None and value > maximum:
+            raise UserError(f"{self.key(name)}: must be at most {maximum:,}, got {shown(value)}")
         return value
 
     def positive(self, name: str, default: Any = REQUIRED) -> Any:
@@ -307,10 +323,13 @@ class Section:
             raise UserError(f"{self.key(name)}: must be positive, got {value}")
         return value
 
-    def auto_or(self, name: str, kind: type, default: Any = "auto") -> Any:
-        """``auto``, or a value of ``kind``: a positive integer (``int``) or true/false (``bool``)."""
+    def auto_or(self, name: str, kind: type, default: Any = "auto", maximum: int | None = MAX_INTEGER) -> Any:
+        """``auto``, or a value of ``kind``: a positive integer (``int``, at most ``maximum``) or true/false."""
         self.seen.add(name)
         value = default if self.raw.get(name) is None else self.raw[name]
+        if kind is int and isinstance(value, int) and not isinstance(value, bool) and maximum is not None \
+                and value > maximum:
+            raise UserError(f"{self.key(name)}: must be at most {maximum:,}, got {shown(value)}")
         if value == "auto" or (isinstance(value, bool) if kind is bool else
                                isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return value
@@ -321,11 +340,11 @@ class Section:
         """The value of ``record``'s key ``name``, checked and defaulted as the field declares."""
         spec, default = declared(record, name), default_of(record, name)
         if spec.auto:
-            return self.auto_or(name, spec.kind, default)  # type: ignore[arg-type]
+            return self.auto_or(name, spec.kind, default, _maximum(spec))  # type: ignore[arg-type]
         if spec.choices:
             return self.choice(name, spec.choices, default)
         if spec.kind is int:
-            return self.integer(name, default, spec.minimum)
+            return self.integer(name, default, spec.minimum, _maximum(spec))
         if spec.positive:
             return self.positive(name, default)
         return self.get(name, spec.kind, default)
@@ -395,10 +414,13 @@ def key_schema(spec: Key) -> dict[str, Any]:
         schema["enum"] = list(spec.choices)
     if spec.minimum is not None:
         schema["minimum"] = spec.minimum
+    if int in kinds and not spec.auto:
+        schema["maximum"] = _maximum(spec)
     if spec.positive:
         schema["exclusiveMinimum"] = 0
     if spec.auto:
-        value = {"type": "boolean"} if bool in kinds else {"type": "integer", "minimum": 1}
+        value = {"type": "boolean"} if bool in kinds else {"type": "integer", "minimum": 1,
+                                                           "maximum": _maximum(spec)}
         schema = {"anyOf": [{"const": "auto"}, value]}
     return schema
 

@@ -24,8 +24,10 @@ inside :func:`shielded`: a SIGTERM there is held and raised when the block ends.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+import time
 from typing import Iterator
 
 #: The exit code of a stage stopped by SIGTERM.
@@ -82,3 +84,30 @@ def shielded(deliver: bool = True) -> Iterator[None]:
             _state.pending = False
             if deliver:
                 raise Terminated()
+
+
+#: Set by the local backend to its own pid: a worker whose launcher is gone stops itself.
+PARENT_ENV = "LANDSCAPE_PARENT_PID"
+
+
+def watch_parent(environ: dict[str, str] | None = None, interval: float = 1.0) -> threading.Thread | None:
+    """With ``$LANDSCAPE_PARENT_PID``: SIGTERM to this process once its parent is no longer that pid.
+
+    The local backend's workers run in process groups of their own (a terminal's Ctrl-C
+    reaches the launcher, which stops them in order), so a launcher killed outright
+    (SIGKILL, OOM) would leave them computing as orphans. Polled (Linux's
+    ``PR_SET_PDEATHSIG`` would need ctypes and misses a parent that died first); the
+    SIGTERM goes through :func:`handled`, so an evaluate worker saves its finished points.
+    """
+    expected = (environ if environ is not None else os.environ).get(PARENT_ENV)
+    if not expected or not expected.isdigit():
+        return None
+
+    def watch() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread

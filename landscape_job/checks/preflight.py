@@ -26,11 +26,11 @@ def check_device(spec: Spec) -> None:
     """``compute.device: cuda`` on a machine without CUDA: one line before anything is written.
 
     Only for running here (``validate``, ``submit --local``): a cluster spec's pods have
-    the GPUs, and ``launcher validate --quick`` checks such a spec without this.
+    the GPUs, and ``launcher validate --static`` checks such a spec without this.
     """
     if spec.compute.device == "cuda" and not torch.cuda.is_available():
         raise UserError("compute.device: cuda, but torch finds no CUDA device on this machine; use auto or cpu "
-                        "to run here (a spec for the cluster: launcher validate --quick)")
+                        "to run here (a spec for the cluster: launcher validate --static)")
 
 
 def check_inputs(spec: Spec) -> dict[str, int]:

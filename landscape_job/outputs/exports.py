@@ -9,6 +9,7 @@ come with the loaded surface, so the exports show them whenever a file has them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -66,6 +67,6 @@ def write_outputs(surface_path: str | Path, out_dir: str | Path, plot: PlotSetti
     with h5py.File(surface_path, "r") as f:  # a 2-D grid's size decides the default (1-D curves are never thinned)
         lines = max(f[X_COORDINATES].shape[0], f[Y_COORDINATES].shape[0]) if Y_COORDINATES in f else 0
     figures, exports = split_outputs(getattr(plot, "formats", None), lines)
-    options = PlotOptions.from_spec(plot, formats=figures or None)
+    options = replace(PlotOptions.from_spec(plot, formats=figures or None), coarsen=True)
     written = plot_surface(surface_path, out_dir, options) if figures else []
     return written + (write_exports(surface_path, out_dir, exports, options) if exports else [])

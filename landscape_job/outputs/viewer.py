@@ -124,7 +124,7 @@ def _range_levels(lo: float, hi: float, *, log: bool, options: PlotOptions | Non
         anchor = None
         if options is not None and options.vmin is not None:
             anchor = math.log10(options.vmin) if log else options.vmin
-        levels = contour_levels(lo, hi, vlevel, anchor=anchor)
+        levels = contour_levels(lo, hi, vlevel, anchor=anchor, coarsen=options is not None and options.coarsen)
     return {"lo": lo, "hi": hi, "levels": [float(v) for v in levels]}
 
 

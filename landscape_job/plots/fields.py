@@ -69,8 +69,8 @@ def loss_field(surface: Surface, z: np.ndarray, options: PlotOptions) -> PlotFie
         line = log_contour_levels(lo, hi)
         fill = log_contour_levels(lo, hi, fill=True)
     else:
-        line = contour_levels(lo, hi, options.vlevel, anchor=anchor)
-        fill = contour_levels(lo, hi, options.vlevel, anchor=anchor, fill=True)
+        line = contour_levels(lo, hi, options.vlevel, anchor=anchor, coarsen=options.coarsen)
+        fill = contour_levels(lo, hi, options.vlevel, anchor=anchor, fill=True, coarsen=options.coarsen)
     ticks = log_ticks(lo, hi) if log else None
     return PlotField(
         x=surface.x, y=surface.y, values=t, lo=lo, hi=hi, line_levels=line, fill_levels=fill,

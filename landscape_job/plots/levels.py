@@ -29,12 +29,15 @@ and reusable without a figure.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable
 
 import numpy as np
 
 from landscape_job.base.errors import UserError
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["MAX_LEVELS", "TARGET_LEVELS", "AUTO_LOG_DECADES", "spans_decades", "VMAX_MEDIAN_FACTOR", "CURVE_P90_FACTOR", "loss_range", "curve_top",
            "contour_levels", "log_contour_levels", "heatmap_image", "convexity_ratio"]
@@ -141,7 +144,8 @@ def untr(value, log: bool):
 
 
 def contour_levels(
-    lo: float, hi: float, vlevel: float | None = None, *, anchor: float | None = None, fill: bool = False
+    lo: float, hi: float, vlevel: float | None = None, *, anchor: float | None = None, fill: bool = False,
+    coarsen: bool = False,
 ) -> np.ndarray:
     """Contour levels on [lo, hi] (plot units), ``vlevel`` apart.
 
@@ -154,6 +158,11 @@ def contour_levels(
     step = float(vlevel) if vlevel is not None else nice_step((hi - lo) / TARGET_LEVELS)
     base = 0.0 if anchor is None else float(anchor)
     count = (hi - lo) / step
+    if count > MAX_LEVELS and coarsen:  # merge: the spec's spacing, widened to a multiple that fits
+        step = step * math.ceil(count / (MAX_LEVELS - 1)) if math.isfinite(count) else (hi - lo) / (MAX_LEVELS - 1)
+        _log.warning("plot.vlevel: %g would draw %d contour levels between %g and %g; drawn every %g "
+                     "(at most %d levels)", vlevel, int(min(count, 1e18)), lo, hi, step, MAX_LEVELS)
+        count = (hi - lo) / step
     if count > MAX_LEVELS:
         raise UserError(
             f"plot.vlevel: {step:g} would draw {int(count)} contour levels between "

@@ -53,6 +53,10 @@ class PlotOptions:
     formats: tuple[str, ...] = ("png", "pdf")
     dpi: int = 150
     title: str | None = None
+    #: A ``vlevel`` that would draw more than ``levels.MAX_LEVELS`` levels over the data's range is
+    #: widened to a multiple of itself (merge: a run never fails after its compute for a plot value)
+    #: instead of refused (``launcher plot``, the API: the user is there to choose another).
+    coarsen: bool = False
 
     @classmethod
     def from_spec(cls, plot: PlotSettings, formats: Iterable[str] | None = None) -> "PlotOptions":

@@ -7,17 +7,22 @@ the shards, a trajectory that does not fit the grid, metrics that need a hessian
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
 
 from landscape_job.base.errors import UserError, shown
+from landscape_job.base import pyref
 from landscape_job.base.pyref import is_ref as is_python_ref
 from landscape_job.base.pyref import split_ref
 from landscape_job.base.schema import MAX_YAML_BYTES, Section, load_yaml, type_name
 from landscape_job.inputs.fetch import Fetcher
 from landscape_job.spec.direction_types import AS_WRITTEN, FORCED, direction_type
 from landscape_job.spec.grid import MAX_POINTS, Axis, Grid
+
+#: plots.levels.MAX_LEVELS (a higher floor): the most contour levels a figure draws.
+MAX_PLOT_LEVELS = 500
 from landscape_job.spec.inputs import read_input, resolve_input
 from landscape_job.spec.metrics import METRIC_CHOICES, SPLITS  # the registry's: loss, accuracy, hessian, ...
 from landscape_job.spec.metrics import use_language_metrics
@@ -226,7 +231,8 @@ def _parse_python(s: Section, base_dir: Path, check_files: bool) -> PythonSpec:
         if check_files and not folder.is_dir():
             raise UserError(f"python.path[{i}]: folder not found: {folder}")
         paths.append(str(folder))
-    requirements = strings("requirements")
+    requirements = [pyref.check_requirement(item, f"python.requirements[{i}]")
+                    for i, item in enumerate(strings("requirements"))]
     s.finish()
     return PythonSpec(path=tuple(paths), requirements=tuple(requirements))
 
@@ -407,6 +413,16 @@ def _parse_plot(s: Section) -> PlotSpec:
     plot = replace(plot, title=checked_title(plot.title), formats=formats)
     if plot.vmin is not None and plot.vmax is not None and plot.vmin >= plot.vmax:
         raise UserError(f"plot.vmin: must be below plot.vmax ({plot.vmin} >= {plot.vmax})")
+    # What merge's PlotOptions would refuse after the compute is refused now (validate = run).
+    for name in ("vmin", "vmax"):
+        value = getattr(plot, name)
+        if plot.log and value is not None and value <= 0:
+            raise UserError(f"plot.{name}: must be positive with plot.log (log10 of the loss), got {value:g}")
+    if plot.vlevel is not None and plot.vmin is not None and plot.vmax is not None:
+        span = math.log10(plot.vmax / plot.vmin) if plot.log else plot.vmax - plot.vmin
+        if span / plot.vlevel > MAX_PLOT_LEVELS:
+            raise UserError(f"plot.vlevel: {plot.vlevel:g} would draw {span / plot.vlevel:.3g} contour levels between "
+                            f"plot.vmin and plot.vmax (at most {MAX_PLOT_LEVELS}); use a larger plot.vlevel")
     return plot
 
 

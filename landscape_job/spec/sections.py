@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from landscape_job.base.schema import default_of, key, one_or_list
+from landscape_job.base.pyref import REQUIREMENT_PATTERN
 from landscape_job.spec.direction_types import DIRECTION_TYPES
 from landscape_job.spec.grid import AXIS_PATTERN, Grid
 from landscape_job.spec.inputs import INPUT_SCHEMA, input_out
@@ -68,6 +69,7 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 
 _STRINGS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)
+_REQUIREMENTS_SCHEMA = one_or_list({"type": "string", "minLength": 1, "pattern": REQUIREMENT_PATTERN}, choices=False)
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,9 @@ class PythonSpec:
 
     path: tuple[str, ...] = key((), kind=(list, str), json=_STRINGS_SCHEMA,
                                 description="folders put first on sys.path (relative to the spec file)")
-    requirements: tuple[str, ...] = key((), kind=(list, str), json=_STRINGS_SCHEMA,
-                                        description="pip requirements installed into the input cache")
+    requirements: tuple[str, ...] = key((), kind=(list, str), json=_REQUIREMENTS_SCHEMA,
+                                        description="pip requirement specifiers (name[extras] version ; marker) "
+                                                    "installed into the input cache; no options, URLs or paths")
 
 
 _GRID_SCHEMA = {"type": "object", "properties": {

@@ -23,6 +23,7 @@ top eigenvalue rises to at the edge of stability.
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,24 @@ def list_checkpoints(raw: object, name: str, base_dir: Path, check_files: bool, 
         matches = sorted((m for m in glob.glob(pattern) if Path(m).is_file()), key=natural_key)
         if not matches:
             raise UserError(f"{where}: no checkpoint file matches {pattern}")
-        paths.extend(matches)
+        paths.extend(_inside_glob_folder(pattern, matches, where))
     return paths
+
+
+def _inside_glob_folder(pattern: str, matches: list[str], where: str) -> list[str]:
+    """The matches, each checked to resolve inside the glob's folder (the pattern's part before its first
+    wildcard): a symlink there is followed only when its target stays inside; one that leads out is refused
+    in one line, never read (a glob in a spec from elsewhere must not reach files its folder does not hold)."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    folder = os.path.realpath(Path(*parts[:fixed]))
+    for match in matches:
+        real = os.path.realpath(match)
+        if os.path.commonpath([folder, real]) != folder:
+            raise UserError(f"{where}: {shown(match, 200)} matches {shown(pattern, 200)} but resolves to {shown(real, 200)}, outside "
+                            f"the glob's folder {shown(folder, 200)} (a symlink leading out is refused); list the file "
+                            f"explicitly if it is meant")
+    return matches
 
 
 def step_of(path: str, where: str) -> int:

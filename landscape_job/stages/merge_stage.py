@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 import landscape_job
+from landscape_job.base.diskspace import NoSpace, check_room
 from landscape_job.run.collect import collect_shards, wait_for_shards
 from landscape_job.run.files import (
     REPORT_KEY,
@@ -89,13 +90,34 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
         wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
     flat, stats = collect_shards(run, spec, manifest.direction_hash, log)
-    run.put(SURFACE_KEY, surface_file(spec, manifest, flat))
+    surface = surface_file(spec, manifest, flat)
+    check_merge_room(run, len(surface), plots)
+    run.put(SURFACE_KEY, surface)
     plot_keys = write_plots(run, spec) if plots else []
     report = _report(run, spec, manifest, flat, stats, plot_keys, started, log)
     run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
     log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
         f"{len(plot_keys)} plots")
     return report
+
+
+#: merge's outputs beside surface.h5, estimated from its size: the figures, surface.vtp and surface.html
+#: hold the same values a few times over (html as JSON text), plus a fixed part (the viewer's script, the
+#: figures' images). Measured on the examples: below 3x + 3 MiB.
+PLOTS_FACTOR, PLOTS_FIXED = 3, 3 << 20
+
+
+def check_merge_room(run: Storage, surface_bytes: int, plots: bool) -> None:
+    """Merge estimates its outputs' size before writing any: a folder storage with less free space
+    is one line, exit 1, with nothing written (``base.diskspace``); other storages report no free space."""
+    needed = surface_bytes + (PLOTS_FACTOR * surface_bytes + PLOTS_FIXED if plots else 0)
+    free = getattr(run, "free_bytes", lambda: None)()
+    if free is not None and free < needed:
+        raise NoSpace(f"{run.url}/{SURFACE_KEY} and plots/", needed, free=free)
+    # The figures are drawn in a local temporary folder first (tempfile's), then stored.
+    if plots:
+        check_room(tempfile.gettempdir(), PLOTS_FACTOR * surface_bytes + PLOTS_FIXED + surface_bytes,
+                   "merge's figures, drawn here before they are stored")
 
 
 def surface_file(spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray]) -> bytes:

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from landscape_job.base.diskspace import free_bytes, is_full, no_space
 from landscape_job.base.errors import UserError
 from landscape_job.storage.location import StorageLocation, check_key, file_url
 from landscape_job.storage.base import NotFound
@@ -40,9 +41,15 @@ class FileStorage:
         return self.root / check_key(key)
 
     def _write_temp(self, path: Path, data: bytes) -> str:
-        """The bytes, synced, in a hidden file beside ``path``: moved or linked into place whole."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        """The bytes, synced, in a hidden file beside ``path``: moved or linked into place whole.
+        A full disk or quota is one line naming ``path`` and the bytes needed (``base.diskspace``)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as err:
+            if is_full(err):
+                raise no_space(err, path, len(data)) from None
+            raise
         try:
             # mkstemp makes the file private (0600); a result is an ordinary file, readable
             # as the umask allows (a shared folder, a web server serving surface.html).
@@ -51,8 +58,10 @@ class FileStorage:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        except BaseException:
+        except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
+            if is_full(err):
+                raise no_space(err, path, len(data)) from None
             raise
         return tmp
 
@@ -108,3 +117,7 @@ class FileStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def free_bytes(self) -> int | None:
+        """Free bytes on the folder's file system (merge checks its outputs fit before writing them)."""
+        return free_bytes(self.root)

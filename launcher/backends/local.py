@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from landscape_job.run.lease import stop_holder
 from landscape_job.base.errors import StageError, UserError
 from landscape_job.spec.sections import Spec
 from landscape_job.stages import SPEC_KEY
@@ -131,6 +132,10 @@ class LocalBackend:
         """Stops a local run's processes if they run; a run in storage with no live process is said so."""
         storage = self.storage(run)
         stored_spec(storage)  # a folder that is no run: one line, exit 2
+        holder = stop_holder(storage)  # the runner holding the run's lease, on any host (landscape_job.run.lease)
+        if holder is not None:
+            return (f"run {run} cancelled: {holder.holder} was asked to stop and stopped its workers. Its storage "
+                    f"is kept: submit again with --run-id {run} to resume")
         record = local_record(storage)
         if record is None:
             raise UserError(f"run {run}: {storage.url} has no {LOCAL_KEY}: not a local run; a run on the "

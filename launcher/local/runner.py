@@ -14,16 +14,20 @@ cluster's, with no kubeconfig.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from landscape_job.base import verbosity
+from landscape_job.base.diskspace import NoSpace
 from landscape_job.base.errors import StageError, UserError
 from landscape_job.storage.location import StorageLocation
 from landscape_job.run.records import ProgressRecord
@@ -31,7 +35,9 @@ from landscape_job.run.shards import progress_key
 from landscape_job.spec.sections import Spec
 from landscape_job.spec.localize import localize
 from landscape_job.stages import MANIFEST_KEY, SPEC_KEY, read_manifest, read_run_spec
+from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
+from landscape_job.base.termination import PARENT_ENV
 from landscape_job.storage import Storage, open_storage, run_storage
 from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
@@ -64,11 +70,50 @@ def stage_command(stage: str) -> list[str]:
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a local run: what is stored so far stays, and ``run_id`` resumes it."""
+    """A local run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) or by ``cancel``: what is stored so far
+    stays, and ``run_id`` resumes it. ``signum`` is the signal (the launcher exits 128 + it)."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, signum: int = signal.SIGINT, reason: str | None = None):
         super().__init__(run_id)
-        self.run_id = run_id
+        self.run_id, self.signum = run_id, signum
+        self.reason = reason or ("interrupted" if signum == signal.SIGINT else
+                                 f"stopped by {signal.Signals(signum).name}")
+
+
+class _Stopped(BaseException):
+    """A stop signal arrived at the launcher (raised in its main thread by :func:`_stop_signals`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: The signals that stop a local run in order: Ctrl-C, what timeout/systemd/a CI runner send, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Seconds the workers get to save their finished points after SIGTERM, before SIGKILL.
+STOP_GRACE = 20.0
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """Within the block, each of STOP_SIGNALS raises :class:`_Stopped` once; a second one while the
+    workers are being stopped is noted, not raised, so the stopping is never cut short (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not raised:
+            raised.append(signum)
+            raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def check_storage(spec: Spec) -> None:
@@ -139,7 +184,8 @@ class LocalRunner:
         # The stages find the run as a pod does: its URL and the storage's options.
         location = StorageLocation.parse(self.run.url, self.spec.storage.options)
         env = dict(os.environ, **location.env(), OMP_NUM_THREADS=str(threads),
-                   MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+                   MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
+                   **{PARENT_ENV: str(os.getpid())})
         if shard is not None:
             env["JOB_COMPLETION_INDEX"] = str(shard)
         return env
@@ -147,8 +193,11 @@ class LocalRunner:
     def _start(self, stage: str, threads: int, shard: int | None = None) -> _Worker:
         log_path = self.log_dir / log_key(stage, shard).rsplit("/", 1)[-1]
         log_file = open(log_path, "w")
+        # A process group of its own: a terminal's Ctrl-C reaches only the launcher, which stops the
+        # workers in order (SIGTERM, their points saved) and the worker's own children with them.
         process = subprocess.Popen(stage_command(stage),
-                                   env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT)
+                                   env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         self.live[log_path.stem] = process.pid
         self._workers_changed()
         return _Worker(shard if shard is not None else -1, process, log_path, log_file)
@@ -164,6 +213,7 @@ class LocalRunner:
             print("".join(f"  [shard {worker.shard}] {line}\n" for line in text.strip().splitlines()),
                   end="", file=self.stream)
         if worker.process.returncode != 0:
+            _check_full(self.run, stage, text)
             tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
             raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); "
                              f"log: {self.run.url}/logs/{worker.log_path.name}\n{tail}")
@@ -172,10 +222,8 @@ class LocalRunner:
         worker = self._start(stage, threads=available_cores())
         try:
             worker.process.wait()
-        except KeyboardInterrupt:  # the stage must not outlive the launcher
-            worker.process.kill()
-            worker.process.wait()
-            worker.log_file.close()
+        except BaseException:  # a stop signal: the stage must not outlive the launcher
+            stop_workers([worker])
             raise
         self._finish(worker, stage)
         for line in worker.log_path.read_text().strip().splitlines():
@@ -215,12 +263,49 @@ class LocalRunner:
                         self._finish(worker, f"evaluate (shard {worker.shard})")
                         finished += self._shard_points(worker.shard)
                     advance_to(bar, finished + self._running_points(running))
-            finally:
-                for worker in running:
-                    worker.process.kill()
-                    worker.process.wait()
-                    worker.log_file.close()
+            finally:  # a stop signal or a failed shard: the others save what they finished and stop
+                stop_workers(running)
             advance_to(bar, finished)
+
+
+#: Below this many free bytes on a folder storage, a failed worker is taken to have met the full disk
+#: (its own last line may not have fitted into its log there).
+LOW_SPACE = 1 << 20
+
+
+def _check_full(run: Storage, stage: str, log: str) -> None:
+    """A worker that failed on a full disk or quota: its one line (``base.diskspace``), without the log's tail."""
+    lines = log.strip().splitlines()
+    last = lines[-1] if lines else ""
+    if "no space left on device" in last or "disk quota exceeded" in last:
+        raise StageError(f"{stage} stage failed: {last.split(': ', 1)[-1]}")
+    free = getattr(run, "free_bytes", lambda: None)()
+    if free is not None and free < LOW_SPACE:
+        raise NoSpace(getattr(run, "root", run.url), LOW_SPACE)
+
+
+def _signal_group(worker: _Worker, sig: int) -> None:
+    try:
+        os.killpg(worker.process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_workers(workers: list[_Worker], grace: float = STOP_GRACE) -> None:
+    """SIGTERM to each worker's process group (an evaluate worker saves its finished points as a segment
+    and exits 143), SIGKILL to any group still there after ``grace`` s; returns when all have exited."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            _signal_group(worker, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(worker, signal.SIGKILL)  # the group: a worker's own children too
+        worker.process.wait()
+        worker.log_file.close()
 
 
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
@@ -230,6 +315,15 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
     check_storage(spec)
     run_id = run_id or new_run_id(spec.name, spec.storage)
     run = open_run(spec, run_id)
+    lease = Lease.acquire(run, run_id)  # one runner per run: a second one is refused here, naming this one
+    try:
+        return _run_held(spec, run, run_id, lease, workers, stream)
+    finally:
+        lease.release()
+
+
+def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int | None, stream: TextIO) -> Storage:
+    """The run's stages, with its lease held and its heartbeat going; a stop signal stops them in order."""
     workers = local_workers(spec.compute.shards, workers)
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
           f"{workers} local worker{'s' if workers > 1 else ''} -> {run.url}", file=stream)
@@ -238,16 +332,35 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
         log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
         runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
+        lost: list[str] = []
+        stages_running = threading.Event()
+
+        def on_lost(reason: str) -> None:  # the heartbeat's thread: the main thread stops as on SIGTERM
+            lost.append(reason)
+            if stages_running.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+
         try:
-            runner.run_stage("prepare")
-            runner.run_evaluate()
-            runner.run_stage("merge")
+            with _stop_signals():
+                stages_running.set()
+                lease.start(on_lost)
+                try:
+                    runner.run_stage("prepare")
+                    runner.run_evaluate()
+                    runner.run_stage("merge")
+                finally:
+                    stages_running.clear()
+        except _Stopped as stop:  # the workers are stopped (run_stage, run_evaluate); the run stays
+            reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
+            interrupted = RunInterrupted(run_id, stop.signum, reason)
+            _end_quietly(runner, CANCELLED, interrupted.reason)
+            raise interrupted from None
         except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
             first, newline, rest = str(err).partition("\n")
             _end_quietly(runner, FAILED, first)
             raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
                              f"{newline}{rest}") from None
-        except KeyboardInterrupt:  # Ctrl-C: the workers are stopped (run_evaluate); the run stays
+        except KeyboardInterrupt:  # Ctrl-C outside the main thread's handlers (the Python API in a thread)
             _end_quietly(runner, CANCELLED, "interrupted")
             raise RunInterrupted(run_id) from None
         runner.end(SUCCEEDED)
