@@ -3,6 +3,7 @@
     launcher validate surface.yaml          check a spec and print the work it implies
     launcher submit surface.yaml --local    run prepare, the shards and merge on this machine
     launcher submit surface.yaml            create the run's Jobs on the cluster (--wait to follow it)
+    launcher submit surface.yaml --dry-run  print the plan (run id, storage, each stage's command), create nothing
     launcher status|logs|cancel <run>       watch, read or stop a run (cluster, or runs/<id>, file://, s3:// URL)
     launcher wait <run> [--timeout S]       until it ends: exit 0 succeeded, 1 failed, 124 timed out
     launcher list [-A] [-l k=v] [--storage ./runs]   the runs on the cluster, or in storage
@@ -35,6 +36,7 @@ from launcher.kubernetes.render_cli import add_render_parser, run_render
 
 if TYPE_CHECKING:
     from landscape_job.checks.estimate import MemoryEstimate
+    from launcher.backends.base import Plan
     from landscape_job.spec.sections import Spec
 
 
@@ -294,7 +296,7 @@ def _submit(args: argparse.Namespace) -> int | None:
     return None
 
 
-def formatted_plan(plan, output: str) -> str:
+def formatted_plan(plan: Plan, output: str) -> str:
     """``submit --dry-run -o json|yaml``: the plan as a record, its objects as rendered."""
     from launcher.commands.views import formatted
 

@@ -27,7 +27,7 @@ from launcher.commands.cluster_run import jobs_by_stage, read_progress, run_conf
 from launcher.commands.follow import stop_error
 from launcher.commands.views import done_lines, failed_parts, failed_pod_heading
 from launcher.kubernetes.job_state import newest, pod_index, spec_of
-from launcher.kubernetes.names import STAGE_LABEL, object_names, run_selector
+from launcher.kubernetes.names import STAGE_LABEL, check_run_id, object_names, run_selector
 from launcher.kubernetes.pod_state import Event, PodView
 from launcher.kubernetes.render import CONTAINER, STAGES
 from launcher.run_status import RunRow, RunStatus, cluster_rows, cluster_status
@@ -74,6 +74,8 @@ class KubernetesBackend:
     def from_args(cls, args: argparse.Namespace) -> KubernetesBackend:
         if getattr(args, "workers", None) is not None:
             raise UserError("--workers: only with --local")
+        if getattr(args, "run_id", None):
+            check_run_id(args.run_id)  # a name Kubernetes objects can carry, before any I/O
         return cls(getattr(args, "kubeconfig", None), getattr(args, "context", None), getattr(args, "namespace", None),
                    bool(getattr(args, "all_namespaces", False)), getattr(args, "selector", None) or None,
                    getattr(args, "cascade", None) or "background", bool(getattr(args, "server_dry_run", False)),
