@@ -272,7 +272,7 @@ def test_half_weights_hold_bf16_and_take_the_loss_in_float32() -> None:
     evaluator = Evaluator(model, directions, [Split(inputs=inputs, labels=labels, num_classes=64, name="train")],
                           compute=ComputeSpec(batch_size=5, weights="bf16", points_per_forward=1))
     assert all(p.dtype == torch.bfloat16 for p in evaluator.model.parameters())
-    assert all(d.dtype == torch.bfloat16 for d in evaluator._dx)
+    assert all(d.dtype == torch.bfloat16 for d in evaluator.displacement.dx)
     assert evaluator.evaluate(0.0)["train_loss"] == pytest.approx(float(expected), rel=1e-6)
 
 
