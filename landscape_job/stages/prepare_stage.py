@@ -22,6 +22,7 @@ from landscape_job.run.files import DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log,
 from landscape_job.run.pinned import record_inputs, verify_inputs
 from landscape_job.run.records import Manifest
 from landscape_job.series.prepare import prepare_series
+from landscape_job.spec.grid import COARSE_TO_FINE
 from landscape_job.spec.localize import check_cache_fits, localize
 from landscape_job.spec.parse import spec_from_yaml
 from landscape_job.spec.sections import Spec
@@ -129,7 +130,9 @@ def _manifest(run: Storage, spec: Spec, local: Spec, built: BuiltDirections, hes
         hessian=hessian,
         # Merge draws the path from here: it never needs the trajectory's checkpoints again.
         pca=pca, data_files=data_files or None,
-        perturbed=_perturbed(directions) if spec.directions.params is not None else None)
+        perturbed=_perturbed(directions) if spec.directions.params is not None else None,
+        # Each shard covers the whole grid, coarse to fine: a partial run previews the surface.
+        shard_order=COARSE_TO_FINE)
 
 
 def _perturbed(directions: Directions) -> int:
