@@ -16,6 +16,28 @@ class UserError(Exception):
     """
 
 
+class UserErrors(UserError):
+    """Several independent mistakes of one input (a spec's sections), each its own line.
+
+    ``launcher validate`` lists every static mistake of a spec at once rather than the
+    first; the CLIs print each message as its own ``error:`` line (exit 2).
+    """
+
+    def __init__(self, errors: list[UserError] | list[str]):
+        self.messages: list[str] = []
+        for error in errors:
+            self.messages += error.messages if isinstance(error, UserErrors) else [str(error)]
+        super().__init__("\n".join(self.messages))
+
+    @staticmethod
+    def raise_if_any(errors: list[UserError]) -> None:
+        """One error as itself, several as a ``UserErrors``, none: nothing."""
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise UserErrors(errors)
+
+
 class StageError(Exception):
     """A run that cannot go on (missing or inconsistent shards): exit 1, message, no traceback.
 
