@@ -248,9 +248,9 @@ _AXIS_TEXT = {"type": "string", "pattern": AXIS_PATTERN}
 _AXIS_LIST = {"type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}, {"type": "integer", "minimum": 1}],
               "minItems": 3, "maxItems": 3}
 _GRID_SCHEMA = {"type": "object", "properties": {
-    "x": {"description": "min:max:num, or [min, max, num]", "oneOf": [_AXIS_TEXT, _AXIS_LIST]},
+    "x": {"description": "min:max:num, or [min, max, num]", "anyOf": [_AXIS_TEXT, _AXIS_LIST]},
     "y": {"description": "min:max:num, or [min, max, num]; omit for a 1-D curve",
-          "oneOf": [_AXIS_TEXT, _AXIS_LIST, {"type": "null"}]}},
+          "anyOf": [_AXIS_TEXT, _AXIS_LIST, {"type": "null"}]}},
     "required": ["x"], "additionalProperties": False}
 
 
