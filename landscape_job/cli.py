@@ -71,6 +71,8 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
         # Several independent mistakes (``UserErrors``: validate's every static error) one a line.
         for message in getattr(err, "messages", None) or [str(err)]:
             print(f"{prog}: error: {_one_line(message)}", file=sys.stderr)
+        for note in getattr(err, "notes", []):  # what was not checked because it depends on a wrong part
+            print(f"{prog}: note: {_one_line(note)}", file=sys.stderr)
         return USER_ERROR_EXIT
     except StageError as err:
         _trace()
@@ -196,6 +198,7 @@ def pipe_safe(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence
             return _reader_gone()
 
     guarded.__doc__, guarded.__name__ = main.__doc__, main.__name__
+    guarded.__wrapped__ = main  # type: ignore[attr-defined]
     return guarded
 
 

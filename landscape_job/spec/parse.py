@@ -99,8 +99,7 @@ class _Mistakes:
         self.skipped.append(f"{section}: not checked, it depends on {' and '.join(needs)} (wrong above)")
 
     def raise_if_any(self) -> None:
-        if self.errors:
-            UserErrors.raise_if_any(self.errors + [UserError(line) for line in self.skipped])
+        UserErrors.raise_if_any(self.errors, self.skipped)
 
 
 def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
