@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from conftest import run_all, spec_from
 from landscape_job import stages
@@ -24,6 +25,7 @@ from landscape_job.run.records import Manifest
 from landscape_job.run.shards import ShardData, read_shard, segment_key, shard_bytes, shard_key
 from landscape_job.spec.grid import (COARSE_TO_FINE, CONTIGUOUS, Axis, Grid, axis_levels, refinement_levels,
                                      refinement_order)
+from launcher.api import Run
 from launcher.cli import main as launcher_main
 from launcher.local.runner import open_run
 
@@ -196,3 +198,7 @@ def test_launcher_status_preview_writes_the_png(tmp_path: Path, linear_spec: dic
     out = capsys.readouterr().out
     assert "preview: 20 of 81 points finished (25%); train_loss shown at 3 x 3" in out
     assert (tmp_path / "r-preview.png").stat().st_size > 1000
+    # The Python handle draws the same figure (and saves it when given a path).
+    figure = Run(spec, "r", "local").preview(tmp_path / "api.png")
+    assert isinstance(figure, Figure) and "(preview)" in figure.axes[0].get_title()
+    assert (tmp_path / "api.png").read_bytes()[:4] == b"\x89PNG"

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
 from landscape_job.plots.style import (CMAPS, FIGSIZE_1D, FIGSIZE_2D, MASKED_FACE, RC, mark_centre_1d, mark_centre_2d,
                                        new_figure)
+from landscape_job.plots.levels import spans_decades
 from landscape_job.run.finished import FinishedPoints
+from landscape_job.spec.direction_types import direction_type
 from landscape_job.spec.grid import axis_levels
 from landscape_job.spec.metrics import describe
 
@@ -71,6 +74,14 @@ def preview_figure(points: FinishedPoints, metric: str | None = None, dpi: int =
         return _draw_2d(points, name, flat, field, dpi)
 
 
+def _labels(points: FinishedPoints) -> tuple[str, str]:
+    """The axes as the run's figures label them (a series: the checkpoint index)."""
+    spec = points.spec
+    if spec.series is not None:
+        return "checkpoint", ""
+    return direction_type(spec.directions.type).axis_labels(spec.directions.norm)
+
+
 def _caption(fig: Figure, preview: Preview) -> None:
     fig.supxlabel(preview.line(), fontsize=7.5, color="0.35")
 
@@ -88,7 +99,7 @@ def _draw_1d(points: FinishedPoints, name: str, flat: np.ndarray, field, dpi: in
                 label="not yet", **{**MISSING_STYLE, "ms": 5.0})
     mark_centre_1d(ax, x)
     ax.set_xlim(x.min(), x.max()) if x.size > 1 else None
-    ax.set_xlabel("x")
+    ax.set_xlabel(_labels(points)[0])
     ax.set_ylabel(field.metric.with_unit)
     ax.set_title(f"{points.spec.name}: {field.title} (preview)")
     ax.legend(loc="best")
@@ -112,14 +123,17 @@ def _draw_2d(points: FinishedPoints, name: str, flat: np.ndarray, field, dpi: in
     ax.set_facecolor(MASKED_FACE)
     cmap = matplotlib.colormaps[CMAPS.get(field.metric.colours, CMAPS["plain"])]
     masked = np.ma.masked_invalid(values)
+    # A loss over two decades or more in log10, as the run's own figures draw it (plot.log: null).
+    norm = mcolors.LogNorm() if field.metric.colours == "loss" and spans_decades(values) else None
     if len(x) > 1 and len(y) > 1:
-        mesh = ax.pcolormesh(x, y, masked, shading="nearest", cmap=cmap)
+        mesh = ax.pcolormesh(x, y, masked, shading="nearest", cmap=cmap, norm=norm)
         if lattice_done.all() and len(x) >= 3 and len(y) >= 3 and np.isfinite(values).all() \
                 and np.ptp(values) > 0:
-            ax.contour(x, y, values, levels=10, colors="white", linewidths=0.6, alpha=0.7)
+            lines = np.log10(values) if norm is not None else values
+            ax.contour(x, y, lines, levels=10, colors="white", linewidths=0.6, alpha=0.7, negative_linestyles="solid")
     else:
         yy, xx = np.meshgrid(y, x, indexing="ij")
-        mesh = ax.scatter(xx[lattice_done], yy[lattice_done], c=values[lattice_done], cmap=cmap, s=30)
+        mesh = ax.scatter(xx[lattice_done], yy[lattice_done], c=values[lattice_done], cmap=cmap, s=30, norm=norm)
     fig.colorbar(mesh, ax=ax, label=field.metric.with_unit)
     missing_rows, missing_cols = np.nonzero(~lattice_done)
     if missing_rows.size:
@@ -128,8 +142,9 @@ def _draw_2d(points: FinishedPoints, name: str, flat: np.ndarray, field, dpi: in
     mark_centre_2d(ax, grid.x.values(), grid.y.values())
     ax.set_xlim(grid.x.lo, grid.x.hi) if grid.nx > 1 else None
     ax.set_ylim(grid.y.lo, grid.y.hi) if grid.ny > 1 else None
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    xlabel, ylabel = _labels(points)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(f"{points.spec.name}: {field.title} (preview)")
     preview = Preview(name, int(points.done.sum()), points.done.size, (len(x), len(y)), int(missing_rows.size))
     _caption(fig, preview)
