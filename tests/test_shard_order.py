@@ -26,6 +26,7 @@ from landscape_job.run.shards import ShardData, read_shard, segment_key, shard_b
 from landscape_job.spec.grid import (COARSE_TO_FINE, CONTIGUOUS, Axis, Grid, axis_levels, refinement_levels,
                                      refinement_order)
 from launcher.api import Run
+from launcher.backends.local import LocalBackend
 from launcher.cli import main as launcher_main
 from launcher.local.runner import open_run
 
@@ -199,6 +200,6 @@ def test_launcher_status_preview_writes_the_png(tmp_path: Path, linear_spec: dic
     assert "preview: 20 of 81 points finished (25%); train_loss shown at 3 x 3" in out
     assert (tmp_path / "r-preview.png").stat().st_size > 1000
     # The Python handle draws the same figure (and saves it when given a path).
-    figure = Run(spec, "r", "local").preview(tmp_path / "api.png")
+    figure = Run(spec, "r", LocalBackend(str(tmp_path / "runs"))).preview(tmp_path / "api.png")
     assert isinstance(figure, Figure) and "(preview)" in figure.axes[0].get_title()
     assert (tmp_path / "api.png").read_bytes()[:4] == b"\x89PNG"
