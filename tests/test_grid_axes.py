@@ -61,7 +61,7 @@ def test_the_api_takes_tuples_and_arrays(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Linear(6, 3))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 6, generator=g)
-    data = (x, (x[:, 0] > 0).long())
+    data = (x, (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())  # three classes, as the model outputs
     text = ls.line(model, data, x="-1:1:5", progress=False)
     for form in ((-1, 1, 5), np.linspace(-1, 1, 5)):
         curve = ls.line(model, data, x=form, progress=False)
