@@ -92,7 +92,7 @@ def _prepare_seeded(run: Storage, spec: Spec, local: Spec, model: nn.Module, hes
         seed=spec.directions.seed, code_version=landscape_job.__version__, torch_version=torch.__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), prepare_seconds=round(time.time() - started, 3),
         hessian=hessian, data_files=data_files or None, direction_storage="seeded",
-        perturbed=summary.perturbed if spec.directions.params is not None else None)
+        perturbed=summary.perturbed if spec.directions.params is not None else None, shard_order=COARSE_TO_FINE)
     run.put(DIRECTIONS_KEY, recipe_file_bytes(summary, _direction_attrs(spec, None)))
     run.put(MANIFEST_KEY, manifest.to_json())
     log(f"prepare: seeded directions (the recipe, not the values) over {manifest.tensors} tensors "
