@@ -12,16 +12,15 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from typing import Callable, TypeVar
-
 from landscape_job.base import pyref
-from landscape_job.base.errors import UserError, UserErrors, shown
+from landscape_job.base.errors import UserError, shown
 from landscape_job.base.pyref import is_ref as is_python_ref
 from landscape_job.base.pyref import split_ref
 from landscape_job.base.schema import MAX_YAML_BYTES, Section, load_yaml, type_name
 from landscape_job.inputs.fetch import Fetcher
 from landscape_job.spec.direction_types import AS_WRITTEN, FORCED, direction_type
 from landscape_job.spec.grid import MAX_POINTS, Axis, Grid
+from landscape_job.spec.mistakes import Mistakes
 
 #: plots.levels.MAX_LEVELS (a higher floor): the most contour levels a figure draws.
 MAX_PLOT_LEVELS = 500
@@ -53,7 +52,6 @@ from landscape_job.spec.series import CHECKPOINT_SUFFIXES, SeriesSpec, list_chec
 from landscape_job.spec.titles import checked_title
 from landscape_job.storage.location import StorageLocation, local_path
 
-T = TypeVar("T")
 
 
 def load_spec(path: str | Path, storage_override: str | None = None, check_files: bool = True) -> Spec:
@@ -78,30 +76,6 @@ def load_spec(path: str | Path, storage_override: str | None = None, check_files
                       storage_override=storage_override, check_files=check_files)
 
 
-class _Mistakes:
-    """The static mistakes of one spec, collected section by section so ``validate`` lists
-    them all at once; a section that needs one that failed is skipped and said to be."""
-
-    def __init__(self) -> None:
-        self.errors: list[UserError] = []
-        self.skipped: list[str] = []
-
-    def check(self, what: Callable[[], T]) -> T | None:
-        """``what()``, or None after recording its mistake(s)."""
-        try:
-            return what()
-        except UserError as err:
-            self.errors.append(err)
-            return None
-
-    def skip(self, section: str, needs: list[str]) -> None:
-        """``section`` is not checked: it depends on ``needs``, which failed above."""
-        self.skipped.append(f"{section}: not checked, it depends on {' and '.join(needs)} (wrong above)")
-
-    def raise_if_any(self) -> None:
-        UserErrors.raise_if_any(self.errors, self.skipped)
-
-
 def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                storage_override: str | None = None, check_files: bool = True) -> Spec:
     """Validates a spec mapping; relative paths are taken against ``base_dir``.
@@ -111,7 +85,7 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     compute need the grid; the grid of a series needs the series) is skipped and named.
     """
     top = Section(raw, "")
-    found = _Mistakes()
+    found = Mistakes()
     name = found.check(lambda: _parse_name(top, default_name))
     pins: dict[str, str] = {}
     python = found.check(lambda: _parse_python(top.section(Spec, "python"), base_dir, check_files))
@@ -209,7 +183,7 @@ def _parse_name(top: Section, default_name: str) -> str:
 def _parse_grid(top: Section) -> Grid:
     """``grid.x`` and ``grid.y`` (each checked, both named when both are wrong), and the size bound."""
     grid_section = top.section(Spec, "grid")
-    found = _Mistakes()
+    found = Mistakes()
     x = found.check(lambda: Axis.parse(grid_section.get("x", object), "grid.x"))
     y = found.check(lambda: Axis.parse(grid_section.get("y", object), "grid.y")) if grid_section.has("y") else None
     found.check(grid_section.finish)
