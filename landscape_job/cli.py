@@ -61,15 +61,18 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     """Turns a user's mistake or a broken run into one line on stderr; the traceback too only with ``-v``."""
     log_to_stderr()
     try:
-        return body() or 0
+        code = body() or 0
+        sys.stdout.flush()  # a closed pipe (``| head``) shows here, where it is caught, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except UserError as err:
         _trace()
-        # Every message cuts the user's values; this bounds the rest (file names) and keeps it one line.
-        text = str(err)
-        text = text if len(text) <= 2000 else text[:1997] + "..."
-        # Line breaks of any kind (\n, \r, \f, \u2028, ...) and other control characters escaped.
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        print(f"{prog}: error: {text}", file=sys.stderr)
+        # Several independent mistakes (``UserErrors``: validate's every static error) one a line.
+        for message in getattr(err, "messages", None) or [str(err)]:
+            print(f"{prog}: error: {_one_line(message)}", file=sys.stderr)
+        for note in getattr(err, "notes", []):  # what was not checked because it depends on a wrong part
+            print(f"{prog}: note: {_one_line(note)}", file=sys.stderr)
         return USER_ERROR_EXIT
     except StageError as err:
         _trace()
@@ -88,6 +91,28 @@ def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     except termination.Terminated:
         print(f"{prog}: stopped by SIGTERM; a retry resumes from the saved checkpoint", file=sys.stderr)
         return termination.TERMINATED_EXIT
+
+
+#: The exit status of a process killed by SIGPIPE (128 + 13), as a shell tool piped into ``head`` has.
+BROKEN_PIPE_EXIT = 141
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed it (``launcher list | head -1``): no traceback; stdout is pointed at
+    /dev/null so the interpreter's last flush at exit has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout with no descriptor (a test's StringIO) has nothing to flush
+        pass
+    return BROKEN_PIPE_EXIT
+
+
+def _one_line(text: str) -> str:
+    """A message as one line: every message cuts the user's values; this bounds the rest (file names)."""
+    text = text if len(text) <= 2000 else text[:1997] + "..."
+    # Line breaks of any kind (\n, \r, \f, \u2028, ...) and other control characters escaped.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _trace() -> None:
@@ -156,6 +181,28 @@ def _shard_index(value: int | None) -> int:
         raise UserError(f"{name}: expected an integer, got {env!r}") from None
 
 
+def pipe_safe(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """A CLI's ``main`` that ends quietly (exit 141, as a shell tool) when its reader closes stdout:
+    ``launcher list | head -1``, ``landscape-job --help | head``. Covers what ``run_guarded`` cannot:
+    argparse's own printing (``--help``, ``--version``) and the last flush."""
+    def guarded(argv: Sequence[str] | None = None) -> int:
+        try:
+            try:
+                code = main(argv)
+            except SystemExit:
+                sys.stdout.flush()  # argparse printed and exits: its output must fail here, if anywhere
+                raise
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            return _reader_gone()
+
+    guarded.__doc__, guarded.__name__ = main.__doc__, main.__name__
+    guarded.__wrapped__ = main  # type: ignore[attr-defined]
+    return guarded
+
+
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     verbosity.set_from(args)

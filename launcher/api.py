@@ -61,7 +61,7 @@ class RunStatus:
 
 
 class Run:
-    """A submitted run: ``status()``, ``wait()`` and ``pull()``, through the backend that submitted it."""
+    """A submitted run: ``status()``, ``wait()``, ``preview()`` and ``pull()``, through the backend that submitted it."""
 
     def __init__(self, spec: Spec, run_id: str, backend: Backend, thread: threading.Thread | None = None,
                  log: io.StringIO | None = None):
@@ -122,6 +122,21 @@ class Run:
                 self._thread.join(interval)
             else:
                 time.sleep(interval)
+
+    def preview(self, path: str | Path | None = None, metric: str | None = None):
+        """The surface so far, drawn from the finished points (finished shards and checkpoint segments).
+
+        Shards compute coarse to fine, so a run a quarter done shows the whole grid at a
+        lower resolution; the lattice's points not finished yet are marked (``plots.preview``).
+        Returns the matplotlib Figure; with ``path``, also saves it there as PNG.
+        """
+        from landscape_job.plots.preview import preview_figure
+        from landscape_job.run.finished import finished_points
+
+        figure, _ = preview_figure(finished_points(self.storage), metric)
+        if path is not None:
+            figure.savefig(Path(path), format="png", facecolor="white")
+        return figure
 
     def pull(self, dest: str | Path | None = None) -> Landscape:
         """The merged surface of a Complete run; with ``dest``, also everything it wrote (``surface.h5``,

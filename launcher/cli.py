@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from landscape_job.base import verbosity
-from landscape_job.cli import run_guarded
+from landscape_job.cli import pipe_safe, run_guarded
 from launcher.commands import cancel, doctor, logs, pull, runs, status, wait
 from launcher.commands import submit as cluster_submit
 from launcher.commands.cluster_run import add_cluster_options
@@ -421,6 +421,7 @@ def _render(args: argparse.Namespace) -> None:
     return run_render(args)
 
 
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     parser, cluster_handlers = _parser()
     args = parser.parse_args(argv)

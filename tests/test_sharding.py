@@ -13,6 +13,7 @@ from conftest import checkpointed_points, run_all, spec_from
 from landscape_job import stages
 from landscape_job.base.errors import StageError
 from landscape_job.spec.grid import Axis, Grid
+from landscape_job.run.files import read_manifest
 from landscape_job.run.shards import shard_key
 from launcher.local.runner import open_run
 
@@ -344,7 +345,7 @@ def test_merge_refuses_a_shard_with_another_s_point(three_shard_run) -> None:
     """Shard 2 also claims shard 0's first point with another value: read last, it would
     silently overwrite the right value, so merge must refuse it, naming the point."""
     run, spec = three_shard_run
-    foreign = spec.grid.shard_range(0, 3)[0]
+    foreign = int(spec.grid.shard_points(0, 3, read_manifest(run).shard_order)[0])
 
     def claim(data) -> None:
         data.indices = np.append(data.indices, foreign)
@@ -375,8 +376,8 @@ def test_merge_refuses_a_shard_computed_with_other_directions(three_shard_run) -
 def test_merge_names_the_grid_points_a_shard_lacks(three_shard_run) -> None:
     """A shard that lost points (its checksum fine) is named with the first missing point."""
     run, spec = three_shard_run
-    own = list(spec.grid.shard_range(1, 3))
-    dropped = own[2:4]
+    own = spec.grid.shard_points(1, 3, read_manifest(run).shard_order)  # the run's order: coarse to fine
+    dropped = sorted(own[2:4].tolist())
 
     def drop(data) -> None:
         keep = ~np.isin(data.indices, dropped)

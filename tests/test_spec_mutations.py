@@ -183,8 +183,11 @@ def _check(example: str, workspace: Path, text: str, deep: dict, accepted: list[
         accepted.append(text)
         return
     deep["refused"] += 1
+    # Every static mistake one line each (validate lists them all), then what they kept from being checked.
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("launcher: error: ") and len(lines[0]) <= 2100, err[:3000]
+    errors = [line for line in lines if line.startswith("launcher: error: ")]
+    notes = [line for line in lines if line.startswith("launcher: note: ")]
+    assert errors and lines == errors + notes and all(len(line) <= 2100 for line in lines), err[:3000]
     code, submit_err = _call(["submit", str(path), "--local"])
     assert code == 2 and submit_err == err, f"{example}: submit --local: exit {code}\n{submit_err[-3000:]}\n{err}"
     assert _files(workspace) == before, f"{example}: submit --local wrote {_files(workspace) - before}"

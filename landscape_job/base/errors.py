@@ -16,6 +16,31 @@ class UserError(Exception):
     """
 
 
+class UserErrors(UserError):
+    """Several independent mistakes of one input (a spec's sections), each its own line.
+
+    ``launcher validate`` lists every static mistake of a spec at once rather than the
+    first; the CLIs print each message as its own ``error:`` line (exit 2), then each of
+    ``notes`` (what was not checked because it depends on a part that is wrong) as a
+    ``note:`` line.
+    """
+
+    def __init__(self, errors: list[UserError], notes: list[str] | None = None):
+        self.messages: list[str] = []
+        for error in errors:
+            self.messages += error.messages if isinstance(error, UserErrors) else [str(error)]
+        self.notes: list[str] = list(notes or [])
+        super().__init__("\n".join(self.messages + self.notes))
+
+    @staticmethod
+    def raise_if_any(errors: list[UserError], notes: list[str] | None = None) -> None:
+        """One error (and no notes) as itself, more as a ``UserErrors``, none: nothing."""
+        if len(errors) == 1 and not notes:
+            raise errors[0]
+        if errors:
+            raise UserErrors(errors, notes)
+
+
 class StageError(Exception):
     """A run that cannot go on (missing or inconsistent shards): exit 1, message, no traceback.
 

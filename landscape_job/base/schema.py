@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from landscape_job.base.errors import UserError, shown
+from landscape_job.base.errors import UserError, UserErrors, shown
 
 
 class _Required:
@@ -350,8 +350,16 @@ class Section:
         return self.get(name, spec.kind, default)
 
     def read_all(self, record: type, names: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """``read`` of each of ``names`` (default: every declared key), in that order."""
-        return {name: self.read(record, name) for name in (names or declared_keys(record))}
+        """``read`` of each of ``names`` (default: every declared key), in that order; every
+        wrong key is named (``UserErrors``), not only the first."""
+        values, errors = {}, []
+        for name in names or declared_keys(record):
+            try:
+                values[name] = self.read(record, name)
+            except UserError as err:
+                errors.append(err)
+        UserErrors.raise_if_any(errors)
+        return values
 
     def section(self, record: type, name: str) -> "Section":
         """The nested mapping of ``record``'s key ``name``: absent or null is empty (all its
@@ -359,16 +367,23 @@ class Section:
         required = default_of(record, name) is REQUIRED
         return Section(self.get(name, dict, REQUIRED if required else {}), self.key(name))
 
+    #: Unknown keys of one section named one a line, at most this many (a pasted blob has thousands).
+    MAX_UNKNOWN = 10
+
     def finish(self) -> None:
+        """Refuses the keys nobody asked for, each on its own line with the nearest known key."""
         unknown = [k for k in self.raw if k not in self.seen]
-        if unknown:
-            name = unknown[0]
+        errors = []
+        for name in unknown[:self.MAX_UNKNOWN]:
             hint = difflib.get_close_matches(str(name), sorted(self.seen), n=1)
             suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(sorted(self.seen))}"
             text = str(name) if isinstance(name, str) and str(name).isprintable() else shown(name)
             where = self.key(text)
             where = where if len(where) <= 80 else where[:77] + "..."
-            raise UserError(f"{where}: unknown key{suggestion}")
+            errors.append(UserError(f"{where}: unknown key{suggestion}"))
+        if len(unknown) > self.MAX_UNKNOWN:
+            errors.append(UserError(f"{self.path or 'spec'}: {len(unknown) - self.MAX_UNKNOWN} more unknown keys"))
+        UserErrors.raise_if_any(errors)
 
 
 # --------------------------------------------------------------------------------------

@@ -75,11 +75,15 @@ def _build_torchvision(name: str, num_classes: int, kwargs: dict[str, Any]) -> n
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UserError(f"model.arch: unknown torchvision model '{name}'{hint}; see "
                         "torchvision.models.list_models() for the names")
-    for key in ("weights", "num_classes"):
-        if key in kwargs:
-            why = ("pretrained weights are never downloaded; give them as model.checkpoint"
-                   if key == "weights" else "it comes from the data set")
-            raise UserError(f"model.kwargs.{key}: remove it; {why}")
+    if "weights" in kwargs:
+        raise UserError("model.kwargs.weights: remove it; pretrained weights are never downloaded; give them as "
+                        "model.checkpoint")
+    if "num_classes" in kwargs:
+        # torchvision's own keyword, as its users write it: welcome when it says what the data says.
+        given = kwargs.pop("num_classes")
+        if isinstance(given, bool) or not isinstance(given, int) or given != num_classes:
+            raise UserError(f"model.kwargs.num_classes: {given!r}, but the data set has {num_classes} classes; "
+                            "remove it (it comes from the data set) or set data.classes for your own data")
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as e:

@@ -18,27 +18,23 @@ from landscape_job.surface.interpolation import curve_summary
 from landscape_job.spec.metrics import SPLITS, Field
 from landscape_job.plots.levels import convexity_ratio, curve_top, loss_label
 from landscape_job.plots.options import PlotOptions
-from landscape_job.plots.style import FIGSIZE_1D, SPLIT_COLOURS, mark_centre_1d, new_figure
+from landscape_job.plots.style import FIGSIZE_1D, SPLIT_COLOURS, mark_centre_1d, mark_target_1d, new_figure
 from landscape_job.surface.file import Surface
 from landscape_job.spec.titles import figure_title
 
 __all__ = ["plot_1d", "plot_1d_curvature", "plot_1d_fields"]
 
 
-def mark_barrier(ax, split: str, x: np.ndarray, values: np.ndarray) -> None:
-    """A triangle at an interpolation's loss barrier, labelled with its height (see interpolation.py)."""
+def mark_barrier(ax, split: str, x: np.ndarray, values: np.ndarray):
+    """A triangle at an interpolation's loss barrier (see interpolation.py); its height is said in
+    the legend, not beside it, where the label sat on the accuracy curve. Returns the marker (or None)."""
     summary = curve_summary(x, values)
     if summary is None or summary["barrier_alpha"] is None:
-        return
+        return None
     alpha, top = float(summary["barrier_alpha"]), float(summary["max_loss"])
-    ax.plot([alpha], [top], "v", color=SPLIT_COLOURS[split], mec="black", mew=0.6, ms=8, zorder=5,
-            label=f"{split} barrier")
-    # Beside the marker, not above it: a barrier is usually the curve's top, where a label
-    # above would leave the axes. Stacked per split, since the two barriers often coincide.
-    left = alpha <= (float(np.min(x)) + float(np.max(x))) / 2  # the label goes toward the middle
-    ax.annotate(f"{split} barrier {float(summary['barrier_height']):.3g}", (alpha, top), textcoords="offset points",
-                xytext=(9 if left else -9, -4 - 11 * SPLITS.index(split)), ha="left" if left else "right",
-                va="top", fontsize=7.5, color=SPLIT_COLOURS[split])
+    (marker,) = ax.plot([alpha], [top], "v", color=SPLIT_COLOURS[split], mec="black", mew=0.6, ms=8, zorder=5,
+                        label=f"{split} barrier {float(summary['barrier_height']):.3g}")
+    return marker
 
 
 def plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
@@ -50,6 +46,7 @@ def plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
     masked = 0
     total = 0
     loss_values = []
+    barriers = []
     for split in SPLITS:
         values = surface.metrics.get(f"{split}_loss")
         if values is None:
@@ -66,7 +63,7 @@ def plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
                           label=f"{split} loss")
         handles.append(line)
         if surface.attrs.get("direction_type") == "interpolate":
-            mark_barrier(ax, split, x, values)
+            barriers.append(mark_barrier(ax, split, x, values))
     ax.set_xlabel(surface.xlabel)
     if loss_values:
         ax.set_ylabel("loss")
@@ -110,9 +107,12 @@ def plot_1d(surface: Surface, options: PlotOptions, log: bool) -> Figure:
     if len(x) > 1:
         ax.set_xlim(float(x.min()), float(x.max()))
     mark_centre_1d(ax, x)
+    if surface.attrs.get("direction_type") == "interpolate":
+        mark_target_1d(ax, x)
+    handles += [b for b in barriers if b is not None]
     what = "loss and accuracy" if acc_splits and loss_values else "loss" if loss_values else "accuracy"
     ax.set_title(figure_title(what, surface.attrs))
-    legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), handlelength=2.6,
+    legend = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), handlelength=2.6,
                         columnspacing=1.4)
     if masked:  # said in the legend's title: a supxlabel would sit on top of the legend
         legend.set_title(f"{masked} of {total} points {'non-finite or non-positive' if log else 'non-finite'}"
@@ -167,7 +167,7 @@ def plot_1d_fields(surface: Surface, options: PlotOptions, fields: list[Field]) 
         ax.set_xlim(float(x.min()), float(x.max()))
     mark_centre_1d(ax, x)
     ax.set_title(figure_title(fields[0].metric.label, surface.attrs))
-    legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), handlelength=2.6,
+    legend = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), handlelength=2.6,
                         columnspacing=1.4)
     if masked:
         legend.set_title(f"{masked} of {total} points non-finite (gaps)", prop={"size": 7.5})

@@ -3,7 +3,7 @@
 As in Li et al. (NeurIPS 2018). Values that are NaN or infinite (divergent points) are
 masked: blank (light grey) cells, holes in the 3-D surface; the figure says how many
 points were masked. Values above the range's top take the top colour (the colour bar
-shows an arrow) and the 3-D surface is clipped to [lo, hi] (drawn on at most
+shows an arrow); the 3-D surface is cut off above hi (drawn on at most
 ``MAX_3D_CELLS`` cells a side). A PCA run's training path is drawn over the flat figures.
 """
 
@@ -22,8 +22,8 @@ from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" proje
 from landscape_job.plots.fields import PlotField
 from landscape_job.plots.levels import equal_ranges, extend_arrows, heatmap_image, is_uniform
 from landscape_job.plots.style import (FIGSIZE_2D, FIGSIZE_3D, LOSS_CMAP, MARK_COLOURS, MASKED_FACE, MAX_3D_CELLS,
-                                       PATH_STYLE, line_cmap, mark_centre_2d, masked_invalid, new_figure, note_masked,
-                                       outside_figure, wrap)
+                                       PATH_STYLE, labels_inside, line_cmap, mark_centre_2d, mark_minimum,
+                                       masked_invalid, new_figure, note_masked, outside_figure, wrap)
 from landscape_job.surface.file import Surface
 
 __all__ = ["fig_contour", "fig_contourf", "fig_heat", "fig_3d"]
@@ -101,19 +101,28 @@ def fig_contour(surface: Surface, field: PlotField, title: str, dpi: int) -> Fig
         cs = ax.contour(field.x, field.y, masked_invalid(field.values), levels=field.line_levels,
                         cmap=line_cmap(), norm=mcolors.Normalize(field.lo, field.hi), linewidths=1.0)
         labelled = labelled_levels(cs, surface)
-        if len(labelled):
-            ax.clabel(cs, levels=labelled, inline=True, inline_spacing=3, fontsize=7.5, fmt=field.fmt)
+        texts = ax.clabel(cs, levels=labelled, inline=True, inline_spacing=3, fontsize=7.5, fmt=field.fmt) \
+            if len(labelled) else []
     if len(cs.levels):
         colorbar(fig, cs, ax, field)
     draw_trajectory(ax, surface)
     mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
+    _mark_min(ax, surface, field)
     finite = field.values[np.isfinite(field.values)]
     if finite.size and float(np.ptp(finite)) == 0.0:
         value = field.fmt(float(finite[0])) if field.log else f"{float(finite[0]):.6g}"
         ax.text(0.5, 0.5, f"constant: {value}", transform=ax.transAxes, ha="center", va="center",
                 color="0.3")
     note_masked(fig, field.masked, field.values.size, field.masked_what)
+    if len(texts):
+        labels_inside(fig, ax, texts)  # after everything that moves the frame (colour bar, notes)
     return fig
+
+
+def _mark_min(ax, surface: Surface, field: PlotField) -> None:
+    """A loss's lowest point when off-centre (the flat figures; not over a training path's own marks)."""
+    if field.mark_min and surface.trajectory is None:
+        mark_minimum(ax, field.x, field.y, field.values)
 
 
 def fig_contourf(surface: Surface, field: PlotField, title: str, dpi: int, cmap: str) -> Figure:
@@ -131,6 +140,7 @@ def fig_contourf(surface: Surface, field: PlotField, title: str, dpi: int, cmap:
         ax.contour(cf, colors="k", linewidths=0.25, alpha=0.35)
     draw_trajectory(ax, surface)
     mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
+    _mark_min(ax, surface, field)
     colorbar(fig, cf, ax, field)
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
@@ -156,6 +166,7 @@ def fig_heat(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure
     ax.set_ylim(*ylim)
     draw_trajectory(ax, surface)
     mark_centre_2d(ax, surface.x, surface.y, surface.trajectory)
+    _mark_min(ax, surface, field)
     colorbar(fig, im, ax, field, extend=extend_arrows(field.values, field.lo, field.hi))
     note_masked(fig, field.masked, field.values.size, field.masked_what)
     return fig
@@ -181,7 +192,10 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
     fig = new_figure(FIGSIZE_3D, dpi, layout=None)
     ax = fig.add_axes(_AXES_3D, projection="3d")
     X, Y = np.meshgrid(surface.x, surface.y)
-    Z = np.clip(field.values, field.lo, field.hi)  # NaN stays NaN: a hole
+    # Above the range's top is cut away (a hole), not clipped flat onto the box's lid, where it
+    # read as the surface rising out of its box; below the bottom (a vmin) is the floor. NaN: a hole.
+    above = field.values > field.hi
+    Z = np.where(above, np.nan, np.maximum(field.values, field.lo))
     norm = mcolors.Normalize(field.lo, field.hi)
     ny, nx = Z.shape
     with warnings.catch_warnings():
@@ -229,6 +243,8 @@ def fig_3d(surface: Surface, field: PlotField, title: str, dpi: int) -> Figure:
         cbar.ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: field.tick_fmt(v)))
     else:
         cbar.locator = ticker.MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10])
-    note_masked(fig, field.masked, field.values.size, field.masked_what)
+    cut = int(np.sum(above))
+    note_masked(fig, field.masked + cut, field.values.size,
+                f"{field.masked_what} or above the top" if cut else field.masked_what)
     fit_3d(fig, ax, aspect)
     return fig

@@ -41,6 +41,8 @@ class PlotField:
     log: bool
     masked: int
     masked_what: str = "non-finite"
+    #: A loss: its lowest point is marked when it is not θ* (``style.mark_minimum``).
+    mark_min: bool = False
 
 
 def all_losses(surface: Surface) -> np.ndarray:
@@ -77,6 +79,7 @@ def loss_field(surface: Surface, z: np.ndarray, options: PlotOptions) -> PlotFie
         fmt=formatter(line, log), label="loss (log scale)" if log else "loss",
         ticks=ticks, tick_fmt=log_label_fn(ticks) if ticks is not None else None, log=log,
         masked=int(np.isnan(t).sum()), masked_what="non-finite or non-positive" if log else "non-finite",
+        mark_min=True,
     )
 
 

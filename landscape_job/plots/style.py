@@ -144,7 +144,7 @@ def masked_invalid(values: np.ndarray) -> np.ma.MaskedArray:
 #: ``templates/viewer.js``): θ*, the centre every direction starts from (x = y = 0), a
 #: white-edged black plus; a trajectory's path (dark, white-filled points), its start (green
 #: square) and its end (vermillion star, the final model).
-MARK_COLOURS = {"centre": "#111111", "path": "#222222", "start": "#009E73", "end": "#D55E00"}
+MARK_COLOURS = {"centre": "#111111", "path": "#222222", "start": "#009E73", "end": "#D55E00", "minimum": "#CC79A7"}
 CENTRE_STYLE = {"marker": "P", "color": MARK_COLOURS["centre"], "mec": "white", "mew": 1.0, "ms": 9, "ls": "none"}
 PATH_STYLE = {"color": MARK_COLOURS["path"], "lw": 1.3, "marker": "o", "ms": 3.2, "mfc": "white",
               "mec": MARK_COLOURS["path"], "mew": 0.8}
@@ -178,3 +178,64 @@ def mark_centre_1d(ax, x: np.ndarray) -> bool:
                 xytext=(3, -3), ha="left", va="top", fontsize=9, fontweight="bold", color="#111111",
                 bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8})
     return True
+
+
+#: The lowest loss when it is not θ*: a white-edged reddish-purple diamond (Okabe-Ito), labelled "min".
+MINIMUM_STYLE = {"marker": "D", "color": MARK_COLOURS["minimum"], "mec": "white", "mew": 0.9, "ms": 7, "ls": "none"}
+MINIMUM_LABEL = "min"
+
+
+def off_centre_minimum(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) of the lowest finite value when it is not the grid point nearest θ* (0, 0); None otherwise."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    j, i = np.unravel_index(int(np.argmin(np.where(finite, values, np.inf))), values.shape)
+    centre = (int(np.argmin(np.abs(y))), int(np.argmin(np.abs(x))))
+    if (j, i) == centre or values[j, i] == values[centre]:  # a tie with θ* is no news
+        return None
+    return float(x[i]), float(y[j])
+
+
+def mark_minimum(ax, x: np.ndarray, y: np.ndarray, values: np.ndarray) -> tuple[float, float] | None:
+    """Marks the lowest point of a 2-D loss when it is off-centre (the range or resolution may
+    be wrong, or θ* is not a minimum); returns where, or None."""
+    where = off_centre_minimum(x, y, values)
+    if where is None:
+        return None
+    ax.plot([where[0]], [where[1]], zorder=6, label=MINIMUM_LABEL, **MINIMUM_STYLE)
+    ax.annotate(MINIMUM_LABEL, where, textcoords="offset points", xytext=(6, -10), fontsize=8,
+                color="#111111", zorder=6, bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none",
+                                                 "alpha": 0.7})
+    return where
+
+
+#: An interpolation's α = 1: the second model (the target), dashed, labelled at the top.
+TARGET_LABEL = "α = 1"
+
+
+def mark_target_1d(ax, x: np.ndarray) -> bool:
+    """α = 1 on an interpolation, when the curve holds it: where the target model lies."""
+    if not x.min() <= 1.0 <= x.max():
+        return False
+    ax.axvline(1.0, color="0.35", lw=0.8, ls="--", zorder=1, gid="target")
+    ax.annotate(TARGET_LABEL, (1.0, 1.0), xycoords=("data", "axes fraction"), textcoords="offset points",
+                xytext=(3, -3), ha="left", va="top", fontsize=9, color="#111111",
+                bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8})
+    return True
+
+
+def labels_inside(fig: Figure, ax, texts: list) -> list:
+    """Drops the contour labels that do not lie wholly inside the axes' frame (a label placed on a
+    line near the edge is cut by it); returns the labels kept."""
+    fig.canvas.draw()  # places the axes (layout) and the labels
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    kept = []
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        if box.x0 >= frame.x0 and box.y0 >= frame.y0 and box.x1 <= frame.x1 and box.y1 <= frame.y1:
+            kept.append(text)
+        else:
+            text.remove()
+    return kept

@@ -28,13 +28,15 @@ def wait_for_shards(run: Storage, spec: Spec, seconds: float, log: Log,
     wait_for(run, [MANIFEST_KEY, *shards], seconds, "the evaluate stage's shards", log, abort=abort)
 
 
-def collect_shards(run: Storage, spec: Spec, direction_hash: str,
-                   log: Log = stderr_log) -> tuple[dict[str, np.ndarray], list[ShardRecord]]:
+def collect_shards(run: Storage, spec: Spec, direction_hash: str, log: Log = stderr_log,
+                   shard_order: str | None = None) -> tuple[dict[str, np.ndarray], list[ShardRecord]]:
     """All shards' values as flat arrays; refuses missing, foreign, damaged or overlapping shards.
 
     A damaged or foreign shard is moved aside (``shards/quarantine/``, kept for inspection)
     before the refusal, so the next evaluate of that shard (a resume) recomputes it
-    instead of the run refusing until someone deletes it by hand.
+    instead of the run refusing until someone deletes it by hand. ``shard_order`` is the
+    manifest's: which points each shard owns (their order in the file does not matter:
+    values are placed by flat index).
     """
     num_shards = spec.compute.shards
     present = set(run.list("shards/"))  # one listing, not a request per shard
@@ -55,10 +57,10 @@ def collect_shards(run: Storage, spec: Spec, direction_hash: str,
                 data = read_shard(raw, f"{run.url}/{key}")
             except StageError as err:
                 _set_aside(run, key, f"merge: {err}", log)
-            _check_shard(run, spec, direction_hash, i, key, data, flat, seen, stats, log)
+            _check_shard(run, spec, direction_hash, i, key, data, flat, seen, stats, log, shard_order)
     absent = np.flatnonzero(seen == 0)
     if absent.size:
-        owners = sorted({i for i in range(num_shards) for p in absent[:100] if p in spec.grid.shard_range(i, num_shards)})
+        owners = sorted(set(spec.grid.shard_of(absent[:100], num_shards, shard_order).tolist()))
         raise StageError(f"merge: {absent.size} grid points missing, e.g. flat index {absent[0]}; "
                          f"incomplete shards: {owners}")
     return flat, stats
@@ -76,7 +78,7 @@ FETCH_THREADS = 8
 
 
 def _check_shard(run: Storage, spec: Spec, direction_hash: str, i: int, key: str, data, flat: dict[str, np.ndarray],
-                 seen: np.ndarray, stats: list[ShardRecord], log: Log) -> None:
+                 seen: np.ndarray, stats: list[ShardRecord], log: Log, shard_order: str | None = None) -> None:
     """Adds shard ``i``'s values to ``flat``; a foreign shard is set aside, one out of place refused."""
     source = f"{run.url}/{key}"
     record = ShardRecord.from_attrs(data.attrs)
@@ -85,8 +87,10 @@ def _check_shard(run: Storage, spec: Spec, direction_hash: str, i: int, key: str
                              f"{str(record.spec_hash)[:12]} != {spec.hash[:12]})", log)
     if record.direction_hash != direction_hash:
         _set_aside(run, key, f"merge: {source} was computed with other directions", log)
-    allowed = spec.grid.shard_range(i, spec.compute.shards)
-    stray = data.indices[(data.indices < allowed.start) | (data.indices >= allowed.stop)]
+    inside = (data.indices >= 0) & (data.indices < spec.grid.size)
+    owner = np.full(len(data.indices), -1, dtype=np.int64)
+    owner[inside] = spec.grid.shard_of(data.indices[inside], spec.compute.shards, shard_order)
+    stray = data.indices[owner != i]
     if stray.size:
         raise StageError(f"merge: {source} holds points outside its range: {stray[:5].tolist()}")
     if len(np.unique(data.indices)) != len(data.indices):

@@ -57,9 +57,12 @@ class Manifest:
     direction_storage: str | None = None
     #: ``directions.params``: how many of ``parameters`` the directions move (None: all of them).
     perturbed: int | None = None
+    #: Which points each shard owns and in which order (``grid.SHARD_ORDERS``): ``coarse-to-fine``
+    #: for surfaces prepared since it; None (left out) reads as ``contiguous``, as every run before.
+    shard_order: str | None = None
 
     #: Left out of the JSON when None, as they always were.
-    _OPTIONAL = ("hessian", "pca", "data_files", "series", "direction_storage", "perturbed")
+    _OPTIONAL = ("hessian", "pca", "data_files", "series", "direction_storage", "perturbed", "shard_order")
     #: The keys report.json's provenance copies.
     PROVENANCE = ("direction_hash", "dir_type", "seed", "checkpoints", "cosine_xy", "code_version", "torch_version")
 

@@ -71,7 +71,7 @@ def merge_series(run: Storage, spec: Spec, log: Log, plots: bool = True,
     if wait_seconds > 0:
         wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
-    flat, stats = collect_shards(run, spec, str(manifest.direction_hash), log)
+    flat, stats = collect_shards(run, spec, str(manifest.direction_hash), log, manifest.shard_order)
     layers = list((manifest.series or {}).get("layer_names", []))
     run.put(SERIES_KEY, series_bytes(np.asarray(spec.series.steps), list(spec.series.checkpoints), flat,
                                      _attrs(spec, manifest), layer_names=layers))

@@ -12,14 +12,15 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from landscape_job.base.errors import UserError, shown
 from landscape_job.base import pyref
+from landscape_job.base.errors import UserError, shown
 from landscape_job.base.pyref import is_ref as is_python_ref
 from landscape_job.base.pyref import split_ref
 from landscape_job.base.schema import MAX_YAML_BYTES, Section, load_yaml, type_name
 from landscape_job.inputs.fetch import Fetcher
 from landscape_job.spec.direction_types import AS_WRITTEN, FORCED, direction_type
 from landscape_job.spec.grid import MAX_POINTS, Axis, Grid
+from landscape_job.spec.mistakes import Mistakes
 
 #: plots.levels.MAX_LEVELS (a higher floor): the most contour levels a figure draws.
 MAX_PLOT_LEVELS = 500
@@ -52,6 +53,7 @@ from landscape_job.spec.titles import checked_title
 from landscape_job.storage.location import StorageLocation, local_path
 
 
+
 def load_spec(path: str | Path, storage_override: str | None = None, check_files: bool = True) -> Spec:
     """Reads and validates a spec file, naming the file on any read or YAML error.
 
@@ -76,61 +78,122 @@ def load_spec(path: str | Path, storage_override: str | None = None, check_files
 
 def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
                storage_override: str | None = None, check_files: bool = True) -> Spec:
-    """Validates a spec mapping; relative paths are taken against ``base_dir``."""
+    """Validates a spec mapping; relative paths are taken against ``base_dir``.
+
+    Every section is checked even after one fails, and all their mistakes raised together
+    (``UserErrors``, one line each): a section that needs a failed one (directions and
+    compute need the grid; the grid of a series needs the series) is skipped and named.
+    """
     top = Section(raw, "")
-    name = top.get("name", str, default_name)
-    if not _NAME_RE.match(name):
-        raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
-                        f"with a letter or digit (it names Kubernetes objects); got {shown(name)}")
+    found = Mistakes()
+    name = found.check(lambda: _parse_name(top, default_name))
     pins: dict[str, str] = {}
-    python = _parse_python(top.section(Spec, "python"), base_dir, check_files)
-    storage = StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir, storage_override)
-    series = _series_layout(top, base_dir, check_files, pins, storage)
-    model_section = top.section(Spec, "model")
-    if series is not None and not model_section.has("checkpoint"):
-        model_section.raw = {**model_section.raw, "checkpoint": series.checkpoints[-1]}  # the last: fits the arch
-    model = parse_model(model_section, base_dir, check_files, pins)
-    data = _parse_data(top.section(Spec, "data"), base_dir, check_files, pins)
-    loss = _parse_loss(top)
-    task = top.read(Spec, "task")
+    python = found.check(lambda: _parse_python(top.section(Spec, "python"), base_dir, check_files))
+    storage = found.check(lambda: StorageLocation.from_spec(top.get("storage", (str, dict), None), base_dir,
+                                                           storage_override))
+    series_failed = False
+    series: SeriesSpec | None = None
+    if top.has("series") and storage is None:
+        found.skip("series", ["storage"])
+        series_failed = True
+    elif top.has("series"):
+        series = found.check(lambda: _series_layout(top, base_dir, check_files, pins, storage))
+        series_failed = series is None
+    top.seen.add("series")
+    model_section = found.check(lambda: top.section(Spec, "model"))
+    model = None
+    if model_section is not None:
+        if series is not None and not model_section.has("checkpoint"):
+            model_section.raw = {**model_section.raw, "checkpoint": series.checkpoints[-1]}  # the last: fits the arch
+        if series_failed and not model_section.has("checkpoint"):
+            found.skip("model", ["series"])  # its checkpoint defaults to the series' last
+        else:
+            model = found.check(lambda: parse_model(model_section, base_dir, check_files, pins))
+    data = found.check(lambda: _parse_data(top.section(Spec, "data"), base_dir, check_files, pins))
+    loss = found.check(lambda: _parse_loss(top))
+    task = found.check(lambda: top.read(Spec, "task"))
+    grid = None
     if series is not None:
         grid = series_grid(series)
+    elif not series_failed:
+        grid = found.check(lambda: _parse_grid(top))
     else:
-        grid_section = top.section(Spec, "grid")
-        grid = Grid(Axis.parse(grid_section.get("x", object), "grid.x"),
-                    Axis.parse(grid_section.get("y", object), "grid.y") if grid_section.has("y") else None)
-        grid_section.finish()
-    if grid.size > MAX_POINTS:
-        raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
+        top.seen.add("grid")
     if task in TOKEN_TASKS:
         use_language_metrics()
-    metrics = _parse_metrics(top.read(Spec, "metrics") if top.has("metrics") or task not in TOKEN_TASKS
-                             else TOKEN_METRICS, task)
-    _check_task(task, model, data, loss, metrics, series is not None)
-    hessian_raw = top.get("hessian", dict, None)
-    hessian = _parse_hessian(Section(hessian_raw, "hessian"))
-    if series is not None and "hessian" in series.metrics and hessian.iterations <= series.top_k:
-        raise UserError(f"hessian.iterations: {hessian.iterations} Lanczos steps cannot give series.top_k = "
-                        f"{series.top_k} eigenpairs; use at least {2 * series.top_k}")
-    directions, notes = _parse_directions(top.section(Spec, "directions"), base_dir, grid,
-                                          check_files, pins, hessian)
-    if task != "classification" and ("hessian" in metrics or directions.type == "hessian"):
-        raise UserError(f"metrics: the Hessian is not yet computed for task {task}; remove hessian")
-    if directions.type == "pca" and check_files:
-        _check_trajectory_size(directions.trajectory, model.checkpoint, grid)
-    if hessian_raw is not None and "hessian" not in metrics and directions.type != "hessian" and series is None:
-        raise UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
-                        "add one of them or remove this section")
-    # A series' glob left for the pods to expand (files not checked here) has no count yet.
-    compute = _parse_compute(top.section(Spec, "compute"), grid, series is None or series.listed)
-    plot = _parse_plot(top.section(Spec, "plot"))
-    kubernetes = top.read(Spec, "kubernetes")
-    slurm = top.read(Spec, "slurm")
-    top.finish()
+    metrics = found.check(lambda: _parse_metrics(top.read(Spec, "metrics") if top.has("metrics")
+                                                 or task not in TOKEN_TASKS else TOKEN_METRICS, task))
+    needed = [n for n, v in (("task", task), ("model", model), ("data", data), ("loss", loss), ("metrics", metrics))
+              if v is None]
+    if not needed:
+        found.check(lambda: _check_task(task, model, data, loss, metrics, series is not None))
+    hessian = found.check(lambda: _parse_hessian(Section(top.get("hessian", dict, None), "hessian")))
+    hessian_raw = top.raw.get("hessian")
+    if series is not None and hessian is not None and "hessian" in series.metrics \
+            and hessian.iterations <= series.top_k:
+        found.errors.append(UserError(
+            f"hessian.iterations: {hessian.iterations} Lanczos steps cannot give series.top_k = "
+            f"{series.top_k} eigenpairs; use at least {2 * series.top_k}"))
+    directions = notes = None
+    failed = [n for n, v in (("grid", grid), ("hessian", hessian)) if v is None]
+    if failed:
+        found.skip("directions", failed)
+        top.seen.add("directions")
+    else:
+        parsed = found.check(lambda: _parse_directions(top.section(Spec, "directions"), base_dir, grid,
+                                                       check_files, pins, hessian))
+        if parsed is not None:
+            directions, notes = parsed
+    if task is not None and task != "classification" and directions is not None and metrics is not None \
+            and ("hessian" in metrics or directions.type == "hessian"):
+        found.errors.append(UserError(f"metrics: the Hessian is not yet computed for task {task}; remove hessian"))
+    if directions is not None and directions.type == "pca" and check_files and model is not None:
+        found.check(lambda: _check_trajectory_size(directions.trajectory, model.checkpoint, grid))
+    if hessian_raw is not None and metrics is not None and directions is not None and "hessian" not in metrics \
+            and directions.type != "hessian" and series is None:
+        found.errors.append(UserError("hessian: only used with metrics: [..., hessian] or directions.type: hessian; "
+                                      "add one of them or remove this section"))
+    compute = None
+    if grid is None:
+        found.skip("compute", ["series" if series_failed else "grid"])
+        top.seen.add("compute")
+    else:
+        # A series' glob left for the pods to expand (files not checked here) has no count yet.
+        compute = found.check(lambda: _parse_compute(top.section(Spec, "compute"), grid,
+                                                     series is None or series.listed))
+    plot = found.check(lambda: _parse_plot(top.section(Spec, "plot")))
+    kubernetes = found.check(lambda: top.read(Spec, "kubernetes"))
+    slurm = found.check(lambda: top.read(Spec, "slurm"))
+    found.check(top.finish)
+    found.raise_if_any()
     return Spec(name=name, model=model, data=data, task=task, loss=loss, directions=directions, grid=grid,
                 compute=compute, storage=storage, plot=plot,
                 kubernetes=kubernetes, slurm=slurm, notes=tuple(notes) if series is None else (), metrics=metrics, hessian=hessian,
                 python=python, pins=pins, series=series)
+
+
+def _parse_name(top: Section, default_name: str) -> str:
+    name = top.get("name", str, default_name)
+    if not _NAME_RE.match(name):
+        raise UserError(f"name: expected 1-40 lowercase letters, digits or '-', starting and ending "
+                        f"with a letter or digit (it names Kubernetes objects); got {shown(name)}")
+    return name
+
+
+def _parse_grid(top: Section) -> Grid:
+    """``grid.x`` and ``grid.y`` (each checked, both named when both are wrong), and the size bound."""
+    grid_section = top.section(Spec, "grid")
+    found = Mistakes()
+    x = found.check(lambda: Axis.parse(grid_section.get("x", object), "grid.x"))
+    y = found.check(lambda: Axis.parse(grid_section.get("y", object), "grid.y")) if grid_section.has("y") else None
+    found.check(grid_section.finish)
+    found.raise_if_any()
+    if grid_section.has("y") and y is None or x is None:
+        raise AssertionError("unreachable: a failed axis raised above")
+    grid = Grid(x, y)
+    if grid.size > MAX_POINTS:
+        raise UserError(f"grid: {grid.size:,} points is more than the {MAX_POINTS:,} supported; reduce grid.x/grid.y")
+    return grid
 
 
 def _series_layout(top: Section, base_dir: Path, check_files: bool, pins: dict[str, str],

@@ -243,9 +243,14 @@ class PythonSpec:
                                                     "installed into the input cache; no options, URLs or paths")
 
 
+#: An axis as text ("-1:1:51") or as a list ([-1, 1, 51]: min, max and a whole count).
+_AXIS_TEXT = {"type": "string", "pattern": AXIS_PATTERN}
+_AXIS_LIST = {"type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}, {"type": "integer", "minimum": 1}],
+              "minItems": 3, "maxItems": 3}
 _GRID_SCHEMA = {"type": "object", "properties": {
-    "x": {"description": "min:max:num", "type": "string", "pattern": AXIS_PATTERN},
-    "y": {"description": "min:max:num; omit for a 1-D curve", "type": ["string", "null"], "pattern": AXIS_PATTERN}},
+    "x": {"description": "min:max:num, or [min, max, num]", "anyOf": [_AXIS_TEXT, _AXIS_LIST]},
+    "y": {"description": "min:max:num, or [min, max, num]; omit for a 1-D curve",
+          "anyOf": [_AXIS_TEXT, _AXIS_LIST, {"type": "null"}]}},
     "required": ["x"], "additionalProperties": False}
 
 

@@ -97,14 +97,17 @@ class _Checkpointer:
 
 
 class _Results:
-    """A shard's values in arrays preallocated by position in the shard.
+    """A shard's values in arrays preallocated by position in the shard (its points in the
+    order the shard computes them: ``Grid.shard_points``).
 
     Recording a point is O(1) and a checkpoint slices out only the positions finished since
     the previous one, so neither grows with the number of points already done.
     """
 
-    def __init__(self, points: range, names: list[str]):
+    def __init__(self, points: np.ndarray, names: list[str]):
         self.points, self.names = points, names
+        self._by_index = np.argsort(points, kind="stable")  # positions, by ascending flat index
+        self._sorted = points[self._by_index]
         self.filled = np.zeros(len(points), dtype=bool)
         self.values = {n: np.full(len(points), np.nan) for n in names}
         self.count = 0
@@ -112,25 +115,25 @@ class _Results:
     def __len__(self) -> int:
         return self.count
 
-    def put(self, point: int, values: Values) -> None:
-        i = point - self.points.start
-        self.count += not self.filled[i]
-        self.filled[i] = True
+    def put(self, position: int, values: Values) -> None:
+        self.count += not self.filled[position]
+        self.filled[position] = True
         for name in self.names:
-            self.values[name][i] = values[name]
+            self.values[name][position] = values[name]
 
     def put_many(self, data: ShardData) -> None:
-        """Points read back from checkpoints (only those of this shard)."""
-        keep = (data.indices >= self.points.start) & (data.indices < self.points.stop)
-        positions = data.indices[keep] - self.points.start
+        """Points read back from checkpoints (only those of this shard), placed by flat index."""
+        found = np.minimum(np.searchsorted(self._sorted, data.indices), len(self._sorted) - 1)  # never empty
+        keep = self._sorted[found] == data.indices
+        positions = self._by_index[found[keep]]
         self.filled[positions] = True
         self.count = int(self.filled.sum())
         for name in self.names:
             self.values[name][positions] = data.metrics[name][keep]
 
     def data(self, positions: np.ndarray, attrs: dict[str, object]) -> ShardData:
-        """The given positions as a shard file's contents (indices ascending when positions are)."""
-        return ShardData(indices=np.asarray(positions, dtype=np.int64) + self.points.start,
+        """The given positions as a shard file's contents (indices in the order of ``positions``)."""
+        return ShardData(indices=np.asarray(self.points[positions], dtype=np.int64),
                          metrics={n: self.values[n][positions] for n in self.names}, attrs=attrs)
 
 
@@ -181,7 +184,8 @@ class _ShardWork:
     run: Storage
     spec: Spec
     shard: int
-    points: range
+    #: The shard's flat indices in the order it computes them (``Grid.shard_points``).
+    points: np.ndarray
     #: The values by position in the shard, resumed ones included.
     results: _Results
     resumed: int
@@ -352,7 +356,7 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None,
     """What a previous attempt finished (from its checkpoint), the warmed-up evaluator, this attempt's record."""
     started = time.time()
     num_shards = spec.compute.shards
-    points = spec.grid.shard_range(shard, num_shards)
+    points = spec.grid.shard_points(shard, num_shards, manifest.shard_order)
     device = resolve_device(spec.compute.device)
     snapshot = MemorySnapshot(spec.compute.memory_snapshot, device)  # before the data and weights arrive
     if spec.compute.memory_snapshot and not snapshot.active:
@@ -391,9 +395,10 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None,
 
 def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log) -> None:
     """Evaluates the points not yet done, ``points_per_forward`` at a time, checkpointing as it goes."""
-    todo = np.flatnonzero(~work.results.filled) + work.points.start
+    positions = np.flatnonzero(~work.results.filled)  # in the shard's order: coarse to fine
+    todo = work.points[positions]
     xs, ys = work.spec.grid.coordinates(todo)
-    todo = todo.tolist()
+    todo, positions = todo.tolist(), positions.tolist()
     compute = work.spec.compute
     checkpointer = _Checkpointer(compute.checkpoint_every, compute.checkpoint_seconds, compute.checkpoint_adapt)
     work.loop_start = time.monotonic()
@@ -402,6 +407,7 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
     group = work.record.points_per_forward or 1
     for start in range(0, len(todo), group):
         chunk = todo[start:start + group]
+        places = positions[start:start + group]
         halvings, overflowed = work.evaluator.oom_halvings, len(work.evaluator.nonfinite)
         values = work.evaluator.evaluate_many([(float(a), float(b)) for a, b in
                                                zip(xs[start:start + group], ys[start:start + group])])
@@ -411,9 +417,9 @@ def _loop(work: _ShardWork, progress_seconds: float, log_points: bool, log: Log)
             log(f"evaluate: point ({a:g}, {b:g}): {samples} samples with non-finite {work.record.precision} "
                 "logits; its values are NaN (fp16 overflows above 65504: use bf16 or fp32 for this region)")
         with shielded():  # a point is recorded, queued for the checkpoint and logged, or none of these
-            for p, a, b, v in zip(chunk, xs[start:start + group], ys[start:start + group], values):
-                work.results.put(p, v)
-                work.unsaved.append(p - work.points.start)
+            for p, i, a, b, v in zip(chunk, places, xs[start:start + group], ys[start:start + group], values):
+                work.results.put(i, v)
+                work.unsaved.append(i)
                 if log_points:
                     log(f"point {p} ({a:g}, {b:g}): " + ", ".join(f"{k}={x:.6g}" for k, x in v.items()))
         if checkpointer.due(len(chunk)):

@@ -89,7 +89,7 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     if wait_seconds > 0:
         wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
-    flat, stats = collect_shards(run, spec, manifest.direction_hash, log)
+    flat, stats = collect_shards(run, spec, manifest.direction_hash, log, manifest.shard_order)
     surface = surface_file(spec, manifest, flat)
     check_merge_room(run, len(surface), plots)
     run.put(SURFACE_KEY, surface)

@@ -22,6 +22,7 @@ from landscape_job.run.files import DIRECTIONS_KEY, MANIFEST_KEY, SPEC_KEY, Log,
 from landscape_job.run.pinned import record_inputs, verify_inputs
 from landscape_job.run.records import Manifest
 from landscape_job.series.prepare import prepare_series
+from landscape_job.spec.grid import COARSE_TO_FINE
 from landscape_job.spec.localize import check_cache_fits, localize
 from landscape_job.spec.parse import spec_from_yaml
 from landscape_job.spec.sections import Spec
@@ -91,7 +92,7 @@ def _prepare_seeded(run: Storage, spec: Spec, local: Spec, model: nn.Module, hes
         seed=spec.directions.seed, code_version=landscape_job.__version__, torch_version=torch.__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), prepare_seconds=round(time.time() - started, 3),
         hessian=hessian, data_files=data_files or None, direction_storage="seeded",
-        perturbed=summary.perturbed if spec.directions.params is not None else None)
+        perturbed=summary.perturbed if spec.directions.params is not None else None, shard_order=COARSE_TO_FINE)
     run.put(DIRECTIONS_KEY, recipe_file_bytes(summary, _direction_attrs(spec, None)))
     run.put(MANIFEST_KEY, manifest.to_json())
     log(f"prepare: seeded directions (the recipe, not the values) over {manifest.tensors} tensors "
@@ -129,7 +130,9 @@ def _manifest(run: Storage, spec: Spec, local: Spec, built: BuiltDirections, hes
         hessian=hessian,
         # Merge draws the path from here: it never needs the trajectory's checkpoints again.
         pca=pca, data_files=data_files or None,
-        perturbed=_perturbed(directions) if spec.directions.params is not None else None)
+        perturbed=_perturbed(directions) if spec.directions.params is not None else None,
+        # Each shard covers the whole grid, coarse to fine: a partial run previews the surface.
+        shard_order=COARSE_TO_FINE)
 
 
 def _perturbed(directions: Directions) -> int:

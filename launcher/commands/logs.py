@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from landscape_job.base.errors import UserError
+from landscape_job.base.errors import StageError, UserError
 
 from launcher.backends.choose import run_backend
 from launcher.commands.cluster_run import add_cluster_options
@@ -85,5 +85,21 @@ def run(args: argparse.Namespace) -> None:
     if args.follow and args.previous:
         raise UserError("-f: a previous attempt has ended; nothing to follow")
     backend, run_id = run_backend(args)
-    for line in backend.logs(run_id, stage, args.shard, tail=args.tail, follow=args.follow, previous=args.previous):
-        print(line, flush=args.follow)
+    try:
+        for line in backend.logs(run_id, stage, args.shard, tail=args.tail, follow=args.follow, previous=args.previous):
+            print(line, flush=args.follow)
+    except UserError as err:
+        if args.shard is not None:  # no logs for that shard: is it a shard of this run at all?
+            try:
+                shards = backend.status(run_id).shards
+            except (UserError, StageError):
+                raise err from None  # the run's status says nothing more: the first answer stands
+            _check_index(args.shard, shards, run_id)
+        raise
+
+
+def _check_index(index: int, shards: int | None, run_id: str) -> None:
+    """``--index`` past the run's shards is the user's slip, not a shard that has not started."""
+    if shards is not None and not 0 <= index < shards:
+        raise UserError(f"--index: {index} is out of range: run {run_id} has {shards} shard{'s' if shards != 1 else ''} "
+                        f"(0..{shards - 1})")
