@@ -109,6 +109,9 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
     _check_task(task, model, data, loss, metrics, series is not None)
     hessian_raw = top.get("hessian", dict, None)
     hessian = _parse_hessian(Section(hessian_raw, "hessian"))
+    if series is not None and "density" in series.metrics and hessian.density_steps == 0:
+        raise UserError("hessian.density_steps: series.metrics has density; set the Lanczos steps per probe "
+                        "(60-100 resolve a network's outliers)")
     if series is not None and "hessian" in series.metrics and hessian.iterations <= series.top_k:
         raise UserError(f"hessian.iterations: {hessian.iterations} Lanczos steps cannot give series.top_k = "
                         f"{series.top_k} eigenpairs; use at least {2 * series.top_k}")

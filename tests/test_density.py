@@ -1,0 +1,81 @@
+"""The Hessian's eigenvalue density by stochastic Lanczos quadrature against a small dense Hessian's
+exact eigen-decomposition (numpy), on a network (autograd's dense Hessian) and a chosen spectrum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SYNTHETIC
+from landscape_job.datasets.builtin import load_split
+from landscape_job.spec.sections import DataSpec, HessianSpec
+from landscape_job.plots.spectrum import smoothed_density
+from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.surface.hessian import density_probes, spectral_density
+from test_hessian import _dense_hessian, _quadratic_operator, _symmetric, _tiny_mlp
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _network_probe(steps: int, probes: int) -> tuple[CurvatureProbe, np.ndarray]:
+    data = load_split(DataSpec(dataset="synthetic", subset=40, options=SYNTHETIC), "train")
+    model = _tiny_mlp(2)
+    hessian = _dense_hessian(model, data.inputs.double(), data.labels)
+    probe = CurvatureProbe(model=model, inputs=data.inputs.double(), labels=data.labels,
+                           options=HessianSpec(ignore="none", density_steps=steps, density_probes=probes, seed=3),
+                           loss="cross_entropy", batch_size=16)
+    return probe, hessian
+
+
+@pytest.mark.parametrize("steps", [6, 12])
+def test_slq_moments_equal_the_exact_spectral_measure_of_each_probe(steps: int) -> None:
+    """m Lanczos steps are the m-point Gauss quadrature of vᵀ f(H) v: exact for moments k <= 2m − 1.
+    The truth: Σᵢ (uᵢ·v)² λᵢᵏ from numpy's eigen-decomposition of autograd's dense Hessian."""
+    probe, hessian = _network_probe(steps, probes=3)
+    eigenvalues, eigenvectors = np.linalg.eigh(hessian)
+    density = probe.density()
+    assert density is not None and density.nodes.shape == (3, steps)
+    for row, v in enumerate(density_probes(probe.operator.dim, 3, seed=3)):
+        mass = (eigenvectors.T @ v.numpy()) ** 2
+        for k in range(2 * steps):
+            exact = float(np.sum(mass * eigenvalues ** k))
+            got = float(np.sum(density.weights[row] * density.nodes[row] ** k))
+            assert got == pytest.approx(exact, rel=1e-6, abs=1e-6 * np.abs(eigenvalues).max() ** k)
+    # The probes' mean estimates tr(Hᵏ)/n, and n·moment(1) is a trace estimate.
+    assert density.trace == pytest.approx(np.mean([v.numpy() @ hessian @ v.numpy() for v in
+                                                   density_probes(probe.operator.dim, 3, 3)]) * len(hessian), rel=1e-6)
+
+
+def test_full_lanczos_nodes_are_the_exact_eigenvalues() -> None:
+    """With as many steps as dimensions, every probe's nodes are H's eigenvalues (where v reaches them)."""
+    spectrum = np.r_[-2.0, np.linspace(0.1, 1.0, 27), 8.0, 15.0]
+    a, _ = _symmetric(spectrum, seed=1)
+    operator = _quadratic_operator(a)
+    density = spectral_density(operator, operator.dim, steps=200, probes=2, seed=0)
+    for nodes, weights in zip(density.nodes, density.weights):
+        found = np.sort(nodes[weights > 1e-12])
+        np.testing.assert_allclose(found, np.sort(spectrum), atol=1e-8)
+    for k in range(6):
+        mean = np.mean([v.numpy() @ np.linalg.matrix_power(a, k) @ v.numpy()
+                        for v in density_probes(operator.dim, 2, 0)])
+        assert density.moment(k) == pytest.approx(mean, rel=1e-6)
+
+
+def test_the_smoothed_density_integrates_to_one_and_peaks_at_the_outliers() -> None:
+    spectrum = np.r_[np.linspace(0.0, 0.5, 28), 8.0, 15.0]
+    a, _ = _symmetric(spectrum, seed=2)
+    operator = _quadratic_operator(a)
+    density = spectral_density(operator, operator.dim, steps=30, probes=4, seed=1)
+    grid = np.linspace(-2, 17, 4000)
+    phi = smoothed_density(density.nodes, density.weights, grid, sigma=0.1)
+    assert np.trapezoid(phi, grid) == pytest.approx(1.0, abs=1e-3)
+    assert phi[np.argmin(np.abs(grid - 15.0))] > 100 * phi[np.argmin(np.abs(grid - 11.5))]
+
+
+def test_a_divergent_loss_leaves_no_weight() -> None:
+    def nan_matvec(v: torch.Tensor) -> torch.Tensor:
+        return v * float("nan")
+
+    density = spectral_density(nan_matvec, 10, steps=4, probes=2)
+    assert np.all(density.weights == 0) and np.isnan(density.trace)
