@@ -80,9 +80,15 @@ def test_batch_fn_equals_the_built_in_loss_and_its_hessian() -> None:
         inputs, labels = batch
         return F.cross_entropy(model(inputs), labels, reduction="none")
 
+    def batch_ce_mean(model, batch):  # the batch mean, in batches of 7 (the last one partial)
+        inputs, labels = batch
+        return F.cross_entropy(model(inputs), labels)
+
     built_in = ls.line(_model(), _data(), metrics=["loss"], **KW)
     mine = ls.line(_model(), _data(), metrics=["loss"], batch_fn=batch_ce, **KW)
     np.testing.assert_allclose(mine["train_loss"], built_in["train_loss"], rtol=1e-12)
+    means = ls.line(_model(), _data(), metrics=["loss"], batch_fn=batch_ce_mean, batch_size=7, **KW)
+    np.testing.assert_allclose(means["train_loss"], built_in["train_loss"], rtol=1e-12)
     h_built_in = ls.hessian(_model(), _data(), precision="fp64", ignore="none", iterations=80, tolerance=1e-10,
                             trace_samples=0)
     h_mine = ls.hessian(_model(), _data(), precision="fp64", ignore="none", iterations=80, tolerance=1e-10,

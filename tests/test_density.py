@@ -79,3 +79,34 @@ def test_a_divergent_loss_leaves_no_weight() -> None:
 
     density = spectral_density(nan_matvec, 10, steps=4, probes=2)
     assert np.all(density.weights == 0) and np.isnan(density.trace)
+
+
+def test_a_series_row_holds_the_density_and_its_trace() -> None:
+    """``series.metrics: density``: a checkpoint's columns are the probes' nodes and weights, padded to
+    ``density_steps`` each, and the trace they give; the merge's figures draw them."""
+    from landscape_job.series.file import Series
+    from landscape_job.series.figures import density_flow, density_steps_figure
+    from landscape_job.series.probe import density_columns
+    from landscape_job.spec.series_metrics import split_column
+
+    probe, hessian = _network_probe(steps=200, probes=2)  # more steps than the 53 parameters: padded
+    columns = density_columns(probe)
+    nodes = np.array([v for k, v in columns.items() if split_column(k)[0] == "density_nodes"]).reshape(2, 200)
+    weights = np.array([v for k, v in columns.items() if split_column(k)[0] == "density_weights"]).reshape(2, 200)
+    exact = np.linalg.eigvalsh(hessian)
+    for row_n, row_w in zip(nodes, weights):
+        assert row_w.sum() == pytest.approx(1.0, abs=1e-12) and np.all(row_w[len(exact):] == 0)
+        # Lanczos meets each distinct eigenvalue once (a repeated one, like 0 here, once for all its copies).
+        found = row_n[row_w > 1e-10]
+        assert np.abs(found[:, None] - exact[None, :]).min(axis=1).max() <= 1e-8
+        assert found.max() == pytest.approx(exact.max(), rel=1e-10) and found.min() == pytest.approx(exact.min(),
+                                                                                                     rel=1e-10)
+    probes = density_probes(probe.operator.dim, 2, seed=3)
+    assert columns["trace"] == pytest.approx(np.mean([v.numpy() @ hessian @ v.numpy() for v in probes]) * len(exact),
+                                             rel=1e-9)
+    series = Series(steps=np.array([0, 10]), checkpoints=["a", "b"],
+                    data={"density_nodes": np.stack([nodes.ravel()] * 2), "density_weights": np.stack([weights.ravel()] * 2),
+                          "trace": np.array([columns["trace"]] * 2)},
+                    attrs={"density_probes": 2, "lr": 0.1, "threshold": 20.0})
+    assert density_flow(series)._repr_png_().startswith(b"\x89PNG")
+    assert density_steps_figure(series, [])._repr_png_().startswith(b"\x89PNG")
