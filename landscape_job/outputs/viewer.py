@@ -298,8 +298,5 @@ def compare_payload(surfaces: list[Surface], labels: list[str] | None = None, me
 
 
 def compare_html(payload: dict) -> str:
-    """The comparison page (``templates/compare.html`` + ``compare.js``), data inlined as in ``viewer_html``."""
-    data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    script = _template("compare.js").replace("</", "<\\/")
-    return _template("compare.html").replace(_SCRIPT_MARK, script).replace(_DATA_MARK, data)
+    """The comparison page (``templates/compare.html`` + ``compare.js``, ``outputs.pages``)."""
+    return inline_page("landscape_job.outputs", "compare", payload)
