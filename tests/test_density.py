@@ -110,3 +110,26 @@ def test_a_series_row_holds_the_density_and_its_trace() -> None:
                     attrs={"density_probes": 2, "lr": 0.1, "threshold": 20.0})
     assert density_flow(series)._repr_png_().startswith(b"\x89PNG")
     assert density_steps_figure(series, [])._repr_png_().startswith(b"\x89PNG")
+
+
+def test_a_series_file_shows_itself_with_its_density_figures(tmp_path) -> None:
+    """``ls.Series``: a summary and the series page inline (text/html), and the density figures in ``.plot()``."""
+    from landscape_job import api as ls
+    from landscape_job.series.file import series_bytes
+
+    rng = np.random.default_rng(0)
+    nodes = np.sort(rng.normal(size=(3, 2 * 6)), axis=1)
+    weights = np.full_like(nodes, 1 / 6)
+    flat = {"train_loss": np.array([1.0, 0.5, 0.2]), "trace": np.array([3.0, 4.0, 5.0])}
+    flat.update({f"density_nodes[{i}]": nodes[:, i] for i in range(12)})
+    flat.update({f"density_weights[{i}]": weights[:, i] for i in range(12)})
+    path = tmp_path / "series.h5"
+    path.write_bytes(series_bytes(np.array([0, 10, 20]), ["a", "b", "c"], flat,
+                                  {"name": "s", "lr": 0.1, "threshold": 20.0, "density_probes": 2,
+                                   "hessian_ignore": "biasbn"}))
+    series = ls.Series.load(path)
+    page = series._repr_html_()
+    assert "<iframe" in page and "3 (steps 0 … 20)" in page and "hessian.ignore: biasbn" in page
+    figures = series.plot()
+    assert set(figures) == {"series_density", "series_density_steps", "series_trace"}
+    assert all(f._repr_png_().startswith(b"\x89PNG") for f in figures.values())
