@@ -15,6 +15,18 @@ from landscape_job.base.errors import UserError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture(autouse=True)
+def _forget_bound_metrics():
+    """The metrics a test binds are registered process-wide (as python: ones are): unregistered after it."""
+    from landscape_job.api.callables import BOUND_MODULE
+    from landscape_job.spec import metrics
+
+    yield
+    for metric in metrics.registered():
+        if metric.choice.startswith(f"python:{BOUND_MODULE}:"):
+            metrics.unregister(metric.key)
+
+
 def _model() -> nn.Module:
     torch.manual_seed(3)
     return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
