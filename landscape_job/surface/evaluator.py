@@ -272,14 +272,8 @@ class Evaluator:
 
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.batch_fn is not None:
-            return logits  # _outputs gave batch_fn's sum already
+            return logits  # batch_fn's sum already
         return batch_loss_sum(logits, labels, self.loss)
-
-    def _outputs(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The model's outputs on a batch; with batch_fn, the batch's summed loss in their place."""
-        if self.batch_fn is not None:
-            return batch_fn_sum(self.batch_fn, self.model, inputs, labels)
-        return self._single(inputs)
 
     def _loss_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return batch_loss_sums(logits, labels, self.loss)
@@ -317,8 +311,8 @@ class Evaluator:
             bad = torch.zeros((), dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    if self.batch_fn is not None:
-                        logits = self._outputs(inputs, labels)
+                    if self.batch_fn is not None:  # the batch's summed loss in place of the outputs
+                        logits = batch_fn_sum(self.batch_fn, self.model, inputs, labels)
                     else:
                         logits = call(self._single, inputs)
                         if self.task in TOKEN_TASKS:
