@@ -16,12 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # in Jupyter, drop this line: the figures then show inline
-
 from landscape_job import api as ls
-from landscape_job.models.checkpoints import save_checkpoint  # noqa: E402
+from landscape_job.models.checkpoints import save_checkpoint
 from landscape_job.datasets.builtin import load_split  # noqa: E402
 from landscape_job.spec.sections import DataSpec  # noqa: E402
 

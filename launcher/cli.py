@@ -106,9 +106,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     estimate.add_argument("--json", action="store_true", help="print the measurement and projection as one JSON "
                                                               "object (not with --cluster)")
 
-    plot = sub.add_parser("plot", help="re-plot a merged surface.h5")
-    plot.add_argument("surface", type=Path)
-    plot.add_argument("-o", "--out", type=Path, help="output folder (default: plots/ beside the file)")
+    plot = sub.add_parser("plot", help="re-plot a merged surface.h5, or compare several (--overlay)")
+    plot.add_argument("surfaces", type=Path, nargs="+", metavar="surface")
+    plot.add_argument("-o", "--out", type=Path, help="output folder (default: plots/ beside the file; with "
+                                                     "--overlay ./compare)")
+    plot.add_argument("--overlay", action="store_true",
+                      help="several runs in one figure: curves on one axis, surfaces side by side on one colour "
+                           "scale (compare.png/.pdf and compare.html)")
+    plot.add_argument("--labels", help="with --overlay: comma-separated, one per file (default: the runs' names)")
+    plot.add_argument("--metric", help="with --overlay: the dataset compared (default: loss; train_loss on planes)")
     plot.add_argument("--format", action="append", choices=list(PLOT_FORMATS),
                       help="repeatable (default: all of png, pdf, vtp (ParaView), html (viewer))")
     _add_plot_options(plot)
@@ -377,8 +383,15 @@ def _plot(args: argparse.Namespace) -> None:
     from landscape_job.outputs.exports import EXPORT_FORMATS, write_exports
     from landscape_job.plots import PlotOptions, plot_surface
 
-    if not args.surface.is_file():
-        raise UserError(f"{args.surface}: surface file not found")
+    for path in args.surfaces:
+        if not path.is_file():
+            raise UserError(f"{path}: surface file not found")
+    if args.overlay or len(args.surfaces) > 1:
+        _overlay(args)
+        return
+    if args.labels or args.metric:
+        raise UserError(f"--{'labels' if args.labels else 'metric'}: only with --overlay")
+    args.surface = args.surfaces[0]
     out = args.out or args.surface.parent / "plots"
     from landscape_job.series.file import is_series_file
 
@@ -399,6 +412,38 @@ def _plot(args: argparse.Namespace) -> None:
     written = plot_surface(args.surface, out, options) if figures else []
     written += write_exports(args.surface, out, exports, options) if exports else []
     print(f"{len(written)} plots in {out}")
+
+
+def _overlay(args: argparse.Namespace) -> None:
+    """``plot a.h5 b.h5 --overlay``: the comparison figure and page (``plots.compare``, ``viewer.compare_html``)."""
+    import matplotlib
+
+    from landscape_job.base.errors import UserError
+    from landscape_job.outputs.viewer import compare_html, compare_payload
+    from landscape_job.plots import PlotOptions
+    from landscape_job.plots.compare import compare_figure
+    from landscape_job.plots.style import RC, save
+    from landscape_job.surface.file import load_surface
+
+    if not args.overlay:
+        raise UserError(f"{len(args.surfaces)} files: add --overlay to draw them in one figure, or plot one at a time")
+    if len(args.surfaces) < 2:
+        raise UserError("--overlay: give two or more surface files")
+    labels = [t.strip() for t in args.labels.split(",")] if args.labels else None
+    chosen = args.format or list(PLOT_FORMATS)
+    options = PlotOptions.from_spec(args, formats=tuple(f for f in chosen if f in ("png", "pdf")) or None)
+    surfaces = [load_surface(p) for p in args.surfaces]
+    out = args.out or Path("compare")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if any(f in ("png", "pdf") for f in chosen):
+        with matplotlib.rc_context(RC):
+            written += save(compare_figure(surfaces, labels, args.metric, options), out, "compare", options)
+    if "html" in chosen:
+        page = out / "compare.html"
+        page.write_text(compare_html(compare_payload(surfaces, labels, args.metric, options)), encoding="utf-8")
+        written.append(page)
+    print(f"{len(written)} comparison files in {out}")
 
 
 def _schema(args: argparse.Namespace) -> None:

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 
 from landscape_job.base.lazy import lazy_names
 
-_LAZY = {**dict.fromkeys(("Curvature", "hessian", "interpolate", "line", "plane", "surface"), "compute"),
-         "Landscape": "result"}
+_LAZY = {**dict.fromkeys(("hessian", "interpolate", "line", "plane", "surface"), "compute"),
+         **dict.fromkeys(("Landscape", "Series"), "result"), **dict.fromkeys(("Curvature", "Density"), "curvature"),
+         "compare": "compare"}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from landscape_job.api.compute import Curvature, hessian, interpolate, line, plane, surface
-    from landscape_job.api.result import Landscape
+    from landscape_job.api.compare import compare
+    from landscape_job.api.compute import hessian, interpolate, line, plane, surface
+    from landscape_job.api.curvature import Curvature, Density
+    from landscape_job.api.result import Landscape, Series
 
 __getattr__ = lazy_names(__name__, _LAZY)
 

@@ -8,6 +8,8 @@
     curve = ls.interpolate(model, other, data)
     ls.hessian(model, data).max_eig        # sharpness at θ*
     ls.plane(gpt2, ids, task="causal_lm")  # token ids (N, T), {"input_ids", "attention_mask"} or a DataLoader
+    ls.line(model, data, loss=my_loss, metrics={"top5": top5})   # Python functions, not only names
+    ls.compare([plane_sgd, plane_sam])     # several runs on shared axes and one colour scale
 
 There is no second implementation here: the arguments become a spec (parsed by
 ``spec.parse_spec``, so defaults, rules and error messages are the CLI's, named by their
@@ -31,13 +33,16 @@ import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 import landscape_job
+from landscape_job.api.callables import batch_loss_ref, bind_loss, bind_metrics
+from landscape_job.api.curvature import Curvature
+from landscape_job.api.display import progress as progress_bar
 from landscape_job.api.result import Landscape
 from landscape_job.models.checkpoints import save_checkpoint
 from landscape_job.surface.curvature import centre_analysis
@@ -55,6 +60,7 @@ from landscape_job.spec.parse import parse_spec
 from landscape_job.surface.centre import check_outputs, check_tokens
 from landscape_job.datasets.tokens import token_split
 from landscape_job.models.hf import select_logits
+from landscape_job.surface.losses import BatchFn, batch_fn_sum
 from landscape_job.stages.merge_stage import surface_file
 
 __all__ = ["Curvature", "Landscape", "hessian", "interpolate", "line", "plane", "surface"]
@@ -182,12 +188,38 @@ def _hessian_split(splits: list[Split], spec: Spec) -> Split:
     return dataclasses.replace(split, inputs=split.inputs[chosen], labels=split.labels[chosen])
 
 
-def _centre_hessian(centre: nn.Module, split: Split, spec: Spec) -> tuple[Directions | None, dict]:
+def _centre_hessian(centre: nn.Module, split: Split, spec: Spec,
+                    batch_fn: BatchFn | None = None) -> tuple[Directions | None, dict]:
     """As the prepare stage: on a copy placed on the run's device and precision."""
     device = resolve_device("auto" if spec.compute.device == "cuda" else spec.compute.device)
     dtype = torch.float64 if spec.compute.precision == "fp64" else torch.float32
     placed = copy.deepcopy(centre).to(device, dtype).eval()
-    return centre_analysis(placed, split, spec, two_d=spec.grid.ndim == 2)
+    return centre_analysis(placed, split, spec, two_d=spec.grid.ndim == 2, batch_fn=batch_fn)
+
+
+def _check(centre: nn.Module, split: Split, spec: Spec, batch_fn: BatchFn | None) -> None:
+    """The model's outputs fit the loss (``check_outputs``); with ``batch_fn``, one batch's value has a loss's shape."""
+    if batch_fn is None:
+        check_outputs(centre, split, spec)
+        return
+    dtype = next(centre.parameters()).dtype
+    inputs = split.inputs[:2]
+    with torch.no_grad():
+        batch_fn_sum(batch_fn, centre, inputs.to(dtype) if inputs.is_floating_point() else inputs, split.labels[:2])
+
+
+def _metrics_with(metrics: Any, batch_fn: BatchFn | None) -> list[str] | None:
+    """The spec's metrics from the API's: names, references, functions; a mapping adds to loss and accuracy.
+    None: the task's defaults (with batch_fn: the loss alone, as nothing else can be computed)."""
+    if metrics is None:
+        return ["loss"] if batch_fn is not None else None
+    chosen = bind_metrics(metrics)
+    if isinstance(metrics, Mapping):
+        chosen = ["loss", *([] if batch_fn is not None else ["accuracy"]), *chosen]
+    if batch_fn is not None and [m for m in chosen if m not in ("loss", "hessian")]:
+        raise UserError("metrics: with batch_fn only loss (and hessian) can be computed: the other metrics need "
+                        "the model's outputs, which batch_fn does not return")
+    return chosen
 
 
 def _manifest(spec: Spec, directions: Directions, hessian: dict | None, pca: Any) -> Manifest:
@@ -201,13 +233,12 @@ def _manifest(spec: Spec, directions: Directions, hessian: dict | None, pca: Any
 
 def _evaluate(evaluator: Evaluator, spec: Spec, progress: bool) -> dict[str, np.ndarray]:
     """Every grid point in flat order, ``points_per_forward`` at a time, as one shard's loop does."""
-    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
-
     xs, ys = spec.grid.coordinates(np.arange(spec.grid.size))
     evaluator.warm_up()
     group = evaluator.points_per_forward or 1
     values: list[dict[str, float]] = []
-    with tqdm(total=spec.grid.size, desc=spec.directions.type, unit="pt", disable=not progress) as bar:
+    # A text bar in a terminal; in a notebook a line whose final state (100%) is what the saved notebook keeps.
+    with progress_bar(spec.grid.size, spec.directions.type, "pt", enabled=progress) as bar:
         for start in range(0, spec.grid.size, group):
             points = [(float(a), float(b)) for a, b in zip(xs[start:start + group], ys[start:start + group])]
             values += evaluator.evaluate_many(points)
@@ -219,7 +250,9 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
             directions: str | Directions | Path = "random", targets: Sequence[Weights] = (),
             trajectory: Sequence[Weights] = (), seed: int = 0, dir_type: str | None = None, norm: str | None = None,
             ignore: str | None = None, same_dir: bool | None = None, orthogonalize: bool | None = None,
-            loss: str = "cross_entropy", metrics: Sequence[str] | None = None, task: str = "classification",
+            loss: str | Callable[..., Any] = "cross_entropy",
+            metrics: Sequence[str | Callable[..., Any]] | Mapping[str, Callable[..., Any]] | None = None,
+            task: str = "classification", batch_fn: BatchFn | None = None,
             hessian: Mapping[str, Any] | None = None, precision: str | None = None, batch_size: int | str | None = None,
             device: str | None = None, points_per_forward: int | str | None = None, output: str | int | None = None,
             classes: int | None = None, name: str = "notebook", progress: bool = True) -> Landscape:
@@ -233,13 +266,26 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
     ``directions.*`` (None: the type's default); ``hessian`` the ``hessian`` section;
     ``precision``, ``batch_size``, ``device``, ``points_per_forward`` are ``compute.*``;
     ``output`` is ``model.output``; ``classes`` is ``data.classes``. The model is copied,
-    never changed. ``progress`` shows a bar (a widget in Jupyter).
+    never changed. ``progress`` shows a bar (in a notebook, a line that ends at 100%).
 
     ``task`` is the spec's ``task``: ``causal_lm``, ``masked_lm`` or ``sequence_classification``
     take token data (integer ids (N, T), a dict of ``input_ids``/``attention_mask``/``labels``, or a
     Hugging Face DataLoader of such dicts) and a Hugging Face model (its ``.logits`` are used);
     ``metrics`` (None) are then loss, perplexity and token_accuracy, else loss and accuracy.
+
+    Python functions work where the spec takes ``python:`` references: ``loss=fn`` with
+    ``fn(outputs, labels)`` returning per-sample losses (B,) or their mean; ``metrics``
+    a list of names and functions, or ``{"name": fn}`` (added to loss and accuracy; the
+    datasets are ``train_<name>``, ``test_<name>``); ``batch_fn(model, (inputs, labels))``
+    returning per-sample losses, in place of the forward and the loss, for a loss the
+    built-ins cannot express (then only the loss and the Hessian are computed).
     """
+    if batch_fn is not None and (not isinstance(loss, str) or loss != "cross_entropy"):
+        raise UserError("loss: give loss or batch_fn, not both (batch_fn computes the loss itself)")
+    if batch_fn is not None and task != "classification":
+        raise UserError("batch_fn: give a task or batch_fn, not both (batch_fn computes the loss itself)")
+    loss_ref = batch_loss_ref(batch_fn) if batch_fn is not None else bind_loss(loss)
+    metric_refs = _metrics_with(metrics, batch_fn)
     splits = _splits(data, classes, task)
     with tempfile.TemporaryDirectory(prefix="landscape-api-") as tmp:
         folder = Path(tmp)
@@ -247,19 +293,21 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
                                       {"seed": seed, "dir_type": dir_type, "norm": norm, "ignore": ignore,
                                        "same_dir": same_dir, "orthogonalize": orthogonalize})
         spec = _spec(model, splits, folder, x=x, y=y, directions=section, settings=dict(
-            name=name, output=output, loss=loss, metrics=metrics, hessian=hessian, precision=precision,
+            name=name, output=output, loss=loss_ref, metrics=metric_refs, hessian=hessian, precision=precision,
             batch_size=batch_size, device=device, points_per_forward=points_per_forward, task=task))
         centre = _centre(model, spec)
-        check_tokens(centre, splits, spec)
-        check_outputs(centre, splits[0], spec)
+        if batch_fn is None:
+            check_tokens(centre, splits, spec)
+        _check(centre, splits[0], spec, batch_fn)
         hessian_split = _hessian_split(splits, spec) if spec.uses_hessian else None
-        eigen, summary = _centre_hessian(centre, hessian_split, spec) if hessian_split is not None else (None, None)
+        eigen, summary = (_centre_hessian(centre, hessian_split, spec, batch_fn) if hessian_split is not None
+                          else (None, None))
         built = build(spec.directions, centre, BuildContext(two_d=spec.grid.ndim == 2, eigen=eigen))
     manifest = _manifest(spec, built.directions, summary, built.pca)
     evaluator = Evaluator(centre, built.directions, splits, compute=spec.compute,
                           device=resolve_device(spec.compute.device), loss=spec.loss, metrics=spec.metrics,
                           hessian=spec.hessian, hessian_split=hessian_split if "hessian" in spec.metrics else None,
-                          task=spec.task)
+                          task=spec.task, batch_fn=batch_fn)
     flat = _evaluate(evaluator, spec, progress)
     return Landscape.from_bytes(surface_file(spec, manifest, flat), f"<{spec.name}: surface.h5>", hessian=summary)
 
@@ -279,40 +327,26 @@ def interpolate(model: nn.Module, target: Weights, data: Data, x: str = "-0.5:1.
     return surface(model, data, x=x, y=None, directions="interpolate", targets=[target], **options)
 
 
-@dataclasses.dataclass(frozen=True)
-class Curvature:
-    """The Hessian of the mean loss at θ* (the prepare stage's centre analysis)."""
-
-    max_eig: float
-    min_eig: float
-    trace: float | None
-    trace_stderr: float | None
-    top_eigenvalues: tuple[float, ...]
-    iterations: int
-    converged: bool
-    samples: int
-    parameters: int
-
-    @property
-    def sharpness(self) -> float:
-        return self.max_eig
-
-
-def hessian(model: nn.Module, data: Data, *, split: str = "train", loss: str = "cross_entropy",
-            output: str | int | None = None, precision: str | None = None, device: str | None = None,
-            classes: int | None = None, **options: Any) -> Curvature:
-    """λmax (sharpness), λmin and the trace of the Hessian at θ*, by Lanczos and Hutchinson.
+def hessian(model: nn.Module, data: Data, *, split: str = "train", loss: str | Callable[..., Any] = "cross_entropy",
+            batch_fn: BatchFn | None = None, output: str | int | None = None, precision: str | None = None,
+            device: str | None = None, classes: int | None = None, **options: Any) -> Curvature:
+    """λmax (sharpness), λmin and the trace of the Hessian at θ*, by Lanczos and Hutchinson; with
+    ``density_steps`` (60-100) its eigenvalue density by stochastic Lanczos quadrature (``.plot()``).
 
     ``options`` are the ``hessian`` section's keys (``iterations``, ``tolerance``, ``ignore``,
-    ``subset``, ``trace_samples``, ``seed``, ``batch_size``).
+    ``subset``, ``trace_samples``, ``seed``, ``batch_size``, ``density_steps``, ``density_probes``).
+    ``ignore="biasbn"`` (the default, the paper's) leaves out biases and BatchNorm's
+    parameters; the result's ``tensors`` and ``excluded`` name them (``ignore="none"``: all).
     """
+    if batch_fn is not None and (not isinstance(loss, str) or loss != "cross_entropy"):
+        raise UserError("loss: give loss or batch_fn, not both (batch_fn computes the loss itself)")
+    loss_ref = batch_loss_ref(batch_fn) if batch_fn is not None else bind_loss(loss)
     splits = _splits(data, classes)
     with tempfile.TemporaryDirectory(prefix="landscape-api-") as tmp:
         spec = _spec(model, splits, Path(tmp), x="-1:1:3", y=None, directions={"type": "random"},
-                     settings=dict(output=output, loss=loss, metrics=("loss", "hessian"), precision=precision,
+                     settings=dict(output=output, loss=loss_ref, metrics=("loss", "hessian"), precision=precision,
                                    device=device, hessian={"split": split, **options}))
     centre = _centre(model, spec)
-    check_outputs(centre, splits[0], spec)
-    _, summary = _centre_hessian(centre, _hessian_split(splits, spec), spec)
-    known = {f.name for f in dataclasses.fields(Curvature)}
-    return Curvature(**{k: (tuple(v) if k == "top_eigenvalues" else v) for k, v in summary.items() if k in known})
+    _check(centre, splits[0], spec, batch_fn)
+    _, summary = _centre_hessian(centre, _hessian_split(splits, spec), spec, batch_fn)
+    return Curvature.from_summary(summary)

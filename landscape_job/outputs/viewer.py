@@ -257,3 +257,46 @@ def write_viewer(path: str | Path, surface: Surface, extras: Extras = Extras(),
     out = Path(path)
     out.write_text(viewer_html(viewer_payload(surface, extras, options)), encoding="utf-8")
     return out
+
+
+def compare_payload(surfaces: list[Surface], labels: list[str] | None = None, metric: str | None = None,
+                    options: PlotOptions = PlotOptions()) -> dict:
+    """The comparison page's JSON: each run's values on the shared scale (``plots.compare``'s)."""
+    from landscape_job.plots.compare import RUN_COLOURS, compare_check, default_metric, run_labels, shared_fields
+
+    metric = metric or default_metric(surfaces)
+    compare_check(surfaces, metric)
+    names = run_labels(surfaces, labels)
+    payload: dict[str, Any] = {"title": options.title or f"{metric.replace('_', ' ')}: {len(surfaces)} runs",
+                               "dims": 2 if surfaces[0].is_2d else 1, "metric": metric,
+                               "xlabel": surfaces[0].xlabel}
+    if surfaces[0].is_2d:
+        metric = "train_loss" if metric == "loss" else metric
+        fields = shared_fields(surfaces, metric, options)
+        runs = []
+        for surface, field, name in zip(surfaces, fields, names):
+            ix, iy = _pick(len(surface.x), _stride(len(surface.x))), _pick(len(surface.y), _stride(len(surface.y)))
+            runs.append({"label": name, "x": _json_values(surface.x[ix]), "y": _json_values(surface.y[iy]),
+                         "values": _json_values(field.values[np.ix_(iy, ix)])})
+        first = fields[0]
+        cmap = "viridis" if first.label.startswith("loss") else "magma"
+        payload.update({"runs": runs, "lo": first.lo, "hi": first.hi, "log": first.log, "label": first.label,
+                        "ticks": _json_values(first.ticks if first.ticks is not None else first.line_levels),
+                        "lut": [[round(c * 255) for c in rgba[:3]]
+                                for rgba in colormaps[cmap](np.linspace(0.0, 1.0, _CMAP_SIZE)).tolist()]})
+        return payload
+    splits = [s for s in SPLITS] if metric == "loss" else [None]
+    runs = []
+    for i, (surface, name) in enumerate(zip(surfaces, names)):
+        ix = _pick(len(surface.x), _stride(len(surface.x)))
+        curves = [{"split": split, "values": _json_values(surface.metrics[f"{split}_loss" if split else metric][ix])}
+                  for split in splits if (f"{split}_loss" if split else metric) in surface.metrics]
+        runs.append({"label": name, "colour": RUN_COLOURS[i % len(RUN_COLOURS)], "x": _json_values(surface.x[ix]),
+                     "curves": curves})
+    payload.update({"runs": runs, "log": False})
+    return payload
+
+
+def compare_html(payload: dict) -> str:
+    """The comparison page (``templates/compare.html`` + ``compare.js``, ``outputs.pages``)."""
+    return inline_page("landscape_job.outputs", "compare", payload)

@@ -1,8 +1,10 @@
 """The look of every figure: sizes, colours, fonts, titles, and how a figure is saved.
 
-Everything is drawn on ``matplotlib.figure.Figure`` objects with an Agg canvas: no
-pyplot, no display, no global figure registry, so this is safe in a pod and in a
-long-lived process. Style settings live in an ``rc_context`` (``RC``) and are restored after.
+Everything is drawn on ``NotebookFigure`` objects (a ``matplotlib.figure.Figure``) with
+their own Agg canvas: no pyplot, no backend chosen, no global figure registry, so this is
+safe in a pod and in a long-lived process, and the user's matplotlib backend is left as
+it is. A ``NotebookFigure`` answers ``_repr_png_``, so Jupyter shows one inline with no
+``%matplotlib`` line. Style settings live in an ``rc_context`` (``RC``) and are restored after.
 """
 
 from __future__ import annotations
@@ -63,10 +65,27 @@ def wrap(label: str | None, width: int = 24) -> str:
     return "\n".join(lines[:2]) + (" …" if len(lines) > 2 else "")
 
 
+class NotebookFigure(Figure):
+    """A Figure that shows itself in a notebook (``_repr_png_``), whatever the kernel's backend.
+
+    Where IPython's inline backend is active its own Figure formatter answers first (the
+    same PNG); elsewhere (a fresh kernel, no ``%matplotlib``) this one does.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        FigureCanvasAgg(self)
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=min(self.dpi, 110), facecolor="white")
+        return buffer.getvalue()
+
+
 def new_figure(size: tuple[float, float], dpi: int, layout: str | None = "constrained") -> Figure:
-    fig = Figure(figsize=size, dpi=dpi, layout=layout)
-    FigureCanvasAgg(fig)
-    return fig
+    return NotebookFigure(figsize=size, dpi=dpi, layout=layout)
 
 
 def note_masked(fig: Figure, count: int, total: int, what: str = "non-finite") -> None:

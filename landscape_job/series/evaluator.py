@@ -42,6 +42,9 @@ def series_columns(spec: Spec, layers: int) -> list[str]:
             names.append(metric.key)
         elif metric.shape == "top_k":
             names += [column_name(metric.key, i) for i in range(spec.series.top_k)]
+        elif metric.shape == "density":
+            width = spec.hessian.density_steps * spec.hessian.density_probes
+            names += [column_name(metric.key, i) for i in range(width)]
         elif spec.series.noise_per_layer:
             names += [column_name(metric.key, i) for i in range(layers)]
     return names

@@ -9,6 +9,10 @@
 * ``series_gradient_share``: the share of ‖∇L‖² in the top-k eigen-subspace.
 * ``series_spectrum``: the top-k eigenvalues by rank at chosen steps (``series.plot_steps``;
   default the first, middle and last), with the threshold.
+* ``series_density`` (``series.metrics: density``): the eigenvalue density by stochastic
+  Lanczos quadrature over the steps, log φ(λ) as a heat map, λ1 and 2/η on it: the
+  outliers leave the bulk; ``series_density_steps``: φ at the chosen steps on a log axis;
+  ``series_trace``: tr(H) over the steps.
 
 A figure whose datasets the file lacks is not drawn. Each is saved in ``plot.formats``' figure
 formats by the surface's saver (``plots.style.save``: reproducible bytes).
@@ -25,7 +29,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from landscape_job.plots.options import PlotOptions
-from landscape_job.plots.style import save
+from landscape_job.plots.style import NotebookFigure, save
 from landscape_job.series.file import Series
 
 def threshold_label(series: Series) -> str:
@@ -39,7 +43,7 @@ def _title(series: Series, what: str) -> str:
 
 
 def sharpness_flow(series: Series) -> Figure:
-    fig = Figure(figsize=(7.0, 6.0), layout="constrained")
+    fig = NotebookFigure(figsize=(7.0, 6.0), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.4))
     steps = series.steps
     for split, style in (("train", "-"), ("test", "--")):
@@ -65,7 +69,7 @@ def sharpness_flow(series: Series) -> Figure:
 
 
 def tail_index_figure(series: Series) -> Figure:
-    fig = Figure(figsize=(7.0, 3.5), layout="constrained")
+    fig = NotebookFigure(figsize=(7.0, 3.5), layout="constrained")
     ax = fig.subplots()
     layers = series.data.get("tail_index_layers")
     if layers is not None:
@@ -74,7 +78,7 @@ def tail_index_figure(series: Series) -> Figure:
             ax.plot(series.steps, layers[:, j], lw=0.8, alpha=0.7,
                     label=names[j] if j < len(names) and layers.shape[1] <= 8 else None)
     ax.plot(series.steps, series.data["tail_index"], color="k", lw=2.0, label="all coordinates")
-    ax.axhline(2.0, color="0.5", ls=":", lw=1.0)
+    ax.axhline(2.0, color="0.5", ls=":", lw=1.0, label="α = 2: Gaussian (the stable laws' upper limit)")
     finite = series.data["tail_index"][np.isfinite(series.data["tail_index"])]
     ax.set_ylim(0.0, max(2.1, float(finite.max()) + 0.1 if finite.size else 2.1))
     ax.set_xlabel("step")
@@ -86,7 +90,7 @@ def tail_index_figure(series: Series) -> Figure:
 
 
 def gradient_share_figure(series: Series) -> Figure:
-    fig = Figure(figsize=(7.0, 3.5), layout="constrained")
+    fig = NotebookFigure(figsize=(7.0, 3.5), layout="constrained")
     ax = fig.subplots()
     k = series.data["grad_components"].shape[1] if series.has("grad_components") else "k"
     share = series.data["top_k_share"]
@@ -114,7 +118,7 @@ def chosen_rows(series: Series, plot_steps: Sequence[int]) -> list[int]:
 
 
 def spectrum_figure(series: Series, plot_steps: Sequence[int]) -> Figure:
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    fig = NotebookFigure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
     eigenvalues = series.data["top_eigenvalues"]
     ranks = np.arange(1, eigenvalues.shape[1] + 1)
@@ -125,6 +129,56 @@ def spectrum_figure(series: Series, plot_steps: Sequence[int]) -> Figure:
     ax.set_ylabel("λi")
     ax.set_title(_title(series, "top of the Hessian spectrum"))
     ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def _density_rows(series: Series, row: int) -> tuple[np.ndarray, np.ndarray]:
+    probes = int(series.attrs.get("density_probes", 1) or 1)
+    nodes, weights = series.data["density_nodes"][row], series.data["density_weights"][row]
+    return nodes.reshape(probes, -1), weights.reshape(probes, -1)
+
+
+def density_flow(series: Series) -> Figure:
+    from landscape_job.plots.spectrum import density_flow_figure
+
+    return density_flow_figure(series.steps, series.data["density_nodes"], series.data["density_weights"],
+                               int(series.attrs.get("density_probes", 1) or 1),
+                               _title(series, "Hessian eigenvalue density over training"),
+                               top=series.sharpness if series.has("top_eigenvalues") else None,
+                               threshold=series.threshold)
+
+
+def density_steps_figure(series: Series, plot_steps: Sequence[int]) -> Figure:
+    """φ(λ) at the chosen steps, one curve each, on a log axis (the bulk and the outliers apart)."""
+    from landscape_job.plots.spectrum import FLOOR, default_sigma, density_grid, smoothed_density
+
+    rows = chosen_rows(series, plot_steps)
+    nodes, weights = series.data["density_nodes"], series.data["density_weights"]
+    used = nodes[(weights > 0) & np.isfinite(nodes)]
+    lo, hi = (float(used.min()), float(used.max())) if used.size else (-1.0, 1.0)
+    sigma = default_sigma(lo, hi)
+    grid = density_grid(lo, hi, sigma)
+    fig = NotebookFigure(figsize=(7.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for row in rows:
+        phi = smoothed_density(*_density_rows(series, row), grid, sigma)
+        ax.semilogy(grid, np.maximum(phi, FLOOR), lw=1.3, label=f"step {int(series.steps[row])}")
+    ax.axvline(series.threshold, color="k", ls="--", lw=1.0, label=threshold_label(series))
+    ax.set_ylim(bottom=FLOOR)
+    ax.set_xlabel("eigenvalue λ")
+    ax.set_ylabel("density φ(λ) (log)")
+    ax.set_title(_title(series, "Hessian eigenvalue density (SLQ)"))
+    ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+def trace_figure(series: Series) -> Figure:
+    fig = NotebookFigure(figsize=(7.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(series.steps, series.data["trace"], color="tab:purple", lw=2.0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("tr(H)")
+    ax.set_title(_title(series, "trace of the Hessian (SLQ probes)"))
     return fig
 
 
@@ -142,4 +196,9 @@ def plot_series(series: Series, out_dir: Path, plot_steps: Sequence[int] = (),
         written += save(tail_index_figure(series), out_dir, "series_tail_index", options)
     if series.has("top_k_share"):
         written += save(gradient_share_figure(series), out_dir, "series_gradient_share", options)
+    if series.has("density_nodes"):
+        written += save(density_flow(series), out_dir, "series_density", options)
+        written += save(density_steps_figure(series, plot_steps), out_dir, "series_density_steps", options)
+    if series.has("trace"):
+        written += save(trace_figure(series), out_dir, "series_trace", options)
     return written

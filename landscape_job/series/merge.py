@@ -96,7 +96,9 @@ def _attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
             "loss": spec.loss, "precision": "fp64" if spec.compute.precision == "fp64" else "fp32",
             "lr": spec.series.lr, "momentum": spec.series.momentum, "threshold": spec.series.threshold,
             "top_k": spec.series.top_k, "hessian_split": spec.hessian.split, "hessian_ignore": spec.hessian.ignore,
-            "noise_batch_size": spec.series.noise_batch_size, "plot_steps": json.dumps(list(spec.series.plot_steps))}
+            "noise_batch_size": spec.series.noise_batch_size, "noise_estimator": spec.series.noise_estimator,
+            "density_steps": spec.hessian.density_steps, "density_probes": spec.hessian.density_probes,
+            "plot_steps": json.dumps(list(spec.series.plot_steps))}
 
 
 def _write_figures(run: Storage, series: Series, spec: Spec, tmp: Path) -> list[str]:
@@ -127,6 +129,13 @@ def _report(run: Storage, spec: Spec, manifest: Manifest, series: Series, stats:
         "shards": [s.report_entry() for s in stats],
         "retries": sum(int(s.attempts if s.attempts is not None else 1) - 1 for s in stats),
         "hessian_unconverged": sum(int(s.hessian_unconverged or 0) for s in stats),
+        # Which tensors the Hessian, the gradient, the noise and the density are taken over.
+        "hessian": {"split": spec.hessian.split, "ignore": spec.hessian.ignore, "tensors": series.layer_names,
+                    "note": "hessian.ignore: biasbn (the default) leaves out every tensor of dim <= 1 (biases, "
+                            "BatchNorm); ignore: none takes them all" if spec.hessian.ignore == "biasbn" else
+                            "every parameter tensor"},
+        **({"trace": {"min": float(np.nanmin(trace)), "max": float(np.nanmax(trace))}}
+           if (trace := series.data.get("trace")) is not None and np.isfinite(trace).any() else {}),
         "compute_seconds": compute_s,
         "provenance": manifest.provenance(),
         "outputs": [SERIES_KEY, *plot_keys],

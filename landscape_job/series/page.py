@@ -33,7 +33,9 @@ def series_payload(series: Series) -> dict:
                 + (f" ({metric.unit})" if metric.unit else "")
     # The sharpness first (what a series is for), then the registry's order, then fields no metric declares.
     order = ["top_eigenvalues", *labels, *sorted(series.data)]
-    names = [n for n in dict.fromkeys(order) if n in series.data]
+    # The density's nodes and weights are a figure of their own (series_density), not curves over the steps.
+    hidden = {n for m in registered() if m.shape == "density" for n in m.dataset_names()}
+    names = [n for n in dict.fromkeys(order) if n in series.data and n not in hidden]
     fields = {name: {"label": labels.get(name, name), "columns": series.data[name].ndim == 2,
                      "values": _jsonable(series.data[name])} for name in names}
     momentum = float(series.attrs.get("momentum", 0.0) or 0.0)

@@ -20,6 +20,11 @@ coordinate across minibatches: the minibatches of one shuffle partition the samp
 one coordinate's noise summed over a pass is zero, which would read as a tail far
 lighter than it is. Coordinates of very different scales in one block pull α̂ below
 the truth (a mixture of scales looks heavy-tailed); the per-tensor α shows it.
+
+``series.noise_estimator: reference`` is the seed's code instead (``reference_noise``):
+the samples in their order, in batches of ``noise_batch_size`` with the last partial
+batch kept, each batch's mean-loss gradient minus the mean of those batch gradients, and
+``tail_index_reference`` over it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from landscape_job.surface.losses import batch_loss_sum
 from landscape_job.spec.series_metrics import column_name
 from landscape_job.spec.sections import HessianSpec
 from landscape_job.spec.series import SeriesSpec
-from landscape_job.series.tail_index import tail_index
+from landscape_job.series.tail_index import estimate
 
 Columns = dict[str, float]
 #: The summed loss of the samples at the given indices (a 0-d tensor that autograd can differentiate).
@@ -129,20 +134,57 @@ def minibatches(n: int, batch_size: int, count: int | None, seed: int) -> list[t
     return [order[i * batch_size:(i + 1) * batch_size] for i in range(count)]
 
 
-def noise_columns(params: Sequence[torch.Tensor], batch_loss: BatchLoss, gradient: torch.Tensor, n: int,
-                  series: SeriesSpec) -> Columns:
-    """α of the minibatch gradient noise (all coordinates, and per tensor on request) and its mean norm."""
+def default_noise(params: Sequence[torch.Tensor], batch_loss: BatchLoss, gradient: torch.Tensor, n: int,
+                  series: SeriesSpec) -> np.ndarray:
+    """(minibatches, parameters): seeded shuffled minibatches' gradients minus the full gradient."""
     batch = min(series.noise_batch_size, n)
     batches = minibatches(n, batch, series.noise_batches, series.noise_seed)
     noise = np.empty((len(batches), gradient.numel()), dtype=np.float64)
     for row, indices in enumerate(batches):
         noise[row] = (minibatch_gradient(params, batch_loss, indices) - gradient).double().cpu().numpy()
-    out: Columns = {"tail_index": tail_index(noise), "noise_norm": float(np.linalg.norm(noise, axis=1).mean())}
+    return noise
+
+
+def reference_noise(params: Sequence[torch.Tensor], batch_loss: BatchLoss, n: int, batch_size: int) -> np.ndarray:
+    """(batches, parameters) as the seed's code forms it: samples 0..n−1 in order (an unshuffled loader),
+    the last partial batch kept, each batch's mean-loss gradient minus the mean of the batch gradients
+    (their sum over the number of batches, not the full gradient: the partial batch weighs as much as a full one)."""
+    rows = [minibatch_gradient(params, batch_loss, torch.arange(start, min(start + batch_size, n))).double()
+            for start in range(0, n, batch_size)]
+    grads = torch.stack(rows).cpu().numpy()
+    return grads - grads.sum(axis=0) / len(rows)
+
+
+def noise_columns(params: Sequence[torch.Tensor], batch_loss: BatchLoss, gradient: torch.Tensor, n: int,
+                  series: SeriesSpec) -> Columns:
+    """α of the minibatch gradient noise (all coordinates, and per tensor on request) and its mean norm."""
+    estimator = series.noise_estimator
+    noise = (reference_noise(params, batch_loss, n, min(series.noise_batch_size, n)) if estimator == "reference"
+             else default_noise(params, batch_loss, gradient, n, series))
+    out: Columns = {"tail_index": estimate(noise, estimator),
+                    "noise_norm": float(np.linalg.norm(noise, axis=1).mean())}
     if series.noise_per_layer:
         start = 0
         for i, p in enumerate(params):
-            out[column_name("tail_index_layers", i)] = tail_index(noise[:, start:start + p.numel()])
+            out[column_name("tail_index_layers", i)] = estimate(noise[:, start:start + p.numel()], estimator)
             start += p.numel()
+    return out
+
+
+def density_columns(probe: CurvatureProbe) -> Columns:
+    """The SLQ density's nodes and weights (probe after probe, padded to ``density_steps`` each: node 0,
+    weight 0, where the operator is smaller or Lanczos stopped early) and the trace it gives."""
+    density = probe.density()
+    assert density is not None, "series.metrics density needs hessian.density_steps > 0 (parse_spec checks it)"
+    steps = probe.options.density_steps
+    nodes = np.zeros((len(density.nodes), steps))
+    weights = np.zeros_like(nodes)
+    found = density.nodes.shape[1]
+    weights[:, :found] = density.weights
+    nodes[:, :found] = np.where(density.weights > 0, density.nodes, 0.0)
+    out: Columns = {"trace": density.trace}
+    out.update({column_name("density_nodes", i): float(v) for i, v in enumerate(nodes.reshape(-1))})
+    out.update({column_name("density_weights", i): float(v) for i, v in enumerate(weights.reshape(-1))})
     return out
 
 
@@ -162,7 +204,7 @@ def measure(model: nn.Module, splits: Sequence[Split], samples: Split, series: S
                 out[f"{split.name}_loss"] = mean_loss
             if "acc" in metric_keys:
                 out[f"{split.name}_acc"] = accuracy
-    if not metric_keys & {"top_eigenvalues", "grad_norm", "tail_index"}:
+    if not metric_keys & {"top_eigenvalues", "grad_norm", "tail_index", "density_nodes"}:
         return out
     reference = next(model.parameters())
     probe = CurvatureProbe(model=model, inputs=samples.inputs.to(reference.device, reference.dtype),
@@ -174,6 +216,10 @@ def measure(model: nn.Module, splits: Sequence[Split], samples: Split, series: S
         out.update({column_name("top_eigenvalues", i): float(v) for i, v in enumerate(spectrum.values)})
         out.update({"min_eig": spectrum.min_eig, "lanczos_iterations": float(spectrum.iterations),
                     "lanczos_converged": float(spectrum.converged)})
+    if "density_nodes" in metric_keys:
+        out.update(density_columns(probe))
+    if not metric_keys & {"grad_norm", "tail_index"}:
+        return out
     batch_loss = model_batch_loss(model, probe.inputs, probe.labels, loss)
     n = len(probe.labels)
     gradient = full_gradient(probe.params, batch_loss, n, batch_size)

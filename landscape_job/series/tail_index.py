@@ -10,8 +10,20 @@ Y_i = Σ_{j=1..K1} X_{(i−1)K1 + j} are α-stable with scale K1^{1/α} times X'
 The estimator needs no knowledge of the scale and is exact in expectation for stable
 laws (α = 2, the Gaussian, included). The block size follows the seed literature's
 code: K1 is the largest divisor of K not above √K, so every sample is used and both
-means average over many terms. A caller with a prime K drops samples first
-(``usable_count``), since a prime has only the divisor 1, for which log K1 = 0.
+means average over many terms.
+
+Two estimators (``series.noise_estimator``):
+
+* ``default`` (``tail_index``): exact zeros are left out (a coordinate the loss does not
+  touch says nothing of the tail), and when K's largest divisor below √K is under
+  ⌊√K⌋/2 (a prime or near-prime K: blocks of 1, 2 or 3) K is first cut to the nearest
+  smaller count with a real block size (``usable_count``): 152,504 values become 152,500
+  in blocks of 305 rather than blocks of 88.
+* ``reference`` (``tail_index_reference``): the seed's code (Şimşekli et al.'s
+  ``alpha_estimator`` with the block size its ``main.py`` picks): every value, zeros
+  included with log(|x| + ε), ε = 2⁻⁵² (numpy's ``spacing(1)``), K1 the largest divisor
+  of K up to ⌊√K⌋ with no cut, so a near-prime K gets small blocks, and a prime K (K1 = 1,
+  log K1 = 0) has no estimate (NaN).
 
 Plain numpy: the launcher and the tests use it without torch.
 """
@@ -43,6 +55,51 @@ def usable_count(count: int) -> int:
         if block_size(n) * 2 >= math.isqrt(n):
             return n
     return count  # pragma: no cover
+
+
+#: ``series.noise_estimator``'s choices.
+ESTIMATORS = ("default", "reference")
+#: The seed code's ε inside the logarithms: numpy's spacing(1) = 2⁻⁵².
+REFERENCE_EPS = float(np.spacing(1))
+
+
+def reference_block_size(count: int) -> int:
+    """The seed's ``main.py`` choice: the last i in 1..⌊√count⌋ that divides count (no cut for a near-prime)."""
+    if count < 1:
+        raise ValueError("reference_block_size needs a positive count")
+    chosen = 1
+    for i in range(1, 1 + int(math.sqrt(count))):
+        if count % i == 0:
+            chosen = i
+    return chosen
+
+
+def tail_index_reference(samples: np.ndarray) -> float:
+    """α̂ as the seed's code computes it, over every value in the order given (row after row).
+
+    Blocks of ``reference_block_size(K)`` consecutive values; both means over log(|·| + ε).
+    NaN where its block size is 1 (a prime count), where the seed would divide 0 by log 1.
+    """
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return float("nan")
+    m = reference_block_size(x.size)
+    if m < 2:
+        return float("nan")
+    blocks = x.reshape(x.size // m, m).sum(axis=1)
+    inverse = (np.mean(np.log(np.abs(blocks) + REFERENCE_EPS)) - np.mean(np.log(np.abs(x) + REFERENCE_EPS))) \
+        / math.log(m)
+    with np.errstate(divide="ignore"):
+        return float(np.float64(1.0) / inverse)
+
+
+def estimate(samples: np.ndarray, estimator: str = "default") -> float:
+    """α̂ by the chosen estimator (``ESTIMATORS``)."""
+    if estimator == "reference":
+        return tail_index_reference(samples)
+    if estimator == "default":
+        return tail_index(samples)
+    raise ValueError(f"unknown tail-index estimator {estimator!r}")
 
 
 def tail_index(samples: np.ndarray) -> float:

@@ -129,6 +129,9 @@ def parse_spec(raw: object, base_dir: Path, default_name: str = "surface",
         found.check(lambda: _check_task(task, model, data, loss, metrics, series is not None))
     hessian = found.check(lambda: _parse_hessian(Section(top.get("hessian", dict, None), "hessian")))
     hessian_raw = top.raw.get("hessian")
+    if series is not None and hessian is not None and "density" in series.metrics and hessian.density_steps == 0:
+        found.errors.append(UserError("hessian.density_steps: series.metrics has density; set the Lanczos steps per "
+                                      "probe (60-100 resolve a network's outliers)"))
     if series is not None and hessian is not None and "hessian" in series.metrics \
             and hessian.iterations <= series.top_k:
         found.errors.append(UserError(

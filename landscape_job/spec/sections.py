@@ -230,6 +230,18 @@ class HessianSpec:
     trace_samples: int = key(20, kind=int, minimum=0, description="Hutchinson probes for tr(H) at the centre")
     seed: int = key(0, kind=int, description="Lanczos start vector and Hutchinson probes")
     batch_size: int | None = key(None, kind=int, minimum=1, description="default compute.batch_size")
+    density_steps: int = key(0, kind=int, minimum=0, description="eigenvalue density by stochastic Lanczos "
+                                                                 "quadrature at the centre: Lanczos steps per probe "
+                                                                 "(0: none; 60-100 resolve a network's outliers)")
+    density_probes: int = key(4, kind=int, minimum=1, description="density: random probe vectors averaged")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key, less the density's at their defaults: runs made before those keys keep their hashes."""
+        out = asdict(self)
+        for name, default in (("density_steps", 0), ("density_probes", 4)):
+            if out[name] == default:
+                del out[name]
+        return out
 
 
 @dataclass(frozen=True)
@@ -349,7 +361,7 @@ class Spec:
             "plot": {k: v for k, v in asdict(self.plot).items() if v is not None or k != "formats"},
             **({"metrics": list(self.metrics)} if self.series is None else {}),
             # Only where it is used: an unused hessian section is refused by parse_spec.
-            **({"hessian": asdict(self.hessian)} if self.uses_hessian else {}),
+            **({"hessian": self.hessian.to_dict()} if self.uses_hessian else {}),
             **({"kubernetes": self.kubernetes} if self.kubernetes else {}),
             **({"slurm": self.slurm} if self.slurm else {}),
             **({"python": python} if python else {}),

@@ -50,6 +50,9 @@ def is_prefix(entry: str) -> bool:
     """``s3://bucket/some/folder/``: every checkpoint under it (a trailing slash says "a folder")."""
     return entry.startswith("s3://") and entry.endswith("/")
 
+#: How the tail index is estimated (``series_probe``, ``tail_index``): today's default, or the seed's code exactly.
+NOISE_ESTIMATORS = ("default", "reference")
+
 _CHECKPOINTS_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_SCHEMA, "minItems": 1}]}
 _INTS_SCHEMA = {"type": "array", "items": {"type": "integer", "minimum": 0}}
 
@@ -78,6 +81,10 @@ class SeriesSpec:
                                                                            "(default: all of the samples, once)")
     noise_seed: int = key(0, kind=int, description="noise: the shuffle that forms the minibatches")
     noise_per_layer: bool = key(False, kind=bool, description="noise: also α of each parameter tensor")
+    noise_estimator: str = key("default", choices=NOISE_ESTIMATORS,
+                               description="noise: default (shuffled minibatches minus the full gradient; zeros "
+                                           "left out, a near-prime count cut) | reference (the seed's code: "
+                                           "batches in order, the last partial one kept, centred on their mean)")
     plot_steps: tuple[int, ...] = key((), kind=list, json=_INTS_SCHEMA,
                                       description="steps whose eigenvalue spectrum is drawn (default: first, "
                                                   "middle, last)")
@@ -97,7 +104,9 @@ class SeriesSpec:
                 "lr": self.lr, "momentum": self.momentum, "metrics": list(self.metrics), "top_k": self.top_k,
                 "noise_batch_size": self.noise_batch_size, "noise_batches": self.noise_batches,
                 "noise_seed": self.noise_seed, "noise_per_layer": self.noise_per_layer,
-                "plot_steps": list(self.plot_steps)}
+                "plot_steps": list(self.plot_steps),
+                # Written only when set: the hashes of runs made before the key existed stay as they were.
+                **({"noise_estimator": self.noise_estimator} if self.noise_estimator != "default" else {})}
 
 
 def series_grid(series: SeriesSpec) -> Grid:
@@ -217,7 +226,7 @@ def parse_series(s: Section, base_dir: Path, check_files: bool, pins: dict[str, 
     if len(set(paths)) != len(paths):
         raise UserError("series.checkpoints: a checkpoint is listed twice")
     values = s.read_all(SeriesSpec, ("lr", "momentum", "top_k", "noise_batch_size", "noise_batches", "noise_seed",
-                                     "noise_per_layer"))
+                                     "noise_per_layer", "noise_estimator"))
     metrics = _metrics(s.read(SeriesSpec, "metrics"))
     plot_steps = _integers(s, "plot_steps")
     s.finish()
@@ -225,6 +234,9 @@ def parse_series(s: Section, base_dir: Path, check_files: bool, pins: dict[str, 
         raise UserError(f"series.momentum: expected 0 <= β < 1, got {values['momentum']}")
     if values["top_k"] > MAX_TOP_K:
         raise UserError(f"series.top_k: at most {MAX_TOP_K}, got {values['top_k']}")
+    if values["noise_estimator"] == "reference" and values["noise_batches"] is not None:
+        raise UserError("series.noise_batches: the reference estimator takes every batch once, in order "
+                        "(noise_seed is unused too); drop it")
     for choice in metrics:
         missing = [n for n in needs_of(choice) if n not in metrics]
         if missing and choice == "gradient":

@@ -9,10 +9,13 @@ metrics registered with that ``choice``. A metric declares its dataset name in
 * ``split``: one per data split, datasets ``<split>_<key>``, shape (n,) each;
 * ``top_k``: one per top Hessian eigen-direction, shape (n, k), descending eigenvalue;
 * ``layers``: one per parameter tensor, shape (n, L); the names are the file's
-  ``layer_names`` attribute.
+  ``layer_names`` attribute;
+* ``density``: the stochastic Lanczos quadrature's nodes or weights, shape (n, P·m) for
+  P = ``hessian.density_probes`` probes of m = ``hessian.density_steps`` steps, probe
+  after probe (``surface.hessian.SpectralDensity``; a padded node is 0 with weight 0).
 
 Which computation fills it is ``source``: the probe in ``series_probe`` that produces
-it (``evaluation``, ``lanczos``, ``gradient``, ``noise``); several metrics share one
+it (``evaluation``, ``lanczos``, ``gradient``, ``noise``, ``density``); several metrics share one
 probe run, so the Hessian is diagonalised once per checkpoint for all of its metrics.
 ``needs`` names other choices a metric cannot do without (the gradient's components
 need the eigenvectors). This module imports no torch: the spec and the launcher read it.
@@ -32,9 +35,9 @@ __all__ = ["SHAPES", "SOURCES", "SeriesMetric", "register", "registered", "get",
            "column_name", "split_column", "SERIES_CHOICES", "DEFAULT_SERIES_METRICS", "needs_of"]
 
 #: What one checkpoint's value of a metric is: see the module's docstring.
-SHAPES = ("scalar", "split", "top_k", "layers")
+SHAPES = ("scalar", "split", "top_k", "layers", "density")
 #: The computations of ``series_probe``, each run at most once per checkpoint.
-SOURCES = ("evaluation", "lanczos", "gradient", "noise")
+SOURCES = ("evaluation", "lanczos", "gradient", "noise", "density")
 #: The data splits of a ``split`` metric.
 SPLITS = ("train", "test")
 
@@ -94,6 +97,14 @@ _BUILT_IN = (
                  description="mean over the minibatches of ‖minibatch gradient − full gradient‖"),
     SeriesMetric("tail_index_layers", "noise", "α per layer", "layers", "noise",
                  description="α of each parameter tensor's noise coordinates (series.noise_per_layer)"),
+    SeriesMetric("density_nodes", "density", "SLQ nodes", "density", "density",
+                 description="the Hessian's eigenvalue density by stochastic Lanczos quadrature (Ghorbani et al. "
+                             "2019): each probe's Gauss nodes (hessian.density_steps per probe)"),
+    SeriesMetric("density_weights", "density", "SLQ weights", "density", "density",
+                 description="each node's weight (a probe's weights sum to 1)"),
+    SeriesMetric("trace", "density", "tr(H)", "scalar", "density",
+                 description="the trace of the Hessian, n times the density's mean (the probes' Hutchinson "
+                             "estimate)"),
 )
 
 #: Every per-checkpoint metric: the same ``base.registry.Registry`` type as the per-point metrics.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,12 +24,14 @@ from landscape_job.surface.directions import Directions
 from landscape_job.surface.hessian import (
     HessianOperator,
     LanczosResult,
+    SpectralDensity,
     TraceEstimate,
     hutchinson_trace,
     lanczos,
+    spectral_density,
     unflatten,
 )
-from landscape_job.surface.losses import batch_loss_sum
+from landscape_job.surface.losses import BatchFn, batch_fn_sum, batch_loss_sum
 
 #: The largest eigenvalues recorded at θ* (``top_eigenvalues``), whatever the directions.
 TOP_EIGENVALUES = 3
@@ -74,6 +77,8 @@ class CurvatureProbe:
     options: HessianSpec
     loss: str
     batch_size: int
+    #: The API's ``batch_fn`` in place of the forward and ``loss`` (None: ``loss``).
+    batch_fn: BatchFn | None = None
 
     def __post_init__(self) -> None:
         params = list(self.model.parameters())
@@ -87,7 +92,10 @@ class CurvatureProbe:
         for start in range(0, len(self.labels), self.batch_size):
             inputs = self.inputs[start:start + self.batch_size]
             labels = self.labels[start:start + self.batch_size]
-            yield batch_loss_sum(self.model(inputs), labels, self.loss)
+            if self.batch_fn is not None:
+                yield batch_fn_sum(self.batch_fn, self.model, inputs, labels)
+            else:
+                yield batch_loss_sum(self.model(inputs), labels, self.loss)
 
     def extremes(self, top_k: int = 0) -> LanczosResult:
         return lanczos(self.operator, self.operator.dim, iterations=self.options.iterations,
@@ -99,6 +107,19 @@ class CurvatureProbe:
             return None
         return hutchinson_trace(self.operator, self.operator.dim, samples=self.options.trace_samples,
                                 seed=self.options.seed, dtype=self.operator.dtype, device=self.operator.device)
+
+    def density(self) -> SpectralDensity | None:
+        """The eigenvalue density by SLQ (``hessian.density_steps`` steps, ``density_probes`` probes); None when 0."""
+        if self.options.density_steps == 0:
+            return None
+        return spectral_density(self.operator, self.operator.dim, steps=self.options.density_steps,
+                                probes=self.options.density_probes, seed=self.options.seed,
+                                dtype=self.operator.dtype, device=self.operator.device)
+
+    def tensor_names(self) -> list[str]:
+        """The parameter tensors the Hessian is taken over, by name (``hessian.ignore`` decides)."""
+        names = [n for n, _ in self.model.named_parameters()]
+        return [names[i] for i in self.indices]
 
     def as_direction(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """A flat eigenvector as one tensor per parameter, zeros on the tensors left out."""
@@ -123,23 +144,24 @@ def hessian_split(spec: Spec) -> Split:
     return Split(inputs=full.inputs[chosen], labels=full.labels[chosen], num_classes=full.num_classes, name=full.name)
 
 
-def probe_for(model: nn.Module, split: Split, spec: Spec) -> CurvatureProbe:
+def probe_for(model: nn.Module, split: Split, spec: Spec, batch_fn: BatchFn | None = None) -> CurvatureProbe:
     """A probe on the model's own device and dtype (the caller has placed the model)."""
     reference = next(model.parameters())
     batch = spec.hessian.batch_size or spec.compute.batch_size
     return CurvatureProbe(model=model, inputs=split.inputs.to(reference.device, reference.dtype),
                           labels=split.labels.to(reference.device), options=spec.hessian, loss=spec.loss,
-                          batch_size=batch)
+                          batch_size=batch, batch_fn=batch_fn)
 
 
-def centre_analysis(model: nn.Module, split: Split, spec: Spec, two_d: bool) -> tuple[Directions | None, dict]:
+def centre_analysis(model: nn.Module, split: Split, spec: Spec, two_d: bool,
+                    batch_fn: BatchFn | None = None) -> tuple[Directions | None, dict]:
     """At θ*: the extreme eigenvalues and the trace (for the manifest), and the eigen-directions if asked for.
 
     One Lanczos run gives the sharpness, λmin, the ``TOP_EIGENVALUES`` largest and, for
     ``directions.type: hessian``, the top one or two eigenvectors, so the directions cost
     nothing extra. ``caution`` says when λmin may not be the smallest (``lanczos_caution``).
     """
-    probe = probe_for(model, split, spec)
+    probe = probe_for(model, split, spec, batch_fn)
     wants_directions = spec.directions.type == "hessian"
     top_k = (2 if two_d else 1) if wants_directions else 0
     result = probe.extremes(top_k=max(top_k, TOP_EIGENVALUES))
@@ -147,6 +169,9 @@ def centre_analysis(model: nn.Module, split: Split, spec: Spec, two_d: bool) -> 
         raise UserError(f"directions.type: hessian: the Hessian at model.checkpoint is not finite on the "
                         f"{spec.hessian.split} split; no eigenvectors to use as directions")
     trace = probe.trace()
+    density = probe.density()
+    tensors = probe.tensor_names()
+    every = [n for n, _ in model.named_parameters()]
     summary = {
         "sharpness": result.max_eig, "max_eig": result.max_eig, "min_eig": result.min_eig,
         "top_eigenvalues": list(result.top_values),
@@ -156,9 +181,16 @@ def centre_analysis(model: nn.Module, split: Split, spec: Spec, two_d: bool) -> 
         "iterations": result.iterations, "converged": result.converged,
         "residual_max": result.residual_max, "residual_min": result.residual_min,
         "split": spec.hessian.split, "samples": len(split.labels), "ignore": spec.hessian.ignore,
-        "parameters": probe.operator.dim, "hessian_vector_products": probe.operator.products,
+        "parameters": probe.operator.dim,
+        # Which tensors: biasbn (the default) leaves out every tensor of dim <= 1 (biases, BatchNorm's affine).
+        "tensors": tensors, "excluded": [n for n in every if n not in tensors],
+        **({} if density is None else {"density": {"nodes": np.where(density.weights > 0, density.nodes, 0.0).tolist(),
+                                                   "weights": density.weights.tolist(),
+                                                   "steps": spec.hessian.density_steps,
+                                                   "probes": spec.hessian.density_probes}}),
         "caution": lanczos_caution(result, spec.hessian, probe.operator.dim),
     }
+    summary["hessian_vector_products"] = probe.operator.products  # after the density's products too
     if not wants_directions:
         return None, summary
     names = [n for n, _ in model.named_parameters()]

@@ -43,7 +43,15 @@ from landscape_job.surface.feed import (
     place_split,
     split_bytes,
 )
-from landscape_job.surface.losses import TOKEN_TASKS, batch_loss_sum, batch_loss_sums, predicted_tokens, token_view
+from landscape_job.surface.losses import (
+    TOKEN_TASKS,
+    BatchFn,
+    batch_fn_sum,
+    batch_loss_sum,
+    batch_loss_sums,
+    predicted_tokens,
+    token_view,
+)
 from landscape_job.surface.point_evaluator import HowEvaluated
 
 
@@ -149,8 +157,10 @@ class Evaluator:
                  compute: ComputeSpec = ComputeSpec(), device: torch.device | str = "cpu",
                  loss: str = "cross_entropy", metrics: tuple[str, ...] = DEFAULT_METRICS,
                  hessian: HessianSpec | None = None, hessian_split: Split | None = None,
-                 task: str = "classification"):
-        points_per_forward = compute.points_per_forward
+                 task: str = "classification", batch_fn: BatchFn | None = None):
+        # The API's batch_fn(model, batch) replaces the forward and the loss: one point per pass, loss only.
+        self.batch_fn = batch_fn
+        points_per_forward = 1 if batch_fn is not None else compute.points_per_forward
         self.task = task
         if any(s.attention_mask is not None for s in splits):
             points_per_forward = 1  # token data: one point per forward (the module docstring says why)
@@ -193,6 +203,8 @@ class Evaluator:
         chosen = tuple(m for m in selected(metrics) if classes or not m.needs_classes)
         #: The per-split metrics (batch statistics of one forward pass), in registry order.
         self._statistics: list[Metric] = [m for m in chosen if m.per_split]
+        if batch_fn is not None and any(m.key != "loss" for m in self._statistics):
+            raise ValueError("with batch_fn only the loss (and the Hessian) can be computed")
         #: The per-point metrics (a probe's results), in registry order.
         self._probed: list[Metric] = [m for m in chosen if not m.per_split]
         if not self._statistics:
@@ -206,7 +218,7 @@ class Evaluator:
             self.curvature = CurvatureProbe(
                 model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
                 labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
-                batch_size=hessian.batch_size or self.batch_size)
+                batch_size=hessian.batch_size or self.batch_size, batch_fn=batch_fn)
         self._requested_k = points_per_forward
         self._auto_batch = compute.batch_size == "auto"
         self._compile = compute.compile
@@ -259,6 +271,8 @@ class Evaluator:
         return contextlib.nullcontext()
 
     def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.batch_fn is not None:
+            return logits  # batch_fn's sum already
         return batch_loss_sum(logits, labels, self.loss)
 
     def _loss_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -297,12 +311,15 @@ class Evaluator:
             bad = torch.zeros((), dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
-                    logits = call(self._single, inputs)
-                    if self.task in TOKEN_TASKS:
-                        logits, labels = token_view(logits, labels, self.task)
+                    if self.batch_fn is not None:  # the batch's summed loss in place of the outputs
+                        logits = batch_fn_sum(self.batch_fn, self.model, inputs, labels)
+                    else:
+                        logits = call(self._single, inputs)
+                        if self.task in TOKEN_TASKS:
+                            logits, labels = token_view(logits, labels, self.task)
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.one(logits, labels, self._loss_sum).double()
-                    if check:
+                    if check and self.batch_fn is None:
                         bad += self._nonfinite_samples(logits)
             n = self._counts[split.name]
             # One synchronisation per split, not per batch.
@@ -358,7 +375,7 @@ class Evaluator:
                     logits = self._stacked(params, inputs)  # (K, batch, classes)
                     for total, metric in zip(totals, self._statistics):
                         total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
-                    if check:
+                    if check and self.batch_fn is None:
                         bad += self._nonfinite_samples(logits)
             n = self._counts[split.name]
             return ({f"{split.name}_{m.key}": [m.statistic.value(t, n) for t in total.tolist()]

@@ -205,3 +205,87 @@ def hutchinson_trace(matvec: MatVec, dim: int, *, samples: int, seed: int = 0,
     mean = float(np.mean(values))
     stderr = float(np.std(values, ddof=1) / math.sqrt(samples)) if samples > 1 else float("nan")
     return TraceEstimate(trace=mean, stderr=stderr, samples=samples)
+
+
+# --------------------------------------------------------------------------- the spectral density
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """The Hessian's eigenvalue density by stochastic Lanczos quadrature (Ghorbani, Krishnan and Xiao, ICML 2019).
+
+    For each unit probe v, m Lanczos steps from v give a tridiagonal T whose eigenvalues
+    θ_j (the nodes) and squared first eigenvector entries w_j (the weights, summing to 1)
+    are the m-point Gauss quadrature of v's spectral measure Σᵢ (uᵢ·v)² δ(λ − λᵢ):
+    Σ_j w_j θ_j^k = vᵀHᵏv exactly for k ≤ 2m − 1. With v = z/√n for a Rademacher z
+    (as PyHessian draws them), E[vvᵀ] = I/n, so E[vᵀHᵏv] = tr(Hᵏ)/n, so the mean over probes estimates the density φ(λ) = (1/n) Σᵢ δ(λ − λᵢ).
+    A row holds one probe's nodes and weights, padded with NaN nodes and zero weights
+    where Lanczos found an invariant subspace before m steps (then its nodes are exact).
+    """
+
+    nodes: np.ndarray  # (probes, steps)
+    weights: np.ndarray  # (probes, steps), each row sums to 1
+    dim: int
+
+    def moment(self, k: int) -> float:
+        """The estimate of tr(Hᵏ)/n: the probes' mean of Σ_j w_j θ_j^k (NaN when no probe was finite)."""
+        rows = self.weights.sum(axis=1) > 0
+        if not rows.any():
+            return float("nan")
+        powered = np.where(self.weights > 0, np.nan_to_num(self.nodes) ** k, 0.0)
+        return float(np.mean(np.sum(self.weights * powered, axis=1)[rows]))
+
+    @property
+    def trace(self) -> float:
+        """n times the first moment: a Hutchinson estimate with the same probes, for free."""
+        return self.dim * self.moment(1)
+
+
+def lanczos_tridiagonal(matvec: MatVec, start: torch.Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(α, β) of ``steps`` Lanczos steps from the unit vector ``start``, fully reorthogonalised;
+    shorter when the Krylov space is invariant (β ≈ 0) or when ``steps`` reaches the dimension."""
+    dim = start.numel()
+    steps = min(steps, dim)
+    basis = torch.zeros(steps, dim, dtype=start.dtype, device=start.device)
+    alphas: list[float] = []
+    betas: list[float] = []
+    q = start
+    for k in range(steps):
+        basis[k] = q
+        w = matvec(q)
+        if not bool(torch.isfinite(w).all()):
+            return np.full(1, np.nan), np.zeros(0)
+        alphas.append(float(q @ w))
+        w = _reorthogonalise(w, basis[:k + 1])
+        beta = float(w.norm())
+        if k + 1 == steps or beta <= 1e-12 * max(abs(a) for a in alphas + [1e-300]):
+            break
+        betas.append(beta)
+        q = w / beta
+    return np.asarray(alphas), np.asarray(betas[:len(alphas) - 1])
+
+
+def density_probes(dim: int, count: int, seed: int) -> list[torch.Tensor]:
+    """The SLQ probes: Rademacher vectors over √dim (unit, float64), from a seeded CPU generator."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return [(torch.randint(0, 2, (dim,), generator=generator, dtype=torch.int8) * 2 - 1).to(torch.float64)
+            / math.sqrt(dim) for _ in range(count)]
+
+
+def spectral_density(matvec: MatVec, dim: int, *, steps: int, probes: int, seed: int = 0,
+                     dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> SpectralDensity:
+    """SLQ: ``probes`` Rademacher probes (normalised; seeded CPU generator), ``steps`` Lanczos steps each."""
+    if steps < 1 or probes < 1:
+        raise ValueError("spectral_density needs steps >= 1 and probes >= 1")
+    width = min(steps, dim)
+    nodes = np.full((probes, width), np.nan)
+    weights = np.zeros((probes, width))
+    for p, v in enumerate(density_probes(dim, probes, seed)):
+        alphas, betas = lanczos_tridiagonal(matvec, v.to(device, dtype), width)
+        if not np.all(np.isfinite(alphas)):
+            continue  # a non-finite loss: this probe's row stays NaN with no weight
+        t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        values, vectors = np.linalg.eigh(t)
+        nodes[p, :len(values)] = values
+        weights[p, :len(values)] = vectors[0] ** 2
+    return SpectralDensity(nodes=nodes, weights=weights, dim=dim)

@@ -156,3 +156,22 @@ def user_batch_sum(key: str, ref: str, fn: Callable, outputs: torch.Tensor, labe
         return value.sum()
     raise UserError(f"{key}: {ref} returned shape {tuple(value.shape)}; return a scalar batch mean "
                     f"or one {each} per sample ({labels.shape[0]},)")
+
+
+#: ``batch_fn(model, (inputs, labels))``: the per-sample losses (B,) or the batch mean of one batch (the API's hook).
+BatchFn = Callable[[torch.nn.Module, tuple], torch.Tensor]
+
+
+def batch_fn_sum(fn: BatchFn, model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The batch's summed loss from the user's ``batch_fn``: a scalar is the batch mean (times B), a (B,)
+    tensor the per-sample losses (summed); anything else, or an exception, is one line naming ``batch_fn``."""
+    value = pyref.call("batch_fn", "batch_fn", fn, model, (inputs, labels))
+    if not isinstance(value, torch.Tensor):
+        raise UserError(f"batch_fn: returned {type(value).__name__}, not a tensor")
+    value = _upcast(value)
+    if value.dim() == 0:
+        return value * labels.shape[0]
+    if value.shape == (labels.shape[0],):
+        return value.sum()
+    raise UserError(f"batch_fn: returned shape {tuple(value.shape)}; return the per-sample losses "
+                    f"({labels.shape[0]},) or their mean (a scalar)")

@@ -1,0 +1,135 @@
+"""The Hessian's eigenvalue density by stochastic Lanczos quadrature against a small dense Hessian's
+exact eigen-decomposition (numpy), on a network (autograd's dense Hessian) and a chosen spectrum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SYNTHETIC
+from landscape_job.datasets.builtin import load_split
+from landscape_job.spec.sections import DataSpec, HessianSpec
+from landscape_job.plots.spectrum import smoothed_density
+from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.surface.hessian import density_probes, spectral_density
+from test_hessian import _dense_hessian, _quadratic_operator, _symmetric, _tiny_mlp
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _network_probe(steps: int, probes: int) -> tuple[CurvatureProbe, np.ndarray]:
+    data = load_split(DataSpec(dataset="synthetic", subset=40, options=SYNTHETIC), "train")
+    model = _tiny_mlp(2)
+    hessian = _dense_hessian(model, data.inputs.double(), data.labels)
+    probe = CurvatureProbe(model=model, inputs=data.inputs.double(), labels=data.labels,
+                           options=HessianSpec(ignore="none", density_steps=steps, density_probes=probes, seed=3),
+                           loss="cross_entropy", batch_size=16)
+    return probe, hessian
+
+
+@pytest.mark.parametrize("steps", [6, 12])
+def test_slq_moments_equal_the_exact_spectral_measure_of_each_probe(steps: int) -> None:
+    """m Lanczos steps are the m-point Gauss quadrature of vᵀ f(H) v: exact for moments k <= 2m − 1.
+    The truth: Σᵢ (uᵢ·v)² λᵢᵏ from numpy's eigen-decomposition of autograd's dense Hessian."""
+    probe, hessian = _network_probe(steps, probes=3)
+    eigenvalues, eigenvectors = np.linalg.eigh(hessian)
+    density = probe.density()
+    assert density is not None and density.nodes.shape == (3, steps)
+    for row, v in enumerate(density_probes(probe.operator.dim, 3, seed=3)):
+        mass = (eigenvectors.T @ v.numpy()) ** 2
+        for k in range(2 * steps):
+            exact = float(np.sum(mass * eigenvalues ** k))
+            got = float(np.sum(density.weights[row] * density.nodes[row] ** k))
+            assert got == pytest.approx(exact, rel=1e-6, abs=1e-6 * np.abs(eigenvalues).max() ** k)
+    # The probes' mean estimates tr(Hᵏ)/n, and n·moment(1) is a trace estimate.
+    assert density.trace == pytest.approx(np.mean([v.numpy() @ hessian @ v.numpy() for v in
+                                                   density_probes(probe.operator.dim, 3, 3)]) * len(hessian), rel=1e-6)
+
+
+def test_full_lanczos_nodes_are_the_exact_eigenvalues() -> None:
+    """With as many steps as dimensions, every probe's nodes are H's eigenvalues (where v reaches them)."""
+    spectrum = np.r_[-2.0, np.linspace(0.1, 1.0, 27), 8.0, 15.0]
+    a, _ = _symmetric(spectrum, seed=1)
+    operator = _quadratic_operator(a)
+    density = spectral_density(operator, operator.dim, steps=200, probes=2, seed=0)
+    for nodes, weights in zip(density.nodes, density.weights):
+        found = np.sort(nodes[weights > 1e-12])
+        np.testing.assert_allclose(found, np.sort(spectrum), atol=1e-8)
+    for k in range(6):
+        mean = np.mean([v.numpy() @ np.linalg.matrix_power(a, k) @ v.numpy()
+                        for v in density_probes(operator.dim, 2, 0)])
+        assert density.moment(k) == pytest.approx(mean, rel=1e-6)
+
+
+def test_the_smoothed_density_integrates_to_one_and_peaks_at_the_outliers() -> None:
+    spectrum = np.r_[np.linspace(0.0, 0.5, 28), 8.0, 15.0]
+    a, _ = _symmetric(spectrum, seed=2)
+    operator = _quadratic_operator(a)
+    density = spectral_density(operator, operator.dim, steps=30, probes=4, seed=1)
+    grid = np.linspace(-2, 17, 4000)
+    phi = smoothed_density(density.nodes, density.weights, grid, sigma=0.1)
+    assert np.trapezoid(phi, grid) == pytest.approx(1.0, abs=1e-3)
+    assert phi[np.argmin(np.abs(grid - 15.0))] > 100 * phi[np.argmin(np.abs(grid - 11.5))]
+
+
+def test_a_divergent_loss_leaves_no_weight() -> None:
+    def nan_matvec(v: torch.Tensor) -> torch.Tensor:
+        return v * float("nan")
+
+    density = spectral_density(nan_matvec, 10, steps=4, probes=2)
+    assert np.all(density.weights == 0) and np.isnan(density.trace)
+
+
+def test_a_series_row_holds_the_density_and_its_trace() -> None:
+    """``series.metrics: density``: a checkpoint's columns are the probes' nodes and weights, padded to
+    ``density_steps`` each, and the trace they give; the merge's figures draw them."""
+    from landscape_job.series.file import Series
+    from landscape_job.series.figures import density_flow, density_steps_figure
+    from landscape_job.series.probe import density_columns
+    from landscape_job.spec.series_metrics import split_column
+
+    probe, hessian = _network_probe(steps=200, probes=2)  # more steps than the 53 parameters: padded
+    columns = density_columns(probe)
+    nodes = np.array([v for k, v in columns.items() if split_column(k)[0] == "density_nodes"]).reshape(2, 200)
+    weights = np.array([v for k, v in columns.items() if split_column(k)[0] == "density_weights"]).reshape(2, 200)
+    exact = np.linalg.eigvalsh(hessian)
+    for row_n, row_w in zip(nodes, weights):
+        assert row_w.sum() == pytest.approx(1.0, abs=1e-12) and np.all(row_w[len(exact):] == 0)
+        # Lanczos meets each distinct eigenvalue once (a repeated one, like 0 here, once for all its copies).
+        found = row_n[row_w > 1e-10]
+        assert np.abs(found[:, None] - exact[None, :]).min(axis=1).max() <= 1e-8
+        assert found.max() == pytest.approx(exact.max(), rel=1e-10) and found.min() == pytest.approx(exact.min(),
+                                                                                                     rel=1e-10)
+    probes = density_probes(probe.operator.dim, 2, seed=3)
+    assert columns["trace"] == pytest.approx(np.mean([v.numpy() @ hessian @ v.numpy() for v in probes]) * len(exact),
+                                             rel=1e-9)
+    series = Series(steps=np.array([0, 10]), checkpoints=["a", "b"],
+                    data={"density_nodes": np.stack([nodes.ravel()] * 2), "density_weights": np.stack([weights.ravel()] * 2),
+                          "trace": np.array([columns["trace"]] * 2)},
+                    attrs={"density_probes": 2, "lr": 0.1, "threshold": 20.0})
+    assert density_flow(series)._repr_png_().startswith(b"\x89PNG")
+    assert density_steps_figure(series, [])._repr_png_().startswith(b"\x89PNG")
+
+
+def test_a_series_file_shows_itself_with_its_density_figures(tmp_path) -> None:
+    """``ls.Series``: a summary and the series page inline (text/html), and the density figures in ``.plot()``."""
+    from landscape_job import api as ls
+    from landscape_job.series.file import series_bytes
+
+    rng = np.random.default_rng(0)
+    nodes = np.sort(rng.normal(size=(3, 2 * 6)), axis=1)
+    weights = np.full_like(nodes, 1 / 6)
+    flat = {"train_loss": np.array([1.0, 0.5, 0.2]), "trace": np.array([3.0, 4.0, 5.0])}
+    flat.update({f"density_nodes[{i}]": nodes[:, i] for i in range(12)})
+    flat.update({f"density_weights[{i}]": weights[:, i] for i in range(12)})
+    path = tmp_path / "series.h5"
+    path.write_bytes(series_bytes(np.array([0, 10, 20]), ["a", "b", "c"], flat,
+                                  {"name": "s", "lr": 0.1, "threshold": 20.0, "density_probes": 2,
+                                   "hessian_ignore": "biasbn"}))
+    series = ls.Series.load(path)
+    page = series._repr_html_()
+    assert "<iframe" in page and "3 (steps 0 … 20)" in page and "hessian.ignore: biasbn" in page
+    figures = series.plot()
+    assert set(figures) == {"series_density", "series_density_steps", "series_trace"}
+    assert all(f._repr_png_().startswith(b"\x89PNG") for f in figures.values())
