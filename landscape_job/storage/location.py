@@ -198,6 +198,8 @@ class StorageLocation:
 
         Options are only for S3 storage; naming one for any other kind is a mistake.
         """
+        if "\x00" in url:  # no path or URL holds one; os.path would raise ValueError, not name the key
+            raise UserError(f"storage: {shown(url)} holds a NUL character")
         scheme = _scheme_of(url)
         given = options.as_dict() if isinstance(options, StorageOptions) else dict(options or {})
         if scheme != S3:
