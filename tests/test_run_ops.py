@@ -113,7 +113,8 @@ def test_status_names_why_pods_wait(fake: FakeCluster, tmp_path: Path, linear_sp
                             "exit_code", "created"}
     assert (pods[0]["reason"], pods[0]["image"], pods[0]["message"]) == ("ImagePullBackOff", IMAGE, PULL_MESSAGE)
     assert (pods[1]["reason"], pods[1]["message"]) == ("Unschedulable", SCHEDULER_MESSAGE)
-    assert {e["reason"] for e in stages["evaluate"]["events"]} == {"Failed", "FailedScheduling"}
+    # prepare's release posts a Released Event on the Job too (issue 24's operator events)
+    assert {e["reason"] for e in stages["evaluate"]["events"]} == {"Failed", "FailedScheduling", "Released"}
     assert launcher(["status", "stuck", "-o", "yaml"]) == 0
     assert yaml.safe_load(out_of(capsys)) == record
 

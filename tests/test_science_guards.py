@@ -53,7 +53,8 @@ def test_gradient_noise_is_centred_on_a_non_zero_full_gradient_and_ignores_exact
     np.testing.assert_allclose(gradient.numpy()[:5], full, rtol=1e-12)
     assert not gradient.numpy()[5:].any()
 
-    series = SimpleNamespace(noise_batch_size=8, noise_batches=30, noise_seed=4, noise_per_layer=True)
+    series = SimpleNamespace(noise_batch_size=8, noise_batches=30, noise_seed=4, noise_per_layer=True,
+                             noise_estimator="default")
     out = noise_columns(params, batch_loss, gradient, n, series)
     noise = []
     for indices in minibatches(n, 8, 30, 4):

@@ -111,7 +111,8 @@ def test_every_integer_key_has_a_ceiling(tmp_path: Path, linear_spec: dict, caps
         linear_spec["metrics"] = ["loss", "hessian"]
     assert launcher(["validate", str(write_spec(tmp_path, linear_spec)), "--static"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and f"{section}.{key}: must be at most 2,147,483,647" in err
+    errors = [line for line in err.splitlines() if line.startswith("launcher: error:")]  # notes may name skipped sections
+    assert len(errors) == 1 and f"{section}.{key}: must be at most 2,147,483,647" in errors[0]
 
 
 def test_the_ceiling_is_in_the_json_schema() -> None:
@@ -190,7 +191,8 @@ def test_a_series_glob_never_leaves_its_folder(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert launcher(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "series.checkpoints: " in err and "outside the glob's folder" in err
+    errors = [line for line in err.splitlines() if line.startswith("launcher: error:")]  # notes may name skipped sections
+    assert len(errors) == 1 and "series.checkpoints: " in errors[0] and "outside the glob's folder" in errors[0]
     assert str(outside) in err
 
 
