@@ -124,8 +124,14 @@ def test_a_second_submit_of_the_same_run_is_refused_naming_the_holder(slow_spec:
     folder = tmp_path / "same"
     try:
         _wait_for(lambda: (folder / "lease").is_dir() and (folder / "logs" / "prepare.log").exists(), what="lease")
-        second = subprocess.run([*LAUNCHER, "submit", str(slow_spec), "--local", "--storage", str(tmp_path),
-                                 "--run-id", "same"], env=_env(), capture_output=True, text=True, timeout=300)
+        # The holder is paused (its lease stays valid for its ttl) so that it cannot finish and release the
+        # lease while the second launcher starts up: on a loaded machine that took longer than the run.
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = subprocess.run([*LAUNCHER, "submit", str(slow_spec), "--local", "--storage", str(tmp_path),
+                                     "--run-id", "same"], env=_env(), capture_output=True, text=True, timeout=50)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         assert second.returncode == 2, second.stderr
         err = second.stderr.strip().splitlines()
         assert len(err) == 1, second.stderr  # refused before it printed anything else or wrote anything
