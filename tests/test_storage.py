@@ -490,7 +490,8 @@ def test_submit_local_checks_the_bucket_before_anything(moto_endpoint: str, aws_
 
 
 def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_spec: dict, moto_endpoint: str,
-                                                         bucket: str, fast_backoff: list[float]) -> None:
+                                                         bucket: str, fast_backoff: list[float],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole run (prepare, 3 shards with checkpoints, merge) through a proxy that throttles,
     drops or cuts ~45% of requests: the merged surface is identical to the file:// one."""
     linear_spec["compute"].update(shards=3, checkpoint_every=2)
@@ -498,6 +499,9 @@ def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_sp
     run_all(open_run(file_spec, "flaky"), 3)
     expected = _arrays((tmp_path / "runs" / "flaky" / "surface.h5").read_bytes())
 
+    # ~45% of requests fail, so a request meets 10 failures in a row about once in 2,000; the run now
+    # makes enough requests (the progress tally) that the default budget of 10 attempts can be spent.
+    monkeypatch.setenv("LANDSCAPE_S3_ATTEMPTS", "20")
     with FlakyProxy(moto_endpoint, seeded_faults(seed=7)) as proxy:
         s3_raw = {**linear_spec, "storage": {"url": f"s3://{bucket}/runs", **s3_options(proxy.url)}}
         run = open_run(spec_from(tmp_path, s3_raw), "flaky")
