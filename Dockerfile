@@ -77,6 +77,7 @@ RUN python -m pip list --format=freeze | sort > /opt/landscape/base-packages.txt
       "boto3>=1.34" \
       "tqdm>=4.66" \
       "safetensors>=0.4" \
+      "packaging>=23" \
  && python -m pip list --format=freeze | sort | comm -23 /opt/landscape/base-packages.txt - | tee /tmp/changed.txt \
  && test ! -s /tmp/changed.txt \
  && rm -f /tmp/pins.txt /tmp/base-names.txt /tmp/changed.txt

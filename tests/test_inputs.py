@@ -518,17 +518,22 @@ def _wheel(folder: Path, name: str) -> Path:
     return wheel
 
 
-def test_python_requirements_are_installed_into_the_cache(tmp_path: Path, linear_spec: dict, cache: Path) -> None:
+def test_python_requirements_are_installed_into_the_cache(tmp_path: Path, linear_spec: dict, cache: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"userloss_{uuid.uuid4().hex[:8]}"
     wheel = _wheel(tmp_path, name)
+    # python.requirements takes requirement specifiers only (no paths, URLs or options: docs/security.md);
+    # pip finds the local wheel through its own environment, as a mirror or wheelhouse would be configured.
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel.parent))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
     raw = copy.deepcopy(linear_spec)
     raw["loss"] = f"python:{name}:scale"
-    raw["python"] = {"requirements": [str(wheel)]}
+    raw["python"] = {"requirements": [name]}
     spec = spec_from(tmp_path, raw)
     check_inputs(spec)  # imports the loss from the installed wheel and calls it once
     installed = list((cache / "pip").glob(f"*/{name}/__init__.py"))
     assert len(installed) == 1
-    raw["python"] = {"requirements": [str(tmp_path / "missing-1.0-py3-none-any.whl")]}
+    raw["python"] = {"requirements": [f"{name}-missing==1.0"]}
     with pytest.raises(UserError, match=r"^python.requirements: pip could not install"):
         localize(spec_from(tmp_path, raw))
 

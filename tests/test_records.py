@@ -99,7 +99,7 @@ SHARD_ATTRS = {
 
 PROGRESS = ('{"shard": 0, "num_shards": 2, "done": 10, "total": 10, "rate": 0.2556572299635146, "eta_s": 0.0, '
             '"host": "vm", "device": "cpu", "state": "done", "updated": 1795994668.1454196, "attempt": 1, '
-            '"points_per_forward": 1, "compile_seconds": 0.0}')
+            '"points_per_forward": 1, "compile_seconds": 0.0, "stopped_for": null, "job": null}')
 
 
 def test_manifests_round_trip_byte_for_byte() -> None:

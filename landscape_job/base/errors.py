@@ -30,7 +30,9 @@ class UserErrors(UserError):
         for error in errors:
             self.messages += error.messages if isinstance(error, UserErrors) else [str(error)]
         self.notes: list[str] = list(notes or [])
-        super().__init__("\n".join(self.messages + self.notes))
+        # The text is the mistakes alone: one mistake reads as one line wherever it is shown (the API,
+        # a log); the CLIs print ``notes`` after them, as ``note:`` lines.
+        super().__init__("\n".join(self.messages))
 
     @staticmethod
     def raise_if_any(errors: list[UserError], notes: list[str] | None = None) -> None:
