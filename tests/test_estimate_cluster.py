@@ -53,8 +53,12 @@ def test_estimate_job_is_an_evaluate_pod_running_the_estimate(tmp_path: Path, cl
     # Measured where the shards run: the evaluate pod's image, resources, placement, volumes, Secret.
     evaluate = next(o for o in render_run(spec, "lin", k8s) if o["metadata"]["name"] == "lin-evaluate")
     reference = evaluate["spec"]["template"]["spec"]
-    for key in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets", "automountServiceAccountToken"):
+    for key in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets"):
         assert pod[key] == reference[key], key
+    # Under Kueue the shards mount the run's token (the last one releases merge); the estimate
+    # releases nothing and reads no Kubernetes API, so it mounts none.
+    assert reference["automountServiceAccountToken"] is True and pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod
     for key in ("image", "resources", "envFrom"):
         assert container[key] == reference["containers"][0][key], key
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"

@@ -9,7 +9,6 @@ only the controller's behaviour is asked about (concurrency).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from fake_k8s import FakeCluster, run_subprocess
 from landscape_job.runtime.release import release_next_stages
 from launcher.cli import main as launcher
 from launcher.local.runner import open_run
-from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, s3, surface_arrays  # noqa: F401 (fixtures)
+from s3server import OK, FlakyProxy
+from test_cluster import ARRAYS, aws_env, bucket, cluster_spec, fake, surface_arrays  # noqa: F401 (fixtures)
 
 GATED = ("evaluate", "merge")
 
@@ -89,42 +89,40 @@ def test_a_prepare_that_exhausts_its_retries_releases_nothing(tmp_path: Path, mo
 def test_a_preempted_shard_resumes_and_the_surface_equals_the_local_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
         linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
-    """Shard 0's first pod is preempted (DisruptionTarget, then killed) after its first checkpoint:
-    the Ignore rule retries it without using a retry (backoff limit 0), the new pod resumes."""
+    """Shard 0's first pod is preempted (DisruptionTarget, then killed) at its first checkpoint:
+    the Ignore rule retries it without using a retry (backoff limit 0), the new pod resumes.
+
+    The preemption is synchronous: the run's storage is reached through a proxy, and the first
+    checkpoint's PUT kills the pod before it is answered (the object is still stored, as a
+    request the server finished for a client that died). Polling storage for the checkpoint
+    instead lost the race on a loaded machine: the pod finished its shard first.
+    """
     preempted: list[str] = []
+    running: dict[str, str] = {}  # shard 0's first pod, once it runs
     grid = {"x": "-1:1:9", "y": "-0.5:0.5:8"}
 
     def runner(fake: FakeCluster, pod: dict, env: dict) -> int | None:
-        name = pod["metadata"]["name"]
         if stage_of(pod) == "merge":  # the surface is under test, not the plots (seconds on 2 cores)
             pod["spec"]["containers"][0]["args"].append("--no-plots")
-        if env.get("JOB_COMPLETION_INDEX") != "0" or preempted:
-            return run_subprocess(fake, pod, env)
-        prefix = env["LANDSCAPE_RUN"].split("/", 3)[3]
+        if env.get("JOB_COMPLETION_INDEX") == "0" and not running:
+            running["shard0"] = pod["metadata"]["name"]
+        return run_subprocess(fake, pod, env)
 
-        def preempt_after_first_checkpoint() -> None:
-            while True:
-                listed = s3(moto_endpoint).list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/shards/shard-0-of-2.")
-                if any(".partial" in o["Key"] for o in listed.get("Contents", [])):
-                    fake.disrupt(name)
-                    preempted.append(name)
-                    return
-                time.sleep(0.01)
-
-        watcher = threading.Thread(target=preempt_after_first_checkpoint, daemon=True)
-        watcher.start()
-        code = run_subprocess(fake, pod, env)
-        watcher.join(timeout=30)
-        return code
+    def preempt_at_first_checkpoint(method: str, path: str, headers) -> str:
+        if method == "PUT" and "/shards/shard-0-of-2." in path and ".partial" in path and not preempted:
+            preempted.append(running["shard0"])
+            fake.disrupt(running["shard0"])
+        return OK
 
     # the reference: the same spec on this machine, in this process, unsharded and never interrupted
     local = dict(linear_spec, grid=grid, compute={**linear_spec["compute"], "shards": 1}, storage=str(tmp_path / "local"))
     reference = open_run(spec_from(tmp_path, local), "loc")
     run_all(reference, 1)
-    with FakeCluster(tmp_path / "cluster", runner=runner) as fake:
+    with FakeCluster(tmp_path / "cluster", runner=runner) as fake, \
+            FlakyProxy(moto_endpoint, preempt_at_first_checkpoint) as proxy:
         fake.secret_from_environ("landscape-s3")
         monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
-        spec = cluster_spec(dict(linear_spec, grid=grid), bucket, moto_endpoint, backoff_limit_per_index=0)
+        spec = cluster_spec(dict(linear_spec, grid=grid), bucket, proxy.url, backoff_limit_per_index=0)
         spec["compute"]["checkpoint_every"] = 2
         path = write_spec(tmp_path, spec)
         assert launcher(["submit", str(path), "--run-id", "pre", "--wait", "--interval", "0.2"]) == 0, \
@@ -137,7 +135,7 @@ def test_a_preempted_shard_resumes_and_the_surface_equals_the_local_run(
         assert first["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
         assert "already done (resumed)" in fake.logs[second["metadata"]["name"]]
         assert jobs_by_stage(fake)["evaluate"]["status"].get("failed", 0) == 0  # the preemption was not counted
-    assert launcher(["pull", f"s3://{bucket}/runs/pre", str(tmp_path / "remote"), "--spec", str(path)]) == 0
+        assert launcher(["pull", f"s3://{bucket}/runs/pre", str(tmp_path / "remote"), "--spec", str(path)]) == 0
     remote, here = surface_arrays(tmp_path / "remote" / "surface.h5"), surface_arrays(tmp_path / "local" / "loc" /
                                                                                       "surface.h5")
     for name in ARRAYS:
