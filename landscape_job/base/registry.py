@@ -26,14 +26,18 @@ class Registry(Generic[T]):
     """An ordered table of ``T`` by key; ``what`` names it in errors ("metric", "series metric").
 
     ``check`` (optional) refuses an item for a reason of the table's own, given the items
-    already registered: one more rule, not a second registry.
+    already registered: one more rule, not a second registry. ``built_ins`` are registered
+    first, in order, and cannot be unregistered.
     """
 
-    def __init__(self, what: str, check: Callable[[T, Iterable[T]], None] | None = None) -> None:
+    def __init__(self, what: str, check: Callable[[T, Iterable[T]], None] | None = None,
+                 built_ins: Iterable[T] = ()) -> None:
         self.what = what
         self._check = check
         self._items: dict[str, T] = {}
         self._built_in: set[str] = set()
+        for item in built_ins:
+            self.register(item, built_in=True)
 
     def register(self, item: T, built_in: bool = False) -> T:
         """Adds ``item``; its key and its dataset names must be new. Returns it."""

@@ -194,9 +194,7 @@ def _one_way_per_choice(metric: Metric, others) -> None:
 
 
 #: Every per-point metric: a ``base.registry.Registry`` (one registry type, as for a series' metrics).
-METRICS: Registry[Metric] = Registry("metric", check=_one_way_per_choice)
-for _metric in _BUILT_IN:
-    METRICS.register(_metric, built_in=True)
+METRICS: Registry[Metric] = Registry("metric", check=_one_way_per_choice, built_ins=_BUILT_IN)
 
 register = METRICS.register
 unregister = METRICS.unregister

@@ -108,9 +108,7 @@ _BUILT_IN = (
 )
 
 #: Every per-checkpoint metric: the same ``base.registry.Registry`` type as the per-point metrics.
-SERIES_METRICS: Registry[SeriesMetric] = Registry("series metric")
-for _metric in _BUILT_IN:
-    SERIES_METRICS.register(_metric, built_in=True)
+SERIES_METRICS: Registry[SeriesMetric] = Registry("series metric", built_ins=_BUILT_IN)
 
 register = SERIES_METRICS.register
 registered = SERIES_METRICS.registered
