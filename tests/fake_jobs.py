@@ -311,4 +311,8 @@ class JobRun:
         conditions = [{"type": t, "status": "True", "reason": reason, "message": message,
                        "lastProbeTime": now(), "lastTransitionTime": now()} for t in (first, last)]
         self._status(active=0, conditions=conditions, **({} if failure else {"completionTime": now()}))
+        job = self._job()
+        ttl = job and job["spec"].get("ttlSecondsAfterFinished")
+        if ttl is not None:  # the TTL-after-finished controller's part
+            self.fake.expire(self.ns, self.name, ttl)
         self.busy = False

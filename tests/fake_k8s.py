@@ -25,8 +25,11 @@ checked against the Roles bound to its identity (k8s/base's, and the Roles and
 RoleBindings created through the API), per verb and ``resourceNames``, recorded in
 ``calls``, and answered 403 where not allowed.
 
-Deleting an object garbage-collects its dependents (by ``ownerReferences``), as the
-garbage collector does, and kills their running processes.
+Deleting an object garbage-collects its dependents as the garbage collector does: by
+``ownerReferences`` matched on ``uid``, a dependent is deleted once all its owners are gone
+(it loses only the dangling references while one remains), and running processes are
+killed. A finished Job with a short ``ttlSecondsAfterFinished`` (up to a minute) is
+deleted that long after it ended, as the TTL-after-finished controller does.
 """
 
 from __future__ import annotations
@@ -373,6 +376,8 @@ class FakeCluster:
                 return 200, copy.deepcopy(obj), {}
             if method == "PATCH" and resource == "jobs":
                 return 200, self._patch_job(ns, name, obj, body or {}, headers, dry_run), {}
+            if method == "PATCH" and resource == "configmaps":
+                return 200, self._patch_config_map(ns, name, obj, body or {}, headers, dry_run), {}
             if method == "DELETE":
                 propagation = query.get("propagationPolicy") or (body or {}).get("propagationPolicy") or "Background"
                 if not dry_run:
@@ -401,6 +406,31 @@ class FakeCluster:
         self.touch(patched)
         if (ns, name) in self.runs:
             self.runs[(ns, name)].kick()
+        return copy.deepcopy(patched)
+
+    def _patch_config_map(self, ns: str, name: str, config_map: dict, patch: dict, headers: dict[str, str],
+                          dry_run: bool) -> dict:
+        """A JSON merge patch of a ConfigMap; an immutable one keeps its data (422), its metadata may change
+        (labels, ``ownerReferences``), as ``ValidateConfigMapUpdate`` allows."""
+        if not (headers.get("content-type") or "").startswith("application/merge-patch+json"):
+            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+        patched = _merge_patch(copy.deepcopy(config_map), patch)
+        for field in ("uid", "name", "namespace", "creationTimestamp"):
+            patched["metadata"][field] = config_map["metadata"].get(field)
+        if config_map.get("immutable"):
+            changed = [f for f in ("data", "binaryData", "immutable") if patched.get(f) != config_map.get(f)]
+            if changed:
+                raise ApiError(422, "Invalid", f'ConfigMap "{name}" is invalid: '
+                               + ", ".join(f"{f}: Forbidden: field is immutable when `immutable` is set"
+                                           for f in changed),
+                               {"name": name, "kind": "ConfigMap", "causes": [
+                                   {"reason": "FieldValueForbidden", "field": f,
+                                    "message": "Forbidden: field is immutable when `immutable` is set"}
+                                   for f in changed]})
+        if dry_run:
+            return patched
+        self.objects[("configmaps", ns, name)] = patched
+        self.touch(patched)
         return copy.deepcopy(patched)
 
     def _list(self, resource: str, group: str, ns: str | None, query: dict[str, str]) -> dict:
@@ -477,16 +507,50 @@ class FakeCluster:
                            f'"{self.user}" is attempting to grant RBAC permissions not currently held')
 
     def _delete(self, resource: str, ns: str, name: str) -> None:
-        """Deletes the object and, as the garbage collector does, everything it owns."""
-        obj = self.objects.pop((resource, ns, name), None)
-        if obj is None:
+        """Deletes the object, then collects its dependents as the garbage collector does (background
+        propagation): a dependent whose owners are all gone is deleted, one with an owner left loses only
+        its references to the absent ones. Owners are matched by ``uid`` in the dependent's namespace
+        (an owner deleted and recreated under its name is another object)."""
+        with self.lock:
+            obj = self.objects.pop((resource, ns, name), None)
+            if obj is None:
+                return
+            if resource == "pods" and name in self.processes:
+                self.processes[name].kill()
+            uid = obj["metadata"]["uid"]
+            for key, other in list(self.objects.items()):
+                refs = other["metadata"].get("ownerReferences") or []
+                if key[1] != ns or not any(ref.get("uid") == uid for ref in refs) or key not in self.objects:
+                    continue
+                alive = [ref for ref in refs if ref.get("uid") in self._uids(ns)]
+                if alive:
+                    other["metadata"]["ownerReferences"] = alive
+                    self.touch(other)
+                else:
+                    self._delete(*key)
+
+    def _uids(self, ns: str) -> set[str]:
+        return {o["metadata"]["uid"] for (_, n, _), o in self.objects.items() if n == ns}
+
+    def expire(self, ns: str, name: str, ttl: float) -> None:
+        """The TTL-after-finished controller: deletes the finished Job ``ttl`` seconds from now (background
+        propagation: its pods, and what it alone owns, go with it). A Job deleted or recreated meanwhile
+        is left be. TTLs longer than a test (over a minute) are not timed."""
+        with self.lock:
+            job = self.objects.get(("jobs", ns, name))
+        if job is None or ttl > 60:
             return
-        if resource == "pods" and name in self.processes:
-            self.processes[name].kill()
-        uid = obj["metadata"]["uid"]
-        for key, other in list(self.objects.items()):
-            if any(ref.get("uid") == uid for ref in other["metadata"].get("ownerReferences", [])):
-                self._delete(*key)
+        uid = job["metadata"]["uid"]
+
+        def fire() -> None:
+            with self.lock:
+                current = self.objects.get(("jobs", ns, name))
+                if current is not None and current["metadata"]["uid"] == uid and not self.stopping:
+                    self._delete("jobs", ns, name)
+
+        timer = threading.Timer(ttl, fire)
+        timer.daemon = True
+        timer.start()
 
     # -- pods that wait, and events (for launcher status) --------------------------------
 

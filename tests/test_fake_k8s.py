@@ -207,3 +207,69 @@ def test_failure_policy_ignore_on_disruption_and_fail_index_on_exit_code(tmp_pat
         status = fake.get("jobs", "policy")["status"]
         assert status["completedIndexes"] == "0" and status["failedIndexes"] == "1"
         assert attempts == {"0": 4, "1": 1} and status["failed"] == 1
+
+
+# -- the garbage collector and the TTL-after-finished controller, as a real cluster has them ----
+
+CONFIG_MAPS = "/api/v1/namespaces/landscape/configmaps"
+
+
+def owned(name: str, *owners: dict) -> dict:
+    """A ConfigMap owned by the given objects (as the server returned them)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": {"k": "v"}, "metadata": {
+        "name": name, "ownerReferences": [{"apiVersion": o.get("apiVersion", "batch/v1"), "kind": o["kind"],
+                                           "name": o["metadata"]["name"], "uid": o["metadata"]["uid"]}
+                                          for o in owners]}}
+
+
+def test_a_dependent_goes_when_all_its_owners_are_gone(tmp_path):
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        a = api(fake, "POST", JOBS, job("a"))[1]
+        b = api(fake, "POST", JOBS, job("b"))[1]
+        api(fake, "POST", CONFIG_MAPS, owned("both", a, b))
+        grandchild = api(fake, "POST", CONFIG_MAPS, owned("under", {**fake.get("configmaps", "both"),
+                                                                    "apiVersion": "v1"}))[1]
+        assert grandchild["metadata"]["ownerReferences"][0]["name"] == "both"
+        assert api(fake, "DELETE", f"{JOBS}/a")[0] == 200
+        # one owner left: it stays, without the dangling reference (the collector's own patch)
+        assert [r["name"] for r in fake.get("configmaps", "both")["metadata"]["ownerReferences"]] == ["b"]
+        api(fake, "DELETE", f"{JOBS}/b")
+        assert fake.get("configmaps", "both") is None and fake.get("configmaps", "under") is None  # and its own
+
+        # owners are matched by uid: an owner recreated under the same name is another object
+        old = api(fake, "POST", JOBS, job("c"))[1]
+        api(fake, "DELETE", f"{JOBS}/c")
+        api(fake, "POST", JOBS, job("c"))
+        api(fake, "POST", CONFIG_MAPS, owned("stale", old))
+        keeper = api(fake, "POST", JOBS, job("keeper"))[1]
+        api(fake, "POST", CONFIG_MAPS, owned("kept", keeper))
+        api(fake, "DELETE", f"{JOBS}/c")  # deleting the new "c" takes nothing of the old one's
+        assert fake.get("configmaps", "stale") is not None and fake.get("configmaps", "kept") is not None
+
+
+def test_a_config_map_patch_may_change_its_owners_not_an_immutable_ones_data(tmp_path):
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        owner = api(fake, "POST", JOBS, job("owner"))[1]
+        api(fake, "POST", CONFIG_MAPS, owned("cm"))
+        patch = {"metadata": owned("cm", owner)["metadata"]}
+        code, patched = api(fake, "PATCH", f"{CONFIG_MAPS}/cm", patch, "application/merge-patch+json")
+        assert code == 200 and patched["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+        code, status = api(fake, "PATCH", f"{CONFIG_MAPS}/cm", {"data": {"k": "w"}}, "application/merge-patch+json")
+        assert code == 422 and "data: Forbidden: field is immutable" in status["message"]
+        assert fake.get("configmaps", "cm")["data"] == {"k": "v"}
+        api(fake, "DELETE", f"{JOBS}/owner")
+        assert fake.get("configmaps", "cm") is None
+
+
+def test_the_ttl_controller_deletes_a_finished_job_and_what_it_alone_owns(tmp_path):
+    with FakeCluster(tmp_path, runner=lambda fake, pod, env: 0) as fake:
+        done = api(fake, "POST", JOBS, job("done", ttlSecondsAfterFinished=1))[1]
+        kept = api(fake, "POST", JOBS, job("kept"))[1]  # no TTL: stays after it finished
+        api(fake, "POST", CONFIG_MAPS, owned("of-done", done))
+        assert until(lambda: end_reason(fake, "done")) == "CompletionsReached"
+        assert fake.get("jobs", "done") is not None  # not before its TTL
+        until(lambda: fake.get("jobs", "done") is None, 10)
+        assert fake.get("configmaps", "of-done") is None and pods_of(fake, "done") == []
+        until(lambda: end_reason(fake, "kept"))
+        time.sleep(1.2)
+        assert fake.get("jobs", "kept")["metadata"]["uid"] == kept["metadata"]["uid"]

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +97,41 @@ def write_run(folder: Path, record: LocalRunRecord) -> None:
     (folder / "spec.yaml").write_text("compute: {shards: 2}\n")
     (folder / "local.json").write_bytes(record.to_json())
     (folder / "logs" / "evaluate-0.log").write_text("evaluate: point 1\n")
+
+
+def test_logs_follow_every_worker_of_a_live_local_run(tmp_path: Path, no_cluster: None,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """``-f`` over several workers: each log's last ``--tail`` lines, then its new lines, prefixed, until the run
+    no longer runs."""
+    launcher_process = sleeper("launcher")
+    folder = tmp_path / "runs" / "live"
+    try:
+        record = LocalRunRecord(pid=launcher_process.pid, host=socket.gethostname(), started=time.time(),
+                                workers={"evaluate-0": launcher_process.pid, "evaluate-1": launcher_process.pid})
+        write_run(folder, record)
+        (folder / "logs" / "evaluate-1.log").write_text("one a\none b\none c\n")
+        follow = threading.Thread(target=launcher, args=(["logs", "live", "-f", "--tail", "1"],))
+        follow.start()
+        seen = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not ("[shard 0]" in seen and "[shard 1]" in seen):
+            time.sleep(0.05)
+            seen += capsys.readouterr().out
+        with open(folder / "logs" / "evaluate-1.log", "a") as log:
+            log.write("one d\n")
+        with open(folder / "logs" / "evaluate-0.log", "a") as log:
+            log.write("evaluate: point 2\n")
+        time.sleep(1.5)  # a poll of each (every 0.5 s) while the run still runs
+    finally:
+        launcher_process.kill()
+        launcher_process.wait()
+    follow.join(timeout=20)
+    assert not follow.is_alive()
+    lines = (seen + capsys.readouterr().out).splitlines()
+    assert [line for line in lines if line.startswith("[shard 0] ")] == [
+        "[shard 0] evaluate: point 1", "[shard 0] evaluate: point 2"]
+    assert [line for line in lines if line.startswith("[shard 1] ")] == ["[shard 1] one c", "[shard 1] one d"]
+    assert len(lines) == 4
 
 
 def test_cancel_stops_a_live_local_run(tmp_path: Path, no_cluster: None, capsys: pytest.CaptureFixture) -> None:

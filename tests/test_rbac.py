@@ -24,7 +24,8 @@ from test_cluster import aws_env, bucket, cluster_spec  # noqa: F401 (fixtures)
 #: Launcher grants no launcher command calls in this run, each with why it is granted.
 UNUSED_BY_DESIGN = {
     ("update", "", "configmaps/finalizers"): "admission (OwnerReferencesPermissionEnforcement) checks it when "
-                                             "the Jobs' owner references set blockOwnerDeletion; not a request",
+                                             "the Role's and RoleBinding's owner references set blockOwnerDeletion; "
+                                             "not a request",
     ("get", "batch", "jobs"): "the kubectl the README shows: kubectl describe job, kubectl logs job/<name>",
     ("patch", "batch", "jobs"): "kubectl patch job ... suspend: false for kubernetes.suspend; and RBAC's "
                                 "escalation check: binding the pods' Role needs the launcher to hold it",

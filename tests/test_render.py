@@ -27,7 +27,8 @@ from landscape_job.base.errors import USER_ERROR_EXIT, UserError
 from landscape_job.spec.parse import spec_from_yaml
 from launcher.kubernetes import render_cli
 from launcher.kubernetes.section import DEFAULT_IMAGE, KubernetesSpec, parse_kubernetes
-from launcher.kubernetes.render import UID, render_run, to_json, to_yaml, with_owner
+from launcher.kubernetes.ownership import owned_by_jobs, with_owner
+from launcher.kubernetes.render import UID, render_run, to_json, to_yaml
 from launcher.kubernetes.names import object_names, run_selector
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,7 +232,7 @@ def test_kustomize_output_validates(folder, namespace):
     # The pods' account has no rights of its own: each run's Role grants them (launcher.kubernetes.gate).
     # The launcher's: what submit/status/logs/cancel do (tests/test_rbac.py checks each is used).
     assert rules(named[("Role", "landscape-launcher")]) == {
-        (("",), ("configmaps",)): {"create", "get", "list", "delete"},
+        (("",), ("configmaps",)): {"create", "get", "list", "patch", "delete"},
         (("",), ("configmaps/finalizers",)): {"update"},
         (("batch",), ("jobs",)): {"create", "get", "list", "patch", "delete"},
         (("rbac.authorization.k8s.io",), ("roles", "rolebindings")): {"create", "list", "delete"},
@@ -444,17 +445,23 @@ def test_cpu_only_cluster(tmp_path, cluster_raw):
     assert all("kueue.x-k8s.io/queue-name" not in o["metadata"]["labels"] for o in objects)
 
 
-def test_with_owner_makes_the_jobs_dependents_of_the_config_map(rendered):
+def test_owner_references_tie_the_run_to_its_jobs(rendered):
     _, _, objects = rendered
-    job = jobs(objects)["evaluate"]
-    owned = with_owner(job, "ConfigMap", objects[0]["metadata"]["name"], "6b1f0c1e-0000-4000-8000-000000000001")
-    assert "ownerReferences" not in job["metadata"]  # pure: the input is untouched
+    role = next(o for o in objects if o["kind"] == "Role")
+    owned = with_owner(role, "ConfigMap", objects[0]["metadata"]["name"], "6b1f0c1e-0000-4000-8000-000000000001")
+    assert "ownerReferences" not in role["metadata"]  # pure: the input is untouched
     assert owned["metadata"]["ownerReferences"] == [{
         "apiVersion": "v1", "kind": "ConfigMap", "name": f"{RUN_ID}-spec",
         "uid": "6b1f0c1e-0000-4000-8000-000000000001", "blockOwnerDeletion": True}]
-    validate_all([owned])
     with pytest.raises(ValueError):
-        with_owner(job, "ConfigMap", "x", "")
+        with_owner(role, "ConfigMap", "x", "")
+    # the ConfigMap's patch: owned by every Job (as the server returned them), none blocking their deletion
+    created = [{**job, "metadata": {**job["metadata"], "uid": f"uid-{stage}"}} for stage, job in jobs(objects).items()]
+    patch = owned_by_jobs(created)
+    assert patch == {"metadata": {"ownerReferences": [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": f"{RUN_ID}-{stage}", "uid": f"uid-{stage}"}
+        for stage in jobs(objects)]}}
+    assert not any(o["metadata"].get("ownerReferences") for o in objects)  # rendered: no uid exists yet
 
 
 def test_yaml_and_json_round_trip(rendered):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,9 @@ def scripted(fake: FakeCluster, pod: dict, env: dict) -> int | None:
             fake.hold_waiting(name, "ImagePullBackOff", PULL_MESSAGE)
         else:
             fake.hold_unschedulable(name, SCHEDULER_MESSAGE)
+        return None
+    if run == "live" and stage == "evaluate":  # logs, then keeps running until the test ends it
+        fake.append_log(name, "".join(f"shard {index} line {i}\n" for i in range(5)))
         return None
     if run == "bad" and stage == "prepare":
         return 2
@@ -177,6 +182,38 @@ def test_logs_across_shards_with_a_prefix_and_the_previous_attempt(fake: FakeClu
     assert "no earlier attempts in stage merge" in capsys.readouterr().err
 
 
+def test_logs_follow_every_shard_at_once(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
+                                        capsys: pytest.CaptureFixture) -> None:
+    """``logs --stage evaluate -f --tail 2``: each shard's last two lines, then what each writes, prefixed,
+    every stream open at once (as kubectl logs -f -l ... --prefix), until every pod has ended."""
+    submit(tmp_path, linear_spec, "live")
+    fake.wait_idle()
+    capsys.readouterr()
+    pods = {p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]: p["metadata"]["name"]
+            for p in fake.of("pods") if p["metadata"]["labels"]["landscape.stage"] == "evaluate"}
+    follow = threading.Thread(target=launcher, args=(["logs", "live", "--stage", "evaluate", "-f", "--tail", "2"],))
+    follow.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len({r.path for r in fake.requests if r.path.endswith("/log")}) < 2:
+        time.sleep(0.05)  # both streams open before the pods write more
+    for index, name in pods.items():
+        fake.append_log(name, f"shard {index} later\n")
+    fake.end_pod(pods["1"], 0)
+    time.sleep(0.3)
+    fake.append_log(pods["0"], "shard 0 last\n")  # shard 0 still streams after shard 1 ended
+    fake.end_pod(pods["0"], 0)
+    follow.join(timeout=20)
+    assert not follow.is_alive()
+    lines = out_of(capsys).splitlines()
+    assert [line for line in lines if line.startswith("[shard 0] ")] == [
+        "[shard 0] shard 0 line 3", "[shard 0] shard 0 line 4", "[shard 0] shard 0 later", "[shard 0] shard 0 last"]
+    assert [line for line in lines if line.startswith("[shard 1] ")] == [
+        "[shard 1] shard 1 line 3", "[shard 1] shard 1 line 4", "[shard 1] shard 1 later"]
+    assert len(lines) == 7
+    assert all(r.query.get("follow") == "true" and r.query.get("tailLines") == "2"
+               for r in fake.requests if r.path.endswith("/log"))
+
+
 def test_list_all_namespaces_and_by_label(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
                                           capsys: pytest.CaptureFixture) -> None:
     submit(tmp_path, linear_spec, "good", labels={"team": "a"})
@@ -235,6 +272,66 @@ def test_cancel_finds_a_render_apply_run_by_label(fake: FakeCluster, tmp_path: P
     assert launcher(["cancel", "applied"]) == 0
     assert "configmap" not in out_of(capsys)
     assert not [j for j in fake.of("jobs") if j["metadata"]["labels"]["landscape.run"] == "applied"]
+
+
+RUN_KINDS = ("configmaps", "roles", "rolebindings", "jobs", "pods")
+
+
+def objects_of(fake: FakeCluster, run: str) -> dict[str, list[str]]:
+    """The run's objects by resource, by the run's label (what kubectl get -l would show)."""
+    found = {kind: sorted(o["metadata"]["name"] for o in fake.of(kind)
+                          if (o["metadata"].get("labels") or {}).get("landscape.run") == run) for kind in RUN_KINDS}
+    return {kind: names for kind, names in found.items() if names}
+
+
+def test_a_runs_objects_go_with_its_jobs(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """Whatever removes a run's Jobs (kubectl, the TTL controller, cancel) removes its ConfigMap, Role and
+    RoleBinding too, through the garbage collector; another run in the namespace is untouched."""
+    submit(tmp_path, linear_spec, "good")
+    submit(tmp_path, linear_spec, "slow")  # stays running: the bystander
+    submit(tmp_path, linear_spec, "brief", ttl_seconds_after_finished=1)
+    fake.wait_idle()
+    capsys.readouterr()
+    slow = objects_of(fake, "slow")
+    assert set(slow) == set(RUN_KINDS)
+
+    # the ownership as the server holds it: the ConfigMap owned by the three Jobs (by uid), the Role and
+    # RoleBinding by the ConfigMap, the Jobs by nothing (no cycle)
+    jobs = {j["metadata"]["name"]: j["metadata"]["uid"] for j in fake.of("jobs") if j["metadata"]["name"].startswith("good-")}
+    config_map = fake.get("configmaps", "good-spec")
+    assert {(r["kind"], r["name"], r["uid"]) for r in config_map["metadata"]["ownerReferences"]} == {
+        ("Job", name, uid) for name, uid in jobs.items()}
+    for kind in ("roles", "rolebindings"):
+        assert [(r["kind"], r["uid"]) for r in fake.get(kind, "good-pods")["metadata"]["ownerReferences"]] == [
+            ("ConfigMap", config_map["metadata"]["uid"])]
+    assert not any(fake.get("jobs", name)["metadata"].get("ownerReferences") for name in jobs)
+
+    # kubectl delete jobs -l landscape.run=good: one Job gone, the run's anchor stays; all gone, nothing stays
+    auth = {"authorization": f"Bearer {fake.token}"}
+    fake.handle("DELETE", "/apis/batch/v1/namespaces/landscape/jobs/good-prepare", {}, None, auth)
+    assert fake.get("configmaps", "good-spec") is not None and fake.get("roles", "good-pods") is not None
+    for name in ("good-evaluate", "good-merge"):
+        fake.handle("DELETE", f"/apis/batch/v1/namespaces/landscape/jobs/{name}", {}, None, auth)
+    assert objects_of(fake, "good") == {}
+
+    # the TTL controller: a second after each Job finished, it is deleted, and the run's objects with the last
+    deadline = time.monotonic() + 20
+    while objects_of(fake, "brief") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert objects_of(fake, "brief") == {}
+    assert launcher(["status", "brief"]) == 2  # the run's results stay in storage: the message says where
+    assert "a run's objects go with its Jobs" in capsys.readouterr().err
+
+    # cancel removes every object of its run, and only of its run
+    assert objects_of(fake, "slow") == slow
+    submit(tmp_path, linear_spec, "other")
+    fake.wait_idle()
+    assert launcher(["cancel", "slow"]) == 0
+    assert ("deleted job/slow-evaluate, job/slow-merge, job/slow-prepare, role/slow-pods, rolebinding/slow-pods, "
+            "configmap/slow-spec") in out_of(capsys)
+    assert objects_of(fake, "slow") == {}
+    assert set(objects_of(fake, "other")) == set(RUN_KINDS)
 
 
 def test_images_by_digest(tmp_path: Path, linear_spec: dict, capsys: pytest.CaptureFixture) -> None:

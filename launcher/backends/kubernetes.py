@@ -2,7 +2,8 @@
 
 ``plan`` renders the run's objects once (``launcher.kubernetes.render``, pure); ``submit``
 has the API server check every one in a dry run before it writes ``spec.yaml`` and creates
-them, owned by the run's ConfigMap. The run is found again by its ConfigMap and its label
+them, the run's ConfigMap first and, once its Jobs exist, owned by them
+(``launcher.kubernetes.ownership``). The run is found again by its ConfigMap and its label
 (``landscape.run=<run>``); its progress and outputs are read from the storage its spec names,
 and it is Complete when its merge Job completed: the merge pod exits only once it has written
 every output, ``report.json`` last (``launcher.backends.done``); ``pull`` checks storage itself.
@@ -28,6 +29,7 @@ from launcher.commands.follow import stop_error
 from launcher.commands.views import done_lines, failed_parts, failed_pod_heading
 from launcher.kubernetes.job_state import newest, pod_index, spec_of
 from launcher.kubernetes.names import STAGE_LABEL, check_run_id, object_names, run_selector
+from launcher.kubernetes.ownership import owned_by_jobs, with_owner
 from launcher.kubernetes.pod_state import Event, PodView
 from launcher.kubernetes.render import CONTAINER, STAGES
 from launcher.run_status import RunRow, RunStatus, cluster_rows, cluster_status
@@ -133,9 +135,9 @@ class KubernetesBackend:
 
     def submit(self, plan: Plan) -> str:
         """The server checks every object (RBAC, validation, names) in a dry run; then ``spec.yaml`` is written
-        and the objects created, the ConfigMap first and owning the rest."""
+        and the objects created: the ConfigMap first, owning the Role and RoleBinding, and once the Jobs
+        exist, owned by them (``launcher.kubernetes.ownership``: the run goes away with its Jobs)."""
         from launcher.commands.follow import follow
-        from launcher.kubernetes.render import with_owner
         from launcher.local.runner import open_run
 
         spec, run_id, objects = plan.spec, plan.run_id, list(plan.objects)
@@ -151,23 +153,22 @@ class KubernetesBackend:
             for obj in objects[1:]:
                 # A RoleBinding's dry run would need its Role to exist (RBAC's escalation check reads it).
                 if obj["kind"] != "RoleBinding":
-                    cluster.create(with_owner(obj, "ConfigMap", names["spec"], dry_uid), dry_run=True, on_409=taken)
+                    cluster.create(_owned(obj, names["spec"], dry_uid), dry_run=True, on_409=taken)
             if self.server_dry_run:
                 jobs = sum(o["kind"] == "Job" for o in objects)
                 return (f"server dry run: the API server at {cluster.host} accepts the ConfigMap, the pods' Role and "
                         f"{jobs} Jobs of run {run_id} in namespace {namespace}; nothing was created or written")
             run = open_run(spec, run_id)
             uid = cluster.create(objects[0], on_409=taken)["metadata"]["uid"]
+            created: list[dict[str, Any]] = []
             try:
                 for obj in objects[1:]:  # the Role and RoleBinding first: prepare releases the rest through them
-                    cluster.create(with_owner(obj, "ConfigMap", names["spec"], uid), on_409=taken)
+                    made = cluster.create(_owned(obj, names["spec"], uid), on_409=taken)
+                    if obj["kind"] == "Job":
+                        created.append(made)
             except (UserError, StageError) as err:
-                try:
-                    cluster.delete_config_map(names["spec"])
-                    undone = "the objects already created were deleted again"
-                except (UserError, StageError):
-                    undone = f"delete what was created with: kubectl delete configmap {names['spec']} -n {namespace}"
-                raise type(err)(f"{err} ({undone})") from None
+                raise type(err)(f"{err} ({_undo(cluster, names['spec'], created, namespace)})") from None
+            _own_by_jobs(cluster, names["spec"], created, run_id)
             print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, namespace {namespace}, "
                   f"storage {run.url}\n"
                   f"  kubectl get jobs,pods -n {namespace} -l {run_selector(run_id)}\n"
@@ -248,8 +249,10 @@ class KubernetesBackend:
         return pull_run(self.storage(run), run, dest, shards)
 
     def cancel(self, run: str) -> str:
-        """Deletes the run's Jobs (found by label: a ``render | kubectl apply`` run has no owner), its Roles,
-        then its ConfigMap; the pods go with their Jobs."""
+        """Deletes the run's Roles, its ConfigMap, then its Jobs (each found by label or name: a ``render |
+        kubectl apply`` run has no owners); the pods go with their Jobs. Dependents first, so that each
+        delete is this command's own and none races the garbage collector (``launcher.kubernetes.ownership``:
+        deleting the Jobs first would have the collector take the ConfigMap and Roles meanwhile)."""
         cluster = self.connect()
         try:
             propagation = self.cascade.capitalize()
@@ -260,17 +263,16 @@ class KubernetesBackend:
                 raise UserError(f"run {run}: no configmap {names['spec']} in namespace {cluster.namespace}, and "
                                 f"no Jobs labelled {run_selector(run)} (launcher list shows the runs there; -n "
                                 f"picks another namespace)")
-            deleted = [f"job/{j['metadata']['name']}" for j in jobs
-                       if cluster.delete_job(j["metadata"]["name"], propagation)]
-            notes = []
+            notes, rbac = [], []
             try:
-                deleted += cluster.delete_rbac(run_selector(run))
+                rbac = cluster.delete_rbac(run_selector(run))
             except UserError as err:  # an account that may not touch Roles: the run is stopped all the same
                 notes.append(f"note: the run's Roles, if any, are left: {err}")
-            if config_map is not None:
-                cluster.delete_config_map(names["spec"], propagation=propagation,
-                                          on_404=f"run {run}: configmap {names['spec']} went away meanwhile")
-                deleted.append(f"configmap/{names['spec']}")
+            gone = config_map is not None and cluster.delete_config_map(names["spec"], propagation=propagation,
+                                                                        missing_ok=True)
+            deleted = [f"job/{j['metadata']['name']}" for j in jobs
+                       if cluster.delete_job(j["metadata"]["name"], propagation)]
+            deleted += rbac + ([f"configmap/{names['spec']}"] if gone else [])
             return "\n".join(notes + [
                 f"run {run} cancelled in namespace {cluster.namespace}: deleted {', '.join(deleted) or 'nothing'}"
                 f"; their pods are garbage-collected. Its storage is kept: submit again with --run-id {run} "
@@ -280,8 +282,9 @@ class KubernetesBackend:
 
     def logs(self, run: str, stage: str | None = None, shard: int | None = None, tail: int | None = None,
              follow: bool = False, previous: bool = False) -> Iterator[str]:
-        """Of each stage and shard the newest pod (``previous``: the attempt before), prefixed when several."""
-        from launcher.commands.logs import latest_pods, prefix, previous_attempts
+        """Of each stage and shard the newest pod (``previous``: the attempt before), prefixed when several;
+        ``tail``: of each pod; ``follow``: every selected pod at once, its lines as they come."""
+        from launcher.commands.logs import check_followed, latest_pods, previous_attempts
 
         cluster = self.connect()
         try:
@@ -294,24 +297,71 @@ class KubernetesBackend:
                 raise UserError(f"run {run}: {earlier}{what} in namespace {cluster.namespace} (not started yet, "
                                 f"or removed with their Job; see launcher status {run})")
             if follow and len(chosen) > 1:
-                raise UserError("-f: follows one pod; give --index I or --stage prepare|merge")
+                check_followed(len(chosen))
+                cluster.close()
+                return self._followed([pod for pod, _ in chosen], tail)
         except BaseException:
             cluster.close()
             raise
-        return self._lines(cluster, chosen, tail, follow, prefix)
+        return self._lines(cluster, chosen, tail, follow)
 
     @staticmethod
-    def _lines(cluster: Cluster, chosen: list[tuple[dict[str, Any], bool]], tail: int | None, follow: bool,
-               prefix: Any) -> Iterator[str]:
+    def _lines(cluster: Cluster, chosen: list[tuple[dict[str, Any], bool]], tail: int | None,
+               follow: bool) -> Iterator[str]:
+        from launcher.commands.logs import prefix
+
         try:
             for pod, previous in chosen:
-                labels = pod["metadata"]["labels"]
-                tag = prefix(labels.get(STAGE_LABEL, "?"), pod_index(pod)) if len(chosen) > 1 else None
+                tag = prefix(pod["metadata"]["labels"].get(STAGE_LABEL, "?"), pod_index(pod)) \
+                    if len(chosen) > 1 else None
                 for line in cluster.pod_log(pod["metadata"]["name"], CONTAINER, tail=tail, follow=follow,
                                             previous=previous):
                     yield f"{tag} {line}" if tag else line
         finally:
             cluster.close()
+
+    def _followed(self, pods: list[dict[str, Any]], tail: int | None) -> Iterator[str]:
+        """Every pod's log streamed at once, each on a connection of its own (one client's pool would be
+        too small for many streams), interleaved and prefixed (``launcher.commands.logs.interleaved``)."""
+        from launcher.commands.logs import interleaved, prefix
+
+        def stream(name: str) -> Iterator[str]:
+            cluster = self.connect()
+            try:
+                yield from cluster.pod_log(name, CONTAINER, tail=tail, follow=True)
+            finally:
+                cluster.close()
+
+        return interleaved([(prefix(p["metadata"]["labels"].get(STAGE_LABEL, "?"), pod_index(p)),
+                             lambda name=p["metadata"]["name"]: stream(name)) for p in pods])
+
+
+def _owned(obj: dict[str, Any], config_map: str, uid: str) -> dict[str, Any]:
+    """The run's Role and RoleBinding as dependents of its ConfigMap; a Job as rendered (no owner: the
+    ConfigMap becomes its dependent instead, ``launcher.kubernetes.ownership``)."""
+    return obj if obj["kind"] == "Job" else with_owner(obj, "ConfigMap", config_map, uid)
+
+
+def _own_by_jobs(cluster: Cluster, config_map: str, jobs: list[dict[str, Any]], run_id: str) -> None:
+    """Makes the run's ConfigMap (and with it its Role and RoleBinding) a dependent of its Jobs. An account
+    that may not patch ConfigMaps (a launcher Role older than this) gets a note: the run runs all the same."""
+    try:
+        cluster.patch_config_map(config_map, owned_by_jobs(jobs))
+    except (UserError, StageError) as err:
+        print(f"note: configmap {config_map} is not tied to the run's Jobs, so it and the run's Role stay after "
+              f"them ({err}); launcher cancel {run_id} removes them", file=sys.stderr)
+
+
+def _undo(cluster: Cluster, config_map: str, jobs: list[dict[str, Any]], namespace: str) -> str:
+    """Deletes what a failed submit created (the Jobs, then the ConfigMap, which takes its Role and RoleBinding
+    along); says what was done, or what to run."""
+    try:
+        for job in jobs:
+            cluster.delete_job(job["metadata"]["name"])
+        cluster.delete_config_map(config_map, missing_ok=True)
+        return "the objects already created were deleted again"
+    except (UserError, StageError):
+        return f"delete what was created with: launcher cancel {config_map.removesuffix('-spec')} -n {namespace}"
 
 
 def cluster_run_status(cluster: Cluster, run_id: str, raw: dict[str, Any],

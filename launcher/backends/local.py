@@ -165,8 +165,12 @@ class LocalBackend:
             what = f" for shard {shard}" if shard is not None else f" of stage {stage}" if stage else ""
             raise UserError(f"run {run}: no logs{what} in {storage.url}/{LOGS_PREFIX} (not started yet; see "
                             f"launcher status {run})")
-        if follow and len(chosen) > 1:
-            raise UserError("-f: follows one worker; give --index I or --stage prepare|merge")
+        if follow and len(chosen) > 1:  # every worker's log at once, interleaved as they grow
+            from launcher.commands.logs import check_followed, interleaved, prefix
+
+            check_followed(len(chosen))
+            return interleaved([(prefix(key_stage, index), lambda key=key: _follow(storage, key, tail))
+                                for key, key_stage, index in chosen])
         return self._lines(storage, chosen, tail, follow)
 
     def _lines(self, storage: Storage, chosen: list[tuple[str, str, int | None]], tail: int | None,
@@ -175,7 +179,7 @@ class LocalBackend:
 
         for key, key_stage, index in chosen:
             tag = prefix(key_stage, index) if len(chosen) > 1 else None
-            for line in (_follow(storage, key) if follow else _read(storage, key, tail)):
+            for line in (_follow(storage, key, tail) if follow else _read(storage, key, tail)):
                 yield f"{tag} {line}" if tag else line
 
 
@@ -241,10 +245,19 @@ def _read(storage: Storage, key: str, tail: int | None) -> list[str]:
     return lines[-tail:] if tail else ([] if tail == 0 else lines)
 
 
-def _follow(storage: Storage, key: str) -> Iterator[str]:
-    """A local worker's log as it grows, until its run no longer runs it (or the run ends)."""
+def _follow(storage: Storage, key: str, tail: int | None = None) -> Iterator[str]:
+    """A local worker's log as it grows, until its run no longer runs it (or the run ends); ``tail``: from
+    its last lines at the start, as ``kubectl logs -f --tail``."""
     sent = 0
     pending = ""
+    if tail is not None:  # skip all but the last ``tail`` complete lines written so far
+        try:
+            text = storage.get(key).decode("utf-8", "replace")
+        except NotFound:
+            text = ""
+        whole = text[:text.rfind("\n") + 1]
+        lines = whole.splitlines(keepends=True)
+        sent = len(whole) - sum(len(line) for line in lines[max(0, len(lines) - tail):]) if tail else len(whole)
     while True:
         record = local_record(storage)
         running = record is not None and alive(record) and log_key_name(key) in record.workers

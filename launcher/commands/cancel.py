@@ -1,10 +1,11 @@
 """``launcher cancel <run>``: stop a run; its storage stays, so submitting again with ``--run-id`` resumes it.
 
 On the cluster it finds the run by its label (``landscape.run=<run>``), not only by its
-ConfigMap: a run started with ``launcher render | kubectl apply`` has Jobs that no
-ConfigMap owns. It deletes each of the run's Jobs (their pods go with them, by
-``--cascade``), the run's own Roles and RoleBindings if it was rendered any, then the
-ConfigMap. A local run (by id in ./runs, folder or URL): its launcher process and
+ConfigMap: a run started with ``launcher render | kubectl apply`` has no owner references.
+It deletes the run's own Roles and RoleBindings if it was rendered any, its ConfigMap, then
+each of its Jobs (their pods go with them, by ``--cascade``); the garbage collector would
+take the rest with the Jobs (``launcher.kubernetes.ownership``), but each delete being the
+command's own, it says what it removed. A local run (by id in ./runs, folder or URL): its launcher process and
 workers are stopped if they still run (their pids are in the run's ``local.json``).
 """
 

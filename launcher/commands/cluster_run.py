@@ -45,7 +45,8 @@ def run_config_map(cluster: Cluster, run_id: str) -> dict[str, Any]:
     config_map = cluster.get_config_map(name)
     if config_map is None:
         raise UserError(f"run {run_id}: no configmap {name} in namespace {cluster.namespace} (launcher list shows "
-                        f"the runs there; -n picks another namespace)")
+                        f"the runs there; -n picks another namespace; a run's objects go with its Jobs, after "
+                        f"ttlSecondsAfterFinished: its results stay in storage, give the run's storage URL)")
     return config_map
 
 

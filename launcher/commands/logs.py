@@ -1,9 +1,13 @@
 """``launcher logs <run> [--stage S] [--index I] [--previous] [-f]``: the logs of a run's pods or workers.
 
-Of each stage (and each shard) the newest pod, all of them by default, each line prefixed
-with where it comes from (``[prepare]``, ``[shard 3]``, ``[merge]``) when there are
-several; ``--previous``: the attempt before the newest (a failed pod that the Job
-replaced, or a container's run before a restart), as ``kubectl logs --previous``.
+Of each stage (and each shard) the newest pod, all of them by default (``--stage evaluate``:
+every shard's), each line prefixed with where it comes from (``[prepare]``, ``[shard 3]``,
+``[merge]``) when there are several, as ``kubectl logs -l ... --prefix``; ``--tail N``: the
+last N lines of each; ``-f`` follows all of them at once, their lines interleaved as they
+come (``interleaved``), the pods that exist when it starts (as ``kubectl logs -f -l``: a
+shard's pod started later is not picked up; run it again); ``--previous``: the attempt
+before the newest (a failed pod that the Job replaced, or a container's run before a
+restart), as ``kubectl logs --previous``.
 
 A run read from storage (a local run, a folder, a URL; see ``run_ref``) shows the
 workers' logs under ``logs/`` of its prefix: ``logs/prepare.log``, ``logs/evaluate-<i>.log``,
@@ -13,7 +17,9 @@ workers' logs under ``logs/`` of its prefix: ``logs/prepare.log``, ``logs/evalua
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import queue
+import threading
+from typing import Any, Callable, Iterable, Iterator
 
 from landscape_job.base.errors import StageError, UserError
 
@@ -34,9 +40,72 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     logs.add_argument("--index", "--shard", dest="shard", type=int, help="the evaluate pod of this shard")
     logs.add_argument("-p", "--previous", action="store_true",
                       help="the attempt before the newest (a replaced pod, or a container before its restart)")
-    logs.add_argument("-f", "--follow", action="store_true", help="stream one pod's log")
-    logs.add_argument("--tail", type=int, default=None, help="last lines only")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="stream the logs as they grow (of every pod or worker selected, at most "
+                           f"{MAX_FOLLOWED}, as they are when it starts)")
+    logs.add_argument("--tail", type=int, default=None, help="last lines only, of each pod or worker")
     add_cluster_options(logs)
+
+
+#: The most logs ``-f`` follows at once: one stream (a connection, or a poll loop) each, as kubectl's
+#: ``--max-log-requests`` bounds it.
+MAX_FOLLOWED = 64
+#: Lines read ahead of the terminal, in all, before the streams wait for it.
+_AHEAD = 1000
+_END = object()
+
+
+def check_followed(count: int) -> None:
+    """``-f`` over more logs than ``MAX_FOLLOWED`` is refused before any stream opens."""
+    if count > MAX_FOLLOWED:
+        raise UserError(f"-f: follows at most {MAX_FOLLOWED} logs at once, this selects {count}; narrow it with "
+                        f"--index I or --stage prepare|merge")
+
+
+def interleaved(streams: list[tuple[str, Callable[[], Iterable[str]]]]) -> Iterator[str]:
+    """The lines of several growing logs as they arrive, each as ``<tag> <line>`` (``kubectl logs -f --prefix``).
+
+    Each stream is opened by its callable on a thread of its own (the log's lines keep their
+    order; lines of different logs interleave as they come). It ends when every log has
+    ended; the first error of a stream is raised then, after the others' lines. Closing the
+    iterator (Ctrl-C, a consumer that stops) tells the threads to stop at their next line.
+    """
+    lines: queue.Queue = queue.Queue(_AHEAD)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                lines.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump(tag: str, open_stream: Callable[[], Iterable[str]]) -> None:
+        try:
+            for line in open_stream():
+                if not put(f"{tag} {line}"):
+                    return
+        except (UserError, StageError) as err:
+            put(err)
+        finally:
+            put(_END)
+
+    for tag, open_stream in streams:
+        threading.Thread(target=pump, args=(tag, open_stream), daemon=True, name=f"logs {tag}").start()
+    first_error: Exception | None = None
+    try:
+        for _ in streams:
+            while (item := lines.get()) is not _END:
+                if isinstance(item, Exception):
+                    first_error = first_error or item
+                else:
+                    yield item
+    finally:
+        stop.set()
+    if first_error is not None:
+        raise first_error
 
 
 def prefix(stage: str, index: int | None) -> str:

@@ -270,10 +270,19 @@ class Cluster:
         finally:
             response.release_conn()
 
-    def delete_config_map(self, name: str, propagation: str = "Background", on_404: str | None = None) -> None:
-        """Deletes the ConfigMap; its dependents (a run's Jobs, their pods) are garbage-collected."""
-        self._json(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
-                   verb="delete", resource="configmaps", name=name, on_404=on_404)
+    def delete_config_map(self, name: str, propagation: str = "Background", on_404: str | None = None,
+                          missing_ok: bool = False) -> bool:
+        """Deletes the ConfigMap; its dependents (a run's Role and RoleBinding) are garbage-collected.
+        ``missing_ok``: False if it was already gone (the collector took it with the run's Jobs)."""
+        return self._json(self.core.delete_namespaced_config_map, name, self.namespace, propagation_policy=propagation,
+                          verb="delete", resource="configmaps", name=name, on_404=on_404,
+                          missing_ok=missing_ok) is not None
+
+    def patch_config_map(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the ConfigMap's metadata (an immutable one's data cannot change)."""
+        return self._json(self.core.patch_namespaced_config_map, name, self.namespace, patch,
+                          _content_type="application/merge-patch+json", verb="patch", resource="configmaps",
+                          name=name)
 
     # -- what launcher doctor and submit's preflight read (launcher.kubernetes.inventory) ------
 

@@ -19,7 +19,8 @@ from landscape_job.checks.estimate import Estimate, from_log
 from launcher.commands.cluster_run import connect
 from launcher.kubernetes.job_state import end_condition
 from launcher.kubernetes.names import STAGE_LABEL, run_selector
-from launcher.kubernetes.render import CONTAINER, ESTIMATE, estimate_names, render_estimate, with_owner
+from launcher.kubernetes.ownership import with_owner
+from launcher.kubernetes.render import CONTAINER, ESTIMATE, estimate_names, render_estimate
 
 if TYPE_CHECKING:
     from launcher.kubernetes.cluster import Cluster

@@ -23,8 +23,8 @@ It is bound to the run's service account (``kubernetes.service_account``), not t
 per-run account: the pods keep the identity a cluster may tie cloud access to (workload
 identity), and the pods of other runs under that account gain only the right to release
 or read this run's Jobs, which they could already disturb through the shared storage and
-S3 credentials. Both objects are dependents of the run's ConfigMap, so cancelling the run
-removes them. Evaluate pods mount no token at all.
+S3 credentials. Both objects are dependents of the run's ConfigMap, itself a dependent of
+the run's Jobs, so they go with the Jobs (``launcher.kubernetes.ownership``). Evaluate pods mount no token at all.
 
 If prepare fails, nothing releases evaluate and merge: they stay suspended, without pods,
 and the run reads as failed from prepare's ``Failed`` condition (``launcher status``,

@@ -3,10 +3,10 @@
 ``render_run`` returns, in creation order:
 
 1. ConfigMap ``<run>-spec``: the validated spec as ``spec.yaml`` (immutable). It is the
-   run's anchor object: the submit layer creates it first, then makes the Jobs its
-   dependents with ``with_owner`` (an owner reference needs the owner's UID, which only
-   exists once the ConfigMap is created), so ``kubectl delete configmap <run>-spec``
-   removes the whole run, Jobs and pods included.
+   run's anchor object: the submit layer creates it first (its 409 says the id is taken),
+   its Role and RoleBinding as its dependents, and once the Jobs exist makes it a dependent
+   of all three, so the run's objects go away with its Jobs (``launcher.kubernetes.ownership``;
+   owner references need the owners' UIDs, which exist only once created: none is rendered).
 2. Role and RoleBinding ``<run>-pods``: what the run's prepare and merge pods may do on the
    API (release evaluate and merge, read evaluate), limited to this run's Jobs by name
    (``launcher.kubernetes.gate``).
@@ -43,7 +43,6 @@ rendered.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any, Iterable
 
@@ -76,7 +75,6 @@ SPEC_HASH_ANNOTATION = "landscape.spec-hash"
 UID = GID = 1000
 #: The API server's bound on completions (and parallelism) of an Indexed Job with backoffLimitPerIndex.
 MAX_INDEXED_COMPLETIONS = 100_000
-_OWNER_API_VERSIONS = {"ConfigMap": "v1", "Secret": "v1", "Job": "batch/v1"}
 
 
 def _labels(run_id: str, component: str, k8s: KubernetesSpec, stage: bool = True) -> dict[str, str]:
@@ -423,33 +421,6 @@ def render_estimate(spec: Spec, run_id: str, k8s: KubernetesSpec, points: int = 
         "template": _pod_template(ESTIMATE, spec, run_id, k8s, names, None, points),
     }
     return [config_map, {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}]
-
-
-def with_owner(obj: dict[str, Any], owner_kind: str, owner_name: str, owner_uid: str,
-               owner_api_version: str | None = None) -> dict[str, Any]:
-    """A copy of ``obj`` with an owner reference to an object that exists (it has a UID).
-
-    The submit layer creates the ConfigMap first, reads back its ``metadata.uid``, and
-    creates each Job through ``with_owner(job, "ConfigMap", cm_name, cm_uid)``: deleting the
-    ConfigMap then garbage-collects the Jobs, and with them their pods, so one delete
-    cleans up a whole run. The owner must live in the object's namespace (owner references
-    never cross namespaces). ``blockOwnerDeletion`` makes ``launcher cancel --cascade
-    foreground`` wait for the Jobs (and, through the Job controller's own references, their
-    pods) before the ConfigMap goes; where the OwnerReferencesPermissionEnforcement admission
-    plugin runs, setting it needs ``update`` on ``configmaps/finalizers`` (the launcher Role has it).
-    """
-    if not owner_uid:
-        raise ValueError("with_owner: the owner's UID is empty; create the owner first")
-    api_version = owner_api_version or _OWNER_API_VERSIONS.get(owner_kind)
-    if api_version is None:
-        raise ValueError(f"with_owner: give owner_api_version for kind {owner_kind}")
-    result = copy.deepcopy(obj)
-    metadata = result.setdefault("metadata", {})
-    references = [r for r in metadata.get("ownerReferences", []) if r.get("uid") != owner_uid]
-    references.append({"apiVersion": api_version, "kind": owner_kind, "name": owner_name, "uid": owner_uid,
-                       "blockOwnerDeletion": True})
-    metadata["ownerReferences"] = references
-    return result
 
 
 class _Dumper(yaml.SafeDumper):
