@@ -222,3 +222,28 @@ def test_a_local_run_of_another_host_is_not_touched(tmp_path: Path, no_cluster: 
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_failed_worker_s_own_error_is_on_the_launcher_s_line(tmp_path: Path, linear_spec: dict) -> None:
+    """A worker that ends on its one-line error (the storage's retry budget spent, say): the launcher's
+    line names it, whichever of the two noticed first, not only the log's address."""
+    import io
+
+    from conftest import spec_from
+    from landscape_job.base.errors import StageError
+    from landscape_job.storage import run_storage
+    from launcher.local.runner import LocalRunner, _Worker
+
+    run = run_storage(str(tmp_path / "runs"), "r")
+    runner = LocalRunner(run, spec_from(tmp_path, linear_spec), 1, tmp_path, io.StringIO())
+    cause = "shards/shard-1-of-2.partial-0.h5: still failing after 4 attempts over 9 s (last: ReadTimeoutError)"
+    log_path = tmp_path / "evaluate-1.log"
+    log_file = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "-c", f"import sys; print('working'); "
+                                f"print('landscape-job: ' + {cause!r}, file=sys.stderr); sys.exit(1)"],
+                               stdout=log_file, stderr=subprocess.STDOUT)
+    process.wait()
+    with pytest.raises(StageError) as failed:
+        runner._finish(_Worker(1, process, log_path, log_file), "evaluate (shard 1)")
+    first = str(failed.value).splitlines()[0]
+    assert first.startswith("evaluate (shard 1) stage failed (exit 1): " + cause) and "log: " in first, first

@@ -214,8 +214,10 @@ class LocalRunner:
                   end="", file=self.stream)
         if worker.process.returncode != 0:
             _check_full(self.run, stage, text)
+            why = _own_error(text)
             tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
-            raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); "
+            raise StageError(f"{stage} stage failed (exit {worker.process.returncode})"
+                             f"{': ' + why if why else ''}; "
                              f"log: {self.run.url}/logs/{worker.log_path.name}\n{tail}")
 
     def run_stage(self, stage: str) -> None:
@@ -271,6 +273,16 @@ class LocalRunner:
 #: Below this many free bytes on a folder storage, a failed worker is taken to have met the full disk
 #: (its own last line may not have fitted into its log there).
 LOW_SPACE = 1 << 20
+
+
+def _own_error(log: str) -> str | None:
+    """The worker's own one-line error (``landscape-job: ...``, its last line), or None after a crash.
+
+    It goes on the launcher's line: when the store fails, the worker may notice before the
+    launcher's own poll does, and the line must say the same either way."""
+    lines = log.strip().splitlines()
+    last = lines[-1] if lines else ""
+    return last.removeprefix("landscape-job: ") if last.startswith("landscape-job: ") else None
 
 
 def _check_full(run: Storage, stage: str, log: str) -> None:
