@@ -52,7 +52,9 @@ class Pause(nn.Module):
 def mlp(delay=0.0):
     return nn.Sequential(Pause(delay), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
 """
-pytestmark = [pytest.mark.tools, pytest.mark.slow]  # a real Slurm, and whole runs in processes
+# A real Slurm, and whole runs in processes; one xdist worker runs them all, with the one cluster
+# of the session (`make test` runs with --dist loadgroup).
+pytestmark = [pytest.mark.tools, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 SLURM = {"partition": "gpu", "cpu_partition": "cpu", "cpus": 1, "memory": "1000M", "prepare_merge_cpus": 1,
          "prepare_merge_memory": "1000M"}
