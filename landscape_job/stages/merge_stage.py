@@ -20,7 +20,6 @@ import landscape_job
 from landscape_job.base.diskspace import NoSpace, check_room
 from landscape_job.run.collect import collect_shards, wait_for_shards
 from landscape_job.run.files import (
-    REPORT_KEY,
     SPEC_KEY,
     SURFACE_KEY,
     Log,
@@ -29,6 +28,8 @@ from landscape_job.run.files import (
     stderr_log,
     store_plots,
     wait_for,
+    withdraw_report,
+    write_report,
 )
 from landscape_job.run.records import Manifest, ShardRecord
 from landscape_job.run.shards import QUARANTINE_PREFIX
@@ -84,8 +85,9 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     if wait_seconds > 0:
         wait_for(run, [SPEC_KEY], wait_seconds, "the run's spec", log)
     spec = read_run_spec(run)
+    earlier = withdraw_report(run)  # a merge run again: not Complete until this one's report is written
     if spec.series is not None:
-        return merge_series(run, spec, log, plots=plots, wait_seconds=wait_seconds, abort=abort)
+        return merge_series(run, spec, log, plots=plots, wait_seconds=wait_seconds, abort=abort, earlier=earlier)
     if wait_seconds > 0:
         wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
@@ -95,7 +97,7 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     run.put(SURFACE_KEY, surface)
     plot_keys = write_plots(run, spec) if plots else []
     report = _report(run, spec, manifest, flat, stats, plot_keys, started, log)
-    run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
+    write_report(run, report, earlier)
     log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
         f"{len(plot_keys)} plots")
     return report
