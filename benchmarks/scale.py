@@ -144,7 +144,8 @@ def merge_by_output(folder: Path, spec_path: Path, run_id: str) -> None:
     from landscape_job.plots import PlotOptions, plot_surface
     from landscape_job.spec.parse import load_spec
     from landscape_job.stages import read_manifest
-    from landscape_job.stages.merge_stage import _surface_attrs, collect_shards
+    from landscape_job.stages.merge_stage import collect_shards
+    from landscape_job.surface.provenance import surface_attrs
     from landscape_job.surface.file import surface_bytes
     from launcher.local.runner import open_run
 
@@ -156,7 +157,7 @@ def merge_by_output(folder: Path, spec_path: Path, run_id: str) -> None:
     flat, _stats = collect_shards(run, spec, manifest.direction_hash)
     print(f"  read and verify the shards: {time.perf_counter() - began:.2f}s")
     began = time.perf_counter()
-    raw = surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest))
+    raw = surface_bytes(spec.grid, flat, surface_attrs(spec, manifest))
     print(f"  surface.h5: {time.perf_counter() - began:.2f}s, {len(raw) / 1e6:.1f} MB")
     options = PlotOptions.from_spec(spec.plot)
     with tempfile.TemporaryDirectory() as tmp:

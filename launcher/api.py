@@ -3,7 +3,7 @@
     from launcher.api import submit
     run = submit("surface.yaml", backend="cluster")   # returns once the Jobs exist
     run.status()                                       # RunStatus(state='running', points_done=812, ...)
-    landscape = run.wait().pull("out/")                # a landscape_job.api.result.Landscape
+    landscape = run.wait().pull("out/")                # a landscape_job.api.result.Landscape (series: Series)
 
 A thin layer over the backends (``launcher.backends``), as the commands are: the same
 ``checked_spec``, ``plan`` and ``submit`` as ``launcher submit``; a backend that runs the
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landscape_job.api.result import Landscape
+from landscape_job.api.result import Landscape, Series
 from landscape_job.base.errors import StageError, UserError
 from landscape_job.run.tally import read_tallies
 from landscape_job.spec.parse import parse_spec
@@ -138,19 +138,25 @@ class Run:
             figure.savefig(Path(path), format="png", facecolor="white")
         return figure
 
-    def pull(self, dest: str | Path | None = None) -> Landscape:
-        """The merged surface of a Complete run; with ``dest``, also everything it wrote (``surface.h5``,
-        ``report.json``, ``plots/``), copied there whole or not at all (``launcher pull``)."""
+    def pull(self, dest: str | Path | None = None) -> Landscape | Series:
+        """The merged result of a Complete run: a ``Landscape`` (``surface.h5``), or for a series run a
+        ``Series`` (``series.h5``). With ``dest``, also everything it wrote (the result, ``report.json``,
+        ``plots/``), copied there whole or not at all (``launcher pull``)."""
+        result = SERIES_KEY if self.spec.series is not None else SURFACE_KEY
         if dest is not None:
             path = self._backend.pull(self.run_id, Path(dest))
-            return Landscape.from_bytes(path.read_bytes(), f"{self.url}/{path.name}")
+            return _result(path.read_bytes(), f"{self.url}/{path.name}", path.name == SERIES_KEY)
         missing = run_missing(self.storage)
-        if SURFACE_KEY in missing or (missing and not self.storage.exists(SURFACE_KEY)
-                                      and not self.storage.exists(SERIES_KEY)):
-            raise UserError(f"run {self.run_id}: no {SURFACE_KEY} yet ({self.status().state}); wait() first")
+        if missing and not self.storage.exists(result):
+            raise UserError(f"run {self.run_id}: no {result} yet ({self.status().state}); wait() first")
         if missing:
             raise StageError(f"run {self.run_id} is not complete: missing {describe_missing(missing)}; wait() first")
-        return Landscape.from_bytes(self.storage.get(SURFACE_KEY), f"{self.url}/{SURFACE_KEY}")
+        return _result(self.storage.get(result), f"{self.url}/{result}", result == SERIES_KEY)
+
+
+def _result(data: bytes, name: str, series: bool) -> Landscape | Series:
+    """A run's merged file as the in-memory API returns it: ``Series`` for ``series.h5``, else ``Landscape``."""
+    return Series.from_bytes(data, name) if series else Landscape.from_bytes(data, name)
 
 
 def _spec_file(spec: str | Path | Mapping[str, Any], folder: Path, storage: str | None) -> tuple[Path, str | None]:

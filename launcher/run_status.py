@@ -262,6 +262,8 @@ class RunRow:
     created: str
     storage: str
     namespace: str | None = None
+    #: Where the row was read, as ``status``'s ``source``: ``cluster``, ``storage`` or ``slurm``.
+    source: str = "storage"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,7 +288,7 @@ def cluster_rows(config_maps: list[dict[str, Any]], jobs: list[dict[str, Any]]) 
         raw = spec_of(cm)
         url = raw.get("storage", {}).get("url") if isinstance(raw.get("storage"), dict) else raw.get("storage")
         rows.append(RunRow(run_id, state, complete, total, meta.get("creationTimestamp", ""),
-                           f"{str(url).rstrip('/')}/{run_id}", meta.get("namespace")))
+                           f"{str(url).rstrip('/')}/{run_id}", meta.get("namespace"), source="cluster"))
     return rows
 
 

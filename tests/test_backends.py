@@ -41,14 +41,15 @@ def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class HeldMerge:
-    """The run's storage as merge sees it, holding merge back just before it writes ``report.json``."""
+    """The run's storage as merge sees it, holding merge back just before it writes ``report.json``
+    (``at``: before the first key that starts with it)."""
 
-    def __init__(self, run):
-        self.run, self.url = run, run.url
+    def __init__(self, run, at: str = REPORT_KEY):
+        self.run, self.url, self.at = run, run.url, at
         self.reached, self.release = threading.Event(), threading.Event()
 
     def put(self, key: str, data: bytes) -> None:
-        if key == REPORT_KEY:
+        if key.startswith(self.at) and not self.reached.is_set():
             self.reached.set()
             assert self.release.wait(120), "the test never released merge"
         self.run.put(key, data)
@@ -130,6 +131,58 @@ def test_pull_wait_waits_for_the_report(tmp_path: Path, linear_spec: dict, no_cl
     code, out, _ = exit_and_err(capsys, "pull", "later", str(tmp_path / "out"), "--wait", "--interval", "0.1")
     merging.join(60)
     assert code == 0 and (tmp_path / "out" / REPORT_KEY).is_file() and out.strip().endswith(SURFACE_KEY)
+
+
+@pytest.mark.slow
+def test_a_merge_run_again_is_not_complete_until_it_has_rewritten_everything(
+        tmp_path: Path, linear_spec: dict, no_cluster: Path, capsys: pytest.CaptureFixture) -> None:
+    """A re-merge (a resumed run, a retried merge pod) over a run that has a report.json: while it rewrites
+    the outputs the earlier report must not vouch for them; once done, the outputs are the new merge's only."""
+    spec = load_spec(write_spec(tmp_path, linear_spec))
+    run = open_run(spec, "again")
+    quiet = lambda _msg: None  # noqa: E731
+    stages.prepare(run, log=quiet)
+    stages.evaluate(run, 0, log=quiet)
+    stages.merge(run, log=quiet, plots=False)  # the first merge: surface.h5 and report.json, no figures
+    folder = tmp_path / "runs" / "again"
+    assert json.loads((folder / REPORT_KEY).read_text())["outputs"] == [SURFACE_KEY]
+    record = LocalRunRecord(pid=1, host="elsewhere", started=0.0, workers={"merge": 1})
+    run.put("local.json", record.to_json())
+    assert json.loads(exit_and_err(capsys, "status", "again", "-o", "json")[1])["state"] == "Complete"  # so far
+
+    held = HeldMerge(run, at="plots/")  # merge again, with figures: held after surface.h5, before its figures
+    merging = threading.Thread(target=lambda: stages.merge(held, log=quiet), daemon=True)
+    merging.start()
+    handle = Run(spec, "again", make_backend("local"))
+    try:
+        assert held.reached.wait(120), "merge never came to write its figures"
+        code, out, _ = exit_and_err(capsys, "status", "again", "-o", "json")
+        assert json.loads(out)["state"] == "Running" and json.loads(out)["stages"][2]["state"] == "Running"
+        code, out, _ = exit_and_err(capsys, "wait", "again", "--timeout", "0.5", "--interval", "0.1")
+        assert code == TIMEOUT_EXIT and "done:" not in out
+        assert [r["state"] for r in json.loads(exit_and_err(capsys, "list", "--storage", "runs", "-o", "json")[1])] \
+            == ["Running"]
+        assert handle.status().state == "running"
+        code, _, err = exit_and_err(capsys, "pull", "again", str(tmp_path / "early"))
+        assert code == 1 and "report.json (merge writes it last)" in err and not (tmp_path / "early").exists()
+    finally:
+        held.release.set()
+        merging.join(120)
+
+    run.put("local.json", record.ended("succeeded").to_json())
+    assert json.loads(exit_and_err(capsys, "status", "again", "-o", "json")[1])["state"] == "Complete"
+    assert handle.status().state == "succeeded"
+    assert exit_and_err(capsys, "pull", "again", str(tmp_path / "late"))[0] == 0
+    outputs = json.loads((tmp_path / "late" / REPORT_KEY).read_text())["outputs"]
+    figures = sorted(k for k in outputs if k.startswith("plots/"))
+    assert figures and sorted(str(p.relative_to(tmp_path / "late")) for p in (tmp_path / "late" / "plots").iterdir()) \
+        == figures
+
+    stages.merge(run, log=quiet, plots=False)  # once more without figures: the earlier figures go with its report
+    assert json.loads((folder / REPORT_KEY).read_text())["outputs"] == [SURFACE_KEY]
+    assert not list((folder / "plots").glob("*"))
+    assert exit_and_err(capsys, "pull", "again", str(tmp_path / "last"))[0] == 0
+    assert not (tmp_path / "last" / "plots").exists()
 
 
 def test_missing_outputs_is_the_report_and_what_it_lists() -> None:

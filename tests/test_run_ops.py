@@ -231,11 +231,49 @@ def test_list_all_namespaces_and_by_label(fake: FakeCluster, tmp_path: Path, lin
     assert launcher(["list", "-A", "-l", "team=a", "-o", "json"]) == 0
     listed = json.loads(out_of(capsys))
     assert [(r["run"], r["namespace"], r["state"]) for r in listed] == [("good", "landscape", "Complete")]
-    assert set(listed[0]) == {"run", "state", "shards_complete", "shards_total", "created", "storage", "namespace"}
+    assert set(listed[0]) == {"run", "state", "shards_complete", "shards_total", "created", "storage", "namespace",
+                              "source"}
     assert launcher(["list", "-l", "team=b"]) == 0
     assert out_of(capsys) == "no runs in namespace landscape with labels team=b\n"
     assert launcher(["list", "-l", "team=a;rm"]) == 2
     assert "-l: expected key=value" in capsys.readouterr().err
+
+
+def test_list_with_a_kubeconfig_and_local_runs_lists_both_and_says_where(
+        fake: FakeCluster, tmp_path: Path, linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
+    """No flag naming a source, a kubeconfig and ./runs: both, each under where it looked; one source failing
+    (the cluster unreachable) is one line, and the other still lists."""
+    from landscape_job.spec.parse import load_spec
+    from launcher.local.runner import open_run
+
+    submit(tmp_path, linear_spec, "slow")  # on the cluster: merge never ends
+    open_run(load_spec(write_spec(tmp_path, dict(linear_spec, storage="runs"), "here.yaml")), "here")  # ./runs/here
+    fake.wait_idle()
+    capsys.readouterr()
+    assert launcher(["list"]) == 0
+    out = out_of(capsys)
+    cluster, local = out.split("\n\n")
+    assert cluster.splitlines()[0] == "cluster, in namespace landscape:"
+    assert [line.split()[:2] for line in cluster.splitlines()[2:]] == [["slow", "Running"]]
+    assert local.splitlines()[0] == f"local runs, under file://{tmp_path}/runs:"
+    assert [line.split()[:2] for line in local.splitlines()[2:]] == [["here", "Incomplete"]]
+    assert launcher(["list", "-o", "json"]) == 0
+    assert [(r["run"], r["source"]) for r in json.loads(out_of(capsys))] == [("slow", "cluster"), ("here", "storage")]
+    assert launcher(["list", "-n", "landscape"]) == 0  # a flag that names the cluster: the cluster alone
+    assert [line.split()[0] for line in out_of(capsys).splitlines()] == ["RUN", "slow"]
+
+    kubeconfig = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    for entry in kubeconfig["clusters"]:
+        entry["cluster"]["server"] = "http://127.0.0.1:9"  # nothing listens there
+    (tmp_path / "unreachable").write_text(yaml.safe_dump(kubeconfig))
+    os.environ["KUBECONFIG"] = str(tmp_path / "unreachable")  # the fixture's monkeypatch restores it
+    assert launcher(["list"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("launcher: warning: cluster not listed: "), captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out.splitlines()[0] == f"local runs, under file://{tmp_path}/runs:"
+    assert captured.out.splitlines()[2].split()[:2] == ["here", "Incomplete"]
 
 
 def test_cancel_finds_a_render_apply_run_by_label(fake: FakeCluster, tmp_path: Path, linear_spec: dict,

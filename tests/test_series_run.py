@@ -368,3 +368,27 @@ def test_a_noise_matrix_too_large_to_hold_is_refused_before_any_checkpoint(tmp_p
     with pytest.raises(UserError, match=r"series.noise_batches: 12 minibatches x 53 parameters"):
         stages.evaluate(run, 0, log=lambda _: None)
     assert not run.list("shards/shard-0-of-1.partial")
+
+
+def test_the_python_handle_pulls_a_series_run_as_a_series(tmp_path: Path, series_raw: dict,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``launcher.api.submit`` of a series spec: ``pull()`` (and ``pull(dest)``) give an ``ls.Series`` whose
+    columns are the run's series.h5, as h5py reads it."""
+    from landscape_job import api as ls
+    from launcher.api import submit
+
+    monkeypatch.chdir(tmp_path)  # a dict spec's relative paths (the checkpoints' glob) are this folder's
+    series_raw["series"]["metrics"] = ["loss", "hessian"]
+    run = submit(series_raw, backend="local", run_id="handle", workers=1)
+    assert run.wait(timeout=600, interval=0.2).status().state == "succeeded", run.log
+    pulled = run.pull()
+    assert isinstance(pulled, ls.Series) and pulled.name.endswith("/handle/series.h5")
+    with h5py.File(tmp_path / "runs" / "handle" / "series.h5") as f:
+        np.testing.assert_array_equal(pulled.steps, f["step"][()])
+        assert set(pulled.data) == set(f) - {"step", "checkpoint"}
+        for name in pulled.data:
+            np.testing.assert_array_equal(pulled[name], f[name][()], err_msg=name)
+    assert pulled.steps.tolist() == [0, 10, 20, 30, 100] and pulled["top_eigenvalues"].shape == (5, 3)
+    copied = run.pull(tmp_path / "out")
+    assert isinstance(copied, ls.Series) and (tmp_path / "out" / "report.json").is_file()
+    np.testing.assert_array_equal(copied["train_loss"], pulled["train_loss"])

@@ -14,7 +14,7 @@
 There is no second implementation here: the arguments become a spec (parsed by
 ``spec.parse_spec``, so defaults, rules and error messages are the CLI's, named by their
 spec keys), the directions come from ``direction_builders``, the points from the
-``Evaluator`` a shard uses, and the file from the merge stage's ``surface_file``. Only
+``Evaluator`` a shard uses, and the file from the merge stage's ``surface_file`` (``surface.provenance``). Only
 the inputs differ: the model and the data are in memory, not in files. So for the same
 weights, data and directions the arrays equal a CLI run's (``tests/test_api.py``).
 
@@ -33,7 +33,7 @@ import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 import torch
@@ -41,11 +41,8 @@ from torch import nn
 
 import landscape_job
 from landscape_job.api.callables import batch_loss_ref, bind_loss, bind_metrics
-from landscape_job.api.curvature import Curvature
 from landscape_job.api.display import progress as progress_bar
 from landscape_job.api.result import Landscape
-from landscape_job.models.checkpoints import save_checkpoint
-from landscape_job.surface.curvature import centre_analysis
 from landscape_job.datasets.custom import assemble, split_tensors
 from landscape_job.datasets.builtin import Split, subset_indices
 from landscape_job.surface.direction_builders import BuildContext, build
@@ -58,12 +55,13 @@ from landscape_job.run.records import Manifest
 from landscape_job.spec.sections import Spec
 from landscape_job.spec.parse import parse_spec
 from landscape_job.surface.centre import check_outputs, check_tokens
-from landscape_job.datasets.tokens import token_split
-from landscape_job.models.hf import select_logits
 from landscape_job.surface.losses import BatchFn, batch_fn_sum
-from landscape_job.stages.merge_stage import surface_file
 
-__all__ = ["Curvature", "Landscape", "hessian", "interpolate", "line", "plane", "surface"]
+if TYPE_CHECKING:  # imported where used: a plain plane needs no Hessian, token data, checkpoint or model zoo
+    from landscape_job.api.curvature import Curvature
+from landscape_job.surface.provenance import surface_file
+
+__all__ = ["Landscape", "hessian", "interpolate", "line", "plane", "surface"]
 
 #: What ``data`` may be: ``(inputs, labels)`` tensors or arrays, a Dataset of (input, label)
 #: items, a DataLoader, or a mapping ``{"train": ..., "test": ...}`` of those.
@@ -92,6 +90,8 @@ def _splits(data: Data, classes: int | None, task: str = "classification") -> li
     if unknown or not given:
         raise UserError(f"data: name the splits {' and '.join(SPLITS)}, got {unknown or 'none'}")
     if task != "classification":
+        from landscape_job.datasets.tokens import token_split
+
         return [token_split(given[name], name, task, classes) for name in SPLITS if name in given]
     for name, split in given.items():
         first = split[0] if isinstance(split, (tuple, list)) and split else split
@@ -114,6 +114,8 @@ def _weights_file(weights: Weights, folder: Path, name: str) -> str:
         return str(Path(weights).resolve())
     path = folder / f"{name}.pt"
     if isinstance(weights, nn.Module):
+        from landscape_job.models.checkpoints import save_checkpoint
+
         save_checkpoint(weights, path)
     else:
         torch.save({"state_dict": {k: v.detach().cpu() for k, v in weights.items()}}, path)
@@ -167,6 +169,8 @@ def _centre(model: nn.Module, spec: Spec) -> nn.Module:
     if spec.compute.precision == "fp64":
         centre = centre.double()
     if spec.task != "classification" and spec.model.output is None:
+        from landscape_job.models.hf import select_logits
+
         if getattr(getattr(centre, "config", None), "use_cache", None):
             centre.config.use_cache = False  # a loss needs no key/value cache
         return select_logits(centre).eval()
@@ -191,6 +195,8 @@ def _hessian_split(splits: list[Split], spec: Spec) -> Split:
 def _centre_hessian(centre: nn.Module, split: Split, spec: Spec,
                     batch_fn: BatchFn | None = None) -> tuple[Directions | None, dict]:
     """As the prepare stage: on a copy placed on the run's device and precision."""
+    from landscape_job.surface.curvature import centre_analysis
+
     device = resolve_device("auto" if spec.compute.device == "cuda" else spec.compute.device)
     dtype = torch.float64 if spec.compute.precision == "fp64" else torch.float32
     placed = copy.deepcopy(centre).to(device, dtype).eval()
@@ -349,4 +355,6 @@ def hessian(model: nn.Module, data: Data, *, split: str = "train", loss: str | C
     centre = _centre(model, spec)
     _check(centre, splits[0], spec, batch_fn)
     _, summary = _centre_hessian(centre, _hessian_split(splits, spec), spec, batch_fn)
+    from landscape_job.api.curvature import Curvature
+
     return Curvature.from_summary(summary)

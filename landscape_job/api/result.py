@@ -183,6 +183,13 @@ class Series:
 
         return cls(load_series(path), str(path))
 
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "series.h5") -> Series:
+        """A series run's ``series.h5`` as read from its storage (``launcher.api.Run.pull``)."""
+        from landscape_job.series.file import series_from_bytes
+
+        return cls(series_from_bytes(data, name), name)
+
     @property
     def steps(self) -> np.ndarray:
         return self.series.steps

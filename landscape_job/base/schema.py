@@ -23,8 +23,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import yaml
-
 from landscape_job.base.errors import UserError, UserErrors, shown
 
 
@@ -139,112 +137,16 @@ def declared_keys(record: type) -> list[str]:
 
 #: A spec is a page of YAML; anything far larger is a mistake (or an attack), refused before parsing.
 MAX_YAML_BYTES = 256 << 10
-#: Nodes in all (aliases expanded): a spec has a few hundred; the pure-Python parser takes ~0.3 s per 5,000 on a busy core.
-MAX_YAML_NODES = 5_000
-#: Nesting deeper than this is no spec (the composer recurses once a level).
-MAX_YAML_DEPTH = 64
-#: Nodes that aliases may add in all (a "billion laughs" adds 10**9).
-MAX_ALIAS_NODES = 10_000
-#: Digits of an integer literal: a 64-bit value has 20; Python's int() refuses 4,300 with a traceback.
-MAX_INT_DIGITS = 40
-
-
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses what a spec never needs and an attack does.
-
-    Duplicate keys (YAML says they are an error; PyYAML silently keeps the last), nesting
-    beyond ``MAX_YAML_DEPTH``, aliases that would expand past ``MAX_ALIAS_NODES`` nodes,
-    and integer literals of more than ``MAX_INT_DIGITS`` digits. Each is a
-    ``yaml.constructor.ConstructorError`` with a mark, so the caller reports it as any
-    other YAML mistake: one line with the line and column.
-    """
-
-    def __init__(self, stream: Any):
-        super().__init__(stream)
-        self._depth = 0
-        self._alias_nodes = 0
-        self._nodes = 0
-        self._sizes: dict[int, int] = {}
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            node = super().compose_node(parent, index)
-            self._alias_nodes += self._size(node)
-            if self._alias_nodes > MAX_ALIAS_NODES:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes", event.start_mark)
-            return node
-        self._depth += 1
-        self._nodes += 1
-        if self._nodes > MAX_YAML_NODES:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"more than {MAX_YAML_NODES:,} values; a spec is a page of YAML", self.peek_event().start_mark)
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def _size(self, node: Any) -> int:
-        """Nodes under ``node``, aliases expanded (memoised: the graph is a DAG)."""
-        known = self._sizes.get(id(node))
-        if known is not None:
-            return known
-        if isinstance(node, yaml.MappingNode):
-            size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self._size(v) for v in node.value)
-        else:
-            size = 1
-        self._sizes[id(node)] = size
-        return size
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                k = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = k in seen
-                    seen.add(k)
-                except TypeError:
-                    continue  # an unhashable key: the constructor names it
-                if duplicate:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {shown(k)} (YAML keeps only one; remove the other)",
-                        key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: Any) -> Any:
-        digits = sum(c.isalnum() for c in str(node.value))
-        if digits > MAX_INT_DIGITS:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"an integer of {digits} digits; integers must lie within ±2**63", node.start_mark)
-        return super().construct_yaml_int(node)
-
-
-StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
 
 
 def load_yaml(text: str | bytes, source: str) -> Any:
-    """The YAML value of ``text``, read by ``StrictLoader``; any mistake is one line naming ``source``."""
+    """The YAML value of ``text``, read by ``base.strict_yaml.StrictLoader``; any mistake is one line naming
+    ``source``. PyYAML is imported here, on first use: a spec given as a dict (the Python API) needs none."""
     if len(text) > MAX_YAML_BYTES:
         raise UserError(f"{source}: {len(text):,} bytes is more than the {MAX_YAML_BYTES:,} a spec may have")
-    try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        problem = problem if len(problem) <= 200 else problem[:197] + "..."
-        raise UserError(f"{source}: not valid YAML{where}: {problem}") from None
-    except RecursionError:
-        raise UserError(f"{source}: not valid YAML: nested too deeply") from None
+    from landscape_job.base.strict_yaml import strict_load
+
+    return strict_load(text, source)
 
 
 #: The integers every key takes: what a 64-bit seed or count holds (torch, numpy and HDF5 take no more).

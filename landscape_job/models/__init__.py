@@ -28,14 +28,23 @@ from torch import nn
 from landscape_job.base import pyref
 from landscape_job.base.errors import UserError
 
-# Each family registers its names in models.registry where it is defined; importing it is enough.
-from landscape_job.models import cifar_resnet, densenet, small, vgg, wide_resnet  # noqa: F401
 from landscape_job.models.registry import Builder, builder_for, listed_names
 
 __all__ = ["available_models", "build_model"]
 
+
+def _families() -> None:
+    """Imports the zoo's families; each registers its names in models.registry where it is defined.
+
+    On first use, not when the package is imported: ``models.outputs`` and ``models.checkpoints``
+    (the Python API's path) need no CIFAR network defined.
+    """
+    from landscape_job.models import cifar_resnet, densenet, small, vgg, wide_resnet  # noqa: F401
+
+
 def available_models() -> list[str]:
     """The built-in zoo names, sorted (patterned resnet/wrn variants not enumerated)."""
+    _families()
     return listed_names()
 
 
@@ -121,6 +130,7 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, ...],
         return _build_torchvision(arch.split(":", 1)[1], num_classes, kwargs)
     if arch.startswith("python:"):
         return _build_python(arch.split(":", 1)[1], kwargs)
+    _families()
     builder = builder_for(arch)
     if builder is None:
         names = available_models()

@@ -6,11 +6,12 @@ so the names live in one place. Shard keys are the shard file format's (``shards
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from landscape_job.base.errors import StageError, UpstreamFailed, UserError
 from landscape_job.run.records import Manifest
@@ -48,6 +49,38 @@ def read_manifest(run: Storage) -> Manifest:
         return Manifest.from_json(run.get(MANIFEST_KEY))
     except NotFound:
         raise StageError(f"{run.url}/{MANIFEST_KEY} is missing; run the prepare stage first") from None
+
+
+def withdraw_report(run: Storage) -> list[str]:
+    """Removes an earlier merge's ``report.json`` before a merge writes anything; returns the outputs it listed.
+
+    A run is Complete once ``report.json`` and every output it lists exist (merge writes the
+    report last). A merge that runs again (a resumed or resubmitted run, a merge pod retried)
+    rewrites those outputs, so the earlier report must go first: left in place it would
+    vouch for outputs that are being replaced, and ``status``, ``wait`` and ``pull`` would
+    take a half-rewritten run for a finished one.
+    """
+    try:
+        data = run.get(REPORT_KEY)
+    except NotFound:
+        return []
+    try:
+        earlier = json.loads(data)
+    except ValueError:
+        earlier = None
+    run.delete(REPORT_KEY)
+    outputs = earlier.get("outputs") if isinstance(earlier, dict) else None
+    return [k for k in outputs if isinstance(k, str)] if isinstance(outputs, list) else []
+
+
+def write_report(run: Storage, report: dict, earlier: Sequence[str] = ()) -> None:
+    """Stores ``report.json``, last of a merge's outputs; first removes the figures an earlier merge listed
+    (``withdraw_report``) that this one no longer wrote, so a pull gets this merge's outputs only."""
+    written = set(report.get("outputs") or ())
+    for key in earlier:
+        if key.startswith("plots/") and key not in written:
+            run.delete(key)
+    run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
 
 
 def store_plots(run: Storage, written: list[Path]) -> list[str]:

@@ -21,6 +21,7 @@ Shards hold a row's vectors as flat columns (``key[i]``, ``series_metrics.column
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,17 @@ def is_series_file(path: str | Path) -> bool:
 
 def load_series(path: str | Path) -> Series:
     """Reads a series file; a file that is not one is one line naming it."""
+    return _read_series(path, str(path))
+
+
+def series_from_bytes(data: bytes, name: str = "series.h5") -> Series:
+    """A series file's bytes as read from a run's storage (``name``: what an error calls it)."""
+    return _read_series(io.BytesIO(data), name)
+
+
+def _read_series(source: str | Path | io.BytesIO, path: str) -> Series:
     try:
-        with h5py.File(path, "r") as handle:
+        with h5py.File(source, "r") as handle:
             if STEP not in handle:
                 raise UserError(f"{path}: not a series file (no '{STEP}' dataset)")
             steps = np.asarray(handle[STEP][()], dtype=np.int64)

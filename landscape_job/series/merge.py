@@ -18,7 +18,7 @@ import numpy as np
 
 import landscape_job
 from landscape_job.run.collect import collect_shards, wait_for_shards
-from landscape_job.run.files import REPORT_KEY, SPEC_KEY, Log, read_manifest, store_plots
+from landscape_job.run.files import SPEC_KEY, Log, read_manifest, store_plots, write_report
 from landscape_job.run.records import Manifest
 from landscape_job.run.shards import QUARANTINE_PREFIX
 from landscape_job.series.file import SERIES_KEY, Series, load_series, series_bytes
@@ -64,8 +64,10 @@ def eos_summary(steps: np.ndarray, sharpness: np.ndarray, threshold: float, band
 
 
 def merge_series(run: Storage, spec: Spec, log: Log, plots: bool = True,
-                 wait_seconds: float = 0.0, abort: Callable[[], str | None] | None = None) -> dict:
-    """Verified shards -> series.h5, the figures and viewer, report.json."""
+                 wait_seconds: float = 0.0, abort: Callable[[], str | None] | None = None,
+                 earlier: list[str] | None = None) -> dict:
+    """Verified shards -> series.h5, the figures and viewer, report.json (last; ``earlier``: the outputs an
+    earlier merge's report listed, ``run.files.withdraw_report``)."""
     assert spec.series is not None
     started = time.time()
     if wait_seconds > 0:
@@ -81,7 +83,7 @@ def merge_series(run: Storage, spec: Spec, log: Log, plots: bool = True,
         series = load_series(local)
         plot_keys = _write_figures(run, series, spec, Path(tmp)) if plots else []
     report = _report(run, spec, manifest, series, stats, plot_keys, started)
-    run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
+    write_report(run, report, earlier or [])
     eos = report["edge_of_stability"]
     log(f"merge: {len(series.steps)} checkpoints from {spec.compute.shards} shards -> {run.url}/{SERIES_KEY}, "
         f"{len(plot_keys)} plots" + (f"; λmax {eos['start']:.4g} at the start, {eos['max']:.4g} at most, "

@@ -27,8 +27,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import yaml
-
 from landscape_job.base.schema import default_of, key, one_or_list
 from landscape_job.base.pyref import REQUIREMENT_PATTERN
 from landscape_job.spec.direction_types import DIRECTION_TYPES
@@ -368,6 +366,8 @@ class Spec:
         }
 
     def to_yaml(self) -> str:
+        import yaml  # here, not at the top: the Python API's specs are never written as YAML
+
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @property

@@ -8,7 +8,6 @@ missing points), never merged.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-import landscape_job
 from landscape_job.base.diskspace import NoSpace, check_room
 from landscape_job.run.collect import collect_shards, wait_for_shards
 from landscape_job.run.files import (
-    REPORT_KEY,
     SPEC_KEY,
     SURFACE_KEY,
     Log,
@@ -29,6 +26,8 @@ from landscape_job.run.files import (
     stderr_log,
     store_plots,
     wait_for,
+    withdraw_report,
+    write_report,
 )
 from landscape_job.run.records import Manifest, ShardRecord
 from landscape_job.run.shards import QUARANTINE_PREFIX
@@ -37,13 +36,8 @@ from landscape_job.spec.direction_types import direction_type
 from landscape_job.spec.metrics import describe as describe_metric
 from landscape_job.spec.sections import Spec
 from landscape_job.storage import Storage
-from landscape_job.surface.file import surface_bytes
+from landscape_job.surface.provenance import surface_file
 from landscape_job.surface.interpolation import interpolation_summary
-
-
-def _axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
-    variance = pca["explained_variance"] if pca is not None else None
-    return direction_type(spec.directions.type).axis_labels(spec.directions.norm, variance)
 
 
 def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
@@ -65,14 +59,6 @@ def _summary(spec: Spec, flat: dict[str, np.ndarray]) -> dict:
     return summary
 
 
-def _surface_trajectory(pca: dict | None) -> dict | None:
-    """The manifest's PCA entry in the shape ``surface_bytes`` stores."""
-    if pca is None:
-        return None
-    path = pca["trajectory"]
-    return {"x": path["x"], "y": path["y"], "names": path["names"], "explained_variance": pca["explained_variance"]}
-
-
 def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds: float = 0.0,
           abort: Callable[[], str | None] | None = None) -> dict:
     """Verifies and merges the shards into surface.h5, then writes the plots and report.json.
@@ -84,8 +70,9 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     if wait_seconds > 0:
         wait_for(run, [SPEC_KEY], wait_seconds, "the run's spec", log)
     spec = read_run_spec(run)
+    earlier = withdraw_report(run)  # a merge run again: not Complete until this one's report is written
     if spec.series is not None:
-        return merge_series(run, spec, log, plots=plots, wait_seconds=wait_seconds, abort=abort)
+        return merge_series(run, spec, log, plots=plots, wait_seconds=wait_seconds, abort=abort, earlier=earlier)
     if wait_seconds > 0:
         wait_for_shards(run, spec, wait_seconds, log, abort)
     manifest = read_manifest(run)
@@ -95,7 +82,7 @@ def merge(run: Storage, log: Log = stderr_log, plots: bool = True, wait_seconds:
     run.put(SURFACE_KEY, surface)
     plot_keys = write_plots(run, spec) if plots else []
     report = _report(run, spec, manifest, flat, stats, plot_keys, started, log)
-    run.put(REPORT_KEY, json.dumps(report, indent=2).encode())
+    write_report(run, report, earlier)
     log(f"merge: {spec.grid.size} points from {spec.compute.shards} shards -> {run.url}/{SURFACE_KEY}, "
         f"{len(plot_keys)} plots")
     return report
@@ -118,38 +105,6 @@ def check_merge_room(run: Storage, surface_bytes: int, plots: bool) -> None:
     if plots:
         check_room(tempfile.gettempdir(), PLOTS_FACTOR * surface_bytes + PLOTS_FIXED + surface_bytes,
                    "merge's figures, drawn here before they are stored")
-
-
-def surface_file(spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray]) -> bytes:
-    """surface.h5 of a run's values (by flat point index) with its provenance and PCA path.
-
-    The one writer of a run's surface: the merge stage stores it, the Python API
-    (``landscape_job.api.compute``) keeps it in memory, so both give the same file.
-    """
-    return surface_bytes(spec.grid, flat, _surface_attrs(spec, manifest), trajectory=_surface_trajectory(manifest.pca))
-
-
-def _surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:
-    """surface.h5's provenance attributes (the paper's tools ignore them; ours label the plots with them)."""
-    xlabel, ylabel = _axis_labels(spec, manifest.pca)
-    attrs = {"name": spec.name, "spec_hash": spec.hash, "direction_hash": manifest.direction_hash,
-             "code_version": landscape_job.__version__, "precision": spec.compute.precision,
-             "arch": spec.model.arch, "dataset": spec.data.dataset, "loss": spec.loss,
-             "direction_type": spec.directions.type, "dir_type": manifest.dir_type,
-             "norm": spec.directions.norm, "ignore": spec.directions.ignore, "seed": spec.directions.seed,
-             "xlabel": xlabel, "ylabel": ylabel, "cosine_xy": manifest.cosine_xy, "title": spec.plot.title}
-    if spec.directions.params is not None:  # which tensors moved: recorded, and shown in the titles
-        attrs.update({"params": spec.directions.params.describe(),
-                      "params_include": json.dumps(list(spec.directions.params.include)),
-                      "params_exclude": json.dumps(list(spec.directions.params.exclude)),
-                      "perturbed": manifest.perturbed})
-    if manifest.direction_storage is not None:
-        attrs["direction_storage"] = manifest.direction_storage
-    hessian = manifest.hessian
-    if hessian is not None:
-        attrs.update({"sharpness": hessian["sharpness"], "hessian_trace": hessian["trace"],
-                      "hessian_split": hessian["split"], "hessian_ignore": hessian["ignore"]})
-    return attrs
 
 
 def _precision_and_memory(stats: list[ShardRecord], log: Log) -> dict[str, object]:

@@ -1,7 +1,9 @@
 """What every stage builds at θ*: the centre model, the data splits, the evaluator.
 
 The estimate and the launcher's preflight build them the same way, so a mistake in the
-inputs fails there exactly as it would in a pod.
+inputs fails there exactly as it would in a pod. The model zoo, checkpoints, token data and
+the Hessian are imported where a function needs them: the Python API calls only the checks
+here (``check_outputs``, ``check_tokens``), and its first call should not pay for the rest.
 """
 
 from __future__ import annotations
@@ -15,15 +17,9 @@ from landscape_job.base.errors import UserError
 from landscape_job.base.pyref import one_line
 from landscape_job.datasets.builtin import Split, dataset_info, load_split
 from landscape_job.datasets.custom import is_custom
-from landscape_job.models import build_model
-from landscape_job.datasets.tokens import load_token_split
-from landscape_job.models.checkpoints import load_into, load_state_dict
-from landscape_job.models.hf import load_hf, select_logits
 from landscape_job.models.outputs import describe_output, select_output
-from landscape_job.spec.localize import localize
 from landscape_job.spec.metrics import selected
 from landscape_job.spec.sections import Spec
-from landscape_job.surface.curvature import hessian_split
 from landscape_job.surface.custom_metrics import register_python_metrics
 from landscape_job.surface.directions import Directions
 from landscape_job.surface.evaluator import Evaluator
@@ -40,6 +36,10 @@ def build_centre_model(spec: Spec) -> nn.Module:
     if d.dataset == "tokens" and not spec.model.arch.startswith(PYTHON_PREFIX):
         raise UserError(f"model.arch: token data needs a language model: model.hf, or python:package.module:function "
                         f"(not {spec.model.arch})")
+    from landscape_job.models import build_model
+    from landscape_job.models.checkpoints import load_into, load_state_dict
+    from landscape_job.models.hf import select_logits
+
     input_shape, num_classes = dataset_info(d.dataset, d.options, root=d.root, classes=d.classes)
     model = build_model(spec.model.arch, num_classes, input_shape, spec.model.kwargs)
     if spec.compute.precision == "fp64":
@@ -53,6 +53,9 @@ def build_centre_model(spec: Spec) -> nn.Module:
 def _hf_centre(spec: Spec) -> nn.Module:
     """``model.hf``: the folder's model for the task; ``model.checkpoint``, when it names other weights
     of the same model (a fine-tune's model.safetensors), loaded over it."""
+    from landscape_job.models.checkpoints import load_into, load_state_dict
+    from landscape_job.models.hf import load_hf, select_logits
+
     model = load_hf(spec.model.hf, spec.task, spec.model.trust_remote_code)
     if spec.compute.precision == "fp64":
         model = model.double()
@@ -63,6 +66,8 @@ def _hf_centre(spec: Spec) -> nn.Module:
 
 def load_splits(spec: Spec) -> list[Split]:
     if spec.data.dataset == "tokens":
+        from landscape_job.datasets.tokens import load_token_split
+
         return [load_token_split(spec.data, name, spec.task, spec.model.hf) for name in spec.data.splits]
     return [load_split(spec.data, name) for name in spec.data.splits]
 
@@ -198,6 +203,9 @@ def build_evaluator(spec: Spec, directions: Directions, device: torch.device,
     ``model``: the centre model, when the caller has built it already (the estimate builds
     it for its directions); the evaluator takes it over.
     """
+    from landscape_job.spec.localize import localize
+    from landscape_job.surface.curvature import hessian_split
+
     local = localize(spec)
     model, splits = model if model is not None else build_centre_model(local), load_splits(local)
     check_tokens(model, splits, local)

@@ -15,7 +15,7 @@ eigenvectors in, so its builder only checks that it was given them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -32,8 +32,10 @@ from landscape_job.surface.directions import (
     read_direction_file,
     target_direction,
 )
-from landscape_job.surface.pca import PcaPlane, build_pca
 from landscape_job.surface.seeded import SeededRecipe, final_recipe, materialize, uses_seeded
+
+if TYPE_CHECKING:  # a PCA's module (checkpoints, the model zoo) is imported by its builder alone
+    from landscape_job.surface.pca import PcaPlane
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def _file(spec: DirectionsSpec, model: nn.Module, ctx: BuildContext) -> BuiltDir
 
 
 def _pca(spec: DirectionsSpec, model: nn.Module, ctx: BuildContext) -> BuiltDirections:
+    from landscape_job.surface.pca import build_pca
+
     plane = build_pca(spec, model, ctx.two_d, final=ctx.final)
     return BuiltDirections(plane.directions, pca=plane)
 

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from landscape_job.base.errors import UserError, shown
-from landscape_job.models.checkpoints import load_into, load_state_dict, strip_prefixes
 from landscape_job.storage import h5_attrs, h5_bytes, open_h5
 
 _EPS = 1e-10
@@ -143,6 +142,8 @@ def target_direction(model: nn.Module, centre: list[torch.Tensor], checkpoint: s
     torch file; a safetensors file is read whole), checked against the model on the meta device
     (the same one-line refusal as loading it), and each difference made from one of its tensors,
     so no second model is ever built or copied (task vectors of a large base model and its fine-tunes)."""
+    from landscape_job.models.checkpoints import load_into, load_state_dict, strip_prefixes
+
     state = load_state_dict(checkpoint, mmap=True)
     with warnings.catch_warnings():  # loading into meta tensors is a no-op, as meant here
         warnings.simplefilter("ignore")

@@ -10,17 +10,17 @@ and one vmapped forward evaluates all K on each batch, which reads every batch o
 points and fills a large GPU better than one small model can. Loss is the exact mean over
 the split, summed in float64.
 
-Token data (``task: causal_lm``, ``masked_lm``, ``sequence_classification``) reaches the
-model as keyword arguments (``input_ids``, ``attention_mask``) and is evaluated one point
-per forward pass: a language model is large enough to fill a device alone, and
-``points_per_forward`` is 1 for it whatever the spec says. A token task's metrics are
-means over the split's predicted tokens (``losses.token_view``)."""
+Token data (``task: causal_lm``, ``masked_lm``, ``sequence_classification``) reaches the model
+as keyword arguments (``input_ids``, ``attention_mask``), one point per forward pass (a
+language model fills a device alone: ``points_per_forward`` is 1 whatever the spec says); its
+metrics are means over the split's predicted tokens (``losses.token_view``). The Hessian's
+probe (``surface.curvature``) is imported only by an evaluator that computes it."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -31,28 +31,17 @@ from landscape_job.runtime.gpu import gpu_required, required_device
 from landscape_job.runtime.precision import AUTOCAST, compute_dtype, device_capability, resolve_precision
 from landscape_job.spec.metrics import Metric, selected
 from landscape_job.spec.sections import DEFAULT_METRICS, ComputeSpec, HessianSpec
-from landscape_job.surface.curvature import CurvatureProbe
 from landscape_job.surface.custom_metrics import register_python_metrics
 from landscape_job.surface.directions import Directions
 from landscape_job.surface.displacement import Displacement
-from landscape_job.surface.feed import (
-    ResidentSplit,
-    StreamedSplit,
-    decide_resident,
-    free_device_bytes,
-    place_split,
-    split_bytes,
-)
-from landscape_job.surface.losses import (
-    TOKEN_TASKS,
-    BatchFn,
-    batch_fn_sum,
-    batch_loss_sum,
-    batch_loss_sums,
-    predicted_tokens,
-    token_view,
-)
+from landscape_job.surface.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes,
+                                        place_split, split_bytes)
+from landscape_job.surface.losses import (TOKEN_TASKS, BatchFn, batch_fn_sum, batch_loss_sum, batch_loss_sums,
+                                          predicted_tokens, token_view)
 from landscape_job.surface.point_evaluator import HowEvaluated
+
+if TYPE_CHECKING:
+    from landscape_job.surface.curvature import CurvatureProbe
 
 
 def resolve_device(name: str) -> torch.device:
@@ -215,6 +204,7 @@ class Evaluator:
         if any(m.probe.probe == "lanczos" for m in self._probed):
             if hessian is None or hessian_split is None:
                 raise ValueError("metrics has hessian but no hessian options or split were given")
+            from landscape_job.surface.curvature import CurvatureProbe  # only with metrics: [hessian]
             self.curvature = CurvatureProbe(
                 model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
                 labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,

@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from landscape_job.base.errors import UserError
-from landscape_job.models.checkpoints import load_into, load_state_dict
 from landscape_job.spec.sections import DirectionsSpec
 from landscape_job.surface.directions import Directions, named_tensors, normalize_direction, orthogonalize
 
@@ -76,6 +75,8 @@ def _flat_difference(model: nn.Module, path: str, key: str, centre: list[torch.T
                      mask: list[bool], dir_type: str) -> np.ndarray:
     """θ_e − θ_final over the participating tensors, exact in float64 and rounded once to float32."""
     probe = copy.deepcopy(model)
+    from landscape_job.models.checkpoints import load_into, load_state_dict  # the model zoo: only for a PCA
+
     load_into(probe, load_state_dict(path), f"{key} {path}")
     parts = [(t.detach().double() - c.double()).flatten()
              for (_, t), c, keep in zip(named_tensors(probe, dir_type), centre, mask) if keep]

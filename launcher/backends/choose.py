@@ -13,7 +13,8 @@ A command names a run as
   (a flag, ``$KUBECONFIG``, ``~/.kube/config``, or in a pod); else it is not found, and the
   error says where it was looked for.
 
-``list`` without ``--storage`` lists the cluster when there is a kubeconfig, else ``./runs``.
+``list`` without ``--storage`` lists both the cluster (when there is a kubeconfig) and ``./runs``
+(when it exists), each under a line saying where it looked; a cluster flag lists the cluster alone.
 Local first: a laptop with no cluster never meets a kubeconfig error.
 """
 
@@ -127,13 +128,18 @@ def _at(location: StorageLocation, run_id: str) -> Backend:
     return _in_storage(open_storage(location), run_id)
 
 
-def list_backend(args: argparse.Namespace) -> Backend:
-    """``launcher list``'s backend: ``--storage``, else the cluster if configured, else ``./runs``."""
+def list_backends(args: argparse.Namespace) -> list[Backend]:
+    """``launcher list``'s backends: ``--storage``; the cluster alone when a cluster flag (``-n``,
+    ``--context``, ``--kubeconfig``, ``-A``, ``-l``) names it; both the cluster and ``./runs`` when there
+    is a kubeconfig and a ``./runs`` folder; else whichever of the two there is (``./runs`` by default)."""
     if getattr(args, "storage", None):
-        return stored_backend(StorageLocation.parse(args.storage, _env_options(args.storage)))
-    if has_kubeconfig(args):
-        return backend_class(CLUSTER).from_args(args)
-    return stored_backend(StorageLocation.parse(file_url(DEFAULT_LOCAL_STORAGE.absolute())))
+        return [stored_backend(StorageLocation.parse(args.storage, _env_options(args.storage)))]
+    local = stored_backend(StorageLocation.parse(file_url(DEFAULT_LOCAL_STORAGE.absolute())))
+    if not has_kubeconfig(args):
+        return [local]
+    cluster = backend_class(CLUSTER).from_args(args)
+    named = cluster_flags(args) or getattr(args, "all_namespaces", False) or getattr(args, "selector", None)
+    return [cluster] if named or not DEFAULT_LOCAL_STORAGE.is_dir() else [cluster, local]
 
 
 def local_default_note(args: argparse.Namespace) -> str | None:

@@ -3,7 +3,9 @@
 Merge writes the result (``surface.h5`` or ``series.h5``), then the plots, then
 ``report.json`` last, listing what it wrote under ``outputs``. So a run is Complete when
 ``report.json`` exists and every output it lists is in storage; before that, however far
-merge has got, it is not, and ``pull`` refuses it rather than copy half a result. A
+merge has got, it is not, and ``pull`` refuses it rather than copy half a result. A merge
+that runs again removes the earlier ``report.json`` before it writes anything
+(``landscape_job.run.files.withdraw_report``), so a re-merge reads as not Complete too. A
 backend's own word (a Job's Complete condition, a process's exit) is asked as well, never
 instead.
 """

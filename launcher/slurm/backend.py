@@ -243,7 +243,7 @@ class SlurmBackend:
         for _job, comment, state, _reason in self.slurm.queue():
             if comment.startswith(COMMENT_PREFIX):
                 runs.setdefault(comment[len(COMMENT_PREFIX):], set()).add(state)
-        return [RunRow(run_id, ",".join(sorted(states)), None, None, "", "") for run_id, states in sorted(runs.items())]
+        return [RunRow(run_id, ",".join(sorted(states)), None, None, "", "", source="slurm") for run_id, states in sorted(runs.items())]
 
     def cancel(self, run: str) -> str:
         """``scancel`` every job of the run (the array's every task); its storage stays, to resume."""
