@@ -7,7 +7,7 @@
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t ghcr.io/landscape-dev/landscape:0.1.0 .
 #
 # Base: NGC PyTorch 26.09, the newest release whose PyTorch minor version (2.14) is the one
-# CI tests (requirements/constraints.txt: torch==2.14.1; tests/test_image.py keeps the two
+# CI tests (requirements/constraints.txt: torch==2.14.1; tests/kubernetes/test_image.py keeps the two
 # in step). It brings, as far as public sources show (NVIDIA's release-notes page for
 # 26.09 was not reachable from where this was written; re-check it before a release):
 #   * PyTorch 2.14.0a0 (NVIDIA's build, "2.14.0a0+<commit>.nv26.9"), with its torchvision;
@@ -21,7 +21,7 @@
 # independent public Dockerfiles pin it (the registry itself was not reachable here).
 # To re-pin, on a machine with registry access:
 #   docker buildx imagetools inspect nvcr.io/nvidia/pytorch:26.09-py3 --format '{{.Manifest.Digest}}'
-# and replace the sha256 below (tests/test_image.py requires tag and digest together).
+# and replace the sha256 below (tests/kubernetes/test_image.py requires tag and digest together).
 #
 # NVIDIA builds torch against the image's own CUDA, cuDNN and NCCL, and its other Python
 # packages (NumPy among them) against that torch, so the base must survive this build
@@ -33,7 +33,7 @@
 #     requirements/constraints.txt pins for CI;
 #   * what the base lacks is pinned as in requirements/constraints.txt (tested in CI);
 #   * the named requirements are pyproject.toml's runtime dependencies minus torch,
-#     torchvision and NumPy, with pyproject's own bounds (tests/test_image.py checks it);
+#     torchvision and NumPy, with pyproject's own bounds (tests/kubernetes/test_image.py checks it);
 #   * the project goes in with --no-deps; afterwards the build fails if any package of the
 #     base changed version or went missing, or torch's NumPy bridge broke.
 # NGC images from 25.03 on set PIP_CONSTRAINT=/etc/pip/constraint.txt; it is cleared for the
@@ -64,7 +64,7 @@ WORKDIR /opt/landscape
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN python -m pip list --format=freeze | sort > /opt/landscape/base-packages.txt \
  && { grep -qiE '^torch==2\.14\.' /opt/landscape/base-packages.txt \
-      || { echo "the base's torch is not 2.14, the minor version CI tests: move the base, requirements/constraints.txt and tests/test_image.py NGC_TORCH together" >&2; exit 1; }; } \
+      || { echo "the base's torch is not 2.14, the minor version CI tests: move the base, requirements/constraints.txt and tests/kubernetes/test_image.py NGC_TORCH together" >&2; exit 1; }; } \
  && awk -F'==' '{ n = tolower($1); gsub(/[-_.]+/, "-", n); print n }' /opt/landscape/base-packages.txt > /tmp/base-names.txt \
  && awk -F'==' 'NR == FNR { have[$1] = 1; next } /^[[:space:]]*(#|$)/ { next } \
       { n = tolower($1); gsub(/[-_.]+/, "-", n) } !(n in have) && n !~ /^(torch|torchvision|triton|nvidia-|cuda-)/' \

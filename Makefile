@@ -49,7 +49,7 @@ kubectl:
 			|| echo "could not install kubectl: the kustomize tests will be skipped"; \
 	fi
 
-# tests/test_slurm.py runs a real one-node Slurm (tests/slurm_cluster.py starts munged, slurmctld
+# tests/slurm/test_slurm.py runs a real one-node Slurm (tests/support/slurm_cluster.py starts munged, slurmctld
 # and slurmd with a generated slurm.conf): Debian's slurm-wlm and munge (22.05), installed here when
 # missing and apt-get is usable as root; otherwise those tests skip, naming why (or fail, with
 # LANDSCAPE_REQUIRE_TOOLS=1 as CI sets it). The packages' own services are not started.

@@ -55,7 +55,7 @@ echo "gpu_check: $GPU, torch $($PY -c 'import torch; print(torch.__version__, "C
 
 if [ "$SMOKE" = 0 ]; then
     # -rs names any skipped test: on a GPU machine nothing in test_gpu.py may skip.
-    $PY -m pytest tests/test_gpu.py tests/test_precision.py -q -rs -p no:cacheprovider >&2
+    $PY -m pytest tests/runtime/test_gpu.py tests/runtime/test_precision.py -q -rs -p no:cacheprovider >&2
 fi
 
 LABEL="$MODEL, $IMAGES CIFAR-shaped images, $GPU"

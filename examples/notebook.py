@@ -51,7 +51,7 @@ def main(out: Path, epochs: int = 20, points: int = 21, subset: int | None = Non
             figure.savefig(out / f"{stem}.png", dpi=100)
 
     # %% Save: surface.h5 files that `launcher plot` and the paper's tools read; the
-    # checkpoints too, so a CLI run can recompute the same surfaces (tests/test_api.py does).
+    # checkpoints too, so a CLI run can recompute the same surfaces (tests/api/test_api.py does).
     plane.save(out / "plane.h5")
     curve.save(out / "interpolation.h5")
     save_checkpoint(model_a, out / "digits-cnn-a.pt")

@@ -17,7 +17,7 @@ HEADER = """# Spec reference
 
 Every key of a spec file, section by section: its type, its default and what it means.
 Generated from the same declarations `launcher validate` checks (`launcher schema
---markdown > docs/spec-reference.md`; `tests/test_spec_reference.py` fails when this file
+--markdown > docs/spec-reference.md`; `tests/spec/test_spec_reference.py` fails when this file
 is stale). Rules that involve several keys (a grid too large for the shards, keys that
 depend on `directions.type`) are checked by `launcher validate` and named there.
 

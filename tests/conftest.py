@@ -129,7 +129,7 @@ def checkpointed_points(run: Storage, shard: int, num_shards: int) -> int:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A real one-node Slurm (``tests/slurm_cluster.py``) for the session; ``SLURM_CONF`` points the
+    """A real one-node Slurm (``tests/support/slurm_cluster.py``) for the session; ``SLURM_CONF`` points the
     launcher's ``sbatch``, ``scontrol`` and ``scancel`` at it. Needs Debian's ``slurm-wlm`` and
     ``munge`` (``make slurm`` installs them) and root (slurmd); skips naming what is missing, or fails
     where ``LANDSCAPE_REQUIRE_TOOLS`` is set."""

@@ -16,7 +16,7 @@ There is no second implementation here: the arguments become a spec (parsed by
 spec keys), the directions come from ``direction_builders``, the points from the
 ``Evaluator`` a shard uses, and the file from the merge stage's ``surface_file`` (``surface.provenance``). Only
 the inputs differ: the model and the data are in memory, not in files. So for the same
-weights, data and directions the arrays equal a CLI run's (``tests/test_api.py``).
+weights, data and directions the arrays equal a CLI run's (``tests/api/test_api.py``).
 
 Imported as ``landscape_job.api.compute``, not re-exported by the package: ``landscape_job``'s
 ``__init__`` imports nothing (the launcher imports the package without torch, and a

@@ -97,7 +97,7 @@ FASHION_MNIST_NORM = _Norm(255.0, (0.2860,), (0.3530,))
 #: digits: pixels are 0..16, divided by 16, then normalised by the mean and the
 #: (population, ddof=0) std over all pixels of the TRAIN split of ``_digits_split()``,
 #: computed once in float64 and written here so no worker recomputes (or disagrees on)
-#: them. tests/test_data.py checks the train split comes out at mean 0, std 1.
+#: them. tests/datasets/test_data.py checks the train split comes out at mean 0, std 1.
 DIGITS_NORM = _Norm(16.0, (0.30577476,), (0.37656184,))
 
 #: digits split: fraction of each class held out as test, and the seed of the shuffle.

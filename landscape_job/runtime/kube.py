@@ -19,7 +19,7 @@ from typing import Mapping
 
 #: Where the kubelet mounts a pod's service-account token, CA and namespace.
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-#: Another place for that folder: the test double of the kubelet (tests/fake_k8s.py) mounts it there.
+#: Another place for that folder: the test double of the kubelet (tests/support/fake_k8s.py) mounts it there.
 SERVICE_ACCOUNT_ENV = "LANDSCAPE_SERVICE_ACCOUNT_DIR"
 MERGE_PATCH = "application/merge-patch+json"
 

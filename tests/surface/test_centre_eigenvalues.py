@@ -1,0 +1,62 @@
+"""At θ* the run records the top eigenvalues of the Hessian (not an empty list), and says when
+λmin may not be the smallest eigenvalue: a loose Lanczos tolerance, or too few steps.
+
+Checked against autograd's dense Hessian of a small MLP (fp64), as tests/surface/test_hessian.py does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import spec_from
+from test_hessian import _dense_hessian, _hessian_spec
+
+from landscape_job.surface.curvature import SAFE_TOLERANCE, TOP_EIGENVALUES, centre_analysis
+from landscape_job.datasets.builtin import load_split
+from landscape_job.surface.hessian import LanczosResult
+from landscape_job.models import build_model
+
+
+def _centre(tmp_path, **hessian):
+    raw = _hessian_spec(tmp_path)
+    raw["hessian"] = {**raw["hessian"], "ignore": "none", "trace_samples": 0, **hessian}
+    spec = spec_from(tmp_path, raw)
+    model = build_model("mlp", 3, (6,), {"hidden": [4]})
+    model.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"])
+    model = model.double().eval()
+    split = load_split(spec.data, "train")
+    split = type(split)(inputs=split.inputs.double(), labels=split.labels, num_classes=split.num_classes,
+                        name=split.name)
+    _, summary = centre_analysis(model, split, spec, two_d=True)
+    truth = np.linalg.eigvalsh(_dense_hessian(model, split.inputs, split.labels))
+    return summary, truth
+
+
+def test_the_top_eigenvalues_are_recorded_for_every_direction_type(tmp_path):
+    summary, truth = _centre(tmp_path, tolerance=1e-9, iterations=200)
+    assert len(summary["top_eigenvalues"]) == TOP_EIGENVALUES == 3
+    scale = np.abs(truth).max()
+    np.testing.assert_allclose(summary["top_eigenvalues"], truth[::-1][:3], atol=1e-6 * scale)
+    assert summary["min_eig"] == pytest.approx(truth[0], abs=1e-6 * scale)
+    assert summary["caution"] is None
+
+
+def test_a_loose_tolerance_or_a_cut_short_run_is_flagged(tmp_path):
+    loose, _ = _centre(tmp_path, tolerance=1e-2, iterations=200)
+    assert loose["caution"] is not None and "hessian.tolerance 0.01" in loose["caution"]
+    assert "may not be the smallest eigenvalue" in loose["caution"]
+    short, _ = _centre(tmp_path, tolerance=1e-9, iterations=3)
+    assert not short["converged"] and "raise hessian.iterations" in short["caution"]
+
+
+def test_a_run_over_the_whole_operator_is_exact_whatever_the_tolerance():
+    from landscape_job.surface.curvature import lanczos_caution
+    from landscape_job.spec.sections import HessianSpec
+
+    exact = LanczosResult(max_eig=2.0, min_eig=-1.0, top_values=(2.0,), top_vectors=(), iterations=5,
+                          converged=True, residual_max=0.0, residual_min=0.0)
+    assert lanczos_caution(exact, HessianSpec(tolerance=0.5), dim=5) is None
+    assert lanczos_caution(exact, HessianSpec(tolerance=0.5), dim=50) is not None
+    assert lanczos_caution(exact, HessianSpec(tolerance=SAFE_TOLERANCE), dim=50) is None
