@@ -22,12 +22,17 @@ demo: $(STAMP)
 	$(VENV)/bin/launcher submit examples/digits.yaml --local
 	$(VENV)/bin/launcher submit examples/digits-interp.yaml --local
 
+# The suite on TEST_WORKERS pytest-xdist workers: most of its time is spent waiting on the processes it
+# starts (launchers, pods, workers), so more workers than cores still shortens it. --dist loadgroup keeps
+# the Slurm tests on one worker with the session's one cluster; `pytest -n0` runs in one process.
+TEST_WORKERS ?= 4
+
 test: $(STAMP) browser kubectl slurm
-	MPLBACKEND=Agg $(PY) -m pytest
+	MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit loop: everything but the slow, browser and outside-tool tests (markers in pyproject.toml).
 test-fast: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -m "not slow and not browser and not tools"
+	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadgroup -m "not slow and not browser and not tools"
 
 # The viewer's tests drive Debian's chromium (never a downloaded browser). Installed here
 # when missing and apt-get is usable as root; otherwise those tests skip, naming why

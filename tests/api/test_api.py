@@ -63,6 +63,7 @@ def _same(api_file: Path, cli: dict) -> None:
         assert attrs.get(key) == cli["attrs"].get(key), key
 
 
+@pytest.mark.slow
 def test_the_notebook_example_equals_the_cli(tmp_path: Path) -> None:
     results = _example().main(tmp_path / "nb", epochs=1, points=4, subset=SUBSET, progress=False)
     plane, curve = results["plane"], results["interpolation"]
@@ -148,6 +149,7 @@ def test_mistakes_are_one_line_user_errors() -> None:
         ls.line(model, (x, y), x="1:-1", output="logits", progress=False)
 
 
+@pytest.mark.slow
 def test_hessian_equals_the_dense_hessians_eigenvalues() -> None:
     """λmax and λmin of the mean cross-entropy of a tiny MLP, against torch.autograd's dense Hessian."""
     torch.manual_seed(1)

@@ -23,6 +23,7 @@ from launcher.api import submit
 from cluster_testing import aws_env, bucket, fake  # noqa: F401 - the fake cluster and S3 bucket fixtures
 
 
+@pytest.mark.slow
 def test_submit_local_wait_pull_equals_the_api(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # a dict spec's relative paths are the notebook's folder's
     linear_spec["grid"] = {"x": "-1:1:4", "y": "-1:1:3"}
@@ -60,6 +61,7 @@ def test_mistakes_raise_before_anything_is_written(tmp_path: Path, linear_spec: 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_submit_to_the_cluster_wait_pull(fake, bucket: str, moto_endpoint: str, linear_spec: dict,
                                          tmp_path: Path, monkeypatch) -> None:
     """backend="cluster" is ``launcher submit``: the fake API server runs the pods; the handle follows S3."""
@@ -74,6 +76,7 @@ def test_submit_to_the_cluster_wait_pull(fake, bucket: str, moto_endpoint: str, 
     assert landscape["train_loss"].shape == (4, 5) and np.isfinite(landscape["train_loss"]).all()
 
 
+@pytest.mark.slow
 def test_a_cluster_run_that_fails_reads_failed_and_wait_raises(fake, bucket: str, moto_endpoint: str,
                                                                linear_spec: dict, tmp_path: Path, monkeypatch) -> None:
     """The handle asks the cluster, as ``launcher status`` does: a prepare that fails in its pod

@@ -37,6 +37,7 @@ def _mimes(cell) -> list[str]:
     return [m for out in cell.outputs if out.output_type in ("display_data", "execute_result") for m in out.data]
 
 
+@pytest.mark.slow
 def test_no_cell_sets_up_matplotlib(executed) -> None:
     code = [c.source for c in executed.cells if c.cell_type == "code"]
     assert code and not any("%matplotlib" in s or "matplotlib.use" in s or "MPLBACKEND" in s for s in code)

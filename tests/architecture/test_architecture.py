@@ -175,6 +175,7 @@ def test_the_floor_check_sees_an_upward_import():
                               "landscape_job.spec.grid -> landscape_job.surface.evaluator"]
 
 
+@pytest.mark.slow
 def test_folders_import_downward_only():
     for module in _modules():
         if module.startswith("landscape_job"):
@@ -200,6 +201,7 @@ NOT_ON_THE_APIS_PATH = ("yaml", "matplotlib", "boto3", "landscape_job.stages.mer
                         "landscape_job.models.checkpoints", "landscape_job.datasets.tokens", "landscape_job.models.hf")
 
 
+@pytest.mark.slow
 def test_the_apis_first_plane_imports_only_what_it_uses():
     """A new process's first ``ls.plane`` imports no YAML, plots, S3, merge stage, Hessian, PCA, model zoo or
     token data: checked in a clean interpreter after a real (tiny) plane, so lazy imports count."""
@@ -217,6 +219,7 @@ def test_no_import_circles():
     assert not cycles, "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
+@pytest.mark.slow
 def test_landscape_job_never_imports_launcher():
     graph = _graph()
     bad = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("landscape_job")

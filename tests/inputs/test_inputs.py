@@ -127,6 +127,7 @@ def _cifar_spec(checkpoint: Any, root: Any, storage: Any) -> dict[str, Any]:
 
 # -- S3 inputs ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_checkpoint_and_cifar_archive_in_s3_give_the_local_surface(tmp_path: Path, s3: dict[str, Any],
                                                                     cache: Path) -> None:
     local = tmp_path / "local"
@@ -254,6 +255,7 @@ def _save_linear3(path: Path) -> None:
     torch.save(nn.Sequential(nn.Flatten(), nn.Linear(6, 3)).state_dict(), path)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_naming_the_input_and_nothing_is_written(
         tmp_path: Path, s3: dict[str, Any], linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
     ckpt_url = _put(s3, "in/a.pt", (tmp_path / "a.pt").read_bytes())
@@ -300,6 +302,7 @@ def test_a_pod_refuses_a_changed_input_before_evaluating(tmp_path: Path, s3: dic
 
 # -- custom data sets and losses --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tensors_python_datasets_and_python_losses_give_the_builtin_surface(
         tmp_path: Path, linear_spec: dict, cache: Path) -> None:
     expected = _run(tmp_path, linear_spec)
@@ -518,6 +521,7 @@ def _wheel(folder: Path, name: str) -> Path:
     return wheel
 
 
+@pytest.mark.slow
 def test_python_requirements_are_installed_into_the_cache(tmp_path: Path, linear_spec: dict, cache: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"userloss_{uuid.uuid4().hex[:8]}"
@@ -634,6 +638,7 @@ def test_a_factory_may_return_tensors_or_a_mapping(tmp_path: Path) -> None:
         load_split(DataSpec(dataset=f"python:{name}:mapping"), "train")
 
 
+@pytest.mark.slow
 def test_a_pca_trajectory_in_s3_gives_the_local_surface_and_path(tmp_path: Path, s3: dict[str, Any],
                                                                  linear_spec: dict) -> None:
     """Trajectory checkpoints are inputs like any other: fetched, pinned, and in the provenance."""

@@ -21,6 +21,7 @@ from launcher.cli import main as launcher
 from launcher.local.runner import open_run
 
 
+@pytest.mark.slow
 def test_a_checkpoint_replaced_before_resume_is_refused(tmp_path: Path, linear_spec: dict, capsys) -> None:
     (tmp_path / "ck").mkdir()
     save_linear_checkpoint(tmp_path / "ck" / "model.pt", 0)
@@ -64,6 +65,7 @@ def test_every_stage_checks_the_targets(tmp_path: Path, linear_spec: dict, stage
             stages.evaluate(run, 0, log=lambda _m: None)
 
 
+@pytest.mark.slow
 def test_tensors_data_files_are_pinned(tmp_path: Path, linear_spec: dict) -> None:
     rng = np.random.default_rng(0)
     (tmp_path / "data").mkdir()

@@ -185,6 +185,7 @@ def test_retry_after_is_honoured_within_the_longest_backoff() -> None:
     assert pauses[0] == pytest.approx(3.0) and pauses[1] == pytest.approx(10.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action,code", [(("status", 503), 1), (("status", 404), 2)])
 def test_the_prepare_stage_exits_by_class(server: tuple[str, Script], tmp_path: Path, linear_spec: dict,
                                           capsys: pytest.CaptureFixture[str], action: tuple, code: int) -> None:

@@ -27,6 +27,7 @@ from s3server import closed_port
 
 # -- end to end ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_submit_wait_pull_equals_local(fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict,
                                        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # the same spec on this machine, file:// storage: the reference, run alongside (the fake runs one pod at a time)
@@ -129,6 +130,7 @@ def scripted(endpoint: str, bucket: str):
     return run
 
 
+@pytest.mark.slow
 def test_status_logs_cancel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str,
                             moto_endpoint: str, linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
     with FakeCluster(tmp_path / "cluster", runner=scripted(moto_endpoint, bucket)) as fake:
@@ -181,6 +183,7 @@ def test_status_logs_cancel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws
 
 # -- mistakes: one line, exit 2, nothing made ---------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fake", [dict(forbidden=["locked"], namespaces=["landscape"], run_pods=False,
                                        unknown_job_fields=["backoffLimitPerIndex"])], indirect=True)
 def test_errors_before_anything_is_made(fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict,

@@ -64,6 +64,7 @@ def keys_under(endpoint: str, bucket: str) -> list[str]:
 
 # -- 2. a `default` LocalQueue ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_default_local_queue_starts_no_evaluate_pod_before_prepare_succeeds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
         linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
@@ -100,6 +101,7 @@ def test_a_default_local_queue_starts_no_evaluate_pod_before_prepare_succeeds(
 
 # -- 3. a ReadWriteOnce claim ------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modes, one_node, refused", [
     (["ReadWriteOnce"], False, True), (["ReadWriteOnce"], True, False), (["ReadOnlyMany"], False, False),
     (["ReadWriteOncePod"], True, True)])
@@ -129,6 +131,7 @@ def test_a_missing_claim_is_refused(fake: FakeCluster, bucket: str, moto_endpoin
 
 # -- 4. pod shapes against common nodes ------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_pod_larger_than_every_node_is_refused_naming_the_largest(
         fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
@@ -164,6 +167,7 @@ def test_the_cifar_examples_fit_common_gpu_nodes(example: Path) -> None:
 
 # -- 5. an eviction for exceeding disk --------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
         fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
@@ -194,6 +198,7 @@ def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
     assert job["status"]["failedIndexes"] == "0"
 
 
+@pytest.mark.slow
 def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto_endpoint: str,
                                             linear_spec: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     raw = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1)
@@ -220,6 +225,7 @@ def wait_for_log(fake: FakeCluster, stage: str, text: str, timeout: float = 120)
     raise TimeoutError(f"no {stage} pod logged {text!r}: {fake.logs}")
 
 
+@pytest.mark.slow
 def test_prepare_refuses_inputs_larger_than_its_cache(fake: FakeCluster, bucket: str, moto_endpoint: str,
                                                       linear_spec: dict, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
@@ -238,6 +244,7 @@ def test_prepare_refuses_inputs_larger_than_its_cache(fake: FakeCluster, bucket:
 
 # -- 6. merge under Kueue -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_under_kueue_merge_is_admitted_only_after_every_shard(
         fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
@@ -337,6 +344,7 @@ def requests_per_poll(tmp_path: Path, linear_spec: dict, shards: int) -> dict[st
     return counts
 
 
+@pytest.mark.slow
 def test_a_poll_makes_the_same_requests_at_8_and_256_shards(tmp_path: Path, linear_spec: dict) -> None:
     small, large = requests_per_poll(tmp_path, linear_spec, 8), requests_per_poll(tmp_path, linear_spec, 256)
     assert small == large, (small, large)
@@ -346,6 +354,7 @@ def test_a_poll_makes_the_same_requests_at_8_and_256_shards(tmp_path: Path, line
 
 # -- 9. operations ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_doctor_on_a_ready_and_a_broken_cluster(fake: FakeCluster, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     example = yaml.safe_load((REPO / "examples" / "cifar10-resnet56.yaml").read_text())
     # the example as it was before it was sized for common nodes: 8 CPUs and 32 GiB a 1-GPU pod
@@ -367,6 +376,7 @@ def test_doctor_on_a_ready_and_a_broken_cluster(fake: FakeCluster, tmp_path: Pat
         assert expected in out, out
 
 
+@pytest.mark.slow
 def test_doctor_skips_what_the_account_may_not_read(fake: FakeCluster, tmp_path: Path, bucket: str,
                                                     moto_endpoint: str, linear_spec: dict,
                                                     capsys: pytest.CaptureFixture) -> None:
@@ -379,6 +389,7 @@ def test_doctor_skips_what_the_account_may_not_read(fake: FakeCluster, tmp_path:
     assert "preflight: not checked (not readable with your account): nodes" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_fake_job_controller_backs_off_between_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           aws_env: None, bucket: str, moto_endpoint: str,
                                                           linear_spec: dict) -> None:

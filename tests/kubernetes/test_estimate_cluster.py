@@ -34,6 +34,7 @@ def cluster_raw(linear_spec: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+@pytest.mark.slow
 def test_estimate_job_is_an_evaluate_pod_running_the_estimate(tmp_path: Path, cluster_raw: dict) -> None:
     spec = spec_from(tmp_path, cluster_raw)
     k8s = parse_kubernetes(spec.kubernetes)
@@ -76,6 +77,7 @@ def test_estimate_json_line_round_trips_and_is_found_among_other_lines() -> None
     assert from_log(lines, parallel=2).wall_seconds == pytest.approx(12.0 + 4 * (326 * 0.25 + 12.0))
 
 
+@pytest.mark.slow
 def test_estimate_on_the_fake_cluster(tmp_path: Path, linear_spec: dict, monkeypatch: pytest.MonkeyPatch,
                                       aws_env: None, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
     raw = dict(linear_spec, storage="s3://bucket/runs", kubernetes={"gpus": 0})

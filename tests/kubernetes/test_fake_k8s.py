@@ -261,6 +261,7 @@ def test_a_config_map_patch_may_change_its_owners_not_an_immutable_ones_data(tmp
         assert fake.get("configmaps", "cm") is None
 
 
+@pytest.mark.slow
 def test_the_ttl_controller_deletes_a_finished_job_and_what_it_alone_owns(tmp_path):
     with FakeCluster(tmp_path, runner=lambda fake, pod, env: 0) as fake:
         done = api(fake, "POST", JOBS, job("done", ttlSecondsAfterFinished=1))[1]

@@ -34,6 +34,7 @@ def jobs_by_stage(fake: FakeCluster) -> dict[str, dict]:
     return {j["metadata"]["labels"]["landscape.stage"]: j for j in fake.of("jobs")}
 
 
+@pytest.mark.slow
 def test_a_failed_prepare_starts_no_evaluate_pod_and_fails_the_run_within_a_minute(
         fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
@@ -86,6 +87,7 @@ def test_a_prepare_that_exhausts_its_retries_releases_nothing(tmp_path: Path, mo
         assert [stage_of(p) for p in fake.of("pods")] == ["prepare"] * 3
 
 
+@pytest.mark.slow
 def test_a_preempted_shard_resumes_and_the_surface_equals_the_local_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
         linear_spec: dict, capsys: pytest.CaptureFixture) -> None:
@@ -143,6 +145,7 @@ def test_a_preempted_shard_resumes_and_the_surface_equals_the_local_run(
     assert np.isfinite(remote["train_loss"]).all() and remote["train_loss"].shape == (8, 9)
 
 
+@pytest.mark.slow
 def test_a_deleted_evaluate_job_ends_the_merge_pod_within_a_minute(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
         linear_spec: dict) -> None:
@@ -193,6 +196,7 @@ def test_a_deleted_evaluate_job_ends_the_merge_pod_within_a_minute(
         assert [p["metadata"]["name"] for p in fake.of("pods") if stage_of(p) == "merge"] == [name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallelism,overlap", [(2, True), (1, False)])
 def test_shards_run_side_by_side_up_to_parallelism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None,
                                                    bucket: str, moto_endpoint: str, linear_spec: dict,

@@ -87,6 +87,7 @@ def test_auto_never_means_cpu_in_a_gpu_pod(monkeypatch: pytest.MonkeyPatch, work
     assert resolve_device("auto") == torch.device("cpu")  # a laptop: CPU fallback stays
 
 
+@pytest.mark.slow
 def test_an_evaluate_worker_that_cannot_use_cuda_exits_1_and_writes_no_point(tmp_path: Path,
                                                                              linear_spec: dict) -> None:
     run = open_run(spec_from(tmp_path, linear_spec), "gpu")
@@ -102,6 +103,7 @@ def test_an_evaluate_worker_that_cannot_use_cuda_exits_1_and_writes_no_point(tmp
     assert sorted(run.list("")) == before  # no shard, no segment, no progress object
 
 
+@pytest.mark.slow
 def test_a_gpu_pod_without_cuda_fails_its_index_with_the_reason_and_is_retried(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, moto_endpoint: str,  # noqa: F811
         linear_spec: dict) -> None:

@@ -47,6 +47,7 @@ def used(calls: list[Call], named: bool) -> set[tuple[str, str, str, str]]:
     return {(c.verb, c.group, c.resource, c.name if named else "") for c in calls}
 
 
+@pytest.mark.slow
 def test_every_call_of_a_run_is_allowed_and_every_grant_is_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
         linear_spec: dict, capsys: pytest.CaptureFixture) -> None:

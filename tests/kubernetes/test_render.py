@@ -163,12 +163,14 @@ def test_versions_cover_129_to_newest_shipped():
     assert len(VERSIONS) >= 2
 
 
+@pytest.mark.slow
 def test_rendered_objects_validate_against_every_kubernetes_version(rendered):
     _, _, objects = rendered
     assert [o["kind"] for o in objects] == ["ConfigMap", "Role", "RoleBinding", "Job", "Job", "Job"]
     validate_all(objects)
 
 
+@pytest.mark.slow
 def test_default_and_cpu_only_renders_validate(tmp_path, cluster_raw):
     cluster_raw["kubernetes"] = {"gpus": 0}
     spec = spec_from(tmp_path, cluster_raw)
@@ -201,6 +203,7 @@ def test_a_missing_kubectl_skips_locally_and_fails_in_ci(monkeypatch, required: 
         kustomize("k8s/base")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder,namespace", [("k8s/base", "landscape"), ("k8s/overlays/example", "landscape-team-a")])
 def test_kustomize_output_validates(folder, namespace):
     objects = kustomize(folder)
@@ -463,6 +466,7 @@ def test_yaml_and_json_round_trip(rendered):
     assert listed["apiVersion"] == "v1" and listed["kind"] == "List" and listed["items"] == objects
 
 
+@pytest.mark.slow
 def test_forty_character_name_keeps_every_name_within_63(tmp_path, cluster_raw):
     name = "a" * 38 + "-z"
     assert len(name) == 40
@@ -488,6 +492,7 @@ def test_forty_character_name_keeps_every_name_within_63(tmp_path, cluster_raw):
 # --- secrets -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_no_secret_value_is_ever_rendered(tmp_path, cluster_raw, monkeypatch, capsys):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_VALUE)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -599,6 +604,7 @@ def test_render_cli_storage_override_and_default_run_id(tmp_path, cluster_raw, c
     assert env_of(pod_templates(objects)["evaluate"])["LANDSCAPE_RUN"] == f"s3://other/prefix/{run_id}"
 
 
+@pytest.mark.slow
 def test_the_cifar10_example_renders_and_validates(capsys) -> None:
     """The README shows this output; its checkpoint and data are pod paths, not local files."""
     from launcher.cli import main as launcher_main
@@ -615,6 +621,7 @@ def test_the_cifar10_example_renders_and_validates(capsys) -> None:
     assert pod["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "landscape-data"
 
 
+@pytest.mark.slow
 def test_a_hessian_prepare_gets_an_evaluate_pods_gpu_and_memory(tmp_path: Path, cluster_raw: dict[str, Any]) -> None:
     """Lanczos at θ* runs in prepare: its pod is shaped like an evaluate pod; merge stays small."""
     cluster_raw["metrics"] = ["loss", "accuracy", "hessian"]

@@ -51,6 +51,7 @@ def pod(objects: list[dict[str, Any]], stage: str) -> dict[str, Any]:
     return jobs(objects)[stage]["spec"]["template"]["spec"]
 
 
+@pytest.mark.slow
 def test_evaluate_and_merge_are_gated_and_prepare_releases_them(tmp_path, raw):
     objects = render(tmp_path, raw)
     by_stage = jobs(objects)
@@ -76,6 +77,7 @@ def test_evaluate_and_merge_are_gated_and_prepare_releases_them(tmp_path, raw):
     validate_all(objects)
 
 
+@pytest.mark.slow
 def test_under_kueue_every_job_is_suspended_and_the_release_hands_the_gated_ones_to_the_queue(tmp_path, raw):
     objects = render(tmp_path, raw, kueue_queue="team-a-gpus", kueue_priority_class="low", priority_class="batch")
     by_stage = jobs(objects)
@@ -95,6 +97,7 @@ def test_under_kueue_every_job_is_suspended_and_the_release_hands_the_gated_ones
     validate_all(objects)
 
 
+@pytest.mark.slow
 def test_gpu_placement_on_gpu_pods_cpu_placement_on_cpu_pods(tmp_path, raw):
     objects = render(tmp_path, raw, runtime_class="nvidia", **CPU_PLACEMENT)
     gpu, merge, prepare = pod(objects, "evaluate"), pod(objects, "merge"), pod(objects, "prepare")

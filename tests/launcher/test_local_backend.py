@@ -28,6 +28,7 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
         return {m: f[m][()] for m in METRICS}
 
 
+@pytest.mark.slow
 def test_submit_local_runs_the_pod_entrypoints(tmp_path: Path, linear_spec: dict, capsys) -> None:
     linear_spec["compute"]["shards"] = 3
     path = write_spec(tmp_path, linear_spec)
@@ -57,6 +58,7 @@ def test_submit_local_runs_the_pod_entrypoints(tmp_path: Path, linear_spec: dict
     assert "already complete" in (run_dir / "logs/evaluate-1.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_run_id_with_another_spec_is_refused(tmp_path: Path, linear_spec: dict, capsys) -> None:
     path = write_spec(tmp_path, linear_spec)
     assert launcher(["submit", str(path), "--local", "--run-id", "same"]) == 0
@@ -74,14 +76,16 @@ def _points_logged(log: Path) -> int:
     return sum(1 for line in log.read_text().splitlines() if line.startswith("point "))
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linear_spec: dict) -> None:
-    """Six SIGKILLs at random moments; each loses at most one checkpoint interval, and the
-    final surface is bit-identical to an uninterrupted run in the same kind of process."""
-    every = 10
+    """Five SIGKILLs at random moments; each loses at most one checkpoint interval, and the
+    final surface is bit-identical to an uninterrupted run in the same kind of process.
+    (30 points: each attempt is a process start-up plus a few points, so more points only cost time.)"""
+    every = 5
     save_linear_checkpoint(tmp_path / "wide.pt", seed=0, hidden=[64, 64])
     linear_spec["model"] = {"arch": "mlp", "checkpoint": "wide.pt", "kwargs": {"hidden": [64, 64]}}
     linear_spec["data"]["options"] = {**SYNTHETIC, "train_size": 1000, "test_size": 200}
-    linear_spec["grid"] = {"x": "-1:1:12", "y": "-1:1:10"}
+    linear_spec["grid"] = {"x": "-1:1:6", "y": "-1:1:5"}
     linear_spec["compute"].update(shards=1, checkpoint_every=every, checkpoint_seconds=3600, precision="fp32",
                                   checkpoint_adapt=False)
     spec = spec_from(tmp_path, linear_spec)
@@ -94,7 +98,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
     run = open_run(spec, "killed")
     stages.prepare(run, log=lambda _: None)
     rng = random.Random(20261124)
-    targets = sorted(rng.sample(range(3, spec.grid.size - 5), 6))
+    targets = sorted(rng.sample(range(3, spec.grid.size - 8), 5))  # 8 points of margin: a late kill still lands
     kills = 0
     for attempt, target in enumerate(targets):
         before = checkpointed_points(run, 0, 1)
@@ -105,7 +109,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
             process = subprocess.Popen(_evaluate_command(run.url), env=env, stdout=handle, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + 120
             while before + _points_logged(log) < target and process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
+                time.sleep(0.005)
             process.send_signal(signal.SIGKILL)
             process.wait()
         assert process.returncode == -signal.SIGKILL, log.read_text()[-2000:]
@@ -114,7 +118,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
         computed = _points_logged(log)
         lost = before + computed - after
         assert 0 <= lost <= every, (before, computed, after)
-    assert kills >= 5
+    assert kills >= 4
 
     final = subprocess.run(_evaluate_command(run.url), env=env, capture_output=True, text=True, check=True)
     assert "already done (resumed)" in final.stderr
@@ -125,6 +129,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
         np.testing.assert_array_equal(got[metric], want[metric])
 
 
+@pytest.mark.slow
 def test_pod_entrypoint_errors_are_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "landscape_job.cli", "--run", str(tmp_path / "nothing"), "prepare"],
                             capture_output=True, text=True)
@@ -136,6 +141,7 @@ def test_pod_entrypoint_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "give --shard or set JOB_COMPLETION_INDEX" in result.stderr
 
 
+@pytest.mark.slow
 def test_estimate_projects_from_real_points_and_writes_nothing(tmp_path: Path, linear_spec: dict, capsys) -> None:
     from launcher.estimate import Estimate
 

@@ -34,6 +34,7 @@ def run_ok(capsys: pytest.CaptureFixture, *argv: str) -> str:
     return captured.out
 
 
+@pytest.mark.slow
 def test_a_finished_local_run_by_id_path_and_url(tmp_path: Path, linear_spec: dict, no_cluster: None,
                                                  capsys: pytest.CaptureFixture) -> None:
     linear_spec["compute"]["shards"] = 2
@@ -99,6 +100,7 @@ def write_run(folder: Path, record: LocalRunRecord) -> None:
     (folder / "logs" / "evaluate-0.log").write_text("evaluate: point 1\n")
 
 
+@pytest.mark.slow
 def test_logs_follow_every_worker_of_a_live_local_run(tmp_path: Path, no_cluster: None,
                                                      capsys: pytest.CaptureFixture) -> None:
     """``-f`` over several workers: each log's last ``--tail`` lines, then its new lines, prefixed, until the run
@@ -185,6 +187,7 @@ def test_a_failed_local_run_names_its_stage() -> None:
     assert status.stages[1].shards_complete == 1 and "shard 1" in (status.stages[1].message or "")
 
 
+@pytest.mark.slow
 def test_logs_follow_a_live_local_worker(tmp_path: Path, no_cluster: None, capsys: pytest.CaptureFixture) -> None:
     import threading
 

@@ -118,6 +118,7 @@ def _resume(command_line: str, storage: Path) -> subprocess.CompletedProcess:
 # --- one runner per run ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_submit_of_the_same_run_is_refused_naming_the_holder(slow_spec: Path, tmp_path: Path,
                                                                       reference: dict) -> None:
     first = _submit(slow_spec, tmp_path, "same")
@@ -147,6 +148,7 @@ def test_a_second_submit_of_the_same_run_is_refused_naming_the_holder(slow_spec:
     assert LeaseRecord.from_json((folder / "lease" / "00000001.json").read_bytes()).released
 
 
+@pytest.mark.slow
 def test_a_sigkilled_runner_leaves_no_process_and_its_run_resumes_bit_identical(slow_spec: Path, tmp_path: Path,
                                                                                  reference: dict) -> None:
     runner = _submit(slow_spec, tmp_path, "killed")
@@ -184,6 +186,7 @@ def test_lease_expiry_and_races_in_a_shared_storage(tmp_path: Path) -> None:
     assert taken.lost and "taken over" in taken.lost
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_runner_that_holds_the_lease(slow_spec: Path, tmp_path: Path) -> None:
     runner = _submit(slow_spec, tmp_path, "cx")
     folder = tmp_path / "cx"
@@ -200,6 +203,7 @@ def test_cancel_stops_the_runner_that_holds_the_lease(slow_spec: Path, tmp_path:
 # --- stop signals ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
 def test_a_stop_signal_stops_the_workers_and_prints_the_command_that_resumes(slow_spec: Path, tmp_path: Path,
                                                                              reference: dict, sig) -> None:
@@ -247,6 +251,7 @@ def small_tmpfs(tmp_path: Path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_and_the_resume_is_bit_identical(slow_spec: Path, small_tmpfs: Path,
                                                                                reference: dict) -> None:
     filler = small_tmpfs / "filler"

@@ -86,6 +86,7 @@ def out_of(capsys: pytest.CaptureFixture) -> str:
     return captured.out
 
 
+@pytest.mark.slow
 def test_status_names_why_pods_wait(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
                                     capsys: pytest.CaptureFixture) -> None:
     submit(tmp_path, linear_spec, "stuck")
@@ -146,6 +147,7 @@ def test_admission_rejections_and_kueue_holds_are_named() -> None:
     assert running.state == "Running"
 
 
+@pytest.mark.slow
 def test_wait_exits_by_outcome(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
                                capsys: pytest.CaptureFixture) -> None:
     for run_id in ("good", "bad", "slow"):
@@ -161,6 +163,7 @@ def test_wait_exits_by_outcome(fake: FakeCluster, tmp_path: Path, linear_spec: d
     assert launcher(["wait", "nope", "--timeout", "1"]) == 2
 
 
+@pytest.mark.slow
 def test_logs_across_shards_with_a_prefix_and_the_previous_attempt(fake: FakeCluster, tmp_path: Path,
                                                                    linear_spec: dict,
                                                                    capsys: pytest.CaptureFixture) -> None:
@@ -214,6 +217,7 @@ def test_logs_follow_every_shard_at_once(fake: FakeCluster, tmp_path: Path, line
                for r in fake.requests if r.path.endswith("/log"))
 
 
+@pytest.mark.slow
 def test_list_all_namespaces_and_by_label(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
                                           capsys: pytest.CaptureFixture) -> None:
     submit(tmp_path, linear_spec, "good", labels={"team": "a"})
@@ -322,6 +326,7 @@ def objects_of(fake: FakeCluster, run: str) -> dict[str, list[str]]:
     return {kind: names for kind, names in found.items() if names}
 
 
+@pytest.mark.slow
 def test_a_runs_objects_go_with_its_jobs(fake: FakeCluster, tmp_path: Path, linear_spec: dict,
                                          capsys: pytest.CaptureFixture) -> None:
     """Whatever removes a run's Jobs (kubectl, the TTL controller, cancel) removes its ConfigMap, Role and

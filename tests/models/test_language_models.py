@@ -86,6 +86,7 @@ def centre(landscape, name: str) -> float:
     return float(values[len(values) // 2])
 
 
+@pytest.mark.slow
 def test_causal_lm_loss_is_transformers_loss_over_padded_batches() -> None:
     model, data = gpt2(), padded_tokens()
     curve = ls.line(model, data, x="-1:1:3", task="causal_lm", batch_size=5, progress=False)
@@ -98,6 +99,7 @@ def test_causal_lm_loss_is_transformers_loss_over_padded_batches() -> None:
     assert abs(centre(whole, "train_loss") - centre(curve, "train_loss")) < 1e-6
 
 
+@pytest.mark.slow
 def test_the_api_takes_ids_dicts_and_a_hugging_face_dataloader() -> None:
     model = gpt2()
     ids = torch.randint(0, VOCAB, (8, 16), generator=torch.Generator().manual_seed(2))
@@ -151,6 +153,7 @@ def write_tokens(folder: Path, stream: np.ndarray, name: str = "train.bin") -> N
         np.save(folder / name, stream)
 
 
+@pytest.mark.slow
 def test_a_save_pretrained_folder_with_tied_weights_loads_unchanged_through_the_cli(tmp_path: Path) -> None:
     model = gpt2(3)
     save_folder(tmp_path / "gpt2-tiny", model)
@@ -174,6 +177,7 @@ def test_a_save_pretrained_folder_with_tied_weights_loads_unchanged_through_the_
     np.testing.assert_allclose(perplexity, np.exp(loss), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_the_api_loads_the_folder_unchanged_too(tmp_path: Path) -> None:
     model = gpt2(4)
     folder = save_folder(tmp_path / "gpt2-tiny", model)
@@ -230,6 +234,7 @@ def test_bad_token_data_is_one_line_before_any_compute(tmp_path: Path, case: str
 # -- the example ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_tiny_lm_example_runs_and_its_plane_passes_through_the_fine_tunes(tmp_path: Path) -> None:
     import importlib.util
 
@@ -282,6 +287,7 @@ def test_masked_lm_scores_the_labelled_positions_as_transformers_does() -> None:
     assert centre(curve, "train_perplexity") == pytest.approx(math.exp(expected), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_sequence_classification_is_one_label_per_sequence() -> None:
     model = transformers.BertForSequenceClassification(bert(11, num_labels=3)).eval()
     data = padded_tokens(n=10, length=12, seed=6)

@@ -75,6 +75,7 @@ def _surface(tmp_path: Path, raw: dict, run_id: str) -> dict[str, np.ndarray]:
         return {k: f[k][()] for k in ("train_loss", "train_acc", "test_loss")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, output", [("dict", "logits"), ("tuple", 0), ("dataclass", "logits")])
 def test_a_structured_output_gives_the_surface_of_the_tensor_output(tmp_path, net_spec, mode, output) -> None:
     plain = _surface(tmp_path, net_spec, "plain")
@@ -176,6 +177,7 @@ def test_safetensors_checkpoints_load_without_pickle(tmp_path, caplog) -> None:
         load_state_dict(tmp_path / "bad.safetensors")
 
 
+@pytest.mark.slow
 def test_a_safetensors_checkpoint_runs_a_surface(tmp_path, net_spec) -> None:
     from safetensors.torch import save_file
 

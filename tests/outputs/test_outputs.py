@@ -24,6 +24,7 @@ def merged_outputs(tmp_path: Path, raw: dict, run_id: str) -> list[str]:
     return stages.merge(run, log=quiet)["outputs"]
 
 
+@pytest.mark.slow
 def test_merge_writes_only_the_formats_named(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
     asked = skip_figures(monkeypatch)
     linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}

@@ -158,6 +158,7 @@ def shown(text: str, name: str) -> float:
     return float(re.search(rf"{re.escape(name)} = (-?[0-9.e+-]+)", text).group(1))
 
 
+@pytest.mark.slow
 def test_surface_contour_hover_and_switches(browser, tmp_path: Path) -> None:
     v = Viewer(browser, page_html(tmp_path))
     assert v.text("#metric-name") == "train loss"
@@ -235,6 +236,7 @@ def test_hessian_ratio_and_trajectory_when_present(browser, tmp_path: Path) -> N
     v.close()
 
 
+@pytest.mark.slow
 def test_one_dimensional_curve(browser, tmp_path: Path) -> None:
     v = Viewer(browser, page_html(tmp_path, two_d=False))
     assert v.page.locator("#views").is_hidden()
@@ -397,6 +399,7 @@ def test_a_one_dimensional_page_draws_both_splits_and_marks_the_barriers(browser
     v.close()
 
 
+@pytest.mark.slow
 def test_the_series_page_runs_its_script_from_the_template(browser, tmp_path: Path) -> None:
     """series.html (templates/series.html + series.js, data inlined): the script runs without an
     error, offers each field and the spectrum, and draws the sharpness with its threshold."""

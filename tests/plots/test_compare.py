@@ -67,6 +67,7 @@ def test_repeated_names_take_their_folders(tmp_path: Path) -> None:
     assert run_labels(runs) == ["notebook (sgd)", "notebook (sam)"]
 
 
+@pytest.mark.slow
 def test_launcher_plot_overlay_writes_the_figure_and_the_page(tmp_path: Path, capsys) -> None:
     a, b = _plane(tmp_path / "a.h5", 1.0, "sgd"), _plane(tmp_path / "b.h5", 4.0, "sam")
     out = tmp_path / "cmp"

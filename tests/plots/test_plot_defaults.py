@@ -113,6 +113,7 @@ def test_theta_star_is_marked_on_the_flat_maps_and_the_curves(tmp_path):
         assert not any(t.get_text() == "θ*" for t in draw1d.plot_1d(far, PlotOptions(), log=False).axes[0].texts)
 
 
+@pytest.mark.slow
 def test_titles_come_from_the_spec_or_read_well(tmp_path):
     refs = {"arch": "python:pkg.mod:build", "dataset": "python:pkg.mod:load", "name": "two-moons"}
     assert subject(refs) == "two-moons"

@@ -64,6 +64,7 @@ def assert_real_png(path: Path, figsize, dpi: int) -> np.ndarray:
 # --------------------------------------------------------------------------- 2-D
 
 
+@pytest.mark.slow
 def test_2d_writes_every_plot_for_each_split_as_real_pngs(tmp_path):
     dpi = 40
     out = tmp_path / "plots"
@@ -78,6 +79,7 @@ def test_2d_writes_every_plot_for_each_split_as_real_pngs(tmp_path):
         assert_real_png(path, plots.FIGSIZE_3D if "3d" in path.name else plots.FIGSIZE_2D, dpi)
 
 
+@pytest.mark.slow
 def test_2d_only_the_splits_present_in_every_requested_format(tmp_path):
     x, y, X, Y = grid()
     path = write_surface(tmp_path / "s.h5", x, y, train_loss=X**2 + Y**2)  # no acc, no test split
@@ -92,6 +94,7 @@ def test_2d_only_the_splits_present_in_every_requested_format(tmp_path):
             assert_real_png(p, plots.FIGSIZE_3D if "3d" in p.name else plots.FIGSIZE_2D, 40)
 
 
+@pytest.mark.slow
 def test_2d_nan_inf_and_divergent_points_plot_and_are_clipped(tmp_path):
     x, y, X, Y = grid()
     loss = X**2 + 3 * Y**2 + 0.1
@@ -175,6 +178,7 @@ def test_rendered_heatmap_is_dark_where_loss_is_low(tmp_path, varies_with):
 # --------------------------------------------------------------------------- 1-D
 
 
+@pytest.mark.slow
 def test_1d_with_nan_and_inf_plots_both_files(tmp_path):
     x = np.linspace(-1, 1, 31)
     loss = x**2 + 0.05

@@ -43,6 +43,7 @@ def _flip(path: Path, count: int = 8) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_a_shard_with_flipped_bytes_is_set_aside_by_merge_and_recomputed(finished) -> None:
     spec, run, folder, surface = finished
     _flip(folder / shard_key(1, 2))
@@ -57,6 +58,7 @@ def test_a_shard_with_flipped_bytes_is_set_aside_by_merge_and_recomputed(finishe
     assert json.loads((folder / "report.json").read_text())["quarantined"] == report["quarantined"]
 
 
+@pytest.mark.slow
 def test_a_damaged_final_shard_is_recomputed_by_evaluate(finished) -> None:
     spec, run, folder, surface = finished
     _flip(folder / shard_key(0, 2))
@@ -66,6 +68,7 @@ def test_a_damaged_final_shard_is_recomputed_by_evaluate(finished) -> None:
     assert len(list((folder / "shards" / "quarantine").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_a_foreign_final_shard_is_recomputed_not_refused_forever(tmp_path: Path, linear_spec: dict, finished) -> None:
     spec, run, folder, surface = finished
     other_spec = dict(linear_spec, directions={**linear_spec["directions"], "seed": 8})
@@ -80,6 +83,7 @@ def test_a_foreign_final_shard_is_recomputed_not_refused_forever(tmp_path: Path,
     assert np.array_equal(_surface(folder / "surface.h5"), surface)
 
 
+@pytest.mark.slow
 def test_a_damaged_or_foreign_partial_is_moved_aside(finished) -> None:
     spec, run, folder, surface = finished
     (folder / shard_key(1, 2)).rename(folder / partial_key(1, 2))  # a complete partial ...

@@ -63,6 +63,7 @@ def test_refinement_order_is_a_permutation_whose_levels_are_lattices(grid: Grid)
         assert prefix == lattice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g.nx}x{g.ny}")
 @pytest.mark.parametrize("order", [CONTIGUOUS, COARSE_TO_FINE, None])
 def test_shards_partition_the_grid_with_the_contiguous_sizes(grid: Grid, order) -> None:
@@ -106,6 +107,7 @@ def _contiguous_run(run) -> None:
     run.put("manifest.json", json.dumps(raw).encode())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grid", [{"x": "-1:1:9", "y": "-1:1:7"}, {"x": "-1:2:11"}], ids=["2-D", "1-D"])
 def test_coarse_to_fine_merges_bit_identical_to_contiguous(tmp_path: Path, linear_spec: dict, grid: dict) -> None:
     linear_spec["grid"] = grid
@@ -145,6 +147,7 @@ def _stop_at(run, spec, share: float) -> int:
     return kept
 
 
+@pytest.mark.slow
 def test_a_run_stopped_at_a_quarter_previews_the_whole_grid_and_resumes_to_the_same_surface(
         tmp_path: Path, linear_spec: dict) -> None:
     linear_spec["grid"] = {"x": "-1:1:21", "y": "-1:1:21"}
@@ -187,6 +190,7 @@ def test_preview_marks_the_points_a_lost_shard_left_missing(tmp_path: Path, line
     assert preview.shown == (9, 9) and preview.missing == 40
 
 
+@pytest.mark.slow
 def test_launcher_status_preview_writes_the_png(tmp_path: Path, linear_spec: dict, capsys, monkeypatch) -> None:
     linear_spec["grid"] = {"x": "-1:1:9", "y": "-1:1:9"}
     linear_spec["compute"].update(shards=2, precision="fp32")

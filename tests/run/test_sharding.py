@@ -27,6 +27,7 @@ def _surface(tmp_path: Path, spec_raw: dict, run_id: str) -> dict[str, np.ndarra
         return {m: f[m][()] for m in METRICS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grid", [{"x": "-1:1:5", "y": "-1:1:5"}, {"x": "-1:1:7", "y": "-0.5:1:4"}, {"x": "-1:2:9"}],
                          ids=["square", "non-square", "1-D"])
 def test_sharded_equals_unsharded(tmp_path: Path, linear_spec: dict, grid: dict) -> None:
@@ -66,6 +67,7 @@ def three_shard_run(tmp_path: Path, linear_spec: dict):
     return run, spec
 
 
+@pytest.mark.slow
 def test_merge_names_a_missing_shard(three_shard_run) -> None:
     run, _ = three_shard_run
     run.delete(shard_key(1, 3))
@@ -73,6 +75,7 @@ def test_merge_names_a_missing_shard(three_shard_run) -> None:
         stages.merge(run, log=lambda _: None, plots=False)
 
 
+@pytest.mark.slow
 def test_merge_names_a_truncated_shard(three_shard_run) -> None:
     run, _ = three_shard_run
     data = run.get(shard_key(2, 3))
@@ -81,6 +84,7 @@ def test_merge_names_a_truncated_shard(three_shard_run) -> None:
         stages.merge(run, log=lambda _: None, plots=False)
 
 
+@pytest.mark.slow
 def test_merge_names_a_shard_from_another_spec(tmp_path: Path, three_shard_run, linear_spec: dict) -> None:
     run, _ = three_shard_run
     linear_spec["compute"]["shards"] = 3
@@ -111,6 +115,7 @@ def test_merge_detects_a_corrupted_value(three_shard_run) -> None:
         stages.merge(run, log=lambda _: None, plots=False)
 
 
+@pytest.mark.slow
 def test_merge_refuses_a_duplicated_point(three_shard_run) -> None:
     from landscape_job.run.shards import read_shard, shard_bytes
 
@@ -123,6 +128,7 @@ def test_merge_refuses_a_duplicated_point(three_shard_run) -> None:
         stages.merge(run, log=lambda _: None, plots=False)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec: dict) -> None:
     """A worker stopped after 7 points resumes from its last checkpoint (every 3) and
     yields the same surface as an uninterrupted run."""
@@ -164,6 +170,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec
     assert checkpointed_points(run, 0, 1) == 0 and not run.list("shards/shard-0-of-1.partial")
 
 
+@pytest.mark.slow
 def test_a_rerun_of_a_complete_shard_does_nothing(three_shard_run) -> None:
     run, _ = three_shard_run
     before = run.get(shard_key(1, 3))
@@ -173,6 +180,7 @@ def test_a_rerun_of_a_complete_shard_does_nothing(three_shard_run) -> None:
     assert "already complete" in messages[0]
 
 
+@pytest.mark.slow
 def test_stages_started_together_chain_through_storage(tmp_path: Path, linear_spec: dict) -> None:
     """As on a cluster: merge and evaluate start before prepare; they wait, then finish."""
     import threading
@@ -261,6 +269,7 @@ class _CountingStorage:
         return getattr(self.run, name)
 
 
+@pytest.mark.slow
 def test_checkpoint_bytes_per_point_do_not_grow_with_the_shard(tmp_path: Path, linear_spec: dict) -> None:
     """A checkpoint writes only the points new since the previous one: ten times the points
     cost ten times the checkpoint bytes, not a hundred (each save rewrote all points before)."""
@@ -341,6 +350,7 @@ def _rewrite_shard(run, key: str, change) -> None:
     run.put(key, shard_bytes(data))
 
 
+@pytest.mark.slow
 def test_merge_refuses_a_shard_with_another_s_point(three_shard_run) -> None:
     """Shard 2 also claims shard 0's first point with another value: read last, it would
     silently overwrite the right value, so merge must refuse it, naming the point."""
@@ -373,6 +383,7 @@ def test_merge_refuses_a_shard_computed_with_other_directions(three_shard_run) -
     assert not run.exists("surface.h5")
 
 
+@pytest.mark.slow
 def test_merge_names_the_grid_points_a_shard_lacks(three_shard_run) -> None:
     """A shard that lost points (its checksum fine) is named with the first missing point."""
     run, spec = three_shard_run
@@ -418,6 +429,7 @@ def test_a_shard_finished_twice_with_the_same_values_keeps_the_first_copy(three_
     stages.merge(run, log=lambda _: None, plots=False)
 
 
+@pytest.mark.slow
 def test_a_shard_finished_twice_with_other_values_fails_the_attempt(three_shard_run) -> None:
     """The first copy's values differ from this attempt's (nondeterminism, or a stale pod
     of another computation): the run is inconsistent, and this attempt says so."""

@@ -31,6 +31,7 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PY": sys.executable, **env})
 
 
+@pytest.mark.slow
 def test_the_smoke_run_prints_a_row_per_precision_from_real_measurements() -> None:
     # One precision other than fp32 (its deviation needs the fp32 reference too); seconds on a CPU.
     result = _run("--smoke", PRECISIONS="tf32")
@@ -53,6 +54,7 @@ def test_the_smoke_run_prints_a_row_per_precision_from_real_measurements() -> No
     assert "direction file: " in result.stderr and "setup (seeded directions)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_crashing_benchmark_fails_the_check_and_its_row_says_so() -> None:
     result = _run("--smoke", PRECISIONS="fp32", MODEL="no_such_model", LM="0")
     assert result.returncode == 1
@@ -60,6 +62,7 @@ def test_a_crashing_benchmark_fails_the_check_and_its_row_says_so() -> None:
     assert "gpu_check: the fp32 benchmark failed (exit 1)" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_without_a_gpu_the_check_stops_at_once_saying_why() -> None:
     result = _run()
@@ -67,6 +70,7 @@ def test_without_a_gpu_the_check_stops_at_once_saying_why() -> None:
     assert result.stderr.startswith("gpu_check: no usable CUDA device: ") and result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_hidden_devices_stop_the_check_too() -> None:
     """Runs on a GPU machine as well: its devices hidden, the check must not go on."""
     hidden = _run(CUDA_VISIBLE_DEVICES="")

@@ -59,6 +59,7 @@ def fake_api():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_merge_stops_waiting_when_indexes_failed(tmp_path: Path, linear_spec: dict, fake_api) -> None:
     linear_spec["compute"]["shards"] = 3
     run = open_run(spec_from(tmp_path, linear_spec), "failfast")
@@ -74,6 +75,7 @@ def test_merge_stops_waiting_when_indexes_failed(tmp_path: Path, linear_spec: di
     assert _FakeApi.seen[0] == ("/apis/batch/v1/namespaces/ns/jobs/r-evaluate", "Bearer sa-token")
 
 
+@pytest.mark.slow
 def test_an_unreachable_api_does_not_fail_the_merge(tmp_path: Path, linear_spec: dict) -> None:
     """A shard still missing while the API is unreachable: the merge asks the API at
     every poll, logs the trouble once, keeps waiting on storage, and merges when the

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import run_all, spec_from
@@ -104,6 +105,7 @@ def test_estimate_memory_on_the_cpu_and_against_a_named_gpu(tmp_path: Path, line
     assert "set kubernetes.gpu_memory" in unknown[-1]
 
 
+@pytest.mark.slow
 def test_launcher_estimate_prints_the_memory_against_kubernetes_gpu_memory(tmp_path: Path, linear_spec: dict,
                                                                           capsys) -> None:
     linear_spec["kubernetes"] = {"gpu_memory": "16Gi"}
@@ -134,6 +136,7 @@ def test_the_snapshot_is_off_the_cpu() -> None:
     assert not snapshot.active and snapshot.dump(Path("/nonexistent/x.pickle")) is False
 
 
+@pytest.mark.slow
 def test_run_all_still_merges_with_the_new_fields(tmp_path: Path, linear_spec: dict) -> None:
     spec = spec_from(tmp_path, linear_spec)
     run = open_run(spec, "plain")

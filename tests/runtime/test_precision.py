@@ -104,6 +104,7 @@ def test_non_finite_fp16_logits_are_reported_per_point_and_not_averaged() -> Non
     assert math.isfinite(fp32.evaluate(1.0, 0.0)["train_loss"]) and fp32.nonfinite == []
 
 
+@pytest.mark.slow
 def test_the_hessian_is_taken_in_fp32_under_fp16() -> None:
     """No autocast around the Lanczos probe: a second derivative through fp16 rounding is noise."""
     torch.manual_seed(0)
@@ -206,6 +207,7 @@ class _FullGpu(nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 def test_an_out_of_memory_batch_is_halved_and_the_surface_is_the_exact_fp32_one(tmp_path: Path, k: int) -> None:
     path, split, directions = _setup(tmp_path)

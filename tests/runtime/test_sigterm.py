@@ -50,6 +50,7 @@ def _wait_for(log: Path, process: subprocess.Popen, done, seconds: float = 120) 
     assert process.poll() is None, log.read_text()[-2000:]
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_the_finished_points_and_the_resumed_shard_is_identical(tmp_path: Path,
                                                                                linear_spec: dict) -> None:
     save_linear_checkpoint(tmp_path / "wide.pt", seed=0, hidden=[64, 64])
@@ -98,6 +99,7 @@ def test_sigterm_flushes_the_finished_points_and_the_resumed_shard_is_identical(
         np.testing.assert_array_equal(got.metrics[metric], want.metrics[metric], err_msg=metric)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["evaluate", "merge"])
 def test_a_waiting_stage_exits_143_at_once_on_sigterm(tmp_path: Path, stage: str) -> None:
     """Prepare and merge are rerun from the start: for them (and a worker still waiting) SIGTERM is a prompt exit."""

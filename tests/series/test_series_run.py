@@ -82,6 +82,7 @@ def _series(tmp_path: Path, raw: dict, run_id: str, plots: bool = False) -> dict
         return {k: f[k][()] for k in f} | {"attrs": dict(f.attrs)}
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded_and_h5py_reads_the_file(tmp_path: Path, series_raw: dict) -> None:
     whole = _series(tmp_path, series_raw, "one")
     series_raw["compute"]["shards"] = 3
@@ -109,6 +110,7 @@ def test_sharded_equals_unsharded_and_h5py_reads_the_file(tmp_path: Path, series
     assert whole["train_loss"][3] == pytest.approx(loss, rel=1e-12) and whole["train_acc"][3] == pytest.approx(acc)
 
 
+@pytest.mark.slow
 def test_a_killed_shard_resumes_to_the_same_series(tmp_path: Path, series_raw: dict) -> None:
     series_raw["series"]["metrics"] = ["loss", "hessian", "gradient"]
     reference = _series(tmp_path, series_raw, "whole")
@@ -150,6 +152,7 @@ def test_a_checkpoint_changed_after_prepare_is_refused(tmp_path: Path, series_ra
         stages.evaluate(run, 0, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_the_digits_example_reaches_the_edge_of_stability(tmp_path: Path) -> None:
     """The example's short version: full-batch GD at η = 0.2 on 300 digits; λmax over the last third
     of the steps stays within 20% of 2/η (and the figures and the viewer page are written)."""
@@ -196,6 +199,7 @@ def test_eos_summary_finds_the_crossing_from_below() -> None:
     assert not never["reached"] and never["last_third"]["within_band"] == 0.0
 
 
+@pytest.mark.slow
 def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
     """A series with loss and hessian only: two figures (no noise, no gradient), and a page whose data
     is the file's, non-finite values as null, no '</' that could end its script early."""
@@ -222,6 +226,7 @@ def test_the_page_and_the_figures_follow_the_file(tmp_path: Path) -> None:
     assert "2/η = 4" in data["threshold_label"] and page.count("</script>") == 2  # the data's and the script's
 
 
+@pytest.mark.slow
 def test_series_figures_follow_plot_formats_and_are_reproducible(tmp_path: Path) -> None:
     """The series figures go through the surface's saver: plot.formats' figure formats only,
     and the same file drawn twice gives the same bytes (no creation date in the PDF)."""
@@ -280,6 +285,7 @@ def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     return {"client": client, "name": name}
 
 
+@pytest.mark.slow
 def test_an_s3_prefix_lists_the_checkpoints_and_gives_the_local_series(tmp_path: Path, series_raw: dict,
                                                                         bucket: dict) -> None:
     series_raw["series"]["metrics"] = ["loss", "hessian"]
@@ -305,6 +311,7 @@ def test_an_s3_prefix_lists_the_checkpoints_and_gives_the_local_series(tmp_path:
         check_reachable(parse_spec(series_raw, base_dir=tmp_path, check_files=False))
 
 
+@pytest.mark.slow
 def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, series_raw: dict, capsys) -> None:
     """`launcher submit --local` of a series: the same processes as a surface, series.h5 and the sharpness flow."""
     from launcher.cli import main as launcher
@@ -370,6 +377,7 @@ def test_a_noise_matrix_too_large_to_hold_is_refused_before_any_checkpoint(tmp_p
     assert not run.list("shards/shard-0-of-1.partial")
 
 
+@pytest.mark.slow
 def test_the_python_handle_pulls_a_series_run_as_a_series(tmp_path: Path, series_raw: dict,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``launcher.api.submit`` of a series spec: ``pull()`` (and ``pull(dest)``) give an ``ls.Series`` whose

@@ -56,6 +56,7 @@ def test_a_5000_digit_integer_is_one_line(tmp_path, linear_spec, capsys) -> None
     _refused(tmp_path, _text(linear_spec), capsys, "grid.x: num is far too large")
 
 
+@pytest.mark.slow
 def test_nesting_20000_deep_is_one_line(tmp_path, linear_spec, capsys) -> None:
     _refused(tmp_path, _text(linear_spec) + "plot: " + "[" * 20000 + "]" * 20000 + "\n", capsys,
              "nested more than 64 levels deep")
@@ -133,6 +134,7 @@ def test_cuda_without_cuda_is_refused_before_the_run_folder(tmp_path, linear_spe
     assert launcher(["validate", str(path), "--quick"]) == 0  # a cluster spec is checked without it
 
 
+@pytest.mark.slow
 def test_huge_values_are_not_echoed(tmp_path, linear_spec, capsys) -> None:
     linear_spec["name"] = "x" * 100_000
     _refused(tmp_path, _text(linear_spec), capsys, "name: expected 1-40 lowercase letters")

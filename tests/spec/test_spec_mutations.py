@@ -237,6 +237,7 @@ def _run_sample(tree: dict, accepted: list[str]) -> list[str]:
 DEEP = 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", LOCAL + REMOTE)
 def test_every_mutation_is_accepted_and_runs_or_refused_alike(example: str, workspace: Path) -> None:
     text = (EXAMPLES / example).read_text()

@@ -37,6 +37,7 @@ def _pwned_spec(folder: Path, marker: Path) -> Path:
     })
 
 
+@pytest.mark.slow
 def test_validate_static_executes_nothing_from_the_spec(tmp_path: Path) -> None:
     """The issue's spec: --static prints the plan (naming the code it would run) and the marker stays absent;
     the full validate names the module before it imports it (and then does: the marker is the proof)."""
@@ -150,6 +151,7 @@ def test_plot_values_merge_would_refuse_are_refused_by_validate(tmp_path: Path, 
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_merge_draws_a_vlevel_too_fine_for_the_data_instead_of_failing(tmp_path: Path, linear_spec: dict) -> None:
     """plot.vlevel: 1e-300 without vmin/vmax: validate cannot know the range; merge widens the spacing to a
     multiple of it (at most MAX_LEVELS levels) and finishes, where it used to fail after the compute."""

@@ -106,6 +106,7 @@ def _first_log_upload_fails(plan: FaultPlan):
     return decide
 
 
+@pytest.mark.slow
 def test_digits_through_a_flaky_store_is_bit_identical(tmp_path: Path, digits_spec: dict, moto_endpoint: str,
                                                        bucket: str, short_budget: None) -> None:
     expected = _expected(tmp_path, digits_spec)
@@ -131,6 +132,7 @@ def test_digits_through_a_flaky_store_is_bit_identical(tmp_path: Path, digits_sp
           f"({_failing(counts) / total:.0%}), by kind {counts}")
 
 
+@pytest.mark.slow
 def test_digits_when_the_store_goes_down_then_resumes(tmp_path: Path, digits_spec: dict, moto_endpoint: str,
                                                       bucket: str, short_budget: None) -> None:
     expected = _expected(tmp_path, digits_spec)

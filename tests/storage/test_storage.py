@@ -139,6 +139,7 @@ class TestContract:
             assert handle["xcoordinates"].shape == (4,)
             assert handle.attrs["spec_hash"] == "abc"
 
+    @pytest.mark.slow
     def test_list_paginates_past_1000(self, store) -> None:
         keys = [f"shards/p-{i:05d}" for i in range(1100)]
         pages: list = []
@@ -165,6 +166,7 @@ def _count_calls(storage: S3Storage, operation: str, calls: list) -> None:
                                     lambda params, **_: calls.append((operation, dict(params))))
 
 
+@pytest.mark.slow
 def test_multipart_round_trip(moto_endpoint: str, bucket: str) -> None:
     storage = S3Storage(f"s3://{bucket}/runs/big", s3_options(moto_endpoint), multipart_threshold=5 * 1024 * 1024)
     calls: list = []
@@ -312,6 +314,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return delays
 
 
+@pytest.mark.slow
 def test_flaky_endpoint(moto_endpoint: str, bucket: str, fast_backoff: list[float]) -> None:
     with FlakyProxy(moto_endpoint, seeded_faults(seed=2024)) as proxy:
         storage = S3Storage(f"s3://{bucket}/runs/flaky", s3_options(proxy.url))
@@ -396,6 +399,7 @@ def _assert_same_surface(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> 
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_pipeline_on_s3_equals_file(tmp_path: Path, linear_spec: dict, moto_endpoint: str, bucket: str) -> None:
     linear_spec["compute"]["shards"] = 2
     file_spec = spec_from(tmp_path, linear_spec)
@@ -413,6 +417,7 @@ def test_pipeline_on_s3_equals_file(tmp_path: Path, linear_spec: dict, moto_endp
             "surface.h5", "report.json"} <= set(run.list())
 
 
+@pytest.mark.slow
 def test_local_backend_submit_on_s3(tmp_path: Path, linear_spec: dict, moto_endpoint: str, bucket: str,
                                     capsys: pytest.CaptureFixture) -> None:
     """``launcher submit --local``: the stages run as subprocesses that find S3 from the environment."""
@@ -444,6 +449,7 @@ def test_submit_local_checks_the_bucket_before_anything(moto_endpoint: str, aws_
     assert err.count("\n") == 0 and "s3://missing-bucket/runs" in err and "does not exist" in err
 
 
+@pytest.mark.slow
 def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_spec: dict, moto_endpoint: str,
                                                          bucket: str, fast_backoff: list[float],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,7 @@ def test_a_cut_404_body_is_retried_not_a_traceback(moto_endpoint: str, bucket: s
     assert proxy.counts[CUT_RESET] >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", FAULTS + (FLIP,))
 def test_every_call_rides_out_each_kind_of_fault(kind: str, moto_endpoint: str, bucket: str,
                                                 short_clock: None) -> None:
@@ -108,6 +109,7 @@ def test_a_conditional_write_whose_answer_was_lost_is_ours(kind: str, moto_endpo
 HARD_FAULTS = tuple(k for k in FAULTS if k not in (SLOW, TRUNCATE))
 
 
+@pytest.mark.slow
 def test_a_fault_that_outlasts_the_budget_is_one_line(moto_endpoint: str, bucket: str, short_clock: None) -> None:
     with _proxy(moto_endpoint, FaultPlan(seed=1, rate=1.0, kinds=HARD_FAULTS)) as proxy:
         storage = S3Storage(f"s3://{bucket}/runs/down", s3_options(proxy.url))
@@ -135,6 +137,7 @@ def test_retry_policy_from_env() -> None:
     assert fault_of(ValueError("x")) is None and fault_of(ConnectionResetError()) == "ConnectionResetError"
 
 
+@pytest.mark.slow
 def test_s3_inputs_are_fetched_through_faults(moto_endpoint: str, bucket: str, short_clock: None, tmp_path) -> None:
     """The inputs fetcher (a checkpoint, a data folder in S3) retries as the run's storage does."""
     from pathlib import Path

@@ -74,6 +74,7 @@ def _arrays(data: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
+@pytest.mark.slow
 def test_a_surface_on_a_registered_toy_backend_equals_file(tmp_path: Path, linear_spec: dict, mem_backend,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(location.STORAGE_OPTIONS_ENV, raising=False)

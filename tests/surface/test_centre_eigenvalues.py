@@ -34,6 +34,7 @@ def _centre(tmp_path, **hessian):
     return summary, truth
 
 
+@pytest.mark.slow
 def test_the_top_eigenvalues_are_recorded_for_every_direction_type(tmp_path):
     summary, truth = _centre(tmp_path, tolerance=1e-9, iterations=200)
     assert len(summary["top_eigenvalues"]) == TOP_EIGENVALUES == 3

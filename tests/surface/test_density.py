@@ -81,6 +81,7 @@ def test_a_divergent_loss_leaves_no_weight() -> None:
     assert np.all(density.weights == 0) and np.isnan(density.trace)
 
 
+@pytest.mark.slow
 def test_a_series_row_holds_the_density_and_its_trace() -> None:
     """``series.metrics: density``: a checkpoint's columns are the probes' nodes and weights, padded to
     ``density_steps`` each, and the trace they give; the merge's figures draw them."""
@@ -112,6 +113,7 @@ def test_a_series_row_holds_the_density_and_its_trace() -> None:
     assert density_steps_figure(series, [])._repr_png_().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_a_series_file_shows_itself_with_its_density_figures(tmp_path) -> None:
     """``ls.Series``: a summary and the series page inline (text/html), and the density figures in ``.plot()``."""
     from landscape_job import api as ls

@@ -152,6 +152,7 @@ def test_network_extremes_match_autograds_dense_hessian(ignore: str, batch_size:
     assert truth[0] < 0 < truth[-1]  # a real saddle: both extremes are tested
 
 
+@pytest.mark.slow
 def test_network_trace_estimate_agrees_with_the_dense_trace() -> None:
     data = load_split(DataSpec(dataset="synthetic", subset=24, options=SYNTHETIC), "train")
     model = _tiny_mlp(1)
@@ -205,6 +206,7 @@ def _model_at(tmp_path: Path, dx: list[torch.Tensor], dy: list[torch.Tensor] | N
     return model
 
 
+@pytest.mark.slow
 def test_surface_holds_max_and_min_eig_equal_to_a_direct_computation_sharded_or_not(tmp_path: Path) -> None:
     raw = _hessian_spec(tmp_path)
     whole = _run(tmp_path, raw, "one")

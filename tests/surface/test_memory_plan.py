@@ -55,6 +55,7 @@ def test_a_shard_that_cannot_fit_is_refused_with_the_largest_batch(tmp_path: Pat
         check_fits(spec, plan, CUDA_OVERHEAD_BYTES + plan.resident_bytes, "kubernetes.gpu_memory X")
 
 
+@pytest.mark.slow
 def test_launcher_validate_refuses_in_one_line(tmp_path: Path, capsys) -> None:
     raw = _lm_spec(tmp_path)
     raw["compute"]["batch_size"] = 4096

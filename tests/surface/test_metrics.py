@@ -56,6 +56,7 @@ def _numpy_entropy(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> float:
     return float(-(np.exp(log_p) * log_p).sum(axis=1).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("points_per_forward", [1, 3], ids=["one-point", "stacked"])
 def test_a_registered_metric_is_computed_merged_stored_read_and_plotted(
         tmp_path: Path, linear_spec: dict, entropy_metric, points_per_forward: int) -> None:
@@ -103,6 +104,7 @@ def test_a_registered_metric_is_computed_merged_stored_read_and_plotted(
     assert page["fields"]["test_entropy"]["unit"] == "nats"
 
 
+@pytest.mark.slow
 def test_the_stacked_path_matches_the_one_point_path(tmp_path: Path, linear_spec: dict, entropy_metric) -> None:
     """The default stacked form (the one-point statistic, vmapped) gives the same values."""
     linear_spec["metrics"] = ["loss", "entropy"]
@@ -151,6 +153,7 @@ def _write(path: Path, x: np.ndarray, y: np.ndarray | None, fields: dict[str, np
     return path
 
 
+@pytest.mark.slow
 def test_an_unknown_dataset_is_kept_and_plotted_generically(tmp_path: Path) -> None:
     x, y = np.linspace(-1, 1, 9), np.linspace(0, 1, 5)
     xx, yy = np.meshgrid(x, y)

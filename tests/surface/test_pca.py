@@ -201,6 +201,7 @@ def test_bad_trajectories_are_one_line_user_errors(tmp_path: Path, linear_spec: 
         spec_from(tmp_path, linear_spec)
 
 
+@pytest.mark.slow
 def test_run_stores_the_projected_path_and_the_plot_draws_it(tmp_path: Path, linear_spec: dict) -> None:
     spec = spec_from(tmp_path, _linear_trajectory(tmp_path, linear_spec))
     run = open_run(spec, "pca")

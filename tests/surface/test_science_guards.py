@@ -101,6 +101,7 @@ def test_lanczos_top_k_does_not_stop_when_only_the_top_pair_has_converged() -> N
 # --- S3 reads verified with botocore's checksums off ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_s3_reads_are_verified_when_botocore_checksums_are_off(moto_endpoint: str, monkeypatch) -> None:
     """``request_checksum: when_required`` (MinIO, Ceph): botocore checks nothing on a download, so the
     storage's own sha256 must: an object whose bytes changed under the same length is refused."""

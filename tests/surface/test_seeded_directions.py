@@ -74,6 +74,7 @@ def _run_in_process(folder: Path, raw: dict, run: str, threads: int) -> Path:
     return folder / "runs" / run
 
 
+@pytest.mark.slow
 def test_one_and_three_shards_in_two_processes_are_bit_identical(tmp_path: Path) -> None:
     one = _run_in_process(tmp_path / "one", _lm_spec(tmp_path, shards=1), "one", threads=1)
     three = _run_in_process(tmp_path / "three", _lm_spec(tmp_path, shards=3), "three", threads=2)
@@ -199,6 +200,7 @@ def test_directions_mistakes_are_one_line(tmp_path: Path, directions: dict, mess
         spec_from(tmp_path, raw)
 
 
+@pytest.mark.slow
 def test_params_in_the_surface_file_and_titles(tmp_path: Path) -> None:
     raw = _lm_spec(tmp_path, params={"include": "transformer.h.0.*"})
     raw["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}

@@ -64,6 +64,7 @@ def _assert_close(got: list[dict], want: list[dict], rel: float) -> None:
                 assert g[name] == pytest.approx(w[name], rel=rel, nan_ok=True), (i, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dir_type", ["weights", "states"])
 def test_stacked_points_equal_one_point_at_a_time_with_batchnorm(dir_type: str) -> None:
     reference = _evaluator(dir_type, points_per_forward=1).evaluate_many(POINTS)
@@ -83,6 +84,7 @@ def test_auto_points_per_forward_is_one_on_cpu() -> None:
     assert evaluator.points_per_forward == 1
 
 
+@pytest.mark.slow
 def test_streamed_data_equals_resident_data_exactly() -> None:
     for k in (1, 3):
         resident = _evaluator("weights", points_per_forward=k, data_on_device=True)
@@ -91,6 +93,7 @@ def test_streamed_data_equals_resident_data_exactly() -> None:
         assert streamed.evaluate_many(POINTS) == resident.evaluate_many(POINTS)
 
 
+@pytest.mark.slow
 def test_channels_last_equals_the_default_layout() -> None:
     default = _evaluator("states", channels_last=False)
     nhwc = _evaluator("states", channels_last=True)
@@ -116,6 +119,7 @@ def _surface(tmp_path: Path, raw: dict, run_id: str) -> dict[str, np.ndarray]:
         return {m: f[m][()] for m in METRICS}
 
 
+@pytest.mark.slow
 def test_stages_group_points_and_give_the_same_surface(tmp_path: Path, linear_spec: dict) -> None:
     """20 points in 3 shards (7, 7, 6) at K = 4: every shard ends on a short group."""
     linear_spec["compute"].update({"precision": "fp32", "shards": 3})
@@ -130,6 +134,7 @@ def test_stages_group_points_and_give_the_same_surface(tmp_path: Path, linear_sp
     assert {s["compile_seconds"] for s in report["shards"]} == {0.0} and report["compile_seconds"] == 0.0
 
 
+@pytest.mark.slow
 def test_stacked_worker_resumes_from_its_checkpoint(tmp_path: Path, linear_spec: dict) -> None:
     """K = 4, checkpoint every 3 points: a worker killed in its third group has saved after
     each of the first two groups (8 points), and the resumed shard equals an unbroken run."""
@@ -193,6 +198,7 @@ def test_speed_keys_round_trip_and_stay_out_of_the_hash(tmp_path: Path, linear_s
     assert spec_from(tmp_path, linear_spec).hash != plain.hash  # precision changes the numbers
 
 
+@pytest.mark.slow
 def test_compiled_forward_gives_the_same_losses() -> None:
     """torch.compile must see θ change in place between points (a compiled graph that froze
     the parameters would return the centre's loss everywhere); compile time is measured apart."""
@@ -218,6 +224,7 @@ def test_compiled_forward_gives_the_same_losses() -> None:
 BF16_DEVIATION = 1.7e-3
 
 
+@pytest.mark.slow
 def test_bf16_stacked_points_stay_within_the_benchmarked_deviation(tmp_path: Path) -> None:
     from conftest import save_cnn_checkpoint
     from landscape_job.models.checkpoints import load_into, load_state_dict
@@ -241,6 +248,7 @@ def test_bf16_stacked_points_stay_within_the_benchmarked_deviation(tmp_path: Pat
     assert any(low["train_loss"] != full["train_loss"] for low, full in zip(bf16, fp32))
 
 
+@pytest.mark.slow
 def test_stacked_points_keep_the_specs_metrics_and_the_hessian(tmp_path: Path, linear_spec: dict) -> None:
     """K > 1 groups only the forward passes: metrics: [loss, hessian] gives the K = 1 surface, no accuracy."""
     linear_spec["compute"].update({"precision": "fp64", "shards": 2})

@@ -28,6 +28,7 @@ def _softmax_regression(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarr
     return float(value), float((logits.argmax(axis=1) == y).mean() * 100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("points_per_forward", [1, 4], ids=["K=1", "K=4"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_every_grid_point_matches_numpy(tmp_path: Path, linear_spec: dict, loss: str, points_per_forward: int) -> None:
@@ -58,6 +59,7 @@ def test_every_grid_point_matches_numpy(tmp_path: Path, linear_spec: dict, loss:
                     assert surface[f"{split}_acc"][j, i] == pytest.approx(want_acc)
 
 
+@pytest.mark.slow
 def test_surface_varies_and_centre_is_the_checkpoint(tmp_path: Path, linear_spec: dict) -> None:
     """The centre (0, 0) is θ* itself; a real surface is not flat."""
     linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}
@@ -73,6 +75,7 @@ def test_surface_varies_and_centre_is_the_checkpoint(tmp_path: Path, linear_spec
     assert np.ptp(loss) > 0.1
 
 
+@pytest.mark.slow
 def test_interpolation_endpoints_reproduce_each_checkpoints_own_loss(tmp_path: Path, linear_spec: dict) -> None:
     """α = 0 is the first model, α = 1 the second, BN running statistics included (states)."""
     import torch.nn.functional as F
