@@ -108,17 +108,25 @@ SCIENCE := \
 
 # mutmut 3.8.1 in a fresh mutants/ folder stops after its first stats pass ("could not find
 # any test case for any mutant"); the second invocation finds them, hence the retry.
-MUTMUT := PYTHONPATH=$(CURDIR)/mutants MPLBACKEND=Agg $(VENV)/bin/mutmut
+# OMP_NUM_THREADS=1: mutmut forks each mutant's worker from a process that has run torch
+# (process_isolation = "fork" in pyproject.toml), safe with one intra-op thread.
+MUTMUT := OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/mutants MPLBACKEND=Agg $(VENV)/bin/mutmut
+# The score per module (docs/testing.md's table): killed / mutants of every module mutmut has results for.
+SCORES := awk -F': ' '{ n = $$1; sub(/^ +/, "", n); sub(/\.[^.]*$$/, "", n); t[n]++; if ($$2 == "killed") k[n]++ } \
+	END { for (m in t) printf "%-40s %5d mutants %5d killed %6.1f%%\n", m, t[m], k[m], 100 * k[m] / t[m] }'
+
 
 mutation: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt 'mutmut>=3.8'
 	$(MUTMUT) run --max-children 2 $(GUARDS) $(SCIENCE) || $(MUTMUT) run --max-children 2 $(GUARDS) $(SCIENCE)
 	$(MUTMUT) results
+	$(MUTMUT) results --all true | $(SCORES) | sort
 
 mutation-science: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt 'mutmut>=3.8'
 	$(MUTMUT) run --max-children 2 $(SCIENCE) || $(MUTMUT) run --max-children 2 $(SCIENCE)
 	$(MUTMUT) results
+	$(MUTMUT) results --all true | $(SCORES) | sort
 
 clean:
 	rm -rf $(VENV) runs mutants

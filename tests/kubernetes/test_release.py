@@ -69,3 +69,29 @@ def test_the_api_unreachable_is_retried_then_fails(tmp_path: Path) -> None:
         with pytest.raises(StageError, match="cannot reach the Kubernetes API to release job r-evaluate"):
             release_next_stages(lambda _: None, sleep=waits.append, environ=env)
         assert waits == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_each_release_is_an_event_naming_the_pod(tmp_path: Path) -> None:
+    """The Released event on each Job says which pod released it (``?`` where HOSTNAME is unset)."""
+    role = {**ROLE, "rules": ROLE["rules"] + [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]}
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        for name in ("r-evaluate", "r-merge"):
+            assert api(fake, "POST", JOBS, job(name, suspend=True))[0] == 201
+        assert api(fake, "POST", f"{RBAC}/roles", role)[0] == 201
+        assert api(fake, "POST", f"{RBAC}/rolebindings", BINDING)[0] == 201
+        lines: list[str] = []
+        release_next_stages(lines.append, environ={**pod_env(fake, ["r-evaluate"]), "HOSTNAME": "r-prepare-abcde"})
+        release_next_stages(lines.append, environ=pod_env(fake, ["r-merge"]))
+        assert lines == ["prepare: released job r-evaluate", "prepare: released job r-merge"]
+        with fake.lock:
+            events = [obj for key, obj in fake.objects.items() if key[0] == "events"]
+        assert sorted((e["involvedObject"]["name"], e["reason"], e["message"]) for e in events) == [
+            ("r-evaluate", "Released", "released by pod r-prepare-abcde: its stage may start"),
+            ("r-merge", "Released", "released by pod ?: its stage may start")]
+
+
+def test_no_token_names_every_job_it_would_release() -> None:
+    with pytest.raises(StageError) as info:
+        release_next_stages(lambda _: None, environ={"LANDSCAPE_RELEASE": json.dumps(
+            {"jobs": ["r-evaluate", "r-merge"], "patch": {"spec": {"suspend": False}}})})
+    assert "to release r-evaluate, r-merge with (automountServiceAccountToken?)" in str(info.value)

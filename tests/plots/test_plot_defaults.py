@@ -191,3 +191,59 @@ def test_train_and_test_share_the_scale_the_surface_chose(tmp_path):
     assert fields.loss_field(surface, test, PlotOptions()).log
     assert fields.loss_field(surface, train, PlotOptions()).log
     assert not fields.loss_field(surface, test, PlotOptions(log=False)).log
+
+
+def test_a_constant_surface_gets_a_range_five_percent_either_side() -> None:
+    """A flat surface (all one loss) still has a colour range: ±5 % of the value, at least ±0.001."""
+    from landscape_job.plots.levels import loss_range
+
+    assert loss_range(np.full(5, 10.0)) == pytest.approx((9.5, 10.5), rel=1e-12)
+    assert loss_range(np.full(5, -4.0)) == pytest.approx((-4.2, -3.8), rel=1e-12)
+    assert loss_range(np.zeros(4)) == pytest.approx((-1e-3, 1e-3), rel=1e-12)
+    assert loss_range(np.full(3, 0.01)) == pytest.approx((0.009, 0.011), rel=1e-12)  # the floor, not 5 %
+    assert loss_range(np.full(3, 100.0), log=True) == pytest.approx((1.9, 2.1), rel=1e-12)  # log10 units
+    assert loss_range(np.array([1.0, 2.0])) == (1.0, 2.0)  # not flat: untouched
+
+
+def test_the_heatmap_cells_are_centred_on_their_grid_points_even_alone() -> None:
+    """extent: half a step beyond the first and last points; a single column or row gets a width of 1."""
+    from landscape_job.plots.levels import heatmap_image
+
+    _, extent = heatmap_image(np.array([3.0]), np.array([0.0, 1.0]), np.zeros((2, 1)))
+    assert extent == (2.5, 3.5, -0.5, 1.5)
+    _, extent = heatmap_image(np.array([0.0, 4.0]), np.array([-1.0]), np.zeros((1, 2)))
+    assert extent == (-2.0, 6.0, -1.5, -0.5)
+    with pytest.raises(ValueError, match=r"^z has shape \(3, 2\), expected \(ny, nx\) = \(2, 3\)$"):
+        heatmap_image(np.zeros(3), np.zeros(2), np.zeros((3, 2)))
+
+
+def test_a_grid_is_uniform_within_a_millionth_of_its_step() -> None:
+    from landscape_job.plots.levels import is_uniform
+
+    assert is_uniform(np.array([0.0, 1.0])) and is_uniform(np.array([7.0]))  # too short to be anything else
+    assert is_uniform(np.linspace(-1, 1, 51))
+    assert not is_uniform(np.array([0.0, 1.0, 2.5])) and not is_uniform(np.array([0.0, 1.0, 5.0]))
+    assert not is_uniform(np.array([0.0, 1.0, 2.0 + 5e-6]))  # steps 5e-6 apart: beyond rtol 1e-6
+    assert not is_uniform(np.array([0.0, 1e-9, 2.5e-9]))  # tiny steps: no absolute 1e-8 slack
+    assert not is_uniform(np.array([0.0, 1e-7, 2e-7 + 1.5e-12]))  # atol is 1e-12 below |v| = 1
+    assert is_uniform(1e6 + np.array([0.0, 1e-3, 2e-3 + 5e-7]))  # atol grows with |v|: 1e-12 · 1e6
+
+
+def test_level_decimals_tell_adjacent_levels_apart() -> None:
+    from landscape_job.plots.levels import level_decimals
+
+    assert level_decimals(np.array([1.0])) == 2
+    assert level_decimals(np.array([0.5, 1.0])) == 1
+    assert level_decimals(np.array([1.0, 2.0, 3.0])) == 0
+    assert level_decimals(np.array([0.25, 0.5, 0.75])) == 2
+    assert level_decimals(np.array([0.0, 1e-5, 2e-5])) == 4  # at most 4
+
+
+def test_a_curves_top_is_its_max_unless_a_divergence_towers_over_its_90th_percentile() -> None:
+    from landscape_job.plots.levels import CURVE_P90_FACTOR, curve_top
+
+    diverging = np.concatenate([np.linspace(0.0, 1.0, 101), [1e6, np.inf, np.nan]])
+    finite = diverging[np.isfinite(diverging)]
+    assert curve_top(diverging) == pytest.approx(CURVE_P90_FACTOR * float(np.percentile(finite, 90)), rel=1e-12)
+    assert curve_top(np.array([-3.0, -2.0, -1.0])) == -1.0  # p90 <= 0: the maximum
+    assert curve_top(np.array([0.0] * 10 + [5.0])) == 5.0  # p90 = 0 exactly

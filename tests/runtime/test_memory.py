@@ -143,3 +143,72 @@ def test_run_all_still_merges_with_the_new_fields(tmp_path: Path, linear_spec: d
     run_all(run, 1)
     report = json.loads(run.get("report.json"))
     assert report["precision_used"] == ["fp64"] and report["memory"]["oom_halvings"] == 0
+
+
+def test_the_fit_and_the_plan_say_their_numbers_in_full() -> None:
+    """The lines validate and estimate print, checked against the arithmetic written out."""
+    from landscape_job.runtime.memory import MemoryPlan
+
+    fits = Fit(3 * GiB, 16 * GiB)
+    assert fits.describe("V100") == "V100: peak 3,072 MiB + 1,024 MiB CUDA overhead = 25% of 16,384 MiB: fits"
+    assert Fit(16 * GiB, 16 * GiB, overhead_bytes=0).fits and Fit(16 * GiB, 16 * GiB, overhead_bytes=0).fraction == 1.0
+    assert Fit(20 * GiB, 16 * GiB).describe("T4") == (
+        "T4: peak 20,480 MiB + 1,024 MiB CUDA overhead = 131% of 16,384 MiB: does NOT fit; lower "
+        "compute.batch_size or points_per_forward, or use batch_size: auto (an OOM in a shard halves the batch, "
+        "slower but not failed)")
+    plan = MemoryPlan(parameters=MiB, weight_bytes=4, directions=2, per_sample_bytes=3 * MiB, batch_size=8,
+                      stacked=0, sample_size=1024)
+    # model 4 MiB, held 2 + 2 times; activations 3 MiB a sample
+    assert plan.resident_bytes == 16 * MiB and plan.working_bytes(8) == 24 * MiB and plan.peak_bytes() == 40 * MiB
+    assert plan.describe() == ("40 MiB = model 4 MiB + θ* copy 4 MiB + 2 direction(s) 8 MiB + activations 24 MiB "
+                               "at batch 8 × 1,024")
+    assert plan.describe(2000) == ("6,016 MiB = model 4 MiB + θ* copy 4 MiB + 2 direction(s) 8 MiB + activations "
+                                   "6,000 MiB at batch 2,000 × 1,024")
+    stacked = MemoryPlan(parameters=MiB, weight_bytes=2, directions=1, per_sample_bytes=MiB, batch_size=4, stacked=3)
+    # K = 3 stacked parameter sets: 3 model copies more, and 3 forwards' activations per sample
+    assert stacked.resident_bytes == 2 * MiB * 6 and stacked.working_bytes(4) == 12 * MiB
+    assert stacked.describe() == ("24 MiB = model 2 MiB + θ* copy 2 MiB + 1 direction(s) 2 MiB + 3 stacked point(s) "
+                                  "6 MiB + activations 12 MiB at batch 4")
+    total = 2 * GiB
+    assert stacked.largest_batch(total) == (total - GiB - 12 * MiB) // (3 * MiB)
+    assert stacked.largest_batch(total, overhead_bytes=0) == (total - 12 * MiB) // (3 * MiB)
+    assert stacked.largest_batch(GiB) == 0  # not even the weights fit
+    free = MemoryPlan(parameters=MiB, weight_bytes=4, directions=1, per_sample_bytes=0, batch_size=4)
+    assert free.largest_batch(GiB + 12 * MiB) == 1 << 30  # no activations: any batch
+    assert free.largest_batch(GiB + 12 * MiB - 1) == 0
+    one = MemoryPlan(parameters=MiB, weight_bytes=4, directions=1, per_sample_bytes=1, batch_size=4)
+    assert one.largest_batch(GiB + 12 * MiB + 5) == 5  # a byte a sample
+
+
+def test_a_gpus_memory_and_snapshot_go_through_cuda(monkeypatch) -> None:
+    """The CUDA calls themselves, faked: which device they are asked about, and the snapshot's file."""
+    asked: list = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: asked.append(device) or SimpleNamespace(total_memory=80 * GiB))
+    gpu = torch.device("cuda", 1)
+    assert device_total_bytes(gpu) == 80 * GiB and asked == [gpu]
+    calls: list = []
+    monkeypatch.setattr(torch.cuda.memory, "_dump_snapshot", lambda path: calls.append(("dump", path)))
+    monkeypatch.setattr(torch.cuda.memory, "_record_memory_history",
+                        lambda **kwargs: calls.append(("record", kwargs)))
+    snapshot = MemorySnapshot(True, gpu)
+    assert snapshot.active and calls == [("record", {"max_entries": 100_000})]
+    assert snapshot.dump(Path("/tmp/x.pickle")) is True and not snapshot.active
+    assert calls[1:] == [("dump", "/tmp/x.pickle"), ("record", {"enabled": None})]
+    assert snapshot.dump(Path("/tmp/x.pickle")) is False and len(calls) == 3
+
+
+def test_live_bytes_frees_a_storage_only_with_its_last_tensor() -> None:
+    x = torch.ones(100)
+    with torch.no_grad(), LiveBytes() as nothing:
+        torch.empty(1000, device="meta")  # shapes without memory: not counted off the meta estimate
+    assert nothing.peak == 0 and nothing.live == 0
+    with torch.no_grad(), LiveBytes() as counted:
+        a = x * 2  # 400 new bytes
+        b = a.view(10, 10)  # the same storage, a second user
+        del a
+        assert counted.live == 400  # b still holds it
+        c = x * 3
+        assert counted.peak == 800
+        del b, c
+    assert counted.live == 0

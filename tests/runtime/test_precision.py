@@ -272,3 +272,9 @@ def test_gpu_check_rows_from_the_benchmark_output() -> None:
     refused = "precision refused: compute.precision: bf16 is not native on this GPU (compute capability 7.0; ...)\n"
     assert rows.row(refused, "m", "bf16").startswith("| m | bf16 | refused: compute.precision: bf16 is not native")
     assert "failed (no ceiling" in rows.row("Traceback ...", "m", "fp16")
+
+
+def test_a_precision_without_a_description_is_said_as_it_is() -> None:
+    from landscape_job.runtime.precision import DESCRIPTIONS, describe_precision
+
+    assert describe_precision("fp8") == "fp8" and describe_precision("fp16") == DESCRIPTIONS["fp16"]

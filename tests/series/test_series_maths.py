@@ -15,7 +15,8 @@ from landscape_job.series.probe import (Spectrum, full_gradient, gradient_column
                                         top_spectrum)
 from landscape_job.spec.sections import HessianSpec
 from landscape_job.spec.series import SeriesSpec
-from landscape_job.series.tail_index import block_size, tail_index, usable_count
+from landscape_job.series.tail_index import (block_size, estimate, reference_block_size, tail_index,
+                                             tail_index_reference, usable_count)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,6 +30,61 @@ def test_block_size_is_the_largest_divisor_not_above_the_root() -> None:
     assert block_size(100) == 10 and block_size(120) == 10 and block_size(97) == 1 and block_size(12) == 3
     assert all(block_size(n) * block_size(n) <= n and n % block_size(n) == 0 for n in range(1, 500))
     assert block_size(usable_count(97)) >= 4  # a prime count is cut to one with real blocks
+
+
+def test_usable_count_is_the_largest_count_with_a_real_block_size() -> None:
+    """Against a brute force: every divisor scanned upwards, the cut's rule as the docstring says it."""
+    limit = 1500
+    real = [False] + [max(d for d in range(1, m + 1) if m % d == 0 and d * d <= m) * 2 >= math.isqrt(m)
+                      for m in range(1, limit + 1)]
+    for count in range(1, limit + 1):
+        assert usable_count(count) == max(m for m in range(1, count + 1) if real[m]), count
+    assert usable_count(152_504) == 152_500
+
+
+def formula_alpha(x: list[float], k1: int) -> float:
+    """Mohammadi et al.'s 1/α̂, written out: blocks of k1 consecutive values, a zero block left out."""
+    sums = [sum(x[i:i + k1]) for i in range(0, len(x), k1)]
+    logs_y = [math.log(abs(y)) for y in sums if y != 0]
+    inverse = (sum(logs_y) / len(logs_y) - sum(math.log(abs(v)) for v in x) / len(x)) / math.log(k1)
+    return 1 / inverse
+
+
+def test_the_fewest_samples_get_an_estimate_by_the_formula() -> None:
+    # 16 values (MIN_SAMPLES, blocks of 4): a block summing to exactly 1 counts, one summing to 0 does not.
+    x16 = [1.5, -0.5, 0.25, -0.25, 2, -2, 3, -3, 0.1, 0.2, 0.3, 0.4, 5, -1, 7, 2.5]
+    assert tail_index(np.array(x16)) == pytest.approx(formula_alpha(x16, 4), rel=1e-12)
+    # 22 values: blocks of 2, the smallest block size the estimator uses.
+    x22 = [1.5, -0.5, 0.75, 0.25, 3, -3] + [0.3 * i + 0.1 for i in range(16)]
+    assert usable_count(22) == 22 and block_size(22) == 2
+    assert tail_index(np.array(x22)) == pytest.approx(formula_alpha(x22, 2), rel=1e-12)
+    # zeros and non-finite values are left out before counting; 15 left is too few
+    assert tail_index(np.array(x16 + [0.0, np.nan, np.inf])) == tail_index(np.array(x16))
+    assert math.isnan(tail_index(np.array(x16[:15] + [0.0])))
+
+
+def test_a_tail_index_without_a_positive_inverse_is_nan() -> None:
+    # blocks smaller than their values (cancelling): a negative 1/α̂
+    assert math.isnan(tail_index(np.array([1, -1, 1, -0.5] * 4)))
+    # 18 values of ±1 in blocks of 3 summing to ±1: 1/α̂ exactly 0
+    assert block_size(usable_count(18)) == 3
+    assert math.isnan(tail_index(np.array([1.0, 1.0, -1.0] * 6)))
+
+
+def test_float32_samples_are_estimated_in_float64() -> None:
+    x = levy_stable.rvs(1.5, 0.0, scale=0.01, size=20_000, random_state=np.random.default_rng(4)).astype(np.float32)
+    assert tail_index(x) == tail_index(x.astype(np.float64))
+    assert tail_index_reference(x) == tail_index_reference(x.astype(np.float64))
+
+
+def test_the_estimator_is_chosen_by_name() -> None:
+    x = np.random.default_rng(6).standard_cauchy(10_000)
+    assert estimate(x) == tail_index(x) and estimate(x, "reference") == tail_index_reference(x)
+    with pytest.raises(ValueError, match="unknown tail-index estimator 'hill'"):
+        estimate(x, "hill")
+    for size in (block_size, reference_block_size):
+        with pytest.raises(ValueError, match=f"^{size.__name__} needs a positive count$"):
+            size(0)
 
 
 @pytest.mark.parametrize("alpha", [1.2, 1.5, 1.8, 2.0])

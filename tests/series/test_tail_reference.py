@@ -67,6 +67,15 @@ def test_a_prime_count_has_no_reference_estimate() -> None:
     assert math.isnan(tail_index_reference(np.random.default_rng(0).normal(size=(1, 97))))
 
 
+def test_the_smallest_blocks_and_no_samples() -> None:
+    """Blocks of 2 and 3 (6 and 9 values, zeros kept) as the seed computes them; no samples, no estimate."""
+    for values in ([1.5, -0.5, 2.0, 0.0, 3.0, -1.0], [0.5, 1.0, -2.0, 0.0, 4.0, 0.25, -1.0, 3.0, 0.75]):
+        assert reference_block_size(len(values)) == len(values) // 3
+        assert tail_index_reference(np.array(values)) == pytest.approx(
+            seed_alpha(torch.tensor(values, dtype=torch.float64)), rel=1e-12)
+    assert math.isnan(tail_index_reference(np.array([])))
+
+
 def test_the_default_and_the_reference_differ_where_the_issue_found_them() -> None:
     noise = levy_stable.rvs(1.6, 0.0, size=(44, 3466), random_state=np.random.default_rng(8))
     assert tail_index_reference(noise) != pytest.approx(tail_index(noise), abs=1e-6)

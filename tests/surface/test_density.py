@@ -135,3 +135,60 @@ def test_a_series_file_shows_itself_with_its_density_figures(tmp_path) -> None:
     figures = series.plot()
     assert set(figures) == {"series_density", "series_density_steps", "series_trace"}
     assert all(f._repr_png_().startswith(b"\x89PNG") for f in figures.values())
+
+
+def test_lanczos_stops_on_an_invariant_subspace_at_any_scale() -> None:
+    """A start vector in a 2-D eigenspace: two steps and T's eigenvalues are those two, exactly,
+    whether H's scale is 1e6 (roundoff β ~ 1e-10 must count as zero) or 1e-14 (a real β of
+    1e-14 must not)."""
+    from landscape_job.surface.hessian import lanczos_tridiagonal
+
+    diagonal = torch.arange(1.0, 7.0, dtype=torch.float64)
+    for scale in (1.0, 1e6):
+        h = torch.diag(diagonal * scale)
+        start = torch.zeros(6, dtype=torch.float64)
+        start[[1, 4]] = 2 ** -0.5
+        alphas, betas = lanczos_tridiagonal(lambda v: h @ v, start, 6)
+        assert len(alphas) == 2 and len(betas) == 1
+        t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        np.testing.assert_allclose(np.linalg.eigvalsh(t), [2 * scale, 5 * scale], rtol=1e-12)
+    tiny = torch.diag(diagonal * 1e-14)
+    alphas, betas = lanczos_tridiagonal(lambda v: tiny @ v, torch.full((6,), 6 ** -0.5, dtype=torch.float64), 6)
+    assert len(alphas) == 6 and len(betas) == 5
+    t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+    np.testing.assert_allclose(np.linalg.eigvalsh(t), np.arange(1, 7) * 1e-14, rtol=1e-8)
+
+
+def test_the_density_averages_only_the_finite_probes() -> None:
+    from landscape_job.surface.hessian import SpectralDensity
+
+    density = SpectralDensity(nodes=np.array([[1.0, 3.0], [np.nan, np.nan], [2.0, np.nan]]),
+                              weights=np.array([[0.5, 0.5], [0.0, 0.0], [1.0, 0.0]]), dim=10)
+    assert density.moment(1) == pytest.approx((2.0 + 2.0) / 2)  # the NaN probe left out
+    assert density.moment(2) == pytest.approx((5.0 + 4.0) / 2) and density.trace == pytest.approx(20.0)
+    assert np.isnan(SpectralDensity(nodes=np.full((2, 2), np.nan), weights=np.zeros((2, 2)), dim=3).moment(1))
+
+
+def test_density_probes_are_seeded_unit_rademacher_vectors() -> None:
+    probes = density_probes(400, 3, seed=5)
+    for v in probes:
+        assert v.dtype == torch.float64 and set(v.mul(20).round().tolist()) == {-1.0, 1.0}
+        assert abs(float((v > 0).double().mean()) - 0.5) < 0.1
+    assert all(torch.equal(a, b) for a, b in zip(probes, density_probes(400, 3, seed=5)))
+    assert not torch.equal(probes[0], probes[1]) and not torch.equal(probes[0], density_probes(400, 1, seed=6)[0])
+
+
+def test_one_step_one_probe_is_the_rayleigh_quotient_and_zero_is_refused() -> None:
+    h = torch.tensor(_symmetric(np.array([3.0, 1.0, -0.5, 2.0, 0.25]), 7)[0], dtype=torch.float64)
+    density = spectral_density(lambda v: h @ v, 5, steps=1, probes=1, seed=2)
+    v = density_probes(5, 1, seed=2)[0]
+    assert density.nodes.shape == (1, 1) and density.weights.tolist() == [[1.0]]
+    assert density.nodes[0, 0] == pytest.approx(float(v @ h @ v), rel=1e-12)
+    for steps, probes in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError, match="^spectral_density needs steps >= 1 and probes >= 1$"):
+            spectral_density(lambda v: h @ v, 5, steps=steps, probes=probes)
+    # the probes reach the operator in the dtype asked for
+    h32 = h.float()
+    single = spectral_density(lambda v: h32 @ v, 5, steps=5, probes=2, dtype=torch.float32)
+    double = spectral_density(lambda v: h @ v, 5, steps=5, probes=2)
+    np.testing.assert_allclose(single.nodes, double.nodes, rtol=1e-4, atol=1e-5)

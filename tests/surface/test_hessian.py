@@ -372,3 +372,21 @@ def test_a_subset_larger_than_the_split_is_refused_by_submit_before_a_run_exists
     err = capsys.readouterr().err
     assert code == 2 and "hessian.subset: 10000 is larger than the train split" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_non_finite_hessian_is_a_nan_result_not_an_error() -> None:
+    """A divergent grid point: the operator's first product is NaN at step 1, inf at step 2."""
+    import math
+
+    for bad_at, bad in ((0, math.nan), (1, math.inf)):
+        calls: list[int] = []
+
+        def matvec(v: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            if len(calls) > bad_at:
+                return v * bad
+            return v * 2.0 + torch.arange(v.numel(), dtype=v.dtype) * 0.1  # not an eigenvector: Lanczos goes on
+
+        result = lanczos(matvec, 6, iterations=6, top_k=2)
+        assert (result.top_values, result.top_vectors, result.iterations, result.converged) == ((), (), bad_at + 1, False)
+        assert all(math.isnan(x) for x in (result.max_eig, result.min_eig, result.residual_max, result.residual_min))
