@@ -212,3 +212,18 @@ def test_live_bytes_frees_a_storage_only_with_its_last_tensor() -> None:
         assert counted.peak == 800
         del b, c
     assert counted.live == 0
+
+
+def test_the_device_peak_is_cudas_own_for_the_device_asked(monkeypatch) -> None:
+    from landscape_job.runtime.memory import peak_device_bytes, reset_device_peak
+
+    calls: list = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: calls.append(("sync", device)))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: calls.append(("reset", device)))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: calls.append(("peak", device)) or 12345)
+    gpu = torch.device("cuda", 1)
+    reset_device_peak(gpu)
+    assert peak_device_bytes(gpu) == 12345
+    assert calls == [("sync", gpu), ("reset", gpu), ("sync", gpu), ("peak", gpu)]
+    reset_device_peak(torch.device("cpu"))
+    assert peak_device_bytes(torch.device("cpu")) is None and len(calls) == 4

@@ -278,3 +278,24 @@ def test_a_precision_without_a_description_is_said_as_it_is() -> None:
     from landscape_job.runtime.precision import DESCRIPTIONS, describe_precision
 
     assert describe_precision("fp8") == "fp8" and describe_precision("fp16") == DESCRIPTIONS["fp16"]
+
+
+def test_the_dtype_and_the_reasons_each_choice_gives(monkeypatch) -> None:
+    from landscape_job.base.errors import UserError
+    from landscape_job.runtime.precision import compute_dtype, device_capability, resolve_precision
+
+    assert compute_dtype("fp64") == torch.float64 and compute_dtype("fp64", "bf16") == torch.float64
+    assert compute_dtype("bf16") == torch.float32 and compute_dtype("fp32", "bf16") == torch.bfloat16
+    assert compute_dtype("fp16", "fp16") == torch.float16 and compute_dtype("tf32", "int8") == torch.float32
+    assert resolve_precision("fp16", "cuda", (7, 0)).reason == "as the spec says"
+    assert resolve_precision("auto", "cpu", None).reason == \
+        "auto: fp32 on cpu (reduced precision is slower on CPUs without bf16/fp16 hardware)"
+    with pytest.raises(UserError) as info:
+        resolve_precision("bf16", "cuda", (7, 5))
+    assert str(info.value) == ("compute.precision: bf16 is not native on this GPU (compute capability 7.5; bf16 needs "
+                               "8.0, Ampere or later) and would run many times slower; use fp16 or auto")
+    asked: list = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: asked.append(device) or [8, 9])
+    gpu = torch.device("cuda", 2)
+    assert device_capability(gpu) == (8, 9) and asked == [gpu]
+    assert device_capability(torch.device("cpu")) is None and len(asked) == 1

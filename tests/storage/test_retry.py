@@ -76,6 +76,12 @@ def test_a_spent_budget_is_one_line_naming_the_call_and_the_last_fault() -> None
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+def test_two_attempts_are_plural() -> None:
+    call, _ = failing(99)
+    with pytest.raises(StageError, match=r"^x: still failing after 2 attempts over 0 s \(last: flaky 2\); "):
+        retrying(call, "x", RetryPolicy(attempts=2, backoff=0.0), lambda _: None, classify=classify)
+
+
 def test_a_budget_of_one_attempt_says_attempt_and_names_the_culprit() -> None:
     call, seen = failing(99)
     pauses: list[float] = []
@@ -188,6 +194,12 @@ def client_error(code: str, status: int | None) -> ClientError:
 ])
 def test_client_errors_are_transient_by_code_or_status(code: str, status: int | None, expected: str | None) -> None:
     assert fault_of(client_error(code, status)) == expected
+
+
+def test_a_client_error_without_a_code_is_named_by_its_status() -> None:
+    assert fault_of(ClientError({"ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")) == "HTTP 503"
+    assert fault_of(ClientError({"Error": {"Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                                "GetObject")) == "HTTP 500"
 
 
 def test_other_faults_are_named_by_their_kind() -> None:

@@ -61,3 +61,48 @@ def test_a_run_over_the_whole_operator_is_exact_whatever_the_tolerance():
     assert lanczos_caution(exact, HessianSpec(tolerance=0.5), dim=5) is None
     assert lanczos_caution(exact, HessianSpec(tolerance=0.5), dim=50) is not None
     assert lanczos_caution(exact, HessianSpec(tolerance=SAFE_TOLERANCE), dim=50) is None
+
+
+def test_the_centre_summary_and_the_hessian_directions_against_the_dense_hessian(tmp_path):
+    """Every number of the manifest's ``hessian`` section, and ``directions.type: hessian``'s two
+    directions, against numpy's eigen-decomposition of autograd's dense Hessian (biasbn: weights only)."""
+    raw = _hessian_spec(tmp_path)
+    raw["hessian"] = {**raw["hessian"], "tolerance": 1e-9, "iterations": 200, "trace_samples": 3,
+                      "density_steps": 4, "density_probes": 2}
+    raw["directions"] = {"type": "hessian"}
+    spec = spec_from(tmp_path, raw)
+    model = build_model("mlp", 3, (6,), {"hidden": [4]})
+    model.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"])
+    model = model.double().eval()
+    split = load_split(spec.data, "train")
+    split = type(split)(inputs=split.inputs.double(), labels=split.labels, num_classes=split.num_classes,
+                        name=split.name)
+    directions, summary = centre_analysis(model, split, spec, two_d=True)
+    names = [n for n, _ in model.named_parameters()]
+    weights = [i for i, (_, p) in enumerate(model.named_parameters()) if p.dim() > 1]
+    dense = _dense_hessian(model, split.inputs, split.labels)
+    sizes = [p.numel() for p in model.parameters()]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    keep = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in weights])
+    values, vectors = np.linalg.eigh(np.asarray(dense)[np.ix_(keep, keep)])
+    scale = np.abs(values).max()
+    assert summary["sharpness"] == summary["max_eig"] == pytest.approx(values[-1], rel=1e-6)
+    assert summary["min_eig"] == pytest.approx(values[0], abs=1e-6 * scale)
+    np.testing.assert_allclose(summary["top_eigenvalues"], values[::-1][:3], atol=1e-6 * scale)
+    assert summary["tensors"] == [names[i] for i in weights] and summary["excluded"] == ["layers.1.bias", "layers.3.bias"]
+    assert (summary["parameters"], summary["samples"], summary["split"], summary["ignore"]) == \
+        (len(keep), len(split.labels), "train", "biasbn")
+    assert summary["converged"] and 2 <= summary["iterations"] <= 200 and summary["trace_samples"] == 3
+    assert summary["residual_max"] <= 1e-6 * scale and summary["residual_min"] <= 1e-6 * scale
+    assert summary["trace_stderr"] > 0 and abs(summary["trace"] - values.sum()) < 10 * summary["trace_stderr"] + 1e-9
+    assert summary["density"]["steps"] == 4 and summary["density"]["probes"] == 2
+    assert np.array(summary["density"]["weights"]).sum(axis=1) == pytest.approx([1.0, 1.0])
+    assert summary["hessian_vector_products"] >= summary["iterations"] + 3 + 2  # Lanczos, trace, density
+    assert directions is not None and directions.names == names and directions.dir_type == "weights"
+    for direction, column in ((directions.x, -1), (directions.y, -2)):
+        assert [tuple(t.shape) for t in direction] == [tuple(p.shape) for p in model.parameters()]
+        assert all(float(direction[i].abs().max()) == 0 for i in range(len(names)) if i not in weights)
+        flat = torch.cat([direction[i].reshape(-1) for i in weights]).double().numpy()
+        assert abs(float(flat @ vectors[:, column])) == pytest.approx(1.0, abs=1e-5)
+    one, _ = centre_analysis(model, split, spec, two_d=False)
+    assert one is not None and one.y is None
