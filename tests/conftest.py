@@ -60,6 +60,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
+@pytest.fixture(autouse=True)
+def _metric_tables_restored():
+    """Each test leaves the metric tables as it found them: a token task's spec registers perplexity
+    for the rest of its process, and under xdist any test may come next in that process."""
+    from landscape_job.spec import metrics, series_metrics
+
+    tables = (metrics.METRICS, series_metrics.SERIES_METRICS)
+    before = [{item.key for item in table.registered()} for table in tables]
+    yield
+    for table, keys in zip(tables, before):
+        for item in table.registered():
+            if item.key not in keys:
+                table.unregister(item.key)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """moto's standalone S3 server on 127.0.0.1, one for the whole session."""

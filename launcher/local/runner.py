@@ -214,11 +214,12 @@ class LocalRunner:
                   end="", file=self.stream)
         if worker.process.returncode != 0:
             _check_full(self.run, stage, text)
+            where = f"log: {self.run.url}/logs/{worker.log_path.name}"
             why = _own_error(text)
+            if why:  # the worker said what went wrong in one line: that line, and where its log is
+                raise StageError(f"{stage} stage failed (exit {worker.process.returncode}): {why}; {where}")
             tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
-            raise StageError(f"{stage} stage failed (exit {worker.process.returncode})"
-                             f"{': ' + why if why else ''}; "
-                             f"log: {self.run.url}/logs/{worker.log_path.name}\n{tail}")
+            raise StageError(f"{stage} stage failed (exit {worker.process.returncode}); {where}\n{tail}")
 
     def run_stage(self, stage: str) -> None:
         worker = self._start(stage, threads=available_cores())

@@ -248,5 +248,6 @@ def test_a_failed_worker_s_own_error_is_on_the_launcher_s_line(tmp_path: Path, l
     process.wait()
     with pytest.raises(StageError) as failed:
         runner._finish(_Worker(1, process, log_path, log_file), "evaluate (shard 1)")
-    first = str(failed.value).splitlines()[0]
-    assert first.startswith("evaluate (shard 1) stage failed (exit 1): " + cause) and "log: " in first, first
+    message = str(failed.value)
+    assert message.startswith("evaluate (shard 1) stage failed (exit 1): " + cause) and "log: " in message, message
+    assert "\n" not in message  # one line: the worker's own error needs no tail of its log
