@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster_testing import aws_env, bucket, cluster_spec, fake, one_line_error  # noqa: F401 (fixtures)
 from conftest import write_spec
+from counting_storage import Counting
 from fake_clusters import COMMON_NODES, CPU_4X16, GPU_4X16, GPU_8GPU, GPU_8X32, broken_cluster, ready_cluster
 from fake_inventory import claim, node
 from fake_k8s import FakeCluster, run_subprocess
@@ -24,7 +26,6 @@ from launcher.kubernetes.fit import fit
 from launcher.kubernetes.inventory import NodeFacts
 from launcher.kubernetes.render import render_run
 from launcher.kubernetes.section import parse_kubernetes
-from cluster_testing import aws_env, bucket, cluster_spec, fake, one_line_error  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -288,22 +289,6 @@ def test_prepare_and_merge_stay_off_gpu_nodes_unless_allowed(tmp_path: Path, lin
 
 
 # -- 8. polling is O(1) in the shards ------------------------------------------------------------
-
-class Counting:
-    """A Storage that counts its requests (the wrapped store does the work)."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, []
-
-    def __getattr__(self, name):
-        attr = getattr(self.inner, name)
-        if name in ("put", "put_if_absent", "get", "exists", "list", "delete"):
-            def counted(*args, **kwargs):
-                self.calls.append(name)
-                return attr(*args, **kwargs)
-            return counted
-        return attr
-
 
 def requests_per_poll(tmp_path: Path, linear_spec: dict, shards: int) -> dict[str, int]:
     """A run of ``shards`` shards mid-way (each with progress, a tally and checkpoint segments), and the
