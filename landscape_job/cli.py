@@ -238,9 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             post_event(os.environ.get(JOB_NAME_ENV, ""), "Merged", f"merged: {run.url}", stages.stderr_log)
 
     # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored).
+    def unmasked_body() -> None:
+        with termination.unmasked():
+            body()
+
     with termination.handled():
         termination.watch_parent()
-        return run_guarded(body, "landscape-job")
+        return run_guarded(unmasked_body, "landscape-job")
 
 
 if __name__ == "__main__":

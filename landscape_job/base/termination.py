@@ -19,6 +19,11 @@ and are rerun from the start), so for them this is a clean, prompt exit.
 
 Bookkeeping that must not be torn (a segment written and its points marked saved) runs
 inside :func:`shielded`: a SIGTERM there is held and raised when the block ends.
+
+Raised between two bytecodes, :class:`Terminated` can also land inside a library's own
+context manager: torch.vmap's nesting bookkeeping then fails its cleanup with an INTERNAL
+ASSERT of its own, and the SIGTERM survives only as that error's ``__context__``.
+:func:`unmasked` turns such an error back into the SIGTERM it is.
 """
 
 from __future__ import annotations
@@ -84,6 +89,31 @@ def shielded(deliver: bool = True) -> Iterator[None]:
             _state.pending = False
             if deliver:
                 raise Terminated()
+
+
+def _is_sigterm(err: BaseException) -> bool:
+    """``err`` is :class:`Terminated` or was raised while one propagated (its context or cause chain)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Terminated):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@contextlib.contextmanager
+def unmasked() -> Iterator[None]:
+    """Within the block, an error some cleanup raised over a SIGTERM is re-raised as :class:`Terminated`."""
+    try:
+        yield
+    except Terminated:
+        raise
+    except BaseException as err:
+        if not _is_sigterm(err):
+            raise
+        raise Terminated() from err
 
 
 #: Set by the local backend to its own pid: a worker whose launcher is gone stops itself.

@@ -26,7 +26,7 @@ import landscape_job
 from landscape_job.base.errors import StageError, UserError
 from landscape_job.runtime.precision import compute_dtype
 from landscape_job.surface.seeded import SeededRecipe, materialize, read_recipe
-from landscape_job.base.termination import Terminated, shielded
+from landscape_job.base.termination import Terminated, shielded, unmasked
 from landscape_job.run.files import (
     DIRECTIONS_KEY,
     MANIFEST_KEY,
@@ -274,7 +274,8 @@ def _compute(run: Storage, spec: Spec, shard: int, manifest: Manifest, progress_
     verify_inputs(spec, localize(spec), manifest, "evaluate")  # the inputs the directions were built from
     work = _resume(run, spec, shard, directions, manifest, log)
     try:
-        _loop(work, progress_seconds, log_points, log)
+        with unmasked():  # a SIGTERM that torch's own cleanup masked is still one
+            _loop(work, progress_seconds, log_points, log)
     except Terminated:
         _flush(work, log)
         raise

@@ -138,3 +138,39 @@ def test_a_sigterm_in_a_shielded_block_waits_for_its_end() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_sigterm_a_library_s_cleanup_masks_still_saves_the_points_and_exits_143(
+        tmp_path: Path, linear_spec: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Raised between two bytecodes, the SIGTERM can land inside torch's own context manager (vmap's
+    nesting bookkeeping, seen on CI); its cleanup then fails with an INTERNAL ASSERT of its own and the
+    SIGTERM is only that error's ``__context__``. It is still a SIGTERM: the points saved, exit 143."""
+    from landscape_job import cli
+    from landscape_job.surface.evaluator import Evaluator
+
+    linear_spec["grid"] = {"x": "-1:1:6", "y": "-1:1:5"}
+    linear_spec["compute"].update(shards=1, checkpoint_every=100_000, checkpoint_seconds=3600,
+                                  checkpoint_adapt=False, points_per_forward=4)
+    spec = spec_from(tmp_path, linear_spec)
+    run = open_run(spec, "masked")
+    stages.prepare(run, log=lambda _: None)
+
+    original = Evaluator._evaluate_split_stacked
+    calls = []
+
+    def masked(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # two groups of 4 points over both splits are done: the third group's first split
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # Terminated is raised in here
+            finally:
+                raise RuntimeError("!dynamicLayerStack.empty() INTERNAL ASSERT FAILED")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "_evaluate_split_stacked", masked)
+    assert cli.main(["--run", run.url, "evaluate", "--shard", "0"]) == TERMINATED_EXIT
+    err = capsys.readouterr().err
+    assert "SIGTERM: saved 8 finished points as a checkpoint" in err, err
+    assert err.rstrip().endswith("landscape-job: stopped by SIGTERM; a retry resumes from the saved checkpoint")
+    assert len(_checkpointed(run)) == 8  # the first two groups (the points go in a spread order)
