@@ -45,7 +45,7 @@ def series_columns(spec: Spec, layers: int) -> list[str]:
         elif metric.shape == "density":
             width = spec.hessian.density_steps * spec.hessian.density_probes
             names += [column_name(metric.key, i) for i in range(width)]
-        elif spec.series.noise_per_layer:
+        elif metric.source != "noise" or spec.series.noise_per_layer:  # the noise's per tensor only on request
             names += [column_name(metric.key, i) for i in range(layers)]
     return names
 

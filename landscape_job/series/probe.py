@@ -29,18 +29,18 @@ batch kept, each batch's mean-loss gradient minus the mean of those batch gradie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from landscape_job.surface.curvature import CurvatureProbe
+from landscape_job.surface.curvature import CurvatureProbe, hessian_parameters
 from landscape_job.datasets.builtin import Split
 from landscape_job.surface.hessian import flatten
 from landscape_job.surface.losses import batch_loss_sum
-from landscape_job.spec.series_metrics import column_name
+from landscape_job.spec.series_metrics import SeriesMetric, column_name, registered
 from landscape_job.spec.sections import HessianSpec
 from landscape_job.spec.series import SeriesSpec
 from landscape_job.series.tail_index import estimate
@@ -193,9 +193,60 @@ def model_batch_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
     return lambda indices: batch_loss_sum(model(inputs[indices]), labels[indices], loss)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a metric of its own (``SeriesMetric(source="own", compute=...)``) is given at one checkpoint.
+
+    ``model`` holds the checkpoint's weights (eval mode, the run's device and dtype);
+    ``splits`` are the data splits and ``samples`` the Hessian's (``hessian.split``,
+    ``hessian.subset``), as loaded (move them to the model's device); ``split`` is the one
+    split a ``split`` metric is computed on, None for the other shapes.
+    """
+
+    model: nn.Module
+    splits: Sequence[Split]
+    samples: Split
+    series: SeriesSpec
+    hessian: HessianSpec
+    loss: str
+    batch_size: int
+    split: Split | None = None
+
+
+def own_columns(metric: SeriesMetric, at: Checkpoint) -> Columns:
+    """A metric's own ``compute`` at one checkpoint, as its shard columns; a row of the wrong width is an error
+    (of the metric's code: every checkpoint's row must have the columns the evaluator announced)."""
+    assert metric.compute is not None
+    if metric.shape == "split":
+        return {f"{split.name}_{metric.key}": float(metric.compute(replace(at, split=split)))  # type: ignore[arg-type]
+                for split in at.splits}
+    if metric.shape == "scalar":
+        return {metric.key: float(metric.compute(at))}  # type: ignore[arg-type]
+    values = np.asarray(metric.compute(at), dtype=np.float64).reshape(-1)
+    width = {"top_k": at.series.top_k, "density": at.hessian.density_steps * at.hessian.density_probes,
+             "layers": len(hessian_parameters(at.model, at.hessian.ignore))}[metric.shape]
+    if len(values) != width:
+        raise ValueError(f"series metric {metric.key}: compute gave {len(values)} values; a {metric.shape} row "
+                         f"has {width}")
+    return {column_name(metric.key, i): float(v) for i, v in enumerate(values)}
+
+
 def measure(model: nn.Module, splits: Sequence[Split], samples: Split, series: SeriesSpec, hessian: HessianSpec,
             loss: str, batch_size: int, metric_keys: set[str]) -> Columns:
-    """All chosen columns at the model's current weights (``metric_keys``: the registry's keys on)."""
+    """All chosen columns at the model's current weights (``metric_keys``: the registry's keys on):
+    the shared probes' first, then each metric's own, in registry order."""
+    out = probe_columns(model, splits, samples, series, hessian, loss, batch_size, metric_keys)
+    own = [m for m in registered() if m.key in metric_keys and m.compute is not None]
+    if own:
+        at = Checkpoint(model, splits, samples, series, hessian, loss, batch_size)
+        for metric in own:
+            out.update(own_columns(metric, at))
+    return out
+
+
+def probe_columns(model: nn.Module, splits: Sequence[Split], samples: Split, series: SeriesSpec,
+                  hessian: HessianSpec, loss: str, batch_size: int, metric_keys: set[str]) -> Columns:
+    """The columns of the shared probes (``source`` other than ``own``), each run at most once."""
     out: Columns = {}
     if metric_keys & {"loss", "acc"}:
         for split in splits:

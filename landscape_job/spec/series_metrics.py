@@ -14,11 +14,17 @@ metrics registered with that ``choice``. A metric declares its dataset name in
   P = ``hessian.density_probes`` probes of m = ``hessian.density_steps`` steps, probe
   after probe (``surface.hessian.SpectralDensity``; a padded node is 0 with weight 0).
 
-Which computation fills it is ``source``: the probe in ``series_probe`` that produces
+Which computation fills it is ``source``: the probe in ``series.probe`` that produces
 it (``evaluation``, ``lanczos``, ``gradient``, ``noise``, ``density``); several metrics share one
 probe run, so the Hessian is diagonalised once per checkpoint for all of its metrics.
-``needs`` names other choices a metric cannot do without (the gradient's components
-need the eigenvectors). This module imports no torch: the spec and the launcher read it.
+Or ``own``: the metric carries its computation, ``compute``, as a per-point metric carries
+its batch statistic, so adding one is this one declaration and nothing in ``series/``:
+``compute(checkpoint)`` is given ``series.probe.Checkpoint`` (the model at the checkpoint's
+weights, the splits, the Hessian's samples, the spec's sections; for a ``split`` metric
+the split, called once per split) and returns a float, or for a vector shape its values
+in column order. ``needs`` names other choices a metric cannot do without (the gradient's
+components need the eigenvectors). This module imports no torch: the spec and the
+launcher read it (a ``compute`` imports what it uses when it is called).
 
 In a shard file a row's values are flat columns: a scalar is ``key``, a vector's entry
 i is ``key[i]`` (``column_name``); ``series.py`` stacks them back into (n, width).
@@ -27,17 +33,19 @@ i is ``key[i]`` (``column_name``); ``series.py`` stacks them back into (n, width
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Callable
 
-from landscape_job.base.registry import Registry
+from landscape_job.base.registry import LiveChoices, Registry
 
-__all__ = ["SHAPES", "SOURCES", "SeriesMetric", "register", "registered", "get", "choices", "selected",
+__all__ = ["SHAPES", "SOURCES", "SeriesMetric", "register", "unregister", "registered", "get", "choices", "selected",
            "column_name", "split_column", "SERIES_CHOICES", "DEFAULT_SERIES_METRICS", "needs_of"]
 
 #: What one checkpoint's value of a metric is: see the module's docstring.
 SHAPES = ("scalar", "split", "top_k", "layers", "density")
-#: The computations of ``series_probe``, each run at most once per checkpoint.
-SOURCES = ("evaluation", "lanczos", "gradient", "noise", "density")
+#: The computations of ``series.probe``, each run at most once per checkpoint; ``own``: the metric's ``compute``.
+SOURCES = ("evaluation", "lanczos", "gradient", "noise", "density", "own")
 #: The data splits of a ``split`` metric.
 SPLITS = ("train", "test")
 
@@ -54,12 +62,18 @@ class SeriesMetric:
     unit: str = ""
     needs: tuple[str, ...] = ()
     description: str = ""
+    #: ``source="own"`` only: ``series.probe.Checkpoint`` -> a float (scalar, split) or the row's values.
+    #: Typed loosely: the record is series', a floor above the spec.
+    compute: Callable[[Any], float | Sequence[float]] | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
             raise ValueError(f"series metric {self.key}: shape must be one of {SHAPES}, got {self.shape!r}")
         if self.source not in SOURCES:
             raise ValueError(f"series metric {self.key}: source must be one of {SOURCES}, got {self.source!r}")
+        if (self.source == "own") != (self.compute is not None):
+            raise ValueError(f"series metric {self.key}: a metric with its own compute has source 'own' "
+                             f"(and only it)")
 
     def dataset_names(self, splits: tuple[str, ...] = SPLITS) -> tuple[str, ...]:
         """Its datasets in ``series.h5``: ``train_loss``, ``test_loss`` for a split metric, else ``key``."""
@@ -111,6 +125,7 @@ _BUILT_IN = (
 SERIES_METRICS: Registry[SeriesMetric] = Registry("series metric", built_ins=_BUILT_IN)
 
 register = SERIES_METRICS.register
+unregister = SERIES_METRICS.unregister
 registered = SERIES_METRICS.registered
 get = SERIES_METRICS.get
 choices = SERIES_METRICS.choices
@@ -141,6 +156,7 @@ def split_column(name: str) -> tuple[str, int | None]:
     return (match["key"], int(match["index"])) if match else (name, None)
 
 
-#: The ``series.metrics`` items (a snapshot: the registry is fixed once the package is imported).
-SERIES_CHOICES: tuple[str, ...] = choices()
+#: The ``series.metrics`` items, live: a metric registered after this module was imported (a plugin,
+#: a test) is accepted by the parser too.
+SERIES_CHOICES: Sequence[str] = LiveChoices(SERIES_METRICS)
 DEFAULT_SERIES_METRICS: tuple[str, ...] = ("loss", "accuracy", "hessian", "gradient")
