@@ -26,7 +26,8 @@ import torch
 
 from landscape_job.datasets.builtin import Split
 from landscape_job.surface.direction_builders import build_directions
-from landscape_job.surface.evaluator import Evaluator, configure_precision
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.surface.evaluator_setup import configure_precision
 from landscape_job.models import build_model
 from landscape_job.base.errors import UserError
 from landscape_job.runtime.precision import AUTOCAST, device_capability, resolve_precision

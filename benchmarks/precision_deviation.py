@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from landscape_job.surface.direction_builders import build_directions
-from landscape_job.surface.evaluator import resolve_device
+from landscape_job.surface.evaluator_setup import resolve_device
 from landscape_job.spec.localize import localize
 from landscape_job.spec.parse import load_spec
 from landscape_job.surface.centre import build_centre_model, build_evaluator

@@ -364,7 +364,7 @@ def _memory(spec: Spec) -> tuple[MemoryEstimate, list[str]]:
     """The estimate's memory part: a shard's peak against ``kubernetes.gpu_memory``, or else the
     GPU measured here (a CPU has none: then only the peak, and how to compare it)."""
     from landscape_job.checks.estimate import describe_memory, estimate_memory
-    from landscape_job.surface.evaluator import resolve_device
+    from landscape_job.surface.evaluator_setup import resolve_device
     from landscape_job.runtime.memory import device_total_bytes
 
     from launcher.kubernetes.section import parse_kubernetes, parse_quantity

@@ -48,7 +48,8 @@ from landscape_job.datasets.builtin import Split, subset_indices
 from landscape_job.surface.direction_builders import BuildContext, build
 from landscape_job.surface.directions import Directions, direction_file_bytes
 from landscape_job.base.errors import UserError
-from landscape_job.surface.evaluator import Evaluator, resolve_device
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.surface.evaluator_setup import resolve_device
 from landscape_job.spec.metrics import SPLITS
 from landscape_job.models.outputs import select_output
 from landscape_job.run.records import Manifest

@@ -39,7 +39,7 @@ from landscape_job.spec.localize import localize
 from landscape_job.spec.sections import Spec
 from landscape_job.surface.centre import build_centre_model, build_evaluator
 from landscape_job.surface.direction_builders import build_directions
-from landscape_job.surface.evaluator import resolve_device
+from landscape_job.surface.evaluator_setup import resolve_device
 from landscape_job.surface.point_evaluator import PointEvaluator
 
 

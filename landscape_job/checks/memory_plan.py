@@ -22,7 +22,7 @@ from landscape_job.models import build_model
 from landscape_job.runtime.memory import CUDA_OVERHEAD_BYTES, MemoryPlan, MetaBytes, mib
 from landscape_job.runtime.precision import compute_dtype
 from landscape_job.spec.sections import Spec
-from landscape_job.surface.evaluator import CUDA_AUTO_BATCH_START
+from landscape_job.surface.evaluator_setup import CUDA_AUTO_BATCH_START
 
 #: The loss's copies of the logits: the float32 cast and log-softmax's output.
 _LOGIT_COPIES = 2

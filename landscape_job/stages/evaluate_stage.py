@@ -58,7 +58,8 @@ from landscape_job.spec.sections import Spec
 from landscape_job.storage import NotFound, Storage
 from landscape_job.surface.centre import build_centre_model, build_evaluator
 from landscape_job.surface.directions import Directions, load_directions
-from landscape_job.surface.evaluator import Evaluator, resolve_device
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.surface.evaluator_setup import resolve_device
 from landscape_job.surface.point_evaluator import PointEvaluator
 from landscape_job.run.tally import TallyWriter
 from landscape_job.stages.last_shard import release_merge_if_last

@@ -20,65 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
 from landscape_job.datasets.builtin import Split
-from landscape_job.runtime.gpu import gpu_required, required_device
-from landscape_job.runtime.precision import AUTOCAST, compute_dtype, device_capability, resolve_precision
-from landscape_job.spec.metrics import Metric, selected
+from landscape_job.runtime.precision import AUTOCAST, PrecisionChoice
 from landscape_job.spec.sections import DEFAULT_METRICS, ComputeSpec, HessianSpec
-from landscape_job.surface.custom_metrics import register_python_metrics
 from landscape_job.surface.directions import Directions
 from landscape_job.surface.displacement import Displacement
-from landscape_job.surface.feed import (ResidentSplit, StreamedSplit, decide_resident, free_device_bytes,
-                                        place_split, split_bytes)
+from landscape_job.surface.evaluator_setup import (configure_backends, choose_metrics, curvature_probe,
+                                                   decide_placement, place_model, plan_batches)
+from landscape_job.surface.feed import ResidentSplit, StreamedSplit, place_splits
 from landscape_job.surface.losses import (TOKEN_TASKS, BatchFn, batch_fn_sum, batch_loss_sum, batch_loss_sums,
-                                          predicted_tokens, token_view)
+                                          token_view)
 from landscape_job.surface.point_evaluator import HowEvaluated
 
-if TYPE_CHECKING:
-    from landscape_job.surface.curvature import CurvatureProbe
-
-
-def resolve_device(name: str) -> torch.device:
-    """``compute.device`` here; in a pod that requested a GPU always CUDA, or a ``GpuUnavailable`` (landscape_job.runtime.gpu)."""
-    if gpu_required():
-        return required_device(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from landscape_job.base.errors import UserError
-
-        raise UserError("compute.device: cuda was asked for but no CUDA device is visible; use auto or cpu")
-    return torch.device(name)
-
-
-def configure_precision(precision: str) -> None:
-    """TF32 only when asked for: fp32 must mean fp32 on Ampere and later too."""
-    allow_tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
-
-
 _T = TypeVar("_T")
-
-#: ``batch_size: auto`` on a CPU: no device memory to fill, and larger batches are not faster there
-#: (docs/performance.md: ResNet-20 was fastest at 500, slower at 1000).
-CPU_AUTO_BATCH = 1024
-#: ``batch_size: auto`` on CUDA starts here (or at the largest split) and halves until a forward fits.
-CUDA_AUTO_BATCH_START = 32768
-
-
-def resolve_batch_size(setting: int | str, device_type: str) -> int:
-    """``compute.batch_size``: a number as given; ``auto`` starts at the most a device could want
-    (``warm_up`` halves it on CUDA until a forward pass fits)."""
-    if setting != "auto":
-        return int(setting)
-    return CUDA_AUTO_BATCH_START if device_type == "cuda" else CPU_AUTO_BATCH
 
 
 def _nan_if(values: dict[str, float], nonfinite: int) -> dict[str, float]:
@@ -89,18 +49,6 @@ def _nan_if(values: dict[str, float], nonfinite: int) -> dict[str, float]:
 
 #: The K that ``points_per_forward: auto`` tries on CUDA.
 AUTO_CANDIDATES = (1, 2, 4, 8)
-
-
-def has_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def decide_channels_last(setting: str | bool, device_type: str, input_ndim: int, conv2d: bool) -> bool:
-    """``compute.channels_last``: auto turns it on on CUDA for 4-D image inputs into a model
-    with 2-D convolutions (cuDNN's NHWC kernels, tensor cores); elsewhere it rarely helps."""
-    if setting != "auto":
-        return bool(setting)
-    return device_type == "cuda" and input_ndim == 4 and conv2d
 
 
 def call(forward: Callable, inputs: "torch.Tensor | dict[str, torch.Tensor]") -> torch.Tensor:
@@ -123,15 +71,6 @@ def make_stacked_forward(model: nn.Module) -> Callable[[dict[str, torch.Tensor],
     return vmap(one, in_dims=(0, None))
 
 
-def no_cache(model: nn.Module) -> None:
-    """``use_cache=False`` for a Hugging Face model (any module with a ``config.use_cache``): a grid
-    point is one forward pass over whole sequences, and the key/value cache would only hold memory."""
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if getattr(config, "use_cache", None):
-            config.use_cache = False
-
-
 class Evaluator:
     """Evaluates the model at points of the plane spanned by the directions through θ*.
 
@@ -140,6 +79,7 @@ class Evaluator:
     K > 1 evaluates K grid points in one vmapped forward pass with stacked parameters (each
     batch is read once for K points); ``auto`` resolves it in ``warm_up``. ``device`` is
     apart from it because the caller resolves ``compute.device`` (``auto``) once per process.
+    What is decided once is in ``evaluator_setup``'s records: ``placement``, ``plan`` and ``metrics``.
     """
 
     def __init__(self, model: nn.Module, directions: Directions, splits: list[Split], *,
@@ -148,77 +88,48 @@ class Evaluator:
                  hessian: HessianSpec | None = None, hessian_split: Split | None = None,
                  task: str = "classification", batch_fn: BatchFn | None = None):
         # The API's batch_fn(model, batch) replaces the forward and the loss: one point per pass, loss only.
-        self.batch_fn = batch_fn
-        points_per_forward = 1 if batch_fn is not None else compute.points_per_forward
-        self.task = task
-        if any(s.attention_mask is not None for s in splits):
-            points_per_forward = 1  # token data: one point per forward (the module docstring says why)
-        self.device = torch.device(device)
-        self.loss = loss
-        #: The precision in use (``auto`` decided for this device) and why; UserError for bf16 on pre-Ampere.
-        self.precision_choice = resolve_precision(compute.precision, self.device.type,
-                                                  device_capability(self.device))
-        precision = self.precision = self.precision_choice.precision
+        self.batch_fn, self.task, self.loss = batch_fn, task, loss
+        #: The device, the precision in use and why (UserError for bf16 on pre-Ampere), the weights' dtype.
+        self.placement = decide_placement(compute, device)
+        self.device = self.placement.device
+        #: What the spec asks of batches and passes; token data is one point per forward (module docstring).
+        self.plan = plan_batches(compute, self.device.type, one_point=batch_fn is not None
+                                 or any(s.attention_mask is not None for s in splits))
         #: The batch size in use: ``auto`` is decided in ``warm_up``; an OOM halves it (``oom_halvings``).
-        self.batch_size: int = resolve_batch_size(compute.batch_size, self.device.type)
+        self.batch_size: int = self.plan.batch_size
         self.oom_halvings = 0
         #: Of the points evaluated, those with non-finite fp16 logits (their values are NaN): (a, b, samples).
         self.nonfinite: list[tuple[float, float, int]] = []
-        dtype = compute_dtype(precision, compute.weights)
-        #: bf16/fp16 weights (``compute.weights``): θ is summed in float32 (losses cast the logits to float32).
-        self._half_weights = dtype in (torch.bfloat16, torch.float16)
-        no_cache(model)
-        configure_precision(precision)
-        if self.device.type == "cuda":
-            # Batch shapes are fixed (all full but the last), so autotuning pays for itself at once.
-            torch.backends.cudnn.benchmark = True
-        model = model.to(self.device, dtype).eval()
-        self.channels_last = decide_channels_last(compute.channels_last, self.device.type,
-                                                  splits[0].inputs.dim() if splits else 0, has_conv2d(model))
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.data_resident = decide_resident(compute.data_on_device, split_bytes(splits, dtype),
-                                             free_device_bytes(self.device))
-        self.splits = [place_split(s, dtype, self.device, self.data_resident, self.channels_last) for s in splits]
-        #: Each split's N: its samples, or for a token task its predicted tokens (the mean's denominator).
-        self._counts = {s.name: predicted_tokens(s.labels, task) if task in TOKEN_TASKS else len(s.labels)
-                        for s in splits}
+        configure_backends(self.placement)
+        self.model, self.channels_last = place_model(model, self.placement, compute.channels_last, splits)
+        self.data_resident, self.splits = place_splits(splits, self.placement.dtype, self.device,
+                                                       compute.data_on_device, self.channels_last)
         #: θ = θ* + a·δ + b·η on the model's tensors, in place or stacked for K points.
-        self.displacement = Displacement(self.model, directions, self.device, half_weights=self._half_weights)
-        register_python_metrics(metrics)
-        # Accuracy and the like are skipped when the labels are regression targets (check_outputs says so).
-        classes = all(s.classes for s in splits)
-        chosen = tuple(m for m in selected(metrics) if classes or not m.needs_classes)
-        #: The per-split metrics (batch statistics of one forward pass), in registry order.
-        self._statistics: list[Metric] = [m for m in chosen if m.per_split]
-        if batch_fn is not None and any(m.key != "loss" for m in self._statistics):
-            raise ValueError("with batch_fn only the loss (and the Hessian) can be computed")
-        #: The per-point metrics (a probe's results), in registry order.
-        self._probed: list[Metric] = [m for m in chosen if not m.per_split]
-        if not self._statistics:
+        self.displacement = Displacement(self.model, directions, self.device,
+                                         half_weights=self.placement.half_weights)
+        self.metrics = choose_metrics(metrics, splits, task, batch_fn)
+        if not self.metrics.statistics:
             self.splits = []  # metrics: [hessian] alone needs no forward pass over the splits
-        self.curvature: CurvatureProbe | None = None
+        self.curvature = curvature_probe(self.metrics, self.model, self.placement, hessian, hessian_split, loss,
+                                         self.batch_size, batch_fn)
         #: Points whose Lanczos run hit hessian.iterations before its tolerance.
         self.unconverged = 0
-        if any(m.probe.probe == "lanczos" for m in self._probed):
-            if hessian is None or hessian_split is None:
-                raise ValueError("metrics has hessian but no hessian options or split were given")
-            from landscape_job.surface.curvature import CurvatureProbe  # only with metrics: [hessian]
-            self.curvature = CurvatureProbe(
-                model=self.model, inputs=hessian_split.inputs.to(self.device, dtype),
-                labels=hessian_split.labels.to(self.device), options=hessian, loss=loss,
-                batch_size=hessian.batch_size or self.batch_size, batch_fn=batch_fn)
-        self._requested_k = points_per_forward
-        self._auto_batch = compute.batch_size == "auto"
-        self._compile = compute.compile
         self._single: Callable[[torch.Tensor], torch.Tensor] = self.model
         self._stacked = make_stacked_forward(self.model)
         #: The K in use; None until ``warm_up`` resolves ``auto``.
-        self.points_per_forward: int | None = points_per_forward if isinstance(points_per_forward, int) else None
+        self.points_per_forward: int | None = (self.plan.points_per_forward
+                                               if isinstance(self.plan.points_per_forward, int) else None)
         #: Seconds spent compiling (torch.compile) in ``warm_up``; kept out of the per-point time.
         self.compile_seconds = 0.0
         self._warm = False
+
+    @property
+    def precision_choice(self) -> PrecisionChoice:
+        return self.placement.choice
+
+    @property
+    def precision(self) -> str:
+        return self.placement.precision
 
     def resident_bytes(self) -> int:
         """Bytes the evaluator holds for the whole run: the model's tensors, θ*'s copy, the
@@ -242,8 +153,8 @@ class Evaluator:
 
     def metric_names(self) -> list[str]:
         """The names of the values each point gets: each split's metrics, then the per-point ones."""
-        names = [f"{s.name}_{m.key}" for s in self.splits for m in self._statistics]
-        return names + [m.key for m in self._probed]
+        names = [f"{s.name}_{m.key}" for s in self.splits for m in self.metrics.statistics]
+        return names + [m.key for m in self.metrics.probed]
 
     # -- one point: θ set in place ------------------------------------------------------
 
@@ -297,7 +208,7 @@ class Evaluator:
         check = self.precision == "fp16"
 
         def run() -> tuple[dict[str, float], int]:
-            totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in self._statistics]
+            totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in self.metrics.statistics]
             bad = torch.zeros((), dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
@@ -307,14 +218,14 @@ class Evaluator:
                         logits = call(self._single, inputs)
                         if self.task in TOKEN_TASKS:
                             logits, labels = token_view(logits, labels, self.task)
-                    for total, metric in zip(totals, self._statistics):
+                    for total, metric in zip(totals, self.metrics.statistics):
                         total += metric.statistic.one(logits, labels, self._loss_sum).double()
                     if check and self.batch_fn is None:
                         bad += self._nonfinite_samples(logits)
-            n = self._counts[split.name]
+            n = self.metrics.counts[split.name]
             # One synchronisation per split, not per batch.
             *sums, nonfinite = torch.stack(totals + [bad]).tolist()
-            return ({f"{split.name}_{m.key}": m.statistic.value(s, n) for m, s in zip(self._statistics, sums)},
+            return ({f"{split.name}_{m.key}": m.statistic.value(s, n) for m, s in zip(self.metrics.statistics, sums)},
                     int(nonfinite))
 
         return self._halving(run)
@@ -326,7 +237,7 @@ class Evaluator:
         # Gradients are enabled inside the probe only.
         found = self.curvature.extremes()
         self.unconverged += int(not found.converged and found.max_eig == found.max_eig)  # NaN: diverged, not slow
-        return {m.key: getattr(found, m.probe.result) for m in self._probed}
+        return {m.key: getattr(found, m.probe.result) for m in self.metrics.probed}
 
     def evaluate(self, a: float, b: float = 0.0) -> dict[str, float]:
         """Every chosen metric at (a, b): per split, then per point; inf/NaN are kept, not raised."""
@@ -358,18 +269,18 @@ class Evaluator:
         check = self.precision == "fp16"
 
         def run() -> tuple[dict[str, list[float]], list[int]]:
-            totals = [torch.zeros(k, dtype=torch.float64, device=self.device) for _ in self._statistics]
+            totals = [torch.zeros(k, dtype=torch.float64, device=self.device) for _ in self.metrics.statistics]
             bad = torch.zeros(k, dtype=torch.float64, device=self.device)
             with self._autocast():
                 for inputs, labels in split.batches(self.batch_size):
                     logits = self._stacked(params, inputs)  # (K, batch, classes)
-                    for total, metric in zip(totals, self._statistics):
+                    for total, metric in zip(totals, self.metrics.statistics):
                         total += metric.statistic.sum_stacked(logits, labels, self._loss_sum, self._loss_sums).double()
                     if check and self.batch_fn is None:
                         bad += self._nonfinite_samples(logits)
-            n = self._counts[split.name]
+            n = self.metrics.counts[split.name]
             return ({f"{split.name}_{m.key}": [m.statistic.value(t, n) for t in total.tolist()]
-                     for m, total in zip(self._statistics, totals)}, [int(x) for x in bad.tolist()])
+                     for m, total in zip(self.metrics.statistics, totals)}, [int(x) for x in bad.tolist()])
 
         return self._halving(run)
 
@@ -404,11 +315,11 @@ class Evaluator:
         if self._warm:
             return
         self._warm = True
-        if self._auto_batch and self.device.type == "cuda":
+        if self.plan.auto_batch and self.device.type == "cuda":
             self._fit_batch()
         if self.points_per_forward is None:
             self.points_per_forward = self._choose_points_per_forward()
-        if self._compile:
+        if self.plan.compile:
             self._compile_forward()
 
     @torch.no_grad()

@@ -157,3 +157,10 @@ def place_split(split: Split, dtype: torch.dtype, device: torch.device, resident
     if device.type == "cuda":
         inputs, labels = inputs.pin_memory(), labels.pin_memory()
     return StreamedSplit(split.name, inputs, labels, device)
+
+
+def place_splits(splits: list[Split], dtype: torch.dtype, device: torch.device, setting: str | bool,
+                 channels_last: bool) -> tuple[bool, list[ResidentSplit | StreamedSplit]]:
+    """``compute.data_on_device`` decided for these splits on this device, and the splits placed so."""
+    resident = decide_resident(setting, split_bytes(splits, dtype), free_device_bytes(device))
+    return resident, [place_split(s, dtype, device, resident, channels_last) for s in splits]

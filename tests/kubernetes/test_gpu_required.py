@@ -21,7 +21,7 @@ from conftest import spec_from, write_spec
 from fake_k8s import FakeCluster, run_subprocess
 from landscape_job import stages
 from landscape_job.base.errors import StageError, UserError
-from landscape_job.surface.evaluator import resolve_device
+from landscape_job.surface.evaluator_setup import resolve_device
 from landscape_job.runtime.gpu import REQUIRE_GPU_ENV, GpuUnavailable, cuda_problem, gpu_required, require_cuda
 from launcher.cli import main as launcher
 from launcher.local.runner import open_run

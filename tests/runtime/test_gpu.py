@@ -84,7 +84,7 @@ def test_a_pod_that_requested_a_gpu_computes_on_it(tmp_path: Path, linear_spec: 
 
     from conftest import spec_from
     from landscape_job import stages
-    from landscape_job.surface.evaluator import resolve_device
+    from landscape_job.surface.evaluator_setup import resolve_device
     from landscape_job.runtime.gpu import REQUIRE_GPU_ENV, cuda_problem
     from landscape_job.run.records import ShardRecord
     from landscape_job.run.shards import read_shard, shard_key

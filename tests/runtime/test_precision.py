@@ -20,7 +20,8 @@ from landscape_job.datasets.builtin import Split, load_split
 from landscape_job.surface.direction_builders import build_directions
 from landscape_job.surface.directions import Directions
 from landscape_job.base.errors import UserError
-from landscape_job.surface.evaluator import CPU_AUTO_BATCH, Evaluator, resolve_batch_size
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.surface.evaluator_setup import CPU_AUTO_BATCH, resolve_batch_size
 from landscape_job.models import build_model
 from landscape_job.runtime.precision import resolve_precision
 from landscape_job.spec.sections import ComputeSpec, DataSpec, DirectionsSpec, HessianSpec

@@ -20,7 +20,8 @@ from landscape_job import stages
 from landscape_job.datasets.builtin import load_split
 from landscape_job.surface.direction_builders import build_directions
 from landscape_job.base.errors import UserError
-from landscape_job.surface.evaluator import Evaluator, decide_channels_last
+from landscape_job.surface.evaluator import Evaluator
+from landscape_job.surface.evaluator_setup import decide_channels_last
 from landscape_job.surface.feed import decide_resident
 from landscape_job.models import build_model
 from landscape_job.spec.sections import ComputeSpec, DataSpec, DirectionsSpec
