@@ -356,7 +356,8 @@ class Spec:
             **layout,
             "compute": _compute_out(self.compute),
             "storage": self.storage.to_spec(),
-            "plot": {k: v for k, v in asdict(self.plot).items() if v is not None or k != "formats"},
+            "plot": {k: list(v) if k == "formats" else v for k, v in asdict(self.plot).items()
+                     if v is not None or k != "formats"},
             **({"metrics": list(self.metrics)} if self.series is None else {}),
             # Only where it is used: an unused hessian section is refused by parse_spec.
             **({"hessian": self.hessian.to_dict()} if self.uses_hessian else {}),

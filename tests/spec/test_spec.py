@@ -178,3 +178,11 @@ def test_validate_checks_the_kubernetes_section_too(tmp_path: Path, linear_spec:
     err = capsys.readouterr().err
     assert err.startswith("launcher: error: kubernetes.cache_claim: expected a DNS subdomain name")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_spec_with_plot_formats_round_trips_through_its_dict(tmp_path: Path, linear_spec: dict) -> None:
+    """``to_dict`` is plain data (lists, not the tuples the sections hold): parsed again, it is the same spec."""
+    linear_spec["plot"] = {"formats": ["png", "html"]}
+    spec = spec_from(tmp_path, linear_spec)
+    assert spec.to_dict()["plot"]["formats"] == ["png", "html"]
+    assert parse_spec(spec.to_dict(), base_dir=tmp_path).to_dict() == spec.to_dict()
