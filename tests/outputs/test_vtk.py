@@ -188,6 +188,7 @@ def test_launcher_plot_formats(tmp_path: Path, capsys, monkeypatch) -> None:
 def test_merge_writes_vtp_and_html_next_to_the_figures(tmp_path: Path, linear_spec: dict, monkeypatch) -> None:
     skip_figures(monkeypatch)
     linear_spec["grid"] = {"x": "-1:1:3", "y": "-1:1:3"}
+    del linear_spec["plot"]  # the default outputs
     run = open_run(spec_from(tmp_path, linear_spec), "viewer")
     quiet = lambda _msg: None  # noqa: E731
     stages.prepare(run, log=quiet)

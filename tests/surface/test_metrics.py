@@ -62,6 +62,7 @@ def test_a_registered_metric_is_computed_merged_stored_read_and_plotted(
         tmp_path: Path, linear_spec: dict, entropy_metric, points_per_forward: int) -> None:
     linear_spec["metrics"] = ["loss", "accuracy", "entropy"]
     linear_spec["compute"].update(shards=2, points_per_forward=points_per_forward)
+    linear_spec["plot"] = {"formats": ["png", "html"]}  # the figures and the viewer's labels
     spec = spec_from(tmp_path, linear_spec)
     assert spec.metrics == ("loss", "accuracy", "entropy")
     run = open_run(spec, "entropy")
