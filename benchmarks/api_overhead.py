@@ -9,6 +9,7 @@ set-up), and the median reported; ``--cold`` also times the first call; ``--fres
 process's import and first call (apart, and their sum), as a script or a new kernel pays them.
 
     PYTHONPATH=/tmp/ll-site python benchmarks/api_overhead.py
+    PYTHONPATH=/tmp/ll-site python benchmarks/api_overhead.py --fresh --base /path/to/other/checkout  # side by side
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ def timed(fn, *args, repeat: int) -> list[float]:
 IMPORTS = {"ours": "import landscape_job.api.compute", "theirs": "import loss_landscapes, loss_landscapes.metrics"}
 
 
-def fresh(name: str, samples: int, threads: int) -> tuple[float, float]:
+def fresh(name: str, samples: int, threads: int, tree: str | None = None) -> tuple[float, float]:
     """One call in a new process, after ``import torch`` (not timed): the tool's own import and
-    its first call, timed apart, as a script or a new notebook kernel pays them."""
+    its first call, timed apart, as a script or a new notebook kernel pays them. ``tree``: a
+    checkout whose ``landscape_job`` to import instead (first on PYTHONPATH)."""
+    import os
     import subprocess
     import sys
 
@@ -67,7 +70,9 @@ def fresh(name: str, samples: int, threads: int) -> tuple[float, float]:
             f"from api_overhead import problem, {name}; model, X, y = problem({samples}); "
             f"t = time.perf_counter(); {IMPORTS[name]}; i = time.perf_counter(); {name}(model, X, y); "
             f"print(i - t, time.perf_counter() - i)")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    env = None if tree is None else {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [tree, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
     imported, called = out.strip().splitlines()[-1].split()
     return float(imported), float(called)
 
@@ -80,20 +85,27 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="also time each one's first call (imports included)")
     parser.add_argument("--fresh", action="store_true",
                         help="time import + first call in a new process each (--repeat of each, alternating)")
+    parser.add_argument("--base", metavar="TREE",
+                        help="with --fresh: also time the API of another checkout (e.g. `git worktree` of main) in "
+                             "the same rounds, side by side")
     args = parser.parse_args()
     if args.fresh:
-        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
+        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": [], **({"base": []} if args.base else {})}
         for _ in range(args.repeat):
             for name in runs:
-                runs[name].append(fresh(name, args.samples, args.threads))
-        for name, label in (("ours", "landscape_job.api.plane"), ("theirs", "loss_landscapes.random_plane")):
+                runs[name].append(fresh("ours" if name == "base" else name, args.samples, args.threads,
+                                        args.base if name == "base" else None))
+        labels = [("ours", "landscape_job.api.plane"), ("theirs", "loss_landscapes.random_plane"),
+                  *([("base", f"base: {Path(args.base).name}")] if args.base else [])]
+        for name, label in labels:
             totals = [a + b for a, b in runs[name]]
             print(f"{label:30s} fresh process: median {statistics.median(totals):.3f} s  "
                   f"(min {min(totals):.3f}, max {max(totals):.3f}, {args.repeat} runs; import "
                   f"{statistics.median(a for a, _ in runs[name]):.3f} s, first call "
                   f"{statistics.median(b for _, b in runs[name]):.3f} s)")
-        ratio = statistics.median(a + b for a, b in runs["ours"]) / statistics.median(a + b for a, b in runs["theirs"])
-        print(f"ratio of medians: {ratio:.2f}")
+        theirs = statistics.median(a + b for a, b in runs["theirs"])
+        print(f"ratio of medians: {statistics.median(a + b for a, b in runs['ours']) / theirs:.2f}"
+              + (f" (base: {statistics.median(a + b for a, b in runs['base']) / theirs:.2f})" if args.base else ""))
         return
     torch.set_num_threads(args.threads)
     model, X, y = problem(args.samples)

@@ -14,7 +14,8 @@
 There is no second implementation here: the arguments become a spec (parsed by
 ``spec.parse_spec``, so defaults, rules and error messages are the CLI's, named by their
 spec keys), the directions come from ``direction_builders``, the points from the
-``Evaluator`` a shard uses, and the file from the merge stage's ``surface_file`` (``surface.provenance``). Only
+``Evaluator`` a shard uses, and the file from the merge stage's ``surface_file`` (``surface.provenance``;
+read in memory, written when saved). Only
 the inputs differ: the model and the data are in memory, not in files. So for the same
 weights, data and directions the arrays equal a CLI run's (``tests/api/test_api.py``).
 
@@ -52,7 +53,7 @@ from landscape_job.surface.evaluator import Evaluator
 from landscape_job.surface.evaluator_setup import resolve_device
 from landscape_job.spec.metrics import SPLITS
 from landscape_job.models.outputs import select_output
-from landscape_job.run.records import Manifest
+from landscape_job.run.manifest import Manifest
 from landscape_job.spec.sections import Spec
 from landscape_job.spec.parse import parse_spec
 from landscape_job.surface.centre import check_outputs, check_tokens
@@ -60,7 +61,7 @@ from landscape_job.surface.losses import BatchFn, batch_fn_sum
 
 if TYPE_CHECKING:  # imported where used: a plain plane needs no Hessian, token data, checkpoint or model zoo
     from landscape_job.api.curvature import Curvature
-from landscape_job.surface.provenance import surface_file
+from landscape_job.surface.provenance import surface_in_memory
 
 __all__ = ["Landscape", "hessian", "interpolate", "line", "plane", "surface"]
 
@@ -316,7 +317,8 @@ def surface(model: nn.Module, data: Data, *, x: str = "-1:1:21", y: str | None =
                           hessian=spec.hessian, hessian_split=hessian_split if "hessian" in spec.metrics else None,
                           task=spec.task, batch_fn=batch_fn)
     flat = _evaluate(evaluator, spec, progress)
-    return Landscape.from_bytes(surface_file(spec, manifest, flat), f"<{spec.name}: surface.h5>", hessian=summary)
+    surface, write = surface_in_memory(spec, manifest, flat, f"<{spec.name}: surface.h5>")
+    return Landscape(surface=surface, hessian=summary, _file=write)
 
 
 def plane(model: nn.Module, data: Data, x: str = "-1:1:21", y: str = "-1:1:21", **options: Any) -> Landscape:

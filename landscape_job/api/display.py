@@ -14,9 +14,7 @@ notebook keeps: tqdm's widget saves the text of its first state, 0%.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import sys
 import time
 from typing import Any, Iterator
@@ -35,6 +33,8 @@ def figure_png(fig: Any, dpi: int = 100) -> bytes:
 
 def figure_img(fig: Any, dpi: int = 100) -> str:
     """An ``<img>`` holding the figure inline (base64 PNG): for an HTML summary."""
+    import base64
+
     data = base64.b64encode(figure_png(fig, dpi)).decode()
     return f"<img src='data:image/png;base64,{data}' style='max-width:100%'/>"
 
@@ -70,6 +70,8 @@ class Progress:
         self.handle = display(HTML(self._line()), display_id=True)
 
     def _line(self) -> str:
+        import html
+
         share = self.done / self.total if self.total else 1.0
         elapsed = time.monotonic() - self.started
         bar = f"<progress value='{self.done}' max='{max(self.total, 1)}' style='width:16em'></progress>"
@@ -87,10 +89,20 @@ class Progress:
         self.handle.update(self._html(self._line()))
 
 
+class _NoBar:
+    """``progress=False``: no bar at all (a disabled tqdm still imports tqdm and starts its monitor thread)."""
+
+    def update(self, count: int) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def progress(total: int, desc: str, unit: str = "pt", enabled: bool = True) -> Iterator[Any]:
     """A bar with ``update(n)``: ``Progress`` in a notebook kernel, tqdm elsewhere, nothing when disabled."""
-    if enabled and in_kernel():
+    if not enabled:
+        yield _NoBar()
+        return
+    if in_kernel():
         bar = Progress(total, desc, unit)
         try:
             yield bar
@@ -99,5 +111,5 @@ def progress(total: int, desc: str, unit: str = "pt", enabled: bool = True) -> I
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=desc, unit=unit, disable=not enabled) as bar:
+    with tqdm(total=total, desc=desc, unit=unit) as bar:
         yield bar

@@ -14,10 +14,11 @@ in a cell, or opens the viewer in a browser outside a notebook.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,12 +73,19 @@ class Landscape:
     """
 
     surface: Surface
-    data: bytes = field(repr=False)
     hessian: dict[str, Any] | None = None
+    #: ``surface.h5``'s bytes as read, or (a surface the API computed) their writer, called on first use
+    #: of ``data``: a plane that is never saved imports no h5py.
+    _file: bytes | Callable[[], bytes] = field(default=b"", repr=False, compare=False)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "surface.h5", hessian: dict[str, Any] | None = None) -> Landscape:
-        return cls(surface=surface_from_bytes(data, name), data=data, hessian=hessian)
+        return cls(surface=surface_from_bytes(data, name), hessian=hessian, _file=data)
+
+    @functools.cached_property
+    def data(self) -> bytes:
+        """The ``surface.h5`` file's bytes, exactly as a run's merge writes them (written on first use)."""
+        return self._file if isinstance(self._file, bytes) else self._file()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Landscape:

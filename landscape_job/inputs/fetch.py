@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from landscape_job.base.cache import cache_dir
 from landscape_job.base.errors import StageError, UserError
-from landscape_job.inputs import web
 from landscape_job.storage.location import NO_OPTIONS, StorageLocation, StorageOptions, local_path
 
 if TYPE_CHECKING:
@@ -184,6 +183,8 @@ class Fetcher:
                     raise UserError(f"{key}: no objects under {url}; upload the data set there or fix the URL")
                 return sum(item["size"] for item in items) if sized else None
             return self._head(client, bucket, name, key, url)["size"]
+        from landscape_job.inputs import web  # its retry loop only for https inputs (not at parse time)
+
         return web.head(url, key)
 
     # -- S3 ---------------------------------------------------------------------------------
@@ -271,6 +272,8 @@ class Fetcher:
                 self._download_s3(*s3, tmp, key, url)
                 expected = remote["size"]
             else:
+                from landscape_job.inputs import web
+
                 expected = web.download(url, tmp, key)  # retried; a body cut short is retried too
             size = tmp.stat().st_size
             if expected is not None and size != expected:

@@ -21,14 +21,16 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from landscape_job.base import pyref
 from landscape_job.base.errors import UserError
 
-from landscape_job.models.registry import Builder, builder_for, listed_names
+if TYPE_CHECKING:  # the registry where a model is built: models.outputs (the API's path) needs none
+    from landscape_job.models.registry import Builder
+
 
 __all__ = ["available_models", "build_model"]
 
@@ -44,6 +46,8 @@ def _families() -> None:
 
 def available_models() -> list[str]:
     """The built-in zoo names, sorted (patterned resnet/wrn variants not enumerated)."""
+    from landscape_job.models.registry import listed_names
+
     _families()
     return listed_names()
 
@@ -130,6 +134,8 @@ def build_model(arch: str, num_classes: int, input_shape: tuple[int, ...],
         return _build_torchvision(arch.split(":", 1)[1], num_classes, kwargs)
     if arch.startswith("python:"):
         return _build_python(arch.split(":", 1)[1], kwargs)
+    from landscape_job.models.registry import builder_for
+
     _families()
     builder = builder_for(arch)
     if builder is None:

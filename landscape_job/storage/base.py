@@ -9,12 +9,13 @@ built and read in memory for the same reason: they travel as one object.
 from __future__ import annotations
 
 import io
-from typing import Callable, Protocol
-
-import h5py
+from typing import TYPE_CHECKING, Callable, Protocol
 
 # The one check of keys and run ids lives with the location; backends take it from here.
 from landscape_job.storage.location import InvalidKey, check_key  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:  # h5py (~25 ms) where an HDF5 file is built or read: the spec, which imports this folder, needs none
+    import h5py
 
 
 class NotFound(KeyError):
@@ -40,6 +41,8 @@ class Storage(Protocol):
 
 def h5_bytes(write: Callable[[h5py.File], None]) -> bytes:
     """Builds an HDF5 file in memory, so it can be stored as one atomic object."""
+    import h5py
+
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
         write(handle)
@@ -48,6 +51,8 @@ def h5_bytes(write: Callable[[h5py.File], None]) -> bytes:
 
 def open_h5(data: bytes) -> h5py.File:
     """Opens HDF5 bytes read from storage."""
+    import h5py
+
     return h5py.File(io.BytesIO(data), "r")
 
 

@@ -17,14 +17,17 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import torch
 from torch import nn
 
 from landscape_job.base.errors import UserError, shown
 from landscape_job.storage import h5_attrs, h5_bytes, open_h5
+
+if TYPE_CHECKING:  # imported where a direction file is read: building directions in memory (the API) needs no h5py
+    import h5py
 
 _EPS = 1e-10
 
@@ -211,6 +214,8 @@ def _read_group(handle: h5py.File, name: str, source: str, dtype: torch.dtype = 
     compounds) before reading, a declared shape unlike ``shapes`` (the model's) or of
     impossible size before its data is allocated, and NaN or inf after reading.
     """
+    import h5py
+
     group = handle.get(name, getlink=True)
     if not isinstance(group, h5py.HardLink) or not isinstance(handle[name], h5py.Group):
         raise UserError(f"{source}: {name} must be a group of datasets '0'..'n-1', not a link or a dataset")
@@ -279,6 +284,8 @@ def read_direction_file(path: str, model: nn.Module, two_d: bool) -> Directions:
         data = open(path, "rb").read()
     except OSError as err:
         raise UserError(f"directions.file: cannot read {path}: {err.strerror}") from None
+    import h5py
+
     source = f"directions.file {path}"
     dtype = _floating_dtype(model)
     try:
@@ -324,6 +331,8 @@ def load_directions(data: bytes, source: str) -> Directions:
 
 def _stored_dtype(data: bytes) -> torch.dtype:
     """float64 when any x tensor is stored as float64 (an fp64 run wrote it), else float32."""
+    import h5py
+
     try:
         with open_h5(data) as handle:
             group = handle.get("xdirection")

@@ -21,19 +21,20 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-import h5py
 import numpy as np
 
 from landscape_job.base.errors import UserError
 from landscape_job.spec import metrics as registry
 from landscape_job.spec.grid import Grid
-from landscape_job.storage import h5_bytes
+
+if TYPE_CHECKING:  # h5py (~25 ms to import) where a file is written or read: surface_from_values needs none
+    import h5py
 
 __all__ = ["X_COORDINATES", "Y_COORDINATES", "TRAJECTORY_X", "TRAJECTORY_Y", "TRAJECTORY_NAMES",
            "EXPLAINED_VARIANCE", "COORDINATES", "surface_bytes", "Surface", "load_surface",
-           "surface_from_bytes"]
+           "surface_from_bytes", "surface_from_values"]
 
 X_COORDINATES = "xcoordinates"
 Y_COORDINATES = "ycoordinates"
@@ -57,32 +58,80 @@ COORDINATES = (X_COORDINATES, Y_COORDINATES, TRAJECTORY_X, TRAJECTORY_Y)
 COMPRESS_ABOVE_POINTS = 100_000
 
 
+def _contents(grid: Grid, flat_metrics: Mapping[str, np.ndarray], attrs: Mapping[str, object],
+              trajectory: Mapping[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """What a surface file holds: its datasets (in the order written) and its attributes (None left out)."""
+    datasets = {X_COORDINATES: np.asarray(grid.x.values())}
+    if grid.y is not None:
+        datasets[Y_COORDINATES] = np.asarray(grid.y.values())
+    for name, values in flat_metrics.items():
+        datasets[name] = np.asarray(values, dtype=np.float64).reshape(grid.shape)
+    stored = {key: value for key, value in attrs.items() if value is not None}
+    if trajectory is not None:
+        datasets[TRAJECTORY_X] = np.asarray(trajectory["x"], dtype=np.float64)
+        if trajectory.get("y") is not None:
+            datasets[TRAJECTORY_Y] = np.asarray(trajectory["y"], dtype=np.float64)
+        stored[TRAJECTORY_NAMES] = json.dumps(list(trajectory["names"]))
+        stored[EXPLAINED_VARIANCE] = json.dumps([float(v) for v in trajectory["explained_variance"]])
+    return datasets, stored
+
+
 def surface_bytes(grid: Grid, flat_metrics: Mapping[str, np.ndarray], attrs: Mapping[str, object],
                   trajectory: Mapping[str, Any] | None = None) -> bytes:
     """``flat_metrics`` are indexed by flat point index p = j * nx + i.
 
     ``trajectory`` holds ``x``, ``y`` (None for 1-D), ``names`` and ``explained_variance``.
     """
+    from landscape_job.storage import h5_bytes
 
-    def write(handle) -> None:
-        handle.create_dataset(X_COORDINATES, data=grid.x.values())
-        if grid.y is not None:
-            handle.create_dataset(Y_COORDINATES, data=grid.y.values())
-        packed = (dict(chunks=True, shuffle=True, compression="gzip", compression_opts=1)
-                  if grid.size > COMPRESS_ABOVE_POINTS else {})
-        for name, values in flat_metrics.items():
-            handle.create_dataset(name, data=np.asarray(values, dtype=np.float64).reshape(grid.shape), **packed)
-        for key, value in attrs.items():
-            if value is not None:
+    datasets, stored = _contents(grid, flat_metrics, attrs, trajectory)
+    packed = (dict(chunks=True, shuffle=True, compression="gzip", compression_opts=1)
+              if grid.size > COMPRESS_ABOVE_POINTS else {})
+    path = (TRAJECTORY_X, TRAJECTORY_Y, TRAJECTORY_NAMES, EXPLAINED_VARIANCE) if trajectory is not None else ()
+
+    def write(handle) -> None:  # in the order it always was: coordinates, fields, attributes, then the PCA path
+        for name, values in datasets.items():
+            if name not in path:
+                handle.create_dataset(name, data=values, **(packed if name not in COORDINATES else {}))
+        for key, value in stored.items():
+            if key not in path:
                 handle.attrs[key] = value
-        if trajectory is not None:
-            handle.create_dataset(TRAJECTORY_X, data=np.asarray(trajectory["x"], dtype=np.float64))
-            if trajectory.get("y") is not None:
-                handle.create_dataset(TRAJECTORY_Y, data=np.asarray(trajectory["y"], dtype=np.float64))
-            handle.attrs[TRAJECTORY_NAMES] = json.dumps(list(trajectory["names"]))
-            handle.attrs[EXPLAINED_VARIANCE] = json.dumps([float(v) for v in trajectory["explained_variance"]])
+        for name in path:
+            if name in datasets:
+                handle.create_dataset(name, data=datasets[name])
+            elif name in stored:
+                handle.attrs[name] = stored[name]
 
     return h5_bytes(write)
+
+
+class _Stored:
+    """A surface file's contents as h5py hands them back, without HDF5: datasets and attributes
+    listed by name (HDF5's order for a file written without ``track_order``), each attribute as
+    h5py reads it (a string as ``str``, a number or flag as a NumPy scalar). ``_read`` takes it
+    for an open file, so a surface made in memory passes the very checks a file does."""
+
+    def __init__(self, datasets: Mapping[str, np.ndarray], attrs: Mapping[str, object]):
+        self._datasets = {name: np.array(values) for name, values in sorted(datasets.items())}
+        self.attrs = {key: value if isinstance(value, str) else np.asarray(value)[()]
+                      for key, value in sorted(attrs.items())}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._datasets
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._datasets[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._datasets)
+
+
+def surface_from_values(grid: Grid, flat_metrics: Mapping[str, np.ndarray], attrs: Mapping[str, object],
+                        trajectory: Mapping[str, Any] | None = None, name: str = "surface.h5") -> Surface:
+    """``surface_from_bytes(surface_bytes(grid, flat_metrics, attrs, trajectory), name)``, without
+    writing the file: the Python API's result, which imports h5py only to save it
+    (``tests/surface/test_surface_file.py`` holds the two equal, array for array, bit for bit)."""
+    return _read(_Stored(*_contents(grid, flat_metrics, attrs, trajectory)), Path(name))
 
 
 # --------------------------------------------------------------------------- reader
@@ -129,9 +178,18 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _read_vector(f: h5py.File, key: str, path: Path) -> np.ndarray:
+def _is_dataset(item: object) -> bool:
+    """A dataset of an open file, or an array of a surface made in memory (``_Stored``)."""
+    if isinstance(item, np.ndarray):
+        return True
+    import h5py
+
+    return isinstance(item, h5py.Dataset)
+
+
+def _read_vector(f: h5py.File | _Stored, key: str, path: Path) -> np.ndarray:
     item = f[key]
-    if not isinstance(item, h5py.Dataset):
+    if not _is_dataset(item):
         raise UserError(f"{path}: '{key}' is not a dataset; not a surface file")
     try:
         values = np.asarray(item[()], dtype=np.float64)
@@ -145,7 +203,7 @@ def _read_vector(f: h5py.File, key: str, path: Path) -> np.ndarray:
     return values
 
 
-def _read_field(f: h5py.File, name: str, expected: tuple[int, ...], path: Path) -> np.ndarray | None:
+def _read_field(f: h5py.File | _Stored, name: str, expected: tuple[int, ...], path: Path) -> np.ndarray | None:
     """One metric dataset, NaN where not finite; None for a dataset that is no per-point field.
 
     A registered metric of the wrong shape is an error (with a hint when transposed); an
@@ -153,7 +211,7 @@ def _read_field(f: h5py.File, name: str, expected: tuple[int, ...], path: Path) 
     """
     known = registry.describe(name).known
     item = f[name]
-    if not isinstance(item, h5py.Dataset):
+    if not _is_dataset(item):
         if known:
             raise UserError(f"{path}: '{name}' is not a dataset")
         return None
@@ -177,7 +235,7 @@ def _read_field(f: h5py.File, name: str, expected: tuple[int, ...], path: Path) 
     return values
 
 
-def _field_order(f: h5py.File) -> list[str]:
+def _field_order(f: h5py.File | _Stored) -> list[str]:
     """Registered metrics in the registry's order (the order the plots and exports always
     had), then any other dataset in the file's order."""
     known = [n for n in registry.dataset_order() if n in f]
@@ -189,6 +247,8 @@ def load_surface(surface_path: str | Path) -> Surface:
 
     A 2-D surface with a single row (or column) is returned as the 1-D surface it is.
     """
+    import h5py
+
     path = Path(surface_path)
     if not path.is_file():
         raise UserError(f"{path}: no such surface file")
@@ -203,6 +263,8 @@ def load_surface(surface_path: str | Path) -> Surface:
 def surface_from_bytes(data: bytes, name: str = "surface.h5") -> Surface:
     """A surface file's bytes (from storage, or made in memory by the Python API), read and checked
     as ``load_surface`` reads a file; ``name`` stands for the path in messages."""
+    import h5py
+
     try:
         f = h5py.File(io.BytesIO(data), "r")
     except OSError:
@@ -211,7 +273,7 @@ def surface_from_bytes(data: bytes, name: str = "surface.h5") -> Surface:
         return _read(f, Path(name))
 
 
-def _read(f: h5py.File, path: Path) -> Surface:
+def _read(f: h5py.File | _Stored, path: Path) -> Surface:
     if X_COORDINATES not in f:
         raise UserError(f"{path}: not a surface file (no '{X_COORDINATES}' dataset)")
     x = _read_vector(f, X_COORDINATES, path)
@@ -269,7 +331,7 @@ def _json_floats(text: str | None, path: Path, key: str) -> tuple[float, ...] | 
         raise UserError(f"{path}: attribute '{key}' is not a JSON list of numbers") from None
 
 
-def _read_trajectory(f: h5py.File, path: Path) -> tuple[np.ndarray, tuple[str, ...]] | None:
+def _read_trajectory(f: h5py.File | _Stored, path: Path) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """``trajectory_x`` (and ``trajectory_y``) as one array, with the checkpoints' names."""
     if TRAJECTORY_X not in f:
         return None

@@ -8,14 +8,15 @@ imports the file's writer without the merge stage (its shard collection, the ser
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import numpy as np
 
 import landscape_job
-from landscape_job.run.records import Manifest
+from landscape_job.run.manifest import Manifest
 from landscape_job.spec.direction_types import direction_type
 from landscape_job.spec.sections import Spec
-from landscape_job.surface.file import surface_bytes
+from landscape_job.surface.file import Surface, surface_bytes, surface_from_values
 
 
 def axis_labels(spec: Spec, pca: dict | None = None) -> tuple[str, str]:
@@ -38,6 +39,16 @@ def surface_file(spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray]) ->
     (``landscape_job.api.compute``) keeps it in memory, so both give the same file.
     """
     return surface_bytes(spec.grid, flat, surface_attrs(spec, manifest), trajectory=_surface_trajectory(manifest.pca))
+
+
+def surface_in_memory(spec: Spec, manifest: Manifest, flat: dict[str, np.ndarray],
+                      name: str) -> tuple[Surface, Callable[[], bytes]]:
+    """The Surface that ``surface_file``'s bytes hold, as ``surface_from_bytes`` reads them, and
+    the writer of those bytes: the Python API's result, whose file is written only when it is
+    saved (h5py is imported then, not on every plane)."""
+    attrs, trajectory = surface_attrs(spec, manifest), _surface_trajectory(manifest.pca)
+    surface = surface_from_values(spec.grid, flat, attrs, trajectory, name)
+    return surface, lambda: surface_bytes(spec.grid, flat, attrs, trajectory=trajectory)
 
 
 def surface_attrs(spec: Spec, manifest: Manifest) -> dict[str, object]:

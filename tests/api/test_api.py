@@ -187,3 +187,33 @@ def test_plot_returns_figures_and_save_writes_the_papers_file(tmp_path: Path) ->
         np.testing.assert_array_equal(f["train_loss"][()], plane["train_loss"])
         np.testing.assert_array_equal(f["xcoordinates"][()], [-1, 0, 1])
     assert ls.Landscape.load(path).values.keys() == plane.values.keys()
+
+
+def test_a_plane_in_memory_is_its_saved_file_read_back(tmp_path: Path) -> None:
+    """The API's result is read in memory and its file written only when saved (h5py not imported by a plane):
+    the surface it holds is, array for array and bit for bit, the file's read back, and that file is a run's."""
+    import dataclasses
+
+    from landscape_job.surface.file import Surface
+
+    model, (x, y) = _DictNet(), _synthetic()
+    runs = {"plane": ls.plane(model, {"train": (x, y), "test": (x[:20], y[:20])}, x="-1:1:4", y="-0.5:0.5:3",
+                              output="logits", metrics={"zz_top1": lambda out, labels: (out.argmax(1) == labels)},
+                              progress=False),
+            "line": ls.line(model, (x, y), x="-1:1:5", output="logits", precision="fp64", progress=False)}
+    for name, run in runs.items():
+        read = ls.Landscape.load(run.save(tmp_path / f"{name}.h5")).surface
+        assert run.data == (tmp_path / f"{name}.h5").read_bytes()
+        for f in dataclasses.fields(Surface):
+            mine, theirs = getattr(run.surface, f.name), getattr(read, f.name)
+            if f.name == "path":
+                continue
+            if f.name == "metrics":
+                assert list(mine) == list(theirs), name
+                assert all(mine[k].dtype == theirs[k].dtype and mine[k].tobytes() == theirs[k].tobytes() for k in mine)
+            elif isinstance(mine, np.ndarray):
+                assert mine.dtype == theirs.dtype and mine.tobytes() == theirs.tobytes(), (name, f.name)
+            else:
+                assert mine == theirs, (name, f.name)
+    assert set(runs["plane"].values) == {"train_loss", "train_acc", "test_loss", "test_acc", "train_zz_top1",
+                                         "test_zz_top1"}
