@@ -253,7 +253,8 @@ def loss_label(log10_value: float, sig: int = 3) -> str:
         if abs(mantissa - 1.0) < 1e-6:
             return f"$10^{{{exponent}}}$"
         return f"${mantissa:.{max(1, sig - 1)}g}\\times10^{{{exponent}}}$"
-    return f"{value:.{sig}g}"
+    # Every integer digit (1500, not "1.5e+03", which ``g`` gives once the exponent reaches ``sig``).
+    return f"{value:.{max(sig, exponent + 1)}g}"
 
 
 def log_label_fn(log10_values: np.ndarray) -> Callable[[float], str]:
