@@ -192,3 +192,22 @@ def test_one_step_one_probe_is_the_rayleigh_quotient_and_zero_is_refused() -> No
     single = spectral_density(lambda v: h32 @ v, 5, steps=5, probes=2, dtype=torch.float32)
     double = spectral_density(lambda v: h @ v, 5, steps=5, probes=2)
     np.testing.assert_allclose(single.nodes, double.nodes, rtol=1e-4, atol=1e-5)
+
+
+def test_a_non_finite_probe_leaves_its_row_empty_and_the_next_probes_are_kept() -> None:
+    """A product that is NaN for the first probe only (a loss that diverged once): that row has no weight,
+    and the later probes' rows are those of a clean run, each integrating vᵀHv exactly (numpy)."""
+    h = torch.tensor(_symmetric(np.array([3.0, 1.0, -0.5, 2.0, 0.25, 4.0]), 3)[0], dtype=torch.float64)
+    calls: list[int] = []
+
+    def first_nan(v: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return v * float("nan") if len(calls) == 1 else h @ v
+
+    density = spectral_density(first_nan, 6, steps=3, probes=3, seed=4)
+    clean = spectral_density(lambda v: h @ v, 6, steps=3, probes=3, seed=4)
+    assert np.all(np.isnan(density.nodes[0])) and np.all(density.weights[0] == 0)
+    np.testing.assert_array_equal(density.nodes[1:], clean.nodes[1:])
+    np.testing.assert_array_equal(density.weights[1:], clean.weights[1:])
+    vs = [v.numpy() for v in density_probes(6, 3, seed=4)]
+    assert density.moment(1) == pytest.approx(np.mean([v @ h.numpy() @ v for v in vs[1:]]), rel=1e-12)
