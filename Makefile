@@ -106,8 +106,11 @@ SCIENCE := \
 	'landscape_job.surface.curvature.*' \
 	'landscape_job.series.probe.*'
 
-# mutmut 3.8.1 in a fresh mutants/ folder stops after its first stats pass ("could not find
-# any test case for any mutant"); the second invocation finds them, hence the retry.
+# mutants/ is made before mutmut starts: PYTHONPATH names it, and Python caches a PYTHONPATH
+# folder that does not exist yet as nothing to import from, so a first run in a fresh folder
+# imported the project from its editable install instead of mutmut's copy, recorded no test
+# ("could not find any test case for any mutant") and needed a second invocation; the retry
+# stays for any other first-run failure.
 # OMP_NUM_THREADS=1: mutmut forks each mutant's worker from a process that has run torch
 # (process_isolation = "fork" in pyproject.toml), safe with one intra-op thread.
 MUTMUT := OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/mutants MPLBACKEND=Agg $(VENV)/bin/mutmut
@@ -118,12 +121,14 @@ SCORES := awk -F': ' '{ n = $$1; sub(/^ +/, "", n); sub(/\.[^.]*$$/, "", n); t[n
 
 mutation: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt 'mutmut>=3.8'
+	mkdir -p mutants
 	$(MUTMUT) run --max-children 2 $(GUARDS) $(SCIENCE) || $(MUTMUT) run --max-children 2 $(GUARDS) $(SCIENCE)
 	$(MUTMUT) results
 	$(MUTMUT) results --all true | $(SCORES) | sort
 
 mutation-science: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt 'mutmut>=3.8'
+	mkdir -p mutants
 	$(MUTMUT) run --max-children 2 $(SCIENCE) || $(MUTMUT) run --max-children 2 $(SCIENCE)
 	$(MUTMUT) results
 	$(MUTMUT) results --all true | $(SCORES) | sort
