@@ -234,7 +234,7 @@ def test_untr_is_ten_to_the_value_only_in_log_units() -> None:
 
 @pytest.mark.parametrize("value, label", [
     (0.05, "0.05"), (1.5, "1.5"), (300.0, "300"), (1.0, "1"), (0.001, "0.001"), (0.00123, "0.00123"),
-    (12.345, "12.3"), (1000.0, "1000"), (1500.0, "1500"), (9990.0, "9990"),
+    (12.345, "12.3"), (123.456, "123"), (1000.0, "1000"), (1500.0, "1500"), (1234.56, "1235"), (9990.0, "9990"),
     (1e-4, "$10^{-4}$"), (1e4, "$10^{4}$"), (1e6, "$10^{6}$"), (3e6, "$3\\times10^{6}$"),
     (2.5e-5, "$2.5\\times10^{-5}$"), (2.3456e7, "$2.3\\times10^{7}$"),
 ])
@@ -260,9 +260,20 @@ def test_log_labels_take_just_enough_digits_to_tell_the_levels_apart() -> None:
     # A repeated level is one level: three digits still tell 1 and 10 apart.
     fn = log_label_fn(np.array([0.0, 0.0, 1.0]))
     assert fn(math.log10(1.23456)) == "1.23"
+    # Levels within 1e-12 (log10 units) are one level: float noise.
+    fn = log_label_fn(np.array([0.0, 3e-13, 1.0]))
+    assert fn(math.log10(1.23456)) == "1.23"
     # Never apart (one value twice, within rounding): the most digits tried, 7.
     fn = log_label_fn(np.log10([1.0, 1.0 + 1e-9]))
     assert fn(math.log10(1.23456789)) == "1.234568"
+
+
+def test_level_decimals_are_absolute_to_the_step() -> None:
+    """Decimals tell levels apart at 1/1000 of their step, whatever their size (no relative tolerance)."""
+    from landscape_job.plots.levels import level_decimals
+
+    assert level_decimals(np.array([1e5, 1e5 + 0.5, 1e5 + 1.0])) == 1  # 100000.5 is not 100000
+    assert level_decimals(np.array([0.0, 1.00001, 2.00002])) == 0  # 1e-5 of a step of 1: noise
 
 
 def test_the_level_formatter_is_log_labels_or_fixed_decimals() -> None:
@@ -299,7 +310,18 @@ def test_equal_ranges_are_equal_within_a_millionth_and_not_flat() -> None:
     assert not equal_ranges(np.array([1.0, 1.0]), np.array([0.0, 1.0]))
 
 
+def test_a_heatmap_of_two_rows_is_as_tall_as_their_distance() -> None:
+    from landscape_job.plots.levels import heatmap_image
+
+    _, extent = heatmap_image(np.array([0.0, 1.0, 2.0]), np.array([0.0, 3.0]), np.zeros((2, 3)))
+    assert extent == (-0.5, 2.5, -1.5, 4.5)
+
+
 def test_the_convexity_ratio_is_nan_where_lambda_max_is_zero_or_not_finite() -> None:
-    ratio = convexity_ratio(np.array([2.0, 0.0, -1.0, np.nan, 4.0, 0.0]), np.array([-1.0, -1.0, -3.0, 1.0, np.nan, 0.0]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # x/0 and 0/0 are expected here: no RuntimeWarning in a pod's log
+        ratio = convexity_ratio(np.array([2.0, 0.0, -1.0, np.nan, 4.0, 0.0]), np.array([-1.0, -1.0, -3.0, 1.0, np.nan, 0.0]))
     np.testing.assert_array_equal(ratio, [0.5, np.nan, 3.0, np.nan, np.nan, np.nan])
     assert ratio.dtype == np.float64
