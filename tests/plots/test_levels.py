@@ -109,8 +109,13 @@ def test_merge_coarsens_a_too_fine_vlevel_to_a_multiple_that_fits(caplog) -> Non
         levels = contour_levels(0.0, 10.0, 1e-320, coarsen=True)
     np.testing.assert_allclose(levels, np.linspace(0.0, 10.0, 500), rtol=0, atol=1e-9)
     assert "would draw 1000000000000000000 contour levels" in caplog.messages[0]
-    # Within the limit coarsen changes nothing.
+    # Within the limit coarsen changes nothing, up to exactly MAX_LEVELS steps.
     assert contour_levels(0.0, 10.0, 0.5, coarsen=True).tolist() == [0.5 * k for k in range(21)]
+    assert contour_levels(0.0, 500.0, 1.0, coarsen=True).tolist() == [float(k) for k in range(501)]
+    # 998 steps: 998 / 499 = 2, so every 2nd (500 levels), not every 3rd.
+    assert contour_levels(0.0, 998.0, 1.0, coarsen=True).tolist() == [2.0 * k for k in range(500)]
+    # The overflow case away from 0: still (hi - lo) / 499 apart.
+    np.testing.assert_allclose(np.diff(contour_levels(1.0, 11.0, 1e-320, coarsen=True)), 10.0 / 499, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------- log levels
@@ -125,6 +130,9 @@ def test_log_levels_take_the_densest_round_mantissas_that_give_at_most_thirty() 
     levels = log_contour_levels(0.0, 2.0)
     dense = [m * 10.0**k for k in (0, 1) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)] + [100.0]
     np.testing.assert_allclose(10.0**levels, dense, rtol=1e-9)
+    # Exactly thirty with all twelve mantissas (1 .. 90, then 100 .. 300): kept.
+    levels = log_contour_levels(0.0, math.log10(300.0))
+    np.testing.assert_allclose(10.0**levels, dense[:-1] + [100, 120, 150, 200, 250, 300], rtol=1e-9)
     # Twenty decades: whole decades only (21 levels).
     np.testing.assert_allclose(log_contour_levels(0.0, 20.0), np.arange(21.0), atol=1e-9)
 
@@ -147,6 +155,8 @@ def test_a_huge_log_range_is_drawn_every_few_decades() -> None:
     np.testing.assert_allclose(log_contour_levels(0.0, 100.0), 4.0 * np.arange(26), atol=1e-9)
     np.testing.assert_allclose(log_contour_levels(0.0, 100.0, fill=True), 4.0 * np.arange(26), atol=1e-9)
     np.testing.assert_allclose(log_contour_levels(-1.0, 100.0, fill=True), 4.0 * np.arange(-1, 26), atol=1e-9)
+    # Away from 0: the step is from the width, ceil(100 / 30) = 4, at its multiples.
+    np.testing.assert_allclose(log_contour_levels(50.0, 150.0), 4.0 * np.arange(13, 38), atol=1e-9)
 
 
 def test_a_log_range_under_a_decade_gets_linear_loss_values() -> None:
@@ -157,6 +167,14 @@ def test_a_log_range_under_a_decade_gets_linear_loss_values() -> None:
     np.testing.assert_allclose(lines, [2.05 + 0.05 * k for k in range(19)], rtol=1e-9)
     fill = 10.0**log_contour_levels(math.log10(2.01), math.log10(2.99), fill=True)
     np.testing.assert_allclose(fill, [2.0 + 0.05 * k for k in range(21)], rtol=1e-9)
+    np.testing.assert_allclose(10.0**log_contour_levels(math.log10(2.0), math.log10(3.0), fill=True),
+                               [2.0 + 0.05 * k for k in range(21)], rtol=1e-9)  # 2 is lo itself: not twice
+    # A lo a hair under a level (float noise within the 1e-9 of contour_levels): lo itself is the first
+    # fill level, so the fill still covers the minimum.
+    lo = math.log10(1.99999999999)
+    fill = log_contour_levels(lo, math.log10(3.0), fill=True)
+    assert fill[0] == lo and fill.size == 22
+    np.testing.assert_allclose(10.0**fill[1:], [2.0 + 0.05 * k for k in range(21)], rtol=1e-9)
     # Five round values (1, 1.2, 1.5, 2, 2.5) are still too few: linear, step 0.05.
     np.testing.assert_allclose(10.0**log_contour_levels(0.0, math.log10(2.5)), [1 + 0.05 * k for k in range(31)],
                                rtol=1e-9)
@@ -303,6 +321,7 @@ def test_a_clipping_arrow_points_where_values_leave_the_range() -> None:
 
 def test_equal_ranges_are_equal_within_a_millionth_and_not_flat() -> None:
     assert equal_ranges(np.array([-1.0, 1.0]), np.array([0.0, 2.0]))
+    assert equal_ranges(np.array([0.0, 0.5]), np.array([1.0, 1.5]))  # ranges under 1
     assert equal_ranges(np.array([-1.0, 1.0]), np.array([0.0, 2.0 + 1e-7]))
     assert not equal_ranges(np.array([-1.0, 1.0]), np.array([0.0, 2.0 + 1e-5]))
     assert not equal_ranges(np.array([1.0, 1.0]), np.array([1.0, 1.0]))
