@@ -61,6 +61,8 @@ def test_line_levels_lie_inside_the_range_fill_levels_cover_it() -> None:
     # Float noise rounded away: 0.1 * 3 is 0.30000000000000004, the level is 0.3.
     assert contour_levels(0.1, 0.7, 0.1).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     assert contour_levels(-1.0, 1.0, 0.5).tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    # A tiny step keeps its digits: 1e-8 apart, rounded at 1e-20, not at 1e-4.
+    np.testing.assert_allclose(contour_levels(0.0, 3e-7), 1e-8 * np.arange(31), rtol=1e-9, atol=0)
 
 
 def test_the_users_vmin_anchors_the_levels() -> None:
@@ -114,6 +116,9 @@ def test_merge_coarsens_a_too_fine_vlevel_to_a_multiple_that_fits(caplog) -> Non
     assert contour_levels(0.0, 500.0, 1.0, coarsen=True).tolist() == [float(k) for k in range(501)]
     # 998 steps: 998 / 499 = 2, so every 2nd (500 levels), not every 3rd.
     assert contour_levels(0.0, 998.0, 1.0, coarsen=True).tolist() == [2.0 * k for k in range(500)]
+    # A range away from 0: 1e6 steps of 1 -> every ceil(1e6 / 499) = 2005th, 499 levels.
+    coarse = contour_levels(1e6, 2e6, 1.0, coarsen=True)
+    assert coarse.size == 499 and np.all(np.diff(coarse) == 2005.0) and coarse[0] == 2005.0 * 499
     # The overflow case away from 0: still (hi - lo) / 499 apart.
     np.testing.assert_allclose(np.diff(contour_levels(1.0, 11.0, 1e-320, coarsen=True)), 10.0 / 499, rtol=1e-9)
 
@@ -224,7 +229,8 @@ def test_the_users_bounds_are_kept_or_named_when_they_leave_no_range() -> None:
         loss_range(data, vmin=3.5)
     with pytest.raises(UserError, match=r"^plot.vmin: 1000 is not below the largest loss in the surface \(100\)"):
         loss_range(np.array([10.0, 100.0]), vmin=1000.0, log=True)
-    # The robust top under the user's vmin: the data's maximum instead.
+    # The robust top at the user's vmin, or under it: the data's maximum instead.
+    assert loss_range(np.array([0.0, 1.0, 1.0, 1.0, 100.0]), vmin=5.0) == (5.0, 100.0)
     assert loss_range(np.array([0.0, 1.0, 1.0, 1.0, 100.0]), vmin=6.0) == (6.0, 100.0)
     # vmin at the maximum of a constant surface: widened, not refused.
     assert loss_range(np.full(3, 2.0), vmin=2.0) == pytest.approx((1.9, 2.1), rel=1e-12)
@@ -241,6 +247,8 @@ def test_log_is_the_rule_at_two_decades_and_never_for_a_bad_bound() -> None:
     assert not spans_decades(np.array([1.0, 100.0]), vmax=50.0)
     assert spans_decades(np.array([np.nan, 1.0, 1000.0]))
     assert not spans_decades(np.array([-1.0, 1000.0]))
+    # A zero in the data is never log, even with a positive vmin (whose range would span 3 decades).
+    assert not spans_decades(np.array([0.0, 500.0, 1000.0]), vmin=1.0)
 
 
 def test_untr_is_ten_to_the_value_only_in_log_units() -> None:
@@ -312,6 +320,7 @@ def test_a_clipping_arrow_points_where_values_leave_the_range() -> None:
     assert extend_arrows(np.array([1.0 - 5e-13, 2.0 + 1e-12]), 1.0, 2.0) == "neither"
     assert extend_arrows(np.array([1.0 - 2e-12, 2.0]), 1.0, 2.0) == "min"
     assert extend_arrows(np.array([1.0, 2.0 + 5e-12]), 1.0, 2.0) == "max"
+    assert extend_arrows(np.array([0.0, 1.0 + 1.5e-12]), 0.0, 1.0) == "max"  # 1e-12 of at least 1
     assert extend_arrows(np.array([1e6 - 5e-7, 3e6 + 2e-6]), 1e6, 3e6) == "neither"
     assert extend_arrows(np.array([1e6 - 2e-6, 3e6 + 4e-6]), 1e6, 3e6) == "both"
     assert extend_arrows(np.array([-1e6 - 5e-7, 0.0]), -1e6, 0.0) == "neither"

@@ -24,6 +24,7 @@ from landscape_job.datasets.builtin import load_split
 from landscape_job.spec.sections import DataSpec, HessianSpec
 from landscape_job.surface.curvature import (
     CurvatureProbe,
+    centre_analysis,
     hessian_parameters,
     hessian_split,
     lanczos_caution,
@@ -124,19 +125,13 @@ def test_the_density_s_moments_are_v_h_k_v_over_the_probes_of_hessian_seed(seed:
 # --------------------------------------------------------------------------- the loss and the parameters
 
 
-def test_probe_for_uses_the_api_s_batch_fn_the_hessian_batch_size_and_the_model_s_dtype(tmp_path) -> None:
-    """The API's ``batch_fn`` (here half the squared outputs, per sample) replaces ``loss``: the operator is
-    that loss's mean Hessian, autograd's dense one; the inputs take the model's dtype."""
-    spec = _spec(tmp_path, ignore="none", batch_size=7)
-    split = load_split(spec.data, "train")
-    model = _tiny_mlp(2)
+def _squared_outputs(m, batch):
+    """An API ``batch_fn``: half the squared outputs, per sample (no labels)."""
+    return 0.5 * (m(batch[0]) ** 2).sum(dim=1)
 
-    def batch_fn(m, batch):
-        return 0.5 * (m(batch[0]) ** 2).sum(dim=1)
 
-    probe = probe_for(model, split, spec, batch_fn)
-    assert probe.batch_size == 7 and probe.inputs.dtype == torch.float64 and probe.labels.dtype == torch.int64
-    assert torch.equal(probe.inputs, split.inputs.double()) and torch.equal(probe.labels, split.labels)
+def _dense_squared_outputs(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """autograd's dense Hessian of ``_squared_outputs``' mean over every parameter."""
     named = dict(model.named_parameters())
     shapes = {k: p.shape for k, p in named.items()}
 
@@ -145,12 +140,24 @@ def test_probe_for_uses_the_api_s_batch_fn_the_hessian_batch_size_and_the_model_
         for name, shape in shapes.items():
             params[name] = flat[start:start + shape.numel()].view(shape)
             start += shape.numel()
-        out = functional_call(model, params, (split.inputs.double(),))
+        out = functional_call(model, params, (inputs,))
         return 0.5 * (out ** 2).sum(dim=1).mean()
 
     flat = torch.cat([p.detach().reshape(-1) for p in named.values()])
-    dense = torch.autograd.functional.hessian(mean_loss, flat)
-    v = torch.linspace(-1.0, 1.0, len(flat), dtype=torch.float64)
+    return torch.autograd.functional.hessian(mean_loss, flat)
+
+
+def test_probe_for_uses_the_api_s_batch_fn_the_hessian_batch_size_and_the_model_s_dtype(tmp_path) -> None:
+    """The API's ``batch_fn`` replaces ``loss``: the operator is that loss's mean Hessian, autograd's dense
+    one; the inputs take the model's dtype."""
+    spec = _spec(tmp_path, ignore="none", batch_size=7)
+    split = load_split(spec.data, "train")
+    model = _tiny_mlp(2)
+    probe = probe_for(model, split, spec, _squared_outputs)
+    assert probe.batch_size == 7 and probe.inputs.dtype == torch.float64 and probe.labels.dtype == torch.int64
+    assert torch.equal(probe.inputs, split.inputs.double()) and torch.equal(probe.labels, split.labels)
+    dense = _dense_squared_outputs(model, split.inputs.double())
+    v = torch.linspace(-1.0, 1.0, len(dense), dtype=torch.float64)
     torch.testing.assert_close(probe.operator(v), dense @ v, rtol=1e-9, atol=1e-12)
     # Without batch_fn: spec.loss (cross-entropy), in compute.batch_size (16) batches.
     plain = probe_for(model, split, _spec(tmp_path, ignore="none"))
@@ -199,3 +206,31 @@ def test_the_caution_lines_name_the_key_to_change() -> None:
         "eigenvalue; use 0.001 or tighter where its sign matters")
     assert lanczos_caution(result(12, True), HessianSpec(tolerance=0.0011), dim=50) is not None
     assert lanczos_caution(result(12, True), HessianSpec(tolerance=0.001), dim=50) is None
+
+
+def test_the_centre_analysis_takes_the_api_s_batch_fn(tmp_path) -> None:
+    spec = _spec(tmp_path, ignore="none", tolerance=1e-9, iterations=200, trace_samples=0)
+    split = load_split(spec.data, "train")
+    model = _tiny_mlp(2)
+    _, summary = centre_analysis(model, split, spec, two_d=False, batch_fn=_squared_outputs)
+    truth = np.linalg.eigvalsh(_dense_squared_outputs(model, split.inputs.double()).numpy())
+    assert summary["max_eig"] == pytest.approx(truth[-1], rel=1e-6)
+    assert summary["min_eig"] == pytest.approx(truth[0], abs=1e-6 * np.abs(truth).max())
+
+
+def test_hessian_directions_at_a_non_finite_checkpoint_are_named(tmp_path) -> None:
+    raw = _hessian_spec(tmp_path)
+    raw["hessian"] = {**raw["hessian"], "split": "test", "trace_samples": 0}
+    raw["directions"] = {"type": "hessian"}
+    spec = spec_from(tmp_path, raw)
+    model = _tiny_mlp(0)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    split = load_split(spec.data, "test")
+    for two_d in (False, True):
+        with pytest.raises(UserError, match=r"^directions.type: hessian: the Hessian at model.checkpoint is not "
+                                            r"finite on the test split; no eigenvectors to use as directions$"):
+            centre_analysis(model, split, spec, two_d=two_d)
+    # Without hessian directions the same point is a NaN result, not an error.
+    _, summary = centre_analysis(model, split, _spec(tmp_path, trace_samples=0), two_d=True)
+    assert math.isnan(summary["max_eig"]) and summary["top_eigenvalues"] == []
