@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from conftest import SYNTHETIC, spec_from
 from test_hessian import _dense_hessian, _hessian_spec, _tiny_mlp
 
 from landscape_job.base.errors import UserError
-from landscape_job.datasets.builtin import load_split
+from landscape_job.datasets.builtin import Split, load_split
 from landscape_job.spec.sections import DataSpec, HessianSpec
 from landscape_job.surface.curvature import (
     CurvatureProbe,
@@ -234,3 +235,51 @@ def test_hessian_directions_at_a_non_finite_checkpoint_are_named(tmp_path) -> No
     # Without hessian directions the same point is a NaN result, not an error.
     _, summary = centre_analysis(model, split, _spec(tmp_path, trace_samples=0), two_d=True)
     assert math.isnan(summary["max_eig"]) and summary["top_eigenvalues"] == []
+
+
+def test_the_summary_s_density_nodes_integrate_v_h_k_v_and_padding_is_zero(tmp_path) -> None:
+    """A linear model at zero weights on 4 samples: its Hessian has at most 5 distinct eigenvalues, so
+    SLQ's 10 steps stop early on an invariant subspace and each row is padded. The manifest's nodes are
+    0.0 there (JSON has no NaN), with zero weight, and each row's nodes and weights integrate vᵀHᵏv
+    exactly (numpy's powers of autograd's dense Hessian)."""
+    raw = _hessian_spec(tmp_path)
+    raw["data"]["subset"] = 4
+    raw["hessian"] = {**raw["hessian"], "ignore": "none", "trace_samples": 0, "density_steps": 10,
+                      "density_probes": 2, "seed": 7}
+    spec = spec_from(tmp_path, raw)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    split = load_split(spec.data, "train")
+    split = replace(split, inputs=split.inputs.double())
+    _, summary = centre_analysis(model, split, spec, two_d=False)
+    nodes, weights = np.array(summary["density"]["nodes"]), np.array(summary["density"]["weights"])
+    assert nodes.shape == weights.shape == (2, 10) and not np.isnan(nodes).any()
+    padded = weights == 0
+    assert padded[:, -1].all() and np.all(nodes[padded] == 0.0)
+    dense = _dense_hessian(model, split.inputs, split.labels)
+    vs = [z.numpy() / math.sqrt(len(dense)) for z in _rademacher(len(dense), 2, 7)]
+    for row, v in enumerate(vs):
+        for k in (1, 2, 3):
+            exact = v @ np.linalg.matrix_power(dense, k) @ v
+            assert float(np.sum(weights[row] * nodes[row] ** k)) == pytest.approx(exact, rel=1e-6, abs=1e-12)
+
+
+def test_a_two_parameter_hessian_gives_both_directions() -> None:
+    """Two parameters, two eigenvectors: exactly as many as two directions need (numpy's eigh)."""
+    model = torch.nn.Linear(1, 2, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.3], [-0.2]]))
+    inputs = torch.tensor([[1.0], [-2.0], [0.5], [1.5]], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 1, 0])
+    split = Split(inputs=inputs, labels=labels, num_classes=2, name="train")
+    spec = SimpleNamespace(hessian=HessianSpec(ignore="none", trace_samples=0, tolerance=1e-9),
+                           directions=SimpleNamespace(type="hessian"), loss="cross_entropy",
+                           compute=SimpleNamespace(batch_size=4))
+    directions, summary = centre_analysis(model, split, spec, two_d=True)
+    values, vectors = np.linalg.eigh(_dense_hessian(model, inputs, labels))
+    assert summary["top_eigenvalues"] == pytest.approx(values[::-1].tolist(), rel=1e-9, abs=1e-12)
+    for direction, column in ((directions.x, 1), (directions.y, 0)):
+        assert abs(float(direction[0].reshape(-1).double().numpy() @ vectors[:, column])) == pytest.approx(1.0, abs=1e-6)
