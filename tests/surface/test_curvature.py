@@ -283,3 +283,17 @@ def test_a_two_parameter_hessian_gives_both_directions() -> None:
     assert summary["top_eigenvalues"] == pytest.approx(values[::-1].tolist(), rel=1e-9, abs=1e-12)
     for direction, column in ((directions.x, 1), (directions.y, 0)):
         assert abs(float(direction[0].reshape(-1).double().numpy() @ vectors[:, column])) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_float32_model_s_trace_and_density_are_taken_in_float32() -> None:
+    """The probes reach the operator in the model's dtype (fp32 runs take their Hessian in fp32): the same
+    probes as in float64, to float32's precision."""
+    data = load_split(DataSpec(dataset="synthetic", subset=24, options=SYNTHETIC), "train")
+    options = HessianSpec(ignore="none", trace_samples=2, density_steps=3, density_probes=2, seed=1)
+    found = {}
+    for dtype in (torch.float32, torch.float64):
+        model = _tiny_mlp(1).to(dtype)
+        probe = CurvatureProbe(model=model, inputs=data.inputs.to(dtype), labels=data.labels, options=options,
+                               loss="cross_entropy", batch_size=24)
+        found[dtype] = (probe.trace().trace, probe.density().moment(1))
+    assert found[torch.float32] == pytest.approx(found[torch.float64], rel=1e-4)
