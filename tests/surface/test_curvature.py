@@ -297,3 +297,20 @@ def test_a_float32_model_s_trace_and_density_are_taken_in_float32() -> None:
                                loss="cross_entropy", batch_size=24)
         found[dtype] = (probe.trace().trace, probe.density().moment(1))
     assert found[torch.float32] == pytest.approx(found[torch.float64], rel=1e-4)
+
+
+def test_lanczos_starts_from_hessian_seed_and_returns_only_the_eigenvectors_asked_for() -> None:
+    """The eigenvalues do not depend on the start vector, the run's path does: the probe's Lanczos is the
+    one started from hessian.seed (its steps and residuals), and it returns eigenvectors only when asked."""
+    from landscape_job.surface.hessian import lanczos
+
+    for seed in (0, 5):
+        probe, _ = _probe(HessianSpec(ignore="none", iterations=6, tolerance=1e-9, seed=seed), dense=False)
+        found = probe.extremes()
+        direct = lanczos(probe.operator, probe.operator.dim, iterations=6, tolerance=1e-9, seed=seed)
+        assert (found.max_eig, found.min_eig, found.residual_max, found.residual_min) == \
+            (direct.max_eig, direct.min_eig, direct.residual_max, direct.residual_min)
+        assert found.top_values == () and found.top_vectors == ()
+        assert len(probe.extremes(top_k=2).top_vectors) == 2
+    other = lanczos(probe.operator, probe.operator.dim, iterations=6, tolerance=1e-9, seed=0)
+    assert other.residual_max != found.residual_max  # seed 5's path is not seed 0's
