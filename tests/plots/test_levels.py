@@ -162,6 +162,8 @@ def test_a_huge_log_range_is_drawn_every_few_decades() -> None:
     np.testing.assert_allclose(log_contour_levels(-1.0, 100.0, fill=True), 4.0 * np.arange(-1, 26), atol=1e-9)
     # Away from 0: the step is from the width, ceil(100 / 30) = 4, at its multiples.
     np.testing.assert_allclose(log_contour_levels(50.0, 150.0), 4.0 * np.arange(13, 38), atol=1e-9)
+    # Below 1 (losses 1e-100 .. 0.1): every 4th decade up to the top.
+    np.testing.assert_allclose(log_contour_levels(-100.0, -1.0), 4.0 * np.arange(-25, 0), atol=1e-9)
 
 
 def test_a_log_range_under_a_decade_gets_linear_loss_values() -> None:
