@@ -211,3 +211,10 @@ def test_a_non_finite_probe_leaves_its_row_empty_and_the_next_probes_are_kept() 
     np.testing.assert_array_equal(density.weights[1:], clean.weights[1:])
     vs = [v.numpy() for v in density_probes(6, 3, seed=4)]
     assert density.moment(1) == pytest.approx(np.mean([v @ h.numpy() @ v for v in vs[1:]]), rel=1e-12)
+
+
+def test_the_density_s_default_probes_are_seed_0_s() -> None:
+    h = torch.tensor(_symmetric(np.array([3.0, 1.0, -0.5, 2.0, 0.25]), 7)[0], dtype=torch.float64)
+    density = spectral_density(lambda v: h @ v, 5, steps=1, probes=2)
+    for row, v in enumerate(density_probes(5, 2, seed=0)):
+        assert density.nodes[row, 0] == pytest.approx(float(v @ h @ v), rel=1e-12)

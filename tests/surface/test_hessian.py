@@ -106,6 +106,17 @@ def test_hutchinson_trace_converges_to_the_trace() -> None:
     assert errors[4000] < 0.2 * sigma / np.sqrt(20)
 
 
+def test_one_hutchinson_probe_is_its_quadratic_form_from_seed_0_and_none_is_refused() -> None:
+    """One probe: the estimate is zᵀAz itself (no standard error); the default seed is 0's Rademacher z."""
+    a, _ = _symmetric(np.linspace(-1.0, 4.0, 12), seed=2)
+    at = torch.tensor(a)
+    z = (torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(0), dtype=torch.int8) * 2 - 1).double()
+    est = hutchinson_trace(lambda v: at @ v, 12, samples=1)
+    assert est.samples == 1 and est.trace == pytest.approx(float(z @ at @ z), rel=1e-12) and np.isnan(est.stderr)
+    with pytest.raises(ValueError, match=r"^hutchinson_trace needs at least one probe$"):
+        hutchinson_trace(lambda v: at @ v, 12, samples=0)
+
+
 # --------------------------------------------------------------------------- a network
 
 
