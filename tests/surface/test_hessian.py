@@ -111,8 +111,18 @@ def test_one_hutchinson_probe_is_its_quadratic_form_from_seed_0_and_none_is_refu
     a, _ = _symmetric(np.linspace(-1.0, 4.0, 12), seed=2)
     at = torch.tensor(a)
     z = (torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(0), dtype=torch.int8) * 2 - 1).double()
-    est = hutchinson_trace(lambda v: at @ v, 12, samples=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "degrees of freedom <= 0" from a standard deviation of one value
+        est = hutchinson_trace(lambda v: at @ v, 12, samples=1)
     assert est.samples == 1 and est.trace == pytest.approx(float(z @ at @ z), rel=1e-12) and np.isnan(est.stderr)
+    # Two probes: the standard error of their mean is half their difference.
+    generator = torch.Generator().manual_seed(0)
+    q = [float(w @ at @ w) for w in ((torch.randint(0, 2, (12,), generator=generator, dtype=torch.int8) * 2 - 1).double()
+                                     for _ in range(2))]
+    two = hutchinson_trace(lambda v: at @ v, 12, samples=2)
+    assert two.trace == pytest.approx(sum(q) / 2, rel=1e-12) and two.stderr == pytest.approx(abs(q[0] - q[1]) / 2, rel=1e-12)
     with pytest.raises(ValueError, match=r"^hutchinson_trace needs at least one probe$"):
         hutchinson_trace(lambda v: at @ v, 12, samples=0)
 
