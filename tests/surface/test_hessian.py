@@ -86,6 +86,35 @@ def test_lanczos_stops_early_on_its_residual_bound_and_the_bound_holds() -> None
     assert not capped.converged and capped.iterations == 3
 
 
+def test_lanczos_stops_at_the_first_step_where_the_bound_holds_relative_to_the_largest_magnitude() -> None:
+    """The bound is relative to max(|λmin|, |λmax|): a spectrum dominated by its negative end (-60 against
+    +1) stops as soon as both residuals are within 1e-4 of 60, not of 1; one step fewer is not converged
+    (False, not None: the manifest's ``converged``)."""
+    spectrum = np.r_[-60.0, np.linspace(-0.5, 0.5, 58), 1.0]
+    a, _ = _symmetric(spectrum, seed=4)
+    op = _quadratic_operator(a)
+    found = lanczos(op, op.dim, iterations=60, tolerance=1e-4)
+    assert found.converged is True and 2 < found.iterations < 60
+    assert max(found.residual_max, found.residual_min) <= 1e-4 * 60.0 * (1 + 1e-9)
+    before = lanczos(op, op.dim, iterations=found.iterations - 1, tolerance=1e-4)
+    assert before.converged is False and before.iterations == found.iterations - 1
+    assert max(before.residual_max, before.residual_min) > 1e-4 * max(abs(before.max_eig), abs(before.min_eig))
+
+
+def test_lanczos_defaults_and_refusals() -> None:
+    a, _ = _symmetric(np.linspace(-1.0, 2.0, 300), seed=6)
+    at = torch.tensor(a)
+    plain = lanczos(lambda v: at @ v, 300, tolerance=1e-300)  # never within the bound: the cap stops it
+    assert plain.iterations == 100 and plain.converged is False
+    assert plain.top_values == () and plain.top_vectors == ()  # top_k 0
+    seeded = lanczos(lambda v: at @ v, 300, tolerance=1e-300, seed=0)
+    assert (plain.max_eig, plain.residual_max) == (seeded.max_eig, seeded.residual_max)  # seed 0
+    assert lanczos(lambda v: 2.0 * v, 1, iterations=1).max_eig == pytest.approx(2.0)  # the smallest allowed
+    for iterations, dim in ((0, 5), (1, 0)):
+        with pytest.raises(ValueError, match=r"^lanczos needs iterations >= 1 and dim >= 1$"):
+            lanczos(lambda v: v, dim, iterations=iterations)
+
+
 def test_lanczos_keeps_a_divergent_point_as_nan() -> None:
     nan_op = lambda v: v * float("nan")  # noqa: E731
     found = lanczos(nan_op, 10, iterations=5)
