@@ -101,6 +101,20 @@ def test_lanczos_stops_at_the_first_step_where_the_bound_holds_relative_to_the_l
     assert max(before.residual_max, before.residual_min) > 1e-4 * max(abs(before.max_eig), abs(before.min_eig))
 
 
+def test_lanczos_stops_on_an_invariant_subspace_with_exact_eigenvalues_and_zero_residuals() -> None:
+    """Three distinct eigenvalues of size 1e4 in 30 dimensions: the Krylov space is invariant after 3 steps
+    (β is float noise, ~1e-12, far under 1e-12 of the scale), so Lanczos stops there, even with a tolerance
+    no residual could meet, its Ritz values are numpy's eigenvalues and its residuals are exactly 0."""
+    a, _ = _symmetric(np.repeat([-3e4, 1e4, 2e4], 10), seed=8)
+    op = _quadratic_operator(a)
+    found = lanczos(op, op.dim, iterations=30, tolerance=1e-300, top_k=1)
+    assert found.iterations == 3 and found.converged is True
+    assert (found.residual_max, found.residual_min) == (0.0, 0.0)
+    assert found.max_eig == pytest.approx(2e4, rel=1e-9) and found.min_eig == pytest.approx(-3e4, rel=1e-9)
+    assert found.top_vectors[0].dtype == torch.float64
+    np.testing.assert_allclose(a @ found.top_vectors[0].numpy(), 2e4 * found.top_vectors[0].numpy(), atol=1e-6)
+
+
 def test_lanczos_defaults_and_refusals() -> None:
     a, _ = _symmetric(np.linspace(-1.0, 2.0, 300), seed=6)
     at = torch.tensor(a)
