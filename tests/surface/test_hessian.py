@@ -115,6 +115,30 @@ def test_lanczos_stops_on_an_invariant_subspace_with_exact_eigenvalues_and_zero_
     np.testing.assert_allclose(a @ found.top_vectors[0].numpy(), 2e4 * found.top_vectors[0].numpy(), atol=1e-6)
 
 
+def test_the_operator_is_zero_on_unused_parameters_and_constant_or_linear_terms() -> None:
+    """Hv of 0.5·wᵀAw + (a term linear in b) + (a term of no parameter), over (w, b, an unused tensor):
+    A v_w, then zeros; a float64 v reaches a float32 operator in float32."""
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        a, _ = _symmetric(np.array([2.0, -1.0, 0.5]), seed=9)
+        at = torch.tensor(a, dtype=dtype)
+        w = torch.tensor([0.3, -0.2, 0.1], dtype=dtype, requires_grad=True)
+        b = torch.ones(2, dtype=dtype, requires_grad=True)
+        unused = torch.zeros(4, dtype=dtype, requires_grad=True)
+        outside = torch.tensor(3.0, dtype=dtype, requires_grad=True)
+
+        def terms():
+            yield 0.5 * w @ at @ w
+            yield (2.0 * b).sum()
+            yield outside * 1.0
+
+        op = HessianOperator([w, b, unused], terms, normaliser=2.0)
+        v = torch.arange(1.0, 10.0, dtype=torch.float64)
+        hv = op(v)
+        assert hv.dtype == dtype and op.products == 1
+        expected = np.r_[a @ np.arange(1.0, 4.0), np.zeros(6)] / 2.0
+        np.testing.assert_allclose(hv.double().numpy(), expected, rtol=rtol, atol=rtol)
+
+
 def test_lanczos_defaults_and_refusals() -> None:
     a, _ = _symmetric(np.linspace(-1.0, 2.0, 300), seed=6)
     at = torch.tensor(a)
