@@ -126,10 +126,10 @@ def test_the_operator_is_zero_on_unused_parameters_and_constant_or_linear_terms(
         unused = torch.zeros(4, dtype=dtype, requires_grad=True)
         outside = torch.tensor(3.0, dtype=dtype, requires_grad=True)
 
-        def terms():
-            yield 0.5 * w @ at @ w
+        def terms():  # the quadratic term last: a linear or constant term before it is skipped, not the end
             yield (2.0 * b).sum()
             yield outside * 1.0
+            yield 0.5 * w @ at @ w
 
         op = HessianOperator([w, b, unused], terms, normaliser=2.0)
         v = torch.arange(1.0, 10.0, dtype=torch.float64)
@@ -137,6 +137,8 @@ def test_the_operator_is_zero_on_unused_parameters_and_constant_or_linear_terms(
         assert hv.dtype == dtype and op.products == 1
         expected = np.r_[a @ np.arange(1.0, 4.0), np.zeros(6)] / 2.0
         np.testing.assert_allclose(hv.double().numpy(), expected, rtol=rtol, atol=rtol)
+    with pytest.raises(ValueError, match=r"^the Hessian needs at least one parameter tensor$"):
+        HessianOperator([], lambda: iter(()))
 
 
 def test_lanczos_defaults_and_refusals() -> None:
