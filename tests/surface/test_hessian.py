@@ -480,3 +480,20 @@ def test_a_non_finite_hessian_is_a_nan_result_not_an_error() -> None:
         result = lanczos(matvec, 6, iterations=6, top_k=2)
         assert (result.top_values, result.top_vectors, result.iterations, result.converged) == ((), (), bad_at + 1, False)
         assert all(math.isnan(x) for x in (result.max_eig, result.min_eig, result.residual_max, result.residual_min))
+
+
+def test_a_float32_lanczos_returns_float32_eigenvectors_of_the_operator() -> None:
+    """The Ritz coefficients (numpy's float64) are cast to the run's dtype: a float32 Lanczos's top
+    eigenvectors are float32, unit, and H v = λ v against numpy's dense eigenpairs of the same matrix."""
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    eigenvalues = np.array([9.0, 6.0, *np.linspace(-1.0, 2.0, 10)])
+    dense = (q * eigenvalues) @ q.T
+    matrix = torch.from_numpy(dense).float()
+    found = lanczos(lambda v: matrix @ v, 12, iterations=12, tolerance=1e-6, top_k=2, dtype=torch.float32)
+    assert found.top_values == pytest.approx((9.0, 6.0), abs=1e-4)
+    for value, vector, column in zip(found.top_values, found.top_vectors, (0, 1)):
+        assert vector.dtype == torch.float32
+        assert float(vector.norm()) == pytest.approx(1.0, abs=1e-5)
+        assert abs(float(vector.double() @ torch.from_numpy(q[:, column]))) == pytest.approx(1.0, abs=1e-4)
+        np.testing.assert_allclose((matrix @ vector).numpy(), value * vector.numpy(), atol=1e-4)
