@@ -189,6 +189,27 @@ def test_evaluate_deadline_counts_the_last_partial_wave(tmp_path: Path, linear_s
     assert got.evaluate == want and got.merge == want + 2 * SETUP_SECONDS
 
 
+def test_prepare_s_hessian_allowance_and_merge_s_deadline_under_kueue(tmp_path: Path, linear_spec: dict) -> None:
+    """Written out: prepare gets two set-ups plus 300 points' worth of time for Lanczos at θ* when the run uses
+    the Hessian (none otherwise); under Kueue merge is released by the last shard, so its deadline is its own
+    two set-ups, not evaluate's bound plus them."""
+    from launcher.kubernetes.deadlines import stage_deadlines
+    from launcher.kubernetes.section import parse_kubernetes
+
+    linear_spec["grid"] = {"x": "-1:1:41"}
+    plain = spec_from(tmp_path, linear_spec)
+    linear_spec["metrics"] = ["loss", "hessian"]
+    with_hessian = spec_from(tmp_path, linear_spec)
+    k8s = parse_kubernetes({"image": "x/y:1", "point_seconds": 7})
+    assert stage_deadlines(plain, k8s).prepare == 2 * 1800
+    assert stage_deadlines(with_hessian, k8s).prepare == 2 * 1800 + 300 * 7
+
+    queued = parse_kubernetes({"image": "x/y:1", "point_seconds": 7, "kueue_queue": "team-a"})
+    unqueued = stage_deadlines(plain, k8s)
+    assert stage_deadlines(plain, queued).merge == 2 * 1800
+    assert unqueued.merge == unqueued.evaluate + 2 * 1800 and unqueued.evaluate > 0
+
+
 # --- the API equals the CLI with a seeded Hessian subset -------------------------------------------
 
 
