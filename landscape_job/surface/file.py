@@ -130,7 +130,7 @@ def surface_from_values(grid: Grid, flat_metrics: Mapping[str, np.ndarray], attr
                         trajectory: Mapping[str, Any] | None = None, name: str = "surface.h5") -> Surface:
     """``surface_from_bytes(surface_bytes(grid, flat_metrics, attrs, trajectory), name)``, without
     writing the file: the Python API's result, which imports h5py only to save it
-    (``tests/surface/test_surface_file.py`` holds the two equal, array for array, bit for bit)."""
+    (``tests/surface/test_surface_in_memory.py`` holds the two equal, array for array, bit for bit)."""
     return _read(_Stored(*_contents(grid, flat_metrics, attrs, trajectory)), Path(name))
 
 

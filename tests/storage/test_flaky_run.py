@@ -37,7 +37,8 @@ from landscape_job.storage.retry import (ATTEMPTS_ENV, BACKOFF_ENV, BACKOFF_MAX_
 from launcher.local.runner import open_run
 from s3server import FAULTS, OK, RESET, SLOW, FaultPlan, FlakyProxy
 from test_storage_faults import HARD_FAULTS
-from test_storage import _arrays, _assert_same_surface, aws_env, bucket, s3_options  # noqa: F401 - fixtures
+from storage_testing import aws_env, bucket, s3_options, surface_datasets  # noqa: F401 - fixtures
+from test_storage import _assert_same_surface
 
 ROOT = Path(__file__).resolve().parents[2]
 READ_TIMEOUT = 1.0
@@ -84,7 +85,7 @@ def _expected(tmp_path: Path, digits_spec: dict) -> dict:
     """The fault-free surface: every stage in this process, in a folder (the same spec hash as on S3)."""
     file_spec = spec_from(tmp_path, {**digits_spec, "storage": str(tmp_path / "runs")})
     run_all(open_run(file_spec, "clean"), 2)
-    return _arrays((tmp_path / "runs" / "clean" / "surface.h5").read_bytes())
+    return surface_datasets((tmp_path / "runs" / "clean" / "surface.h5").read_bytes())
 
 
 def _proxied_spec(tmp_path: Path, digits_spec: dict, bucket: str, proxy: FlakyProxy) -> Path:
@@ -118,7 +119,7 @@ def test_digits_through_a_flaky_store_is_bit_identical(tmp_path: Path, digits_sp
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     run = run_storage(f"s3://{bucket}/runs", "flaky", s3_options(moto_endpoint))
-    _assert_same_surface(_arrays(run.get("surface.h5")), expected)
+    _assert_same_surface(surface_datasets(run.get("surface.h5")), expected)
     counts = dict(proxy.counts)
     total = sum(counts.values())
     assert total >= 150 and _failing(counts) >= 0.30 * total, counts
@@ -166,5 +167,5 @@ def test_digits_when_the_store_goes_down_then_resumes(tmp_path: Path, digits_spe
         proxy.counts.clear()
         resumed = _launch(spec, "down")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _assert_same_surface(_arrays(run.get("surface.h5")), expected)
+    _assert_same_surface(surface_datasets(run.get("surface.h5")), expected)
     print(f"\nstore down: exit 1 after {seconds:.1f} s ({down}): {errors[0]}\nresumed: {dict(proxy.counts)}")

@@ -27,9 +27,9 @@ from landscape_job.storage.files import FileStorage
 from landscape_job.storage.retry import BACKOFF_ENV, RetryPolicy
 from landscape_job.storage.s3 import S3Storage
 from launcher.local.runner import open_run
-from storage_testing import aws_env, bucket, new_bucket, s3_options  # noqa: F401 (fixtures)
+from storage_testing import aws_env, bucket, new_bucket, s3_options, surface_datasets  # noqa: F401 (fixtures)
 from s3server import (DROP, DROP_AFTER, NOT_IMPLEMENTED, OK, SLOWDOWN, TRUNCATE, FlakyProxy, closed_port,
-                      put_directly, seeded_faults)
+                      first_conditional_puts, put_directly, seeded_faults)
 
 
 # -- fixtures -----------------------------------------------------------------------------
@@ -335,13 +335,7 @@ def test_put_if_absent_after_a_lost_response(moto_endpoint: str, bucket: str, fa
     """A conditional PUT whose first attempt fails is retried; a 412 then means "ours" only if the bytes are ours."""
     plan = {"final.h5": [DROP_AFTER], "taken.h5": [SLOWDOWN]}  # the first conditional PUT of each key
 
-    def decide(method, path, headers):
-        key = path.split("?")[0].rsplit("/", 1)[-1]
-        if method == "PUT" and headers.get("If-None-Match") == "*" and plan.get(key):
-            return plan[key].pop(0)
-        return OK
-
-    with FlakyProxy(moto_endpoint, decide) as proxy:
+    with FlakyProxy(moto_endpoint, first_conditional_puts(plan)) as proxy:
         storage = S3Storage(f"s3://{bucket}/runs/c", s3_options(proxy.url))
         # the PUT lands but its answer is lost; the retry gets 412; the stored bytes are ours
         assert storage.put_if_absent("shards/final.h5", b"mine") is True
@@ -384,15 +378,6 @@ def test_concurrent_put_if_absent_has_one_winner(moto_endpoint: str, bucket: str
 
 # -- the whole pipeline on S3 -------------------------------------------------------------
 
-def _arrays(data: bytes) -> dict[str, np.ndarray]:
-    """Every dataset of a surface file."""
-    arrays: dict[str, np.ndarray] = {}
-    with open_h5(data) as handle:
-        handle.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset)
-                          else None)
-    return arrays
-
-
 def _assert_same_surface(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
     assert {"xcoordinates", "train_loss", "test_acc"} <= set(a) and set(a) == set(b)
     for name in a:
@@ -404,7 +389,7 @@ def test_pipeline_on_s3_equals_file(tmp_path: Path, linear_spec: dict, moto_endp
     linear_spec["compute"]["shards"] = 2
     file_spec = spec_from(tmp_path, linear_spec)
     run_all(open_run(file_spec, "e2e"), 2)
-    expected = _arrays((tmp_path / "runs" / "e2e" / "surface.h5").read_bytes())
+    expected = surface_datasets((tmp_path / "runs" / "e2e" / "surface.h5").read_bytes())
 
     s3_raw = {**linear_spec, "storage": {"url": f"s3://{bucket}/runs", **s3_options(moto_endpoint)}}
     s3_spec = spec_from(tmp_path, s3_raw)
@@ -412,7 +397,7 @@ def test_pipeline_on_s3_equals_file(tmp_path: Path, linear_spec: dict, moto_endp
     run = open_run(s3_spec, "e2e")
     assert run.url == f"s3://{bucket}/runs/e2e"
     run_all(run, 2)
-    _assert_same_surface(_arrays(run.get("surface.h5")), expected)
+    _assert_same_surface(surface_datasets(run.get("surface.h5")), expected)
     assert {"spec.yaml", "manifest.json", "directions.h5", "shards/shard-0-of-2.h5", "shards/shard-1-of-2.h5",
             "surface.h5", "report.json"} <= set(run.list())
 
@@ -426,13 +411,13 @@ def test_local_backend_submit_on_s3(tmp_path: Path, linear_spec: dict, moto_endp
     linear_spec["grid"] = {"x": "-1:1:5"}  # 1-D: few plots, a quick merge
     file_spec = spec_from(tmp_path, linear_spec)
     run_all(open_run(file_spec, "x"), 1)
-    expected = _arrays((tmp_path / "runs" / "x" / "surface.h5").read_bytes())
+    expected = surface_datasets((tmp_path / "runs" / "x" / "surface.h5").read_bytes())
 
     s3_raw = {**linear_spec, "storage": {"url": f"s3://{bucket}/runs", **s3_options(moto_endpoint)}}
     path = write_spec(tmp_path, s3_raw, "s3.yaml")
     assert main(["submit", str(path), "--local", "--run-id", "x"]) == 0, capsys.readouterr().err
     run = run_storage(f"s3://{bucket}/runs", "x", s3_options(moto_endpoint))
-    _assert_same_surface(_arrays(run.get("surface.h5")), expected)
+    _assert_same_surface(surface_datasets(run.get("surface.h5")), expected)
     keys = run.list()
     assert "logs/prepare.log" in keys and "logs/merge.log" in keys and any(k.startswith("plots/") for k in keys)
     assert yaml.safe_load(run.get("spec.yaml"))["name"] == "linear"
@@ -458,7 +443,7 @@ def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_sp
     linear_spec["compute"].update(shards=3, checkpoint_every=2)
     file_spec = spec_from(tmp_path, linear_spec)
     run_all(open_run(file_spec, "flaky"), 3)
-    expected = _arrays((tmp_path / "runs" / "flaky" / "surface.h5").read_bytes())
+    expected = surface_datasets((tmp_path / "runs" / "flaky" / "surface.h5").read_bytes())
 
     # ~45% of requests fail, so a request meets 10 failures in a row about once in 2,000; the run now
     # makes enough requests (the progress tally) that the default budget of 10 attempts can be spent.
@@ -467,7 +452,7 @@ def test_pipeline_through_a_flaky_endpoint_equals_file(tmp_path: Path, linear_sp
         s3_raw = {**linear_spec, "storage": {"url": f"s3://{bucket}/runs", **s3_options(proxy.url)}}
         run = open_run(spec_from(tmp_path, s3_raw), "flaky")
         run_all(run, 3)
-        got = _arrays(run.get("surface.h5"))
+        got = surface_datasets(run.get("surface.h5"))
     _assert_same_surface(got, expected)
     assert proxy.counts[SLOWDOWN] >= 10 and proxy.counts[DROP] >= 2
 

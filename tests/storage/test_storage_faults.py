@@ -14,7 +14,8 @@ from landscape_job.storage import NotFound
 from landscape_job.storage.retry import (ATTEMPTS_ENV, BACKOFF_ENV, BACKOFF_MAX_ENV, READ_TIMEOUT_ENV, RetryPolicy,
                                          fault_of)
 from landscape_job.storage.s3 import S3Storage
-from s3server import (CUT_RESET, DROP_AFTER, FAULTS, FLIP, OK, RESET_AFTER, SLOW, TIMEOUT, TRUNCATE, FaultPlan, FlakyProxy)
+from s3server import (CUT_RESET, DROP_AFTER, FAULTS, FLIP, OK, RESET_AFTER, SLOW, TIMEOUT, TRUNCATE, FaultPlan, FlakyProxy,
+                      first_conditional_puts)
 from storage_testing import aws_env, bucket, s3_options  # noqa: F401 - fixtures
 
 #: The client's read timeout in these tests; the proxy's TIMEOUT answers come later than this.
@@ -88,13 +89,7 @@ def test_a_conditional_write_whose_answer_was_lost_is_ours(kind: str, moto_endpo
     the retry's 412 must not read as "someone else was first" when the bytes are ours."""
     plan = {"final.h5": [kind], "taken.h5": [kind]}
 
-    def decide(method, path, headers):
-        key = path.split("?")[0].rsplit("/", 1)[-1]
-        if method == "PUT" and headers.get("If-None-Match") == "*" and plan.get(key):
-            return plan[key].pop(0)
-        return OK
-
-    with _proxy(moto_endpoint, decide) as proxy:
+    with _proxy(moto_endpoint, first_conditional_puts(plan)) as proxy:
         storage = S3Storage(f"s3://{bucket}/runs/c", s3_options(proxy.url))
         assert storage.put_if_absent("shards/final.h5", b"mine") is True
         storage.put("shards/taken.h5", b"theirs")

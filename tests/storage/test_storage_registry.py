@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -19,9 +18,10 @@ from landscape_job import cli
 from landscape_job.storage import location
 from landscape_job.base.errors import UserError
 from landscape_job.storage.location import StorageLocation
-from landscape_job.storage import NotFound, open_h5, open_storage
+from landscape_job.storage import NotFound, open_storage
 from landscape_job.storage.base import check_key
 from launcher.local.runner import open_run
+from storage_testing import surface_datasets
 
 
 class MemStorage:
@@ -66,14 +66,6 @@ def mem_backend(monkeypatch: pytest.MonkeyPatch):
     return MemStorage
 
 
-def _arrays(data: bytes) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
-    with open_h5(data) as handle:
-        handle.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset)
-                          else None)
-    return arrays
-
-
 @pytest.mark.slow
 def test_a_surface_on_a_registered_toy_backend_equals_file(tmp_path: Path, linear_spec: dict, mem_backend,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +74,7 @@ def test_a_surface_on_a_registered_toy_backend_equals_file(tmp_path: Path, linea
     linear_spec["compute"]["shards"] = 2
     file_spec = spec_from(tmp_path, linear_spec)
     run_all(open_run(file_spec, "ref"), 2)
-    expected = _arrays((tmp_path / "runs" / "ref" / "surface.h5").read_bytes())
+    expected = surface_datasets((tmp_path / "runs" / "ref" / "surface.h5").read_bytes())
 
     mem_spec = spec_from(tmp_path, {**linear_spec, "storage": "mem://lab/runs/"})
     assert mem_spec.storage == StorageLocation("mem://lab/runs")
@@ -93,7 +85,7 @@ def test_a_surface_on_a_registered_toy_backend_equals_file(tmp_path: Path, linea
     for stage in (["prepare"], ["evaluate", "--shard", "0"], ["evaluate", "--shard", "1"], ["merge", "--no-plots"]):
         assert cli.main(["--run", run.url, *stage]) == 0, stage
 
-    got = _arrays(open_storage("mem://lab/runs/r1").get("surface.h5"))
+    got = surface_datasets(open_storage("mem://lab/runs/r1").get("surface.h5"))
     assert set(got) == set(expected) and "train_loss" in got
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

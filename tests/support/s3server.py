@@ -115,6 +115,19 @@ class FaultPlan:
             return self.rng.choice(self.kinds)
 
 
+def first_conditional_puts(plan: dict[str, list[str]]) -> Callable[[str, str, dict], str]:
+    """A ``decide`` for :class:`FlakyProxy`: the conditional PUTs (``If-None-Match: *``) of a key named
+    in ``plan`` (by its last path segment) take that key's faults in turn; every other request passes."""
+
+    def decide(method: str, path: str, headers) -> str:
+        key = path.split("?")[0].rsplit("/", 1)[-1]
+        if method == "PUT" and headers.get("If-None-Match") == "*" and plan.get(key):
+            return plan[key].pop(0)
+        return OK
+
+    return decide
+
+
 class FlakyProxy:
     """A reverse proxy on 127.0.0.1 that forwards to ``upstream`` unless ``decide`` says otherwise.
 

@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 
 import boto3
+import h5py
+import numpy as np
 import pytest
 from s3server import closed_port
 
@@ -59,3 +61,14 @@ def bucket(moto_endpoint: str, aws_env: None) -> str:
 
 def s3_options(endpoint: str) -> dict[str, str]:
     return {"endpoint_url": endpoint, "addressing_style": "path"}
+
+
+def surface_datasets(data: bytes) -> dict[str, np.ndarray]:
+    """Every dataset of a surface file's bytes, by name (the bit-for-bit comparisons of runs)."""
+    from landscape_job.storage import open_h5
+
+    arrays: dict[str, np.ndarray] = {}
+    with open_h5(data) as handle:
+        handle.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset)
+                          else None)
+    return arrays

@@ -19,16 +19,21 @@ from landscape_job.surface.hessian import LanczosResult
 from landscape_job.models import build_model
 
 
+def _model_and_split(tmp_path, spec):
+    """The spec's MLP at a.pt's weights and its train split, both in float64 (the dense Hessian's precision)."""
+    model = build_model("mlp", 3, (6,), {"hidden": [4]})
+    model.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"])
+    split = load_split(spec.data, "train")
+    split = type(split)(inputs=split.inputs.double(), labels=split.labels, num_classes=split.num_classes,
+                        name=split.name)
+    return model.double().eval(), split
+
+
 def _centre(tmp_path, **hessian):
     raw = _hessian_spec(tmp_path)
     raw["hessian"] = {**raw["hessian"], "ignore": "none", "trace_samples": 0, **hessian}
     spec = spec_from(tmp_path, raw)
-    model = build_model("mlp", 3, (6,), {"hidden": [4]})
-    model.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"])
-    model = model.double().eval()
-    split = load_split(spec.data, "train")
-    split = type(split)(inputs=split.inputs.double(), labels=split.labels, num_classes=split.num_classes,
-                        name=split.name)
+    model, split = _model_and_split(tmp_path, spec)
     _, summary = centre_analysis(model, split, spec, two_d=True)
     truth = np.linalg.eigvalsh(_dense_hessian(model, split.inputs, split.labels))
     return summary, truth
@@ -71,12 +76,7 @@ def test_the_centre_summary_and_the_hessian_directions_against_the_dense_hessian
                       "density_steps": 4, "density_probes": 2}
     raw["directions"] = {"type": "hessian"}
     spec = spec_from(tmp_path, raw)
-    model = build_model("mlp", 3, (6,), {"hidden": [4]})
-    model.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"])
-    model = model.double().eval()
-    split = load_split(spec.data, "train")
-    split = type(split)(inputs=split.inputs.double(), labels=split.labels, num_classes=split.num_classes,
-                        name=split.name)
+    model, split = _model_and_split(tmp_path, spec)
     directions, summary = centre_analysis(model, split, spec, two_d=True)
     names = [n for n, _ in model.named_parameters()]
     weights = [i for i, (_, p) in enumerate(model.named_parameters()) if p.dim() > 1]
