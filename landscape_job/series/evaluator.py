@@ -21,7 +21,7 @@ from landscape_job.inputs.fetch import Fetcher
 from landscape_job.models.checkpoints import load_into, load_state_dict
 from landscape_job.run.records import Manifest
 from landscape_job.runtime.precision import PrecisionChoice
-from landscape_job.series.probe import measure
+from landscape_job.series.probe import measure, row_width
 from landscape_job.spec.localize import localize
 from landscape_job.spec.sections import Spec
 from landscape_job.spec.series_metrics import column_name, selected
@@ -40,13 +40,11 @@ def series_columns(spec: Spec, layers: int) -> list[str]:
             names += [f"{s}_{metric.key}" for s in spec.data.splits]
         elif metric.shape == "scalar":
             names.append(metric.key)
-        elif metric.shape == "top_k":
-            names += [column_name(metric.key, i) for i in range(spec.series.top_k)]
-        elif metric.shape == "density":
-            width = spec.hessian.density_steps * spec.hessian.density_probes
-            names += [column_name(metric.key, i) for i in range(width)]
-        elif metric.source != "noise" or spec.series.noise_per_layer:  # the noise's per tensor only on request
-            names += [column_name(metric.key, i) for i in range(layers)]
+        elif metric.shape == "layers" and metric.source == "noise" and not spec.series.noise_per_layer:
+            continue  # the noise's per tensor only on request
+        else:
+            names += [column_name(metric.key, i) for i in range(row_width(metric.shape, spec.series, spec.hessian,
+                                                                             layers))]
     return names
 
 

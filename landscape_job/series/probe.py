@@ -213,6 +213,13 @@ class Checkpoint:
     split: Split | None = None
 
 
+def row_width(shape: str, series: SeriesSpec, hessian: HessianSpec, layers: int) -> int:
+    """The columns of one checkpoint's row of a vector-shaped metric (``top_k``, ``density``, ``layers``;
+    ``layers``: the tensors the Hessian is taken over)."""
+    return {"top_k": series.top_k, "density": hessian.density_steps * hessian.density_probes,
+            "layers": layers}[shape]
+
+
 def own_columns(metric: SeriesMetric, at: Checkpoint) -> Columns:
     """A metric's own ``compute`` at one checkpoint, as its shard columns; a row of the wrong width is an error
     (of the metric's code: every checkpoint's row must have the columns the evaluator announced)."""
@@ -223,8 +230,7 @@ def own_columns(metric: SeriesMetric, at: Checkpoint) -> Columns:
     if metric.shape == "scalar":
         return {metric.key: float(metric.compute(at))}  # type: ignore[arg-type]
     values = np.asarray(metric.compute(at), dtype=np.float64).reshape(-1)
-    width = {"top_k": at.series.top_k, "density": at.hessian.density_steps * at.hessian.density_probes,
-             "layers": len(hessian_parameters(at.model, at.hessian.ignore))}[metric.shape]
+    width = row_width(metric.shape, at.series, at.hessian, len(hessian_parameters(at.model, at.hessian.ignore)))
     if len(values) != width:
         raise ValueError(f"series metric {metric.key}: compute gave {len(values)} values; a {metric.shape} row "
                          f"has {width}")

@@ -186,3 +186,21 @@ def test_a_divergent_checkpoint_has_a_nan_spectrum_and_no_vectors() -> None:
     assert np.isnan(spectrum.values).all() and spectrum.values.shape == (3,) and np.isnan(spectrum.min_eig)
     assert spectrum.vectors.shape == (0, probe.operator.dim) and spectrum.vectors.dtype == torch.float64
     assert not spectrum.converged and spectrum.iterations == 1
+
+
+@pytest.mark.parametrize("choice", ["loss", "accuracy", "hessian", "gradient", "noise", "density"])
+def test_the_columns_a_series_announces_are_the_columns_measure_gives(choice: str) -> None:
+    """``series_columns`` (what the evaluator tells the shard file before the first checkpoint) names
+    exactly the columns ``measure`` then computes, for each choice: the vector rows' widths (top_k,
+    the density's steps × probes, the Hessian's tensors) come from one rule."""
+    from types import SimpleNamespace
+
+    from landscape_job.series.evaluator import series_columns
+    from landscape_job.spec.series_metrics import selected
+
+    series = SeriesSpec(checkpoints=("x",), lr=0.1, top_k=3, noise_batch_size=8, noise_batches=4, metrics=(choice,))
+    spec = SimpleNamespace(series=series, hessian=HESSIAN, data=SimpleNamespace(splits=("train", "test")))
+    model, train, test = problem()
+    computed = measure(model, [train, test], train, series, HESSIAN, "cross_entropy", 7,
+                       {m.key for m in selected(series.metrics)})
+    assert sorted(series_columns(spec, layers=len(list(model.parameters())))) == sorted(computed)
