@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landscape_job.base.errors import UserError
 from landscape_job.surface.curvature import CurvatureProbe, hessian_parameters
 from landscape_job.datasets.builtin import Split
 from landscape_job.surface.hessian import flatten
@@ -221,8 +222,9 @@ def row_width(shape: str, series: SeriesSpec, hessian: HessianSpec, layers: int)
 
 
 def own_columns(metric: SeriesMetric, at: Checkpoint) -> Columns:
-    """A metric's own ``compute`` at one checkpoint, as its shard columns; a row of the wrong width is an error
-    (of the metric's code: every checkpoint's row must have the columns the evaluator announced)."""
+    """A metric's own ``compute`` at one checkpoint, as its shard columns; a row of the wrong width is the
+    metric's code's mistake (every checkpoint's row must have the columns the evaluator announced), so a
+    ``UserError``: one line and exit 2, where a ValueError was a traceback, exit 1 and retried to no end."""
     assert metric.compute is not None
     if metric.shape == "split":
         return {f"{split.name}_{metric.key}": float(metric.compute(replace(at, split=split)))  # type: ignore[arg-type]
@@ -232,8 +234,8 @@ def own_columns(metric: SeriesMetric, at: Checkpoint) -> Columns:
     values = np.asarray(metric.compute(at), dtype=np.float64).reshape(-1)
     width = row_width(metric.shape, at.series, at.hessian, len(hessian_parameters(at.model, at.hessian.ignore)))
     if len(values) != width:
-        raise ValueError(f"series metric {metric.key}: compute gave {len(values)} values; a {metric.shape} row "
-                         f"has {width}")
+        raise UserError(f"series metric {metric.key}: compute gave {len(values)} values; a {metric.shape} row "
+                        f"has {width}: return one value per column")
     return {column_name(metric.key, i): float(v) for i, v in enumerate(values)}
 
 

@@ -136,5 +136,6 @@ def test_a_computation_is_declared_with_source_own_and_gives_its_rows_width(tmp_
     three = SeriesMetric("three", "three", "three", "top_k", "own", compute=lambda _at: [3.0, 2.0, 1.0])
     assert own_columns(three, at) == {"three[0]": 3.0, "three[1]": 2.0, "three[2]": 1.0}
     two = SeriesMetric("two", "two", "two", "top_k", "own", compute=lambda _at: [3.0, 2.0])
-    with pytest.raises(ValueError, match="series metric two: compute gave 2 values; a top_k row has 3"):
+    # The metric's code, not a passing fault: one line, exit 2 (UserError), never retried.
+    with pytest.raises(UserError, match="^series metric two: compute gave 2 values; a top_k row has 3"):
         own_columns(two, at)
