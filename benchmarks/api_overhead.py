@@ -103,9 +103,9 @@ def main() -> None:
                   f"(min {min(totals):.3f}, max {max(totals):.3f}, {args.repeat} runs; import "
                   f"{statistics.median(a for a, _ in runs[name]):.3f} s, first call "
                   f"{statistics.median(b for _, b in runs[name]):.3f} s)")
-        theirs = statistics.median(a + b for a, b in runs["theirs"])
-        print(f"ratio of medians: {statistics.median(a + b for a, b in runs['ours']) / theirs:.2f}"
-              + (f" (base: {statistics.median(a + b for a, b in runs['base']) / theirs:.2f})" if args.base else ""))
+        reference = statistics.median(a + b for a, b in runs["theirs"])
+        print(f"ratio of medians: {statistics.median(a + b for a, b in runs['ours']) / reference:.2f}"
+              + (f" (base: {statistics.median(a + b for a, b in runs['base']) / reference:.2f})" if args.base else ""))
         return
     torch.set_num_threads(args.threads)
     model, X, y = problem(args.samples)
