@@ -1,7 +1,7 @@
 """The series file, ``series.h5``: its format, its writer and its reader, in one place.
 
 One row per checkpoint, in step order. Datasets (any HDF5 reader opens them; see the
-README's "Series runs" for the table):
+"Series runs" in docs/science.md for the table):
 
 * ``step`` (n,) int64, the training steps; ``checkpoint`` (n,) the checkpoints' URLs;
 * every metric the run measured (``series_metrics``): ``train_loss``/``test_loss``,
