@@ -158,8 +158,18 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False,
         before_code(spec)
     check_device(spec)
     sizes = check_inputs(spec)
-    _planned_memory(spec, check=True)
+    if _gpu_memory(spec) is not None:  # the plan refuses only a shard over it (validate prints the plan apart)
+        _planned_memory(spec, check=True)
     return spec, sizes
+
+
+def _gpu_memory(spec: Spec) -> str | None:
+    """``kubernetes.gpu_memory``, the one bound a memory plan is checked against. Without it a plan is
+    only printed: a forward pass on the meta device imports ``torch._dynamo`` (torch's meta kernels
+    call through it), about 1.2 s of CPU that ``submit --local`` need not pay for nothing."""
+    from launcher.kubernetes.section import parse_kubernetes
+
+    return parse_kubernetes(spec.kubernetes).gpu_memory if spec.kubernetes else None
 
 
 def _planned_memory(spec: Spec, check: bool) -> list[str]:
@@ -170,11 +180,11 @@ def _planned_memory(spec: Spec, check: bool) -> list[str]:
     from landscape_job.checks.memory_plan import check_fits, plan_memory, planned_lines
     from landscape_job.spec.localize import localize
 
-    from launcher.kubernetes.section import parse_kubernetes, parse_quantity
+    from launcher.kubernetes.section import parse_quantity
 
     if spec.series is not None:
         return []
-    gpu_memory = parse_kubernetes(spec.kubernetes).gpu_memory if spec.kubernetes else None
+    gpu_memory = _gpu_memory(spec)
     total = int(parse_quantity(gpu_memory)) if gpu_memory is not None else None
     source = f"kubernetes.gpu_memory {gpu_memory}"
     try:
