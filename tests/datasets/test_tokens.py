@@ -198,3 +198,35 @@ def test_masked_lm_masks_a_seeded_share_of_real_tokens_with_the_tokenizers_mask(
     assert 0.15 < chosen.mean() < 0.35
     np.testing.assert_array_equal(split.inputs.numpy(), np.where(chosen, VOCAB["[MASK]"], original))
     np.testing.assert_array_equal(split.labels.numpy(), np.where(chosen, original, IGNORE_INDEX))
+
+
+def test_a_specs_text_is_tokenized_with_its_model_hf_folders_tokenizer(tmp_path: Path,
+                                                                      tokenizer_folder: Path) -> None:
+    """Through the spec: model.hf's folder (a GPT-2 saved with the tokenizer beside it) tokenizes train.txt."""
+    import shutil
+
+    import transformers
+
+    from conftest import write_spec
+    from landscape_job.checks.preflight import check_inputs
+    from landscape_job.spec.localize import localize
+    from landscape_job.spec.parse import load_spec
+    from landscape_job.surface.centre import load_splits
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=1, vocab_size=len(VOCAB), n_positions=CONTEXT,
+                                     bos_token_id=VOCAB["[CLS]"], eos_token_id=VOCAB["[SEP]"])
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "model")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer_folder / name, tmp_path / "model" / name)
+    text = words(CONTEXT * 6 + 3, seed=11)
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "tokens" / "train.txt").write_text(" ".join(text), encoding="utf-8")
+    spec = load_spec(write_spec(tmp_path, {
+        "name": "lm", "task": "causal_lm", "model": {"hf": "model"},
+        "data": {"dataset": "tokens", "root": "tokens", "splits": ["train"], "context": CONTEXT, "sequences": 4},
+        "directions": {"type": "random", "seed": 0}, "grid": {"x": "-1:1:3"}, "storage": "runs"}, "lm.yaml"))
+    assert check_inputs(spec) == {"train": 4}
+    (split,) = load_splits(localize(spec))
+    stream = np.array([VOCAB[w] for w in text])
+    np.testing.assert_array_equal(split.inputs.numpy(), windows(stream)[seeded_rows(6, 4, 0)])
