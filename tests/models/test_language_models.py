@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import h5py
@@ -270,7 +271,7 @@ def test_a_folder_that_would_run_code_is_refused_in_one_line_before_it_runs(
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a pickle was read"))
     assert launcher(["validate", str(write_spec(tmp_path, token_spec(tmp_path, context=16), "lm.yaml"))]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("launcher: error:")]
-    assert len(errors) == 1 and __import__("re").search(message, errors[0]), errors
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
     with pytest.raises(UserError, match=message):
         load_hf(str(folder), "causal_lm")
     assert not (tmp_path / "ran").exists()
