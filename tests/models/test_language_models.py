@@ -7,7 +7,9 @@ attention_mask=..., labels=...).loss`` batch by batch, token-weighted over the s
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import h5py
@@ -22,9 +24,11 @@ from landscape_job import api as ls  # noqa: E402
 from landscape_job.base.errors import UserError  # noqa: E402
 from landscape_job.checks.preflight import check_inputs  # noqa: E402
 from landscape_job.cli import main as pod  # noqa: E402
+from landscape_job.models.hf import load_hf  # noqa: E402
 from landscape_job.spec.localize import localize  # noqa: E402
 from landscape_job.spec.parse import load_spec  # noqa: E402
 from landscape_job.surface.centre import build_centre_model  # noqa: E402
+from launcher.cli import main as launcher  # noqa: E402
 from launcher.local.runner import open_run  # noqa: E402
 
 VOCAB, POSITIONS = 256, 64
@@ -229,6 +233,94 @@ def test_bad_token_data_is_one_line_before_any_compute(tmp_path: Path, case: str
     with pytest.raises(UserError, match=message) as err:
         check_inputs(spec)
     assert "\n" not in str(err.value) and not forwards
+
+
+# -- model.hf folders: what is refused, sharded weights, no key/value cache ----------------
+
+
+def refusable_folder(tmp_path: Path, case: str) -> Path:
+    """A GPT-2 folder that must not load: its config asks to run the folder's own code
+    (auto_map, with a module that would leave a mark if it ran), or its weights are a pickle."""
+    model, folder = gpt2(), tmp_path / "gpt2-tiny"
+    if case == "auto_map":
+        save_folder(folder, model)
+        config = json.loads((folder / "config.json").read_text())
+        config["auto_map"] = {"AutoConfig": "modeling_tiny.TinyConfig", "AutoModelForCausalLM": "modeling_tiny.Tiny"}
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "modeling_tiny.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    else:
+        folder.mkdir()
+        model.config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("auto_map", r"model\.hf: .*gpt2-tiny/config\.json asks to run the folder's own Python code \(auto_map\); set "
+                 r"model\.trust_remote_code: true only if you trust it"),
+    ("pickle", r"model\.hf: no model\.safetensors \(or its sharded index\) in .*gpt2-tiny; its pytorch_model\.bin "
+               r"is a pickle: re-save with save_pretrained\(safe_serialization=True\)"),
+])
+def test_a_folder_that_would_run_code_is_refused_in_one_line_before_it_runs(
+        tmp_path: Path, case: str, message: str, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code shipped with a folder (config.json's auto_map) without model.trust_remote_code, and a
+    pickled pytorch_model.bin (unpickling runs code), are one line, exit 2, neither executed."""
+    folder = refusable_folder(tmp_path, case)
+    write_tokens(tmp_path / "tokens", np.random.default_rng(0).integers(0, VOCAB, 64))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a pickle was read"))
+    assert launcher(["validate", str(write_spec(tmp_path, token_spec(tmp_path, context=16), "lm.yaml"))]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("launcher: error:")]
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
+    with pytest.raises(UserError, match=message):
+        load_hf(str(folder), "causal_lm")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_sharded_safetensors_load_bit_for_bit_as_one_file(tmp_path: Path) -> None:
+    """save_pretrained(max_shard_size=...) writes model.safetensors.index.json and its shards: the
+    spec's model.hf loads the same tensors as the one-file folder, the tied head still tied."""
+    model = gpt2(12)
+    save_folder(tmp_path / "whole", model)
+    model.save_pretrained(tmp_path / "gpt2-tiny", max_shard_size="20KB")
+    shards = sorted((tmp_path / "gpt2-tiny").glob("*.safetensors"))
+    assert len(shards) > 2 and (tmp_path / "gpt2-tiny" / "model.safetensors.index.json").is_file()
+    assert not (tmp_path / "gpt2-tiny" / "model.safetensors").exists()
+    write_tokens(tmp_path / "tokens", np.random.default_rng(0).integers(0, VOCAB, 64))
+    sharded = build_centre_model(localize(load_spec(write_spec(tmp_path, token_spec(tmp_path, context=16), "lm.yaml"))))
+    whole = load_hf(str(tmp_path / "whole"), "causal_lm").state_dict()
+    assert set(sharded.state_dict()) == set(whole) == set(model.state_dict())
+    for name, tensor in sharded.state_dict().items():
+        assert tensor.dtype == whole[name].dtype and torch.equal(tensor, whole[name])
+        assert torch.equal(tensor, model.state_dict()[name])
+    assert sharded.lm_head.weight is sharded.transformer.wte.weight
+
+
+def test_a_hugging_face_model_evaluates_without_a_key_value_cache(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """use_cache is off in the loaded folder and in every forward pass of a grid, even for a
+    transformers model inside the user's own module; the caller's model keeps its config."""
+    folder = save_folder(tmp_path / "gpt2-tiny", gpt2(13))
+    assert json.loads((folder / "config.json").read_text())["use_cache"] is True
+    assert load_hf(str(folder), "causal_lm").config.use_cache is False
+    seen = []
+    forward = transformers.GPT2LMHeadModel.forward
+    monkeypatch.setattr(transformers.GPT2LMHeadModel, "forward",
+                        lambda self, *a, **k: seen.append(self.config.use_cache) or forward(self, *a, **k))
+
+    class Wrapped(torch.nn.Module):  # no config of its own: the cache is its inner model's
+        def __init__(self, lm: torch.nn.Module) -> None:
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    lm = gpt2(13)
+    ids = torch.randint(0, VOCAB, (4, 16), generator=torch.Generator().manual_seed(7))
+    ls.line(Wrapped(lm), ids, x="-1:1:3", task="causal_lm", progress=False)
+    assert seen[-3:] == [False] * 3  # the grid's three points (the check pass before them may keep it: 2 rows)
+    assert lm.config.use_cache is True
 
 
 # -- the example ---------------------------------------------------------------------------
