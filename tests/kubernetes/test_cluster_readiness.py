@@ -362,6 +362,36 @@ def test_doctor_on_a_ready_and_a_broken_cluster(fake: FakeCluster, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_doctor_says_a_cluster_older_than_1_29_is_not_ready(fake: FakeCluster, capsys: pytest.CaptureFixture) -> None:
+    """Before 1.29 the Jobs' backoffLimitPerIndex and podReplacementPolicy are off by default (a server drops
+    them): doctor's version line says so, and it exits 1; 1.29 itself is ready."""
+    fake.inventory.version = (1, 28)
+    assert launcher(["doctor"]) == 1
+    captured = capsys.readouterr()
+    assert check_line(captured.out, "version") == (
+        "not ready version Kubernetes v1.28.0 is older than 1.29: the Jobs' backoffLimitPerIndex and "
+        "podReplacementPolicy need 1.29 or newer"), captured.out
+    assert "not ready: see the lines above" in captured.err
+    assert launcher(["doctor", "-o", "json"]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["ready"] is False
+    assert [c for c in answer["checks"] if c["name"] == "version"] == [{
+        "name": "version", "state": "not ready", "stalls": True,
+        "detail": "Kubernetes v1.28.0 is older than 1.29: the Jobs' backoffLimitPerIndex and podReplacementPolicy "
+                  "need 1.29 or newer"}]
+    fake.inventory.version = (1, 29)  # the oldest that has them on
+    assert launcher(["doctor"]) == 0
+    assert check_line(capsys.readouterr().out, "version") == "ready version Kubernetes v1.29.0"
+
+
+def check_line(out: str, name: str) -> str:
+    """Doctor's line for the check ``name``, its columns' padding collapsed."""
+    lines = [" ".join(line.split()) for line in out.splitlines() if f" {name} " in line]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.slow
 def test_doctor_skips_what_the_account_may_not_read(fake: FakeCluster, tmp_path: Path, bucket: str,
                                                     moto_endpoint: str, linear_spec: dict,
                                                     capsys: pytest.CaptureFixture) -> None:
