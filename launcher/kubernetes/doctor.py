@@ -70,15 +70,18 @@ def _fail(name: str, detail: str) -> Check:
     return Check(name, NOT_READY, detail, stalls=True)
 
 
-def api_checks(cluster: Cluster, facts: ClusterFacts) -> list[Check]:
-    checks = [Check("api", READY, f"{cluster.host} (context {cluster.context}), namespace {cluster.namespace}")]
+def version_check(facts: ClusterFacts) -> Check:
     if facts.version is None:
-        checks.append(Check("version", SKIPPED, "the server did not say its version"))
-    elif facts.version < MIN_VERSION:
-        checks.append(_fail("version", f"Kubernetes {facts.git_version} is older than 1.29: the Jobs' "
-                                       "backoffLimitPerIndex and podReplacementPolicy need 1.29 or newer"))
-    else:
-        checks.append(Check("version", READY, f"Kubernetes {facts.git_version}"))
+        return Check("version", SKIPPED, "the server did not say its version")
+    if facts.version < MIN_VERSION:
+        return _fail("version", f"Kubernetes {facts.git_version} is older than 1.29: the Jobs' "
+                                "backoffLimitPerIndex and podReplacementPolicy need 1.29 or newer")
+    return Check("version", READY, f"Kubernetes {facts.git_version}")
+
+
+def api_checks(cluster: Cluster, facts: ClusterFacts) -> list[Check]:
+    checks = [Check("api", READY, f"{cluster.host} (context {cluster.context}), namespace {cluster.namespace}"),
+              version_check(facts)]
     denied = [f"{verb} {resource}" for verb, resource, group in VERBS if not cluster.can_i(verb, resource, group)]
     checks.append(Check("rbac", READY, f"all {len(VERBS)} verbs a run needs are allowed") if not denied else
                   Check("rbac", NOT_READY, f"not allowed: {', '.join(denied)}; ask an admin to bind you the "
@@ -239,6 +242,8 @@ def preflight(cluster: Cluster, spec: Spec, k8s: KubernetesSpec, run_id: str) ->
         print(f"preflight: namespace {facts.namespace} has a LocalQueue named default: Kueue queues the run there",
               file=sys.stderr)
     checks = node_checks(facts, queued) + spec_checks(facts, queued, render_run(spec, run_id, queued))
+    if facts.version is not None:  # an old server would drop the Jobs' fields it has off, not refuse them
+        checks.insert(0, version_check(facts))
     for check in checks:
         if check.stalls:
             raise UserError(f"preflight: {check.detail} (--no-preflight submits anyway)")

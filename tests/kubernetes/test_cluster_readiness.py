@@ -362,6 +362,52 @@ def test_doctor_on_a_ready_and_a_broken_cluster(fake: FakeCluster, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_doctor_says_a_cluster_older_than_1_29_is_not_ready(fake: FakeCluster, capsys: pytest.CaptureFixture) -> None:
+    """Before 1.29 the Jobs' backoffLimitPerIndex and podReplacementPolicy are off by default (a server drops
+    them): doctor's version line says so, and it exits 1; 1.29 itself is ready."""
+    fake.inventory.version = (1, 28)
+    assert launcher(["doctor"]) == 1
+    captured = capsys.readouterr()
+    assert check_line(captured.out, "version") == (
+        "not ready version Kubernetes v1.28.0 is older than 1.29: the Jobs' backoffLimitPerIndex and "
+        "podReplacementPolicy need 1.29 or newer"), captured.out
+    assert "not ready: see the lines above" in captured.err
+    assert launcher(["doctor", "-o", "json"]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["ready"] is False
+    assert [c for c in answer["checks"] if c["name"] == "version"] == [{
+        "name": "version", "state": "not ready", "stalls": True,
+        "detail": "Kubernetes v1.28.0 is older than 1.29: the Jobs' backoffLimitPerIndex and podReplacementPolicy "
+                  "need 1.29 or newer"}]
+    fake.inventory.version = (1, 29)  # the oldest that has them on
+    assert launcher(["doctor"]) == 0
+    assert check_line(capsys.readouterr().out, "version") == "ready version Kubernetes v1.29.0"
+
+
+def test_submit_refuses_a_cluster_older_than_1_29_before_any_object(
+        fake: FakeCluster, tmp_path: Path, bucket: str, moto_endpoint: str, linear_spec: dict,
+        capsys: pytest.CaptureFixture) -> None:
+    """The version check ``stalls`` (the server would drop the Jobs' per-index backoff and replacement policy and
+    run something else): submit's preflight refuses with doctor's line, before its dry run."""
+    fake.inventory.version = (1, 28)
+    path = write_spec(tmp_path, cluster_spec(linear_spec, bucket, moto_endpoint))
+    assert launcher(["submit", str(path), "--run-id", "old", "--server-dry-run"]) == 2
+    assert one_line_error(capsys) == ("launcher: error: preflight: Kubernetes v1.28.0 is older than 1.29: the Jobs' "
+                                      "backoffLimitPerIndex and podReplacementPolicy need 1.29 or newer "
+                                      "(--no-preflight submits anyway)")
+    assert not fake.dry_runs and created(fake) == []
+    fake.inventory.version = (1, 29)
+    assert launcher(["submit", str(path), "--run-id", "old", "--server-dry-run"]) == 0, capsys.readouterr().err
+
+
+def check_line(out: str, name: str) -> str:
+    """Doctor's line for the check ``name``, its columns' padding collapsed."""
+    lines = [" ".join(line.split()) for line in out.splitlines() if f" {name} " in line]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.slow
 def test_doctor_skips_what_the_account_may_not_read(fake: FakeCluster, tmp_path: Path, bucket: str,
                                                     moto_endpoint: str, linear_spec: dict,
                                                     capsys: pytest.CaptureFixture) -> None:

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import write_spec
 from fake_k8s import FakeCluster, run_subprocess
-from fake_rbac import Call, launcher_role
+from fake_rbac import REPO, Call, Identity, launcher_role
 from launcher.cli import main as launcher
 from cluster_testing import aws_env, bucket, cluster_spec  # noqa: F401 (fixtures)
 
@@ -119,3 +120,33 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
         assert 'User "system:serviceaccount:landscape:landscape" cannot patch resource "jobs"' in \
             json.loads(err.value.read())["message"]
         assert [c.allowed for c in fake.calls] == [False]
+
+
+def test_a_binding_to_a_group_grants_its_members_only(tmp_path: Path) -> None:
+    """k8s/overlays/example binds the launcher Role to the Group team-a-researchers: a user the authenticator
+    puts in that group may use it; a user outside it (in another group, or none) may not."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    binding = yaml.safe_load((REPO / "k8s" / "overlays" / "example" / "launcher-rolebinding.yaml").read_text())
+    with FakeCluster(tmp_path, run_pods=False) as fake:
+        fake.base_bindings = [binding]  # the overlay's binding instead of the one to the kubeconfig's user
+        fake.tokens.update({"bob": Identity("User", "bob", groups=("team-a-researchers",)),
+                            "carol": Identity("User", "carol", groups=("team-b-researchers",)),
+                            "dave": Identity("User", "dave")})
+
+        def list_configmaps(token: str) -> int:
+            request = urllib.request.Request(f"{fake.url}/api/v1/namespaces/landscape/configmaps",
+                                             headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as err:
+                assert 'cannot list resource "configmaps"' in json.loads(err.read())["message"]
+                return err.code
+
+        assert {token: list_configmaps(token) for token in ("bob", "carol", "dave")} == \
+            {"bob": 200, "carol": 403, "dave": 403}
+        assert [(c.identity.name, c.allowed) for c in fake.calls] == [("bob", True), ("carol", False),
+                                                                      ("dave", False)]

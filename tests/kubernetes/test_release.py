@@ -1,16 +1,21 @@
 """The prepare pod's release of the gated Jobs (landscape_job.runtime.release), against the fake API server
-with a pod's own token over TLS: allowed by the run's Role it works; otherwise one clear line."""
+with a pod's own token over TLS: allowed by the run's Role it works; otherwise one clear line. And the events
+the pods post on the run's Jobs (landscape_job.runtime.events): Released, and the merge pod's ShardsFailed."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from fake_k8s import FakeCluster
+from cluster_testing import aws_env, bucket, cluster_spec  # noqa: F401 (fixtures)
+from conftest import write_spec
+from fake_k8s import FakeCluster, run_subprocess
 from landscape_job.base.errors import StageError
 from landscape_job.runtime.release import release_next_stages
+from launcher.cli import main as launcher
 from test_fake_k8s import JOBS, api, job
 
 ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r-pods"},
@@ -95,3 +100,55 @@ def test_no_token_names_every_job_it_would_release() -> None:
         release_next_stages(lambda _: None, environ={"LANDSCAPE_RELEASE": json.dumps(
             {"jobs": ["r-evaluate", "r-merge"], "patch": {"spec": {"suspend": False}}})})
     assert "to release r-evaluate, r-merge with (automountServiceAccountToken?)" in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_shard_failed_for_good_is_a_shards_failed_event_on_the_evaluate_job(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None, bucket: str, moto_endpoint: str,
+        linear_spec: dict) -> None:
+    """Shard 0 exits 2 (a user error: the pod failure policy fails its index at once) while shard 1 still runs;
+    the real merge pod's watch finds the failed index, posts one ``ShardsFailed`` Warning on the evaluate Job
+    with its own token, and fails (exit 3) saying the same."""
+
+    def runner(fake: FakeCluster, pod: dict, env: dict) -> int | None:
+        stage, name = pod["metadata"]["labels"]["landscape.stage"], pod["metadata"]["name"]
+        if stage == "evaluate":
+            if env["JOB_COMPLETION_INDEX"] == "0":
+                fake.append_log(name, "landscape-job: a user error in shard 0\n")
+                return 2
+            return None  # shard 1 is still computing
+        if stage == "merge":
+            pod["spec"]["containers"][0]["args"].append("--no-plots")
+        return run_subprocess(fake, pod, env)
+
+    with FakeCluster(tmp_path / "cluster", runner=runner) as fake:
+        fake.secret_from_environ("landscape-s3")
+        monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
+        path = write_spec(tmp_path, cluster_spec(linear_spec, bucket, moto_endpoint, shards=2))
+        assert launcher(["submit", str(path), "--run-id", "sf"]) == 0
+        merge = wait_for_pod(fake, "merge", lambda pod: pod["status"].get("phase") == "Failed")
+        events = [e for e in fake.of("events") if e["reason"] == "ShardsFailed"]
+        posted = [c for c in fake.calls if (c.verb, c.resource) == ("create", "events") and c.pod]
+
+    failure = "evaluate Job indexes 0 failed and will not be retried; see their pods' logs"
+    assert len(events) == 1, events
+    event = events[0]
+    assert event["involvedObject"] == {"apiVersion": "batch/v1", "kind": "Job", "name": "sf-evaluate",
+                                       "namespace": "landscape"}
+    assert (event["type"], event["message"], event["source"]) == ("Warning", failure, {"component": "landscape"})
+    assert event["metadata"]["name"].startswith("sf-evaluate.") and event["metadata"]["namespace"] == "landscape"
+    # posted by the merge pod, with its service account's token, and allowed by the run's Role
+    assert [(c.pod, c.allowed) for c in posted if c.pod == merge["metadata"]["name"]] == \
+        [(merge["metadata"]["name"], True)]
+    assert merge["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert failure in fake.logs[merge["metadata"]["name"]]
+
+
+def wait_for_pod(fake: FakeCluster, stage: str, done, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pod in fake.of("pods"):
+            if pod["metadata"]["labels"]["landscape.stage"] == stage and done(pod):
+                return pod
+        time.sleep(0.1)
+    raise TimeoutError(f"no {stage} pod is done: {fake.logs}")
