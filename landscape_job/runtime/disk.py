@@ -54,23 +54,28 @@ def _pod_folders(environ: Mapping[str, str]) -> list[Path]:
 
 
 def _memory(cgroup: Path) -> tuple[int, int] | None:
-    """(bytes used, limit) of the pod's cgroup v2, None where unreadable or unlimited."""
+    """(working set, limit) of the pod's cgroup v2, None where unreadable or unlimited.
+
+    The working set is what the kubelet judges memory by: ``memory.current`` less the page cache the
+    kernel would drop first (``memory.stat``'s ``inactive_file``). Not ``memory.peak``: a pod that once
+    came near its limit, or read its inputs into the cache, and is then preempted must be retried."""
     try:
         limit = (cgroup / "memory.max").read_text().strip()
-        peak = cgroup / "memory.peak"
-        used = int((peak if peak.exists() else cgroup / "memory.current").read_text())
+        current = int((cgroup / "memory.current").read_text())
+        stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines() if line.strip())
+        inactive = int(stat.get("inactive_file", 0))
     except (OSError, ValueError):
         return None
-    return None if limit == "max" else (used, int(limit))
+    return None if limit == "max" else (max(current - inactive, 0), int(limit))
 
 
 def stop_verdict(environ: Mapping[str, str] = os.environ, cgroup: Path = _CGROUP) -> str | None:
     """Why this pod is being stopped, if its disk or memory was full; None for anything else (a preemption)."""
     limit = int(environ.get(DISK_LIMIT_ENV) or 0)
-    if not limit:  # not a cluster pod with a disk limit (a local run): nothing to judge by
-        return None
+    if not limit and not environ.get("KUBERNETES_SERVICE_HOST"):
+        return None  # not a cluster pod (a local or a Slurm run, whose stops are not this): nothing to judge by
     folders = _pod_folders(environ)
-    if folders:
+    if folders and limit:  # without kubernetes.ephemeral_storage the pod has no disk limit, its memory one stays
         used = used_bytes(folders)
         if used >= FULL * limit:
             return (f"ephemeral storage: the pod used {_gib(used)} of its {_gib(limit)} limit "

@@ -29,14 +29,16 @@ GiB = 2**30
 MEMORY_FULL = "memory: the pod used 3.8 GiB of its 4.0 GiB limit (kubernetes.memory)"
 
 
-def cgroup(folder: Path, limit: int | str, peak: int | None = None, current: int | None = None) -> Path:
-    """A cgroup v2 folder as the pod sees it: ``memory.max`` (bytes or ``max``), ``memory.peak`` (kernels
-    from 5.19), ``memory.current``."""
+def cgroup(folder: Path, limit: int | str, current: int, inactive_file: int = 0, peak: int | None = None) -> Path:
+    """A cgroup v2 folder as the pod sees it: ``memory.max`` (bytes or ``max``), ``memory.current`` (page
+    cache included), ``memory.stat``'s ``inactive_file`` and ``memory.peak`` (kernels from 5.19)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "memory.max").write_text(f"{limit}\n")
-    for name, value in (("memory.peak", peak), ("memory.current", current)):
-        if value is not None:
-            (folder / name).write_text(f"{value}\n")
+    (folder / "memory.current").write_text(f"{current}\n")
+    (folder / "memory.stat").write_text(f"anon {current - inactive_file}\nfile {inactive_file}\n"
+                                        f"active_file 0\ninactive_file {inactive_file}\n")
+    if peak is not None:
+        (folder / "memory.peak").write_text(f"{peak}\n")
     return folder
 
 
@@ -66,9 +68,31 @@ def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def test_memory_at_its_limit_is_the_memory_verdict(pod: dict[str, str], tmp_path: Path) -> None:
-    assert stop_verdict(pod, cgroup(tmp_path / "cg", 4 * GiB, peak=int(3.8 * GiB), current=GiB)) == MEMORY_FULL
-    # a kernel before 5.19 has no memory.peak: its current use is read
-    assert stop_verdict(pod, cgroup(tmp_path / "old", 4 * GiB, current=int(3.8 * GiB))) == MEMORY_FULL
+    """The pod's working set (its memory less the page cache it could drop, as the kubelet counts it) at
+    SIGTERM against its limit."""
+    assert stop_verdict(pod, cgroup(tmp_path / "cg", 4 * GiB, current=int(3.9 * GiB),
+                                    inactive_file=GiB // 10)) == MEMORY_FULL
+
+
+def test_page_cache_and_an_earlier_peak_are_not_a_full_memory(pod: dict[str, str], tmp_path: Path) -> None:
+    """A preempted pod that once came near its limit, or whose cgroup is full of the inputs' page cache
+    (reading the data set fills it), is not failed for memory: the kernel drops that cache before it
+    runs out, and a pod over its limit is OOM-killed (SIGKILL), never sent a SIGTERM to judge."""
+    cached = cgroup(tmp_path / "cache", 4 * GiB, current=int(3.9 * GiB), inactive_file=int(2.5 * GiB))
+    assert stop_verdict(pod, cached) is None
+    once_high = cgroup(tmp_path / "peak", 4 * GiB, current=GiB, peak=int(3.9 * GiB))
+    assert stop_verdict(pod, once_high) is None
+
+
+def test_a_pod_without_a_disk_limit_is_still_judged_for_memory(pod: dict[str, str], tmp_path: Path) -> None:
+    """kubernetes.ephemeral_storage: false (a Kueue queue without that resource) renders no disk limit; the
+    pod's memory limit is still there to judge by. Outside a pod (no KUBERNETES_SERVICE_HOST: a local or
+    a Slurm run, whose time limit is not a full memory) nothing is judged."""
+    full = cgroup(tmp_path / "cg", 4 * GiB, current=int(3.9 * GiB), inactive_file=GiB // 10)
+    in_pod = {k: v for k, v in pod.items() if k != DISK_LIMIT_ENV} | {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    assert stop_verdict(in_pod, full) == MEMORY_FULL
+    outside = {k: v for k, v in pod.items() if k != DISK_LIMIT_ENV}
+    assert stop_verdict(outside, full) is None
 
 
 def test_disk_at_its_limit_is_the_disk_verdict(pod: dict[str, str], tmp_path: Path) -> None:
@@ -76,27 +100,27 @@ def test_disk_at_its_limit_is_the_disk_verdict(pod: dict[str, str], tmp_path: Pa
     sparse(Path(pod["HOME"]) / "scratch", int(1.5 * GiB))
     sparse(Path(pod["LANDSCAPE_CACHE_DIR"]) / "inputs" / "data.bin", int(1.5 * GiB))
     limited = {**pod, DISK_LIMIT_ENV: str(3 * GiB)}
-    roomy_memory = cgroup(tmp_path / "cg", 4 * GiB, peak=GiB)
+    roomy_memory = cgroup(tmp_path / "cg", 4 * GiB, current=GiB)
     assert stop_verdict(limited, roomy_memory) == ("ephemeral storage: the pod used 3.0 GiB of its 3.0 GiB limit "
                                                    "(kubernetes.cache_size + tmp_size)")
-    assert stop_verdict(limited, cgroup(tmp_path / "full", 4 * GiB, peak=int(3.8 * GiB))).startswith(
+    assert stop_verdict(limited, cgroup(tmp_path / "full", 4 * GiB, current=int(3.8 * GiB))).startswith(
         "ephemeral storage: the pod used 3.0 GiB")
 
 
 def test_a_full_node_disk_is_the_disk_verdict(pod: dict[str, str], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     node_disk(monkeypatch, free=GiB)
-    assert stop_verdict(pod, cgroup(tmp_path / "cg", 4 * GiB, peak=GiB)) == (
+    assert stop_verdict(pod, cgroup(tmp_path / "cg", 4 * GiB, current=GiB)) == (
         "ephemeral storage: the node's disk was full (1.0 GiB free of 100.0 GiB); use nodes with more disk or a "
         "smaller kubernetes.cache_size")
 
 
-@pytest.mark.parametrize("limit, peak", [(4 * GiB, int(3.4 * GiB)), ("max", 64 * GiB)],
+@pytest.mark.parametrize("limit, used", [(4 * GiB, int(3.4 * GiB)), ("max", 64 * GiB)],
                          ids=["below-90-percent", "unlimited"])
-def test_neither_full_is_no_verdict(pod: dict[str, str], tmp_path: Path, limit: int | str, peak: int) -> None:
+def test_neither_full_is_no_verdict(pod: dict[str, str], tmp_path: Path, limit: int | str, used: int) -> None:
     """A preemption or a drain: memory and disk below their limits (or no memory limit) leave no verdict."""
     sparse(Path(pod["HOME"]) / "scratch", 8 * GiB)  # 80% of the 10 GiB limit
-    assert stop_verdict(pod, cgroup(tmp_path / "cg", limit, peak=peak)) is None
+    assert stop_verdict(pod, cgroup(tmp_path / "cg", limit, current=used)) is None
     assert stop_verdict(pod, tmp_path / "no-cgroup") is None  # unreadable: nothing to judge by
 
 
@@ -111,8 +135,8 @@ def test_a_memory_stop_fails_the_next_attempt_of_the_same_job_in_one_line(
     for name, value in {**pod, JOB_UID_ENV: "job-1"}.items():
         monkeypatch.setenv(name, value)
 
-    def memory(peak: float) -> None:  # the pod's memory cgroup at SIGTERM: 4 GiB limit, that much used
-        folder = cgroup(tmp_path / f"cg-{peak}", 4 * GiB, peak=int(peak * GiB))
+    def memory(used: float) -> None:  # the pod's memory cgroup at SIGTERM: 4 GiB limit, that much used
+        folder = cgroup(tmp_path / f"cg-{used}", 4 * GiB, current=int(used * GiB))
         monkeypatch.setattr(shard_stops, "stop_verdict", lambda: stop_verdict(cgroup=folder))
 
     lines: list[str] = []
