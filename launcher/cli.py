@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -55,7 +56,10 @@ def _add_plot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", help="the figures' subject (default: the one the run recorded, plot.title)")
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict]:
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once a process (~8 ms of add_argument calls; a process that
+    calls ``main`` many times, as the spec-mutation tests do in-process, builds it once)."""
     parser = argparse.ArgumentParser(prog="launcher", description="Loss landscapes as batch jobs.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,9 +130,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                         help="print the spec reference (docs/spec-reference.md) instead")
     for command in CLUSTER_COMMANDS:
         command.add_parser(sub)
-    handlers = {command.NAME: command.run for command in CLUSTER_COMMANDS}
     verbosity.add_flags(parser, sub.choices.values())
-    return parser, handlers
+    return parser
 
 
 def checked_spec(path: Path, storage: str | None, quick: bool = False,
@@ -478,12 +481,11 @@ def _render(args: argparse.Namespace) -> None:
 
 @pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, cluster_handlers = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     verbosity.set_from(args)
     handler = {"validate": _validate, "submit": _submit, "plot": _plot, "render": _render, "estimate": _estimate,
                "schema": _schema,
-               **cluster_handlers}[args.command]
+               **{command.NAME: command.run for command in CLUSTER_COMMANDS}}[args.command]
     return run_guarded(lambda: handler(args), "launcher")
 
 
