@@ -421,3 +421,53 @@ def test_the_series_page_runs_its_script_from_the_template(browser, tmp_path: Pa
     v.page.select_option("#field", "__spectrum__")
     assert v.text("#note") == "top eigenvalues at step 0"
     v.close()
+
+
+@pytest.mark.slow
+def test_the_comparison_page_draws_every_run_on_one_colour_scale(browser, tmp_path: Path) -> None:
+    """compare.html (templates/compare.html + compare.js): a panel per run and one colour bar; the same
+    loss is the same colour in every panel (one scale), the hover reads the run's own grid, and the
+    script runs offline without an error."""
+    from landscape_job.outputs.viewer import compare_html, compare_payload
+    from landscape_job.plots import PlotOptions
+    from landscape_job.surface.file import load_surface
+
+    x, y = np.linspace(-1, 1, 9), np.linspace(-1, 1, 7)
+    planes = []
+    for name, scale in (("sgd", 1.0), ("sam", 4.0)):
+        loss = scale * (x[None, :] ** 2 + y[:, None] ** 2) + 0.5  # 0.5 at the centre of both
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(path, "w") as f:
+            f["xcoordinates"], f["ycoordinates"] = x, y
+            f["train_loss"], f["test_loss"] = loss, loss + 0.1
+            f.attrs["name"] = name
+        planes.append(load_surface(path))
+    page = tmp_path / "compare.html"
+    page.write_text(compare_html(compare_payload(planes, options=PlotOptions(log=False))), encoding="utf-8")
+
+    tab = browser.new_page(viewport={"width": 1000, "height": 600})
+    errors: list[str] = []
+    requests: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.on("console", lambda m: m.type in ("error", "warning") and errors.append(m.text))
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto(page.resolve().as_uri())
+    assert tab.eval_on_selector_all(".panel h2", "hs => hs.map(h => h.textContent)")[:2] == ["sgd", "sam"]
+    canvases = tab.locator(".panel canvas")
+    assert canvases.count() == 3  # two runs and the colour bar
+    box = canvases.nth(1).bounding_box()
+    tab.mouse.move(box["x"] + 150, box["y"] + 150)
+    hover = tab.locator("#hover").text_content()
+    assert hover.startswith("sam: x = 0.000, y = 0.000, ") and hover.endswith(" = 0.5000"), hover
+    tab.mouse.move(box["x"] + 5, box["y"] + 5)  # the top left: the run's first x, its last y
+    assert tab.locator("#hover").text_content() == "sam: x = -1.000, y = 1.000, train_loss = 8.500"
+    assert tab.locator("#note").text_content().startswith("one colour scale for every panel: ")
+    assert errors == [], errors
+    assert all(u.startswith(("file://", "data:")) for u in requests), requests
+    # read last: the readbacks themselves make Chromium warn (willReadFrequently)
+    centre = tab.evaluate("""() => [...document.querySelectorAll('.panel canvas')].slice(0, 2).map(c =>
+        [...c.getContext('2d').getImageData(150, 150, 1, 1).data.slice(0, 3)].concat(
+         [...c.getContext('2d').getImageData(2, 2, 1, 1).data.slice(0, 3)]))""")
+    assert centre[0][:3] == centre[1][:3]  # loss 0.5 in both: one colour
+    assert centre[0][3:] != centre[1][3:]  # a corner: 2.5 in one, 8.5 in the other
+    tab.close()
