@@ -30,13 +30,15 @@ TEST_WORKERS ?= 4
 # The project's modules byte-compiled first: the suite starts ~300 Python processes (launchers, pods,
 # workers), and where PYTHONDONTWRITEBYTECODE is set (as on this project's development machines) each
 # would compile what it imports again, ~0.13 s of CPU a process.
+COMPILE := $(PY) -m compileall -q landscape_job launcher tests/support >/dev/null
+
 test: $(STAMP) browser kubectl slurm
-	$(PY) -m compileall -q landscape_job launcher tests/support >/dev/null
+	$(COMPILE)
 	MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit loop: everything but the slow, browser and outside-tool tests (markers in pyproject.toml).
 test-fast: $(STAMP)
-	$(PY) -m compileall -q landscape_job launcher tests/support >/dev/null
+	$(COMPILE)
 	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadgroup -m "not slow and not browser and not tools"
 
 # The viewer's tests drive Debian's chromium (never a downloaded browser). Installed here
