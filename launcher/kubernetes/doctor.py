@@ -242,7 +242,9 @@ def preflight(cluster: Cluster, spec: Spec, k8s: KubernetesSpec, run_id: str) ->
         print(f"preflight: namespace {facts.namespace} has a LocalQueue named default: Kueue queues the run there",
               file=sys.stderr)
     checks = node_checks(facts, queued) + spec_checks(facts, queued, render_run(spec, run_id, queued))
-    if facts.version is not None:  # an old server would drop the Jobs' fields it has off, not refuse them
+    # An old server drops the Jobs' fields it has off instead of refusing them, so its version is checked. A
+    # server that does not say its version is no read the account was refused: not listed as skipped below.
+    if facts.version is not None:
         checks.insert(0, version_check(facts))
     for check in checks:
         if check.stalls:
