@@ -5,7 +5,6 @@ the pods post on the run's Jobs (landscape_job.runtime.events): Released, and th
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from fake_k8s import FakeCluster, run_subprocess
 from landscape_job.base.errors import StageError
 from landscape_job.runtime.release import release_next_stages
 from launcher.cli import main as launcher
-from test_fake_k8s import JOBS, api, job
+from test_fake_k8s import JOBS, api, job, until
 
 ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r-pods"},
         "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["patch"],
@@ -126,7 +125,8 @@ def test_a_shard_failed_for_good_is_a_shards_failed_event_on_the_evaluate_job(
         monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))
         path = write_spec(tmp_path, cluster_spec(linear_spec, bucket, moto_endpoint, shards=2))
         assert launcher(["submit", str(path), "--run-id", "sf"]) == 0
-        merge = wait_for_pod(fake, "merge", lambda pod: pod["status"].get("phase") == "Failed")
+        merge = until(lambda: next((pod for pod in fake.of("pods") if pod["metadata"]["labels"]["landscape.stage"]
+                                    == "merge" and pod["status"].get("phase") == "Failed"), None), timeout=180)
         events = [e for e in fake.of("events") if e["reason"] == "ShardsFailed"]
         posted = [c for c in fake.calls if (c.verb, c.resource) == ("create", "events") and c.pod]
 
@@ -143,12 +143,3 @@ def test_a_shard_failed_for_good_is_a_shards_failed_event_on_the_evaluate_job(
     assert merge["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
     assert failure in fake.logs[merge["metadata"]["name"]]
 
-
-def wait_for_pod(fake: FakeCluster, stage: str, done, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pod in fake.of("pods"):
-            if pod["metadata"]["labels"]["landscape.stage"] == stage and done(pod):
-                return pod
-        time.sleep(0.1)
-    raise TimeoutError(f"no {stage} pod is done: {fake.logs}")
