@@ -19,7 +19,6 @@ from landscape_job.base.errors import UserError
 from landscape_job.spec.outputs import EXPORT_FORMATS, split_outputs
 from landscape_job.plots.options import PlotOptions, PlotSettings
 from landscape_job.surface.file import X_COORDINATES, Y_COORDINATES, Surface, load_surface
-from landscape_job.outputs.viewer import read_extras, write_viewer
 from landscape_job.outputs.vtk import write_vtp
 
 __all__ = ["EXPORT_FORMATS", "write_exports", "write_outputs", "height_metric"]
@@ -45,7 +44,6 @@ def write_exports(surface_path: str | Path, out_dir: str | Path, formats: Iterab
             raise UserError(f"plot.formats: unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
         chosen.append(fmt)
     surface = load_surface(surface_path)
-    extras = read_extras(surface)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -54,7 +52,9 @@ def write_exports(surface_path: str | Path, out_dir: str | Path, formats: Iterab
         written.append(write_vtp(out / "surface.vtp", surface.x, surface.y, surface.metrics,
                                  height_metric(surface), zmax=options.vmax, log=options.log is True))
     if "html" in chosen:
-        written.append(write_viewer(out / "surface.html", surface, extras, options))
+        from landscape_job.outputs.viewer import read_extras, write_viewer  # its colour maps are matplotlib's
+
+        written.append(write_viewer(out / "surface.html", surface, read_extras(surface), options))
     return written
 
 
@@ -62,11 +62,13 @@ def write_outputs(surface_path: str | Path, out_dir: str | Path, plot: PlotSetti
     """merge's outputs as the spec's ``plot`` section asks: the figures in ``plot.formats``'
     figure formats, then its exports (unset: png, pdf, vtp and html, without pdf above
     ``outputs.PDF_DEFAULT_MAX_LINES`` lines an axis). Returns the paths written."""
-    from landscape_job.plots import plot_surface  # matplotlib: loaded only where figures are drawn
-
     with h5py.File(surface_path, "r") as f:  # a 2-D grid's size decides the default (1-D curves are never thinned)
         lines = max(f[X_COORDINATES].shape[0], f[Y_COORDINATES].shape[0]) if Y_COORDINATES in f else 0
     figures, exports = split_outputs(getattr(plot, "formats", None), lines)
     options = replace(PlotOptions.from_spec(plot, formats=figures or None), coarsen=True)
-    written = plot_surface(surface_path, out_dir, options) if figures else []
+    written = []
+    if figures:
+        from landscape_job.plots import plot_surface  # matplotlib: loaded only where figures are drawn
+
+        written = plot_surface(surface_path, out_dir, options)
     return written + (write_exports(surface_path, out_dir, exports, options) if exports else [])

@@ -194,6 +194,16 @@ def test_merge_and_the_launcher_never_import_torch(entry):
     assert out.stdout.strip() == "[]", f"importing {entry} imports {out.stdout.strip()}"
 
 
+@pytest.mark.parametrize("entry", ["landscape_job.stages.merge_stage", "landscape_job.outputs.exports",
+                                   "landscape_job.plots.options"])
+def test_merge_imports_matplotlib_only_to_draw_figures(entry):
+    """A merge whose spec asks for no figure (``plot.formats: [vtp]``, or ``[html]``) writes the exports and the
+    report without matplotlib (0.5 s of CPU per merge): the package face of ``plots`` must not import it."""
+    code = f"import sys, {entry}; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", f"importing {entry} imports matplotlib"
+
+
 #: What a plain plane through the Python API never needs: importing any of them is a first call's fixed cost
 #: for nothing (docs/performance.md, the API against loss-landscapes). h5py comes with ``save()`` or ``.data``
 #: (the plane is read in memory, its file written when asked for); the shard and progress records, the https
