@@ -6,9 +6,9 @@ tests/support/fake_kueue.py), and the real stages in the pods where their behavi
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -26,6 +26,7 @@ from launcher.kubernetes.fit import fit
 from launcher.kubernetes.inventory import NodeFacts
 from launcher.kubernetes.render import render_run
 from launcher.kubernetes.section import parse_kubernetes
+from s3server import OK, FlakyProxy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,30 +169,50 @@ def test_the_cifar_examples_fit_common_gpu_nodes(example: Path) -> None:
 
 # -- 5. an eviction for exceeding disk --------------------------------------------------------
 
+def evict_at_first_checkpoint(fake: FakeCluster, evicted: list[str], message: str, reason: str, grace: float,
+                              before: Callable[[], None] = lambda: None) -> Callable[[str, str, dict], str]:
+    """A storage proxy's decision (s3server.FlakyProxy) that evicts the shard's running pod when its first
+    checkpoint segment is PUT, before the PUT is answered: the pod is then mid-way through its points
+    whatever the machine's load (it cannot finish before SIGTERM arrives), and the segment is stored.
+    ``before`` runs first (what the node looks like at the eviction). SIGKILL follows ``grace`` seconds
+    after SIGTERM, from a thread: the pod's own SIGTERM handling goes through this proxy too."""
+
+    def decide(method: str, path: str, headers) -> str:
+        if method == "PUT" and "/shards/shard-0-of-1.partial-" in path and not evicted:
+            evicted.append(next(p["metadata"]["name"] for p in fake.of("pods")
+                                if stage_of(p) == "evaluate" and p["status"].get("phase") == "Running"))
+            before()
+            fake.evict(evicted[0], message, reason=reason, grace=grace, block=False)
+        return OK
+
+    return decide
+
+
 @pytest.mark.slow
 def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
         fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
     """The kubelet evicts the shard's pod (DisruptionTarget, TerminationByKubelet) with its disk full; the
     one retry of the index reads why and fails it (exit 2), instead of being retried until the deadline."""
-    raw = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1, tmp_size="1Gi", cache_size="1Gi")
-    raw["grid"] = {"x": "-1:1:41", "y": "-1:1:41"}  # long enough to be evicted mid-way
-    path = write_spec(tmp_path, raw)
-    result: list[int] = []
-    submit = threading.Thread(target=lambda: result.append(
-        launcher(["submit", str(path), "--run-id", "full", "--wait", "--interval", "0.2"])))
-    submit.start()
-    evaluate = wait_for_log(fake, "evaluate", "points on")
-    # the pod's /tmp emptyDir past its limit (a sparse file: its size counts, as the kubelet's du would)
-    with open(fake.work_dir / "emptydir" / "tmp" / "filler", "wb") as filler:
-        filler.truncate(3 * 2**30)
-    fake.evict(evaluate, "Pod ephemeral local storage usage exceeds the total limit of containers 3Gi.", grace=5)
-    submit.join(timeout=240)
-    (fake.work_dir / "emptydir" / "tmp" / "filler").unlink()
+    filler = fake.work_dir / "emptydir" / "tmp" / "filler"
+
+    def fill_the_disk() -> None:
+        # the pod's /tmp emptyDir past its limit (a sparse file: its size counts, as the kubelet's du would)
+        with open(filler, "wb") as handle:
+            handle.truncate(3 * 2**30)
+
+    evicted: list[str] = []
+    decide = evict_at_first_checkpoint(fake, evicted, "Pod ephemeral local storage usage exceeds the total limit "
+                                       "of containers 3Gi.", "TerminationByKubelet", grace=5, before=fill_the_disk)
+    with FlakyProxy(moto_endpoint, decide) as proxy:
+        raw = cluster_spec(linear_spec, bucket, proxy.url, shards=1, tmp_size="1Gi", cache_size="1Gi")
+        code = launcher(["submit", str(write_spec(tmp_path, raw)), "--run-id", "full", "--wait", "--interval", "0.5"])
+    filler.unlink()
     err = capsys.readouterr().err
-    assert result == [1], (err, fake.logs)
+    assert code == 1, (err, fake.logs)
     pods = [p for p in fake.of("pods") if stage_of(p) == "evaluate"]
-    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]  # the evicted pod and one retry
+    assert len(evicted) == 1 and len(pods) == 2, [p["metadata"]["name"] for p in pods]  # the evicted pod, one retry
+    evaluate = evicted[0]
     retry = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] != evaluate)
     assert "stopped for ephemeral storage: the pod used 3.0 GiB of its 3.0 GiB limit" in fake.logs[retry]
     assert "stopped for ephemeral storage" in fake.logs[evaluate]
@@ -202,28 +223,21 @@ def test_an_over_disk_eviction_fails_the_shard_within_one_retry_saying_why(
 @pytest.mark.slow
 def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto_endpoint: str,
                                             linear_spec: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    raw = cluster_spec(linear_spec, bucket, moto_endpoint, shards=1)
-    raw["grid"] = {"x": "-1:1:21", "y": "-1:1:21"}  # evicted mid-way, then all of it again on a loaded machine
-    path = write_spec(tmp_path, raw)
-    result: list[int] = []
-    submit = threading.Thread(target=lambda: result.append(
-        launcher(["submit", str(path), "--run-id", "pre", "--wait", "--interval", "0.2"])))
-    submit.start()
-    evaluate = wait_for_log(fake, "evaluate", "points on")
-    fake.evict(evaluate, "Preempted in order to admit critical pod", reason="PreemptionByScheduler", grace=10)
-    submit.join(timeout=600)
-    assert result == [0], (capsys.readouterr().err, fake.logs)
-
-
-def wait_for_log(fake: FakeCluster, stage: str, text: str, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pod in fake.of("pods"):
-            name = pod["metadata"]["name"]
-            if stage_of(pod) == stage and text in fake.logs.get(name, ""):
-                return name
-        time.sleep(0.05)
-    raise TimeoutError(f"no {stage} pod logged {text!r}: {fake.logs}")
+    """Evicted mid-way for a preemption (DisruptionTarget, PreemptionByScheduler), the shard's pod stops on
+    SIGTERM (exit 143) saying nothing about its disk, and the index is retried to the end of the run."""
+    evicted: list[str] = []
+    decide = evict_at_first_checkpoint(fake, evicted, "Preempted in order to admit critical pod",
+                                       "PreemptionByScheduler", grace=10)
+    with FlakyProxy(moto_endpoint, decide) as proxy:
+        raw = cluster_spec(linear_spec, bucket, proxy.url, shards=1)
+        raw["plot"] = {"formats": ["vtp"]}  # the run's end is under test, not its figures
+        code = launcher(["submit", str(write_spec(tmp_path, raw)), "--run-id", "pre", "--wait", "--interval", "0.5"])
+    assert code == 0, (capsys.readouterr().err, fake.logs)
+    pods = [p for p in fake.of("pods") if stage_of(p) == "evaluate"]
+    assert len(evicted) == 1 and len(pods) == 2, [p["metadata"]["name"] for p in pods]  # the evicted pod, one retry
+    first = next(p for p in pods if p["metadata"]["name"] == evicted[0])
+    assert first["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143
+    assert "stopped by SIGTERM" in fake.logs[evicted[0]] and "stopped for ephemeral storage" not in fake.logs[evicted[0]]
 
 
 @pytest.mark.slow

@@ -655,10 +655,13 @@ class FakeCluster:
             process.kill()
 
     def evict(self, name: str, message: str, reason: str = "TerminationByKubelet", grace: float = 1.0,
-              namespace: str = "landscape") -> None:
+              namespace: str = "landscape", block: bool = True) -> None:
         """Evicts a running pod as the kubelet does under node pressure: the ``DisruptionTarget`` condition
         (reason ``TerminationByKubelet``, the eviction's message), SIGTERM, and SIGKILL ``grace`` seconds later
-        (the kubelet's hard-eviction grace period); its Evicted event."""
+        (the kubelet's hard-eviction grace period); its Evicted event.
+
+        ``block`` False: returns once SIGTERM is sent, the SIGKILL after ``grace`` left to a thread, for a
+        caller the pod itself waits on (a storage proxy holding the pod's request)."""
         with self.lock:
             pod = self.objects[("pods", namespace, name)]
             pod["status"].setdefault("conditions", []).append({
@@ -670,10 +673,17 @@ class FakeCluster:
         if process is None:
             return
         process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+        def kill_after_grace() -> None:
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        if block:
+            kill_after_grace()
+        else:
+            threading.Thread(target=kill_after_grace, daemon=True, name=f"evict-{name}").start()
 
     def _set_pod(self, ns: str, name: str, phase: str, state: dict) -> None:
         with self.lock:
