@@ -239,7 +239,8 @@ def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto
     assert len(evicted) == 1 and len(pods) == 2, [p["metadata"]["name"] for p in pods]  # the evicted pod, one retry
     first = next(p for p in pods if p["metadata"]["name"] == evicted[0])
     assert first["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143
-    assert "stopped by SIGTERM" in fake.logs[evicted[0]] and "stopped for ephemeral storage" not in fake.logs[evicted[0]]
+    log = fake.logs[evicted[0]]
+    assert "stopped by SIGTERM" in log and "stopped for ephemeral storage" not in log, log
 
 
 @pytest.mark.slow
