@@ -82,6 +82,7 @@ def test_estimate_on_the_fake_cluster(tmp_path: Path, linear_spec: dict, monkeyp
                                       aws_env: None, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
     raw = dict(linear_spec, storage="s3://bucket/runs", kubernetes={"gpus": 0})
     raw["compute"] = {**raw["compute"], "shards": 2}
+    raw["plot"] = {"formats": ["vtp"]}  # the pod times merge's outputs: without PNGs, no matplotlib in it
     path = write_spec(tmp_path, raw)
     with FakeCluster(tmp_path / "cluster") as fake:
         monkeypatch.setenv("KUBECONFIG", str(fake.write_kubeconfig(tmp_path / "kubeconfig")))

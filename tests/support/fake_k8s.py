@@ -207,6 +207,7 @@ class FakeCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stopping = True
+        self.kueue.wake()  # its thread sees ``stopping`` and ends
         with self.lock:
             for process in self.processes.values():
                 process.kill()
@@ -321,6 +322,8 @@ class FakeCluster:
     def touch(self, obj: dict) -> None:
         self._version += 1
         obj["metadata"]["resourceVersion"] = str(self._version)
+        if obj.get("kind") == "Job":
+            self.kueue.job_touched(obj)
 
     # -- the API -----------------------------------------------------------------------
 
@@ -406,6 +409,7 @@ class FakeCluster:
         self.touch(patched)
         if (ns, name) in self.runs:
             self.runs[(ns, name)].kick()
+        self.kueue.wake()
         return copy.deepcopy(patched)
 
     def _patch_config_map(self, ns: str, name: str, config_map: dict, patch: dict, headers: dict[str, str],
@@ -493,6 +497,8 @@ class FakeCluster:
             if kind == "Job" and self.run_pods:
                 self.runs[(ns, name)] = JobRun(self, ns, name)
                 self.runs[(ns, name)].start()
+            if kind == "Job":
+                self.kueue.wake()
         return copy.deepcopy(obj)
 
     def _check_escalation(self, ns: str, name: str, binding: dict) -> None:
@@ -517,6 +523,8 @@ class FakeCluster:
                 return
             if resource == "pods" and name in self.processes:
                 self.processes[name].kill()
+            if resource == "jobs":
+                self.kueue.wake()
             uid = obj["metadata"]["uid"]
             for key, other in list(self.objects.items()):
                 refs = other["metadata"].get("ownerReferences") or []
@@ -647,10 +655,13 @@ class FakeCluster:
             process.kill()
 
     def evict(self, name: str, message: str, reason: str = "TerminationByKubelet", grace: float = 1.0,
-              namespace: str = "landscape") -> None:
+              namespace: str = "landscape", block: bool = True) -> None:
         """Evicts a running pod as the kubelet does under node pressure: the ``DisruptionTarget`` condition
         (reason ``TerminationByKubelet``, the eviction's message), SIGTERM, and SIGKILL ``grace`` seconds later
-        (the kubelet's hard-eviction grace period); its Evicted event."""
+        (the kubelet's hard-eviction grace period); its Evicted event.
+
+        ``block`` False: returns once SIGTERM is sent, the SIGKILL after ``grace`` left to a thread, for a
+        caller the pod itself waits on (a storage proxy holding the pod's request)."""
         with self.lock:
             pod = self.objects[("pods", namespace, name)]
             pod["status"].setdefault("conditions", []).append({
@@ -662,10 +673,17 @@ class FakeCluster:
         if process is None:
             return
         process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+        def kill_after_grace() -> None:
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        if block:
+            kill_after_grace()
+        else:
+            threading.Thread(target=kill_after_grace, daemon=True, name=f"evict-{name}").start()
 
     def _set_pod(self, ns: str, name: str, phase: str, state: dict) -> None:
         with self.lock:

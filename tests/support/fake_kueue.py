@@ -18,6 +18,11 @@ whether a run's Jobs start:
   Workload's ``QuotaReserved`` condition (``pending``), e.g. ``resource ephemeral-storage
   unavailable in ClusterQueue``. A Job that ended (Complete or Failed) releases its quota.
 
+The controller is event-driven, as Kueue's reconcilers are: it looks again when something
+that decides admission changes (``wake``: a Job created, patched, ended or deleted, a queue
+added; tests/support/fake_k8s.py calls it), not on a clock. A slow fallback look
+(``FALLBACK``) covers what a test changes behind the API's back.
+
 Not modelled: Workload objects, flavors beyond the first, cohorts and borrowing,
 preemption, fair sharing, admission checks, ``manageJobsWithoutQueueName: true``,
 partial admission, priorities (docs/testing.md lists these).
@@ -35,7 +40,8 @@ if TYPE_CHECKING:
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 API = "kueue.x-k8s.io/v1beta1"
-TICK = 0.02
+#: Seconds between two looks when nothing woke the controller (a test that edits the store directly).
+FALLBACK = 0.5
 
 
 def _quantity(value: Any) -> Decimal:
@@ -72,22 +78,36 @@ class FakeKueue:
         #: Called with (namespace, Job) at each admission, under the fake's lock (a test's probe).
         self.on_admit: Callable[[tuple[str, str]], None] | None = None
         self._thread: threading.Thread | None = None
+        self._woken = threading.Event()
 
     def install(self) -> None:
         self.installed = True
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="fake-kueue")
             self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        """Something admission depends on changed: look again now."""
+        self._woken.set()
+
+    def job_touched(self, job: dict) -> None:
+        """A stored Job changed (fake_k8s ``touch``, many times a second while it runs): wake only when a
+        queued Job has ended, which releases its quota."""
+        if self.installed and QUEUE_LABEL in (job["metadata"].get("labels") or {}) and _ended(job):
+            self.wake()
 
     def add_local_queue(self, namespace: str, name: str, cluster_queue_name: str) -> None:
         self.install()
         self.local_queues[(namespace, name)] = {
             "apiVersion": API, "kind": "LocalQueue", "metadata": {"name": name, "namespace": namespace},
             "spec": {"clusterQueue": cluster_queue_name}}
+        self.wake()
 
     def add_cluster_queue(self, obj: dict) -> None:
         self.install()
         self.cluster_queues[obj["metadata"]["name"]] = obj
+        self.wake()
 
     # -- the webhook ---------------------------------------------------------------------
 
@@ -115,11 +135,14 @@ class FakeKueue:
 
     def _loop(self) -> None:
         while not self.fake.stopping:
+            self._woken.wait(FALLBACK)
+            self._woken.clear()  # before the look: a change made during it wakes the next one
+            if self.fake.stopping:
+                return
             try:
                 self.tick()
-            except Exception:  # a test's half-made object: look again next tick
+            except Exception:  # a test's half-made object: look again at the next change or fallback
                 pass
-            time.sleep(TICK)
 
     def tick(self) -> None:
         with self.fake.lock:
