@@ -175,3 +175,27 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("SLURM_CONF", None)
     else:
         os.environ["SLURM_CONF"] = previous
+
+
+def run_as_launched(run: Storage, shards: int, workers: int) -> None:
+    """prepare, every shard, merge (no figures): in-process as run_all, but each stage at the torch thread
+    count that ``launcher submit --local --workers <workers>`` gives its process (``launcher.local.runner``:
+    prepare and merge all the cores, each evaluate worker its share), so that its numbers are a local run's
+    wherever a thread count could change a reduction's order and a value's last bits. A launcher run costs
+    ~3 s of CPU more per stage process (each imports torch); its storage holds the same surface, shards
+    and manifest (not its logs, lease or local.json)."""
+    from landscape_job import stages
+    from launcher.local.runner import available_cores, local_workers, worker_threads
+
+    quiet = lambda _msg: None  # noqa: E731
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(available_cores())
+        stages.prepare(run, log=quiet)
+        torch.set_num_threads(worker_threads(local_workers(shards, workers)))
+        for shard in range(shards):
+            stages.evaluate(run, shard, log=quiet)
+        torch.set_num_threads(available_cores())
+        stages.merge(run, log=quiet, plots=False)
+    finally:
+        torch.set_num_threads(threads)
