@@ -119,9 +119,14 @@ def _identical(got: dict, want: dict) -> None:
         np.testing.assert_array_equal(got[key], want[key])
 
 
-def _resume(command_line: str, storage: Path) -> subprocess.CompletedProcess:
+def _resume_words(command_line: str, storage: Path) -> list[str]:
     words = shlex.split(command_line)
     assert words[:2] == ["launcher", "submit"] and "--run-id" in words and str(storage) in words
+    return words
+
+
+def _resume(command_line: str, storage: Path) -> subprocess.CompletedProcess:
+    words = _resume_words(command_line, storage)
     return subprocess.run([*LAUNCHER, *words[1:]], env=_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -216,7 +221,15 @@ def test_cancel_stops_the_runner_that_holds_the_lease(slow_spec: Path, tmp_path:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
 def test_a_stop_signal_stops_the_workers_and_prints_the_command_that_resumes(slow_spec: Path, tmp_path: Path,
-                                                                             reference: dict, sig) -> None:
+                                                                             request: pytest.FixtureRequest,
+                                                                             sig) -> None:
+    """Each signal stops the run: exit 128 + it, no process of the run left, the finished points saved, and a
+    last line naming it with a ``launcher submit`` command for this run and storage. The launcher takes the
+    three the same way (``launcher.local.runner._stop_signals`` raises one ``_Stopped`` whichever came) and
+    stops its workers with SIGTERM whatever it got (``stop_workers``), so the run each leaves behind is made
+    the same way: the resume, and its surface bit for bit against an uninterrupted run's, is run after
+    SIGTERM only (~13 s of CPU, the launcher and four stage processes, that the other two would spend on the
+    same code)."""
     runner = _submit(slow_spec, tmp_path, "sig")
     folder = tmp_path / "sig"
     _wait_for(lambda: _evaluating(folder), what="evaluate")
@@ -227,9 +240,14 @@ def test_a_stop_signal_stops_the_workers_and_prints_the_command_that_resumes(slo
     stopped = "interrupted" if sig == signal.SIGINT else f"stopped by {sig.name}"
     assert last.startswith(f"launcher: {stopped}; run sig is kept; resume it with: launcher submit "), last
     assert list((folder / "shards").glob("*.partial-*.h5"))  # the finished points were saved
-    resumed = _resume(last.split("resume it with: ", 1)[1], tmp_path)
+    command = last.split("resume it with: ", 1)[1]
+    assert _resume_words(command, tmp_path)[2:] == [str(slow_spec), "--local", "--run-id", "sig", "--storage",
+                                                    str(tmp_path), "--workers", "2"]
+    if sig != signal.SIGTERM:
+        return
+    resumed = _resume(command, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    _identical(_surface(folder), reference)
+    _identical(_surface(folder), request.getfixturevalue("reference"))
 
 
 # --- full disks ------------------------------------------------------------------------------
