@@ -149,6 +149,8 @@ def test_estimate_projects_from_real_points_and_writes_nothing(tmp_path: Path, l
     from launcher.estimate import Estimate
 
     linear_spec["compute"]["shards"] = 4
+    # estimate times merge by writing the spec's outputs for a stand-in surface: VTP, not PNGs (no figure is read)
+    linear_spec["plot"] = {"formats": ["vtp"]}
     assert launcher(["estimate", str(write_spec(tmp_path, linear_spec)), "--points", "2", "--parallel", "2",
                      "--seconds", "0.5"]) == 0
     out = capsys.readouterr().out
