@@ -175,3 +175,55 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("SLURM_CONF", None)
     else:
         os.environ["SLURM_CONF"] = previous
+
+
+def run_as_launched(run: Storage, shards: int, workers: int) -> None:
+    """prepare, every shard, merge (no figures): in-process as run_all, but each stage at the torch thread
+    count that ``launcher submit --local --workers <workers>`` gives its process (``launcher.local.runner``:
+    prepare and merge all the cores, each evaluate worker its share), so that its numbers are a local run's
+    wherever a thread count could change a reduction's order and a value's last bits. A launcher run costs
+    ~3 s of CPU more per stage process (each imports torch); its storage holds the same surface, shards
+    and manifest (not its logs, lease or local.json)."""
+    from landscape_job import stages
+    from launcher.local.runner import available_cores, local_workers, worker_threads
+
+    quiet = lambda _msg: None  # noqa: E731
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(available_cores())
+        stages.prepare(run, log=quiet)
+        torch.set_num_threads(worker_threads(local_workers(shards, workers)))
+        for shard in range(shards):
+            stages.evaluate(run, shard, log=quiet)
+        torch.set_num_threads(available_cores())
+        stages.merge(run, log=quiet, plots=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _LoadGroupIds:
+    """``--dist loadgroup`` (make test) runs the tests of one ``xdist_group`` on one worker by the ``@<group>``
+    that pytest-xdist adds to their node ids. pytest-xdist 3.8.0 writes it into ``item._nodeid``, which pytest
+    9.2's structured node ids no longer read (pytest-dev/pytest-xdist#1386), so every group was spread over
+    the workers like any test: the Slurm tests' session cluster and a module fixture built once per worker
+    that got one of their tests. This adds the suffix the structured way, after xdist's own hook, where that
+    hook's is missing; a pytest or xdist that keeps it makes this do nothing."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not getattr(config.option, "loadgroup", False):
+            return
+        try:
+            from _pytest.nodeid import NodeId
+        except ImportError:  # a pytest before structured node ids: xdist's own suffix works
+            return
+        for item in items:
+            groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                             for mark in item.iter_markers("xdist_group")})
+            suffix = "@" + "_".join(groups)
+            if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+                item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_LoadGroupIds(), "landscape-load-group-ids")

@@ -17,6 +17,10 @@ nbclient = pytest.importorskip("nbclient")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
+# One xdist worker runs this file's tests (make test: --dist loadgroup), so the notebook is executed once
+# (~15 s of CPU), not once on each worker that gets one of them.
+pytestmark = pytest.mark.xdist_group("notebook")
+
 
 @pytest.fixture(scope="module")
 def executed() -> "nbformat.NotebookNode":

@@ -3,7 +3,7 @@
 Each test runs ``launcher submit --local`` as a subprocess, acts on it from outside (a second
 submit, SIGKILL, SIGTERM/SIGHUP/SIGINT, ``launcher cancel``, a full tmpfs), reads the process
 table for anything of the run left running, resumes, and compares the surface bit for bit
-with an uninterrupted run of the same spec.
+with an uninterrupted run of the same spec (its stages run in this process: ``reference``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
-from conftest import save_linear_checkpoint, write_spec
+from conftest import run_as_launched, save_linear_checkpoint, write_spec
 from landscape_job.base.diskspace import NoSpace
 from landscape_job.run.lease import Lease, LeaseHeld, LeaseRecord, current, lease_key, stale
+from landscape_job.spec.parse import load_spec
 from landscape_job.storage import open_storage
 from landscape_job.storage.location import StorageLocation
+from launcher.local.runner import open_run
 
 LAUNCHER = [sys.executable, "-m", "launcher.cli"]
 
@@ -68,7 +71,8 @@ def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
 
 
 def _evaluating(folder: Path) -> bool:
-    """Both evaluate workers have saved a segment: the run is mid-evaluate."""
+    """Two checkpoint segments are stored (both workers', or two of one's): the run is mid-evaluate, as a shard
+    that finishes deletes its segments."""
     return len(list((folder / "shards").glob("*.partial-*.h5"))) >= 2 if (folder / "shards").is_dir() else False
 
 
@@ -97,10 +101,16 @@ def _surface(folder: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(slow_spec: Path, tmp_path_factory) -> dict[str, np.ndarray]:
+    """The surface of an uninterrupted run of ``slow_spec`` (in a folder storage, as the tests' runs), its
+    stages run in this process (conftest.run_as_launched: the functions the launcher's workers run, at the
+    thread counts ``submit --local --workers 2`` gives them). A ``launcher submit`` subprocess gave the same
+    surface bit for bit at ~15 s of CPU (the launcher, and four stage processes importing torch) on every
+    xdist worker that ran one of these tests; this costs ~1 s. That the two agree is checked again by every
+    comparison below: the runs compared with it are the launcher's."""
     storage = tmp_path_factory.mktemp("reference")
-    result = subprocess.run([*LAUNCHER, "submit", str(slow_spec), "--local", "--storage", str(storage), "--run-id",
-                             "ref", "--workers", "2"], env=_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    raw = {**yaml.safe_load(slow_spec.read_text()), "storage": str(storage)}
+    spec = load_spec(write_spec(slow_spec.parent, raw, "reference.yaml"))  # beside it: the same wide.pt
+    run_as_launched(open_run(spec, "ref"), spec.compute.shards, workers=2)
     return _surface(storage / "ref")
 
 
@@ -110,9 +120,14 @@ def _identical(got: dict, want: dict) -> None:
         np.testing.assert_array_equal(got[key], want[key])
 
 
-def _resume(command_line: str, storage: Path) -> subprocess.CompletedProcess:
+def _resume_words(command_line: str, storage: Path) -> list[str]:
     words = shlex.split(command_line)
     assert words[:2] == ["launcher", "submit"] and "--run-id" in words and str(storage) in words
+    return words
+
+
+def _resume(command_line: str, storage: Path) -> subprocess.CompletedProcess:
+    words = _resume_words(command_line, storage)
     return subprocess.run([*LAUNCHER, *words[1:]], env=_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -207,7 +222,15 @@ def test_cancel_stops_the_runner_that_holds_the_lease(slow_spec: Path, tmp_path:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
 def test_a_stop_signal_stops_the_workers_and_prints_the_command_that_resumes(slow_spec: Path, tmp_path: Path,
-                                                                             reference: dict, sig) -> None:
+                                                                             request: pytest.FixtureRequest,
+                                                                             sig) -> None:
+    """Each signal stops the run: exit 128 + it, no process of the run left, the finished points saved, and a
+    last line naming it with a ``launcher submit`` command for this run and storage. The launcher takes the
+    three the same way (``launcher.local.runner._stop_signals`` raises one ``_Stopped`` whichever came) and
+    stops its workers with SIGTERM whatever it got (``stop_workers``), so the run each leaves behind is made
+    the same way: the resume, and its surface bit for bit against an uninterrupted run's, is run after
+    SIGTERM only (~13 s of CPU, the launcher and four stage processes, that the other two would spend on the
+    same code)."""
     runner = _submit(slow_spec, tmp_path, "sig")
     folder = tmp_path / "sig"
     _wait_for(lambda: _evaluating(folder), what="evaluate")
@@ -218,9 +241,14 @@ def test_a_stop_signal_stops_the_workers_and_prints_the_command_that_resumes(slo
     stopped = "interrupted" if sig == signal.SIGINT else f"stopped by {sig.name}"
     assert last.startswith(f"launcher: {stopped}; run sig is kept; resume it with: launcher submit "), last
     assert list((folder / "shards").glob("*.partial-*.h5"))  # the finished points were saved
-    resumed = _resume(last.split("resume it with: ", 1)[1], tmp_path)
+    command = last.split("resume it with: ", 1)[1]
+    assert _resume_words(command, tmp_path)[2:] == [str(slow_spec), "--local", "--run-id", "sig", "--storage",
+                                                    str(tmp_path), "--workers", "2"]
+    if sig != signal.SIGTERM:
+        return
+    resumed = _resume(command, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    _identical(_surface(folder), reference)
+    _identical(_surface(folder), request.getfixturevalue("reference"))
 
 
 # --- full disks ------------------------------------------------------------------------------
@@ -257,7 +285,9 @@ def test_a_full_disk_ends_the_run_in_one_line_and_the_resume_is_bit_identical(sl
                                                                                reference: dict) -> None:
     filler = small_tmpfs / "filler"
     free = os.statvfs(small_tmpfs).f_bavail * os.statvfs(small_tmpfs).f_frsize
-    filler.write_bytes(b"\0" * (free - 600_000))  # room for prepare and a few segments, not for the whole run
+    # Room for prepare's and evaluate's objects and logs (~0.4 MB of the 0.6), not for merge's outputs (surface.h5
+    # and plots/, MiBs): the run ends at merge, which checks the room it needs before writing anything.
+    filler.write_bytes(b"\0" * (free - 600_000))
     result = subprocess.run([*LAUNCHER, "submit", str(slow_spec), "--local", "--storage", str(small_tmpfs),
                              "--run-id", "full", "--workers", "2"], env=_env(), capture_output=True, text=True,
                             timeout=600)

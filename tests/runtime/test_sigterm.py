@@ -2,7 +2,8 @@
 
 An evaluate worker that gets SIGTERM mid-run writes every finished point it had not yet
 checkpointed, exits 143 (not 2: the Job retries the index) within a second or two, and
-the resumed shard equals an uninterrupted one bit for bit. The checkpoint interval here
+the resumed shard equals an uninterrupted one bit for bit (that one evaluated in this process,
+by the stage function the worker runs, at the worker's one torch thread). The checkpoint interval here
 is longer than the whole run, so without the flush every point would be lost: the test
 fails if the handler does nothing. Prepare and merge (restartable from scratch) exit 143
 at once too, with one line and no traceback.
@@ -27,7 +28,7 @@ from landscape_job.base.termination import TERMINATED_EXIT
 from launcher.local.runner import open_run
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-ENV = dict(os.environ, PYTHONUNBUFFERED="1")
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
 def _evaluate(run_url: str, *extra: str) -> list[str]:
@@ -51,8 +52,8 @@ def _wait_for(log: Path, process: subprocess.Popen, done, seconds: float = 120) 
 
 
 @pytest.mark.slow
-def test_sigterm_flushes_the_finished_points_and_the_resumed_shard_is_identical(tmp_path: Path,
-                                                                               linear_spec: dict) -> None:
+def test_sigterm_flushes_the_finished_points_and_the_resumed_shard_is_identical(tmp_path: Path, linear_spec: dict,
+                                                                               one_torch_thread: None) -> None:
     save_linear_checkpoint(tmp_path / "wide.pt", seed=0, hidden=[64, 64])
     linear_spec["model"] = {"arch": "mlp", "checkpoint": "wide.pt", "kwargs": {"hidden": [64, 64]}}
     # 30 points, each slow enough (3,000 samples) that the worker is still busy when the signal comes.
@@ -65,7 +66,7 @@ def test_sigterm_flushes_the_finished_points_and_the_resumed_shard_is_identical(
 
     reference = open_run(spec, "reference")
     stages.prepare(reference, log=lambda _: None)
-    subprocess.run(_evaluate(reference.url), env=ENV, check=True, capture_output=True)
+    stages.evaluate(reference, 0, log=lambda _: None)  # one torch thread, as the worker (one_torch_thread)
 
     run = open_run(spec, "terminated")
     stages.prepare(run, log=lambda _: None)
