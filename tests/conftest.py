@@ -199,31 +199,3 @@ def run_as_launched(run: Storage, shards: int, workers: int) -> None:
         stages.merge(run, log=quiet, plots=False)
     finally:
         torch.set_num_threads(threads)
-
-
-class _LoadGroupIds:
-    """``--dist loadgroup`` (make test) runs the tests of one ``xdist_group`` on one worker by the ``@<group>``
-    that pytest-xdist adds to their node ids. pytest-xdist 3.8.0 writes it into ``item._nodeid``, which pytest
-    9.2's structured node ids no longer read (pytest-dev/pytest-xdist#1386), so every group was spread over
-    the workers like any test: the Slurm tests' session cluster and a module fixture built once per worker
-    that got one of their tests. This adds the suffix the structured way, after xdist's own hook, where that
-    hook's is missing; a pytest or xdist that keeps it makes this do nothing."""
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        if not getattr(config.option, "loadgroup", False):
-            return
-        try:
-            from _pytest.nodeid import NodeId
-        except ImportError:  # a pytest before structured node ids: xdist's own suffix works
-            return
-        for item in items:
-            groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-                             for mark in item.iter_markers("xdist_group")})
-            suffix = "@" + "_".join(groups)
-            if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
-                item._id = NodeId.parse(item.nodeid + suffix)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(_LoadGroupIds(), "landscape-load-group-ids")
