@@ -107,11 +107,25 @@ def reference(slow_spec: Path, tmp_path_factory) -> dict[str, np.ndarray]:
     surface bit for bit at ~15 s of CPU (the launcher, and four stage processes importing torch) on every
     xdist worker that ran one of these tests; this costs ~1 s. That the two agree is checked again by every
     comparison below: the runs compared with it are the launcher's."""
+    return _reference_of(slow_spec, tmp_path_factory)
+
+
+def _reference_of(path: Path, tmp_path_factory) -> dict[str, np.ndarray]:
     storage = tmp_path_factory.mktemp("reference")
-    raw = {**yaml.safe_load(slow_spec.read_text()), "storage": str(storage)}
-    spec = load_spec(write_spec(slow_spec.parent, raw, "reference.yaml"))  # beside it: the same wide.pt
+    raw = {**yaml.safe_load(path.read_text()), "storage": str(storage)}
+    spec = load_spec(write_spec(path.parent, raw, f"reference-{path.name}"))  # beside it: the same wide.pt
     run_as_launched(open_run(spec, "ref"), spec.compute.shards, workers=2)
     return _surface(storage / "ref")
+
+
+@pytest.fixture(scope="module")
+def long_spec(slow_spec: Path) -> Path:
+    """``slow_spec`` on 240 points: ~2.5 s of compute a shard, so that workers orphaned by a SIGKILLed launcher
+    are still computing when they notice (their parent watch looks once a second). On 60 points (~0.7 s a
+    shard) they had mostly finished, and the resume the test checks had nothing to do."""
+    raw = yaml.safe_load(slow_spec.read_text())
+    raw["grid"] = {"x": "-1:1:24", "y": "-1:1:10"}
+    return write_spec(slow_spec.parent, raw, "long.yaml")
 
 
 def _identical(got: dict, want: dict) -> None:
@@ -165,9 +179,9 @@ def test_a_second_submit_of_the_same_run_is_refused_naming_the_holder(slow_spec:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_runner_leaves_no_process_and_its_run_resumes_bit_identical(slow_spec: Path, tmp_path: Path,
-                                                                                 reference: dict) -> None:
-    runner = _submit(slow_spec, tmp_path, "killed")
+def test_a_sigkilled_runner_leaves_no_process_and_its_run_resumes_bit_identical(long_spec: Path, tmp_path: Path,
+                                                                                 tmp_path_factory) -> None:
+    runner = _submit(long_spec, tmp_path, "killed")
     folder = tmp_path / "killed"
     _wait_for(lambda: _evaluating(folder), what="evaluate")
     runner.send_signal(signal.SIGKILL)
@@ -176,10 +190,12 @@ def test_a_sigkilled_runner_leaves_no_process_and_its_run_resumes_bit_identical(
     held = current(open_storage(StorageLocation.parse(str(folder))))
     assert held is not None and not held.released and held.pid == runner.pid
     assert stale(held)  # its process is gone (this host); elsewhere its ttl would run out: test_lease_expiry
-    resumed = subprocess.run([*LAUNCHER, "submit", str(slow_spec), "--local", "--storage", str(tmp_path), "--run-id",
+    unfinished = [s for s in range(2) if not (folder / "shards" / f"shard-{s}-of-2.h5").exists()]
+    assert unfinished, "the orphaned workers finished their shards before stopping: the resume would have nothing to do"
+    resumed = subprocess.run([*LAUNCHER, "submit", str(long_spec), "--local", "--storage", str(tmp_path), "--run-id",
                               "killed", "--workers", "2"], env=_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    _identical(_surface(folder), reference)
+    _identical(_surface(folder), _reference_of(long_spec, tmp_path_factory))
 
 
 def test_lease_expiry_and_races_in_a_shared_storage(tmp_path: Path) -> None:
