@@ -105,7 +105,6 @@ def test_estimate_memory_on_the_cpu_and_against_a_named_gpu(tmp_path: Path, line
     assert "set kubernetes.gpu_memory" in unknown[-1]
 
 
-@pytest.mark.slow
 def test_launcher_estimate_prints_the_memory_against_kubernetes_gpu_memory(tmp_path: Path, linear_spec: dict,
                                                                           capsys, monkeypatch) -> None:
     """Only the memory lines are checked here: the estimate's timing is cut to one point, its merge to no
