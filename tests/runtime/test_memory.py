@@ -105,15 +105,21 @@ def test_estimate_memory_on_the_cpu_and_against_a_named_gpu(tmp_path: Path, line
     assert "set kubernetes.gpu_memory" in unknown[-1]
 
 
-@pytest.mark.slow
 def test_launcher_estimate_prints_the_memory_against_kubernetes_gpu_memory(tmp_path: Path, linear_spec: dict,
-                                                                          capsys) -> None:
+                                                                          capsys, monkeypatch) -> None:
+    """Only the memory lines are checked here: the estimate's timing is cut to one point, its merge to no
+    figure, and the stage start-up it measures in two fresh interpreters (checked in
+    test_local_backend.py's estimate test) to nothing."""
+    import landscape_job.checks.estimate
+
+    monkeypatch.setattr(landscape_job.checks.estimate, "_startup_seconds", lambda: 0.0)
     linear_spec["kubernetes"] = {"gpu_memory": "16Gi"}
+    linear_spec["plot"] = {"formats": ["vtp"]}
     path = tmp_path / "surface.yaml"
     import yaml
 
     path.write_text(yaml.safe_dump(linear_spec))
-    assert launcher(["estimate", str(path), "--points", "1"]) == 0
+    assert launcher(["estimate", str(path), "--points", "1", "--seconds", "0"]) == 0
     out = capsys.readouterr().out
     assert "memory (counted tensor bytes, on cpu): peak" in out
     assert "against kubernetes.gpu_memory 16Gi" in out and ": fits" in out

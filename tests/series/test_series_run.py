@@ -318,6 +318,7 @@ def test_submit_local_runs_a_series_through_the_pod_entrypoints(tmp_path: Path, 
 
     series_raw["series"]["metrics"] = ["loss", "hessian"]
     series_raw["compute"]["shards"] = 2
+    series_raw["plot"] = {"formats": ["png"]}  # the figure checked below; no PDF copies, no page
     path = write_spec(tmp_path, series_raw)
     assert launcher(["submit", str(path), "--local", "--run-id", "loc", "--workers", "2"]) == 0
     run_dir = tmp_path / "runs" / "loc"
@@ -382,11 +383,16 @@ def test_the_python_handle_pulls_a_series_run_as_a_series(tmp_path: Path, series
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``launcher.api.submit`` of a series spec: ``pull()`` (and ``pull(dest)``) give an ``ls.Series`` whose
     columns are the run's series.h5, as h5py reads it."""
+    import launcher.local.runner
     from landscape_job import api as ls
     from launcher.api import submit
 
     monkeypatch.chdir(tmp_path)  # a dict spec's relative paths (the checkpoints' glob) are this folder's
+    # One core for the run, so its one worker runs one torch thread, as each worker of the test above does:
+    # with two, the threads of the Hessian's tiny products spin, five times the CPU for the same numbers.
+    monkeypatch.setattr(launcher.local.runner, "available_cores", lambda: 1)
     series_raw["series"]["metrics"] = ["loss", "hessian"]
+    series_raw["plot"] = {"formats": ["vtp"]}  # no figure and no page (a series has no .vtp): nothing here reads them
     run = submit(series_raw, backend="local", run_id="handle", workers=1)
     assert run.wait(timeout=600, interval=0.2).status().state == "succeeded", run.log
     pulled = run.pull()

@@ -151,9 +151,11 @@ def test_a_slurm_surface_equals_the_local_one_bit_for_bit(slurm_cluster, time_li
     folder.mkdir()
     raw = digits_spec(folder, "same")
     path = write(folder, raw)
-    # The --local run of the same spec, in a thread while Slurm runs its copy.
-    local = threading.Thread(target=launcher, args=(["submit", str(path), "--local", "--run-id", "here",
-                                                     "--workers", "1"],))
+    # The local run of the same spec, in a thread while Slurm runs its copy: its stages in this process
+    # (conftest.run_all, submit --local's order). That is submit --local's surface to the bit:
+    # tests/storage/test_flaky_run.py checks it for this digits data against a --local run in processes.
+    (folder / "ref").mkdir()
+    local = threading.Thread(target=run_all, args=(open_run(spec_from(folder / "ref", raw), "here"), 2))
     assert launcher(["submit", str(path), "--slurm", "--run-id", "there"]) == 0
     local.start()
     out = capsys.readouterr().out

@@ -51,7 +51,8 @@ ATTEMPTS = 16
 
 @pytest.fixture
 def digits_spec(tmp_path: Path) -> dict:
-    """examples/digits.yaml on a 5 x 4 grid in 2 shards, around a CNN built here (no training)."""
+    """examples/digits.yaml on a 5 x 4 grid in 2 shards, around a CNN built here (no training); merge writes
+    surface.vtp as its only output (no test here looks at a figure, and the figures were most of merge's CPU)."""
     raw = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
     torch.manual_seed(0)
     model = build_model(raw["model"]["arch"], 10, (1, 8, 8))
@@ -59,6 +60,7 @@ def digits_spec(tmp_path: Path) -> dict:
     raw["model"]["checkpoint"] = str(tmp_path / "digits-cnn.pt")
     raw["grid"] = {"x": "-1:1:5", "y": "-1:1:4"}
     raw["compute"].update(shards=2, checkpoint_every=3, checkpoint_adapt=False)  # a checkpoint every 3 points
+    raw["plot"] = {"formats": ["vtp"]}
     return raw
 
 
@@ -122,6 +124,9 @@ def test_digits_through_a_flaky_store_is_bit_identical(tmp_path: Path, digits_sp
     _assert_same_surface(surface_datasets(run.get("surface.h5")), expected)
     counts = dict(proxy.counts)
     total = sum(counts.values())
+    # The plan's draws are seeded, so the kinds the first n requests get are fixed: from the 122nd on, every
+    # kind has come twice and over 30% have failed. How many requests there are depends on the wall time
+    # through the launcher's progress polls (149 of 299 in one run, without figures to upload).
     assert total >= 150 and _failing(counts) >= 0.30 * total, counts
     assert all(counts.get(kind, 0) >= 2 for kind in FAULTS), counts
     # the launcher's own calls were among them: its progress polls (GET of a progress file:

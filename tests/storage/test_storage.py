@@ -408,7 +408,8 @@ def test_local_backend_submit_on_s3(tmp_path: Path, linear_spec: dict, moto_endp
     """``launcher submit --local``: the stages run as subprocesses that find S3 from the environment."""
     from launcher.cli import main
 
-    linear_spec["grid"] = {"x": "-1:1:5"}  # 1-D: few plots, a quick merge
+    linear_spec["grid"] = {"x": "-1:1:5"}  # 1-D: a quick run
+    linear_spec["plot"] = {"formats": ["html"]}  # a 1-D surface's page under plots/, no figure to draw
     file_spec = spec_from(tmp_path, linear_spec)
     run_all(open_run(file_spec, "x"), 1)
     expected = surface_datasets((tmp_path / "runs" / "x" / "surface.h5").read_bytes())

@@ -75,8 +75,13 @@ def _run_in_process(folder: Path, raw: dict, run: str, threads: int) -> Path:
 
 
 @pytest.mark.slow
-def test_one_and_three_shards_in_two_processes_are_bit_identical(tmp_path: Path) -> None:
-    one = _run_in_process(tmp_path / "one", _lm_spec(tmp_path, shards=1), "one", threads=1)
+def test_one_and_three_shards_in_two_processes_are_bit_identical(tmp_path: Path, one_torch_thread: None) -> None:
+    """One shard in this process (one thread, after whatever ran here before), three in a fresh one (two
+    threads): two processes whose global state differs, as two pods' does."""
+    (tmp_path / "one").mkdir()
+    torch.save(_tiny_lm().state_dict(), tmp_path / "one" / "lm.pt")
+    run_all(open_run(spec_from(tmp_path / "one", _lm_spec(tmp_path, shards=1)), "one"), 1)
+    one = tmp_path / "one" / "runs" / "one"
     three = _run_in_process(tmp_path / "three", _lm_spec(tmp_path, shards=3), "three", threads=2)
     with h5py.File(one / "surface.h5") as a, h5py.File(three / "surface.h5") as b:
         assert a.attrs["direction_hash"] == b.attrs["direction_hash"]
