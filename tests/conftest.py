@@ -16,6 +16,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Idle OpenMP threads sleep instead of spinning (libgomp's OMP_WAIT_POLICY) in the processes the tests start:
+# the local runner gives each stage its share of the cores (two threads for one worker on two cores), and on
+# these runs' tiny kernels, with other processes on the cores, the spinning is most of their CPU (a
+# 5-checkpoint series shard: 19.5 and 41 s of CPU with two spinning threads at load 5, 1.1 and 1.3 s with two
+# passive ones, 0.7 s with one). How threads wait changes no result. Set before torch loads, so that these
+# workers' own threads (conftest.run_as_launched runs stages at the runner's thread counts) sleep too.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
@@ -199,12 +207,3 @@ def run_as_launched(run: Storage, shards: int, workers: int) -> None:
         stages.merge(run, log=quiet, plots=False)
     finally:
         torch.set_num_threads(threads)
-
-
-# Idle OpenMP threads sleep instead of spinning (libgomp's OMP_WAIT_POLICY) in the processes the tests start:
-# the local runner gives each stage its share of the cores (two threads for one worker on two cores), and on
-# these runs' tiny kernels, with other processes on the cores, the spinning is most of their CPU (a
-# 5-checkpoint series shard: 19.5 and 41 s of CPU with two spinning threads at load 5, 1.1 and 1.3 s with two
-# passive ones, 0.7 s with one). How threads wait changes no result. Set after torch has loaded here (this
-# process runs one thread): it reaches the processes started from it, which read it as they load torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.stats import levy_stable
 from torch import nn
 
 from landscape_job.base.errors import UserError
@@ -57,6 +56,7 @@ def test_the_block_size_is_main_pys_with_no_cut() -> None:
 @pytest.mark.parametrize("shape,alpha", [((44, 3466), 1.7), ((7, 311), 2.0), ((16, 900), 1.3)])
 def test_reference_equals_the_seeds_estimator_on_the_same_noise(shape: tuple[int, int], alpha: float) -> None:
     rng = np.random.default_rng(3)
+    from scipy.stats import levy_stable  # here, not at the top: 1.6 s of every worker's collection
     noise = levy_stable.rvs(alpha, 0.0, scale=0.01, size=shape, random_state=rng)
     noise[0, :5] = 0.0  # exact zeros: the seed keeps them, inside log(|x| + eps)
     expected = seed_alpha(torch.from_numpy(noise))
@@ -77,6 +77,7 @@ def test_the_smallest_blocks_and_no_samples() -> None:
 
 
 def test_the_default_and_the_reference_differ_where_the_issue_found_them() -> None:
+    from scipy.stats import levy_stable  # here, not at the top: 1.6 s of every worker's collection
     noise = levy_stable.rvs(1.6, 0.0, size=(44, 3466), random_state=np.random.default_rng(8))
     assert tail_index_reference(noise) != pytest.approx(tail_index(noise), abs=1e-6)
 
