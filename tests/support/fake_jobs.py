@@ -8,7 +8,8 @@ what our rendered Jobs use:
   ``suspend`` false, ``backoffLimit`` 6, or the largest int32 when ``backoffLimitPerIndex``
   is set, ``podReplacementPolicy`` Failed with a pod failure policy, else TerminatingOrFailed;
 * the validation our design depends on (``validate_job``), answered 422 as the server does;
-* one controller thread per Job (``JobRun``): no pod while ``suspend`` is true (pods of a
+* one controller thread per Job (``JobRun``), woken by a change to the Job, a pod's end or
+  the next deadline or back-off rather than a clock: no pod while ``suspend`` is true (pods of a
   Job suspended again are deleted, without counting as failures); ``startTime`` set when
   it runs, reset on each resume; up to ``parallelism`` pods at once, one per pending
   index; ``activeDeadlineSeconds`` from ``startTime`` (the Job fails with
@@ -44,7 +45,8 @@ MAX_INT32 = 2**31 - 1
 MAX_PER_INDEX_COMPLETIONS = 100_000
 #: Spec fields a PATCH may change on an existing Job (the rest are immutable, as on a real server).
 MUTABLE = {"suspend", "parallelism", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
-TICK = 0.02
+#: Seconds between two looks at a Job when nothing woke its controller (a test that edits the store directly).
+FALLBACK = 0.5
 
 
 def now() -> str:
@@ -152,45 +154,88 @@ def failure_action(job_spec: dict[str, Any], pod: dict[str, Any], exit_code: int
 # -- the controller -----------------------------------------------------------------------
 
 class JobRun:
-    """The Job controller's work on one Job, on a thread of its own."""
+    """The Job controller's work on one Job, on a thread of its own.
+
+    Event-driven, as the real controller's sync is: the thread looks at the Job when something
+    woke it (``kick``: the Job patched, suspended or resumed by Kueue; ``wake``: the Job deleted,
+    the cluster stopping; tests/support/fake_k8s.py and fake_kueue.py call them), when one of its
+    pods ended, or at the next time it waits for (``activeDeadlineSeconds``, the end of an
+    index's retry back-off), not on a clock. A slow fallback look (``FALLBACK``) covers what a
+    test changes behind the API's back. The status is written only where a value changed (as
+    on a real server, where a no-op update leaves ``resourceVersion`` be).
+    """
 
     def __init__(self, fake: "FakeCluster", ns: str, name: str):
         self.fake, self.ns, self.name = fake, ns, name
         self.busy = True  # until it has looked at the Job at least once
+        self.done = False  # the Job ended, or is gone: the thread has returned
+        self.uid: str | None = None  # the Job this run controls (one recreated under its name is another)
         self.results: queue.Queue = queue.Queue()
         self.running: dict[str, int | None] = {}  # pod -> index, with a live worker thread
         self.parked: dict[str, int | None] = {}  # pod -> index, left running by the runner
         self.killed: set[str] = set()
         #: index -> time.monotonic() before which its next pod may not start (the retry back-off).
         self.not_before: dict[int | None, float] = {}
+        self._woken = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"job-{name}")
 
     def start(self) -> None:
         self.thread.start()
 
     def kick(self) -> None:
-        """The Job changed (a patch): busy until the loop has seen it."""
+        """The Job changed (a patch, Kueue's suspend): busy until the loop has seen it."""
         self.busy = True
+        if self.done:  # nothing left to see (read after the write: the loop sets done before busy)
+            self.busy = False
+        self._woken.set()
+
+    def wake(self) -> None:
+        """Look at the Job now (it was deleted, the cluster is stopping)."""
+        self._woken.set()
 
     # -- the loop --------------------------------------------------------------------
 
+    def _stored(self) -> dict | None:
+        """The Job in the store, under the fake's lock; None once it is gone or replaced."""
+        job = self.fake.objects.get(("jobs", self.ns, self.name))
+        if job is None or (self.uid is not None and job["metadata"].get("uid") != self.uid):
+            return None
+        return job
+
     def _job(self) -> dict | None:
         with self.fake.lock:
-            job = self.fake.objects.get(("jobs", self.ns, self.name))
+            job = self._stored()
             return copy.deepcopy(job) if job else None
 
     def _status(self, **status: Any) -> None:
+        """Sets these status fields, touching the Job only if one of them changed."""
         with self.fake.lock:
-            job = self.fake.objects.get(("jobs", self.ns, self.name))
+            job = self._stored()
             if job is not None:
-                job["status"].update(status)
-                self.fake.touch(job)
+                missing = object()
+                if any(job["status"].get(key, missing) != value for key, value in status.items()):
+                    job["status"].update(status)
+                    self.fake.touch(job)
+
+    def _wait(self, until: float) -> None:
+        """Until woken, or the time.monotonic() ``until``, or the fallback look."""
+        self._woken.wait(max(0.0, min(until - time.monotonic(), FALLBACK)))
+
+    def _finish(self) -> None:
+        self.done = True
+        self.busy = False
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._finish()
+
+    def _loop(self) -> None:
         job = self._job()
         if job is None:
-            self.busy = False
             return
+        self.uid = job["metadata"].get("uid")
         spec = job["spec"]
         indexed = spec["completionMode"] == "Indexed"
         total = spec["completions"] or 1
@@ -201,10 +246,10 @@ class JobRun:
         failed = succeeded = 0
         deadline_at: float | None = None
         while True:
+            self._woken.clear()  # before the look: a change made during it wakes the next one
             job = self._job()
             if job is None or self.fake.stopping:
                 self._kill_all("the Job is gone")
-                self.busy = False
                 return
             spec = job["spec"]
             if spec.get("suspend"):
@@ -214,7 +259,7 @@ class JobRun:
                     self._status(startTime=None, active=0)
                 deadline_at = None
                 self.busy = False
-                time.sleep(TICK)
+                self._wait(float("inf"))
                 continue
             if deadline_at is None:
                 started = time.monotonic()
@@ -225,20 +270,23 @@ class JobRun:
                                  "failedIndexes": index_ranges(failed_indexes)} if indexed else {}))
             if time.monotonic() >= deadline_at:
                 return self._end(("DeadlineExceeded", "Job was active longer than specified deadline"))
+            wake_at = deadline_at
             while pending and len(self.running) + len(self.parked) < spec.get("parallelism", 1):
                 ready = [i for i, index in enumerate(pending) if self.not_before.get(index, 0) <= time.monotonic()]
-                if not ready:  # every pending index is in its retry back-off
+                if not ready:  # every pending index is in its retry back-off: look again when the first ends
+                    wake_at = min(wake_at, *(self.not_before[index] for index in pending))
                     break
                 self._start_pod(spec, pending.pop(ready[0]))
             self._status(active=len(self.running) + len(self.parked))
             self.busy = bool(self.running) or bool(pending and spec.get("parallelism", 1))
             try:
-                pod, index, exit_code = self.results.get(timeout=TICK)
+                pod, index, exit_code = self.results.get_nowait()
             except queue.Empty:
                 if not pending and not self.running and not self.parked:
                     if failed_indexes:
                         return self._end(("FailedIndexes", "Job has failed indexes"))
                     return self._end(None)
+                self._wait(wake_at)
                 continue
             self.running.pop(pod, None)
             if pod in self.killed:
@@ -280,7 +328,7 @@ class JobRun:
 
     def _start_pod(self, spec: dict[str, Any], index: int | None) -> None:
         with self.fake.lock:
-            if self._job() is None:
+            if self._stored() is None:
                 return
             pod = self.fake.new_pod(self.ns, self.name, spec, index)
         self.running[pod] = index
@@ -293,6 +341,7 @@ class JobRun:
                 self.fake.end_pod(pod, 1, self.ns)
                 code = 1
             self.results.put((pod, index, code))
+            self._woken.set()
 
         threading.Thread(target=work, daemon=True, name=f"pod-{pod}").start()
 
@@ -311,8 +360,8 @@ class JobRun:
         conditions = [{"type": t, "status": "True", "reason": reason, "message": message,
                        "lastProbeTime": now(), "lastTransitionTime": now()} for t in (first, last)]
         self._status(active=0, conditions=conditions, **({} if failure else {"completionTime": now()}))
-        job = self._job()
-        ttl = job and job["spec"].get("ttlSecondsAfterFinished")
+        with self.fake.lock:
+            job = self._stored()
+            ttl = job and job["spec"].get("ttlSecondsAfterFinished")
         if ttl is not None:  # the TTL-after-finished controller's part
             self.fake.expire(self.ns, self.name, ttl)
-        self.busy = False

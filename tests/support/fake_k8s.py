@@ -208,6 +208,8 @@ class FakeCluster:
     def __exit__(self, *exc: object) -> None:
         self.stopping = True
         self.kueue.wake()  # its thread sees ``stopping`` and ends
+        for run in list(self.runs.values()):
+            run.wake()  # as do the Job controllers' threads
         with self.lock:
             for process in self.processes.values():
                 process.kill()
@@ -525,6 +527,8 @@ class FakeCluster:
                 self.processes[name].kill()
             if resource == "jobs":
                 self.kueue.wake()
+                if (ns, name) in self.runs:
+                    self.runs[(ns, name)].wake()  # its controller kills what runs and ends
             uid = obj["metadata"]["uid"]
             for key, other in list(self.objects.items()):
                 refs = other["metadata"].get("ownerReferences") or []
