@@ -41,7 +41,9 @@ def test_submit_wait_pull_equals_local(fake: FakeCluster, bucket: str, moto_endp
     assert f"done: s3://{bucket}/runs/e2e/surface.h5" in out
 
     # the objects as the server holds them: the ConfigMap owned by the Jobs (it goes with them), the Secret by
-    # name only
+    # name only. --wait ends at merge's Complete condition; evaluate's can come a moment later (its last pod
+    # released merge before it exited, as on a real cluster), so the controller is let finish first.
+    fake.wait_idle()
     config_map = fake.get("configmaps", "e2e-spec")
     jobs = {j["metadata"]["labels"]["landscape.stage"]: j for j in fake.of("jobs")}
     assert set(jobs) == {"prepare", "evaluate", "merge"}
