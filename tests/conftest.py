@@ -21,7 +21,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # these runs' tiny kernels, with other processes on the cores, the spinning is most of their CPU (a
 # 5-checkpoint series shard: 19.5 and 41 s of CPU with two spinning threads at load 5, 1.1 and 1.3 s with two
 # passive ones, 0.7 s with one). How threads wait changes no result. Set before torch loads, so that these
-# workers' own threads (conftest.run_as_launched runs stages at the runner's thread counts) sleep too.
+# workers' own threads (conftest.run_all with workers runs stages at the runner's thread counts) sleep too.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
@@ -139,15 +139,35 @@ def spec_from(folder: Path, raw: dict[str, Any]) -> Spec:
     return load_spec(write_spec(folder, raw))
 
 
-def run_all(run: Storage, shards: int) -> None:
-    """prepare, every shard, merge: in-process, the local backend's order."""
+def run_all(run: Storage, shards: int, workers: int | None = None) -> None:
+    """prepare, every shard, merge (no figures): in-process, the local backend's order.
+
+    With ``workers``, each stage runs at the torch thread count that ``launcher submit --local --workers
+    <workers>`` gives its process (``launcher.local.runner``: prepare and merge all the cores, each evaluate
+    worker its share), so that its numbers are a local run's wherever a thread count could change a
+    reduction's order and a value's last bits. A launcher run costs ~3 s of CPU more per stage process (each
+    imports torch); its storage holds the same surface, shards and manifest (not its logs, lease or
+    local.json). Without, every stage runs at this process's thread count."""
     from landscape_job import stages
+    from launcher.local.runner import available_cores, local_workers, worker_threads
 
     quiet = lambda _msg: None  # noqa: E731
-    stages.prepare(run, log=quiet)
-    for shard in range(shards):
-        stages.evaluate(run, shard, log=quiet)
-    stages.merge(run, log=quiet, plots=False)
+    threads = torch.get_num_threads()
+
+    def at(count: int) -> None:
+        if workers is not None:
+            torch.set_num_threads(count)
+
+    try:
+        at(available_cores())
+        stages.prepare(run, log=quiet)
+        at(worker_threads(local_workers(shards, workers)))
+        for shard in range(shards):
+            stages.evaluate(run, shard, log=quiet)
+        at(available_cores())
+        stages.merge(run, log=quiet, plots=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def checkpointed_points(run: Storage, shard: int, num_shards: int) -> int:
@@ -184,26 +204,3 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     else:
         os.environ["SLURM_CONF"] = previous
 
-
-def run_as_launched(run: Storage, shards: int, workers: int) -> None:
-    """prepare, every shard, merge (no figures): in-process as run_all, but each stage at the torch thread
-    count that ``launcher submit --local --workers <workers>`` gives its process (``launcher.local.runner``:
-    prepare and merge all the cores, each evaluate worker its share), so that its numbers are a local run's
-    wherever a thread count could change a reduction's order and a value's last bits. A launcher run costs
-    ~3 s of CPU more per stage process (each imports torch); its storage holds the same surface, shards
-    and manifest (not its logs, lease or local.json)."""
-    from landscape_job import stages
-    from launcher.local.runner import available_cores, local_workers, worker_threads
-
-    quiet = lambda _msg: None  # noqa: E731
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(available_cores())
-        stages.prepare(run, log=quiet)
-        torch.set_num_threads(worker_threads(local_workers(shards, workers)))
-        for shard in range(shards):
-            stages.evaluate(run, shard, log=quiet)
-        torch.set_num_threads(available_cores())
-        stages.merge(run, log=quiet, plots=False)
-    finally:
-        torch.set_num_threads(threads)

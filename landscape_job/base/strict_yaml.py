@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
             yaml.scanner.Scanner.__init__(self)
             yaml.parser.Parser.__init__(self)
 
-#: Nodes in all (aliases expanded): a spec has a few hundred; the pure-Python parser takes ~0.3 s per 5,000 on a busy core.
+#: Nodes in all (aliases expanded): a spec has a few hundred; the Python composer takes its time per node.
 MAX_YAML_NODES = 5_000
 #: Nesting deeper than this is no spec (the composer recurses once a level).
 MAX_YAML_DEPTH = 64

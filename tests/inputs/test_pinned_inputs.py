@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_all, run_as_launched, save_linear_checkpoint, spec_from, write_spec
+from conftest import run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
 from landscape_job.base.errors import UserError
 from landscape_job.run.shards import shard_key
@@ -32,9 +32,9 @@ def test_a_checkpoint_replaced_before_resume_is_refused(tmp_path: Path, linear_s
     linear_spec["plot"] = {"formats": ["vtp"]}  # surface.h5 is compared, not the figures: merge without matplotlib
     path = write_spec(tmp_path, linear_spec)
     # The first attempt: what `launcher submit --run-id r1 --workers 1` stores (open_run, then its stages at its
-    # workers' thread counts), made in this process (conftest.run_as_launched: ~11 s of CPU less than four
+    # workers' thread counts), made in this process (conftest.run_all with workers: ~11 s of CPU less than four
     # stage processes). The resumes below are the launcher's.
-    run_as_launched(open_run(load_spec(path), "r1"), 2, workers=1)
+    run_all(open_run(load_spec(path), "r1"), 2, workers=1)
     run_dir = tmp_path / "runs" / "r1"
     surface = (run_dir / "surface.h5").read_bytes()
     (run_dir / shard_key(1, 2)).unlink()

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_as_launched, save_linear_checkpoint, write_spec
+from conftest import run_all, save_linear_checkpoint, write_spec
 from landscape_job.base.diskspace import NoSpace
 from landscape_job.run.lease import Lease, LeaseHeld, LeaseRecord, current, lease_key, stale
 from landscape_job.spec.parse import load_spec
@@ -102,7 +102,7 @@ def _surface(folder: Path) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def reference(slow_spec: Path, tmp_path_factory) -> dict[str, np.ndarray]:
     """The surface of an uninterrupted run of ``slow_spec`` (in a folder storage, as the tests' runs), its
-    stages run in this process (conftest.run_as_launched: the functions the launcher's workers run, at the
+    stages run in this process (conftest.run_all with workers: the functions the launcher's workers run, at the
     thread counts ``submit --local --workers 2`` gives them). A ``launcher submit`` subprocess gave the same
     surface bit for bit at ~15 s of CPU (the launcher, and four stage processes importing torch) on every
     xdist worker that ran one of these tests; this costs ~1 s. That the two agree is checked again by every
@@ -114,7 +114,7 @@ def _reference_of(path: Path, tmp_path_factory) -> dict[str, np.ndarray]:
     storage = tmp_path_factory.mktemp("reference")
     raw = {**yaml.safe_load(path.read_text()), "storage": str(storage)}
     spec = load_spec(write_spec(path.parent, raw, f"reference-{path.name}"))  # beside it: the same wide.pt
-    run_as_launched(open_run(spec, "ref"), spec.compute.shards, workers=2)
+    run_all(open_run(spec, "ref"), spec.compute.shards, workers=2)
     return _surface(storage / "ref")
 
 

@@ -92,7 +92,7 @@ class FakeKueue:
         self._woken.set()
 
     def job_touched(self, job: dict) -> None:
-        """A stored Job changed (fake_k8s ``touch``, many times a second while it runs): wake only when a
+        """A stored Job changed (fake_k8s ``touch``: each status change while it runs): wake only when a
         queued Job has ended, which releases its quota."""
         if self.installed and QUEUE_LABEL in (job["metadata"].get("labels") or {}) and _ended(job):
             self.wake()
