@@ -39,6 +39,7 @@ from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
 from landscape_job.base.termination import PARENT_ENV
 from landscape_job.storage import Storage, open_storage, run_storage
+from launcher.backends.done import run_missing
 from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
 from launcher.kubernetes.names import default_run_id
@@ -330,6 +331,9 @@ def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = No
     run = open_run(spec, run_id)
     lease = Lease.acquire(run, run_id)  # one runner per run: a second one is refused here, naming this one
     try:
+        if not run_missing(run):  # Complete (launcher.backends.done): its stages would only say so, seconds each
+            print(f"run {run_id} is already complete; nothing to run -> {run.url}", file=stream)
+            return run
         return _run_held(spec, run, run_id, lease, workers, stream)
     finally:
         lease.release()

@@ -53,9 +53,17 @@ def test_submit_local_runs_the_pod_entrypoints(tmp_path: Path, linear_spec: dict
     for metric in METRICS:
         np.testing.assert_allclose(got[metric], want[metric], rtol=1e-12)
 
-    # The same run id and spec resumes: nothing is recomputed.
+    # The same run id and spec, once the run is Complete: nothing runs (no stage is started: every log and the
+    # run's record stay as they were), and the result is named as before. A shard's own "already complete" is
+    # test_sharding's.
+    logs = {p.name: p.read_bytes() for p in (run_dir / "logs").iterdir()}
+    record = (run_dir / "local.json").read_bytes()
+    capsys.readouterr()
     assert launcher(["submit", str(path), "--local", "--run-id", "loc"]) == 0
-    assert "already complete" in (run_dir / "logs/evaluate-1.log").read_text()
+    again = capsys.readouterr()
+    assert "run loc is already complete; nothing to run" in again.err and f"done: file://{run_dir}/surface.h5" in again.out
+    assert {p.name: p.read_bytes() for p in (run_dir / "logs").iterdir()} == logs
+    assert (run_dir / "local.json").read_bytes() == record
 
     # The same run id with another spec is refused, and the run is left as it was (checked on this run rather
     # than on a whole run of its own: ~10 s of CPU).
