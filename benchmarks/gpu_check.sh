@@ -33,25 +33,30 @@ esac
 if [ "$SMOKE" = 1 ]; then
     # The pipeline, not the numbers: a CPU, a tiny model, one point per precision.
     DEVICE=cpu MODEL=${MODEL:-resnet8} IMAGES=${IMAGES:-32} BATCHES=${BATCHES:-16,32} POINTS=${POINTS:-1}
-    GPU="CPU (smoke run, not a measurement)"
 else
     DEVICE=cuda MODEL=${MODEL:-resnet56} IMAGES=${IMAGES:-50000} BATCHES=${BATCHES:-1024,2048,4096} POINTS=${POINTS:-10}
-    if ! GPU=$($PY - <<'EOF'
+fi
+# The device and torch's version from one interpreter (importing torch costs seconds): "<device>\t<versions>".
+if ! INFO=$($PY - "$SMOKE" <<'EOF'
 import sys, torch
+versions = f"torch {torch.__version__} CUDA {torch.version.cuda}"
+if sys.argv[1] == "1":
+    print(f"CPU (smoke run, not a measurement)\t{versions}")
+    sys.exit()
 from landscape_job.runtime.gpu import cuda_problem
 problem = cuda_problem()
 if problem is not None:
     sys.exit(f"gpu_check: no usable CUDA device: {problem}")
 p = torch.cuda.get_device_properties(0)
-print(f"{p.name} (compute capability {p.major}.{p.minor}, {p.total_memory / 2**30:.0f} GiB)")
+print(f"{p.name} (compute capability {p.major}.{p.minor}, {p.total_memory / 2**30:.0f} GiB)\t{versions}")
 EOF
-    ); then
-        exit 3
-    fi
+); then
+    exit 3
 fi
+GPU=${INFO%%$'\t'*}
 PRECISIONS=${PRECISIONS:-fp32 tf32 bf16}
 started=$SECONDS
-echo "gpu_check: $GPU, torch $($PY -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)')" >&2
+echo "gpu_check: $GPU, ${INFO#*$'\t'}" >&2
 
 if [ "$SMOKE" = 0 ]; then
     # -rs names any skipped test: on a GPU machine nothing in test_gpu.py may skip.
