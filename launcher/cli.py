@@ -334,6 +334,7 @@ def _estimate(args: argparse.Namespace) -> None:
     from landscape_job.base.errors import UserError
     from landscape_job.spec.parse import load_spec
 
+    from landscape_job.forkserver import FORKS
     from launcher.estimate import describe, estimate
     from launcher.local.runner import available_cores, local_workers, worker_threads
 
@@ -360,7 +361,8 @@ def _estimate(args: argparse.Namespace) -> None:
                    f"(a local worker's share of {available_cores()} cores), {parallel} workers at a time as "
                    f"submit --local runs them, then the fixed costs ...")
     plan_lines = _planned_memory(spec, check=True)  # a shard that cannot fit its GPU: refused before timing
-    measured = estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads)
+    measured = estimate(spec, args.points, parallel, seconds=args.seconds, local_threads=threads,
+                        forked=FORKS)
     memory, memory_lines = _memory(spec)
     memory_lines += plan_lines
     if args.json:

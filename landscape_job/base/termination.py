@@ -120,8 +120,25 @@ def unmasked() -> Iterator[None]:
 PARENT_ENV = "LANDSCAPE_PARENT_PID"
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent of process ``pid`` (Linux's /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rpartition(b")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def launcher_alive(launcher: int) -> bool:
+    """Whether this process's launcher is still there: its parent, or its parent's (a stage forked by the
+    launcher's stage server, ``forkserver``, which ends with the launcher)."""
+    parent = os.getppid()
+    return parent == launcher or _parent_of(parent) == launcher
+
+
 def watch_parent(environ: dict[str, str] | None = None, interval: float = 1.0) -> threading.Thread | None:
-    """With ``$LANDSCAPE_PARENT_PID``: SIGTERM to this process once its parent is no longer that pid.
+    """With ``$LANDSCAPE_PARENT_PID``: SIGTERM to this process once that launcher is no longer its parent
+    (or its stage server's).
 
     The local backend's workers run in process groups of their own (a terminal's Ctrl-C
     reaches the launcher, which stops them in order), so a launcher killed outright
@@ -134,7 +151,7 @@ def watch_parent(environ: dict[str, str] | None = None, interval: float = 1.0) -
         return None
 
     def watch() -> None:
-        while os.getppid() == int(expected):
+        while launcher_alive(int(expected)):
             time.sleep(interval)
         os.kill(os.getpid(), signal.SIGTERM)
 

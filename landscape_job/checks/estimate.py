@@ -8,8 +8,8 @@ The wall time is the run's, not only its points': a local run (``local_threads``
 with the threads each of its workers gets, the points are timed for a time budget rather
 than a count (three points of a cheap model moved the figure by 60% between runs), and
 the fixed costs are measured and added: a fresh stage process's start-up (interpreter and
-imports) for the launcher's pre-check, prepare, every shard and merge, prepare's and each
-worker's setup, and merge's figures (drawn here from a stand-in surface of the run's grid).
+imports) for the launcher's pre-check, prepare, every shard and merge (a local run's stages are
+forked from one interpreter: two start-ups), prepare's and each worker's setup, and merge's figures (drawn here from a stand-in surface of the run's grid).
 The range comes from the spread of the timed points. Timings on a laptop CPU say little about a GPU cluster:
 ``launcher estimate --cluster`` runs this inside one pod shaped like the evaluate pods
 (``landscape-job estimate`` prints the measurement as one JSON line) and projects from there.
@@ -51,7 +51,8 @@ class Estimate:
     parallel: int
     device: str
     setup_seconds: float
-    #: A fresh stage process's interpreter and imports (paid by every process of the run).
+    #: A fresh stage process's interpreter and imports (paid by every process of the run, or, with
+    #: ``forked``, by the launcher's pre-check and the one interpreter the stages are forked from).
     startup_seconds: float = 0.0
     #: The merge stage beyond its start-up: drawing the figures, the exports.
     merge_seconds: float = 0.0
@@ -61,6 +62,9 @@ class Estimate:
     #: How much slower a process runs with ``parallel`` of them busy at once than alone
     #: (>= 1): cores shared with other work or a CPU quota make workers slow each other down.
     contention: float = 1.0
+    #: The stages are forked from an interpreter that has imported torch (a local run on Linux,
+    #: ``landscape_job.forkserver``), not started afresh as pods are.
+    forked: bool = False
 
     @property
     def compute_hours(self) -> float:
@@ -75,9 +79,11 @@ class Estimate:
         start-up and setup came out 1.5-2x short of a run's on the shared 2-core machine)."""
         per_shard = -(-self.points // self.shards)
         waves = -(-self.shards // self.parallel)
-        fixed = 3 * self.startup_seconds + self.setup_seconds + self.merge_seconds  # pre-check, prepare, merge
+        # Start-ups: the pre-check, prepare, merge and each shard; forked, the pre-check and the stage server only.
+        fixed_startups, shard_startup = (2, 0.0) if self.forked else (3, self.startup_seconds)
+        fixed = fixed_startups * self.startup_seconds + self.setup_seconds + self.merge_seconds
         return fixed + waves * self.contention * (per_shard * seconds_per_point + self.setup_seconds
-                                                  + self.startup_seconds)
+                                                  + shard_startup)
 
     @property
     def wall_seconds(self) -> float:
@@ -116,12 +122,13 @@ def from_log(lines: list[str], parallel: int | None = None) -> Estimate | None:
 
 
 def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: float = 5.0,
-             local_threads: int | None = None, fixed_costs: bool = True) -> Estimate:
+             local_threads: int | None = None, fixed_costs: bool = True, forked: bool = False) -> Estimate:
     """Times ``points`` groups at least, and more until ``seconds`` of timing have passed.
 
     ``local_threads``: time with that many threads, as each worker of a local run gets
     (``launcher.local.runner``: the cores split between the workers). ``fixed_costs`` measures a
-    stage process's start-up and merge's figures (off where only the points matter).
+    stage process's start-up and merge's figures (off where only the points matter). ``forked``:
+    the run's stages will be forked from one interpreter (``Estimate.forked``).
     """
     started = time.perf_counter()
     device = resolve_device(spec.compute.device)
@@ -144,7 +151,7 @@ def estimate(spec: Spec, points: int = 3, parallel: int | None = None, seconds: 
                     setup_seconds=setup, startup_seconds=_startup_seconds() if fixed_costs else 0.0,
                     merge_seconds=_merge_seconds(spec) if fixed_costs else 0.0,
                     contention=_contention(min(parallel or spec.compute.shards, spec.compute.shards))
-                    if fixed_costs and local_threads else 1.0,
+                    if fixed_costs and local_threads else 1.0, forked=forked,
                     seconds_per_point_low=min(mean, times[int(0.1 * (len(times) - 1))]),
                     seconds_per_point_high=max(mean, times[int(round(0.9 * (len(times) - 1)))]))
 
@@ -252,8 +259,9 @@ def describe(est: Estimate) -> list[str]:
     low, high = est.wall_range
     return [
         f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (mean of the timed points), "
-        f"setup {est.setup_seconds:.1f} s per worker, start-up {est.startup_seconds:.1f} s per process, "
-        f"merge {est.merge_seconds:.1f} s, {est.parallel} workers at once {est.contention:.2f}x slower than one",
+        f"setup {est.setup_seconds:.1f} s per worker, start-up {est.startup_seconds:.1f} s per "
+        + ("interpreter (the pre-check's and the one the stages are forked from), " if est.forked else "process, ")
+        + f"merge {est.merge_seconds:.1f} s, {est.parallel} workers at once {est.contention:.2f}x slower than one",
         f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",
         f"wall: about {_duration(est.wall_seconds)} ({_duration(low)} to {_duration(high)}) with {est.shards} "
         f"shards, {est.parallel} at a time",

@@ -389,7 +389,9 @@ def _resume(run: Storage, spec: Spec, shard: int, directions: Directions | None,
     work = _ShardWork(run=run, spec=spec, shard=shard, points=points, results=results, resumed=len(results),
                       evaluator=evaluator, names=names, device=device, host=host,
                       attempt=attempt, record=record, started=started, snapshot=snapshot)
+    threads = torch.get_num_threads()  # a CPU's share of a local run's cores: what its speed depends on
     log(f"evaluate: shard {shard} of {num_shards}: {len(points)} points on {device}"
+        + (f" ({threads} thread{'s' if threads != 1 else ''})" if device.type == "cpu" else "")
         + (f", {work.resumed} already done (resumed)" if work.resumed else "")
         + f"; {how.describe()}; precision {how.precision} ({how.precision_reason}), batch {evaluator.batch_size}")
     return work

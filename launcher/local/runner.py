@@ -1,10 +1,11 @@
 """The local backend: the run's three stages as local processes, through the pod entrypoint.
 
-Each stage is ``python -m landscape_job.cli --run URL <stage>`` with
+Each stage is ``python -m landscape_job.cli <stage>`` with the run's URL in its environment and
 ``JOB_COMPLETION_INDEX`` set for evaluate, exactly as in an Indexed Job, so every local
-run exercises the pod contract. Workers split the machine's cores between them:
-``local_workers`` and ``worker_threads`` are the one rule for how many start, which
-``launcher estimate`` projects with too.
+run exercises the pod contract. The processes are forked from one interpreter that has
+imported torch (``landscape_job.forkserver``), which saves each ~2 s of start-up. Workers
+split the machine's cores between them: ``local_workers`` and ``worker_threads`` are the
+one rule for how many start, which ``launcher estimate`` projects with too.
 
 The run keeps its own record in its storage (``local.json``: this process, its workers,
 how it ended; ``launcher.local.record``) and each worker's log under ``logs/``, so that
@@ -39,6 +40,7 @@ from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
 from landscape_job.base.termination import PARENT_ENV
 from landscape_job.storage import Storage, open_storage, run_storage
+from landscape_job.forkserver import StageProcess, StageServer
 from launcher.backends.done import run_missing
 from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
@@ -152,7 +154,7 @@ def open_run(spec: Spec, run_id: str) -> Storage:
 @dataclass
 class _Worker:
     shard: int
-    process: subprocess.Popen
+    process: subprocess.Popen | StageProcess
     log_path: Path
     log_file: TextIO = field(repr=False)
 
@@ -162,12 +164,17 @@ class LocalRunner:
 
     def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO,
                  live_logs: bool = False):
-        """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload."""
+        """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload.
+        ``close`` ends the server its stages are forked from."""
         self.run, self.spec, self.workers = run, spec, workers
         self.log_dir, self.stream, self.live_logs = log_dir, stream, live_logs
         self.record = LocalRunRecord.start()
         self.live: dict[str, int] = {}
         self._write_record()
+        self.server = StageServer(self._env())
+
+    def close(self) -> None:
+        self.server.close()
 
     def _write_record(self) -> None:
         self.run.put(LOCAL_KEY, self.record.to_json())
@@ -181,12 +188,14 @@ class LocalRunner:
         self.record = self.record.ended(state, error)
         self._write_record()
 
-    def _env(self, threads: int, shard: int | None = None) -> dict[str, str]:
+    def _env(self, threads: int | None = None, shard: int | None = None) -> dict[str, str]:
+        """A stage's environment (without ``threads``: what every stage's has, the server's)."""
         # The stages find the run as a pod does: its URL and the storage's options.
         location = StorageLocation.parse(self.run.url, self.spec.storage.options)
-        env = dict(os.environ, **location.env(), OMP_NUM_THREADS=str(threads),
-                   MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
+        env = dict(os.environ, **location.env(), MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
                    **{PARENT_ENV: str(os.getpid())})
+        if threads is not None:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         if shard is not None:
             env["JOB_COMPLETION_INDEX"] = str(shard)
         return env
@@ -196,9 +205,8 @@ class LocalRunner:
         log_file = open(log_path, "w")
         # A process group of its own: a terminal's Ctrl-C reaches only the launcher, which stops the
         # workers in order (SIGTERM, their points saved) and the worker's own children with them.
-        process = subprocess.Popen(stage_command(stage),
-                                   env=self._env(threads, shard), stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = self.server.start([stage], self._env(threads, shard), stdout=log_file.fileno(),
+                                    new_session=True)
         self.live[log_path.stem] = process.pid
         self._workers_changed()
         return _Worker(shard if shard is not None else -1, process, log_path, log_file)
@@ -349,39 +357,47 @@ def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int 
         log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
         runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
-        lost: list[str] = []
-        stages_running = threading.Event()
-
-        def on_lost(reason: str) -> None:  # the heartbeat's thread: the main thread stops as on SIGTERM
-            lost.append(reason)
-            if stages_running.is_set():
-                os.kill(os.getpid(), signal.SIGTERM)
-
         try:
-            with _stop_signals():
-                stages_running.set()
-                lease.start(on_lost)
-                try:
-                    runner.run_stage("prepare")
-                    runner.run_evaluate()
-                    runner.run_stage("merge")
-                finally:
-                    stages_running.clear()
-        except _Stopped as stop:  # the workers are stopped (run_stage, run_evaluate); the run stays
-            reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
-            interrupted = RunInterrupted(run_id, stop.signum, reason)
-            _end_quietly(runner, CANCELLED, interrupted.reason)
-            raise interrupted from None
-        except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
-            first, newline, rest = str(err).partition("\n")
-            _end_quietly(runner, FAILED, first)
-            raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
-                             f"{newline}{rest}") from None
-        except KeyboardInterrupt:  # Ctrl-C outside the main thread's handlers (the Python API in a thread)
-            _end_quietly(runner, CANCELLED, "interrupted")
-            raise RunInterrupted(run_id) from None
-        runner.end(SUCCEEDED)
+            _run_stages(runner, run_id, lease)
+        finally:
+            runner.close()
     return run
+
+
+def _run_stages(runner: LocalRunner, run_id: str, lease: Lease) -> None:
+    """prepare -> evaluate -> merge; how the run ended, in its record."""
+    lost: list[str] = []
+    stages_running = threading.Event()
+
+    def on_lost(reason: str) -> None:  # the heartbeat's thread: the main thread stops as on SIGTERM
+        lost.append(reason)
+        if stages_running.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        with _stop_signals():
+            stages_running.set()
+            lease.start(on_lost)
+            try:
+                runner.run_stage("prepare")
+                runner.run_evaluate()
+                runner.run_stage("merge")
+            finally:
+                stages_running.clear()
+    except _Stopped as stop:  # the workers are stopped (run_stage, run_evaluate); the run stays
+        reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
+        interrupted = RunInterrupted(run_id, stop.signum, reason)
+        _end_quietly(runner, CANCELLED, interrupted.reason)
+        raise interrupted from None
+    except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
+        first, newline, rest = str(err).partition("\n")
+        _end_quietly(runner, FAILED, first)
+        raise StageError(f"{first} (run {run_id}: submit again with --run-id {run_id} to resume)"
+                         f"{newline}{rest}") from None
+    except KeyboardInterrupt:  # Ctrl-C outside the main thread's handlers (the Python API in a thread)
+        _end_quietly(runner, CANCELLED, "interrupted")
+        raise RunInterrupted(run_id) from None
+    runner.end(SUCCEEDED)
 
 
 def _end_quietly(runner: LocalRunner, state: str, error: str) -> None:

@@ -22,7 +22,7 @@ MAX_LINES = 500
 #: ``landscape_job``'s folders from the bottom up (docs/architecture.md draws them): a module
 #: may import its own folder and the floors below it, never above. Folders on one floor do
 #: not import each other. The package root (``__version__``) is the bottom; ``cli`` (the pod
-#: entrypoint) the top.
+#: entrypoint) and ``forkserver`` (which forks it) the top.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("",),
     ("base",),
@@ -38,6 +38,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("stages",),
     ("checks", "api"),
     ("cli",),
+    ("forkserver",),
 )
 
 

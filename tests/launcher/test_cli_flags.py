@@ -26,7 +26,7 @@ from conftest import write_spec
 
 
 def fake_estimate(calls: list[dict]):
-    def measure(spec, points=3, parallel=None, seconds=5.0, local_threads=None, fixed_costs=True):
+    def measure(spec, points=3, parallel=None, seconds=5.0, local_threads=None, fixed_costs=True, forked=False):
         calls.append({"spec": spec, "parallel": parallel, "threads": local_threads})
         return Estimate(seconds_per_point=0.01, points=spec.grid.size, shards=spec.compute.shards,
                         parallel=min(parallel or spec.compute.shards, spec.compute.shards), device="cpu",
@@ -45,6 +45,9 @@ class FakeRunner:
         FakeRunner.made.append(self)
 
     def end(self, state: str, error: str = "") -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def run_stage(self, stage: str) -> None:

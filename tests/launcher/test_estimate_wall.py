@@ -10,7 +10,7 @@ import pytest
 
 from conftest import spec_from
 from landscape_job.checks import estimate as estimate_module
-from landscape_job.checks.estimate import Estimate, estimate
+from landscape_job.checks.estimate import Estimate, describe, estimate
 
 
 def test_contention_slows_a_waves_start_up_and_setup_as_much_as_its_points() -> None:
@@ -20,6 +20,15 @@ def test_contention_slows_a_waves_start_up_and_setup_as_much_as_its_points() -> 
     assert est.wall_seconds == pytest.approx(3 * 2 + 30 + 5 + 2 * 1.5 * (163 * 0.1 + 30 + 2))
     alone = Estimate(**{**est.__dict__, "contention": 1.0})
     assert est.wall_seconds - alone.wall_seconds == pytest.approx(2 * 0.5 * (163 * 0.1 + 30 + 2))
+
+
+def test_forked_stages_pay_the_start_up_of_the_pre_check_and_the_stage_server_only() -> None:
+    """A local run's stages are forked from one interpreter (landscape_job.forkserver): no shard starts afresh."""
+    est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cpu", setup_seconds=30,
+                   startup_seconds=2, merge_seconds=5, contention=1.5, forked=True)
+    assert est.wall_seconds == pytest.approx(2 * 2 + 30 + 5 + 2 * 1.5 * (163 * 0.1 + 30))
+    assert "start-up 2.0 s per interpreter (the pre-check's and the one the stages are forked from)" in \
+        describe(est)[0]
 
 
 def test_seconds_per_point_is_the_mean_of_the_timed_points(tmp_path: Path, linear_spec: dict,

@@ -11,7 +11,7 @@ As the Job controller (tests/support/fake_jobs.py: suspend, parallelism, deadlin
 failure policy, the backoff limits, the validation and defaults of a real server) it runs
 each Job's pods concurrently up to its ``parallelism``: the pod's ``command + args``
 (``landscape-job <stage> ...``) as ``python -m landscape_job.cli <stage> ...`` (forked from an
-interpreter that has imported torch already: tests/support/preloaded.py) with the rendered env, ``JOB_COMPLETION_INDEX`` for an Indexed Job, and the Secret of ``envFrom``
+interpreter that has imported torch already, as the local runner's stages are) with the rendered env, ``JOB_COMPLETION_INDEX`` for an Indexed Job, and the Secret of ``envFrom``
 taken from this process's environment. Paths in the env under the pod's volume mounts (the
 ``/tmp`` emptyDir, the ConfigMap mounted for prepare) become host folders, as the mounts
 would. A test may replace the pod runner with a script, and preempt a pod (``disrupt``).
@@ -34,6 +34,7 @@ deleted that long after it ended, as the TTL-after-finished controller does.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
@@ -53,8 +54,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from landscape_job.forkserver import StageProcess, StageServer
+
 import fake_inventory
-import preloaded
 from fake_inventory import Inventory
 from fake_jobs import JobRun, default_job, index_ranges, now, validate_job, validate_job_update
 from fake_kueue import FakeKueue
@@ -146,7 +148,7 @@ class FakeCluster:
         self.claims = claims or {}
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.logs: dict[str, str] = {}
-        self.processes: dict[str, subprocess.Popen | preloaded.PreloadedProcess] = {}
+        self.processes: dict[str, subprocess.Popen | StageProcess] = {}
         self.secret_env: dict[str, tuple[str, ...]] = {}
         self.requests: list[Request] = []
         self.dry_runs: list[Request] = []
@@ -796,12 +798,28 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+_pods_server: StageServer | None = None
+_pods_server_lock = threading.Lock()
+
+
+def _pod_server(env: dict) -> StageServer:
+    """This pytest process's stage server for the fake's pods (landscape_job.forkserver), started with
+    what a pod's environment sets of an interpreter's start-up (PYTHON*): a pod that differs starts afresh."""
+    global _pods_server
+    with _pods_server_lock:
+        if _pods_server is None:
+            base = {k: v for k, v in env.items() if k.startswith("PYTHON")}
+            _pods_server = StageServer({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **base})
+            atexit.register(_pods_server.close)
+        return _pods_server
+
+
 def run_subprocess(fake: FakeCluster, pod: dict, env: dict) -> int:
     """Runs the container's ``landscape-job`` command as ``python -m landscape_job.cli``; its output is the log.
 
     Without ``command`` the image's ENTRYPOINT runs: NVIDIA's script, which execs ``landscape-job``.
-    The process is forked from an interpreter that has already imported torch (tests/support/preloaded.py):
-    the same argv, environment, folder, output, exit code and signals, without ~2 s of start-up a pod.
+    The process is forked from an interpreter that has imported torch already (the local runner's stage
+    server): the same argv, environment, folder, output, exit code and signals, without ~2 s of start-up a pod.
     """
     container = pod["spec"]["containers"][0]
     command = (container.get("command") or ["landscape-job"]) + container.get("args", [])
@@ -809,12 +827,16 @@ def run_subprocess(fake: FakeCluster, pod: dict, env: dict) -> int:
     if not command or command[0] != "landscape-job":
         fake.append_log(name, f"exec: {command[:1]} not found in the image\n")
         return 127
-    process = preloaded.spawn(command[1:], env, cwd=env.get("HOME"))
+    read, write = os.pipe()
+    try:
+        process = _pod_server(env).start(command[1:], env, stdout=write, cwd=env.get("HOME"))
+    finally:
+        os.close(write)  # the pod holds it now: EOF once it (and anything it started) has exited
     with fake.lock:
         fake.processes[name] = process
-    assert process.stdout is not None
-    for line in process.stdout:
-        fake.append_log(name, line)
+    with open(read, encoding="utf-8", errors="replace") as output:
+        for line in output:
+            fake.append_log(name, line)
     code = process.wait()
     with fake.lock:
         fake.processes.pop(name, None)
