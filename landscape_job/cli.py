@@ -237,13 +237,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             stages.merge(run, plots=not args.no_plots, wait_seconds=args.wait, abort=abort)
             post_event(os.environ.get(JOB_NAME_ENV, ""), "Merged", f"merged: {run.url}", stages.stderr_log)
 
-    # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored).
+    # SIGTERM: a checkpoint flushed and exit 143, not a lost interval (nor, as PID 1, ignored). The parent
+    # watch starts inside: a launcher gone already is a SIGTERM at once, and that too is exit 143.
     def unmasked_body() -> None:
         with termination.unmasked():
+            termination.watch_parent()
             body()
 
     with termination.handled():
-        termination.watch_parent()
         return run_guarded(unmasked_body, "landscape-job")
 
 

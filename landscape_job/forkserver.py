@@ -177,7 +177,11 @@ class StageServer:
         if not self.usable:
             return
         self.usable = False
-        self.socket.close()  # the server ends on EOF; stages still running run on
+        try:  # EOF for the server (close alone would wait for the reader's blocked recv); stages still running run on
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.socket.close()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

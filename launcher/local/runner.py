@@ -357,10 +357,19 @@ def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int 
         log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
         runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
+        # The stop signals' handler stays until the run is wound up (its record written, the stage server
+        # gone): a second stop signal then (a cancel's SIGTERM after the heartbeat's) is noted, not fatal.
         try:
-            _run_stages(runner, run_id, lease)
-        finally:
-            runner.close()
+            with _stop_signals():
+                try:
+                    _run_stages(runner, run_id, lease)
+                finally:
+                    runner.close()
+        except _Stopped as stop:  # the first one came as the stages had ended
+            if runner.record.state == SUCCEEDED:
+                return run  # after the run's end: nothing was stopped
+            reason = CANCEL_REASON if lease.cancel_requested() else None
+            raise RunInterrupted(run_id, stop.signum, reason) from None
     return run
 
 
@@ -368,22 +377,27 @@ def _run_stages(runner: LocalRunner, run_id: str, lease: Lease) -> None:
     """prepare -> evaluate -> merge; how the run ended, in its record."""
     lost: list[str] = []
     stages_running = threading.Event()
+    # The heartbeat's look at stages_running and its SIGTERM are one step against the stages' end: a SIGTERM it
+    # decided on while they ran lands while they run, and raises there.
+    guard = threading.Lock()
 
     def on_lost(reason: str) -> None:  # the heartbeat's thread: the main thread stops as on SIGTERM
         lost.append(reason)
-        if stages_running.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
+        with guard:
+            if stages_running.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
 
     try:
-        with _stop_signals():
-            stages_running.set()
-            lease.start(on_lost)
-            try:
-                runner.run_stage("prepare")
-                runner.run_evaluate()
-                runner.run_stage("merge")
-            finally:
-                stages_running.clear()
+        stages_running.set()
+        lease.start(on_lost)
+        try:
+            runner.run_stage("prepare")
+            runner.run_evaluate()
+            runner.run_stage("merge")
+        finally:
+            stages_running.clear()
+            with guard:  # a SIGTERM the heartbeat decided on before the clear has landed by now
+                pass
     except _Stopped as stop:  # the workers are stopped (run_stage, run_evaluate); the run stays
         reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
         interrupted = RunInterrupted(run_id, stop.signum, reason)
