@@ -20,7 +20,8 @@ from landscape_job.base.termination import PARENT_ENV, TERMINATED_EXIT, launcher
 from landscape_job.storage.location import RUN_ENV
 from landscape_job.forkserver import StageProcess, StageServer
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="stages are forked on Linux only")
+# slow: each test starts interpreters, ~2-9 s (pyproject's marker rule)
+pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="stages are forked on Linux only"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
