@@ -259,9 +259,12 @@ def _child(request: dict[str, Any], out: int, ready: int) -> None:
 
 def serve(fd: int) -> None:
     """The server's loop: a request forks a stage; an ended child is reaped and reported."""
-    import torch  # noqa: F401 - the point of this process
+    import torch  # the point of this process
     import landscape_job.cli  # noqa: F401
     import landscape_job.stages  # noqa: F401
+
+    if torch.cuda.is_initialized():  # CUDA does not survive a fork: no stage may be forked from here
+        sys.exit("forkserver: CUDA was initialized while importing the stages")  # each stage then starts afresh
 
     server = socket.socket(fileno=fd)
     wake_read, wake_write = os.pipe()
