@@ -47,6 +47,15 @@ _STARTUP = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "LD_")
 _MESSAGE = 1 << 20
 
 
+#: The pod entrypoint's module: what a stage runs, forked or afresh.
+ENTRYPOINT = "landscape_job.cli"
+
+
+def command(args: list[str]) -> list[str]:
+    """The stage's command line afresh: ``python -m landscape_job.cli *args``."""
+    return [sys.executable, "-m", ENTRYPOINT, *args]
+
+
 def _startup_settings(env: Mapping[str, str]) -> dict[str, str]:
     """What an interpreter (and torch's OpenMP) reads as it starts, less the thread counts a child applies."""
     return {k: v for k, v in env.items() if k.startswith(_STARTUP) and k not in THREAD_VARIABLES}
@@ -93,6 +102,7 @@ class StageServer:
 
     def __init__(self, env: Mapping[str, str]):
         self.env = {k: v for k, v in env.items() if k not in THREAD_VARIABLES}
+        self._startup = _startup_settings(self.env)  # a stage whose own differ starts afresh
         self.usable = FORKS
         self._lock = threading.Lock()  # one request at a time: its pid is the next pid reply
         self._replies = threading.Condition()
@@ -148,10 +158,9 @@ class StageServer:
     def start(self, args: list[str], env: Mapping[str, str], stdout: int, cwd: str | None = None,
               new_session: bool = False) -> StageProcess | subprocess.Popen:
         """``python -m landscape_job.cli *args`` with ``env``, its stdout and stderr on the descriptor ``stdout``."""
-        afresh = lambda: subprocess.Popen([sys.executable, "-m", "landscape_job.cli", *args],  # noqa: E731
-                                          env=dict(env), cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
-                                          start_new_session=new_session)
-        if not self.usable or self._gone or _startup_settings(env) != _startup_settings(self.env):
+        afresh = lambda: subprocess.Popen(command(args), env=dict(env), cwd=cwd, stdout=stdout,  # noqa: E731
+                                          stderr=subprocess.STDOUT, start_new_session=new_session)
+        if not self.usable or self._gone or _startup_settings(env) != self._startup:
             return afresh()
         request = json.dumps({"args": args, "env": dict(env), "cwd": cwd, "session": new_session}).encode()
         with self._lock:
@@ -232,10 +241,10 @@ def _child(request: dict[str, Any], out: int, ready: int) -> None:
             torch.set_num_threads(int(threads))
         sys.argv = ["-m", *request["args"]]
         sys.path[0] = os.getcwd()  # python -m's first entry: the folder it started in (the server's, until here)
-        sys.modules.pop("landscape_job.cli", None)  # -m runs it as __main__ only
+        sys.modules.pop(ENTRYPOINT, None)  # -m runs it as __main__ only
         import runpy
 
-        runpy.run_module("landscape_job.cli", run_name="__main__", alter_sys=True)
+        runpy.run_module(ENTRYPOINT, run_name="__main__", alter_sys=True)
     except SystemExit as exit:
         code = exit.code
     except BaseException:  # noqa: BLE001 - the interpreter would print it and exit 1

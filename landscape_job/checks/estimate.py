@@ -9,7 +9,8 @@ with the threads each of its workers gets, the points are timed for a time budge
 than a count (three points of a cheap model moved the figure by 60% between runs), and
 the fixed costs are measured and added: a fresh stage process's start-up (interpreter and
 imports) for the launcher's pre-check, prepare, every shard and merge (a local run's stages are
-forked from one interpreter: two start-ups), prepare's and each worker's setup, and merge's figures (drawn here from a stand-in surface of the run's grid).
+forked from one interpreter: two start-ups), prepare's and each worker's setup, and merge's
+figures (drawn here from a stand-in surface of the run's grid).
 The range comes from the spread of the timed points. Timings on a laptop CPU say little about a GPU cluster:
 ``launcher estimate --cluster`` runs this inside one pod shaped like the evaluate pods
 (``landscape-job estimate`` prints the measurement as one JSON line) and projects from there.

@@ -19,13 +19,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Sequence, TextIO
 
 from landscape_job.base import verbosity
 from landscape_job.base.diskspace import NoSpace
@@ -40,7 +39,7 @@ from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
 from landscape_job.base.termination import PARENT_ENV
 from landscape_job.storage import Storage, open_storage, run_storage
-from landscape_job.forkserver import StageProcess, StageServer
+from landscape_job.forkserver import StageProcess, StageServer, command
 from launcher.backends.done import run_missing
 from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
@@ -69,7 +68,7 @@ def worker_threads(workers: int) -> int:
 
 def stage_command(stage: str) -> list[str]:
     """What a local worker of ``stage`` runs: the pod entrypoint (the run's URL comes in its environment)."""
-    return [sys.executable, "-m", "landscape_job.cli", stage]
+    return command([stage])
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -368,9 +367,17 @@ def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int 
         except _Stopped as stop:  # the first one came as the stages had ended
             if runner.record.state == SUCCEEDED:
                 return run  # after the run's end: nothing was stopped
-            reason = CANCEL_REASON if lease.cancel_requested() else None
-            raise RunInterrupted(run_id, stop.signum, reason) from None
+            raise _interrupted(runner, run_id, stop.signum, lease) from None
     return run
+
+
+def _interrupted(runner: LocalRunner, run_id: str, signum: int, lease: Lease,
+                 lost: Sequence[str] = ()) -> RunInterrupted:
+    """The run stopped by ``signum``: why (the lease lost, a cancel, or the signal itself), in its record too."""
+    reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
+    interrupted = RunInterrupted(run_id, signum, reason)
+    _end_quietly(runner, CANCELLED, interrupted.reason)
+    return interrupted
 
 
 def _run_stages(runner: LocalRunner, run_id: str, lease: Lease) -> None:
@@ -378,7 +385,7 @@ def _run_stages(runner: LocalRunner, run_id: str, lease: Lease) -> None:
     lost: list[str] = []
     stages_running = threading.Event()
     # The heartbeat's look at stages_running and its SIGTERM are one step against the stages' end: a SIGTERM it
-    # decided on while they ran lands while they run, and raises there.
+    # decided on while they ran has landed before _run_held winds up, while _stop_signals' handler is there.
     guard = threading.Lock()
 
     def on_lost(reason: str) -> None:  # the heartbeat's thread: the main thread stops as on SIGTERM
@@ -399,10 +406,7 @@ def _run_stages(runner: LocalRunner, run_id: str, lease: Lease) -> None:
             with guard:  # a SIGTERM the heartbeat decided on before the clear has landed by now
                 pass
     except _Stopped as stop:  # the workers are stopped (run_stage, run_evaluate); the run stays
-        reason = lost[0] if lost else (CANCEL_REASON if lease.cancel_requested() else None)
-        interrupted = RunInterrupted(run_id, stop.signum, reason)
-        _end_quietly(runner, CANCELLED, interrupted.reason)
-        raise interrupted from None
+        raise _interrupted(runner, run_id, stop.signum, lease, lost) from None
     except StageError as err:  # a stage, or the storage, failed: what is stored so far stays
         first, newline, rest = str(err).partition("\n")
         _end_quietly(runner, FAILED, first)
