@@ -35,6 +35,8 @@ import threading
 import time
 from typing import Iterator
 
+from landscape_job.base.procstat import stat_fields
+
 #: The exit code of a stage stopped by SIGTERM.
 TERMINATED_EXIT = 128 + int(signal.SIGTERM)
 
@@ -122,10 +124,10 @@ PARENT_ENV = "LANDSCAPE_PARENT_PID"
 
 def _parent_of(pid: int) -> int | None:
     """The parent of process ``pid`` (Linux's /proc), or None."""
+    fields = stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rpartition(b")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
+        return int(fields[1]) if fields else None
+    except (ValueError, IndexError):
         return None
 
 

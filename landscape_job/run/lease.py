@@ -33,10 +33,10 @@ import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Callable
 
 from landscape_job.base.errors import StageError, UserError
+from landscape_job.base.procstat import stat_fields
 
 LEASE_PREFIX = "lease/"
 CANCEL_KEY = "cancel.json"
@@ -90,10 +90,10 @@ class LeaseRecord:
 def process_start(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (``/proc/<pid>/stat``), None where unknown: with
     the pid it names one process for good, where the pid alone may be reused."""
+    fields = stat_fields(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
         return None
 
 
