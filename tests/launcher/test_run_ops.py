@@ -197,8 +197,8 @@ def test_logs_follow_every_shard_at_once(fake: FakeCluster, tmp_path: Path, line
     follow = threading.Thread(target=launcher, args=(["logs", "live", "--stage", "evaluate", "-f", "--tail", "2"],))
     follow.start()
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len({r.path for r in fake.requests if r.path.endswith("/log")}) < 2:
-        time.sleep(0.05)  # both streams open before the pods write more
+    while time.monotonic() < deadline and len(set(fake.log_streams)) < 2:
+        time.sleep(0.05)  # both streams have sent their tails before the pods write more
     for index, name in pods.items():
         fake.append_log(name, f"shard {index} later\n")
     fake.end_pod(pods["1"], 0)

@@ -151,6 +151,9 @@ class FakeCluster:
         self.processes: dict[str, subprocess.Popen | StageProcess] = {}
         self.secret_env: dict[str, tuple[str, ...]] = {}
         self.requests: list[Request] = []
+        #: Pods whose log a client reads, once its stream has sent what was there (the tail): what a test
+        #: waits on before writing more, as a request is recorded before its stream has read anything.
+        self.log_streams: list[str] = []
         self.dry_runs: list[Request] = []
         #: Every request as the authorizer saw it: who, what, allowed or not.
         self.calls: list[Call] = []
@@ -902,7 +905,6 @@ class _Handler(BaseHTTPRequestHandler):
             if first and tail is not None:
                 lines = text.splitlines(keepends=True)
                 sent = len(text) - len("".join(lines[-tail:] if tail else []))
-                first = False
             if len(text) > sent:
                 try:
                     self.wfile.write(text[sent:].encode())
@@ -910,6 +912,10 @@ class _Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the client stopped following (`logs -f` ended): as a real API server, say nothing
                 sent = len(text)
+            if first:
+                first = False
+                with fake.lock:
+                    fake.log_streams.append(name)
             if not follow or ended:
                 return
             time.sleep(0.05)
