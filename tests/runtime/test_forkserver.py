@@ -30,6 +30,19 @@ def server():
         yield started
 
 
+def _state(server: StageServer, pid: int) -> str:
+    """What /proc says of a stage, its threads and its server: for a wait that timed out."""
+    def threads(of: int) -> str:
+        try:
+            tasks = sorted(os.listdir(f"/proc/{of}/task"))
+            return "; ".join(f"{t} {Path(f'/proc/{of}/task/{t}/stat').read_text().split(')')[1].split()[0]} "
+                             f"{Path(f'/proc/{of}/task/{t}/wchan').read_text()}" for t in tasks)
+        except OSError as err:
+            return f"gone ({err})"
+    return (f"stage {pid}: {threads(pid)}; server {server.process.pid}: {threads(server.process.pid)}; "
+            f"running {sorted(server._running)}, early {server._early}, gone {server._gone}")
+
+
 def _both(server: StageServer, tmp_path: Path, args: list[str], env: dict[str, str]) -> list[tuple[int, str]]:
     """(exit code, output) of ``args`` forked and afresh, each in a folder of its own."""
     seen = []
@@ -147,5 +160,10 @@ def test_a_forked_stage_watches_its_launcher_through_the_server(server: StageSer
     assert stages["other"].wait(timeout=30) == TERMINATED_EXIT, (tmp_path / "other.log").read_text()
     assert stages["ours"].poll() is None, (tmp_path / "ours.log").read_text()
     os.killpg(stages["ours"].pid, signal.SIGTERM)
-    assert stages["ours"].wait(timeout=30) == TERMINATED_EXIT
+    try:
+        code = stages["ours"].wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        log = (tmp_path / "ours.log").read_text()
+        pytest.fail(f"no exit within 30 s: {_state(server, stages['ours'].pid)}; log: {log}")
+    assert code == TERMINATED_EXIT
     assert launcher_alive(os.getppid()) and not launcher_alive(os.getpid())  # a stage started afresh: its parent
