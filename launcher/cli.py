@@ -143,7 +143,6 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False,
     device if ``compute.device: cuda``, and the inputs (model builds, checkpoints fit,
     data loads). Nothing is written. Returns the spec and the samples per split.
     """
-    from landscape_job.checks.preflight import check_device, check_inputs
     from landscape_job.spec.parse import load_spec
 
     spec = load_spec(path, storage_override=storage, check_files=not quick)
@@ -159,6 +158,8 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False,
         return spec, None
     if before_code is not None:  # what follows imports and runs the spec's code (validate names it first)
         before_code(spec)
+    from landscape_job.checks.preflight import check_device, check_inputs  # torch: only for a spec that parsed
+
     check_device(spec)
     sizes = check_inputs(spec)
     if _gpu_memory(spec) is not None:  # the plan refuses only a shard over it (validate prints the plan apart)

@@ -69,10 +69,18 @@ def missing_tool(reason: str) -> NoReturn:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the ``browser`` fixture is a ``browser`` test, wherever it is written."""
+    """A test that uses the ``browser`` fixture is a ``browser`` test, wherever it is written.
+
+    The long ones run first: pytest-xdist hands tests out in this order, and a run whose last test is a
+    minute-long one ends with every other worker idle for that minute. So the groups that must share one
+    worker (the Slurm cluster's tests, the notebook kernel's: minutes in a row) lead, then the ``slow``
+    tests, then the rest in the order they are written (the sort is stable, and the same on every worker).
+    """
     for item in items:
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: 0 if item.get_closest_marker("xdist_group") else
+               1 if item.get_closest_marker("slow") else 2)
 
 
 @pytest.fixture(autouse=True)

@@ -195,6 +195,20 @@ def test_merge_and_the_launcher_never_import_torch(entry):
     assert out.stdout.strip() == "[]", f"importing {entry} imports {out.stdout.strip()}"
 
 
+@pytest.mark.parametrize("command", [["validate"], ["submit", "--local"]])
+def test_a_spec_refused_before_its_inputs_are_read_imports_no_torch(command, tmp_path):
+    """A spec mistake is one line in a fraction of a second: torch comes with the inputs' check (the model
+    built, the data loaded), after the spec has parsed, not before it (~1.7 s of CPU for a typo)."""
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("name: typo\nmodel: {arch: mlp}\ndata: {dataset: digits}\ngrdi: {x: '-1:1:3'}\n")
+    code = ("import sys; from launcher.cli import main\ntry: code = main(sys.argv[1:])\nexcept SystemExit as e: code = e.code\n"
+            "print(code, sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *command[:1], str(spec), *command[1:], "--storage",
+                          str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "grdi" in out.stderr and out.stdout.split() == ["2", "[]"], (out.stdout, out.stderr)
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("entry", ["landscape_job.stages.merge_stage", "landscape_job.outputs.exports",
                                    "landscape_job.plots.options"])
 def test_merge_imports_matplotlib_only_to_draw_figures(entry):
