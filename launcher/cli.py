@@ -135,13 +135,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def checked_spec(path: Path, storage: str | None, quick: bool = False,
-                 before_code: Callable[[Spec], None] | None = None) -> tuple[Spec, dict[str, int] | None]:
+                 before_code: Callable[[Spec], None] | None = None,
+                 inputs: Callable[[Spec], dict[str, int] | None] | None = None) -> tuple[Spec, dict[str, int] | None]:
     """The one check behind ``validate`` and ``submit --local``: what one refuses, the other refuses too.
 
     The spec (strict YAML, every key), its ``kubernetes:`` section (a typo there is named
     now, not at cluster submit), and unless ``quick`` what running here needs: a CUDA
     device if ``compute.device: cuda``, and the inputs (model builds, checkpoints fit,
     data loads). Nothing is written. Returns the spec and the samples per split.
+
+    ``inputs`` checks the device and the inputs instead of ``landscape_job.checks.preflight.check_runs_here`` here (``submit --local`` from a
+    fresh launcher runs them in a stage process: ``launcher.local.precheck``).
     """
     from landscape_job.spec.parse import load_spec
 
@@ -158,10 +162,9 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False,
         return spec, None
     if before_code is not None:  # what follows imports and runs the spec's code (validate names it first)
         before_code(spec)
-    from landscape_job.checks.preflight import check_device, check_inputs  # torch: only for a spec that parsed
-
-    check_device(spec)
-    sizes = check_inputs(spec)
+    if inputs is None:  # in this process (torch is imported here: only for a spec that parsed)
+        from landscape_job.checks.preflight import check_runs_here as inputs
+    sizes = inputs(spec)
     if _gpu_memory(spec) is not None:  # the plan refuses only a shard over it (validate prints the plan apart)
         _planned_memory(spec, check=True)
     return spec, sizes

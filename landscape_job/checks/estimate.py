@@ -8,8 +8,8 @@ The wall time is the run's, not only its points': a local run (``local_threads``
 with the threads each of its workers gets, the points are timed for a time budget rather
 than a count (three points of a cheap model moved the figure by 60% between runs), and
 the fixed costs are measured and added: a fresh stage process's start-up (interpreter and
-imports) for the launcher's pre-check, prepare, every shard and merge (a local run's stages are
-forked from one interpreter: two start-ups), prepare's and each worker's setup, and merge's
+imports) for the launcher's pre-check, prepare, every shard and merge (a local run's pre-check and
+stages are forked from one interpreter: one start-up), prepare's and each worker's setup, and merge's
 figures (drawn here from a stand-in surface of the run's grid).
 The range comes from the spread of the timed points. Timings on a laptop CPU say little about a GPU cluster:
 ``launcher estimate --cluster`` runs this inside one pod shaped like the evaluate pods
@@ -53,7 +53,7 @@ class Estimate:
     device: str
     setup_seconds: float
     #: A fresh stage process's interpreter and imports (paid by every process of the run, or, with
-    #: ``forked``, by the launcher's pre-check and the one interpreter the stages are forked from).
+    #: ``forked``, by the one interpreter the pre-check and the stages are forked from).
     startup_seconds: float = 0.0
     #: The merge stage beyond its start-up: drawing the figures, the exports.
     merge_seconds: float = 0.0
@@ -80,8 +80,8 @@ class Estimate:
         start-up and setup came out 1.5-2x short of a run's on the shared 2-core machine)."""
         per_shard = -(-self.points // self.shards)
         waves = -(-self.shards // self.parallel)
-        # Start-ups: the pre-check, prepare, merge and each shard; forked, the pre-check and the stage server only.
-        fixed_startups, shard_startup = (2, 0.0) if self.forked else (3, self.startup_seconds)
+        # Start-ups: the pre-check, prepare, merge and each shard; forked, the stage server's only.
+        fixed_startups, shard_startup = (1, 0.0) if self.forked else (3, self.startup_seconds)
         fixed = fixed_startups * self.startup_seconds + self.setup_seconds + self.merge_seconds
         return fixed + waves * self.contention * (per_shard * seconds_per_point + self.setup_seconds
                                                   + shard_startup)
@@ -261,7 +261,7 @@ def describe(est: Estimate) -> list[str]:
     return [
         f"measured on {est.device}: {est.seconds_per_point:.4f} s per point (mean of the timed points), "
         f"setup {est.setup_seconds:.1f} s per worker, start-up {est.startup_seconds:.1f} s per "
-        + ("interpreter (the pre-check's and the one the stages are forked from), " if est.forked else "process, ")
+        + ("interpreter (the one the pre-check and the stages are forked from), " if est.forked else "process, ")
         + f"merge {est.merge_seconds:.1f} s, {est.parallel} workers at once {est.contention:.2f}x slower than one",
         f"compute: {est.points} points x {est.seconds_per_point:.4f} s = {est.compute_hours:.2f} device-hours",
         f"wall: about {_duration(est.wall_seconds)} ({_duration(low)} to {_duration(high)}) with {est.shards} "

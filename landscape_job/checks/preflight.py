@@ -33,6 +33,12 @@ def check_device(spec: Spec) -> None:
                         "to run here (a spec for the cluster: launcher validate --static)")
 
 
+def check_runs_here(spec: Spec) -> dict[str, int]:
+    """What running ``spec`` on this machine needs: its device, then its inputs (``check_inputs``)."""
+    check_device(spec)
+    return check_inputs(spec)
+
+
 def check_inputs(spec: Spec) -> dict[str, int]:
     """Returns the number of samples in each split; raises UserError naming the input at fault.
 

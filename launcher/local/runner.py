@@ -61,6 +61,12 @@ def local_workers(shards: int, requested: int | None = None) -> int:
     return max(1, min(requested or available_cores(), shards))
 
 
+def stage_env() -> dict[str, str]:
+    """What every stage's environment has, and its stage server's: this launcher's, with its pid for their
+    parent watch (``base.termination``); each stage adds its run's storage and its threads (``LocalRunner``)."""
+    return dict(os.environ, MPLBACKEND="Agg", PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())})
+
+
 def worker_threads(workers: int) -> int:
     """Each worker's share of the cores (its torch threads)."""
     return max(1, available_cores() // workers)
@@ -162,15 +168,16 @@ class LocalRunner:
     """Runs the stages of one run as subprocesses and keeps their logs in the run's storage."""
 
     def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO,
-                 live_logs: bool = False):
+                 live_logs: bool = False, server: StageServer | None = None):
         """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload.
-        ``close`` ends the server its stages are forked from."""
+        ``server``: the one its stages are forked from, if started already (the inputs' check ran on it);
+        ``close`` ends it."""
         self.run, self.spec, self.workers = run, spec, workers
         self.log_dir, self.stream, self.live_logs = log_dir, stream, live_logs
         self.record = LocalRunRecord.start()
         self.live: dict[str, int] = {}
         self._write_record()
-        self.server = StageServer(self._env())
+        self.server = server or StageServer(stage_env())
 
     def close(self) -> None:
         self.server.close()
@@ -188,11 +195,10 @@ class LocalRunner:
         self._write_record()
 
     def _env(self, threads: int | None = None, shard: int | None = None) -> dict[str, str]:
-        """A stage's environment (without ``threads``: what every stage's has, the server's)."""
+        """A stage's environment: ``stage_env``, the run's storage, and its threads and shard where given."""
         # The stages find the run as a pod does: its URL and the storage's options.
         location = StorageLocation.parse(self.run.url, self.spec.storage.options)
-        env = dict(os.environ, **location.env(), MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
-                   **{PARENT_ENV: str(os.getpid())})
+        env = dict(stage_env(), **location.env())
         if threads is not None:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         if shard is not None:
@@ -330,23 +336,29 @@ def stop_workers(workers: list[_Worker], grace: float = STOP_GRACE) -> None:
 
 
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
-                 stream: TextIO | None = None) -> Storage:
-    """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
-    stream = stream or verbosity.stream()
-    check_storage(spec)
-    run_id = run_id or new_run_id(spec.name, spec.storage)
-    run = open_run(spec, run_id)
-    lease = Lease.acquire(run, run_id)  # one runner per run: a second one is refused here, naming this one
+                 stream: TextIO | None = None, server: StageServer | None = None) -> Storage:
+    """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage. ``server``: the
+    stage server to fork the stages from, if one is started (``launcher.local.precheck``); it ends here."""
     try:
-        if not run_missing(run):  # Complete (launcher.backends.done): its stages would only say so, seconds each
-            print(f"run {run_id} is already complete; nothing to run -> {run.url}", file=stream)
-            return run
-        return _run_held(spec, run, run_id, lease, workers, stream)
+        stream = stream or verbosity.stream()
+        check_storage(spec)
+        run_id = run_id or new_run_id(spec.name, spec.storage)
+        run = open_run(spec, run_id)
+        lease = Lease.acquire(run, run_id)  # one runner per run: a second one is refused here, naming this one
+        try:
+            if not run_missing(run):  # Complete (launcher.backends.done): its stages would only say so, seconds each
+                print(f"run {run_id} is already complete; nothing to run -> {run.url}", file=stream)
+                return run
+            return _run_held(spec, run, run_id, lease, workers, stream, server)
+        finally:
+            lease.release()
     finally:
-        lease.release()
+        if server is not None:
+            server.close()  # already closed by a run that used it: then nothing
 
 
-def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int | None, stream: TextIO) -> Storage:
+def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int | None, stream: TextIO,
+              server: StageServer | None = None) -> Storage:
     """The run's stages, with its lease held and its heartbeat going; a stop signal stops them in order."""
     workers = local_workers(spec.compute.shards, workers)
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
@@ -355,7 +367,7 @@ def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int 
         live = spec.storage.scheme == "file"  # a folder: the workers write their logs straight into it
         log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
-        runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
+        runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live, server=server)
         # The stop signals' handler stays until the run is wound up (its record written, the stage server
         # gone): a second stop signal then (a cancel's SIGTERM after the heartbeat's) is noted, not fatal.
         try:

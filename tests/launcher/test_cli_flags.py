@@ -40,7 +40,7 @@ class FakeRunner:
     made: list["FakeRunner"] = []
     interrupt = False
 
-    def __init__(self, run, spec, workers, log_dir, stream, live_logs=False):
+    def __init__(self, run, spec, workers, log_dir, stream, live_logs=False, server=None):
         self.workers = workers
         FakeRunner.made.append(self)
 

@@ -22,12 +22,13 @@ def test_contention_slows_a_waves_start_up_and_setup_as_much_as_its_points() -> 
     assert est.wall_seconds - alone.wall_seconds == pytest.approx(2 * 0.5 * (163 * 0.1 + 30 + 2))
 
 
-def test_forked_stages_pay_the_start_up_of_the_pre_check_and_the_stage_server_only() -> None:
-    """A local run's stages are forked from one interpreter (landscape_job.forkserver): no shard starts afresh."""
+def test_forked_stages_pay_the_start_up_of_the_stage_server_only() -> None:
+    """A local run's pre-check and stages are forked from one interpreter (landscape_job.forkserver,
+    launcher.local.precheck): nothing else starts afresh."""
     est = Estimate(seconds_per_point=0.1, points=2601, shards=16, parallel=8, device="cpu", setup_seconds=30,
                    startup_seconds=2, merge_seconds=5, contention=1.5, forked=True)
-    assert est.wall_seconds == pytest.approx(2 * 2 + 30 + 5 + 2 * 1.5 * (163 * 0.1 + 30))
-    assert "start-up 2.0 s per interpreter (the pre-check's and the one the stages are forked from)" in \
+    assert est.wall_seconds == pytest.approx(1 * 2 + 30 + 5 + 2 * 1.5 * (163 * 0.1 + 30))
+    assert "start-up 2.0 s per interpreter (the one the pre-check and the stages are forked from)" in \
         describe(est)[0]
 
 

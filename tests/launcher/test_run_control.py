@@ -25,6 +25,7 @@ import yaml
 
 from conftest import run_all, save_linear_checkpoint, write_spec
 from landscape_job.base.diskspace import NoSpace
+from landscape_job.base.termination import PARENT_ENV
 from landscape_job.run.lease import Lease, LeaseHeld, LeaseRecord, current, lease_key, stale
 from landscape_job.spec.parse import load_spec
 from landscape_job.storage import open_storage
@@ -76,18 +77,20 @@ def _evaluating(folder: Path) -> bool:
     return len(list((folder / "shards").glob("*.partial-*.h5"))) >= 2 if (folder / "shards").is_dir() else False
 
 
-def processes_of(run_folder: Path) -> list[int]:
-    """Pids of live processes whose environment names the run (its workers) or whose command line does (its
-    launcher): read from the process table, /proc."""
+def processes_of(run_folder: Path, launcher: int) -> list[int]:
+    """Pids of live processes of the run: its launcher's (``launcher``'s pid in their environment: its stage
+    server and the stages forked from it), or whose environment or command line names the run's folder (a
+    stage started afresh, the launcher): read from the process table, /proc."""
     found = []
-    needle = str(run_folder).encode()
+    needles = (str(run_folder).encode(), f"{PARENT_ENV}={launcher}\0".encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             if (entry / "stat").read_text().split(") ")[-1].startswith("Z"):
                 continue  # a zombie waits for its parent to read its status: not running
-            if needle in (entry / "environ").read_bytes() or needle in (entry / "cmdline").read_bytes():
+            environ, cmdline = (entry / "environ").read_bytes(), (entry / "cmdline").read_bytes()
+            if needles[0] in environ + cmdline or needles[1] in environ:
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -184,9 +187,11 @@ def test_a_sigkilled_runner_leaves_no_process_and_its_run_resumes_bit_identical(
     runner = _submit(long_spec, tmp_path, "killed")
     folder = tmp_path / "killed"
     _wait_for(lambda: _evaluating(folder), what="evaluate")
+    assert len(processes_of(folder, runner.pid)) >= 3  # what must stop: the launcher, its server, its workers
     runner.send_signal(signal.SIGKILL)
     runner.wait()
-    _wait_for(lambda: not processes_of(folder), timeout=60, what="the orphaned workers to stop themselves")
+    _wait_for(lambda: not processes_of(folder, runner.pid), timeout=60,
+              what="the orphaned workers to stop themselves")
     held = current(open_storage(StorageLocation.parse(str(folder))))
     assert held is not None and not held.released and held.pid == runner.pid
     assert stale(held)  # its process is gone (this host); elsewhere its ttl would run out: test_lease_expiry
@@ -230,7 +235,7 @@ def test_cancel_stops_the_runner_that_holds_the_lease(long_spec: Path, tmp_path:
     assert runner.wait(timeout=60) == 128 + signal.SIGTERM
     err = runner.stderr.read()
     assert "cancelled (launcher cancel)" in err.strip().splitlines()[-1], err[-3000:]
-    _wait_for(lambda: not processes_of(folder), timeout=30, what="no process of the run")
+    _wait_for(lambda: not processes_of(folder, runner.pid), timeout=30, what="no process of the run")
     assert '"state": "cancelled"' in (folder / "local.json").read_text()
 
 
@@ -252,9 +257,10 @@ def test_a_stop_signal_stops_the_workers_and_prints_the_command_that_resumes(slo
     runner = _submit(slow_spec, tmp_path, "sig")
     folder = tmp_path / "sig"
     _wait_for(lambda: _evaluating(folder), what="evaluate")
+    assert len(processes_of(folder, runner.pid)) >= 3  # the launcher, its stage server, its workers
     runner.send_signal(sig)
     assert runner.wait(timeout=90) == 128 + sig
-    assert not processes_of(folder)  # the launcher waited for every worker: nothing of the run is left
+    assert not processes_of(folder, runner.pid)  # the launcher waited for every worker: nothing of the run is left
     last = runner.stderr.read().strip().splitlines()[-1]
     stopped = "interrupted" if sig == signal.SIGINT else f"stopped by {sig.name}"
     assert last.startswith(f"launcher: {stopped}; run sig is kept; resume it with: launcher submit "), last
