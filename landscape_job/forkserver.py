@@ -7,8 +7,9 @@ and forks each stage process from it, as multiprocessing's forkserver starts its
 
 * The server (``python -m landscape_job.forkserver``) is single-threaded and runs no torch
   operation, so a fork copies no thread and no OpenMP pool. It starts in a session of its own (a
-  terminal's Ctrl-C is the launcher's to handle) with the environment it is given: a local run's,
-  which ``/proc/<pid>/environ`` then shows for each of its stages too.
+  terminal's Ctrl-C is the launcher's to handle) with the environment it is given: the launcher's
+  with its pid (``launcher.local.runner.stage_env``), which ``/proc/<pid>/environ`` then shows for
+  each of its stages too (a stage's own is in ``os.environ``).
 * A request is a stage's argv, environment, folder and output descriptor. The child takes them,
   a session of its own when asked (the runner stops a stage by its process group), the thread
   counts of ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` (which torch reads when it loads: here it
@@ -17,6 +18,10 @@ and forks each stage process from it, as multiprocessing's forkserver starts its
 * The server answers each child's pid, reaps its children and sends each wait status. It ends
   when the socket closes: the launcher's end, or the launcher's death (its stages then stop
   themselves: ``base.termination``'s parent watch).
+
+A process keeps its servers (:func:`shared`, one per set of start-up settings) for all its runs: a
+launcher runs one, its check of the inputs first (``launcher.local.precheck``); the Python API may
+run many in one notebook.
 
 :class:`StageProcess` is what a caller keeps of a stage: the parts of ``subprocess.Popen`` the
 local runner uses. What an interpreter reads from its environment before running any code
@@ -196,6 +201,36 @@ class StageServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+_shared: dict[tuple[tuple[str, str], ...], StageServer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(env: Mapping[str, str]) -> StageServer:
+    """This process's server for stages whose start-up settings are ``env``'s: started on first use with
+    ``env``, kept for every later run of the process, ended at its exit.
+
+    A launcher runs one run; the Python API may run many in one process (a notebook), and each would
+    otherwise start a server of its own, ~2 s of CPU and of wall time before its first stage. Each stage
+    takes its own environment from its request, so a server serves any run whose start-up settings match.
+    One that has died is replaced."""
+    key = tuple(sorted(_startup_settings(env).items()))
+    with _shared_lock:
+        server = _shared.get(key)
+        if server is None or not server.usable or server._gone:
+            if not _shared:
+                atexit.register(_close_shared)
+            server = _shared[key] = StageServer(env)
+        return server
+
+
+def _close_shared() -> None:
+    with _shared_lock:
+        servers = list(_shared.values())
+        _shared.clear()
+    for server in servers:
+        server.close()
 
 
 def _wait_gone(process: StageProcess) -> None:

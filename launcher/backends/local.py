@@ -19,7 +19,6 @@ import yaml
 
 from landscape_job.run.lease import stop_holder
 from landscape_job.base.errors import StageError, UserError
-from landscape_job.forkserver import StageServer
 from landscape_job.spec.sections import Spec
 from landscape_job.stages import SPEC_KEY
 from landscape_job.storage import NotFound, Storage, open_storage, run_storage
@@ -49,8 +48,6 @@ class LocalBackend:
         self.base = StorageLocation.of(base) if base is not None else StorageLocation.parse(file_url(
             Path("runs").absolute()))
         self.workers, self.stream = workers, stream
-        #: The stage server ``checked_spec`` started for the inputs' check: ``submit`` runs the stages on it.
-        self.server: StageServer | None = None
         #: Runs named by their own URL or folder: their storage, by run id.
         self.known: dict[str, Storage] = {}
 
@@ -77,21 +74,14 @@ class LocalBackend:
 
     def checked_spec(self, path: Path, storage: str | None = None) -> Spec:
         """As ``launcher validate`` checks it (the inputs load, the device exists), and the storage reachable.
-        The inputs are checked in a stage of the run's own server where that spares this process torch
-        (``launcher.local.precheck``); ``submit`` then forks the run's stages from it."""
+        The inputs are checked in a stage forked from this process's stage server where that spares it torch
+        (``launcher.local.precheck``); ``submit`` then forks the run's stages from the same server."""
         from launcher.cli import checked_spec
         from launcher.local.precheck import StagedCheck
         from launcher.local.runner import check_storage
 
-        staged = StagedCheck(path, storage) if StagedCheck.wanted() else None
-        try:
-            spec = checked_spec(path, storage, inputs=staged)[0]
-            check_storage(spec)
-        except BaseException:
-            if staged is not None and staged.server is not None:
-                staged.server.close()
-            raise
-        self.server = staged.server if staged is not None else None
+        spec = checked_spec(path, storage, inputs=StagedCheck(path, storage) if StagedCheck.wanted() else None)[0]
+        check_storage(spec)
         return spec
 
     def plan(self, spec: Spec, run_id: str) -> Plan:
@@ -111,9 +101,7 @@ class LocalBackend:
         """Runs the plan here, prepare -> evaluate -> merge; returns where the results are, once they are."""
         from launcher.local.runner import submit_local
 
-        server, self.server = self.server, None
-        run = submit_local(plan.spec, run_id=plan.run_id, workers=plan.options.get("workers"), stream=self.stream,
-                           server=server)
+        run = submit_local(plan.spec, run_id=plan.run_id, workers=plan.options.get("workers"), stream=self.stream)
         return done_lines(run.url, series=plan.spec.series is not None)
 
     # -- a run in storage ---------------------------------------------------------------------

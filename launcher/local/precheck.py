@@ -1,10 +1,10 @@
 """``submit --local``'s check of the device and the inputs, run in a stage process of the run's own server.
 
 The check builds the model, loads the checkpoints and the data: it needs torch, ~1.7 s of CPU
-to import. A local run then starts its stage server (``landscape_job.forkserver``), which
-imports torch again. So a launcher that has not imported torch starts the server first and
+to import. A local run's stages fork from a stage server (``landscape_job.forkserver.shared``),
+which imports torch too. So a launcher that has not imported torch starts that server first and
 runs the check as a stage forked from it (``landscape-job check``), and the run's stages fork
-from that same server: torch is imported once per submit, not twice.
+from the same server: torch is imported once per submit, not twice.
 
 What the user sees is the same: a mistake is the same ``launcher: error:`` line (exit 2)
 that ``launcher validate`` prints, before anything is written. A process that has imported
@@ -20,19 +20,18 @@ from pathlib import Path
 
 from landscape_job.base.errors import USER_ERROR_EXIT, StageError, UserError, UserErrors
 from landscape_job.base import verbosity
-from landscape_job.forkserver import FORKS, StageServer
+from landscape_job.forkserver import FORKS, shared
 from landscape_job.spec.sections import Spec
 
 _ERROR, _NOTE = "landscape-job: error: ", "landscape-job: note: "
 
 
 class StagedCheck:
-    """``inputs`` for ``launcher.cli.checked_spec``: starts the server (once the spec has parsed, so a typo
-    costs no server) and checks in a stage forked from it; ``server`` is then the run's to fork from."""
+    """``inputs`` for ``launcher.cli.checked_spec``: starts the stage server (once the spec has parsed, so a
+    typo costs no server) and checks in a stage forked from it."""
 
     def __init__(self, path: Path, storage: str | None):
         self.path, self.storage = Path(path).absolute(), storage
-        self.server: StageServer | None = None
 
     @staticmethod
     def wanted() -> bool:
@@ -43,12 +42,11 @@ class StagedCheck:
         from launcher.local.runner import stage_env
 
         env = stage_env()
-        self.server = StageServer(env)
         read, write = os.pipe()
         try:
             args = ["-v"] if verbosity.level() >= verbosity.VERBOSE else []
             args += ["check", "--spec-file", str(self.path), *(["--storage", self.storage] if self.storage else [])]
-            process = self.server.start(args, env, stdout=write, cwd=os.getcwd())
+            process = shared(env).start(args, env, stdout=write, cwd=os.getcwd())
         finally:
             os.close(write)
         with os.fdopen(read, errors="replace") as out:

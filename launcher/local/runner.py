@@ -39,7 +39,7 @@ from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
 from landscape_job.base.termination import PARENT_ENV
 from landscape_job.storage import Storage, open_storage, run_storage
-from landscape_job.forkserver import StageProcess, StageServer, command
+from landscape_job.forkserver import StageProcess, command, shared
 from launcher.backends.done import run_missing
 from launcher.local.record import CANCELLED, FAILED, LOCAL_KEY, SUCCEEDED, LocalRunRecord, log_key
 from launcher.progress import advance_to, points_bar
@@ -168,19 +168,15 @@ class LocalRunner:
     """Runs the stages of one run as subprocesses and keeps their logs in the run's storage."""
 
     def __init__(self, run: Storage, spec: Spec, workers: int, log_dir: Path, stream: TextIO,
-                 live_logs: bool = False, server: StageServer | None = None):
-        """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload.
-        ``server``: the one its stages are forked from, if started already (the inputs' check ran on it);
-        ``close`` ends it."""
+                 live_logs: bool = False):
+        """``live_logs``: ``log_dir`` is the run's own ``logs/`` folder (folder storage), nothing to upload."""
         self.run, self.spec, self.workers = run, spec, workers
         self.log_dir, self.stream, self.live_logs = log_dir, stream, live_logs
         self.record = LocalRunRecord.start()
         self.live: dict[str, int] = {}
         self._write_record()
-        self.server = server or StageServer(stage_env())
-
-    def close(self) -> None:
-        self.server.close()
+        # This process's stage server (the inputs' check may have started it): it outlives the run
+        self.server = shared(stage_env())
 
     def _write_record(self) -> None:
         self.run.put(LOCAL_KEY, self.record.to_json())
@@ -336,29 +332,23 @@ def stop_workers(workers: list[_Worker], grace: float = STOP_GRACE) -> None:
 
 
 def submit_local(spec: Spec, run_id: str | None = None, workers: int | None = None,
-                 stream: TextIO | None = None, server: StageServer | None = None) -> Storage:
-    """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage. ``server``: the
-    stage server to fork the stages from, if one is started (``launcher.local.precheck``); it ends here."""
+                 stream: TextIO | None = None) -> Storage:
+    """prepare -> evaluate (all shards) -> merge, on this machine; returns the run's storage."""
+    stream = stream or verbosity.stream()
+    check_storage(spec)
+    run_id = run_id or new_run_id(spec.name, spec.storage)
+    run = open_run(spec, run_id)
+    lease = Lease.acquire(run, run_id)  # one runner per run: a second one is refused here, naming this one
     try:
-        stream = stream or verbosity.stream()
-        check_storage(spec)
-        run_id = run_id or new_run_id(spec.name, spec.storage)
-        run = open_run(spec, run_id)
-        lease = Lease.acquire(run, run_id)  # one runner per run: a second one is refused here, naming this one
-        try:
-            if not run_missing(run):  # Complete (launcher.backends.done): its stages would only say so, seconds each
-                print(f"run {run_id} is already complete; nothing to run -> {run.url}", file=stream)
-                return run
-            return _run_held(spec, run, run_id, lease, workers, stream, server)
-        finally:
-            lease.release()
+        if not run_missing(run):  # Complete (launcher.backends.done): its stages would only say so, seconds each
+            print(f"run {run_id} is already complete; nothing to run -> {run.url}", file=stream)
+            return run
+        return _run_held(spec, run, run_id, lease, workers, stream)
     finally:
-        if server is not None:
-            server.close()  # already closed by a run that used it: then nothing
+        lease.release()
 
 
-def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int | None, stream: TextIO,
-              server: StageServer | None = None) -> Storage:
+def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int | None, stream: TextIO) -> Storage:
     """The run's stages, with its lease held and its heartbeat going; a stop signal stops them in order."""
     workers = local_workers(spec.compute.shards, workers)
     print(f"run {run_id}: {spec.grid.size} points in {spec.compute.shards} shards, "
@@ -367,15 +357,12 @@ def _run_held(spec: Spec, run: Storage, run_id: str, lease: Lease, workers: int 
         live = spec.storage.scheme == "file"  # a folder: the workers write their logs straight into it
         log_dir = spec.storage.join(run_id).path / "logs" if live else Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
-        runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live, server=server)
-        # The stop signals' handler stays until the run is wound up (its record written, the stage server
-        # gone): a second stop signal then (a cancel's SIGTERM after the heartbeat's) is noted, not fatal.
+        runner = LocalRunner(run, spec, workers, log_dir, stream, live_logs=live)
+        # The stop signals' handler stays until the run is wound up (its record written): a second stop
+        # signal then (a cancel's SIGTERM after the heartbeat's) is noted, not fatal.
         try:
             with _stop_signals():
-                try:
-                    _run_stages(runner, run_id, lease)
-                finally:
-                    runner.close()
+                _run_stages(runner, run_id, lease)
         except _Stopped as stop:  # the first one came as the stages had ended
             if runner.record.state == SUCCEEDED:
                 return run  # after the run's end: nothing was stopped

@@ -40,14 +40,11 @@ class FakeRunner:
     made: list["FakeRunner"] = []
     interrupt = False
 
-    def __init__(self, run, spec, workers, log_dir, stream, live_logs=False, server=None):
+    def __init__(self, run, spec, workers, log_dir, stream, live_logs=False):
         self.workers = workers
         FakeRunner.made.append(self)
 
     def end(self, state: str, error: str = "") -> None:
-        pass
-
-    def close(self) -> None:
         pass
 
     def run_stage(self, stage: str) -> None:

@@ -167,3 +167,26 @@ def test_a_forked_stage_watches_its_launcher_through_the_server(server: StageSer
         pytest.fail(f"no exit within 30 s: {_state(server, stages['ours'].pid)}; log: {log}")
     assert code == TERMINATED_EXIT
     assert launcher_alive(os.getppid()) and not launcher_alive(os.getpid())  # a stage started afresh: its parent
+
+
+def test_a_process_keeps_one_server_per_start_up_settings_and_replaces_a_dead_one(tmp_path: Path) -> None:
+    """forkserver.shared: the runs of one process (the Python API's, in a notebook) share a server."""
+    from landscape_job import forkserver
+
+    env = dict(os.environ, PYTHONHASHSEED="101")  # start-up settings no other test's server has
+    first = forkserver.shared(env)
+    assert forkserver.shared(dict(env, OMP_NUM_THREADS="1", ANY_OTHER="x")) is first  # the same start-up
+    other = forkserver.shared(dict(env, PYTHONHASHSEED="103"))
+    assert other is not first
+    first.process.kill()
+    first.process.wait()
+    deadline = time.monotonic() + 30
+    while not first._gone:  # its reader has seen the socket close
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    again = forkserver.shared(env)
+    assert again is not first and again.usable
+    with open(tmp_path / "out.log", "w") as handle:
+        process = again.start(["--help"], env, stdout=handle.fileno())
+    assert isinstance(process, StageProcess) and process.wait(timeout=60) == 0
+    other.close()

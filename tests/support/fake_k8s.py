@@ -34,7 +34,6 @@ deleted that long after it ended, as the TTL-after-finished controller does.
 
 from __future__ import annotations
 
-import atexit
 import copy
 import json
 import os
@@ -54,7 +53,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from landscape_job.forkserver import StageProcess, StageServer
+from landscape_job.forkserver import StageProcess, StageServer, shared
 
 import fake_inventory
 from fake_inventory import Inventory
@@ -801,20 +800,11 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-_pods_server: StageServer | None = None
-_pods_server_lock = threading.Lock()
-
-
 def _pod_server(env: dict) -> StageServer:
     """This pytest process's stage server for the fake's pods (landscape_job.forkserver), started with
     what a pod's environment sets of an interpreter's start-up (PYTHON*): a pod that differs starts afresh."""
-    global _pods_server
-    with _pods_server_lock:
-        if _pods_server is None:
-            base = {k: v for k, v in env.items() if k.startswith("PYTHON")}
-            _pods_server = StageServer({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **base})
-            atexit.register(_pods_server.close)
-        return _pods_server
+    base = {k: v for k, v in env.items() if k.startswith("PYTHON")}
+    return shared({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **base})
 
 
 def run_subprocess(fake: FakeCluster, pod: dict, env: dict) -> int:
