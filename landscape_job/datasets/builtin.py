@@ -25,6 +25,7 @@ explicitly seeded CPU generators, so every worker on every machine sees the same
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -320,14 +321,25 @@ def _digits_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return train_idx, test_idx
 
 
-def _load_digits(split: str) -> _Raw:
-    """scikit-learn's digits: bundled with the package, so no root and no download."""
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (images, labels, train indices, test indices), read once a process:
+    ``load_digits`` parses its bundled CSV on every call (~0.1 s), and a spec's splits, its check and a
+    stage each load them. Read-only: each split is a copy (fancy indexing), so no caller can change them."""
     from sklearn.datasets import load_digits  # imported lazily: only this loader needs it
 
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float32)  # (1797, 8, 8), values 0..16
     labels = np.asarray(bunch.target, dtype=np.int64)
-    train_idx, test_idx = _digits_split(labels)
+    arrays = (images, labels, *_digits_split(labels))
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
+def _load_digits(split: str) -> _Raw:
+    """scikit-learn's digits: bundled with the package, so no root and no download."""
+    images, labels, train_idx, test_idx = _digits_arrays()
     idx = train_idx if split == "train" else test_idx
     return _Raw(torch.from_numpy(images[idx]).unsqueeze(1), torch.from_numpy(labels[idx]))
 

@@ -76,6 +76,17 @@ def test_digits_values_match_the_raw_pixels() -> None:
     assert torch.equal(split.labels, torch.from_numpy(bunch.target[train_idx]))
 
 
+def test_digits_read_once_a_process_are_still_each_callers_own() -> None:
+    """The parsed digits are kept for the process: a split handed out and changed in place changes no
+    later one."""
+    first = data.load_split(DataSpec(dataset="digits"), "test")
+    kept = first.inputs.clone()
+    first.inputs.mul_(0).add_(7)
+    first.labels.fill_(3)
+    again = data.load_split(DataSpec(dataset="digits"), "test")
+    assert torch.equal(again.inputs, kept) and not torch.equal(again.labels, first.labels)
+
+
 # ---- subset -------------------------------------------------------------------------
 
 
