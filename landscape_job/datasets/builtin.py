@@ -10,7 +10,7 @@ module returns plain tensors, never Datasets or DataLoaders, and never augments
 Data sets:
 
 - ``digits``: scikit-learn's 8x8 digits (ships with scikit-learn, no download). A fixed
-  seeded stratified 80/20 split; see :func:`_digits_split`.
+  seeded stratified 80/20 split; see ``landscape_job.datasets.digits``.
 - ``synthetic``: seeded Gaussian inputs with learnable labels, for tests and smoke runs.
 - ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist``: from local files under
   ``data.root`` in the layout torchvision uses (a remote root or archive is fetched and
@@ -25,7 +25,6 @@ explicitly seeded CPU generators, so every worker on every machine sees the same
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import math
 import os
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from landscape_job.datasets.custom import CUSTOM_DATASETS, is_custom, load_custom
+from landscape_job.datasets.digits import digits_arrays
 from landscape_job.base.errors import UserError
 from landscape_job.spec.sections import DataSpec
 
@@ -96,14 +96,10 @@ CIFAR100_NORM = _Norm(255.0, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 MNIST_NORM = _Norm(255.0, (0.1307,), (0.3081,))
 FASHION_MNIST_NORM = _Norm(255.0, (0.2860,), (0.3530,))
 #: digits: pixels are 0..16, divided by 16, then normalised by the mean and the
-#: (population, ddof=0) std over all pixels of the TRAIN split of ``_digits_split()``,
+#: (population, ddof=0) std over all pixels of the TRAIN split of ``digits.digits_split()``,
 #: computed once in float64 and written here so no worker recomputes (or disagrees on)
 #: them. tests/datasets/test_data.py checks the train split comes out at mean 0, std 1.
 DIGITS_NORM = _Norm(16.0, (0.30577476,), (0.37656184,))
-
-#: digits split: fraction of each class held out as test, and the seed of the shuffle.
-DIGITS_TEST_FRACTION = 0.2
-DIGITS_SPLIT_SEED = 0
 
 #: synthetic defaults; keys of ``data.options`` for ``synthetic``.
 SYNTHETIC_DEFAULTS: Mapping[str, Any] = {
@@ -302,44 +298,9 @@ def _load_raw(name: str, split: str, root: str | None, options: Mapping[str, Any
     return loader(_check_root(root), split), norm
 
 
-def _digits_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, test) indices: per class, a seeded shuffle and the first
-    ``round(0.2 * n_class)`` to test.
-
-    Written out (rather than sklearn's ``train_test_split``) so the split depends only
-    on numpy's frozen legacy ``RandomState`` stream, not on sklearn's internals, and so
-    stays the same across library versions. For the 1797 digits: 1438 train / 359 test.
-    """
-    rng = np.random.RandomState(DIGITS_SPLIT_SEED)
-    test: list[np.ndarray] = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        count = int(round(DIGITS_TEST_FRACTION * len(members)))
-        test.append(rng.permutation(members)[:count])
-    test_idx = np.sort(np.concatenate(test))
-    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    return train_idx, test_idx
-
-
-@functools.lru_cache(maxsize=1)
-def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-learn's digits as (images, labels, train indices, test indices), read once a process:
-    ``load_digits`` parses its bundled CSV on every call (~0.1 s), and a spec's splits, its check and a
-    stage each load them. Read-only: each split is a copy (fancy indexing), so no caller can change them."""
-    from sklearn.datasets import load_digits  # imported lazily: only this loader needs it
-
-    bunch = load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32)  # (1797, 8, 8), values 0..16
-    labels = np.asarray(bunch.target, dtype=np.int64)
-    arrays = (images, labels, *_digits_split(labels))
-    for array in arrays:
-        array.setflags(write=False)
-    return arrays
-
-
 def _load_digits(split: str) -> _Raw:
     """scikit-learn's digits: bundled with the package, so no root and no download."""
-    images, labels, train_idx, test_idx = _digits_arrays()
+    images, labels, train_idx, test_idx = digits_arrays()
     idx = train_idx if split == "train" else test_idx
     return _Raw(torch.from_numpy(images[idx]).unsqueeze(1), torch.from_numpy(labels[idx]))
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from landscape_job.datasets import builtin as data
+from landscape_job.datasets.digits import digits_split
 from landscape_job.base.errors import UserError
 from landscape_job.spec.sections import DataSpec
 from landscape_job.spec.parse import parse_spec
@@ -47,7 +48,7 @@ def test_digits_train_and_test_are_disjoint_and_cover_everything() -> None:
     from sklearn.datasets import load_digits
 
     labels = load_digits().target
-    train_idx, test_idx = data._digits_split(labels)
+    train_idx, test_idx = digits_split(labels)
     assert len(np.intersect1d(train_idx, test_idx)) == 0
     assert len(train_idx) + len(test_idx) == len(labels)
     # stratified: each class has ~20 % of its members in test
@@ -68,7 +69,7 @@ def test_digits_values_match_the_raw_pixels() -> None:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    train_idx, _ = data._digits_split(bunch.target)
+    train_idx, _ = digits_split(bunch.target)
     split = data.load_split(DataSpec(dataset="digits"), "train")
     raw = torch.from_numpy(bunch.images[train_idx]).float()
     expected = (raw / 16 - data.DIGITS_NORM.mean[0]) / data.DIGITS_NORM.std[0]
