@@ -17,6 +17,7 @@ import pytest
 
 from conftest import SYNTHETIC, checkpointed_points, run_all, save_linear_checkpoint, spec_from, write_spec
 from landscape_job import stages
+from landscape_job.forkserver import shared
 from launcher.cli import main as launcher
 from launcher.local.runner import open_run
 
@@ -76,8 +77,8 @@ def test_submit_local_runs_the_pod_entrypoints(tmp_path: Path, linear_spec: dict
     assert (run_dir / "spec.yaml").read_bytes() == stored
 
 
-def _evaluate_command(run_url: str) -> list[str]:
-    return [sys.executable, "-m", "landscape_job.cli", "--run", run_url, "evaluate", "--shard", "0", "--log-points"]
+def _evaluate_args(run_url: str) -> list[str]:
+    return ["--run", run_url, "evaluate", "--shard", "0", "--log-points"]
 
 
 def _points_logged(log: Path) -> int:
@@ -91,7 +92,8 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
     final surface is bit-identical to an uninterrupted evaluate of the shard. That one runs in this
     process (the stage function the workers run, at their one torch thread: the same numbers, and one
     interpreter's start-up less); the shard it is compared with is computed only by the worker processes.
-    (30 points: each attempt is a process start-up plus a few points, so more points only cost time.)"""
+    (30 points: each attempt is a process start-up plus a few points, so more points only cost time.) The
+    workers are forked as a local run forks its stages (landscape_job.forkserver), at its one torch thread."""
     every = 5
     save_linear_checkpoint(tmp_path / "wide.pt", seed=0, hidden=[64, 64])
     linear_spec["model"] = {"arch": "mlp", "checkpoint": "wide.pt", "kwargs": {"hidden": [64, 64]}}
@@ -117,7 +119,7 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
             continue
         log = tmp_path / f"attempt-{attempt}.log"
         with open(log, "w") as handle:
-            process = subprocess.Popen(_evaluate_command(run.url), env=env, stdout=handle, stderr=subprocess.STDOUT)
+            process = shared(env).start(_evaluate_args(run.url), env, stdout=handle.fileno())
             deadline = time.monotonic() + 120
             while before + _points_logged(log) < target and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -131,8 +133,9 @@ def test_sigkilled_worker_resumes_to_the_identical_surface(tmp_path: Path, linea
         assert 0 <= lost <= every, (before, computed, after)
     assert kills >= 4
 
-    final = subprocess.run(_evaluate_command(run.url), env=env, capture_output=True, text=True, check=True)
-    assert "already done (resumed)" in final.stderr
+    with open(tmp_path / "final.log", "w") as handle:
+        assert shared(env).start(_evaluate_args(run.url), env, stdout=handle.fileno()).wait(timeout=120) == 0
+    assert "already done (resumed)" in (tmp_path / "final.log").read_text()
     stages.merge(run, log=lambda _: None, plots=False)
     stages.merge(reference, log=lambda _: None, plots=False)
     got, want = _arrays(tmp_path / "runs/killed/surface.h5"), _arrays(tmp_path / "runs/reference/surface.h5")

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 
 from conftest import write_spec
 from landscape_job.forkserver import FORKS
+from launcher.cli import main as validate
 
 ROOT = Path(__file__).resolve().parents[2]
 # launcher.cli's main, then: its exit code and whether this process imported torch, on the last line of stdout
 LAUNCHER = [sys.executable, "-c", "import sys; from launcher.cli import main\ntry: code = main(sys.argv[1:])\n"
             "except SystemExit as e: code = e.code\nprint(code, 'torch' in sys.modules)"]
 
-pytestmark = [pytest.mark.slow,  # each test runs launchers and their stages (~4 s of CPU)
+pytestmark = [pytest.mark.slow,  # each test runs a launcher and its stage server (~3 s of CPU)
               pytest.mark.skipif(not FORKS, reason="stages are forked on Linux only")]
 
 
@@ -38,21 +40,21 @@ def test_a_local_run_imports_torch_in_its_stages_only(tmp_path: Path, linear_spe
         assert f["train_loss"].shape == (4, 5)  # y by x
 
 
-@pytest.mark.parametrize("mistake", ["kwargs", "device", "data"])
+@pytest.mark.parametrize("mistake", ["kwargs", "device"])
 def test_an_input_mistake_is_validates_one_line_and_nothing_is_written(tmp_path: Path, linear_spec: dict,
-                                                                        mistake: str) -> None:
-    """Mistakes only the inputs' check finds: a checkpoint that does not fit, CUDA on a CPU machine, labels
-    the model's outputs cannot take."""
+                                                                        mistake: str, monkeypatch, capsys) -> None:
+    """Mistakes only the inputs' check finds (a checkpoint that does not fit, CUDA on a CPU machine): the
+    launcher says what ``launcher validate`` says, which checks in its own process (here, this one)."""
     if mistake == "kwargs":
         linear_spec["model"]["kwargs"] = {"hidden": [3]}
-    elif mistake == "device":
-        linear_spec["compute"]["device"] = "cuda"
-        pytest.importorskip("torch").cuda.is_available() and pytest.skip("this machine has CUDA")
     else:
-        linear_spec["data"]["options"]["classes"] = 7
+        linear_spec["compute"]["device"] = "cuda"
+        torch.cuda.is_available() and pytest.skip("this machine has CUDA")
     spec = write_spec(tmp_path, linear_spec)
-    validated, said = _launch("validate", str(spec), cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert validate(["validate", str(spec)]) == 2
+    said = capsys.readouterr().err
     submitted, err = _launch("submit", str(spec), "--local", "--run-id", "r", cwd=tmp_path)
-    assert validated.split()[0] == "2" and said.startswith("launcher: error: "), said
+    assert said.startswith("launcher: error: ") and said.count("\n") == 1, said
     assert submitted == "2 False" and err == said, err
     assert not (tmp_path / "runs").exists()
