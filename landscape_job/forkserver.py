@@ -219,12 +219,11 @@ def shared(env: Mapping[str, str]) -> StageServer:
     with _shared_lock:
         server = _shared.get(key)
         if server is None or not server.usable or server._gone:
-            if not _shared:
-                atexit.register(_close_shared)
             server = _shared[key] = StageServer(env)
         return server
 
 
+@atexit.register
 def _close_shared() -> None:
     with _shared_lock:
         servers = list(_shared.values())

@@ -144,8 +144,8 @@ def checked_spec(path: Path, storage: str | None, quick: bool = False,
     device if ``compute.device: cuda``, and the inputs (model builds, checkpoints fit,
     data loads). Nothing is written. Returns the spec and the samples per split.
 
-    ``inputs`` checks the device and the inputs instead of ``landscape_job.checks.preflight.check_runs_here`` here (``submit --local`` from a
-    fresh launcher runs them in a stage process: ``launcher.local.precheck``).
+    ``inputs`` checks the device and the inputs in place of ``checks.preflight.check_runs_here`` in this
+    process (``submit --local`` from a fresh launcher runs them in a stage: ``launcher.local.precheck``).
     """
     from landscape_job.spec.parse import load_spec
 
