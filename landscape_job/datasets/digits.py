@@ -7,6 +7,9 @@ frozen legacy ``RandomState`` stream, so it is the same in every worker, pod and
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -34,16 +37,45 @@ def digits_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return train_idx, test_idx
 
 
+#: scikit-learn's digits as it ships them, inside its package: 1797 rows of 64 pixels (0..16) and the label.
+DIGITS_FILE = ("datasets", "data", "digits.csv.gz")
+
+
+def digits_file() -> Path | None:
+    """scikit-learn's bundled digits file, found without importing scikit-learn (``None`` where it is not).
+
+    Importing ``sklearn.datasets`` for ``load_digits`` takes about 1.2 s of CPU (scipy, joblib and
+    more come with it), paid by every stage process that loads digits; parsing the file takes ~0.05 s.
+    """
+    found = importlib.util.find_spec("sklearn")
+    for folder in (found.submodule_search_locations or []) if found is not None else []:
+        path = Path(folder).joinpath(*DIGITS_FILE)
+        if path.is_file():
+            return path
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's digits as (images, labels, train indices, test indices), read once a process:
-    ``load_digits`` parses its bundled CSV on every call (~0.1 s), and a spec's splits, its check and a
-    stage each load them. Read-only: each split is a copy (fancy indexing), so no caller can change them."""
-    from sklearn.datasets import load_digits  # imported lazily: only this loader needs it
+    a spec's splits, its check and a stage each load them. Read-only: each split is a copy (fancy
+    indexing), so no caller can change them.
 
-    bunch = load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32)  # (1797, 8, 8), values 0..16
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    The file is parsed as ``load_digits`` parses it (a comma-separated table, the label last;
+    tests/datasets/test_data.py compares the two); a scikit-learn that keeps it elsewhere is asked.
+    """
+    path = digits_file()
+    if path is not None:
+        with gzip.open(path, "rt") as rows:
+            table = np.loadtxt(rows, delimiter=",")
+        images, labels = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    else:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images, labels = bunch.images, bunch.target
+    images = np.asarray(images, dtype=np.float32)  # (1797, 8, 8), values 0..16
+    labels = np.asarray(labels, dtype=np.int64)
     arrays = (images, labels, *digits_split(labels))
     for array in arrays:
         array.setflags(write=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ import pytest
 import torch
 
 from landscape_job.datasets import builtin as data
-from landscape_job.datasets.digits import digits_split
+from landscape_job.datasets import digits as digits_module
+from landscape_job.datasets.digits import digits_arrays, digits_file, digits_split
 from landscape_job.base.errors import UserError
 from landscape_job.spec.sections import DataSpec
 from landscape_job.spec.parse import parse_spec
@@ -75,6 +78,27 @@ def test_digits_values_match_the_raw_pixels() -> None:
     expected = (raw / 16 - data.DIGITS_NORM.mean[0]) / data.DIGITS_NORM.std[0]
     torch.testing.assert_close(split.inputs[:, 0], expected)
     assert torch.equal(split.labels, torch.from_numpy(bunch.target[train_idx]))
+
+
+def test_digits_are_scikit_learns_own_bit_for_bit_read_without_importing_it(monkeypatch) -> None:
+    """digits_arrays parses scikit-learn's bundled file itself (importing sklearn.datasets cost each stage
+    ~1.2 s of CPU): the very images and labels load_digits gives, and the same where the file is not found
+    (load_digits is asked). Under the pinned scikit-learn the file is where it is looked for."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    assert digits_file() is not None
+    for found in (digits_file(), None):
+        monkeypatch.setattr(digits_module, "digits_file", lambda found=found: found)
+        digits_arrays.cache_clear()
+        images, labels, _, _ = digits_arrays()
+        assert images.dtype == np.float32 and labels.dtype == np.int64
+        assert np.array_equal(images, bunch.images.astype(np.float32)) and np.array_equal(labels, bunch.target)
+    digits_arrays.cache_clear()
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from landscape_job.datasets.digits import digits_arrays; "
+                             "digits_arrays(); print(sorted(m for m in sys.modules if m.startswith(('sklearn', 'scipy'))))"],
+                            capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_digits_read_once_a_process_are_still_each_callers_own() -> None:
