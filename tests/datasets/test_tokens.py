@@ -19,6 +19,9 @@ import torch
 from landscape_job.datasets.tokens import IGNORE_INDEX, load_token_split
 from landscape_job.spec.sections import DataSpec
 
+#: On the worker that runs test_language_models.py (why: its pytestmark): tokenizers and a model from transformers.
+pytestmark = pytest.mark.xdist_group("transformers")
+
 CONTEXT = 8
 #: A word-level vocabulary: the specials first, [PAD] not at 0 (a pad that fell back to 0 would show).
 SPECIALS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]

@@ -18,6 +18,9 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
+#: On one pytest-xdist worker with test_tokens.py: the first model built from transformers' code imports its
+#: modelling stack, ~3.5 s of CPU that each worker running one of these tests paid again.
+pytestmark = pytest.mark.xdist_group("transformers")
 
 from conftest import write_spec  # noqa: E402
 from landscape_job import api as ls  # noqa: E402
