@@ -31,15 +31,19 @@ TEST_WORKERS ?= 4
 # workers), and where PYTHONDONTWRITEBYTECODE is set (as on this project's development machines) each
 # would compile what it imports again, ~0.13 s of CPU a process.
 COMPILE := $(PY) -m compileall -q landscape_job launcher tests/support >/dev/null
+# pytest itself with bytecode writing on (an empty PYTHONDONTWRITEBYTECODE is unset): it caches the test
+# modules it has rewritten for its asserts, and rewriting them all again took each worker ~4 s of CPU
+# of its ~10 s collection, every run.
+PYTEST := MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 
 test: $(STAMP) browser kubectl slurm
 	$(COMPILE)
-	MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit loop: everything but the slow, browser and outside-tool tests (markers in pyproject.toml).
 test-fast: $(STAMP)
 	$(COMPILE)
-	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadgroup -m "not slow and not browser and not tools"
+	$(PYTEST) -n 2 --dist loadgroup -m "not slow and not browser and not tools"
 
 # The viewer's tests drive Debian's chromium (never a downloaded browser). Installed here
 # when missing and apt-get is usable as root; otherwise those tests skip, naming why
