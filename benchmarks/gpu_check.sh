@@ -36,13 +36,16 @@ if [ "$SMOKE" = 1 ]; then
 else
     DEVICE=cuda MODEL=${MODEL:-resnet56} IMAGES=${IMAGES:-50000} BATCHES=${BATCHES:-1024,2048,4096} POINTS=${POINTS:-10}
 fi
-# The device and torch's version from one interpreter (importing torch costs seconds): "<device>\t<versions>".
+# The device and torch's version from one interpreter (importing torch costs seconds; a smoke run reads the
+# installed version without importing it): "<device>\t<versions>".
 if ! INFO=$($PY - "$SMOKE" <<'EOF'
-import sys, torch
-versions = f"torch {torch.__version__} CUDA {torch.version.cuda}"
+import sys
 if sys.argv[1] == "1":
-    print(f"CPU (smoke run, not a measurement)\t{versions}")
+    from importlib.metadata import version
+    print(f"CPU (smoke run, not a measurement)\ttorch {version('torch')}")
     sys.exit()
+import torch
+versions = f"torch {torch.__version__} CUDA {torch.version.cuda}"
 from landscape_job.runtime.gpu import cuda_problem
 problem = cuda_problem()
 if problem is not None:
