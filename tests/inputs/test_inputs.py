@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-import boto3
 import numpy as np
 import pytest
 import torch
@@ -39,6 +38,7 @@ from landscape_job.spec.parse import parse_spec
 from landscape_job.storage import open_h5
 from launcher.cli import main as launcher
 from launcher.local.runner import open_run
+from storage_testing import s3_client
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -68,7 +68,7 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cach
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    client = boto3.session.Session().client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    client = s3_client(moto_endpoint)
     bucket = f"in-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     return {"client": client, "bucket": bucket, "endpoint": moto_endpoint}

@@ -17,8 +17,9 @@ import pytest
 
 from conftest import run_all, spec_from, write_spec
 from cluster_testing import (  # noqa: F401 (fixtures)
-    ARRAYS, SECRET_VALUE, aws_env, bucket, cluster_spec, fake, keys, one_line_error, s3, surface_arrays)
+    ARRAYS, SECRET_VALUE, aws_env, bucket, cluster_spec, fake, keys, one_line_error, surface_arrays)
 from fake_k8s import FakeCluster
+from storage_testing import s3_client
 from landscape_job.run.records import ProgressRecord
 from landscape_job.run.tally import tally_key
 from landscape_job.runtime.release import release_next_stages
@@ -115,11 +116,11 @@ def scripted(endpoint: str, bucket: str):
             progress = {"shard": 0, "num_shards": 2, "done": 3, "total": 10, "rate": 1.5, "eta_s": 4.2,
                         "host": env["HOSTNAME"], "device": "cpu", "state": "running"}
             prefix = env["LANDSCAPE_RUN"].split("/", 3)[3]
-            s3(endpoint).put_object(Bucket=bucket, Key=f"{prefix}/shards/shard-0-of-2.progress.json",
+            s3_client(endpoint).put_object(Bucket=bucket, Key=f"{prefix}/shards/shard-0-of-2.progress.json",
                                     Body=json.dumps(progress).encode())
             # ... and its tally key, which status reads for every shard in one listing (run/tally.py)
             tally = tally_key(ProgressRecord.from_json(json.dumps(progress).encode()))
-            s3(endpoint).put_object(Bucket=bucket, Key=f"{prefix}/{tally}", Body=b"")
+            s3_client(endpoint).put_object(Bucket=bucket, Key=f"{prefix}/{tally}", Body=b"")
             return None
         fake.append_log(name, "".join(f"evaluate: line {i}\n" for i in range(20)))
         fake.append_log(name, "landscape-job: error: data.root: folder not found: /data/cifar10\n")

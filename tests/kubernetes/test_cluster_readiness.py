@@ -247,9 +247,9 @@ def test_a_preempted_shard_is_still_retried(fake: FakeCluster, bucket: str, moto
 def test_prepare_refuses_inputs_larger_than_its_cache(fake: FakeCluster, bucket: str, moto_endpoint: str,
                                                       linear_spec: dict, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
-    from cluster_testing import s3
+    from storage_testing import s3_client
 
-    s3(moto_endpoint).put_object(Bucket=bucket, Key="inputs/a.pt", Body=(tmp_path / "a.pt").read_bytes())
+    s3_client(moto_endpoint).put_object(Bucket=bucket, Key="inputs/a.pt", Body=(tmp_path / "a.pt").read_bytes())
     raw = cluster_spec(linear_spec, bucket, moto_endpoint, cache_size="1Ki")
     raw["model"] = {**raw["model"], "checkpoint": f"s3://{bucket}/inputs/a.pt"}
     code = launcher(["submit", str(write_spec(tmp_path, raw)), "--run-id", "tiny", "--wait", "--interval", "0.5"])
@@ -267,9 +267,9 @@ def test_under_kueue_merge_is_admitted_only_after_every_shard(
         fake: FakeCluster, bucket: str, moto_endpoint: str, linear_spec: dict, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
     """Merge holds neither a pod nor quota while the shards run: Kueue admits it once every shard is in storage."""
-    from cluster_testing import s3
+    from storage_testing import s3_client
 
-    client = s3(moto_endpoint)  # one client for every admission (a new one costs a tenth of a second)
+    client = s3_client(moto_endpoint)
     shards_at: dict[str, list[str]] = {}
     fake.kueue.on_admit = lambda key: shards_at.setdefault(key[1], sorted(
         o["Key"].rsplit("/", 1)[-1] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])

@@ -266,7 +266,7 @@ def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     import os
     import uuid
 
-    import boto3
+    from storage_testing import s3_client
 
     for name in list(os.environ):
         if name.startswith("AWS_") or name == "LANDSCAPE_STORAGE_OPTIONS":
@@ -279,7 +279,7 @@ def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
                         ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", moto_endpoint),
                         ("LANDSCAPE_CACHE_DIR", str(tmp_path / "cache"))):
         monkeypatch.setenv(name, value)
-    client = boto3.session.Session().client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    client = s3_client(moto_endpoint)
     name = f"series-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
     return {"client": client, "name": name}

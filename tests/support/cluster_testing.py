@@ -10,11 +10,11 @@ import os
 import uuid
 from pathlib import Path
 
-import boto3
 import h5py
 import numpy as np
 import pytest
 from fake_k8s import FakeCluster
+from storage_testing import s3_client
 
 from landscape_job.storage import STORAGE_OPTIONS_ENV
 
@@ -41,17 +41,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def bucket(moto_endpoint: str, aws_env: None) -> str:
     name = f"b-{uuid.uuid4().hex[:16]}"
-    s3(moto_endpoint).create_bucket(Bucket=name)
+    s3_client(moto_endpoint).create_bucket(Bucket=name)
     return name
 
 
-def s3(endpoint: str):
-    return boto3.session.Session(aws_access_key_id="fake-access-key", aws_secret_access_key=SECRET_VALUE).client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1")
-
-
 def keys(endpoint: str, bucket: str) -> list[str]:
-    return [o["Key"] for o in s3(endpoint).list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return [o["Key"] for o in s3_client(endpoint).list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
 def cluster_spec(linear_spec: dict, bucket: str, endpoint: str, shards: int = 2, **k8s) -> dict:

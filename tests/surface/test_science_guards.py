@@ -105,10 +105,9 @@ def test_lanczos_top_k_does_not_stop_when_only_the_top_pair_has_converged() -> N
 def test_s3_reads_are_verified_when_botocore_checksums_are_off(moto_endpoint: str, monkeypatch) -> None:
     """``request_checksum: when_required`` (MinIO, Ceph): botocore checks nothing on a download, so the
     storage's own sha256 must: an object whose bytes changed under the same length is refused."""
-    import boto3
 
     from landscape_job.storage import open_storage
-    from storage_testing import new_bucket, s3_options
+    from storage_testing import new_bucket, s3_client, s3_options
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -119,7 +118,7 @@ def test_s3_reads_are_verified_when_botocore_checksums_are_off(moto_endpoint: st
     storage.put("shards/shard-0-of-1.h5", data)
     assert storage.get("shards/shard-0-of-1.h5") == data
     tampered = bytes([data[0] ^ 1]) + data[1:]
-    raw = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    raw = s3_client(moto_endpoint)
     raw.put_object(Bucket=bucket, Key="runs/r/shards/shard-0-of-1.h5", Body=tampered,
                    Metadata={"sha256": hashlib.sha256(data).hexdigest()})
     with pytest.raises(StageError, match="sha256 mismatch"):
@@ -247,17 +246,16 @@ def test_api_hessian_equals_the_cli_prepare_on_a_seeded_subset(tmp_path: Path, l
 
 def test_a_pinned_s3_checkpoint_that_changed_is_refused_on_resume(tmp_path: Path, linear_spec: dict,
                                                                    moto_endpoint: str, monkeypatch) -> None:
-    import boto3
 
     from landscape_job import stages
     from launcher.local.runner import open_run
-    from storage_testing import new_bucket
+    from storage_testing import new_bucket, s3_client
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("LANDSCAPE_CACHE_DIR", str(tmp_path / "cache"))
     bucket = new_bucket(moto_endpoint)
-    raw = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    raw = s3_client(moto_endpoint)
     raw.put_object(Bucket=bucket, Key="ck/a.pt", Body=(tmp_path / "a.pt").read_bytes())
     linear_spec["model"]["checkpoint"] = f"s3://{bucket}/ck/a.pt"
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)  # a local storage: the inputs' endpoint from the env
