@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import functools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from launcher.kubernetes.names import object_names, run_selector
 REPO = Path(__file__).resolve().parents[2]
 MIN_VERSION = Version("1.29")
 VERSIONS = sorted({v for v in all_versions() if Version(v) >= MIN_VERSION}, key=Version)
+# kubernetes_validate parses the kind's schema and its multi-megabyte _definitions.json from its package on
+# every call, ~2.5 s of CPU over this module's ~400 validations; they are the same files each time.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
 RUN_ID = "linear-20260101-120000"
 SHARDS = 4
 SECRET_VALUE = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY-DISTINCTIVE-SECRET"
