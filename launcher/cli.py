@@ -247,7 +247,7 @@ def describe_work(spec: Spec, data_sizes: Mapping[str, int] | None = None) -> li
     grid, shards = spec.grid, spec.compute.shards
     per_shard = -(-grid.size // shards)
     dims = f"{grid.nx}" if grid.ndim == 1 else f"{grid.nx} x {grid.ny}"
-    from landscape_job.runtime.precision import describe_precision
+    from landscape_job.spec.sections import describe_precision
 
     lines = [
         f"grid: {dims} = {grid.size} points ({grid.ndim}-D)",

@@ -67,25 +67,6 @@ def resolve_precision(asked: str, device_type: str, capability: tuple[int, int] 
     return PrecisionChoice(asked, "as the spec says")
 
 
-#: What each precision means, as ``launcher validate`` says it (it runs off the cluster, so ``auto``
-#: is the rule each worker will apply; the worker logs and records its choice and reason).
-DESCRIPTIONS = {
-    "auto": "auto: decided by each worker for its device: bf16 on CUDA with compute capability >= 8.0 "
-            "(A100, H100, L4), fp16 on older CUDA (V100, T4), fp32 on CPU",
-    "fp16": "fp16: float16 autocast (for GPUs before Ampere: V100, T4), loss and accuracy summed in float32; "
-            "a point whose logits overflow float16 is NaN and reported",
-    "bf16": "bf16: bfloat16 autocast; needs CUDA compute capability >= 8.0 (a worker on an older GPU stops "
-            "with one line: use fp16 or auto); very slow on most CPUs",
-    "tf32": "tf32: float32 storage, TF32 matmuls and convolutions on Ampere and later",
-    "fp32": "fp32: float32 throughout (TF32 off)",
-    "fp64": "fp64: float64 throughout",
-}
-
-
-def describe_precision(precision: str) -> str:
-    return DESCRIPTIONS.get(precision, precision)
-
-
 def compute_dtype(precision: str, weights: str = "fp32") -> torch.dtype:
     """The dtype of the weights and data: float64 for fp64; ``compute.weights`` bf16/fp16 hold them
     in half the memory; else float32 (autocast lowers per op)."""

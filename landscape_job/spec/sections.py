@@ -58,12 +58,32 @@ TOKEN_TASKS = ("causal_lm", "masked_lm")
 TOKEN_METRICS = ("loss", "perplexity", "token_accuracy")
 #: fp16 and auto came later: the stored value is the word itself, so existing specs keep their hash.
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp64", "auto")
+#: What each precision means, as ``launcher validate`` says it (it runs off the cluster, so ``auto``
+#: is the rule each worker will apply, ``runtime.precision.resolve_precision``; the worker logs and
+#: records its choice and reason). Here with the names, not with that rule: validate --static needs no torch.
+PRECISION_DESCRIPTIONS = {
+    "auto": "auto: decided by each worker for its device: bf16 on CUDA with compute capability >= 8.0 "
+            "(A100, H100, L4), fp16 on older CUDA (V100, T4), fp32 on CPU",
+    "fp16": "fp16: float16 autocast (for GPUs before Ampere: V100, T4), loss and accuracy summed in float32; "
+            "a point whose logits overflow float16 is NaN and reported",
+    "bf16": "bf16: bfloat16 autocast; needs CUDA compute capability >= 8.0 (a worker on an older GPU stops "
+            "with one line: use fp16 or auto); very slow on most CPUs",
+    "tf32": "tf32: float32 storage, TF32 matmuls and convolutions on Ampere and later",
+    "fp32": "fp32: float32 throughout (TF32 off)",
+    "fp64": "fp64: float64 throughout",
+}
+
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_METRICS = ("loss", "accuracy")
 #: Data sets torchvision can download (``data.download: true``), and those whose classes are fixed.
 DOWNLOADABLE = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 FIXED_CLASSES = ("digits", "synthetic", *DOWNLOADABLE)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+def describe_precision(precision: str) -> str:
+    """``compute.precision`` as ``launcher validate`` says it (the name itself where none is known)."""
+    return PRECISION_DESCRIPTIONS.get(precision, precision)
 
 
 _STRINGS_SCHEMA = one_or_list({"type": "string", "minLength": 1}, choices=False)

@@ -209,6 +209,17 @@ def test_a_spec_refused_before_its_inputs_are_read_imports_no_torch(command, tmp
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_static_validate_of_a_valid_spec_imports_no_torch(tmp_path):
+    """``validate --static`` checks what needs no code of the spec's and no inputs (a CI lint step, a pre-commit
+    hook): its whole report, the work and precision lines included, comes without torch (~2.5 s of CPU)."""
+    code = ("import sys; from launcher.cli import main\ntry: code = main(sys.argv[1:])\nexcept SystemExit as e: code = e.code\n"
+            "print(code, sorted(m for m in ('torch', 'torchvision') if m in sys.modules), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, "validate", "--static", str(ROOT / "examples" / "digits.yaml")],
+                         capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stderr.split() == ["0", "[]"], (out.stdout, out.stderr)
+    assert "# work:" in out.stdout and "precision: fp32: float32 throughout" in out.stdout, out.stdout
+
+
 @pytest.mark.parametrize("entry", ["landscape_job.stages.merge_stage", "landscape_job.outputs.exports",
                                    "landscape_job.plots.options"])
 def test_merge_imports_matplotlib_only_to_draw_figures(entry):

@@ -275,12 +275,6 @@ def test_gpu_check_rows_from_the_benchmark_output() -> None:
     assert "failed (no ceiling" in rows.row("Traceback ...", "m", "fp16")
 
 
-def test_a_precision_without_a_description_is_said_as_it_is() -> None:
-    from landscape_job.runtime.precision import DESCRIPTIONS, describe_precision
-
-    assert describe_precision("fp8") == "fp8" and describe_precision("fp16") == DESCRIPTIONS["fp16"]
-
-
 def test_the_dtype_and_the_reasons_each_choice_gives(monkeypatch) -> None:
     from landscape_job.base.errors import UserError
     from landscape_job.runtime.precision import compute_dtype, device_capability, resolve_precision

@@ -186,3 +186,9 @@ def test_a_spec_with_plot_formats_round_trips_through_its_dict(tmp_path: Path, l
     spec = spec_from(tmp_path, linear_spec)
     assert spec.to_dict()["plot"]["formats"] == ["png", "html"]
     assert parse_spec(spec.to_dict(), base_dir=tmp_path).to_dict() == spec.to_dict()
+
+
+def test_a_precision_without_a_description_is_said_as_it_is() -> None:
+    from landscape_job.spec.sections import PRECISION_DESCRIPTIONS, describe_precision
+
+    assert describe_precision("fp8") == "fp8" and describe_precision("fp16") == PRECISION_DESCRIPTIONS["fp16"]
