@@ -21,6 +21,10 @@ import pytest
 
 from landscape_job.outputs.exports import write_exports
 
+#: One pytest-xdist worker runs this file: its one Chromium (and playwright's driver) is started once,
+#: not on each of the four workers (~2 s of CPU each).
+pytestmark = pytest.mark.xdist_group("browser")
+
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
