@@ -24,7 +24,8 @@ demo: $(STAMP)
 
 # The suite on TEST_WORKERS pytest-xdist workers: most of its time is spent waiting on the processes it
 # starts (launchers, pods, workers), so more workers than cores still shortens it. --dist loadgroup keeps
-# the Slurm tests on one worker with the session's one cluster; `pytest -n0` runs in one process.
+# each xdist_group on one worker: the Slurm tests with the session's one cluster, and the tests that share
+# one costly start (the notebook's kernel, transformers' models, Chromium); `pytest -n0` runs in one process.
 TEST_WORKERS ?= 4
 
 # The project's modules byte-compiled first: the suite starts ~300 Python processes (launchers, pods,
