@@ -57,6 +57,11 @@ def log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
+#: The pod entrypoint's name: each line it prints about a failure starts "landscape-job: " (``run_guarded``),
+#: which the local runner reads back from a stage's output (``launcher.local.runner.own_error``).
+PROG = "landscape-job"
+
+
 def run_guarded(body: Callable[[], int | None], prog: str) -> int:
     """Turns a user's mistake or a broken run into one line on stderr; the traceback too only with ``-v``."""
     log_to_stderr()
@@ -122,7 +127,7 @@ def _trace() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="landscape-job", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=os.environ.get(RUN_ENV),
                         help="the run's storage prefix, e.g. file:///data/runs/r1 (default: $LANDSCAPE_RUN)")
     sub = parser.add_subparsers(dest="stage", required=True)
@@ -262,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             body()
 
     with termination.handled():
-        return run_guarded(unmasked_body, "landscape-job")
+        return run_guarded(unmasked_body, PROG)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from landscape_job.base.errors import USER_ERROR_EXIT, StageError, UserError, UserErrors
 from landscape_job.base import verbosity
+from landscape_job.cli import PROG
 from landscape_job.forkserver import FORKS, shared
 from landscape_job.spec.sections import Spec
 
-_ERROR, _NOTE = "landscape-job: error: ", "landscape-job: note: "
+_ERROR, _NOTE = f"{PROG}: error: ", f"{PROG}: note: "
 
 
 class StagedCheck:
@@ -39,7 +40,7 @@ class StagedCheck:
         return FORKS and "torch" not in sys.modules
 
     def __call__(self, spec: Spec) -> None:
-        from launcher.local.runner import stage_env
+        from launcher.local.runner import own_error, stage_env
 
         env = stage_env()
         read, write = os.pipe()
@@ -60,7 +61,7 @@ class StagedCheck:
         shown = [line for line in lines if not line.startswith((_ERROR, _NOTE))]
         if code != 0:  # not the user's mistake: what the check printed (a traceback) is the story
             sys.stderr.write("".join(f"{line}\n" for line in shown))
-            last = lines[-1].removeprefix("landscape-job: ") if lines else f"exit {code}"
+            last = own_error(output) or (lines[-1] if lines else f"exit {code}")
             raise StageError(f"the check of the inputs failed: {last}")
         if shown and verbosity.level() > verbosity.QUIET:  # what the check logged, as it would have here
             sys.stderr.write("".join(f"{line}\n" for line in shown))

@@ -38,6 +38,7 @@ from landscape_job.stages import MANIFEST_KEY, SPEC_KEY, read_manifest, read_run
 from landscape_job.run.lease import CANCELLED as CANCEL_REASON, Lease
 from landscape_job.run.pinned import verify_inputs
 from landscape_job.base.termination import PARENT_ENV
+from landscape_job.cli import PROG
 from landscape_job.storage import Storage, open_storage, run_storage
 from landscape_job.forkserver import StageProcess, command, shared
 from launcher.backends.done import run_missing
@@ -225,7 +226,7 @@ class LocalRunner:
         if worker.process.returncode != 0:
             _check_full(self.run, stage, text)
             where = f"log: {self.run.url}/logs/{worker.log_path.name}"
-            why = _own_error(text)
+            why = own_error(text)
             if why:  # the worker said what went wrong in one line: that line, and where its log is
                 raise StageError(f"{stage} stage failed (exit {worker.process.returncode}): {why}; {where}")
             tail = "\n".join("    " + line for line in text.strip().splitlines()[-15:])
@@ -286,14 +287,14 @@ class LocalRunner:
 LOW_SPACE = 1 << 20
 
 
-def _own_error(log: str) -> str | None:
-    """The worker's own one-line error (``landscape-job: ...``, its last line), or None after a crash.
+def own_error(log: str) -> str | None:
+    """A stage's own one-line error (``landscape-job: ...``, its last line), or None after a crash.
 
     It goes on the launcher's line: when the store fails, the worker may notice before the
     launcher's own poll does, and the line must say the same either way."""
     lines = log.strip().splitlines()
     last = lines[-1] if lines else ""
-    return last.removeprefix("landscape-job: ") if last.startswith("landscape-job: ") else None
+    return last.removeprefix(f"{PROG}: ") if last.startswith(f"{PROG}: ") else None
 
 
 def _check_full(run: Storage, stage: str, log: str) -> None:
