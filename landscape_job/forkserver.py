@@ -128,6 +128,11 @@ class StageServer:
         self.socket = ours
         threading.Thread(target=self._read, daemon=True, name="forkserver-replies").start()
 
+    @property
+    def serving(self) -> bool:
+        """Whether stages can be forked from it: it started (forking is possible here), is not closed, and lives."""
+        return self.usable and not self._gone
+
     def __enter__(self) -> StageServer:
         return self
 
@@ -165,7 +170,7 @@ class StageServer:
         """``python -m landscape_job.cli *args`` with ``env``, its stdout and stderr on the descriptor ``stdout``."""
         afresh = lambda: subprocess.Popen(command(args), env=dict(env), cwd=cwd, stdout=stdout,  # noqa: E731
                                           stderr=subprocess.STDOUT, start_new_session=new_session)
-        if not self.usable or self._gone or _startup_settings(env) != self._startup:
+        if not self.serving or _startup_settings(env) != self._startup:
             return afresh()
         request = json.dumps({"args": args, "env": dict(env), "cwd": cwd, "session": new_session}).encode()
         with self._lock:
@@ -218,7 +223,7 @@ def shared(env: Mapping[str, str]) -> StageServer:
     key = tuple(sorted(_startup_settings(env).items()))
     with _shared_lock:
         server = _shared.get(key)
-        if server is None or not server.usable or server._gone:
+        if server is None or not server.serving:
             server = _shared[key] = StageServer(env)
         return server
 
